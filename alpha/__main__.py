@@ -1,0 +1,3 @@
+from alpha.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,312 @@
+"""The configs: the single source of truth for every tunable of a model, a training run and sampling.
+
+Each config is a frozen dataclass with a commented default per field. Values are checked on
+construction; an error names the field and the value (`n_embd=100 is not divisible by n_head=3`).
+Configs are resolved from four layers, highest first: CLI flags > a JSON file > the domain's
+defaults > the dataclass defaults (`resolve`). `config_hash` is a stable hash of the whole
+nested config, saved with every run and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import typing
+from dataclasses import dataclass, field, fields
+
+from alpha.core.errors import ConfigError
+
+ACTIVATIONS = ("gelu", "relu", "silu", "swiglu")
+TOKENIZERS = ("char", "bpe", "word")
+BACKENDS = ("cpu", "helios")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 256  # tokens in the vocabulary (set from the tokenizer when training)
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads; n_embd must divide evenly
+    n_embd: int = 128  # residual stream width
+    block_size: int = 128  # longest context the model sees (positional embeddings)
+    ffn_dim: int = 0  # MLP hidden width; 0 means 4*n_embd
+    activation: str = "gelu"  # gelu (tanh approximation) | relu | silu | swiglu
+    bias: bool = True  # biases in linear layers and layernorms
+    tie_embeddings: bool = True  # LM head shares the token embedding matrix
+    dropout: float = 0.0  # dropout probability on embeddings, attention output and MLP output
+    layernorm_eps: float = 1e-5  # epsilon inside every layernorm
+
+    def __post_init__(self):
+        _check_types(self)
+        _positive(self, "vocab_size", "n_layer", "n_head", "n_embd", "block_size")
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}"
+            )
+        if self.ffn_dim < 0:
+            raise ConfigError(f"ffn_dim={self.ffn_dim} must be >= 0 (0 means 4*n_embd)")
+        _choice(self, "activation", ACTIVATIONS)
+        _fraction(self, "dropout", upper_open=True)
+        if not self.layernorm_eps > 0:
+            raise ConfigError(f"layernorm_eps={self.layernorm_eps} must be > 0")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden_dim(self) -> int:
+        """The MLP's hidden width (what ffn_dim=0 resolves to)."""
+        return self.ffn_dim or 4 * self.n_embd
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data and run layout
+    data: str = ""  # training text file ("" = the domain's default corpus)
+    val_data: str = ""  # validation text file ("" = the last 10% of data)
+    tokenizer: str = ""  # char | bpe | word ("" = the domain's tokenizer)
+    backend: str = "cpu"  # cpu | helios
+    run_dir: str = ""  # where the run folder goes ("" = outputs/<run_id>)
+    # optimisation
+    batch_size: int = 16  # sequences per micro-batch
+    iters: int = 2000  # optimizer steps
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
+    warmup_iters: int = 100  # linear warmup steps
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.99  # AdamW second-moment decay
+    eps: float = 1e-8  # AdamW epsilon
+    weight_decay: float = 0.1  # decoupled weight decay (not on norms, biases, embeddings)
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
+    accum_steps: int = 1  # micro-batches per optimizer step
+    # cadence (0 turns each off)
+    eval_interval: int = 250  # steps between validation passes
+    eval_iters: int = 20  # batches per validation pass
+    sample_interval: int = 500  # steps between samples
+    checkpoint_interval: int = 500  # steps between checkpoints
+    log_interval: int = 1  # steps between progress lines
+    keep_checkpoints: int = 3  # checkpoints kept besides the best-val one
+    max_bad_steps: int = 5  # consecutive NaN/Inf steps before training stops
+    seed: int = 1337  # one seed for every RNG stream
+
+    def __post_init__(self):
+        _check_types(self)
+        _positive(self, "batch_size", "iters", "accum_steps", "eval_iters")
+        _non_negative(
+            self, "warmup_iters", "eval_interval", "sample_interval", "checkpoint_interval",
+            "log_interval", "keep_checkpoints", "seed", "weight_decay", "grad_clip", "min_lr",
+        )
+        if self.max_bad_steps < 1:
+            raise ConfigError(f"max_bad_steps={self.max_bad_steps} must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr={self.lr} must be a positive number")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"min_lr={self.min_lr} is larger than lr={self.lr}")
+        _fraction(self, "beta1", upper_open=True)
+        _fraction(self, "beta2", upper_open=True)
+        if not self.eps > 0:
+            raise ConfigError(f"eps={self.eps} must be > 0")
+        if self.tokenizer:
+            _choice(self, "tokenizer", TOKENIZERS)
+        _choice(self, "backend", BACKENDS)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    max_tokens: int = 200  # tokens to generate
+    temperature: float = 0.8  # 0 means greedy
+    top_k: int = 0  # keep the k most likely tokens (0 = off)
+    top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
+    seed: int = 1337  # sampling RNG seed
+    prompt: str = ""  # text to continue
+    stop: tuple = ()  # strings that end generation
+
+    def __post_init__(self):
+        if isinstance(self.stop, list):
+            object.__setattr__(self, "stop", tuple(self.stop))
+        _check_types(self)
+        _non_negative(self, "max_tokens", "top_k", "seed")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"temperature={self.temperature} must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p={self.top_p} must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    name: str  # registry key: text | code | chat
+    description: str = ""  # one line for `--help` and the dashboards
+    tokenizer: str = "char"  # default tokenizer for this domain
+    special_tokens: tuple = ()  # tokens never split nor merged by the tokenizer
+    model: dict = field(default_factory=dict)  # ModelConfig overrides this domain prefers
+    train: dict = field(default_factory=dict)  # TrainConfig overrides this domain prefers
+    sample: dict = field(default_factory=dict)  # SampleConfig overrides this domain prefers
+
+    def __post_init__(self):
+        if isinstance(self.special_tokens, list):
+            object.__setattr__(self, "special_tokens", tuple(self.special_tokens))
+        _check_types(self)
+        _choice(self, "tokenizer", TOKENIZERS)
+        for section, cls in (("model", ModelConfig), ("train", TrainConfig), ("sample", SampleConfig)):
+            _check_keys(cls, getattr(self, section), f"domain {self.name!r} {section}")
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _check_types(cfg) -> None:
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        want = hints[f.name]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(cfg, f.name, float(value))
+            continue
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if not ok:
+            raise ConfigError(
+                f"{f.name}={value!r} has type {type(value).__name__}, expected {want.__name__}"
+            )
+
+
+def _positive(cfg, *names):
+    for n in names:
+        if getattr(cfg, n) <= 0:
+            raise ConfigError(f"{n}={getattr(cfg, n)} must be > 0")
+
+
+def _non_negative(cfg, *names):
+    for n in names:
+        v = getattr(cfg, n)
+        if not (v >= 0 and math.isfinite(v)):
+            raise ConfigError(f"{n}={v} must be >= 0")
+
+
+def _fraction(cfg, name, upper_open=False):
+    v = getattr(cfg, name)
+    if not (0 <= v < 1 if upper_open else 0 <= v <= 1):
+        raise ConfigError(f"{name}={v} must be in [0, 1{')' if upper_open else ']'}")
+
+
+def _choice(cfg, name, choices):
+    v = getattr(cfg, name)
+    if v not in choices:
+        raise ConfigError(f"{name}={v!r} is not one of {', '.join(choices)}")
+
+
+def _check_keys(cls, overrides: dict, where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    for key in overrides:
+        if key not in known:
+            raise ConfigError(f"unknown {cls.__name__} field {key!r} in {where}")
+
+
+# --------------------------------------------------------------------------------------------
+# resolution: CLI > file > domain > defaults
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run: the domain and the three resolved configs."""
+
+    domain: str
+    model: ModelConfig
+    train: TrainConfig
+    sample: SampleConfig
+
+    def to_dict(self) -> dict:
+        return {
+            "domain": self.domain,
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "sample": {**dataclasses.asdict(self.sample), "stop": list(self.sample.stop)},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        _check_keys_dict(d, {"domain", "model", "train", "sample"}, "run config")
+        return cls(
+            domain=d.get("domain", "text"),
+            model=build(ModelConfig, d.get("model", {}), "model"),
+            train=build(TrainConfig, d.get("train", {}), "train"),
+            sample=build(SampleConfig, d.get("sample", {}), "sample"),
+        )
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.to_dict())
+
+
+def _check_keys_dict(d: dict, known: set, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(d).__name__}")
+    for key in d:
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in {where} (known: {', '.join(sorted(known))})")
+
+
+def build(cls, values: dict, where: str = ""):
+    """Construct `cls` from a dict, naming the section in errors about unknown keys."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__} must be a JSON object")
+    _check_keys(cls, values, where or cls.__name__)
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e}" if where else str(e)) from None
+
+
+def load_config_file(path: str) -> dict:
+    """Read a JSON config file: {"domain": ..., "model": {...}, "train": {...}, "sample": {...}}."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    _check_keys_dict(data, {"domain", "model", "train", "sample"}, f"config file {path}")
+    return data
+
+
+def resolve(
+    domain: str = "",
+    file_path: str = "",
+    cli: dict | None = None,
+) -> RunConfig:
+    """Merge the layers, highest first: `cli` > the JSON file > the domain's defaults > defaults.
+
+    `cli` has the same shape as the file: {"model": {...}, "train": {...}, "sample": {...}} with only
+    the fields the user actually gave. The domain comes from `domain`, else the file, else "text".
+    """
+    from alpha.core.domains import get_domain
+
+    cli = cli or {}
+    file_data = load_config_file(file_path) if file_path else {}
+    name = domain or cli.get("domain") or file_data.get("domain") or "text"
+    dom = get_domain(name)
+    merged = {}
+    for section in ("model", "train", "sample"):
+        merged[section] = {
+            **getattr(dom, section),
+            **file_data.get(section, {}),
+            **cli.get(section, {}),
+        }
+    return RunConfig.from_dict({"domain": dom.name, **merged})
+
+
+def config_hash(obj) -> str:
+    """A stable hash of a nested config: sha256 over canonical JSON, first 16 hex digits."""
+    if dataclasses.is_dataclass(obj):
+        obj = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list, allow_nan=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def diff_fields(a, b) -> list[str]:
+    """Names of the fields where two configs of the same type differ (for refusal messages)."""
+    return [f.name for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)]

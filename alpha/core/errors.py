@@ -1,0 +1,35 @@
+"""Typed errors. The library raises these; only the CLI turns them into messages and exit codes.
+
+Every error that a user can cause by what they typed or gave us is an `AlphaError`; the CLI prints
+its message on one line and exits with code 2, without a traceback.
+"""
+
+
+class AlphaError(Exception):
+    """Base of every error caused by user input or the environment (not by a bug in Alpha)."""
+
+    exit_code = 2
+
+
+class ConfigError(AlphaError, ValueError):
+    """A config field has a bad value or type, or an unknown key was given."""
+
+
+class DataError(AlphaError, ValueError):
+    """Training data is missing, empty, too short or unreadable."""
+
+
+class CheckpointError(AlphaError, ValueError):
+    """A checkpoint is corrupt, truncated, or incompatible with the requested config."""
+
+
+class BackendUnavailable(AlphaError, RuntimeError):
+    """A backend cannot run here (no C compiler, no Vulkan device...); the message says what to do."""
+
+
+class CompilerNotFound(BackendUnavailable):
+    """No working C compiler for the CPU kernels."""
+
+
+class StoreError(AlphaError, RuntimeError):
+    """The run database rejected a request or could not be reached."""
