@@ -27,7 +27,8 @@ class CPUStorage:
         code, size = DTYPES[dtype]
         if count is None:
             count = self.nbytes // size - offset
-        block = (ctypes.c_char * (count * size)).from_address(self.ptr + offset * size)
+        start = self.ptr - ctypes.addressof(self.raw) + offset * size
+        block = (ctypes.c_char * (count * size)).from_buffer(self.raw, start)  # keeps raw alive
         return memoryview(block).cast("B").cast(code)
 
 
