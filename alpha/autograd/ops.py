@@ -1,0 +1,213 @@
+"""Differentiable ops: each computes its output with backend calls and, right below, defines its
+backward (micrograd's shape). Names follow llm.c: the `layernorm` op here calls the backend's
+`layernorm_forward` / `layernorm_backward`, so one grep finds the op everywhere.
+
+Every op takes the tape first, then Vars (and plain Tensors for integer inputs), then sizes and
+scalars. Outputs come from the tape's pool; backward closures add into gradient buffers.
+
+Matmul weights are stored (in, out) — GPT-2's Conv1D layout — so `linear` computes x @ w + b; the
+LM head reads the token embedding (V, C) and passes `transpose_w=True` (x @ wte^T).
+"""
+
+from __future__ import annotations
+
+from alpha.autograd.tape import Tape, Var
+
+
+# ---- linear layers --------------------------------------------------------------------------
+
+def linear(t: Tape, x: Var, w: Var, b: Var | None = None, *, transpose_w: bool = False) -> Var:
+    """out = x @ w + b. x (..., K); w (K, N), or (N, K) with transpose_w; b (N,) or None."""
+    be = t.backend
+    K = x.data.shape[-1]
+    N = w.data.shape[0] if transpose_w else w.data.shape[1]
+    out = t.buffer(x.data.shape[:-1] + (N,), x.data.dtype)
+    x2 = x.data.view(-1, K)  # (BT, K)
+    out2 = out.view(-1, N)  # (BT, N)
+    be.matmul(out2, x2, w.data, trans_b=transpose_w)
+    if b is not None:
+        be.binary(out2, "add", out2, b.data)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            dy = y.grad.view(-1, N)  # (BT, N)
+            if x.requires_grad:
+                dx, acc = t.grad_for_write(x)
+                # dx = dy @ w^T  (or dy @ w when w is stored (N, K))
+                be.matmul(dx.view(-1, K), dy, w.data, trans_b=not transpose_w, accumulate=acc)
+            if w.requires_grad:
+                if transpose_w:
+                    be.matmul(w.grad, dy, x2, trans_a=True, accumulate=True)  # (N, K) += dy^T x
+                else:
+                    be.matmul(w.grad, x2, dy, trans_a=True, accumulate=True)  # (K, N) += x^T dy
+            if b is not None and b.requires_grad:
+                be.sum_to(b.grad, dy)  # (N,) += column sums
+        t.record(y, backward)
+    return y
+
+
+# ---- elementwise ----------------------------------------------------------------------------
+
+def add(t: Tape, a: Var, b: Var) -> Var:
+    """out = a + b; b may broadcast against a (a bias, the positional embedding)."""
+    be = t.backend
+    out = t.buffer(a.data.shape, a.data.dtype)
+    be.binary(out, "add", a.data, b.data)
+    y = Var(out)
+
+    if t.recording:
+        same = a.data.shape == b.data.shape
+
+        def backward():
+            dy = y.grad
+            if b.requires_grad:
+                if same and b.grad is None:
+                    g = b.grad = t.buffer(dy.shape, dy.dtype)
+                    be.copy(g, dy)
+                elif same:
+                    be.axpy(b.grad, dy, 1.0)
+                else:
+                    be.sum_to(t.grad(b), dy)
+            if a.requires_grad:
+                t.accumulate(a, dy)  # the residual stream's gradient passes through, no copy
+        t.record(y, backward)
+    return y
+
+
+def dropout(t: Tape, x: Var, p: float, stream) -> Var:
+    """Inverted dropout with probability p; masks from uniforms of `stream` (the Rng's "dropout"
+    stream). Identity (the same Var) when p is 0 or stream is None (eval)."""
+    if p <= 0.0 or stream is None:
+        return x
+    be = t.backend
+    u = t.buffer(x.data.shape, "f32")
+    be.rng_uniform(u, stream.key, stream.take(u.numel))
+    out = t.buffer(x.data.shape, x.data.dtype)
+    be.dropout_forward(out, x.data, u, p)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            be.dropout_backward(t.grad(x), y.grad, u, p)
+        t.record(y, backward)
+    return y
+
+
+def _pointwise(t: Tape, x: Var, forward, backward_op, out_last: int | None = None) -> Var:
+    """An activation: out = f(x), dx += f'(x) * dout (backend forward/backward pair)."""
+    shape = x.data.shape if out_last is None else x.data.shape[:-1] + (out_last,)
+    out = t.buffer(shape, x.data.dtype)
+    forward(out, x.data)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            backward_op(t.grad(x), y.grad, x.data)
+        t.record(y, backward)
+    return y
+
+
+def gelu(t: Tape, x: Var) -> Var:
+    return _pointwise(t, x, t.backend.gelu_forward, t.backend.gelu_backward)
+
+
+def relu(t: Tape, x: Var) -> Var:
+    return _pointwise(t, x, t.backend.relu_forward, t.backend.relu_backward)
+
+
+def silu(t: Tape, x: Var) -> Var:
+    return _pointwise(t, x, t.backend.silu_forward, t.backend.silu_backward)
+
+
+def swiglu(t: Tape, x: Var) -> Var:
+    """x (..., 2H) -> (..., H) = silu(x[..., :H]) * x[..., H:]."""
+    return _pointwise(t, x, t.backend.swiglu_forward, t.backend.swiglu_backward,
+                      out_last=x.data.shape[-1] // 2)
+
+
+ACTIVATIONS = {"gelu": gelu, "relu": relu, "silu": silu, "swiglu": swiglu}
+
+
+# ---- normalisation --------------------------------------------------------------------------
+
+def layernorm(t: Tape, x: Var, w: Var, b: Var | None, eps: float = 1e-5) -> Var:
+    """LayerNorm over the last dim. x (..., C); w, b (C,) (b may be None)."""
+    be = t.backend
+    dtype = x.data.dtype
+    out = t.buffer(x.data.shape, dtype)
+    mean = t.buffer(x.data.shape[:-1], dtype)  # (...,) saved for the backward
+    rstd = t.buffer(x.data.shape[:-1], dtype)
+    be.layernorm_forward(out, mean, rstd, x.data, w.data, None if b is None else b.data, eps)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            be.layernorm_backward(t.grad(x), w.grad, None if b is None else b.grad, y.grad,
+                                  x.data, w.data, mean, rstd)
+        t.record(y, backward)
+    return y
+
+
+# ---- embeddings -----------------------------------------------------------------------------
+
+def embedding(t: Tape, ids, table: Var) -> Var:
+    """out (..., C) = table[ids]; ids an i32 Tensor (...,), table (V, C)."""
+    be = t.backend
+    out = t.buffer(ids.shape + (table.data.shape[1],), table.data.dtype)
+    be.embedding_forward(out, ids, table.data)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            if table.requires_grad:
+                be.embedding_backward(table.grad, y.grad, ids)
+        t.record(y, backward)
+    return y
+
+
+# ---- attention ------------------------------------------------------------------------------
+
+def attention(t: Tape, qkv: Var, n_head: int) -> Var:
+    """Fused causal self-attention: qkv (B, T, 3C) packed [q | k | v] -> out (B, T, C)."""
+    be = t.backend
+    B, T, C3 = qkv.data.shape
+    dtype = qkv.data.dtype
+    out = t.buffer((B, T, C3 // 3), dtype)
+    lse = t.buffer((B, n_head, T), dtype)  # log-sum-exp per query, saved for the backward
+    be.attention_forward(out, lse, qkv.data, n_head)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            be.attention_backward(t.grad(qkv), y.grad, qkv.data, out, lse, n_head)
+        t.record(y, backward)
+    return y
+
+
+# ---- loss -----------------------------------------------------------------------------------
+
+def crossentropy(t: Tape, logits: Var, targets) -> Var:
+    """Mean cross-entropy over all N = B*T positions (a target of -1 adds 0 to the sum but still
+    counts in N). logits (..., V); targets i32 (...,). Returns a (1,) Var."""
+    be = t.backend
+    V = logits.data.shape[-1]
+    dtype = logits.data.dtype
+    logits2 = logits.data.view(-1, V)  # (N, V)
+    targets1 = targets.view(-1)  # (N,)
+    N = logits2.shape[0]
+    losses = t.buffer((N,), dtype)
+    be.crossentropy_forward(losses, logits2, targets1)
+    loss = t.buffer((1,), dtype)
+    be.sum(loss, losses, (0,), keepdim=True)
+    be.binary_scalar(loss, "mul", loss, 1.0 / N)
+    y = Var(loss)
+
+    if t.recording:
+        def backward():
+            dlosses = t.buffer((N,), dtype)
+            be.fill(dlosses, 1.0 / N)
+            be.binary(dlosses, "mul", dlosses, y.grad)  # (N,) * (1,): d(mean)/d(loss_i) * dloss
+            be.crossentropy_backward(t.grad(logits).view(-1, V), dlosses, logits2, targets1)
+        t.record(y, backward)
+    return y

@@ -1,0 +1,202 @@
+"""`python -m alpha train`: train a GPT. With no arguments it trains a small char-level model on the
+Python standard library of this interpreter (about three minutes on two cores) and ends with a
+sample.
+
+Every ModelConfig/TrainConfig field has a flag (`FLAGS` maps flag -> field; the help text is the
+field's comment in alpha/core/config.py). A flag's default is None, so only flags the user gave
+override the lower layers: CLI > --config FILE > --domain defaults > dataclass defaults.
+`--resume CKPT` continues a checkpoint: its saved config is the base, the flags given here override
+it, and a model field that would change is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+
+from alpha.core.config import (
+    ACTIVATIONS, BACKENDS, TOKENIZERS, ModelConfig, RunConfig, SampleConfig, TrainConfig,
+    load_config_file,
+)
+from alpha.core.errors import CheckpointError
+
+# flag -> (section, field). Booleans get --flag / --no-flag.
+FLAGS = {
+    # model
+    "--vocab-size": ("model", "vocab_size"),
+    "--layers": ("model", "n_layer"),
+    "--heads": ("model", "n_head"),
+    "--dim": ("model", "n_embd"),
+    "--block": ("model", "block_size"),
+    "--ffn-dim": ("model", "ffn_dim"),
+    "--activation": ("model", "activation"),
+    "--bias": ("model", "bias"),
+    "--tie": ("model", "tie_embeddings"),
+    "--dropout": ("model", "dropout"),
+    "--layernorm-eps": ("model", "layernorm_eps"),
+    # data and layout
+    "--data": ("train", "data"),
+    "--val-data": ("train", "val_data"),
+    "--tokenizer": ("train", "tokenizer"),
+    "--backend": ("train", "backend"),
+    "--run-dir": ("train", "run_dir"),
+    # optimisation
+    "--batch": ("train", "batch_size"),
+    "--iters": ("train", "iters"),
+    "--lr": ("train", "lr"),
+    "--min-lr": ("train", "min_lr"),
+    "--warmup": ("train", "warmup_iters"),
+    "--beta1": ("train", "beta1"),
+    "--beta2": ("train", "beta2"),
+    "--eps": ("train", "eps"),
+    "--weight-decay": ("train", "weight_decay"),
+    "--grad-clip": ("train", "grad_clip"),
+    "--accum": ("train", "accum_steps"),
+    # cadence
+    "--eval-interval": ("train", "eval_interval"),
+    "--eval-iters": ("train", "eval_iters"),
+    "--sample-interval": ("train", "sample_interval"),
+    "--checkpoint-interval": ("train", "checkpoint_interval"),
+    "--log-interval": ("train", "log_interval"),
+    "--keep-checkpoints": ("train", "keep_checkpoints"),
+    "--max-bad-steps": ("train", "max_bad_steps"),
+    "--seed": ("train", "seed"),
+    # the samples shown while training
+    "--sample-tokens": ("sample", "max_tokens"),
+    "--temperature": ("sample", "temperature"),
+    "--top-k": ("sample", "top_k"),
+    "--top-p": ("sample", "top_p"),
+    "--prompt": ("sample", "prompt"),
+}
+CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS}
+METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
+_CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
+
+
+def field_docs(cls) -> dict[str, str]:
+    """{field: its trailing comment} read from the dataclass source: the one place they live."""
+    docs = {}
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return docs
+    for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, re.MULTILINE):
+        docs[m.group(1)] = m.group(2).strip()
+    return docs
+
+
+def add_config_flags(p: argparse.ArgumentParser, flags: dict = FLAGS) -> None:
+    """One flag per config field in `flags`, typed from the dataclass, default None."""
+    groups = {
+        "model": p.add_argument_group("model (ModelConfig)"),
+        "train": p.add_argument_group("training (TrainConfig)"),
+        "sample": p.add_argument_group("samples while training (SampleConfig)"),
+    }
+    docs = {s: field_docs(cls) for s, cls in _CLASSES.items()}
+    for flag, (section, name) in flags.items():
+        cls = _CLASSES[section]
+        f = next(x for x in dataclasses.fields(cls) if x.name == name)
+        typ = {"int": int, "float": float, "str": str, "bool": bool}.get(
+            f.type if isinstance(f.type, str) else f.type.__name__, str)
+        default = f.default
+        helptext = f"{docs[section].get(name, name)} [{section}.{name}, default {default!r}]"
+        helptext = helptext.replace("%", "%%")
+        g = groups[section]
+        dest = f"{section}__{name}"
+        if typ is bool:
+            g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                           help=helptext)
+        else:
+            metavar = None if name in CHOICES else METAVARS.get(name) or (
+                "N" if typ is int else "X" if typ is float else "TEXT")
+            g.add_argument(flag, dest=dest, type=typ, default=None, choices=CHOICES.get(name),
+                           metavar=metavar, help=helptext)
+
+
+def cli_overrides(args) -> dict:
+    """{"model": {...}, "train": {...}, "sample": {...}} of the flags the user gave."""
+    out: dict = {"model": {}, "train": {}, "sample": {}}
+    for key, value in vars(args).items():
+        if "__" in key and value is not None:
+            section, name = key.split("__", 1)
+            if section in out:
+                out[section][name] = value
+    return out
+
+
+def register(sub):
+    p = sub.add_parser(
+        "train", help="train a GPT (no arguments: a small model on Python's own sources)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--domain", default=None, help="text | code | chat: picks tokenizer and defaults")
+    p.add_argument("--config", metavar="FILE.json", default=None,
+                   help='JSON file {"domain":..,"model":{..},"train":{..},"sample":{..}}')
+    p.add_argument("--resume", metavar="CKPT", default=None,
+                   help="continue a checkpoint (its run folder, unless --run-dir says otherwise)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_config_flags(p)
+    p.set_defaults(func=run)
+
+
+def resolve_run_config(args) -> tuple[RunConfig, object | None]:
+    """The RunConfig for `args`, and the loaded checkpoint when resuming."""
+    from alpha.core.config import resolve
+    from alpha.train import checkpoint as ckpt_format
+    from alpha.train import default_data
+
+    cli = cli_overrides(args)
+    if args.resume:
+        ck = ckpt_format.load(args.resume)
+        base = ck.header.get("config")
+        if not isinstance(base, dict):
+            raise CheckpointError(f"checkpoint {args.resume} has no config in its header")
+        file_data = load_config_file(args.config) if args.config else {}
+        merged = {"domain": args.domain or base.get("domain", "text")}
+        for section in ("model", "train", "sample"):
+            merged[section] = {**base.get(section, {}), **file_data.get(section, {}),
+                               **cli[section]}
+        merged["train"].pop("run_dir", None)
+        if cli["train"].get("run_dir"):
+            merged["train"]["run_dir"] = cli["train"]["run_dir"]
+        config = RunConfig.from_dict(merged)
+        if args.domain and args.domain != base.get("domain"):
+            raise CheckpointError(
+                f"cannot resume {args.resume} as domain {args.domain!r}: it was trained as "
+                f"{base.get('domain')!r}"
+            )
+        return config, ck
+
+    file_data = load_config_file(args.config) if args.config else {}
+    domain = args.domain or file_data.get("domain") or "text"
+    data_given = cli["train"].get("data") or file_data.get("train", {}).get("data")
+    if not data_given and domain == "text":
+        # the embedded default run: its layer sits below the file and the flags
+        for section, values in default_data.DEFAULT_RUN.items():
+            below = {k: v for k, v in values.items() if k not in file_data.get(section, {})}
+            cli[section] = {**below, **cli[section]}
+    return resolve(args.domain or "", args.config or "", cli), None
+
+
+def run(args) -> int:
+    from alpha.train.trainer import Trainer
+
+    config, ck = resolve_run_config(args)
+    out = None if args.quiet else sys.stderr
+    trainer = Trainer(config, resume=ck, run_dir=config.train.run_dir, out=out)
+    result = trainer.train()
+    loss = f"{result.loss:.4f}" if result.loss is not None else "n/a"
+    val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+    if result.status == "interrupted":
+        print(f"stopped at step {result.step}; resume with: python -m alpha train --resume "
+              f"{result.checkpoint}", file=sys.stderr)
+        return 130
+    print(f"done: {result.step} steps in {result.elapsed_s:.1f}s, loss {loss}{val}")
+    print(f"run folder: {result.run_dir}")
+    if result.checkpoint:
+        print(f"checkpoint: {result.checkpoint}")
+        print(f"sample it:  python -m alpha sample --checkpoint {result.checkpoint} --prompt ...")
+    return 0

@@ -1,0 +1,782 @@
+"""HeliosBackend: the Backend protocol (alpha.core.backend) on a Vulkan device.
+
+Data lives in GPU memory (`HeliosStorage` over a sub-allocated range); ops record dispatches into
+the device's command stream and return at once; only to_array, sum_squares, all_finite,
+synchronize and the host-side argument checks that must read data (embedding ids, cross-entropy
+targets) wait. f32/i32/u32 run on the GPU; f64 and u16 tensors (references and token caches) are
+stored on the GPU but copied/cast through the host. Kernel builders live in alpha/helios/kernels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import struct
+from array import array
+
+from alpha.core import rng as _rng
+from alpha.core.backend import BINARY_OPS, DTYPES, UNARY_OPS
+from alpha.tensor import checks as c
+from alpha.tensor.tensor import Tensor, check_shape, contiguous_strides
+from alpha.helios.device import Device
+from alpha.helios.pipeline import Pipelines
+from alpha.helios.kernels import attention as katt
+from alpha.helios.kernels import elementwise as kel
+from alpha.helios.kernels import matmul as kmm
+from alpha.helios.kernels import rows as krows
+
+GPU_DTYPES = ("f32", "i32", "u32")
+MAX_GROUPS = 65535
+
+
+class HeliosStorage:
+    __slots__ = ("alloc", "nbytes")
+
+    def __init__(self, alloc, nbytes: int):
+        self.alloc, self.nbytes = alloc, nbytes
+
+
+def _groups(n: int, local: int = 256, cap: int = 4096) -> int:
+    return max(1, min(cap, (n + local - 1) // local))
+
+
+class HeliosBackend:
+    name = "helios"
+
+    def __init__(self):
+        self.dev = Device()
+        self.pipes = Pipelines(self.dev)
+        self.float64 = bool(self.dev.features.shaderFloat64)
+
+    # ---- plumbing ------------------------------------------------------------------------
+    def _addr(self, t: Tensor) -> int:
+        return t.storage.alloc.address + t.offset * t.itemsize
+
+    def _launch(self, key, build, values, groups) -> None:
+        prog = self.pipes.get(key, build)
+        push = struct.pack(prog.push_format, *values) if prog.push_size else b""
+        self.dev.dispatch(prog, push, groups)
+
+    def _new(self, shape, dtype="f32") -> Tensor:
+        shape = check_shape(shape)
+        nbytes = math.prod(shape) * DTYPES[dtype][1]
+        return Tensor(self, HeliosStorage(self.dev.device_pool.alloc(nbytes), nbytes), shape,
+                      dtype)
+
+    def _contig(self, t: Tensor) -> Tensor:
+        if t.is_contiguous:
+            return t
+        out = self._new(t.shape, t.dtype)
+        self.copy(out, t)
+        return out
+
+    def _map(self, name, operands, shape, body, scalars=(), scalar_types=()):
+        """operands: (tensor, role) with role in/out/inout; inputs broadcast to `shape`."""
+        n = math.prod(shape)
+        if n == 0:
+            return
+        strides = [c.broadcast_strides(t, shape) for t, _ in operands]
+        cshape, cstrides = kel.collapse(shape, strides)
+        specs = [(kel.STORE_TYPE[t.dtype if name != "copy" else "u32"], st, role)
+                 for (t, role), st in zip(operands, cstrides)]
+        flat = len(cshape) == 1 and all(st[0] == 1 for _, st, _ in specs)
+        key = ("map", name, tuple(specs), tuple(scalar_types), None if flat else cshape)
+        build = lambda: kel.map_kernel(name, cshape, specs, list(scalar_types), body)  # noqa
+        values = [self._addr(t) for t, _ in operands] + list(scalars) + ([n] if flat else [])
+        self._launch(key, build, values, (_groups(n), 1, 1))
+
+    # ---- host transfers --------------------------------------------------------------------
+    def _write_bytes(self, alloc, byte_off: int, data: bytes) -> None:
+        if not data:
+            return
+        dev = self.dev
+        if dev.direct_upload and not dev.busy:
+            ctypes.memmove(alloc.host_ptr + byte_off, data, len(data))
+            return
+        staging = dev.host_pool.alloc(len(data))
+        ctypes.memmove(staging.host_ptr, data, len(data))
+        dev.copy(staging.block.buffer, staging.offset, alloc.block.buffer,
+                 alloc.offset + byte_off, len(data))
+        dev.pending_host.append(staging)
+
+    def _read_bytes(self, alloc, byte_off: int, n: int) -> bytes:
+        dev = self.dev
+        if n == 0:
+            dev.synchronize()
+            return b""
+        if alloc.host_ptr and dev.device_type in ("cpu", "integrated"):
+            dev.synchronize()
+            return ctypes.string_at(alloc.host_ptr + byte_off, n)
+        staging = dev.host_pool.alloc(n)
+        dev.copy(alloc.block.buffer, alloc.offset + byte_off, staging.block.buffer,
+                 staging.offset, n)
+        dev.synchronize()
+        return ctypes.string_at(staging.host_ptr, n)
+
+    def _span(self, t: Tensor) -> tuple[int, int]:
+        """(first element, element count) of the storage range a view touches."""
+        if t.numel == 0:
+            return t.offset, 0
+        last = t.offset + sum((n - 1) * s for n, s in zip(t.shape, t.strides))
+        return t.offset, last - t.offset + 1
+
+    def _host_values(self, t: Tensor) -> array:
+        code, size = DTYPES[t.dtype]
+        start, count = self._span(t)
+        raw = array(code, self._read_bytes(t.storage.alloc, start * size, count * size))
+        if t.is_contiguous:
+            return raw
+        return array(code, [raw[i - start] for i in _positions(t)])
+
+    def _host_store(self, t: Tensor, values) -> None:
+        code, size = DTYPES[t.dtype]
+        vals = array(code, values)
+        if t.is_contiguous:
+            self._write_bytes(t.storage.alloc, t.offset * size, vals.tobytes())
+            return
+        start, count = self._span(t)
+        raw = array(code, self._read_bytes(t.storage.alloc, start * size, count * size))
+        for i, v in zip(_positions(t), vals):
+            raw[i - start] = v
+        self._write_bytes(t.storage.alloc, start * size, raw.tobytes())
+
+    # ---- memory --------------------------------------------------------------------------
+    def empty(self, shape, dtype="f32") -> Tensor:
+        if dtype not in DTYPES:
+            raise TypeError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
+        return self._new(shape, dtype)
+
+    def zeros(self, shape, dtype="f32") -> Tensor:
+        t = self.empty(shape, dtype)
+        a = t.storage.alloc
+        self.dev.fill_zero(a.block.buffer, a.offset, a.size)
+        return t
+
+    def from_array(self, data, shape=None, dtype="f32") -> Tensor:
+        if dtype not in DTYPES:
+            raise TypeError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
+        code = DTYPES[dtype][0]
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = array(code, bytes(data))
+        elif not (isinstance(data, array) and data.typecode == code):
+            if dtype in ("f32", "f64"):
+                data = array(code, data)
+            else:
+                data = array(code, [int(v) for v in data])
+        shape = check_shape((len(data),) if shape is None else shape)
+        if math.prod(shape) != len(data):
+            raise ValueError(f"from_array: {len(data)} values do not fill shape {shape}")
+        t = self._new(shape, dtype)
+        self._write_bytes(t.storage.alloc, 0, data.tobytes())
+        return t
+
+    def to_array(self, x: Tensor):
+        if not x.is_contiguous and x.dtype in GPU_DTYPES:
+            x = self._contig(x)
+        return self._host_values(x)
+
+    def fill(self, out, value) -> None:
+        if out.dtype not in GPU_DTYPES:
+            self._host_store(out, [value] * out.numel)
+            return
+        t = out.dtype
+        v = float(value) if t == "f32" else int(value)
+        self._map("fill", [(out, "out")], out.shape, lambda k, ins, s: [s[0]], [v], [t])
+
+    def copy(self, out, x) -> None:
+        c.need_shape("copy", "out", out, x.shape, "x")
+        if out.dtype != x.dtype:
+            raise TypeError(f"copy: out has dtype {out.dtype} but x has {x.dtype}; use cast")
+        if out.dtype not in GPU_DTYPES:
+            self._host_store(out, self._host_values(x))
+            return
+        self._map("copy", [(out, "out"), (x, "in")], out.shape, lambda k, ins, s: [ins[1]])
+
+    def cast(self, out, x) -> None:
+        c.need_shape("cast", "out", out, x.shape, "x")
+        if out.dtype in GPU_DTYPES and x.dtype in GPU_DTYPES:
+            if out.dtype == x.dtype:
+                return self.copy(out, x)
+            dt = out.dtype
+            self._map(f"cast_{x.dtype}_{dt}", [(out, "out"), (x, "in")], out.shape,
+                      lambda k, ins, s: [ins[1].to(dt)])
+            return
+        vals = self._host_values(x)
+        if out.dtype in ("f32", "f64"):
+            vals = [float(v) for v in vals]
+        else:
+            vals = [int(v) for v in vals]  # int() truncates toward zero
+        self._host_store(out, vals)
+
+    def synchronize(self) -> None:
+        self.dev.synchronize()
+
+    # ---- random numbers ---------------------------------------------------------------------
+    def rng_uniform(self, out, key, position) -> None:
+        c.need_f32("rng_uniform", ("out", out))
+        t = out if out.is_contiguous else self._new(out.shape)
+        n = t.numel
+        if n:
+            k0, k1 = key
+            self._launch(("rng_uniform",), krows.rng_uniform,
+                         [self._addr(t), n, position & 0xFFFFFFFF, position >> 32, k0, k1],
+                         (_groups(n), 1, 1))
+        if t is not out:
+            self.copy(out, t)
+
+    def rng_normal(self, out, key, position, mean=0.0, std=1.0) -> None:
+        c.need_f32("rng_normal", ("out", out))
+        n = out.numel
+        vals = None
+        try:
+            from alpha.tensor import get_backend
+            cpu = get_backend("cpu")
+            tmp = cpu.empty((n,))
+            cpu.rng_normal(tmp, key, position, mean, std)
+            vals = cpu.to_array(tmp)
+        except Exception:  # no C compiler: the pure-Python definition gives the same numbers
+            zs = _rng.normals_from_words(_rng.words(tuple(key), position, 2 * ((n + 1) // 2)), n)
+            vals = array("f", [mean + std * z for z in zs])
+        self._host_store(out, vals)
+
+    # ---- matmul --------------------------------------------------------------------------
+    def matmul(self, out, a, b, *, trans_a=False, trans_b=False, accumulate=False,
+               alpha=1.0) -> None:
+        c.need_f32("matmul", ("out", out), ("a", a), ("b", b))
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError(f"matmul: a {a.shape} and b {b.shape} need at least 2 dims")
+        opa = a.transpose(-2, -1) if trans_a else a
+        opb = b.transpose(-2, -1) if trans_b else b
+        batch = opa.shape[:-2]
+        M, K = opa.shape[-2:]
+        K2, N = opb.shape[-2:]
+        if K != K2 or (opb.ndim > 2 and opb.shape[:-2] != batch):
+            raise ValueError(f"matmul: a {a.shape} (trans_a={trans_a}) and b {b.shape} "
+                             f"(trans_b={trans_b}) do not multiply")
+        c.need_shape("matmul", "out", out, batch + (M, N), f"a {a.shape} and b {b.shape}")
+        nb = math.prod(batch)
+        if nb == 0 or M == 0 or N == 0:
+            return
+        opa, sab = self._batched(opa)
+        opb, sbb = self._batched(opb) if opb.ndim > 2 else (opb, 0)
+        o = out if out.is_contiguous else self._new(out.shape)
+        if o is not out and accumulate:
+            self.copy(o, out)
+        sam, sak = opa.strides[-2:]
+        sbk, sbn = opb.strides[-2:]
+        cfg = self._mm_config(M, N, K)
+        ck = sak == 1 and sam != 1
+        values = [self._addr(o), self._addr(opa), self._addr(opb), M, N, K, sab, sam, sak,
+                  sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
+        for b0 in range(0, nb, MAX_GROUPS):  # batch beyond the group limit: several dispatches
+            nbi = min(MAX_GROUPS, nb - b0)
+            if b0:
+                values[0] = self._addr(o) + b0 * M * N * 4
+                values[1] = self._addr(opa) + b0 * sab * 4
+                values[2] = self._addr(opb) + b0 * sbb * 4
+            self._launch(("matmul", cfg, ck), lambda: kmm.matmul_kernel(cfg, ck), values,
+                         ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, nbi))
+        if o is not out:
+            self.copy(out, o)
+
+    def _mm_config(self, M, N, K):
+        if self.dev.device_type in ("discrete", "integrated") and M >= 1024 and N >= 1024:
+            return kmm.LARGE
+        if M * N >= 64 * 64 * 8:
+            return kmm.DEFAULT
+        return kmm.SMALL
+
+    def _batched(self, t):
+        """(t or a contiguous copy, batch stride) such that batch i starts at i * stride."""
+        bshape, bstr = t.shape[:-2], t.strides[:-2]
+        dims = [(n, s) for n, s in zip(bshape, bstr) if n != 1]
+        if not dims:
+            return t, 0
+        ok = all(dims[i][1] == dims[i + 1][1] * dims[i + 1][0] for i in range(len(dims) - 1))
+        if ok:
+            return t, dims[-1][1]
+        t = self._contig(t)
+        return t, t.shape[-2] * t.shape[-1]
+
+    # ---- elementwise ---------------------------------------------------------------------
+    def binary(self, out, op, a, b) -> None:
+        if op not in BINARY_OPS:
+            raise ValueError(f"binary: unknown op {op!r} (known: {', '.join(BINARY_OPS)})")
+        c.need_f32("binary", ("out", out), ("a", a), ("b", b))
+        shape = c.broadcast_shape(a.shape, b.shape)
+        c.need_shape("binary", "out", out, shape, f"a {a.shape} and b {b.shape}")
+        fn = kel.BINARY[op]
+        self._map(f"binary_{op}", [(out, "out"), (a, "in"), (b, "in")], shape,
+                  lambda k, ins, s: [fn(k, ins[1], ins[2])])
+
+    def binary_scalar(self, out, op, a, s) -> None:
+        if op not in kel.SCALAR:
+            raise ValueError(f"binary_scalar: unknown op {op!r} (known: "
+                             f"{', '.join(kel.SCALAR)})")
+        c.need_f32("binary_scalar", ("out", out), ("a", a))
+        c.need_shape("binary_scalar", "out", out, a.shape, "a")
+        fn = kel.SCALAR[op]
+        self._map(f"scalar_{op}", [(out, "out"), (a, "in")], a.shape,
+                  lambda k, ins, sc: [fn(k, ins[1], sc[0])], [float(s)], ["f32"])
+
+    def unary(self, out, op, x) -> None:
+        if op not in UNARY_OPS:
+            raise ValueError(f"unary: unknown op {op!r} (known: {', '.join(UNARY_OPS)})")
+        c.need_f32("unary", ("out", out), ("x", x))
+        c.need_shape("unary", "out", out, x.shape, "x")
+        fn = kel.UNARY[op]
+        self._map(f"unary_{op}", [(out, "out"), (x, "in")], x.shape,
+                  lambda k, ins, s: [fn(k, ins[1])])
+
+    def axpy(self, out, x, alpha=1.0) -> None:
+        c.need_f32("axpy", ("out", out), ("x", x))
+        c.need_shape("axpy", "x", x, out.shape, "out")
+        self._map("axpy", [(out, "inout"), (x, "in")], out.shape,
+                  lambda k, ins, s: [ins[0] + s[0] * ins[1]], [float(alpha)], ["f32"])
+
+    def where_mask(self, out, x, mask, value) -> None:
+        c.need_f32("where_mask", ("out", out), ("x", x), ("mask", mask))
+        c.need_shape("where_mask", "out", out, x.shape, "x")
+        c.need_broadcasts_to("where_mask", "mask", mask, "x", x.shape)
+        self._map("where_mask", [(out, "out"), (x, "in"), (mask, "in")], x.shape,
+                  lambda k, ins, s: [k.select(ins[2].ne(0.0), s[0], ins[1])],
+                  [float(value)], ["f32"])
+
+    # ---- reductions ----------------------------------------------------------------------
+    def _rows_to(self, out, x2, kind) -> None:
+        """out (R elements, any shape) = row reduction of contiguous x2 viewed (R, L)."""
+        R = out.numel
+        L = x2.numel // R if R else 0
+        if R == 0:
+            return
+        if L == 0:
+            self.fill(out, 0.0)
+            return
+        o = out if out.is_contiguous else self._new(out.shape)
+        self._launch(("row", kind), lambda: krows.row_reduce(kind),
+                     [self._addr(o), self._addr(x2), R, L], (min(R, MAX_GROUPS), 1, 1))
+        if o is not out:
+            self.copy(out, o)
+
+    def _moved_last(self, x, axes):
+        keep = [d for d in range(x.ndim) if d not in axes]
+        return self._contig(x.permute(keep + list(axes)))
+
+    def sum(self, out, x, axes, keepdim=False) -> None:
+        c.need_f32("sum", ("out", out), ("x", x))
+        axes = c.normalize_axes("sum", axes, x.shape)
+        c.need_shape("sum", "out", out, c.reduced_shape(x.shape, axes, keepdim),
+                     f"x {x.shape} reduced over {tuple(axes)}")
+        self._rows_to(out, self._moved_last(x, axes), "sum")
+
+    def sum_to(self, out, x) -> None:
+        c.need_f32("sum_to", ("out", out), ("x", x))
+        c.need_broadcasts_to("sum_to", "out", out, "x", x.shape)
+        pad = x.ndim - out.ndim
+        axes = [d for d in range(x.ndim) if d < pad or (out.shape[d - pad] == 1
+                                                         and x.shape[d] != 1)]
+        if not axes:
+            self.axpy(out, self._contig(x).view(out.shape) if x.is_contiguous else
+                      self._contig(x).view(out.shape))
+            return
+        tmp = self._new(c.reduced_shape(x.shape, axes, False))
+        self.sum(tmp, x, axes)
+        self.axpy(out, tmp.view(out.shape))
+
+    def max(self, out, x, axis, keepdim=False) -> None:
+        c.need_f32("max", ("out", out), ("x", x))
+        (axis,) = c.normalize_axes("max", [axis], x.shape)
+        c.need_data("max", f"axis {axis} of x", x.shape[axis], x)
+        c.need_shape("max", "out", out, c.reduced_shape(x.shape, [axis], keepdim),
+                     f"x {x.shape} reduced over axis {axis}")
+        self._rows_to(out, self._moved_last(x, [axis]), "max")
+
+    def _partials(self, x, kind) -> list:
+        x = self._contig(x)
+        n = x.numel
+        if n == 0:
+            return []
+        groups = _groups(n, 256, 256)
+        acc_t = "f64" if (kind == "sumsq" and self.float64) else "f32"
+        part = self._new((groups * (2 if acc_t == "f64" else 1),))
+        self._launch(("partial", kind, acc_t), lambda: krows.partial_reduce(kind, acc_t),
+                     [self._addr(part), self._addr(x), n], (groups, 1, 1))
+        raw = self._read_bytes(part.storage.alloc, 0, groups * (8 if acc_t == "f64" else 4))
+        return list(array("d" if acc_t == "f64" else "f", raw))
+
+    def sum_squares(self, x) -> float:
+        c.need_f32("sum_squares", ("x", x))
+        return math.fsum(self._partials(x, "sumsq"))
+
+    def all_finite(self, x) -> bool:
+        c.need_f32("all_finite", ("x", x))
+        return sum(self._partials(x, "nonfinite")) == 0
+
+    # ---- rows: softmax, layernorm ------------------------------------------------------------
+    def _row_op(self, key, build, outs, ins, extra=(), add=False, rc=None):
+        """Run a row kernel on contiguous operands; non-contiguous outputs go through temps."""
+        ins = [self._contig(t) for t in ins]
+        temps = []
+        for t in outs:
+            if t.is_contiguous:
+                temps.append(t)
+            else:
+                tmp = self._new(t.shape)
+                if add:
+                    self.copy(tmp, t)
+                temps.append(tmp)
+        R, C = rc or (ins[0].numel // ins[0].shape[-1], ins[0].shape[-1])
+        if R:
+            self._launch(key, build, [self._addr(t) for t in temps + ins] + [R, C] + list(extra),
+                         (min(R, MAX_GROUPS), 1, 1))
+        for t, tmp in zip(outs, temps):
+            if t is not tmp:
+                self.copy(t, tmp)
+
+    def softmax_forward(self, out, x) -> None:
+        self._softmax_fwd("softmax_forward", out, x, False)
+
+    def log_softmax_forward(self, out, x) -> None:
+        self._softmax_fwd("log_softmax_forward", out, x, True)
+
+    def _softmax_fwd(self, op, out, x, log):
+        c.need_f32(op, ("out", out), ("x", x))
+        c.need_last_dim(op, x)
+        c.need_shape(op, "out", out, x.shape, "x")
+        self._row_op(("softmax_fwd", log), lambda: krows.softmax_forward(log), [out], [x])
+
+    def softmax_backward(self, dx, dout, out) -> None:
+        self._softmax_bwd("softmax_backward", dx, dout, out, False)
+
+    def log_softmax_backward(self, dx, dout, out) -> None:
+        self._softmax_bwd("log_softmax_backward", dx, dout, out, True)
+
+    def _softmax_bwd(self, op, dx, dout, out, log):
+        c.need_f32(op, ("dx", dx), ("dout", dout), ("out", out))
+        c.need_last_dim(op, out)
+        c.need_same_shape(op, "out", out, ("dout", dout), ("dx", dx))
+        self._row_op(("softmax_bwd", log), lambda: krows.softmax_backward(log), [dx],
+                     [dout, out], add=True)
+
+    def layernorm_forward(self, out, mean, rstd, x, weight, bias, eps=1e-5) -> None:
+        op = "layernorm_forward"
+        c.need_f32(op, ("out", out), ("mean", mean), ("rstd", rstd), ("x", x),
+                   ("weight", weight), ("bias", bias))
+        C = c.need_last_dim(op, x)
+        c.need_shape(op, "weight", weight, (C,), "x")
+        if bias is not None:
+            c.need_shape(op, "bias", bias, (C,), "x")
+        c.need_shape(op, "out", out, x.shape, "x")
+        c.need_shape(op, "mean", mean, x.shape[:-1], "x")
+        c.need_shape(op, "rstd", rstd, x.shape[:-1], "x")
+        hb = bias is not None
+        ins = [x, weight] + ([bias] if hb else [])
+        self._row_op(("ln_fwd", hb), lambda: krows.layernorm_forward(hb), [out, mean, rstd],
+                     ins, [float(eps)])
+
+    def layernorm_backward(self, dx, dweight, dbias, dout, x, weight, mean, rstd) -> None:
+        op = "layernorm_backward"
+        c.need_f32(op, ("dx", dx), ("dweight", dweight), ("dbias", dbias), ("dout", dout),
+                   ("x", x), ("weight", weight), ("mean", mean), ("rstd", rstd))
+        C = c.need_last_dim(op, x)
+        c.need_same_shape(op, "x", x, ("dx", dx), ("dout", dout))
+        c.need_same_shape(op, "weight", weight, ("dweight", dweight), ("dbias", dbias))
+        c.need_shape(op, "weight", weight, (C,), "x")
+        c.need_shape(op, "mean", mean, x.shape[:-1], "x")
+        c.need_shape(op, "rstd", rstd, x.shape[:-1], "x")
+        self._row_op(("ln_bwd_dx",), krows.layernorm_backward_dx, [dx],
+                     [dout, x, weight, mean, rstd], add=True)
+        hb = dbias is not None
+        outs = [dweight] + ([dbias] if hb else [])
+        temps = [t if t.is_contiguous else self._new(t.shape) for t in outs]
+        for t, tmp in zip(outs, temps):
+            if t is not tmp:
+                self.copy(tmp, t)
+        ins = [self._contig(t) for t in (dout, x, mean, rstd)]
+        R = x.numel // C
+        self._launch(("ln_bwd_params", hb), lambda: krows.layernorm_backward_params(hb),
+                     [self._addr(t) for t in temps + ins] + [R, C], (_groups(C, 64), 1, 1))
+        for t, tmp in zip(outs, temps):
+            if t is not tmp:
+                self.copy(t, tmp)
+
+    # ---- activations ---------------------------------------------------------------------------
+    def _act_fwd(self, op, out, x, fn):
+        c.need_f32(op, ("out", out), ("x", x))
+        c.need_shape(op, "out", out, x.shape, "x")
+        self._map(op, [(out, "out"), (x, "in")], x.shape, lambda k, ins, s: [fn(k, ins[1])])
+
+    def _act_bwd(self, op, dx, dout, x, grad):
+        c.need_f32(op, ("dx", dx), ("dout", dout), ("x", x))
+        c.need_same_shape(op, "x", x, ("dout", dout), ("dx", dx))
+        self._map(op, [(dx, "inout"), (dout, "in"), (x, "in")], x.shape,
+                  lambda k, ins, s: [ins[0] + ins[1] * grad(k, ins[2])])
+
+    def gelu_forward(self, out, x) -> None:
+        self._act_fwd("gelu_forward", out, x, kel.gelu_forward)
+
+    def gelu_backward(self, dx, dout, x) -> None:
+        self._act_bwd("gelu_backward", dx, dout, x, kel.gelu_grad)
+
+    def relu_forward(self, out, x) -> None:
+        self._act_fwd("relu_forward", out, x, lambda k, v: k.select(v > 0.0, v, 0.0))
+
+    def relu_backward(self, dx, dout, x) -> None:
+        self._act_bwd("relu_backward", dx, dout, x, lambda k, v: k.select(v > 0.0, 1.0, 0.0))
+
+    def silu_forward(self, out, x) -> None:
+        self._act_fwd("silu_forward", out, x, kel.silu_forward)
+
+    def silu_backward(self, dx, dout, x) -> None:
+        self._act_bwd("silu_backward", dx, dout, x, kel.silu_grad)
+
+    def _swiglu_check(self, op, x, other, name):
+        if x.ndim < 1 or x.shape[-1] % 2:
+            raise ValueError(f"{op}: x {x.shape} needs an even last dim")
+        H = x.shape[-1] // 2
+        c.need_shape(op, name, other, x.shape[:-1] + (H,), "x")
+        return H
+
+    def swiglu_forward(self, out, x) -> None:
+        op = "swiglu_forward"
+        c.need_f32(op, ("out", out), ("x", x))
+        H = self._swiglu_check(op, x, out, "out")
+        xa, xb = x.narrow(-1, 0, H), x.narrow(-1, H, H)
+        self._map(op, [(out, "out"), (xa, "in"), (xb, "in")], out.shape,
+                  lambda k, ins, s: [kel.silu_forward(k, ins[1]) * ins[2]])
+
+    def swiglu_backward(self, dx, dout, x) -> None:
+        op = "swiglu_backward"
+        c.need_f32(op, ("dx", dx), ("dout", dout), ("x", x))
+        H = self._swiglu_check(op, x, dout, "dout")
+        c.need_shape(op, "dx", dx, x.shape, "x")
+        xa, xb = x.narrow(-1, 0, H), x.narrow(-1, H, H)
+        da, db = dx.narrow(-1, 0, H), dx.narrow(-1, H, H)
+
+        def body(k, ins, s):
+            ga, gb, g, a, b = ins
+            return [ga + g * b * kel.silu_grad(k, a), gb + g * kel.silu_forward(k, a)]
+        self._map(op, [(da, "inout"), (db, "inout"), (dout, "in"), (xa, "in"), (xb, "in")],
+                  dout.shape, body)
+
+    def dropout_forward(self, out, x, u, p) -> None:
+        op = "dropout_forward"
+        c.need_f32(op, ("out", out), ("x", x), ("u", u))
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{op}: p={p} must be in [0, 1)")
+        c.need_same_shape(op, "x", x, ("u", u), ("out", out))
+        self._map(op, [(out, "out"), (x, "in"), (u, "in")], x.shape,
+                  lambda k, ins, s: [k.select(ins[2] >= s[0], ins[1] / s[1], 0.0)],
+                  [float(p), 1.0 - p], ["f32", "f32"])
+
+    def dropout_backward(self, dx, dout, u, p) -> None:
+        op = "dropout_backward"
+        c.need_f32(op, ("dx", dx), ("dout", dout), ("u", u))
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{op}: p={p} must be in [0, 1)")
+        c.need_same_shape(op, "dout", dout, ("u", u), ("dx", dx))
+        self._map(op, [(dx, "inout"), (dout, "in"), (u, "in")], dout.shape,
+                  lambda k, ins, s: [ins[0] + k.select(ins[2] >= s[0], ins[1] / s[1], 0.0)],
+                  [float(p), 1.0 - p], ["f32", "f32"])
+
+    # ---- embeddings ---------------------------------------------------------------------------
+    def _check_ids(self, op, ids, V):
+        for i in self._host_values(ids):
+            if not 0 <= i < V:
+                raise ValueError(f"{op}: id {i} is outside the table's [0, {V})")
+
+    def embedding_forward(self, out, ids, table) -> None:
+        op = "embedding_forward"
+        c.need_dtype(op, "ids", ids, ("i32",))
+        c.need_f32(op, ("out", out), ("table", table))
+        if table.ndim != 2:
+            raise ValueError(f"{op}: table {table.shape} must be (V, C)")
+        V, C = table.shape
+        c.need_shape(op, "out", out, ids.shape + (C,), f"ids {ids.shape} and table {table.shape}")
+        self._check_ids(op, ids, V)
+        n = out.numel
+        if n == 0:
+            return
+        o = out if out.is_contiguous else self._new(out.shape)
+        ids, table = self._contig(ids), self._contig(table)
+        self._launch(("embedding_forward",), krows.embedding_forward,
+                     [self._addr(o), self._addr(ids), self._addr(table), n, C],
+                     (_groups(n), 1, 1))
+        if o is not out:
+            self.copy(out, o)
+
+    def embedding_backward(self, dtable, dout, ids) -> None:
+        op = "embedding_backward"
+        c.need_dtype(op, "ids", ids, ("i32",))
+        c.need_f32(op, ("dtable", dtable), ("dout", dout))
+        if dtable.ndim != 2:
+            raise ValueError(f"{op}: dtable {dtable.shape} must be (V, C)")
+        V, C = dtable.shape
+        c.need_shape(op, "dout", dout, ids.shape + (C,),
+                     f"ids {ids.shape} and dtable {dtable.shape}")
+        self._check_ids(op, ids, V)
+        N = ids.numel
+        if N == 0 or C == 0:
+            return
+        d = dtable if dtable.is_contiguous else self._contig(dtable)
+        dout, ids = self._contig(dout), self._contig(ids)
+        self._launch(("embedding_backward",), krows.embedding_backward,
+                     [self._addr(d), self._addr(dout), self._addr(ids), N, C],
+                     (_groups(C, 64), 1, 1))
+        if d is not dtable:
+            self.copy(dtable, d)
+
+    # ---- cross-entropy ------------------------------------------------------------------------
+    def _ce_check(self, op, logits, targets):
+        c.need_dtype(op, "targets", targets, ("i32",))
+        c.need_f32(op, ("logits", logits))
+        if logits.ndim != 2:
+            raise ValueError(f"{op}: logits {logits.shape} must be (N, V)")
+        N, V = logits.shape
+        c.need_shape(op, "targets", targets, (N,), "logits")
+        c.need_data(op, "V", V, logits)
+        for t in self._host_values(targets):
+            if t != -1 and not 0 <= t < V:
+                raise ValueError(f"{op}: target {t} is outside [0, {V}) (and is not -1)")
+        return N, V
+
+    def crossentropy_forward(self, losses, logits, targets) -> None:
+        op = "crossentropy_forward"
+        c.need_f32(op, ("losses", losses))
+        N, V = self._ce_check(op, logits, targets)
+        c.need_shape(op, "losses", losses, (N,), "logits")
+        self._row_op(("ce_fwd",), krows.crossentropy_forward, [losses], [logits, targets])
+
+    def crossentropy_backward(self, dlogits, dlosses, logits, targets) -> None:
+        op = "crossentropy_backward"
+        c.need_f32(op, ("dlogits", dlogits), ("dlosses", dlosses))
+        N, V = self._ce_check(op, logits, targets)
+        c.need_shape(op, "dlosses", dlosses, (N,), "logits")
+        c.need_shape(op, "dlogits", dlogits, (N, V), "logits")
+        self._row_op(("ce_bwd",), krows.crossentropy_backward, [dlogits],
+                     [dlosses, logits, targets], add=True, rc=(N, V))
+
+    # ---- attention ----------------------------------------------------------------------------
+    def _keys_class(self, n: int) -> int:
+        cls = 64
+        while cls < n:
+            cls *= 2
+        limit = self.dev.limits.maxComputeSharedMemorySize // 4 - 2 * katt.LOCAL
+        if 2 * cls > limit:
+            raise NotImplementedError(f"need attention for {n} keys (shared memory holds "
+                                      f"{limit // 2})")
+        return cls
+
+    def attention_forward(self, out, lse, qkv, n_head) -> None:
+        op = "attention_forward"
+        c.need_f32(op, ("out", out), ("lse", lse), ("qkv", qkv))
+        B, T, C, hs = c.need_qkv(op, qkv, n_head)
+        c.need_shape(op, "out", out, (B, T, C), "qkv")
+        c.need_shape(op, "lse", lse, (B, n_head, T), "qkv")
+        if B * T == 0:
+            return
+        qkv = self._contig(qkv)
+        o = out if out.is_contiguous else self._new(out.shape)
+        lo = lse if lse.is_contiguous else self._new(lse.shape)
+        self._attn_fwd(o, lo, qkv, qkv.narrow(2, C, C), qkv.narrow(2, 2 * C, C), B, T, 0,
+                       n_head, hs, True)
+        if o is not out:
+            self.copy(out, o)
+        if lo is not lse:
+            self.copy(lse, lo)
+
+    def _attn_fwd(self, out, lse, q, k, v, B, Tq, start, H, hs, write_lse):
+        mk = self._keys_class(start + Tq)
+        self._launch(("attn_fwd", mk), lambda: katt.attention_forward(mk),
+                     [self._addr(out), self._addr(lse), self._addr(q), self._addr(k),
+                      self._addr(v), q.strides[0], q.strides[1], k.strides[0], k.strides[1],
+                      out.strides[0], out.strides[1], Tq, start, H, hs, 1.0 / math.sqrt(hs),
+                      int(write_lse)], (Tq, H, B))
+
+    def attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
+        op = "attention_backward"
+        c.need_f32(op, ("dqkv", dqkv), ("dout", dout), ("qkv", qkv), ("out", out), ("lse", lse))
+        B, T, C, hs = c.need_qkv(op, qkv, n_head)
+        c.need_shape(op, "dqkv", dqkv, qkv.shape, "qkv")
+        c.need_shape(op, "dout", dout, (B, T, C), "qkv")
+        c.need_shape(op, "out", out, (B, T, C), "qkv")
+        c.need_shape(op, "lse", lse, (B, n_head, T), "qkv")
+        if B * T == 0:
+            return
+        qkv, dout, out, lse = (self._contig(t) for t in (qkv, dout, out, lse))
+        g = dqkv if dqkv.is_contiguous else self._contig(dqkv)
+        H = n_head
+        D = self._new((B, H, T))
+        n = B * H * T
+        self._launch(("attn_bwd_d",), katt.attention_backward_d,
+                     [self._addr(D), self._addr(dout), self._addr(out), n, T, H, hs],
+                     (_groups(n, 64), 1, 1))
+        mk = self._keys_class(T)
+        base = self._addr(g)
+        qb = self._addr(qkv)
+        values = [base, base + C * 4, base + 2 * C * 4, self._addr(dout), qb, qb + C * 4,
+                  qb + 2 * C * 4, self._addr(lse), self._addr(D), T * 3 * C, 3 * C, T * C, C,
+                  T, H, hs, 1.0 / math.sqrt(hs)]
+        self._launch(("attn_bwd_dq", mk), lambda: katt.attention_backward_dq(mk), values,
+                     (T, H, B))
+        self._launch(("attn_bwd_dkv", mk), lambda: katt.attention_backward_dkv(mk), values,
+                     (T, H, B))
+        if g is not dqkv:
+            self.copy(dqkv, g)
+
+    def kv_attention(self, out, q, k, v, n_head, start) -> None:
+        op = "kv_attention"
+        c.need_f32(op, ("out", out), ("q", q), ("k", k), ("v", v))
+        if q.ndim != 3:
+            raise ValueError(f"{op}: q {q.shape} must be (B, Tq, C)")
+        B, Tq, C = q.shape
+        if n_head < 1 or C % n_head:
+            raise ValueError(f"{op}: C={C} of q {q.shape} is not divisible by n_head={n_head}")
+        c.need_shape(op, "out", out, q.shape, "q")
+        if k.ndim != 3 or k.shape[0] != B or k.shape[2] != C:
+            raise ValueError(f"{op}: k {k.shape} does not match q {q.shape}")
+        c.need_shape(op, "v", v, k.shape, "k")
+        if start < 0 or start + Tq > k.shape[1]:
+            raise ValueError(f"{op}: positions {start}..{start + Tq - 1} do not fit k {k.shape}")
+        if B * Tq == 0:
+            return
+        if q.strides[2] != 1:
+            q = self._contig(q)
+        if k.strides[2] != 1 or v.strides != k.strides:
+            k, v = self._contig(k), self._contig(v)
+        o = out if out.is_contiguous else self._new(out.shape)
+        self._attn_fwd(o, o, q, k, v, B, Tq, start, n_head, C // n_head, False)
+        if o is not out:
+            self.copy(out, o)
+
+    # ---- optimizer ----------------------------------------------------------------------------
+    def adamw_step(self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, step,
+                   grad_scale=1.0) -> None:
+        op = "adamw_step"
+        c.need_f32(op, ("param", param), ("grad", grad), ("m", m), ("v", v))
+        for name, t in (("grad", grad), ("m", m), ("v", v)):
+            c.need_numel(op, name, t, "param", param)
+        if step < 1:
+            raise ValueError(f"adamw_step: step={step} must be >= 1")
+        ts = [param, grad, m, v]
+        if len({t.shape for t in ts}) > 1:
+            ts = [self._contig(t) if t is not param else t for t in ts]
+            if not param.is_contiguous:
+                raise NotImplementedError("need adamw_step on a non-contiguous param of "
+                                          "another shape than grad")
+            ts = [t.view(param.numel) for t in ts]
+        scalars = [lr, beta1, beta2, eps, weight_decay, 1.0 - beta1 ** step,
+                   1.0 - beta2 ** step, grad_scale]
+        self._map(op, [(ts[0], "inout"), (ts[1], "in"), (ts[2], "inout"), (ts[3], "inout")],
+                  ts[0].shape, kel.adamw_body, [float(s) for s in scalars], ["f32"] * 8)
+
+
+def _positions(t: Tensor) -> list[int]:
+    """Storage positions of a view's elements in row-major order."""
+    pos = [t.offset]
+    for n, s in zip(t.shape, t.strides):
+        pos = [p + i * s for p in pos for i in range(n)]
+    return pos
+
+
+__all__ = ["HeliosBackend", "contiguous_strides"]

@@ -1,0 +1,369 @@
+"""The Vulkan device helios runs on: instance, physical-device choice, features, one compute queue,
+memory pools, and the command stream (dispatches recorded into batches, submitted together).
+
+Device choice: ALPHA_VK_DEVICE=<index>|<name substring>, else discrete > integrated > virtual >
+cpu (lavapipe). ALPHA_VK_VALIDATE=1 enables the Khronos validation layer (development aid).
+No Vulkan loader or device raises BackendUnavailable with one line saying what to install.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from ctypes import addressof, byref
+
+from alpha.core.errors import BackendUnavailable
+from alpha.helios import vk
+from alpha.helios.memory import Pool
+
+TYPE_RANK = {2: 0, 1: 1, 3: 2, 4: 3, 0: 4}  # discrete first
+BATCH_LIMIT = 512  # dispatches per command buffer before it is submitted (without waiting)
+
+
+def _cstrings(names):
+    arr = (ctypes.c_char_p * max(1, len(names)))(*[n.encode() for n in names])
+    return arr
+
+
+class Device:
+    def __init__(self):
+        gipa, create_instance, enum_version = vk.loader()
+        version = ctypes.c_uint32(vk.API_1_2)
+        if enum_version is not None:
+            enum_version(byref(version))
+        self.instance_version = version.value
+        api = vk.API_1_3 if version.value >= vk.API_1_3 else vk.API_1_2
+        app = vk.ApplicationInfo(sType=vk.ST_APPLICATION_INFO, apiVersion=api)
+        self._name = ctypes.c_char_p(b"alpha")
+        app.pApplicationName = ctypes.cast(self._name, ctypes.c_void_p)
+        layers = ["VK_LAYER_KHRONOS_validation"] if os.environ.get("ALPHA_VK_VALIDATE") == "1" \
+            else []
+        self._layers = _cstrings(layers)
+        info = vk.InstanceCreateInfo(sType=vk.ST_INSTANCE_CREATE_INFO,
+                                     pApplicationInfo=addressof(app),
+                                     enabledLayerCount=len(layers),
+                                     ppEnabledLayerNames=addressof(self._layers))
+        inst = ctypes.c_void_p()
+        res = create_instance(byref(info), None, byref(inst))
+        if res < 0:
+            raise BackendUnavailable(f"helios: no Vulkan instance (vkCreateInstance {res}); "
+                                     "install a Vulkan driver (mesa-vulkan-drivers for lavapipe)")
+        self.instance = inst.value
+        self.fi = vk.Funcs(gipa, self.instance, vk.INSTANCE_FUNCS, vk.OPTIONAL_INSTANCE_FUNCS)
+        self.physical = self._choose()
+        self._query()
+        self._create_device()
+        self._setup_memory()
+        self._setup_commands()
+
+    # ---- physical device ---------------------------------------------------------------------
+    def list_devices(self) -> list[tuple[int, str, str]]:
+        n = ctypes.c_uint32()
+        self.fi.EnumeratePhysicalDevices(self.instance, byref(n), None)
+        handles = (ctypes.c_void_p * n.value)()
+        self.fi.EnumeratePhysicalDevices(self.instance, byref(n), handles)
+        out = []
+        for h in handles:
+            p = vk.PhysicalDeviceProperties()
+            self.fi.GetPhysicalDeviceProperties(h, byref(p))
+            out.append((h, p.deviceName.decode(), vk.DEVICE_TYPES.get(p.deviceType, "?"),
+                        p.deviceType))
+        return out
+
+    def _choose(self):
+        devs = self.list_devices()
+        if not devs:
+            raise BackendUnavailable("helios: no Vulkan device (the loader found no driver); "
+                                     "install mesa-vulkan-drivers for lavapipe or a GPU driver")
+        want = os.environ.get("ALPHA_VK_DEVICE", "").strip()
+        if want:
+            if want.isdigit():
+                if int(want) >= len(devs):
+                    raise BackendUnavailable(f"helios: ALPHA_VK_DEVICE={want} but only "
+                                             f"{len(devs)} device(s)")
+                return devs[int(want)][0]
+            for h, name, _, _ in devs:
+                if want.lower() in name.lower():
+                    return h
+            raise BackendUnavailable(f"helios: no Vulkan device named like {want!r} (have: "
+                                     + ", ".join(d[1] for d in devs) + ")")
+        return sorted(devs, key=lambda d: TYPE_RANK.get(d[3], 9))[0][0]
+
+    def _query(self) -> None:
+        fi, pd = self.fi, self.physical
+        self.subgroup = vk.SubgroupProperties(sType=vk.ST_SUBGROUP_PROPERTIES)
+        props2 = vk.PhysicalDeviceProperties2(sType=vk.ST_PROPERTIES_2,
+                                              pNext=addressof(self.subgroup))
+        fi.GetPhysicalDeviceProperties2(pd, byref(props2))
+        self.props = props2.properties
+        self.limits = self.props.limits
+        self.name = self.props.deviceName.decode()
+        self.device_type = vk.DEVICE_TYPES.get(self.props.deviceType, "other")
+        self.api_version = self.props.apiVersion
+        n = ctypes.c_uint32()
+        fi.EnumerateDeviceExtensionProperties(pd, None, byref(n), None)
+        exts = (vk.ExtensionProperties * n.value)()
+        fi.EnumerateDeviceExtensionProperties(pd, None, byref(n), exts)
+        self.extensions = {e.extensionName.decode() for e in exts}
+        self.mem_props = vk.PhysicalDeviceMemoryProperties()
+        fi.GetPhysicalDeviceMemoryProperties(pd, byref(self.mem_props))
+        # features: query everything, enable what is supported (minus robustness checks)
+        self.f11 = vk.Vulkan11Features(sType=vk.ST_VULKAN_1_1_FEATURES)
+        self.f12 = vk.Vulkan12Features(sType=vk.ST_VULKAN_1_2_FEATURES,
+                                       pNext=addressof(self.f11))
+        head = self.f12
+        self.f13 = None
+        if self.api_version >= vk.API_1_3:
+            self.f13 = vk.Vulkan13Features(sType=vk.ST_VULKAN_1_3_FEATURES,
+                                           pNext=addressof(self.f12))
+            head = self.f13
+        self.fcm = None
+        if "VK_KHR_cooperative_matrix" in self.extensions:
+            self.fcm = vk.CoopMatFeatures(sType=vk.ST_COOPMAT_FEATURES_KHR, pNext=addressof(head))
+            head = self.fcm
+        self.features = vk.PhysicalDeviceFeatures2(sType=vk.ST_FEATURES_2, pNext=addressof(head))
+        fi.GetPhysicalDeviceFeatures2(pd, byref(self.features))
+        if not self.f12.bufferDeviceAddress:
+            raise BackendUnavailable(f"helios: {self.name} lacks bufferDeviceAddress")
+        self.coopmat = self._coopmat_properties() if self.fcm and self.fcm.cooperativeMatrix \
+            else []
+
+    def _coopmat_properties(self) -> list[dict]:
+        fn = self.fi.GetPhysicalDeviceCooperativeMatrixPropertiesKHR
+        if fn is None:
+            return []
+        n = ctypes.c_uint32()
+        fn(self.physical, byref(n), None)
+        arr = (vk.CoopMatProperties * n.value)()
+        for p in arr:
+            p.sType = vk.ST_COOPMAT_PROPERTIES_KHR
+        fn(self.physical, byref(n), arr)
+        ct = vk.COMPONENT_TYPES
+        return [{"M": p.MSize, "N": p.NSize, "K": p.KSize, "A": ct.get(p.AType, p.AType),
+                 "B": ct.get(p.BType, p.BType), "C": ct.get(p.CType, p.CType),
+                 "R": ct.get(p.ResultType, p.ResultType), "scope": p.scope} for p in arr]
+
+    def _create_device(self) -> None:
+        fi = self.fi
+        n = ctypes.c_uint32()
+        fi.GetPhysicalDeviceQueueFamilyProperties(self.physical, byref(n), None)
+        fams = (vk.QueueFamilyProperties * n.value)()
+        fi.GetPhysicalDeviceQueueFamilyProperties(self.physical, byref(n), fams)
+        compute = [i for i, q in enumerate(fams) if q.queueFlags & vk.QUEUE_COMPUTE]
+        if not compute:
+            raise BackendUnavailable(f"helios: {self.name} has no compute queue")
+        only = [i for i in compute if not fams[i].queueFlags & 0x1]  # compute without graphics
+        self.queue_family = (only or compute)[0]
+        self.timestamp_bits = fams[self.queue_family].timestampValidBits
+        self._prio = (ctypes.c_float * 1)(1.0)
+        qinfo = vk.DeviceQueueCreateInfo(sType=vk.ST_DEVICE_QUEUE_CREATE_INFO,
+                                         queueFamilyIndex=self.queue_family, queueCount=1,
+                                         pQueuePriorities=addressof(self._prio))
+        self.features.robustBufferAccess = 0
+        if self.f13 is not None:
+            self.f13.robustImageAccess = 0
+        if self.fcm is not None:
+            self.fcm.cooperativeMatrixRobustBufferAccess = 0
+        exts = ["VK_KHR_cooperative_matrix"] if self.coopmat else []
+        self._exts = _cstrings(exts)
+        dinfo = vk.DeviceCreateInfo(sType=vk.ST_DEVICE_CREATE_INFO,
+                                    pNext=addressof(self.features), queueCreateInfoCount=1,
+                                    pQueueCreateInfos=addressof(qinfo),
+                                    enabledExtensionCount=len(exts),
+                                    ppEnabledExtensionNames=addressof(self._exts))
+        dev = ctypes.c_void_p()
+        vk.check(fi.CreateDevice(self.physical, byref(dinfo), None, byref(dev)), "vkCreateDevice")
+        self.device = dev.value
+        self.f = vk.Funcs(fi.GetDeviceProcAddr, self.device, vk.DEVICE_FUNCS)
+        q = ctypes.c_void_p()
+        self.f.GetDeviceQueue(self.device, self.queue_family, 0, byref(q))
+        self.queue = q.value
+
+    # ---- memory ------------------------------------------------------------------------------
+    def _find_type(self, want: int, avoid: int = 0) -> int | None:
+        mp = self.mem_props
+        for i in range(mp.memoryTypeCount):
+            flags = mp.memoryTypes[i].propertyFlags
+            if flags & want == want and not flags & avoid:
+                return i
+        return None
+
+    def _setup_memory(self) -> None:
+        DL, HV, HC, CA = vk.MEM_DEVICE_LOCAL, vk.MEM_HOST_VISIBLE, vk.MEM_HOST_COHERENT, \
+            vk.MEM_HOST_CACHED
+        t = self._find_type(DL | HV | HC)
+        self.direct_upload = t is not None
+        if t is None:
+            t = self._find_type(DL)
+        if t is None:
+            t = self._find_type(HV | HC)
+        self.device_pool = Pool(self, t, self.direct_upload)
+        rt = self._find_type(HV | HC | CA) or self._find_type(HV | CA) or self._find_type(HV | HC)
+        self.host_coherent = bool(self.mem_props.memoryTypes[rt].propertyFlags & HC)
+        self.host_pool = Pool(self, rt, True, block_size=64 << 20)
+        self.retired_blocks = []
+
+    def retire_block(self, block) -> None:
+        self.retired_blocks.append(block)
+
+    # ---- command stream ------------------------------------------------------------------------
+    def _setup_commands(self) -> None:
+        f = self.f
+        pinfo = vk.CommandPoolCreateInfo(sType=vk.ST_COMMAND_POOL_CREATE_INFO,
+                                         flags=vk.POOL_RESET_COMMAND_BUFFER,
+                                         queueFamilyIndex=self.queue_family)
+        pool = vk.NH()
+        vk.check(f.CreateCommandPool(self.device, byref(pinfo), None, byref(pool)),
+                 "vkCreateCommandPool")
+        self.cmd_pool = pool.value
+        self.free_cmds: list[tuple[int, int]] = []  # (command buffer, fence) ready for reuse
+        self.in_flight: list[tuple[int, int]] = []
+        self.cmd = None
+        self.count = 0
+        self.pending_host = []  # staging allocations to release after the next full wait
+        self.last_pipeline = None
+        self.barrier = vk.MemoryBarrier(
+            sType=vk.ST_MEMORY_BARRIER,
+            srcAccessMask=vk.ACCESS_SHADER_WRITE | vk.ACCESS_TRANSFER_WRITE,
+            dstAccessMask=vk.ACCESS_SHADER_READ | vk.ACCESS_SHADER_WRITE
+            | vk.ACCESS_TRANSFER_READ | vk.ACCESS_TRANSFER_WRITE)
+        self._barrier_addr = addressof(self.barrier)
+        self._stages = vk.STAGE_COMPUTE_SHADER | vk.STAGE_TRANSFER
+        self._begin_info = vk.CommandBufferBeginInfo(sType=vk.ST_COMMAND_BUFFER_BEGIN_INFO,
+                                                     flags=vk.CMD_ONE_TIME_SUBMIT)
+        self._fence_ptr = vk.NH()
+        self.dispatches = 0  # total dispatches recorded (for tests and stats)
+
+    def _new_cmd(self) -> tuple[int, int]:
+        if self.free_cmds:
+            return self.free_cmds.pop()
+        f = self.f
+        ainfo = vk.CommandBufferAllocateInfo(sType=vk.ST_COMMAND_BUFFER_ALLOCATE_INFO,
+                                             commandPool=self.cmd_pool, level=0,
+                                             commandBufferCount=1)
+        cb = ctypes.c_void_p()
+        vk.check(f.AllocateCommandBuffers(self.device, byref(ainfo), byref(cb)),
+                 "vkAllocateCommandBuffers")
+        finfo = vk.FenceCreateInfo(sType=vk.ST_FENCE_CREATE_INFO)
+        fence = vk.NH()
+        vk.check(f.CreateFence(self.device, byref(finfo), None, byref(fence)), "vkCreateFence")
+        return cb.value, fence.value
+
+    def begin(self) -> int:
+        """The command buffer being recorded (started on demand)."""
+        if self.cmd is None:
+            self.cmd = self._new_cmd()
+            vk.check(self.f.BeginCommandBuffer(self.cmd[0], byref(self._begin_info)),
+                     "vkBeginCommandBuffer")
+            self.count = 0
+            self.last_pipeline = None
+        return self.cmd[0]
+
+    def _barrier(self, cb: int) -> None:
+        self.f.CmdPipelineBarrier(cb, self._stages, self._stages, 0, 1, self._barrier_addr,
+                                  0, None, 0, None)
+
+    def dispatch(self, program, push: bytes, groups) -> None:
+        cb = self.begin()
+        f = self.f
+        if self.count:
+            self._barrier(cb)
+        if self.last_pipeline != program.pipeline:
+            f.CmdBindPipeline(cb, vk.BIND_POINT_COMPUTE, program.pipeline)
+            self.last_pipeline = program.pipeline
+        if push:
+            f.CmdPushConstants(cb, program.layout, vk.SHADER_STAGE_COMPUTE, 0, len(push), push)
+        f.CmdDispatch(cb, groups[0], groups[1], groups[2])
+        self.count += 1
+        self.dispatches += 1
+        if self.count >= BATCH_LIMIT:
+            self.submit()
+
+    def copy(self, src_buffer: int, src_off: int, dst_buffer: int, dst_off: int,
+             size: int) -> None:
+        cb = self.begin()
+        if self.count:
+            self._barrier(cb)
+        region = vk.BufferCopy(src_off, dst_off, size)
+        self.f.CmdCopyBuffer(cb, src_buffer, dst_buffer, 1, byref(region))
+        self.count += 1
+
+    def fill_zero(self, buffer: int, offset: int, size: int) -> None:
+        cb = self.begin()
+        if self.count:
+            self._barrier(cb)
+        self.f.CmdFillBuffer(cb, buffer, offset, size, 0)
+        self.count += 1
+
+    def submit(self) -> None:
+        """Submit the recorded batch without waiting."""
+        if self.cmd is None:
+            return
+        cb, fence = self.cmd
+        self.cmd = None
+        f = self.f
+        # make shader/transfer writes visible to the host reads that follow a wait
+        hb = vk.MemoryBarrier(sType=vk.ST_MEMORY_BARRIER,
+                              srcAccessMask=vk.ACCESS_SHADER_WRITE | vk.ACCESS_TRANSFER_WRITE,
+                              dstAccessMask=vk.ACCESS_HOST_READ)
+        f.CmdPipelineBarrier(cb, self._stages, vk.STAGE_HOST, 0, 1, byref(hb), 0, None, 0, None)
+        vk.check(f.EndCommandBuffer(cb), "vkEndCommandBuffer")
+        cbs = (ctypes.c_void_p * 1)(cb)
+        sinfo = vk.SubmitInfo(sType=vk.ST_SUBMIT_INFO, commandBufferCount=1,
+                              pCommandBuffers=addressof(cbs))
+        vk.check(f.QueueSubmit(self.queue, 1, byref(sinfo), fence), "vkQueueSubmit")
+        self.in_flight.append((cb, fence))
+
+    def synchronize(self) -> None:
+        """Submit what is recorded and wait for everything in flight."""
+        self.submit()
+        f = self.f
+        for cb, fence in self.in_flight:
+            fp = vk.NH(fence)
+            while True:
+                res = f.WaitForFences(self.device, 1, byref(fp), 1, 10_000_000_000)
+                if res != 2:  # VK_TIMEOUT: keep waiting
+                    break
+            vk.check(res, "vkWaitForFences")
+            vk.check(f.ResetFences(self.device, 1, byref(fp)), "vkResetFences")
+            vk.check(f.ResetCommandBuffer(cb, 0), "vkResetCommandBuffer")
+            self.free_cmds.append((cb, fence))
+        self.in_flight.clear()
+        self.pending_host.clear()
+        for b in self.retired_blocks:
+            b.destroy()
+        self.retired_blocks.clear()
+
+    @property
+    def busy(self) -> bool:
+        return self.cmd is not None or bool(self.in_flight)
+
+    # ---- timestamps ----------------------------------------------------------------------------
+    def gpu_seconds(self, record, repeat: int = 1) -> float:
+        """Run `record()` (which records dispatches) `repeat` times between two timestamps and
+        return the GPU seconds per repetition."""
+        f = self.f
+        qinfo = vk.QueryPoolCreateInfo(sType=vk.ST_QUERY_POOL_CREATE_INFO,
+                                       queryType=vk.QUERY_TIMESTAMP, queryCount=2)
+        qp = vk.NH()
+        vk.check(f.CreateQueryPool(self.device, byref(qinfo), None, byref(qp)),
+                 "vkCreateQueryPool")
+        self.synchronize()
+        cb = self.begin()
+        f.CmdResetQueryPool(cb, qp.value, 0, 2)
+        f.CmdWriteTimestamp(cb, vk.STAGE_TOP, qp.value, 0)
+        for _ in range(repeat):
+            record()
+        cb = self.begin()
+        self._barrier(cb)
+        f.CmdWriteTimestamp(cb, vk.STAGE_BOTTOM, qp.value, 1)
+        self.synchronize()
+        data = (ctypes.c_uint64 * 2)()
+        vk.check(f.GetQueryPoolResults(self.device, qp.value, 0, 2, 16, data, 8,
+                                       vk.QUERY_RESULT_64_WAIT), "vkGetQueryPoolResults")
+        f.DestroyQueryPool(self.device, qp.value, None)
+        return (data[1] - data[0]) * self.limits.timestampPeriod * 1e-9 / repeat
+
+    def pack(self, fmt: str, *values) -> bytes:
+        return struct.pack(fmt, *values)

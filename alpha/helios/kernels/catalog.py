@@ -1,0 +1,61 @@
+"""Every kernel builder helios uses, with representative parameters: what the SPIR-V tests
+validate (`spirv-val`) and disassemble, and what `bench helios` can warm up."""
+
+from __future__ import annotations
+
+from alpha.helios.kernels import attention as katt
+from alpha.helios.kernels import elementwise as kel
+from alpha.helios.kernels import matmul as kmm
+from alpha.helios.kernels import rows as krows
+
+
+def _map(name, shape, specs, scalars, body):
+    return lambda: kel.map_kernel(name, shape, specs, scalars, body)
+
+
+def builders() -> dict:
+    f = "f32"
+    flat = [(f, (1,), "out"), (f, (1,), "in")]
+    strided = [(f, (12, 1), "out"), (f, (1, 5), "in"), (f, (0, 1), "in")]
+    out = {
+        "copy_flat": _map("copy", (7,), [("u32", (1,), "out"), ("u32", (1,), "in")], [],
+                          lambda k, i, s: [i[1]]),
+        "binary_broadcast": _map("binary_add", (3, 5), strided, [],
+                                 lambda k, i, s: [kel.BINARY["max"](k, i[1], i[2])]),
+        "cast_f32_i32": _map("cast", (9,), [("i32", (1,), "out"), (f, (1,), "in")], [],
+                             lambda k, i, s: [i[1].to("i32")]),
+        "cast_u32_f32": _map("cast", (9,), [(f, (1,), "out"), ("u32", (1,), "in")], [],
+                             lambda k, i, s: [i[1].to("f32")]),
+        "scalar_pow": _map("pow", (9,), flat, ["f32"],
+                           lambda k, i, s: [kel.SCALAR["pow"](k, i[1], s[0])]),
+        "gelu_backward": _map("gelu_backward", (9,), [(f, (1,), "inout"), (f, (1,), "in"),
+                                                      (f, (1,), "in")], [],
+                              lambda k, i, s: [i[0] + i[1] * kel.gelu_grad(k, i[2])]),
+        "adamw": _map("adamw", (9,), [(f, (1,), "inout"), (f, (1,), "in"), (f, (1,), "inout"),
+                                      (f, (1,), "inout")], ["f32"] * 8, kel.adamw_body),
+        "row_sum": lambda: krows.row_reduce("sum"),
+        "row_max": lambda: krows.row_reduce("max"),
+        "softmax_forward": lambda: krows.softmax_forward(False),
+        "log_softmax_forward": lambda: krows.softmax_forward(True),
+        "softmax_backward": lambda: krows.softmax_backward(False),
+        "log_softmax_backward": lambda: krows.softmax_backward(True),
+        "layernorm_forward": lambda: krows.layernorm_forward(True),
+        "layernorm_forward_nobias": lambda: krows.layernorm_forward(False),
+        "layernorm_backward_dx": krows.layernorm_backward_dx,
+        "layernorm_backward_params": lambda: krows.layernorm_backward_params(True),
+        "crossentropy_forward": krows.crossentropy_forward,
+        "crossentropy_backward": krows.crossentropy_backward,
+        "embedding_forward": krows.embedding_forward,
+        "embedding_backward": krows.embedding_backward,
+        "partial_sumsq_f64": lambda: krows.partial_reduce("sumsq", "f64"),
+        "partial_nonfinite": lambda: krows.partial_reduce("nonfinite", "f32"),
+        "rng_uniform": krows.rng_uniform,
+        "attention_forward": lambda: katt.attention_forward(128),
+        "attention_backward_d": katt.attention_backward_d,
+        "attention_backward_dq": lambda: katt.attention_backward_dq(128),
+        "attention_backward_dkv": lambda: katt.attention_backward_dkv(128),
+    }
+    for name, cfg in (("small", kmm.SMALL), ("default", kmm.DEFAULT), ("large", kmm.LARGE)):
+        out[f"matmul_{name}"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, False))
+        out[f"matmul_{name}_ck"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, True))
+    return out

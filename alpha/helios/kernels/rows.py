@@ -1,0 +1,280 @@
+"""Row kernels: one workgroup per row of a (R, C) contiguous matrix, shared-memory tree reductions
+in a fixed order (deterministic): row sum/max, softmax and log-softmax (+backward), layernorm
+(+backward), fused cross-entropy (+backward); and column kernels (one invocation per column,
+rows in order): layernorm weight/bias gradients, embedding scatter-add. Plus the flat partial
+reductions behind sum_squares / all_finite, and the Philox uniform generator.
+
+Rows are visited with a grid-stride loop over workgroups, so R may exceed the 65535 group limit.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from alpha.spirv.dsl import Kernel
+
+ROW_LOCAL = 128
+NEG_INF = float("-inf")
+
+
+@contextmanager
+def rows(k: Kernel, R):
+    with k.loop(k.group_id(0), R, k.num_groups(0)) as r:
+        yield r
+
+
+def _row_max(k, x, base, C, scratch):
+    lid = k.local_id(0)
+    acc = k.var("f32", NEG_INF)
+    with k.loop(lid, C, ROW_LOCAL) as j:
+        acc.set(k.fmax(acc.get(), x[base + j]))
+    return k.reduce_max(acc.get(), scratch)
+
+
+def _row_sum(k, f, C, scratch):
+    """sum over j of f(j) (f builds the term)."""
+    acc = k.var("f32", 0.0)
+    with k.loop(k.local_id(0), C, ROW_LOCAL) as j:
+        acc.set(acc.get() + f(j))
+    return k.reduce_sum(acc.get(), scratch)
+
+
+def row_reduce(kind: str) -> Kernel:
+    k = Kernel(f"row_{kind}", (ROW_LOCAL, 1, 1), [("out", "f32*"), ("x", "f32*"), ("R", "u32"),
+                                                  ("C", "u32")])
+    out, x, R, C = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    with rows(k, R) as r:
+        base = r * C
+        if kind == "max":
+            v = _row_max(k, x, base, C, sh)
+        else:
+            v = _row_sum(k, lambda j: x[base + j], C, sh)
+        with k.if_(k.local_id(0).eq(0)):
+            out[r] = v
+    return k
+
+
+def softmax_forward(log: bool) -> Kernel:
+    k = Kernel("log_softmax_forward" if log else "softmax_forward", (ROW_LOCAL, 1, 1),
+               [("out", "f32*"), ("x", "f32*"), ("R", "u32"), ("C", "u32")])
+    out, x, R, C = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    lid = k.local_id(0)
+    with rows(k, R) as r:
+        base = r * C
+        mx = _row_max(k, x, base, C, sh)
+        s = _row_sum(k, lambda j: k.exp(x[base + j] - mx), C, sh)
+        if log:
+            lse = mx + k.log(s)
+            with k.loop(lid, C, ROW_LOCAL) as j:
+                out[base + j] = x[base + j] - lse
+        else:
+            inv = 1.0 / s
+            with k.loop(lid, C, ROW_LOCAL) as j:
+                out[base + j] = k.exp(x[base + j] - mx) * inv
+    return k
+
+
+def softmax_backward(log: bool) -> Kernel:
+    k = Kernel("log_softmax_backward" if log else "softmax_backward", (ROW_LOCAL, 1, 1),
+               [("dx", "f32*"), ("dout", "f32*"), ("out", "f32*"), ("R", "u32"), ("C", "u32")])
+    dx, dout, out, R, C = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    lid = k.local_id(0)
+    with rows(k, R) as r:
+        base = r * C
+        if log:
+            s = _row_sum(k, lambda j: dout[base + j], C, sh)
+            with k.loop(lid, C, ROW_LOCAL) as j:
+                i = base + j
+                dx[i] = dx[i] + dout[i] - k.exp(out[i]) * s
+        else:
+            s = _row_sum(k, lambda j: dout[base + j] * out[base + j], C, sh)
+            with k.loop(lid, C, ROW_LOCAL) as j:
+                i = base + j
+                dx[i] = dx[i] + out[i] * (dout[i] - s)
+    return k
+
+
+def layernorm_forward(has_bias: bool) -> Kernel:
+    params = [("out", "f32*"), ("mean", "f32*"), ("rstd", "f32*"), ("x", "f32*"), ("w", "f32*")]
+    if has_bias:
+        params.append(("b", "f32*"))
+    params += [("R", "u32"), ("C", "u32"), ("eps", "f32")]
+    k = Kernel("layernorm_forward", (ROW_LOCAL, 1, 1), params)
+    ps = k.params()
+    out, mean, rstd, x, w = ps[:5]
+    b = ps[5] if has_bias else None
+    R, C, eps = ps[-3:]
+    sh = k.shared("f32", ROW_LOCAL)
+    lid = k.local_id(0)
+    with rows(k, R) as r:
+        base = r * C
+        cf = C.to("f32")
+        mu = _row_sum(k, lambda j: x[base + j], C, sh) / cf
+        var = _row_sum(k, lambda j: (x[base + j] - mu) * (x[base + j] - mu), C, sh) / cf
+        rs = 1.0 / k.sqrt(var + eps)
+        with k.loop(lid, C, ROW_LOCAL) as j:
+            y = (x[base + j] - mu) * rs * w[j]
+            out[base + j] = y + b[j] if b is not None else y
+        with k.if_(lid.eq(0)):
+            mean[r] = mu
+            rstd[r] = rs
+    return k
+
+
+def layernorm_backward_dx() -> Kernel:
+    k = Kernel("layernorm_backward", (ROW_LOCAL, 1, 1),
+               [("dx", "f32*"), ("dout", "f32*"), ("x", "f32*"), ("w", "f32*"), ("mean", "f32*"),
+                ("rstd", "f32*"), ("R", "u32"), ("C", "u32")])
+    dx, dout, x, w, mean, rstd, R, C = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    lid = k.local_id(0)
+    with rows(k, R) as r:
+        base = r * C
+        mu, rs = mean[r], rstd[r]
+        cf = C.to("f32")
+        a = _row_sum(k, lambda j: w[j] * dout[base + j], C, sh) / cf
+        bsum = _row_sum(k, lambda j: w[j] * dout[base + j] * ((x[base + j] - mu) * rs), C, sh)
+        bm = bsum / cf
+        with k.loop(lid, C, ROW_LOCAL) as j:
+            i = base + j
+            xhat = (x[i] - mu) * rs
+            dx[i] = dx[i] + rs * (w[j] * dout[i] - a - xhat * bm)
+    return k
+
+
+def layernorm_backward_params(has_bias: bool) -> Kernel:
+    params = [("dw", "f32*")] + ([("db", "f32*")] if has_bias else [])
+    params += [("dout", "f32*"), ("x", "f32*"), ("mean", "f32*"), ("rstd", "f32*"),
+               ("R", "u32"), ("C", "u32")]
+    k = Kernel("layernorm_backward_params", (64, 1, 1), params)
+    ps = k.params()
+    dw = ps[0]
+    db = ps[1] if has_bias else None
+    dout, x, mean, rstd, R, C = ps[-6:]
+    with k.loop(k.gid, C, k.num_groups(0) * 64) as c:
+        aw = k.var("f32", 0.0)
+        ab = k.var("f32", 0.0)
+        with k.loop(0, R) as r:
+            i = r * C + c
+            d = dout[i]
+            aw.set(aw.get() + d * ((x[i] - mean[r]) * rstd[r]))
+            ab.set(ab.get() + d)
+        dw[c] = dw[c] + aw.get()
+        if db is not None:
+            db[c] = db[c] + ab.get()
+    return k
+
+
+def crossentropy_forward() -> Kernel:
+    k = Kernel("crossentropy_forward", (ROW_LOCAL, 1, 1),
+               [("losses", "f32*"), ("x", "f32*"), ("t", "i32*"), ("R", "u32"), ("C", "u32")])
+    losses, x, t, R, C = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    with rows(k, R) as r:
+        base = r * C
+        mx = _row_max(k, x, base, C, sh)
+        s = _row_sum(k, lambda j: k.exp(x[base + j] - mx), C, sh)
+        tr = t[r]
+        with k.if_(k.local_id(0).eq(0)):
+            loss = k.var("f32", 0.0)
+            with k.if_(tr >= 0):
+                loss.set(mx + k.log(s) - x[base + tr.bits("u32")])
+            losses[r] = loss.get()
+    return k
+
+
+def crossentropy_backward() -> Kernel:
+    k = Kernel("crossentropy_backward", (ROW_LOCAL, 1, 1),
+               [("dx", "f32*"), ("dl", "f32*"), ("x", "f32*"), ("t", "i32*"), ("R", "u32"),
+                ("C", "u32")])
+    dx, dl, x, t, R, C = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    with rows(k, R) as r:
+        base = r * C
+        mx = _row_max(k, x, base, C, sh)
+        s = _row_sum(k, lambda j: k.exp(x[base + j] - mx), C, sh)
+        tr = t[r]
+        with k.if_(tr >= 0):
+            g = dl[r]
+            inv = 1.0 / s
+            tu = tr.bits("u32")
+            with k.loop(k.local_id(0), C, ROW_LOCAL) as j:
+                p = k.exp(x[base + j] - mx) * inv
+                p = k.select(j.eq(tu), p - 1.0, p)
+                dx[base + j] = dx[base + j] + p * g
+    return k
+
+
+def embedding_forward() -> Kernel:
+    k = Kernel("embedding_forward", (256, 1, 1),
+               [("out", "f32*"), ("ids", "i32*"), ("table", "f32*"), ("n", "u32"), ("C", "u32")])
+    out, ids, table, n, C = k.params()
+    with k.loop(k.gid, n, k.nthreads) as i:
+        row = i / C
+        out[i] = table[ids[row].bits("u32") * C + (i - row * C)]
+    return k
+
+
+def embedding_backward() -> Kernel:
+    k = Kernel("embedding_backward", (64, 1, 1),
+               [("dtable", "f32*"), ("dout", "f32*"), ("ids", "i32*"), ("N", "u32"),
+                ("C", "u32")])
+    dtable, dout, ids, N, C = k.params()
+    with k.loop(k.gid, C, k.num_groups(0) * 64) as c:
+        with k.loop(0, N) as i:
+            dst = ids[i].bits("u32") * C + c
+            dtable[dst] = dtable[dst] + dout[i * C + c]
+    return k
+
+
+def partial_reduce(kind: str, acc_t: str) -> Kernel:
+    """partials[group] = sum of x^2 (kind "sumsq") or count of non-finite x ("nonfinite") over
+    the group's grid-stride share of n elements."""
+    out_t = acc_t if kind == "sumsq" else "f32"
+    k = Kernel(f"partial_{kind}", (256, 1, 1),
+               [("partials", f"{out_t}*"), ("x", "f32*"), ("n", "u32")])
+    part, x, n = k.params()
+    sh = k.shared(out_t, 256)
+    acc = k.var(out_t, 0.0)
+    with k.loop(k.gid, n, k.nthreads) as i:
+        v = x[i]
+        if kind == "sumsq":
+            vv = v.to(acc_t)
+            acc.set(acc.get() + vv * vv)
+        else:
+            bad = k.isnan(v) | k.isinf(v)
+            acc.set(acc.get() + k.select(bad, k.const(1.0, "f32"), k.const(0.0, "f32")))
+    total = k.reduce_sum(acc.get(), sh)
+    with k.if_(k.local_id(0).eq(0)):
+        part[k.group_id(0)] = total
+    return k
+
+
+M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+
+
+def rng_uniform() -> Kernel:
+    """out[i] = uniform from Philox word position + i (position as lo/hi u32 halves)."""
+    k = Kernel("rng_uniform", (256, 1, 1),
+               [("out", "f32*"), ("n", "u32"), ("pos_lo", "u32"), ("pos_hi", "u32"),
+                ("k0", "u32"), ("k1", "u32")])
+    out, n, plo, phi, key0, key1 = k.params()
+    with k.loop(k.gid, n, k.nthreads) as i:
+        w = plo.to("u64") + (phi.to("u64") << k.const(32, "u64")) + i.to("u64")
+        block = w >> k.const(2, "u64")
+        sel = (w & k.const(3, "u64")).to("u32")
+        c0, c1 = block.to("u32"), (block >> k.const(32, "u64")).to("u32")
+        c2, c3 = k.const(0, "u32"), k.const(0, "u32")
+        ka, kb = key0, key1
+        for rnd in range(10):
+            hi0, lo0 = k.umul_hi_lo(c0, k.const(M0, "u32"))
+            hi1, lo1 = k.umul_hi_lo(c2, k.const(M1, "u32"))
+            c0, c1, c2, c3 = hi1 ^ c1 ^ ka, lo1, hi0 ^ c3 ^ kb, lo0
+            if rnd < 9:
+                ka, kb = ka + W0, kb + W1
+        word = k.select(sel.eq(0), c0, k.select(sel.eq(1), c1, k.select(sel.eq(2), c2, c3)))
+        out[i] = (word >> 8).to("f32") * (1.0 / 16777216.0)
+    return k

@@ -1,0 +1,134 @@
+"""GPU memory: big VkDeviceMemory blocks, each with one VkBuffer over it, carved by a first-fit
+free-list sub-allocator. A tensor's storage is an `Allocation`: (block, offset, size) with its
+64-bit device address, which is how kernels reach it (buffer device address in push constants).
+
+Freed GPU ranges are reused at once: every command runs in queue order behind a full barrier, so
+a later writer cannot overtake an earlier reader. Host writes are different — `HeliosStorage`
+only writes through a mapping when no work is pending (see backend.upload).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+from ctypes import byref
+
+from alpha.helios import vk
+
+ALIGN = 256
+BLOCK_SIZE = 256 << 20
+
+
+class Block:
+    def __init__(self, dev, size: int, type_index: int, host_visible: bool):
+        self.dev = dev
+        f = dev.f
+        self.size = size
+        info = vk.BufferCreateInfo(sType=vk.ST_BUFFER_CREATE_INFO, size=size,
+                                   usage=vk.BUF_TRANSFER_SRC | vk.BUF_TRANSFER_DST
+                                   | vk.BUF_STORAGE | vk.BUF_DEVICE_ADDRESS)
+        buf = vk.NH()
+        vk.check(f.CreateBuffer(dev.device, byref(info), None, byref(buf)), "vkCreateBuffer")
+        self.buffer = buf.value
+        req = vk.MemoryRequirements()
+        f.GetBufferMemoryRequirements(dev.device, self.buffer, byref(req))
+        flags = vk.MemoryAllocateFlagsInfo(sType=vk.ST_MEMORY_ALLOCATE_FLAGS_INFO,
+                                           flags=vk.MEMORY_ALLOCATE_DEVICE_ADDRESS)
+        ainfo = vk.MemoryAllocateInfo(sType=vk.ST_MEMORY_ALLOCATE_INFO,
+                                      pNext=ctypes.addressof(flags),
+                                      allocationSize=req.size, memoryTypeIndex=type_index)
+        mem = vk.NH()
+        res = f.AllocateMemory(dev.device, byref(ainfo), None, byref(mem))
+        if res < 0:
+            f.DestroyBuffer(dev.device, self.buffer, None)
+            vk.check(res, f"vkAllocateMemory({size >> 20} MiB)")
+        self.memory = mem.value
+        vk.check(f.BindBufferMemory(dev.device, self.buffer, self.memory, 0), "vkBindBufferMemory")
+        ainfo2 = vk.BufferDeviceAddressInfo(sType=vk.ST_BUFFER_DEVICE_ADDRESS_INFO,
+                                            buffer=self.buffer)
+        self.address = f.GetBufferDeviceAddress(dev.device, byref(ainfo2))
+        self.mapped = 0
+        if host_visible:
+            p = ctypes.c_void_p()
+            vk.check(f.MapMemory(dev.device, self.memory, 0, vk.WHOLE_SIZE, 0, byref(p)),
+                     "vkMapMemory")
+            self.mapped = p.value
+        self.free_list = [(0, size)]  # sorted (offset, size)
+        self.used = 0
+
+    def alloc(self, size: int) -> int | None:
+        for i, (off, n) in enumerate(self.free_list):
+            if n >= size:
+                if n == size:
+                    del self.free_list[i]
+                else:
+                    self.free_list[i] = (off + size, n - size)
+                self.used += size
+                return off
+        return None
+
+    def release(self, off: int, size: int) -> None:
+        self.used -= size
+        fl = self.free_list
+        i = bisect.bisect_left(fl, (off, 0))
+        if i < len(fl) and off + size == fl[i][0]:  # merge with the next range
+            size += fl[i][1]
+            del fl[i]
+        if i > 0 and fl[i - 1][0] + fl[i - 1][1] == off:  # merge with the previous one
+            off, size = fl[i - 1][0], fl[i - 1][1] + size
+            del fl[i - 1]
+            i -= 1
+        fl.insert(i, (off, size))
+
+    def destroy(self) -> None:
+        f = self.dev.f
+        if self.mapped:
+            f.UnmapMemory(self.dev.device, self.memory)
+        f.DestroyBuffer(self.dev.device, self.buffer, None)
+        f.FreeMemory(self.dev.device, self.memory, None)
+
+
+class Allocation:
+    __slots__ = ("pool", "block", "offset", "size", "address", "__weakref__")
+
+    def __init__(self, pool, block: Block, offset: int, size: int):
+        self.pool, self.block, self.offset, self.size = pool, block, offset, size
+        self.address = block.address + offset
+
+    @property
+    def host_ptr(self) -> int:
+        return self.block.mapped + self.offset if self.block.mapped else 0
+
+    def __del__(self):
+        try:
+            self.pool.release(self)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class Pool:
+    """Blocks of one memory type; requests above BLOCK_SIZE get a block of their own."""
+
+    def __init__(self, dev, type_index: int, host_visible: bool, block_size: int = BLOCK_SIZE):
+        self.dev, self.type_index, self.host_visible = dev, type_index, host_visible
+        self.block_size = block_size
+        self.blocks: list[Block] = []
+
+    def alloc(self, nbytes: int) -> Allocation:
+        size = max(ALIGN, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
+        for b in self.blocks:
+            off = b.alloc(size)
+            if off is not None:
+                return Allocation(self, b, off, size)
+        b = Block(self.dev, max(size, self.block_size), self.type_index, self.host_visible)
+        self.blocks.append(b)
+        return Allocation(self, b, b.alloc(size), size)
+
+    def release(self, a: Allocation) -> None:
+        a.block.release(a.offset, a.size)
+        if a.block.used == 0 and a.block.size > self.block_size:
+            self.dev.retire_block(a.block)  # a dedicated block: give it back once idle
+            self.blocks.remove(a.block)
+
+    def stats(self) -> tuple[int, int]:
+        return sum(b.used for b in self.blocks), sum(b.size for b in self.blocks)

@@ -1,0 +1,212 @@
+"""Checkpoint files: one binary file per checkpoint, written atomically and verified on load.
+
+Layout (all integers little-endian):
+
+    offset 0    magic          8 bytes  b"ALPHACKP"
+    offset 8    version        u32      FORMAT_VERSION
+    offset 12   header_len     u64      bytes of the JSON header
+    offset 20   header         JSON (utf-8): configs, tokenizer, step, RNG state, data-loader state,
+                               optimizer step, and the tensor index `tensors`: a list of
+                               {name, dtype, shape, offset, nbytes}, offsets relative to the body
+    ...         padding        zeros up to a multiple of 64 bytes (so the body is aligned)
+    ...         body           the raw tensors, little-endian, in index order
+    end - 32    checksum       sha256 of everything before it (magic through body)
+
+The header also carries `body_size`, so a truncated file is told apart from a corrupt one before
+the checksum is even computed. Writing goes to a temporary file in the same folder, is fsynced and
+renamed into place: a crash leaves the previous checkpoint, never half a new one.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import json
+import os
+import struct
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from alpha.core.backend import DTYPES
+from alpha.core.errors import CheckpointError
+
+MAGIC = b"ALPHACKP"
+FORMAT_VERSION = 1
+ALIGN = 64
+_PREFIX = struct.Struct("<8sIQ")  # magic, version, header_len
+_DIGEST = 32
+
+
+@dataclass
+class Checkpoint:
+    path: str
+    header: dict
+    tensors: dict  # name -> array.array (host, native byte order)
+    size: int  # bytes on disk
+    checksum: str  # hex sha256
+
+    @property
+    def step(self) -> int:
+        return int(self.header["step"])
+
+
+def _as_bytes(data, dtype: str) -> bytes | memoryview:
+    code, size = DTYPES[dtype]
+    if isinstance(data, array.array):
+        if data.typecode != code:
+            data = array.array(code, data)
+        if sys.byteorder != "little":
+            data = array.array(code, data)
+            data.byteswap()
+        return memoryview(data).cast("B")
+    mv = memoryview(data).cast("B")
+    if sys.byteorder != "little":
+        swapped = array.array(code, mv.tobytes())
+        swapped.byteswap()
+        return memoryview(swapped).cast("B")
+    return mv
+
+
+def save(path: str, header: dict, tensors: dict) -> tuple[int, str]:
+    """Write a checkpoint atomically. `tensors` maps name -> (data, shape, dtype) where data is an
+    array.array or any buffer of that dtype. Returns (size in bytes, hex sha256 checksum)."""
+    index = []
+    blobs = []
+    offset = 0
+    for name, (data, shape, dtype) in tensors.items():
+        blob = _as_bytes(data, dtype)
+        count = 1
+        for n in shape:
+            count *= n
+        if blob.nbytes != count * DTYPES[dtype][1]:
+            raise ValueError(f"tensor {name}: {blob.nbytes} bytes do not match shape {shape} {dtype}")
+        index.append({"name": name, "dtype": dtype, "shape": list(shape), "offset": offset,
+                      "nbytes": blob.nbytes})
+        blobs.append(blob)
+        offset += blob.nbytes
+    header = {**header, "tensors": index, "body_size": offset}
+    head = json.dumps(header, separators=(",", ":"), allow_nan=True).encode("utf-8")
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head))
+    pad = (-(len(prefix) + len(head))) % ALIGN
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-ckpt-", dir=folder)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in (prefix, head, b"\0" * pad, *blobs):
+                digest.update(chunk)
+                f.write(chunk)
+                size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
+            f.write(digest.digest())
+            size += _DIGEST
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return size, digest.hexdigest()
+
+
+def _read_prefix(path: str, f, file_size: int) -> tuple[dict, int]:
+    """Parse magic, version and header; return (header, offset of the body)."""
+    raw = f.read(_PREFIX.size)
+    if len(raw) < _PREFIX.size:
+        raise CheckpointError(f"checkpoint {path} is truncated ({file_size} bytes): no header")
+    magic, version, head_len = _PREFIX.unpack(raw)
+    if magic != MAGIC:
+        raise CheckpointError(f"{path} is not an Alpha checkpoint (bad magic bytes)")
+    if version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version}; this Alpha reads version "
+            f"{FORMAT_VERSION} (upgrade Alpha to load it)"
+        )
+    if _PREFIX.size + head_len > file_size:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated: the header needs {head_len} bytes, the file has "
+            f"{file_size}"
+        )
+    head = f.read(head_len)
+    try:
+        header = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its header is not valid JSON") from None
+    if not isinstance(header, dict) or "tensors" not in header or "body_size" not in header:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its header lacks the tensor index")
+    body_at = _PREFIX.size + head_len
+    body_at += (-body_at) % ALIGN
+    return header, body_at
+
+
+def read_header(path: str) -> dict:
+    """The JSON header alone (no checksum verification): for listings and retention."""
+    file_size = _file_size(path)
+    with open(path, "rb") as f:
+        header, _ = _read_prefix(path, f, file_size)
+    return header
+
+
+def _file_size(path: str) -> int:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return os.path.getsize(path)
+
+
+def load(path: str) -> Checkpoint:
+    """Read and verify a checkpoint. Raises CheckpointError naming what is wrong."""
+    file_size = _file_size(path)
+    with open(path, "rb") as f:
+        header, body_at = _read_prefix(path, f, file_size)
+        expected = body_at + int(header["body_size"]) + _DIGEST
+        if file_size < expected:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated: expected {expected} bytes, found {file_size} "
+                "(was it copied while being written?)"
+            )
+        if file_size > expected:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: {file_size - expected} unexpected bytes at the end"
+            )
+        f.seek(0)
+        data = f.read()
+    digest = hashlib.sha256(memoryview(data)[: file_size - _DIGEST]).digest()
+    if digest != data[file_size - _DIGEST:]:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its sha256 checksum does not match its contents"
+        )
+    body = memoryview(data)[body_at: body_at + int(header["body_size"])]
+    tensors = {}
+    for entry in header["tensors"]:
+        dtype = entry["dtype"]
+        if dtype not in DTYPES:
+            raise CheckpointError(f"checkpoint {path}: tensor {entry['name']} has unknown dtype {dtype}")
+        code, _ = DTYPES[dtype]
+        arr = array.array(code)
+        arr.frombytes(body[entry["offset"]: entry["offset"] + entry["nbytes"]])
+        if sys.byteorder != "little":
+            arr.byteswap()
+        tensors[entry["name"]] = arr
+    return Checkpoint(path=path, header=header, tensors=tensors, size=file_size,
+                      checksum=digest.hex())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

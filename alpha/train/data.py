@@ -1,0 +1,498 @@
+"""Training data: text file -> token cache on disk (memory-mapped) -> train/val split -> batches.
+
+The token cache is one binary file next to the text (or in `cache_dir`), named
+`<text file name>.<kind>-<tokenizer fingerprint[:12]>.tokens`:
+
+    offset 0    magic  b"ALPHATOK"
+    offset 8    u32    format version (1)
+    offset 12   u32    bytes per token: 2 (uint16, vocab_size <= 65536) or 4 (uint32)
+    offset 16   u64    token count
+    offset 24   u64    source text size in bytes
+    offset 32   i64    source text mtime (ns)
+    offset 40   32 B   sha256 of the source text
+    offset 72   32 B   sha256 of the tokenizer's canonical JSON (`Tokenizer.fingerprint`)
+    offset 104  zero padding to 128
+    offset 128  tokens, little-endian
+
+It is reused when the tokenizer fingerprint and the text's size match and either the mtime matches
+or (mtime changed) the text's sha256 still matches; otherwise it is rebuilt. Building streams the
+text in chunks cut at safe boundaries (`Tokenizer.safe_cut`), so a 1 GB file is never held whole,
+and the tokens equal those of encoding the whole text at once. The file is written to a temporary
+name, fsynced and renamed. Reading maps it with `mmap` and `memoryview.cast`: nothing is copied.
+
+`BatchSampler` draws (x, y) batches — random windows whose starts come from the Rng's "data"
+stream, or sequential packed windows — and its `state()`/`restore()` make a resumed run draw
+exactly the batches the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import mmap
+import os
+import struct
+import sys
+import time
+from array import array
+from dataclasses import dataclass
+
+from alpha.core.errors import DataError
+from alpha.core.rng import Rng
+
+MAGIC = b"ALPHATOK"
+VERSION = 1
+HEADER_SIZE = 128
+_HEADER = struct.Struct("<8sIIQQq32s32s")
+READ_BYTES = 1 << 22  # text read per chunk while building a cache
+MAX_CARRY_CHARS = 1 << 26  # with no safe cut in this much text, cut anyway (see _cut)
+VAL_FRACTION = 0.1
+
+
+def _fail_big_endian():  # pragma: no cover - every platform Alpha runs on is little-endian
+    raise DataError("token caches need a little-endian machine")
+
+
+# --------------------------------------------------------------------------------------------
+# the token cache
+
+
+@dataclass
+class CacheHeader:
+    itemsize: int
+    count: int
+    source_size: int
+    source_mtime_ns: int
+    source_sha256: bytes
+    tokenizer_sha256: bytes
+
+    def pack(self) -> bytes:
+        head = _HEADER.pack(MAGIC, VERSION, self.itemsize, self.count, self.source_size,
+                            self.source_mtime_ns, self.source_sha256, self.tokenizer_sha256)
+        return head + bytes(HEADER_SIZE - len(head))
+
+    @classmethod
+    def read(cls, path: str) -> "CacheHeader | None":
+        """The header of a token cache, or None when the file is missing, foreign or truncated."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(HEADER_SIZE)
+                size = os.fstat(f.fileno()).st_size
+        except OSError:
+            return None
+        if len(raw) < HEADER_SIZE:
+            return None
+        magic, version, itemsize, count, src_size, mtime, src_sha, tok_sha = _HEADER.unpack(
+            raw[: _HEADER.size])
+        if magic != MAGIC or version != VERSION or itemsize not in (2, 4):
+            return None
+        if size != HEADER_SIZE + count * itemsize:
+            return None
+        return cls(itemsize, count, src_size, mtime, src_sha, tok_sha)
+
+
+class TokenFile:
+    """A token cache opened read-only: `tokens` is a memoryview of ints ('H' or 'I') over the
+    mapped file. `built` says whether this call had to (re)build it."""
+
+    def __init__(self, path: str, built: bool = False, source: str = ""):
+        if sys.byteorder != "little":  # pragma: no cover
+            _fail_big_endian()
+        header = CacheHeader.read(path)
+        if header is None:
+            raise DataError(f"token cache {path} is missing or corrupt; delete it to rebuild")
+        self.path = path
+        self.source = source
+        self.built = built
+        self.header = header
+        self.count = header.count
+        self.itemsize = header.itemsize
+        self.dtype = "u16" if header.itemsize == 2 else "u32"
+        self._file = open(path, "rb")
+        if header.count:
+            self._mmap = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+            body = memoryview(self._mmap)[HEADER_SIZE:]
+            self.tokens = body.cast("H" if header.itemsize == 2 else "I")
+        else:
+            self._mmap = None
+            self.tokens = memoryview(array("H" if header.itemsize == 2 else "I"))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def close(self) -> None:
+        """Release the mapping. Views taken from `tokens` must be released first."""
+        try:
+            self.tokens.release()
+        except (ValueError, BufferError):
+            pass
+        if self._mmap is not None:
+            try:
+                self._mmap.close()
+            except BufferError:
+                return  # a slice of the memoryview is still alive; the OS frees it at exit
+        self._file.close()
+
+    def __repr__(self) -> str:
+        return f"TokenFile({self.path!r}, {self.count} tokens, {self.dtype})"
+
+
+def cache_path_for(text_path: str, tokenizer, cache_dir: str | None = None) -> str:
+    """Where the token cache of `text_path` under `tokenizer` lives."""
+    directory = cache_dir or os.path.dirname(os.path.abspath(text_path))
+    name = f"{os.path.basename(text_path)}.{tokenizer.kind}-{tokenizer.fingerprint()[:12]}.tokens"
+    return os.path.join(directory, name)
+
+
+def check_text_file(path: str, what: str = "data file") -> int:
+    """The file's size; DataError when it is missing, not a file, or empty."""
+    if not path:
+        raise DataError(f"no {what} given")
+    if not os.path.exists(path):
+        raise DataError(f"{what} not found: {path}")
+    if not os.path.isfile(path):
+        raise DataError(f"{what} {path} is not a regular file")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise DataError(f"{what} {path} is empty (0 bytes)")
+    return size
+
+
+def file_sha256(path: str) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                return h.digest()
+            h.update(block)
+
+
+def open_token_cache(text_path: str, tokenizer, cache_dir: str | None = None,
+                     progress=True) -> TokenFile:
+    """The token cache of `text_path`: reused when still valid, else (re)built first.
+
+    `progress`: True shows a progress line on stderr for builds that take more than a second,
+    False shows nothing, a callable gets (bytes done, bytes total, seconds elapsed)."""
+    check_text_file(text_path)
+    path = cache_path_for(text_path, tokenizer, cache_dir)
+    tok_sha = bytes.fromhex(tokenizer.fingerprint())
+    header = CacheHeader.read(path)
+    st = os.stat(text_path)
+    if header is not None and header.tokenizer_sha256 == tok_sha and \
+            header.source_size == st.st_size:
+        if header.source_mtime_ns == st.st_mtime_ns:
+            return TokenFile(path, built=False, source=text_path)
+        if file_sha256(text_path) == header.source_sha256:
+            header.source_mtime_ns = st.st_mtime_ns  # same text, touched: remember the new mtime
+            with open(path, "r+b") as f:
+                f.write(header.pack())
+            return TokenFile(path, built=False, source=text_path)
+    build_token_cache(text_path, tokenizer, path, progress=progress)
+    return TokenFile(path, built=True, source=text_path)
+
+
+def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -> int:
+    """Tokenize `text_path` in streaming chunks into a cache file at `out_path`; returns the
+    token count. Atomic: a reader sees the old cache or the complete new one."""
+    size = check_text_file(text_path)
+    itemsize = 2 if tokenizer.vocab_size <= 65536 else 4
+    code = "H" if itemsize == 2 else "I"
+    st = os.stat(text_path)
+    directory = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{out_path}.tmp-{os.getpid()}"
+    report = _Reporter(text_path, size, progress)
+    hasher = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    count = 0
+    done = 0
+    carry = ""
+    try:
+        with open(text_path, "rb") as src, open(tmp, "wb") as out:
+            out.write(bytes(HEADER_SIZE))
+            while True:
+                block = src.read(READ_BYTES)
+                eof = not block
+                hasher.update(block)
+                try:
+                    text = carry + decoder.decode(block, final=eof)
+                except UnicodeDecodeError as e:
+                    raise DataError(f"data file {text_path} is not UTF-8 text (bad byte near "
+                                    f"offset {done + max(0, e.start)})") from None
+                done += len(block)
+                if eof:
+                    piece, carry = text, ""
+                else:
+                    cut = _cut(tokenizer, text)
+                    piece, carry = text[:cut], text[cut:]
+                if piece:
+                    ids = array(code, tokenizer.encode(piece))
+                    out.write(ids.tobytes())
+                    count += len(ids)
+                report(done)
+                if eof:
+                    break
+            if os.stat(text_path).st_mtime_ns != st.st_mtime_ns:
+                raise DataError(f"data file {text_path} changed while it was being tokenized")
+            header = CacheHeader(itemsize, count, size, st.st_mtime_ns, hasher.digest(),
+                                 bytes.fromhex(tokenizer.fingerprint()))
+            out.seek(0)
+            out.write(header.pack())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    finally:
+        report.close()
+    _fsync_dir(directory)
+    return count
+
+
+def _cut(tokenizer, text: str) -> int:
+    """Where to cut a chunk: a safe boundary, else 0 (read more), else (an enormous chunk with no
+    safe boundary at all, e.g. 64M characters of one letter) the end of the text."""
+    cut = tokenizer.safe_cut(text)
+    if cut == 0 and len(text) > MAX_CARRY_CHARS:
+        return len(text)
+    return cut
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Reporter:
+    """A progress line on stderr (rate and ETA) for builds that last more than a second."""
+
+    def __init__(self, path: str, total: int, progress):
+        self.path = path
+        self.total = total
+        self.fn = progress if callable(progress) else None
+        self.enabled = bool(progress)
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int) -> None:
+        now = time.perf_counter() - self.t0
+        if self.fn is not None:
+            self.fn(done, self.total, now)
+            return
+        tty = sys.stderr.isatty()
+        every = 0.5 if tty else 10.0  # a log file gets a line every 10 s, a terminal redraws
+        if not self.enabled or now < 1.0 or (now - self.last < every and done < self.total):
+            return
+        self.last = now
+        rate = done / now
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        line = (f"tokenizing {os.path.basename(self.path)}: {done / 1e6:.1f}/"
+                f"{self.total / 1e6:.1f} MB, {rate / 1e6:.2f} MB/s, ETA {_duration(eta)}")
+        sys.stderr.write(("\r" + line + "   ") if tty else (line + "\n"))
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown and self.fn is None and sys.stderr.isatty():
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+# --------------------------------------------------------------------------------------------
+# train / val split
+
+
+@dataclass
+class DataSplits:
+    """Token ids for training and validation (memoryviews over the caches) and where they came
+    from. `describe()` is one line for the log."""
+
+    train: memoryview
+    val: memoryview
+    train_file: TokenFile
+    val_file: TokenFile | None
+    val_source: str  # "file" (--val-data) or "tail" (the last VAL_FRACTION of the tokens)
+
+    def describe(self) -> str:
+        cached = "rebuilt" if self.train_file.built else "cached"
+        val = (f"{len(self.val):,} val tokens from {self.val_file.source}"
+               if self.val_file is not None else f"{len(self.val):,} val tokens (last 10%)")
+        return (f"data: {len(self.train):,} train tokens from {self.train_file.source} "
+                f"({cached}: {self.train_file.path}), {val}")
+
+    def close(self) -> None:
+        for view in (self.train, self.val):
+            try:
+                view.release()
+            except (ValueError, BufferError):
+                pass
+        self.train_file.close()
+        if self.val_file is not None:
+            self.val_file.close()
+
+
+def load_data(data_path: str, tokenizer, block_size: int, val_path: str = "",
+              cache_dir: str | None = None, val_fraction: float = VAL_FRACTION,
+              progress=True) -> DataSplits:
+    """Token caches for `data_path` (and `val_path`), split into train and val.
+
+    Without `val_path` the last `val_fraction` of the tokens is validation (at least
+    block_size + 1 tokens). Each side must hold at least block_size + 1 tokens."""
+    need = block_size + 1
+    train_file = open_token_cache(data_path, tokenizer, cache_dir, progress)
+    n = train_file.count
+    if val_path:
+        val_file = open_token_cache(val_path, tokenizer, cache_dir, progress)
+        if val_file.count < need:
+            raise DataError(f"validation file {val_path} has {val_file.count} tokens; "
+                            f"block_size={block_size} needs at least {need}")
+        if n < need:
+            raise DataError(f"data file {data_path} has {n} tokens; block_size={block_size} "
+                            f"needs at least {need}")
+        return DataSplits(train_file.tokens, val_file.tokens, train_file, val_file, "file")
+    n_val = max(int(n * val_fraction), need)
+    if n - n_val < need:
+        raise DataError(f"data file {data_path} has {n} tokens: too short to split into train "
+                        f"and val windows of block_size+1={need} tokens each (needs at least "
+                        f"{2 * need}); give more text, a smaller block_size, or --val-data")
+    tokens = train_file.tokens
+    return DataSplits(tokens[: n - n_val], tokens[n - n_val:], train_file, None, "tail")
+
+
+# --------------------------------------------------------------------------------------------
+# the batch sampler
+
+MODES = ("random", "sequential")
+
+
+class BatchSampler:
+    """(x, y) batches of `batch_size` windows of `block_size` tokens; y is x shifted by one.
+
+    mode "random": each window starts at a position drawn with `randint` from the Rng stream
+    `stream` ("data"); "sequential": packed consecutive windows (stride block_size) from the
+    start, wrapping around at the end (`epoch` counts the wraps).
+
+    x and y are `array('i')` of length batch_size * block_size, row-major (B, T) — ready for
+    `backend.from_array(x, (B, T), dtype="i32")`.
+
+    `state()` is a small dict; `restore(state)` (on a sampler over the same tokens and shape)
+    continues with exactly the batches the saved sampler would have drawn next. In random mode
+    the Rng stream's position is part of the state, so restoring the Rng alone also works.
+    """
+
+    def __init__(self, tokens, batch_size: int, block_size: int, rng: Rng | int | None = None,
+                 *, mode: str = "random", stream: str = "data"):
+        if mode not in MODES:
+            raise DataError(f"unknown sampler mode {mode!r} (known: {', '.join(MODES)})")
+        if batch_size < 1 or block_size < 1:
+            raise DataError(f"batch_size={batch_size} and block_size={block_size} must be >= 1")
+        if isinstance(tokens, array):
+            tokens = memoryview(tokens)  # array.extend refuses arrays of another type code
+        n = len(tokens)
+        if n < block_size + 1:
+            raise DataError(f"{n} tokens are too few for block_size={block_size} "
+                            f"(need at least {block_size + 1})")
+        self.tokens = tokens
+        self.n_tokens = n
+        self.batch_size = batch_size
+        self.block_size = block_size
+        self.mode = mode
+        if rng is None:
+            rng = Rng(0)
+        elif isinstance(rng, int):
+            rng = Rng(rng)
+        self.rng = rng
+        self.stream_name = stream
+        self.stream = rng.stream(stream)
+        self.cursor = 0  # sequential mode: start of the next window
+        self.epoch = 0  # sequential mode: completed passes over the tokens
+        self.batches = 0  # batches drawn so far
+
+    @property
+    def windows_per_epoch(self) -> int:
+        """Sequential windows in one pass over the tokens."""
+        return (self.n_tokens - 1) // self.block_size
+
+    def starts(self) -> list[int]:
+        """The window starts of the next batch (advances the sampler)."""
+        B, T = self.batch_size, self.block_size
+        if self.mode == "random":
+            return self.stream.randint(B, self.n_tokens - T)
+        out = []
+        for _ in range(B):
+            if self.cursor + T + 1 > self.n_tokens:
+                self.cursor = 0
+                self.epoch += 1
+            out.append(self.cursor)
+            self.cursor += T
+        return out
+
+    def next_batch(self) -> tuple[array, array]:
+        T = self.block_size
+        tokens = self.tokens
+        x = array("i")
+        y = array("i")
+        for s in self.starts():
+            window = tokens[s: s + T + 1]
+            x.extend(window[:T])
+            y.extend(window[1:])
+        self.batches += 1
+        return x, y
+
+    __next__ = next_batch
+
+    def __iter__(self):
+        return self
+
+    def state(self) -> dict:
+        return {
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "block_size": self.block_size,
+            "n_tokens": self.n_tokens,
+            "stream": self.stream_name,
+            "seed": self.rng.seed,
+            "position": self.stream.position,
+            "cursor": self.cursor,
+            "epoch": self.epoch,
+            "batches": self.batches,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continue from `state` (from `state()`); DataError when it belongs to another setup."""
+        if not isinstance(state, dict):
+            raise DataError("sampler state must be a dict from BatchSampler.state()")
+        for key in ("mode", "batch_size", "block_size", "n_tokens"):
+            if state.get(key) != getattr(self, key):
+                raise DataError(f"cannot resume the batch sampler: saved {key}={state.get(key)!r}, "
+                                f"now {getattr(self, key)!r} (did the data or config change?)")
+        if state.get("seed", self.rng.seed) != self.rng.seed:
+            raise DataError(f"cannot resume the batch sampler: saved seed={state.get('seed')}, "
+                            f"now {self.rng.seed}")
+        self.stream.position = int(state["position"])
+        self.cursor = int(state["cursor"])
+        self.epoch = int(state["epoch"])
+        self.batches = int(state["batches"])

@@ -1,0 +1,534 @@
+"""The training loop: data -> forward -> backward -> clip -> AdamW -> metrics, with evals, samples,
+checkpoints, bad-step skipping, clean Ctrl-C and exact resume.
+
+    trainer = Trainer(run_config)                     # a new run
+    trainer = Trainer(run_config, resume=checkpoint)  # continue a checkpoint (alpha.train.checkpoint)
+    result = trainer.train()
+
+One optimizer step (`step` counts from 1):
+  accum_steps micro-batches, each: batch from the data stream, forward (dropout stream), backward;
+  the gradients of the micro-batches ADD into the model's flat gradient buffer, and the 1/accum
+  averaging is folded, with the clip factor, into AdamW's `grad_scale` — the buffer is never
+  rescaled. A NaN/Inf loss or gradient skips the update (the step still counts and its data is
+  consumed) and logs an event; `max_bad_steps` of them in a row stop the run with a checkpoint
+  (`TrainingDiverged`).
+
+What makes resume exact: a checkpoint holds the parameters, both AdamW moments, the optimizer step,
+every RNG stream's position (data, dropout, sampling) and the data sampler's state. Evaluation uses
+its own stream ("eval", restarted at each eval so every eval sees the same batches) and sampling its
+own ("sampling"); neither touches the training trajectory.
+
+The run folder (alpha.train.runfolder) is the source of truth; the database recorder
+(alpha.db.recorder, when present) gets a copy from a background thread and can never stop training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from alpha.core.config import RunConfig, diff_fields
+from alpha.core.errors import AlphaError, CheckpointError
+from alpha.core.rng import Rng
+from alpha.train import checkpoint as ckpt_format
+from alpha.train import session as sess
+from alpha.train.optim import AdamW, clip_coef, grad_norm
+from alpha.train.progress import Progress, format_duration
+from alpha.train.runfolder import RunFolder
+from alpha.train.schedule import lr_for
+
+METRICS_FLUSH_EVERY = 10  # rows per recorder.metrics call
+
+
+class TrainingDiverged(AlphaError):
+    """Too many NaN/Inf steps in a row; the run stopped with a checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | interrupted | diverged
+    run_dir: str
+    step: int
+    loss: float | None
+    val_loss: float | None
+    best_val_loss: float | None
+    checkpoint: str | None
+    elapsed_s: float
+    sample: str | None
+
+
+class Trainer:
+    """One training run. `out` gets the progress line and messages (None = quiet)."""
+
+    def __init__(self, config: RunConfig, *, resume: "ckpt_format.Checkpoint | None" = None,
+                 run_dir: str = "", out=sys.stderr, hooks: dict | None = None,
+                 handle_sigint: bool = True):
+        self.out = out
+        self.hooks = hooks or {}  # test hooks: {"after_backward": fn(trainer, step)}
+        self.handle_sigint = handle_sigint
+        self._stop_requested = False
+
+        # what the run is built from: text, tokenizer, model config, backend
+        tokenizer_json = resume.header["tokenizer"] if resume else None
+        self.s = sess.build(config, tokenizer_json=tokenizer_json,
+                            log=self.say if out is not None else None)
+        self.config = self.s.config  # vocab_size now set from the tokenizer
+        self.model_config = self.config.model
+        self.train_config = tc = self.config.train
+        if resume:
+            saved = RunConfig.from_dict(resume.header["config"]).model
+            differ = diff_fields(saved, self.model_config)
+            if differ:
+                detail = ", ".join(
+                    f"{f} ({getattr(saved, f)!r} in the checkpoint, {getattr(self.model_config, f)!r} now)"
+                    for f in differ
+                )
+                raise CheckpointError(
+                    f"cannot resume {resume.path}: the model config differs in {detail}; "
+                    "drop those flags or start a new run"
+                )
+
+        self.backend = self.s.backend
+        self.rng = Rng(tc.seed)
+        self.model = sess.new_model(self.model_config, self.backend, self.rng)
+        self.optimizer = AdamW(
+            self.backend, self.model.params, self.model.grads, self.model.decay_ranges,
+            beta1=tc.beta1, beta2=tc.beta2, eps=tc.eps, weight_decay=tc.weight_decay,
+        )
+        self.sampler = sess.sampler(self.s.train_tokens, tc.batch_size,
+                                    self.model_config.block_size, self.rng)
+        self.step = 0
+        self.best_val_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.bad_in_a_row = 0
+        self.elapsed_before = 0.0  # training seconds before a resume
+        self._t_start = time.perf_counter()
+        if resume:
+            self._restore(resume)
+
+        # the run folder
+        if not run_dir and resume:
+            candidate = os.path.dirname(os.path.dirname(os.path.abspath(resume.path)))
+            if os.path.isfile(os.path.join(candidate, "config.json")):
+                run_dir = candidate
+        run_dir = run_dir or tc.run_dir
+        self.folder = RunFolder.create(run_dir, self.config.domain)
+        if resume:
+            self.folder.rewind(self.step)
+        self.folder.write_config(
+            self.config.to_dict(), config_hash=self.config.hash, tokenizer=self.s.tokenizer_name,
+            extra={"info": self.info()},
+        )
+        self.folder.write_tokenizer(self.s.tokenizer_json)
+        self.checkpoints = _scan_checkpoints(self.folder.checkpoints)
+        self.recorder = _Recorder(self)
+        self._metrics_buffer: list[dict] = []
+
+    # ---- facts ---------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {
+            "param_count": self.model.param_count,
+            "backend": self.backend.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "data": self.s.data_description,
+            "train_tokens": len(self.s.train_tokens),
+            "val_tokens": len(self.s.val_tokens),
+        }
+
+    def say(self, text: str) -> None:
+        if self.out is not None:
+            if getattr(self, "_progress", None) is not None:
+                self._progress.message(text)
+            else:
+                self.out.write(text + "\n")
+                self.out.flush()
+
+    def event(self, kind: str, message: str, level: str = "info", payload: dict | None = None,
+              record: bool = True) -> None:
+        row = {"step": self.step, "level": level, "kind": kind, "message": message,
+               "payload": payload or {}, "time": _now()}
+        self.folder.event(row)
+        self.folder.log(f"[{level}] {kind}: {message}")
+        if record:
+            self.recorder.call("event", self.step, level, kind, message, payload or {})
+
+    # ---- resume --------------------------------------------------------------------------
+    def _restore(self, ck: "ckpt_format.Checkpoint") -> None:
+        h = ck.header
+        try:
+            self.model.load_flat(ck.tensors["params"])
+            self.optimizer.load_state(h["optimizer"], ck.tensors["m"], ck.tensors["v"])
+            if int(h["rng"]["seed"]) != self.rng.seed:
+                raise ValueError(f"seed {h['rng']['seed']} in the checkpoint, {self.rng.seed} now")
+            for name, position in h["rng"]["positions"].items():
+                self.rng.stream(name).position = int(position)  # in place: the model holds rng
+            self.sampler.restore(h["data"])
+        except (KeyError, ValueError, TypeError) as e:  # DataError is a ValueError
+            raise CheckpointError(f"checkpoint {ck.path} cannot be restored: {e}") from None
+        self.step = int(h["step"])
+        self.best_val_loss = h.get("best_val_loss")
+        self.last_val_loss = h.get("val_loss")
+        self.elapsed_before = float(h.get("elapsed_s", 0.0))
+
+    # ---- the loop ------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        tc = self.train_config
+        start_step = self.step
+        resumed = start_step > 0
+        warning = self.recorder.call("start", self.folder.path, self.config.to_dict(), self.info())
+        if warning:
+            self.event("recorder", str(warning), level="warning", record=False)
+        self.event("resume" if resumed else "start",
+                   f"{'resumed at step ' + str(start_step) if resumed else 'started'}: "
+                   f"{self.model.param_count:,} parameters, {tc.iters} steps, "
+                   f"backend {self.backend.name}",
+                   payload={"step": start_step, "config_hash": self.config.hash})
+        self.say(f"run {self.folder.path}: {self.model.param_count / 1e6:.2f}M parameters, "
+                 f"vocab {self.model_config.vocab_size}, {len(self.s.train_tokens):,} training "
+                 f"tokens ({self.s.data_description})")
+        self._progress = Progress(tc.iters, stream=self.out, every=max(1, tc.log_interval),
+                                  start=start_step) if self.out is not None else None
+
+        old_handler = self._install_sigint()
+        t_start = self._t_start = time.perf_counter()
+        status, last_loss, final_ckpt, sample_text = "completed", None, None, None
+        try:
+            while self.step < tc.iters:
+                if self._stop_requested:
+                    status = "interrupted"
+                    break
+                row = self._one_step()
+                last_loss = row["loss"] if math.isfinite(row["loss"]) else last_loss
+                step = self.step
+                last = step == tc.iters
+                if _due(step, tc.eval_interval) or (last and tc.eval_interval):
+                    row["val_loss"] = self.evaluate()
+                self._emit_metrics(row, t_start)
+                if not math.isfinite(row["loss"]) or row.get("skipped"):
+                    if self.bad_in_a_row >= tc.max_bad_steps:
+                        status = "diverged"
+                        break
+                if _due(step, tc.sample_interval) or (last and tc.sample_interval):
+                    sample_text = self.sample()
+                if _due(step, tc.checkpoint_interval) or last:
+                    final_ckpt = self.save_checkpoint(row.get("val_loss"))
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            self._restore_sigint(old_handler)
+            if self._progress is not None:
+                self._progress.close()
+            self._flush_metrics()
+
+        elapsed = time.perf_counter() - t_start
+        if status != "completed" and (final_ckpt is None or not final_ckpt.endswith(
+                f"step-{self.step}.ckpt")):
+            final_ckpt = self.save_checkpoint(None) if self.step > start_step or not resumed \
+                else final_ckpt
+        if status == "completed":
+            self.event("completed", f"finished {self.step} steps in {format_duration(elapsed)}",
+                       payload={"loss": last_loss, "val_loss": self.last_val_loss})
+            self.recorder.call("finish", "completed")
+        elif status == "interrupted":
+            self.event("interrupted", f"stopped by the user at step {self.step}; resume with "
+                       f"--resume {final_ckpt}", level="warning")
+            self.recorder.call("finish", "failed")
+        else:
+            self.event("diverged", f"{self.bad_in_a_row} steps in a row had NaN/Inf loss or "
+                       f"gradients; stopped at step {self.step}", level="error")
+            self.recorder.call("finish", "failed")
+        self.recorder.close()
+        self.folder.close()
+        result = TrainResult(status=status, run_dir=self.folder.path, step=self.step,
+                             loss=last_loss, val_loss=self.last_val_loss,
+                             best_val_loss=self.best_val_loss, checkpoint=final_ckpt,
+                             elapsed_s=elapsed, sample=sample_text)
+        if status == "diverged":
+            raise TrainingDiverged(
+                f"training stopped at step {self.step}: {self.bad_in_a_row} steps in a row had "
+                f"NaN/Inf loss or gradients (checkpoint {final_ckpt}); lower --lr or set "
+                "--grad-clip, then --resume it"
+            )
+        return result
+
+    def _one_step(self) -> dict:
+        tc = self.train_config
+        be = self.backend
+        model = self.model
+        t0 = time.perf_counter()
+        t_data = t_fwd = t_bwd = 0.0
+        self.step += 1
+        step = self.step
+        model.zero_grad()
+        loss_sum = 0.0
+        for _ in range(tc.accum_steps):
+            ta = time.perf_counter()
+            x, y = self.sampler.next_batch()
+            ids, targets = model.upload_batch(x, y)
+            tb = time.perf_counter()
+            loss = model.forward(ids, targets)
+            loss_value = model.loss_value(loss)
+            tc_ = time.perf_counter()
+            model.backward(loss)
+            td = time.perf_counter()
+            loss_sum += loss_value
+            t_data += tb - ta
+            t_fwd += tc_ - tb
+            t_bwd += td - tc_
+        hook = self.hooks.get("after_backward")
+        if hook is not None:
+            hook(self, step)
+        te = time.perf_counter()
+        loss_mean = loss_sum / tc.accum_steps
+        lr = lr_for(tc, step)
+        finite = math.isfinite(loss_mean) and be.all_finite(model.grads)
+        norm = coef = None
+        skipped = False
+        if finite:
+            norm = grad_norm(be, model.grads) / tc.accum_steps
+            if not math.isfinite(norm):
+                finite = False
+        if finite:
+            coef = clip_coef(norm, tc.grad_clip)
+            self.optimizer.update(lr, grad_scale=coef / tc.accum_steps)
+            self.bad_in_a_row = 0
+        else:
+            skipped = True
+            self.bad_in_a_row += 1
+            what = "loss" if not math.isfinite(loss_mean) else "gradient"
+            self.event("bad_step", f"step {step}: NaN/Inf {what}, update skipped "
+                       f"({self.bad_in_a_row} in a row)", level="warning",
+                       payload={"loss": loss_mean, "bad_in_a_row": self.bad_in_a_row})
+        be.synchronize()
+        t_end = time.perf_counter()
+        dt = t_end - t0
+        tokens = tc.batch_size * self.model_config.block_size * tc.accum_steps
+        row = {
+            "step": step,
+            "loss": loss_mean,
+            "lr": lr,
+            "grad_norm": norm,
+            "clip_coef": coef,
+            "tokens_per_sec": tokens / dt if dt > 0 else 0.0,
+            "ms_per_iter": dt * 1000.0,
+            "elapsed_s": 0.0,  # filled in by _emit_metrics
+            "timing_fwd_ms": t_fwd * 1000.0,
+            "timing_bwd_ms": t_bwd * 1000.0,
+            "timing_optim_ms": (t_end - te) * 1000.0,
+            "timing_data_ms": t_data * 1000.0,
+        }
+        if skipped:
+            row["skipped"] = True
+        return row
+
+    def _emit_metrics(self, row: dict, t_start: float) -> None:
+        row["elapsed_s"] = self.elapsed_before + time.perf_counter() - t_start
+        self.folder.metric(row)
+        self._metrics_buffer.append(row)
+        if len(self._metrics_buffer) >= METRICS_FLUSH_EVERY or "val_loss" in row:
+            self._flush_metrics()
+        if self._progress is not None:
+            fields = {"loss": row["loss"]}
+            if "val_loss" in row:
+                fields["val"] = row["val_loss"]
+            fields["tok_s"] = row["tokens_per_sec"]
+            fields["ms"] = row["ms_per_iter"]
+            line = self._progress.update(row["step"], **fields)
+            if _due(row["step"], self.train_config.log_interval) or "val_loss" in row:
+                self.folder.log(line)
+
+    def _flush_metrics(self) -> None:
+        if self._metrics_buffer:
+            rows, self._metrics_buffer = self._metrics_buffer, []
+            self.recorder.call("metrics", rows)
+
+    # ---- evaluation and sampling ----------------------------------------------------------
+    def evaluate(self) -> float:
+        """Mean loss over eval_iters validation batches (the same batches at every eval)."""
+        tc = self.train_config
+        sampler = sess.sampler(self.s.val_tokens, tc.batch_size, self.model_config.block_size,
+                               Rng(tc.seed), stream="eval")
+        total = 0.0
+        for _ in range(tc.eval_iters):
+            x, y = sampler.next_batch()
+            total += self.model.eval_loss(*self.model.upload_batch(x, y))
+        val = total / tc.eval_iters
+        self.last_val_loss = val
+        if math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
+            self.best_val_loss = val
+        self.event("eval", f"step {self.step}: val loss {val:.4f}", payload={"val_loss": val},
+                   record=False)
+        return val
+
+    def sample(self) -> str:
+        """One sample from the sampling stream, logged to samples.jsonl (never alters training)."""
+        sc = self.config.sample
+        prompt = sc.prompt or "\n"
+        text = sess.generate(self.model, self.s.tokenizer, prompt, sc, self.rng.stream("sampling"))
+        payload = {"prompt": prompt, "temperature": sc.temperature, "top_k": sc.top_k,
+                   "top_p": sc.top_p, "max_tokens": sc.max_tokens}
+        self.folder.sample({"step": self.step, "idx": 0, "text": text, "payload": payload,
+                            "time": _now()})
+        self.recorder.call("sample", self.step, 0, text)
+        self.say(f"--- sample at step {self.step} ---\n{prompt if prompt != chr(10) else ''}"
+                 f"{text}\n---")
+        return text
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def checkpoint_header(self, val_loss: float | None) -> dict:
+        return {
+            "format": "alpha-checkpoint",
+            "run_id": self.folder.run_id,
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "config_hash": self.config.hash,
+            "tokenizer_name": self.s.tokenizer_name,
+            "tokenizer": self.s.tokenizer_json,
+            "rng": self.rng.state(),
+            "data": self.sampler.state(),
+            "optimizer": self.optimizer.state(),
+            "val_loss": val_loss,
+            "best_val_loss": self.best_val_loss,
+            "elapsed_s": self.elapsed_before + time.perf_counter() - self._t_start,
+            "param_table": self.model.param_table(),
+            "created": _now(),
+        }
+
+    def save_checkpoint(self, val_loss: float | None) -> str:
+        path = self.folder.checkpoint_path(self.step)
+        be = self.backend
+        n = self.model.params.numel
+        tensors = {
+            "params": (be.to_array(self.model.params), (n,), "f32"),
+            "m": (be.to_array(self.optimizer.m), (n,), "f32"),
+            "v": (be.to_array(self.optimizer.v), (n,), "f32"),
+        }
+        size, checksum = ckpt_format.save(path, self.checkpoint_header(val_loss), tensors)
+        self.checkpoints[self.step] = val_loss
+        removed = self._prune_checkpoints()
+        self.event("checkpoint", f"saved {path} ({size / 1e6:.1f} MB)",
+                   payload={"path": path, "size": size, "checksum": checksum,
+                            "removed": removed}, record=False)
+        self.recorder.call("checkpoint", self.step, path, size, checksum)
+        self.folder.log(f"checkpoint {path}")
+        return path
+
+    def _prune_checkpoints(self) -> list[str]:
+        """Keep the last keep_checkpoints and the best-val one (0 keeps all)."""
+        keep_n = self.train_config.keep_checkpoints
+        if keep_n <= 0:
+            return []
+        steps = sorted(self.checkpoints)
+        keep = set(steps[-keep_n:])
+        with_val = [(v, s) for s, v in self.checkpoints.items() if v is not None and math.isfinite(v)]
+        if with_val:
+            keep.add(min(with_val)[1])
+        removed = []
+        for s in steps:
+            if s not in keep:
+                path = self.folder.checkpoint_path(s)
+                try:
+                    os.unlink(path)
+                    removed.append(path)
+                except OSError:
+                    pass
+                del self.checkpoints[s]
+        return removed
+
+    # ---- Ctrl-C ----------------------------------------------------------------------------
+    def _install_sigint(self):
+        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_requested:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.say("stopping after this step (Ctrl-C again to stop at once)...")
+
+        try:
+            return signal.signal(signal.SIGINT, handler)
+        except ValueError:
+            return None
+
+    def _restore_sigint(self, old) -> None:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _due(step: int, interval: int) -> bool:
+    return interval > 0 and step % interval == 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _scan_checkpoints(folder: str) -> dict:
+    """step -> val_loss of the checkpoints already in a folder (a resumed run prunes them too)."""
+    out = {}
+    if not os.path.isdir(folder):
+        return out
+    for name in os.listdir(folder):
+        if not (name.startswith("step-") and name.endswith(".ckpt")):
+            continue
+        try:
+            header = ckpt_format.read_header(os.path.join(folder, name))
+            out[int(header["step"])] = header.get("val_loss")
+        except (CheckpointError, ValueError, KeyError):
+            continue
+    return out
+
+
+class _Recorder:
+    """The database recorder, when alpha.db.recorder exists. Every call is guarded: an exception is
+    logged once per method as an event (in the run folder only) and never reaches training."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.rec = None
+        self._failed: set[str] = set()
+        try:
+            from alpha.db.recorder import RunRecorder
+        except ImportError:
+            return
+        try:
+            self.rec = RunRecorder()
+        except Exception as e:  # noqa: BLE001 - the DB must never stop training
+            self._note("init", e)
+
+    def call(self, method: str, *args):
+        if self.rec is None:
+            return None
+        try:
+            return getattr(self.rec, method)(*args)
+        except Exception as e:  # noqa: BLE001
+            self._note(method, e)
+            return None
+
+    def close(self) -> None:
+        self.call("close")
+
+    def _note(self, method: str, e: Exception) -> None:
+        if method in self._failed:
+            return
+        self._failed.add(method)
+        try:
+            self.trainer.event("recorder_error", f"run database {method}: {type(e).__name__}: {e}",
+                               level="warning", record=False)
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,29 @@
+"""Every backend against the float64 reference, one pytest test per check of
+`tests/backend_suite.py`. A backend that cannot run here (not written yet, no C compiler, no
+Vulkan device) skips with the reason. The reference is run too: it validates the suite itself
+(its bad-input checks) and is fast (< 1 s).
+
+Run one backend: `pytest tests/test_backends.py -k cpu`, or `python tests/backend_suite.py cpu`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import backend_suite as suite
+
+BACKENDS = ["reference", "cpu", "helios"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    be, reason = suite.load_backend(request.param)
+    if be is None:
+        pytest.skip(reason)
+    return be
+
+
+@pytest.mark.parametrize("check", suite.CHECK_NAMES)
+def test_backend(backend, check):
+    failures = suite.run_check(backend, check, reraise=True)
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)

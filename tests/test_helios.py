@@ -1,0 +1,172 @@
+"""helios on a real Vulkan driver (lavapipe in CI). Every GPU test runs in a SUBPROCESS, so a
+driver crash fails one test instead of killing pytest. Sizes are small: lavapipe is a CPU."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import require_peer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LVP = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+
+
+def _have_vulkan() -> bool:
+    return ctypes.util.find_library("vulkan") is not None and (
+        os.path.exists(LVP) or bool(os.environ.get("VK_DRIVER_FILES")))
+
+
+def _py(code: str, timeout: int = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    require_peer(_have_vulkan(), "no Vulkan loader + lavapipe (apt: libvulkan1 "
+                                 "mesa-vulkan-drivers)")
+    e = dict(os.environ, PYTHONPATH=ROOT)
+    e.update(env or {})
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=e,
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode < 0:
+        pytest.fail(f"the GPU subprocess died with signal {-r.returncode}:\n{r.stderr[-3000:]}")
+    return r
+
+
+def test_shared_backend_suite_passes_on_helios():
+    r = _py("""
+        import sys
+        sys.path.insert(0, "tests")
+        import backend_suite
+        sys.exit(backend_suite.main(["helios"]))
+    """, timeout=600)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+
+
+def test_matmul_edges_and_batching_against_python():
+    r = _py("""
+        import random
+        from array import array
+        from alpha.tensor import get_backend
+        be = get_backend("helios")
+        random.seed(1)
+        for (B, M, N, K) in [(1, 1, 1, 1), (2, 65, 33, 17), (1, 130, 70, 129), (3, 7, 129, 5)]:
+            A = [random.uniform(-1, 1) for _ in range(B * M * K)]
+            Bm = [random.uniform(-1, 1) for _ in range(K * N)]
+            a = be.from_array(array("f", A), (B, M, K))
+            b = be.from_array(array("f", Bm), (K, N))
+            out = be.empty((B, M, N))
+            be.matmul(out, a, b)
+            got = be.to_array(out)
+            for bi in range(B):
+                for i in range(0, M, 7):
+                    for j in range(0, N, 5):
+                        want = sum(A[bi*M*K + i*K + k] * Bm[k*N + j] for k in range(K))
+                        g = got[bi*M*N + i*N + j]
+                        assert abs(g - want) <= 1e-4 + 1e-4 * abs(want), (B, M, N, K, i, j, g, want)
+        print("ok")
+    """)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_ops_are_batched_not_submitted_one_by_one():
+    r = _py("""
+        from array import array
+        from alpha.tensor import get_backend
+        be = get_backend("helios")
+        x = be.from_array(array("f", range(1000)))
+        be.synchronize()
+        submits = []
+        real = be.dev.submit
+        def counting():
+            if be.dev.cmd is not None:
+                submits.append(1)
+            real()
+        be.dev.submit = counting
+        for _ in range(100):
+            be.binary_scalar(x, "mul", x, 1.0)
+            be.axpy(x, x, 0.0)
+        assert not submits, f"{len(submits)} submits before any read-back"
+        v = be.to_array(x)
+        assert len(submits) == 1 and v[999] == 999.0, (submits, v[999])
+        print("ok")
+    """)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_results_are_deterministic():
+    r = _py("""
+        from array import array
+        from alpha.core import rng
+        from alpha.tensor import get_backend
+        be = get_backend("helios")
+        vals = rng.Stream((1, 2)).uniform(4099)
+        outs = []
+        for _ in range(2):
+            x = be.from_array(array("f", vals), (17, 241))
+            s = be.empty((17,))
+            be.sum(s, x, [1])
+            outs.append((list(be.to_array(s)), be.sum_squares(x)))
+        assert outs[0] == outs[1]
+        print("ok")
+    """)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_gpu_timestamps():
+    r = _py("""
+        from array import array
+        from alpha.tensor import get_backend
+        be = get_backend("helios")
+        x = be.from_array(array("f", range(4096)))
+        be.unary(x, "abs", x)
+        t = be.dev.gpu_seconds(lambda: be.unary(x, "abs", x), repeat=3)
+        assert 0 < t < 1, t
+        print("ok")
+    """)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_no_device_is_one_clear_error():
+    r = _py("""
+        from alpha.core.errors import BackendUnavailable
+        try:
+            from alpha.helios.backend import HeliosBackend
+            HeliosBackend()
+        except BackendUnavailable as e:
+            assert "\\n" not in str(e)
+            print("unavailable:", e)
+    """, env={"VK_DRIVER_FILES": "/nonexistent.json", "VK_ICD_FILENAMES": "/nonexistent.json"})
+    assert r.returncode == 0 and "unavailable: helios:" in r.stdout, r.stdout + r.stderr
+    r = _py("from alpha.helios import doctor; doctor.report()",
+            env={"VK_DRIVER_FILES": "/nonexistent.json", "VK_ICD_FILENAMES": "/nonexistent.json"})
+    assert r.stdout.startswith("helios: no Vulkan device ("), r.stdout + r.stderr
+
+
+def test_doctor_reports_the_device():
+    r = _py("from alpha.helios import doctor; doctor.report()")
+    assert r.returncode == 0 and "gpu " in r.stdout and "subgroup" in r.stdout, r.stdout + r.stderr
+
+
+def test_device_choice_by_name_and_bad_index():
+    r = _py("""
+        import os
+        from alpha.core.errors import BackendUnavailable
+        from alpha.helios.device import Device
+        os.environ["ALPHA_VK_DEVICE"] = "99"
+        try:
+            Device()
+        except BackendUnavailable as e:
+            print("bad index:", e)
+    """)
+    assert "bad index: helios: ALPHA_VK_DEVICE=99" in r.stdout, r.stdout + r.stderr
+
+
+def test_struct_layouts_match_the_headers():
+    from alpha.helios import vk
+    assert ctypes.sizeof(vk.PhysicalDeviceLimits) == 504
+    assert ctypes.sizeof(vk.PhysicalDeviceProperties) == 824
+    assert ctypes.sizeof(vk.PhysicalDeviceMemoryProperties) == 520
+    assert ctypes.sizeof(vk.PhysicalDeviceFeatures2) == 240
+    assert ctypes.sizeof(vk.ComputePipelineCreateInfo) == 96
