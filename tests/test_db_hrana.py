@@ -113,6 +113,7 @@ def test_jwt_auth(auth_server, tmp_path):
 def test_sync_through_auth_and_cli_status_hides_token(auth_server, tmp_path, monkeypatch,
                                                       capsys):
     server, priv = auth_server
+    monkeypatch.chdir(tmp_path)  # main() reads .env.local from the working folder
     token = make_token(priv, "rw")
     write_run(tmp_path / "outputs", "run-a", steps=50)
     monkeypatch.setenv("TURSO_DATABASE_URL", server.url)

@@ -131,3 +131,30 @@ def test_require_schema_on_empty_database(db_url, tmp_path, monkeypatch):
     with open_store(db_url, timeout=5.0, retries=0) as s:
         with pytest.raises(StoreError, match="db migrate"):
             s.require_schema()
+
+
+def test_concurrent_migrate_applies_each_version_once(db_url, monkeypatch):
+    import threading
+
+    from alpha.db.store import open_store
+
+    monkeypatch.delenv("TURSO_AUTH_TOKEN", raising=False)
+    stores = [open_store(db_url, timeout=10.0) for _ in range(3)]
+    results, errors = [], []
+
+    def go(s):
+        try:
+            results.append(s.migrate())
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(v for r in results for v in r) == [m[0] for m in schema.MIGRATIONS]
+    assert stores[0].query("SELECT count(*) FROM schema_version") == [(len(schema.MIGRATIONS),)]
+    for s in stores:
+        s.close()

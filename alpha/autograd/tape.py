@@ -23,7 +23,7 @@ from __future__ import annotations
 
 
 class Var:
-    """A value in the computation: `data` (Tensor) and `grad` (Tensor of the same shape, or None)."""
+    """A value in the computation: `data` (Tensor), `grad` (Tensor of data's shape, or None)."""
 
     __slots__ = ("data", "grad", "requires_grad")
 
@@ -37,7 +37,8 @@ class Var:
         return self.data.shape
 
     def __repr__(self) -> str:
-        return f"Var(shape={self.data.shape}, dtype={self.data.dtype}, grad={self.grad is not None})"
+        d = self.data
+        return f"Var(shape={d.shape}, dtype={d.dtype}, grad={self.grad is not None})"
 
 
 class Tape:

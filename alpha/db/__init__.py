@@ -5,4 +5,6 @@ The run folder is the source of truth; the database is an index of it that can a
 with `python -m alpha db sync`.
 """
 
+from alpha.db.recorder import RunRecorder  # noqa: F401
 from alpha.db.store import Store, open_store  # noqa: F401
+from alpha.db.sync import sync_from_disk  # noqa: F401

@@ -196,10 +196,15 @@ class HranaClient:
     """One keep-alive HTTP connection to a Hrana server; thread-safe (calls are serialised)."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 15.0,
-                 retries: int = 4, backoff: float = 0.25, gzip: bool = False):
+                 retries: int = 4, backoff: float = 0.25):
         self.scheme, self.host, self.port, base = parse_url(url)
         self.url = redact_url(url)
         self._path = base + PIPELINE_PATH
+        token = (token or "").strip()
+        if token and not all(33 <= ord(c) < 127 for c in token):
+            # http.client would reject it with an error that quotes the value: say it here
+            raise StoreError("TURSO_AUTH_TOKEN contains characters that cannot go in an HTTP "
+                             "header (spaces, quotes or non-ASCII): copy it again")
         self._token = token or None
         self.timeout = timeout
         self.retries = retries
@@ -337,8 +342,9 @@ class HranaClient:
         results = out.get("step_results") or []
         sqls = (["BEGIN IMMEDIATE"] if transaction else []) + [s for s, _ in statements] + \
             (["COMMIT", "ROLLBACK"] if transaction else [])
+        rollback = len(steps) - 1 if transaction else -1  # its own error is not the cause
         for i, err in enumerate(errors):
-            if err is not None and sqls[i] != "ROLLBACK":
+            if err is not None and i != rollback:
                 raise _sql_error(err, sqls[i])
         body = results[first:first + len(statements)]
         if transaction and (len(results) <= first + len(statements) or

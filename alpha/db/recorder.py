@@ -262,6 +262,9 @@ class RunRecorder:
         stmts = starts + R.metrics_upserts(run_id, metric_rows) + others
         if metric_rows or finish:
             stmts.append(R.run_progress(run_id))
+        if metric_rows and not finish and not starts:  # marked stale meanwhile, yet alive
+            stmts.append(("UPDATE runs SET status = 'active' WHERE run_id = ?"
+                          " AND status = 'stale'", (run_id,)))
         if finish:
             stmts.append(R.run_status(run_id, finish))
         try:

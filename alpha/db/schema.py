@@ -77,8 +77,9 @@ _M1 = [
         payload TEXT,                                  -- JSON: other fields, "nonfinite" names
         PRIMARY KEY (run_id, step)
     ) WITHOUT ROWID""",
-    # the validation curve without scanning every step (the PK serves "last N metrics")
-    "CREATE INDEX metrics_val ON metrics (run_id, step) WHERE val_loss IS NOT NULL",
+    # best val loss and the validation curve without scanning every step (the primary key
+    # serves "the last N metrics of a run")
+    "CREATE INDEX metrics_val ON metrics (run_id, val_loss) WHERE val_loss IS NOT NULL",
     """CREATE TABLE checkpoints (
         run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
         step INTEGER NOT NULL,

@@ -21,6 +21,10 @@ Run status rule (`decide_status`), applied to every run on every sync:
      the pid recorded in config.json's info (or by the recorder) exists on this host; when the run
      was on another host (or no pid is known), the newest file in the run folder was modified
      less than STALE_AFTER_S ago. So a run whose process died is never active for ever.
+  4. An active run in the database with no folder here (deleted, or recorded from another
+     machine into a shared database) becomes stale when its pid is gone (same host) or nothing
+     was recorded for it for STALE_AFTER_S (the recorder refreshes updated_at with every write,
+     and a stale run that records again becomes active).
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ START_EVENTS = ("start", "resume")
 
 @dataclass
 class SyncReport:
+    """What a sync read: runs seen, new .jsonl lines read (each upserted; a line already in the
+    database, e.g. written live by the recorder, changes nothing), checkpoints (re)indexed."""
+
     runs: int = 0
     metrics: int = 0
     events: int = 0
@@ -57,8 +64,8 @@ class SyncReport:
     statuses: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return (f"{self.runs} runs: {self.metrics} metric rows, {self.events} events, "
-                f"{self.samples} samples, {self.checkpoints} checkpoints imported"
+        return (f"{self.runs} runs: {self.metrics} new metric lines, {self.events} event "
+                f"lines, {self.samples} sample lines, {self.checkpoints} checkpoints"
                 + (f"; {len(self.problems)} problems" if self.problems else ""))
 
 
@@ -85,7 +92,29 @@ def sync_from_disk(store: Store, outputs_dir: str = "outputs", *, run_ids=None,
         if run_ids and os.path.basename(path) not in run_ids:
             continue
         sync_run(store, path, report, progress=progress, now=now)
+    if not run_ids:
+        mark_stale_elsewhere(store, set(report.statuses), now=now)
     return report
+
+
+def mark_stale_elsewhere(store: Store, seen: set[str], now: float | None = None) -> list[str]:
+    """Active runs that have no folder here (deleted, or recorded from another machine into a
+    shared database) become stale when their process is known to be dead (same host, pid gone)
+    or nothing was recorded for them for STALE_AFTER_S. Returns the run ids marked."""
+    now = time.time() if now is None else now
+    marked = []
+    for run_id, pid, host, updated_at in store.query(
+            "SELECT run_id, pid, host, updated_at FROM runs WHERE status = 'active'"):
+        if run_id in seen:
+            continue
+        alive = process_alive(pid, host)
+        if alive is None:
+            updated = parse_time(updated_at)
+            alive = updated is not None and now - updated < STALE_AFTER_S
+        if not alive:
+            store.transaction([R.run_status(run_id, "stale")])
+            marked.append(run_id)
+    return marked
 
 
 def sync_run(store: Store, run_dir: str, report: SyncReport | None = None, *, progress=None,

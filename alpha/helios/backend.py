@@ -266,6 +266,7 @@ class HeliosBackend:
         sbk, sbn = opb.strides[-2:]
         cfg = self._mm_config(M, N, K)
         ck = sak == 1 and sam != 1
+        al = M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
         values = [self._addr(o), self._addr(opa), self._addr(opb), M, N, K, sab, sam, sak,
                   sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
         for b0 in range(0, nb, MAX_GROUPS):  # batch beyond the group limit: several dispatches
@@ -274,7 +275,7 @@ class HeliosBackend:
                 values[0] = self._addr(o) + b0 * M * N * 4
                 values[1] = self._addr(opa) + b0 * sab * 4
                 values[2] = self._addr(opb) + b0 * sbb * 4
-            self._launch(("matmul", cfg, ck), lambda: kmm.matmul_kernel(cfg, ck), values,
+            self._launch(("matmul", cfg, ck, al), lambda: kmm.matmul_kernel(cfg, ck, al), values,
                          ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, nbi))
         if o is not out:
             self.copy(out, o)

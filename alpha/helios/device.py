@@ -199,7 +199,11 @@ class Device:
         if t is None:
             t = self._find_type(HV | HC)
         self.device_pool = Pool(self, t, self.direct_upload)
-        rt = self._find_type(HV | HC | CA) or self._find_type(HV | CA) or self._find_type(HV | HC)
+        rt = None
+        for want in (HV | HC | CA, HV | CA, HV | HC):
+            rt = self._find_type(want)
+            if rt is not None:
+                break
         self.host_coherent = bool(self.mem_props.memoryTypes[rt].propertyFlags & HC)
         self.host_pool = Pool(self, rt, True, block_size=64 << 20)
         self.retired_blocks = []

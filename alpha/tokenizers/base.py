@@ -25,6 +25,7 @@ from typing import Iterable
 from alpha.core.errors import ConfigError, DataError
 
 FORMAT = "alpha.tokenizer"
+CUT_WINDOW = 1 << 20  # safe_cut looks for a newline cut in this many final characters
 VERSION = 1
 UNK = "<unk>"
 
@@ -116,31 +117,41 @@ class Tokenizer:
 
     # ---- chunked (streaming) encoding ------------------------------------------------------
     def safe_cut(self, text: str, min_pos: int = 1) -> int:
-        """The largest p >= min_pos such that encoding text[:p] and text[p:] separately gives the
-        same ids as encoding `text` whole (for any continuation of `text`); 0 when none.
+        """A position p >= min_pos, as late as it finds, such that encoding text[:p] and
+        text[p:] separately gives the same ids as encoding `text` whole, whatever text follows;
+        0 when there is none.
 
-        A cut is safe between two non-whitespace characters of different pre-splitter classes,
-        or after a newline that sits between two non-whitespace characters; never inside a
-        special token. Newline cuts are preferred (they keep lines whole)."""
-        # A special token may start before the cut and end in text not read yet: stay clear of
-        # the last (longest special - 1) characters.
-        n = len(text) - max((len(s) for s in self.special_tokens), default=1) + 1
+        Safe cuts (for every pre-splitter here: each piece is a run of one class, a whitespace
+        piece never ends just before a non-space character unless that character starts the
+        next piece, and a leading space only joins the run right after it):
+        1. after a newline that sits between two non-whitespace characters (preferred: keeps
+           lines whole; looked for in the last CUT_WINDOW characters);
+        2. before a single space that sits between two non-whitespace characters;
+        3. between two non-whitespace characters of different classes (letter, digit, other);
+        never inside a special token, and never where a special token could begin before the
+        cut and end in text not seen yet."""
+        # Cuts stay below n: clear of the last (longest special - 1) characters, and with one
+        # character seen after a cut before a space.
+        n = len(text) - max(max((len(s) for s in self.special_tokens), default=0) - 1, 1)
         if n < 2:
             return 0
-        p = text.rfind("\n", 0, n - 1)
-        while p >= max(min_pos - 1, 1):
+        first = max(min_pos - 1, 1, n - CUT_WINDOW)
+        p = text.rfind("\n", first, n - 1)
+        while p >= first:
             cut = p + 1
             if not text[p - 1].isspace() and not text[cut].isspace() and self._outside_special(
                     text, cut):
                 return cut
-            p = text.rfind("\n", 0, p)
-        # No good newline: fall back to a class change near the end.
-        lo = max(min_pos, 1, n - 65536)
-        for cut in range(n - 1, lo - 1, -1):
+            p = text.rfind("\n", first, p)
+        for cut in range(n - 1, max(min_pos, 1, n - 65536) - 1, -1):
             a, b = text[cut - 1], text[cut]
-            if a.isspace() or b.isspace():
+            if a.isspace():
                 continue
-            if char_class(a) != char_class(b) and self._outside_special(text, cut):
+            if b == " ":
+                ok = not text[cut + 1].isspace()
+            else:
+                ok = not b.isspace() and char_class(a) != char_class(b)
+            if ok and self._outside_special(text, cut):
                 return cut
         return 0
 
@@ -181,7 +192,7 @@ class Tokenizer:
                           separators=(",", ":"))
 
     def fingerprint(self) -> str:
-        """sha256 (hex) of the canonical JSON: two tokenizers with equal fingerprints encode alike."""
+        """sha256 (hex) of the canonical JSON: equal fingerprints mean equal encodings."""
         if not self._fingerprint:
             self._fingerprint = hashlib.sha256(self.to_json_str().encode("utf-8")).hexdigest()
         return self._fingerprint
@@ -194,7 +205,8 @@ class Tokenizer:
         atomic_write(path, (text + "\n").encode("ascii"))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(vocab_size={self.vocab_size}, specials={len(self.special_tokens)})"
+        return (f"{type(self).__name__}(vocab_size={self.vocab_size}, "
+                f"specials={len(self.special_tokens)})")
 
 
 # ---- helpers shared by the kinds -------------------------------------------------------------

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import heapq
 import re
-from itertools import chain
 from collections import Counter
+from itertools import chain
 from typing import Iterable
 
 from alpha.core.errors import ConfigError, DataError
@@ -36,7 +36,7 @@ PATTERN = (
     rf"|\s{{1,{MAX_RUN}}}(?!\S)|\s{{1,{MAX_RUN}}}"
 )
 SPLIT_RE = re.compile(PATTERN)
-CACHE_LIMIT = 262_144  # pre-split words remembered by encode (cleared when full)
+CACHE_LIMIT = 262_144  # pre-split words remembered by encode (forgotten when full)
 _SHIFT = 21  # pair key = left << _SHIFT | right (ids stay below 2**21)
 _MASK = (1 << _SHIFT) - 1
 
@@ -59,7 +59,8 @@ class BPETokenizer(Tokenizer):
             specials = dict(special_tokens)
             want = list(range(n_base, n_base + len(specials)))
             if sorted(specials.values()) != want:
-                raise DataError(f"BPE special token ids must be {n_base}..{n_base + len(specials) - 1}")
+                raise DataError(f"BPE special token ids must be "
+                                f"{n_base}..{n_base + len(specials) - 1}")
         else:
             specials = {tok: n_base + k for k, tok in enumerate(check_specials(special_tokens))}
         super().__init__(specials)
@@ -85,7 +86,8 @@ class BPETokenizer(Tokenizer):
         missing = set(pieces).difference(cache)
         if missing:
             if len(cache) + len(missing) > CACHE_LIMIT:
-                cache.clear()
+                # A fresh dict, not clear(): another thread may be reading the old one.
+                cache = self._cache = {}
                 missing = set(pieces)
             for piece in missing:
                 cache[piece] = tuple(self._encode_piece(piece.encode("utf-8", "surrogatepass")))
@@ -163,6 +165,8 @@ class BPETokenizer(Tokenizer):
         if not isinstance(vocab_size, int) or vocab_size < 256 + len(specials):
             raise ConfigError(f"BPE vocab_size={vocab_size} must be at least 256 + "
                               f"{len(specials)} special tokens = {256 + len(specials)}")
+        if vocab_size > _MASK:
+            raise ConfigError(f"BPE vocab_size={vocab_size} is larger than {_MASK}")
         n_merges = vocab_size - 256 - len(specials)
         splitter = Tokenizer({s: k for k, s in enumerate(specials)})
         counts: Counter = Counter()

@@ -28,7 +28,8 @@ class CharTokenizer(Tokenizer):
         n = len(chars)
         if isinstance(special_tokens, dict):
             specials = dict(special_tokens)
-            if sorted(specials.values()) != list(range(n, n + len(specials))) or UNK not in specials:
+            expected = list(range(n, n + len(specials)))
+            if sorted(specials.values()) != expected or UNK not in specials:
                 raise DataError(f"char special token ids must be {n}..{n + len(specials) - 1} "
                                 f"and include {UNK}")
         else:
@@ -47,9 +48,11 @@ class CharTokenizer(Tokenizer):
         return len(self._itos)
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        get = self.stoi.get
-        unk = self.unk_id
-        return [get(c, unk) for c in text]
+        ids = list(map(self.stoi.get, text))  # C speed; None marks an unknown character
+        if None in ids:
+            unk = self.unk_id
+            ids = [unk if i is None else i for i in ids]
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         itos = self._itos

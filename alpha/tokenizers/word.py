@@ -33,7 +33,8 @@ class WordTokenizer(Tokenizer):
         n = len(vocab)
         if isinstance(special_tokens, dict):
             specials = dict(special_tokens)
-            if sorted(specials.values()) != list(range(n, n + len(specials))) or UNK not in specials:
+            expected = list(range(n, n + len(specials)))
+            if sorted(specials.values()) != expected or UNK not in specials:
                 raise DataError(f"word special token ids must be {n}..{n + len(specials) - 1} "
                                 f"and include {UNK}")
         else:

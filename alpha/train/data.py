@@ -200,7 +200,11 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
     code = "H" if itemsize == 2 else "I"
     st = os.stat(text_path)
     directory = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the token cache folder {directory}: "
+                        f"{e.strerror or e}") from None
     tmp = f"{out_path}.tmp-{os.getpid()}"
     report = _Reporter(text_path, size, progress)
     hasher = hashlib.sha256()
@@ -242,11 +246,14 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise DataError(f"cannot tokenize {text_path} into the token cache {out_path}: "
+                            f"{e.strerror or e}") from None
         raise
     finally:
         report.close()
@@ -286,6 +293,7 @@ class _Reporter:
         self.enabled = bool(progress)
         self.t0 = time.perf_counter()
         self.last = 0.0
+        self.last_done = -1
         self.shown = False
 
     def __call__(self, done: int) -> None:
@@ -295,9 +303,12 @@ class _Reporter:
             return
         tty = sys.stderr.isatty()
         every = 0.5 if tty else 10.0  # a log file gets a line every 10 s, a terminal redraws
-        if not self.enabled or now < 1.0 or (now - self.last < every and done < self.total):
+        if not self.enabled or now < 1.0 or done == self.last_done:
+            return
+        if now - self.last < every and done < self.total:
             return
         self.last = now
+        self.last_done = done
         rate = done / now
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         line = (f"tokenizing {os.path.basename(self.path)}: {done / 1e6:.1f}/"
@@ -334,12 +345,14 @@ class DataSplits:
     val: memoryview
     train_file: TokenFile
     val_file: TokenFile | None
-    val_source: str  # "file" (--val-data) or "tail" (the last VAL_FRACTION of the tokens)
+    val_source: str  # "file" (--val-data) or "tail" (the last val_fraction of the tokens)
+    val_fraction: float = VAL_FRACTION
 
     def describe(self) -> str:
         cached = "rebuilt" if self.train_file.built else "cached"
         val = (f"{len(self.val):,} val tokens from {self.val_file.source}"
-               if self.val_file is not None else f"{len(self.val):,} val tokens (last 10%)")
+               if self.val_file is not None else
+               f"{len(self.val):,} val tokens (the last {self.val_fraction:.0%})")
         return (f"data: {len(self.train):,} train tokens from {self.train_file.source} "
                 f"({cached}: {self.train_file.path}), {val}")
 
@@ -379,7 +392,8 @@ def load_data(data_path: str, tokenizer, block_size: int, val_path: str = "",
                         f"and val windows of block_size+1={need} tokens each (needs at least "
                         f"{2 * need}); give more text, a smaller block_size, or --val-data")
     tokens = train_file.tokens
-    return DataSplits(tokens[: n - n_val], tokens[n - n_val:], train_file, None, "tail")
+    return DataSplits(tokens[: n - n_val], tokens[n - n_val:], train_file, None, "tail",
+                      val_fraction)
 
 
 # --------------------------------------------------------------------------------------------

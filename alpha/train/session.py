@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from array import array
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ class Session:
     tokenizer: object
     tokenizer_name: str
     tokenizer_json: str
-    train_tokens: array
-    val_tokens: array
+    train_tokens: memoryview  # token ids ('H' or 'I'), over the token cache for files
+    val_tokens: memoryview
     data_description: str
 
 
@@ -65,15 +64,6 @@ def read_text(path: str, what: str = "data") -> str:
     if not text.strip():
         raise DataError(f"{what} file {path} is empty")
     return text
-
-
-def training_text(config: RunConfig) -> tuple[str, str]:
-    """(text, description): the --data file, or the embedded default corpus."""
-    if config.train.data:
-        return read_text(config.train.data), config.train.data
-    from alpha.train import default_data
-
-    return default_data.default_corpus(), default_data.describe()
 
 
 # ---- tokenizers -----------------------------------------------------------------------------

@@ -24,7 +24,6 @@ The run folder (alpha.train.runfolder) is the source of truth; the database reco
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import platform
@@ -203,6 +202,7 @@ class Trainer:
         old_handler = self._install_sigint()
         t_start = self._t_start = time.perf_counter()
         status, last_loss, final_ckpt, sample_text = "completed", None, None, None
+        torn = False
         try:
             while self.step < tc.iters:
                 if self._stop_requested:
@@ -224,7 +224,15 @@ class Trainer:
                 if _due(step, tc.checkpoint_interval) or last:
                     final_ckpt = self.save_checkpoint(row.get("val_loss"))
         except KeyboardInterrupt:
-            status = "interrupted"
+            # a second Ctrl-C (or one outside the main thread) may have landed mid-step: the
+            # state can be torn, so no checkpoint; the last one saved is the resume point
+            status, torn = "interrupted", True
+        except BaseException as e:
+            self.event("failed", f"{type(e).__name__}: {e}", level="error")
+            self.recorder.call("finish", "failed")
+            self.recorder.close()
+            self.folder.close()
+            raise
         finally:
             self._restore_sigint(old_handler)
             if self._progress is not None:
@@ -232,10 +240,12 @@ class Trainer:
             self._flush_metrics()
 
         elapsed = time.perf_counter() - t_start
-        if status != "completed" and (final_ckpt is None or not final_ckpt.endswith(
-                f"step-{self.step}.ckpt")):
-            final_ckpt = self.save_checkpoint(None) if self.step > start_step or not resumed \
-                else final_ckpt
+        if torn:
+            final_ckpt = self._latest_checkpoint()
+        elif status != "completed" and self.step not in self.checkpoints:
+            final_ckpt = self.save_checkpoint(None)
+        elif status != "completed":
+            final_ckpt = self.folder.checkpoint_path(self.step)
         if status == "completed":
             self.event("completed", f"finished {self.step} steps in {format_duration(elapsed)}",
                        payload={"loss": last_loss, "val_loss": self.last_val_loss})
@@ -423,6 +433,9 @@ class Trainer:
         self.recorder.call("checkpoint", self.step, path, size, checksum)
         self.folder.log(f"checkpoint {path}")
         return path
+
+    def _latest_checkpoint(self) -> str | None:
+        return self.folder.checkpoint_path(max(self.checkpoints)) if self.checkpoints else None
 
     def _prune_checkpoints(self) -> list[str]:
         """Keep the last keep_checkpoints and the best-val one (0 keeps all)."""

@@ -58,4 +58,5 @@ def builders() -> dict:
     for name, cfg in (("small", kmm.SMALL), ("default", kmm.DEFAULT), ("large", kmm.LARGE)):
         out[f"matmul_{name}"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, False))
         out[f"matmul_{name}_ck"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, True))
+        out[f"matmul_{name}_aligned"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, True, True))
     return out

@@ -53,23 +53,23 @@ def map_kernel(name, shape, operands, scalars, body):
     ptrs = ps[:len(operands)]
     svals = ps[len(operands):len(operands) + len(scalars)]
     n = ps[-1] if flat else math.prod(shape)
+    if flat:
+        _flat_body(k, ptrs, svals, n, operands, body)
+        return k
     with k.loop(k.gid, n, k.nthreads) as i:
-        if flat:
-            offs = [i if st[0] else k.const(0, "u32") for _, st, _ in operands]
-        else:
-            offs = [None] * len(operands)
-            rem = i
-            for d in range(len(shape) - 1, -1, -1):
-                if d > 0:
-                    c = rem % shape[d]
-                    rem = rem / shape[d]
-                else:
-                    c = rem
-                for j, (_, st, _) in enumerate(operands):
-                    if st[d]:
-                        term = c * st[d] if st[d] != 1 else c
-                        offs[j] = term if offs[j] is None else offs[j] + term
-            offs = [o if o is not None else k.const(0, "u32") for o in offs]
+        offs = [None] * len(operands)
+        rem = i
+        for d in range(len(shape) - 1, -1, -1):
+            if d > 0:
+                c = rem % shape[d]
+                rem = rem / shape[d]
+            else:
+                c = rem
+            for j, (_, st, _) in enumerate(operands):
+                if st[d]:
+                    term = c * st[d] if st[d] != 1 else c
+                    offs[j] = term if offs[j] is None else offs[j] + term
+        offs = [o if o is not None else k.const(0, "u32") for o in offs]
         ins = [ptrs[j][offs[j]] if role != "out" else None
                for j, (_, _, role) in enumerate(operands)]
         outs = body(k, ins, svals)
@@ -79,6 +79,37 @@ def map_kernel(name, shape, operands, scalars, body):
                 ptrs[j][offs[j]] = outs[oi]
                 oi += 1
     return k
+
+
+UNROLL = 4
+
+
+def _flat_body(k, ptrs, svals, n, operands, body):
+    """Contiguous 1-D case: each invocation handles UNROLL elements per grid-stride step, all
+    loads first (indices clamped to n-1, so they are always in range) to keep several memory
+    requests in flight, then guarded stores."""
+    step = k.nthreads
+    last = n - 1
+    with k.loop(k.gid, n, step * UNROLL) as base:
+        idx = [base if u == 0 else base + step * u for u in range(UNROLL)]
+        loaded = []
+        for u in range(UNROLL):
+            li = k.umin(idx[u], last) if u else idx[u]
+            loaded.append([ptrs[j][li if st[0] else 0] if role != "out" else None
+                           for j, (_, st, role) in enumerate(operands)])
+        results = [body(k, loaded[u], svals) for u in range(UNROLL)]
+        for u in range(UNROLL):
+            def store(u=u):
+                oi = 0
+                for j, (_, st, role) in enumerate(operands):
+                    if role != "in":
+                        ptrs[j][idx[u] if st[0] else 0] = results[u][oi]
+                        oi += 1
+            if u == 0:
+                store()
+            else:
+                with k.if_(idx[u] < n):
+                    store()
 
 
 # ---- op bodies -----------------------------------------------------------------------------

@@ -38,12 +38,24 @@ DEFAULT = MatmulConfig()
 LARGE = MatmulConfig(128, 128, 8, 8, 8)
 
 
-def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False) -> Kernel:
+def _lanes(t, T, B):
+    """Tile rows (or cols) owned by invocation t: quads of 4 adjacent entries spaced B/(T/4)
+    apart when T % 4 == 0 (so shared reads can be 128-bit and a warp reads consecutive
+    quads), else T adjacent entries."""
+    if T % 4 == 0:
+        q = T // 4
+        return [(qi * (B // q), t * 4, r) for qi in range(q) for r in range(4)]
+    return [(0, t * T, r) for r in range(T)]
+
+
+def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False, aligned: bool = False) -> Kernel:
+    """aligned: M % BM == N % BN == K % BK == 0, so no edge guards are emitted."""
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     nt = cfg.threads
+    SA = BM + 4 if contiguous_k else BM  # padded k-stride of As: conflict-free k-major stores
     k = Kernel(f"matmul_{BM}x{BN}x{BK}_{TM}x{TN}", (nt, 1, 1), PARAMS)
     c, a, b, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = k.params()
-    As = k.shared("f32", BK * BM)
+    As = k.shared("f32", BK * SA)
     Bs = k.shared("f32", BK * BN)
     tid = k.local_id(0)
     tx = tid % (BN // TN)
@@ -53,9 +65,25 @@ def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False) -> Kernel:
     batch = k.group_id(2)
     abase = batch * sab
     bbase = batch * sbb
+    rows = _lanes(ty, TM, BM)
+    cols = _lanes(tx, TN, BN)
     acc = [[k.var("f32", 0.0) for _ in range(TN)] for _ in range(TM)]
+
+    def stage(dst, idx_ok, gidx, src, sidx, guard):
+        if guard is None:
+            val = src[gidx]
+        else:
+            v = k.var("f32", 0.0)
+            with k.if_(guard):
+                v.set(src[gidx])
+            val = v.get()
+        if idx_ok is None:
+            dst[sidx] = val
+        else:
+            with k.if_(idx_ok):
+                dst[sidx] = val
+
     with k.loop(0, K, BK) as k0:
-        # stage A (BM x BK) as As[kk*BM + m], and B (BK x BN) as Bs[kk*BN + n]
         for l in range((BM * BK + nt - 1) // nt):
             idx = tid + l * nt
             if contiguous_k:  # consecutive invocations walk k: coalesced when sak == 1
@@ -63,33 +91,29 @@ def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False) -> Kernel:
             else:
                 kk, m = idx / BM, idx % BM
             gm, gk = m0 + m, k0 + kk
-            ok = (gm < M) & (gk < K)
-            v = k.var("f32", 0.0)
-            with k.if_(ok):
-                v.set(a[abase + gm * sam + gk * sak])
-            if (BM * BK) % nt:
-                with k.if_(idx < BM * BK):
-                    As[kk * BM + m] = v.get()
-            else:
-                As[kk * BM + m] = v.get()
+            stage(As, (idx < BM * BK) if (BM * BK) % nt else None,
+                  abase + gm * sam + gk * sak, a, kk * SA + m,
+                  None if aligned else (gm < M) & (gk < K))
         for l in range((BN * BK + nt - 1) // nt):
             idx = tid + l * nt
             kk, n = idx / BN, idx % BN
             gn, gk = n0 + n, k0 + kk
-            ok = (gn < N) & (gk < K)
-            v = k.var("f32", 0.0)
-            with k.if_(ok):
-                v.set(b[bbase + gk * sbk + gn * sbn])
-            if (BN * BK) % nt:
-                with k.if_(idx < BN * BK):
-                    Bs[kk * BN + n] = v.get()
-            else:
-                Bs[kk * BN + n] = v.get()
+            stage(Bs, (idx < BN * BK) if (BN * BK) % nt else None,
+                  bbase + gk * sbk + gn * sbn, b, kk * BN + n,
+                  None if aligned else (gn < N) & (gk < K))
         k.barrier()
         regs = [[a_.get() for a_ in row] for row in acc]
         for kk in range(BK):
-            av = [As[ty * TM + (kk * BM + i)] for i in range(TM)]
-            bv = [Bs[tx * TN + (kk * BN + j)] for j in range(TN)]
+            abases = {}
+            for qoff, base, _ in rows:
+                if qoff not in abases:
+                    abases[qoff] = base + (kk * SA + qoff)
+            bbases = {}
+            for qoff, base, _ in cols:
+                if qoff not in bbases:
+                    bbases[qoff] = base + (kk * BN + qoff)
+            av = [As[abases[qoff] + r] if r else As[abases[qoff]] for qoff, _, r in rows]
+            bv = [Bs[bbases[qoff] + r] if r else Bs[bbases[qoff]] for qoff, _, r in cols]
             for i in range(TM):
                 for j in range(TN):
                     regs[i][j] = regs[i][j] + av[i] * bv[j]
@@ -98,13 +122,16 @@ def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False) -> Kernel:
                 acc[i][j].set(regs[i][j])
         k.barrier()
     cbase = batch * (M * N)
-    for i in range(TM):
-        gm = m0 + ty * TM + i
-        for j in range(TN):
-            gn = n0 + tx * TN + j
+    for i, (qi, bi, ri) in enumerate(rows):
+        gm = m0 + bi + (qi + ri)
+        for j, (qj, bj, rj) in enumerate(cols):
+            gn = n0 + bj + (qj + rj)
+            ci = cbase + gm * N + gn
+            res = alpha * acc[i][j].get()
+            if aligned:
+                c[ci] = k.select(beta.ne(0.0), res + beta * c[ci], res)
+                continue
             with k.if_((gm < M) & (gn < N)):
-                ci = cbase + gm * N + gn
-                res = alpha * acc[i][j].get()
                 with k.if_(beta.ne(0.0)):
                     c[ci] = res + beta * c[ci]
                 with k.if_(beta.eq(0.0)):

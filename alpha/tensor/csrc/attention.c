@@ -1,13 +1,14 @@
 /* Fused causal self-attention over packed qkv (B, T, 3C), forward and backward, and inference
  * attention over a KV cache.
  *
- * One task item is one (batch, head). Its K (and V) are first gathered into contiguous
- * per-head buffers, K also transposed (hs, T), so a query's scores s[0..t] are built as a sum
- * of hs axpys over contiguous key rows (vectorised across keys, no horizontal sums), then
- * softmax and P @ V. Only one row of T scores exists at a time. The forward saves
- * lse = max + log(sum exp) per query; the backward recomputes P = exp(S - lse) row by row.
- * dK, dV are accumulated in per-task buffers and added into dqkv once, so every (b, h) is
- * computed by one thread in a fixed order: bit-identical for any thread count.
+ * One task item is one (batch, head). Its K and V are first gathered into contiguous per-head
+ * buffers (K also transposed to (hs, T)). Queries then go QB at a time: a QB x T block of
+ * scores is built with register tiles (QB queries x 16 keys, walked over the head dim), masked
+ * causally, soft-maxed row by row, and multiplied by V with (QB x 16 dims) tiles. Only QB rows
+ * of scores exist at a time, never T x T. The forward saves lse = max + log(sum exp) per query;
+ * the backward recomputes P = exp(S - lse) the same way, and accumulates dK and dV in per-task
+ * buffers added into dqkv once. Every (b, h) is computed by one thread in a fixed order, so the
+ * result is bit-identical for any thread count.
  */
 #include "alpha.h"
 #include "alpha_math.h"
@@ -23,81 +24,192 @@ typedef struct {
     int failed;
 } attn_ctx;
 
-/* s[j] = scale * sum_d q[d] * KT[d, j] for j in [0, n); KT rows have length T. */
-static void scores_row(float *s, const float *q, const float *KT, int64_t T, int64_t hs,
-                       int64_t n, float scale) {
-    for (int64_t j = 0; j < n; j++) s[j] = 0.0f;
-    int64_t d = 0;
-    for (; d + 4 <= hs; d += 4) {
-        float q0 = q[d], q1 = q[d + 1], q2 = q[d + 2], q3 = q[d + 3];
-        const float *k0 = KT + d * T, *k1 = k0 + T, *k2 = k1 + T, *k3 = k2 + T;
-        for (int64_t j = 0; j < n; j++) s[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j];
-    }
-    for (; d < hs; d++) {
-        float qd = q[d];
-        const float *kd = KT + d * T;
-        for (int64_t j = 0; j < n; j++) s[j] += qd * kd[j];
-    }
-    for (int64_t j = 0; j < n; j++) s[j] *= scale;
+/* Queries are processed QB at a time and keys VW at a time: a QB x VW tile of scores lives in
+ * registers while the head dim is walked, so each key load feeds QB FMAs. */
+#define QB 4
+#define VW 16
+typedef float vf __attribute__((vector_size(VW * 4)));
+
+static inline vf vload(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
-/* K (T, hs), KT (hs, T) and V (T, hs) of head h, gathered from qkv rows of width 3C. */
-static void gather_head(float *K, float *KT, float *V, const float *qkv, int64_t T, int64_t C,
-                        int64_t hs, int64_t h) {
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* S[q, j] = sum_d A[q, d] * BT[d, j] for q < QB, j < n. A (QB, hs) contiguous; BT (hs, ldb);
+ * S rows have stride lds. */
+static void tile_scores(float *S, int64_t lds, const float *A, int64_t hs, const float *BT,
+                        int64_t ldb, int64_t n) {
+    const float *A0 = A, *A1 = A + hs, *A2 = A + 2 * hs, *A3 = A + 3 * hs;
+    int64_t j0 = 0;
+    for (; j0 + VW <= n; j0 += VW) {
+        vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+        const float *b = BT + j0;
+        for (int64_t d = 0; d < hs; d++) {
+            vf k = vload(b + d * ldb);
+            s0 += A0[d] * k;
+            s1 += A1[d] * k;
+            s2 += A2[d] * k;
+            s3 += A3[d] * k;
+        }
+        vstore(S + j0, s0);
+        vstore(S + lds + j0, s1);
+        vstore(S + 2 * lds + j0, s2);
+        vstore(S + 3 * lds + j0, s3);
+    }
+    for (; j0 < n; j0++) {
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (int64_t d = 0; d < hs; d++) {
+            float k = BT[d * ldb + j0];
+            s0 += A0[d] * k;
+            s1 += A1[d] * k;
+            s2 += A2[d] * k;
+            s3 += A3[d] * k;
+        }
+        S[j0] = s0;
+        S[lds + j0] = s1;
+        S[2 * lds + j0] = s2;
+        S[3 * lds + j0] = s3;
+    }
+}
+
+/* O[q, :] = sum_{j < n} P[q, j] * V[j, :] for q < QB. P rows have stride ldp; V (n, hs)
+ * contiguous; O (QB, hs) contiguous, overwritten. */
+static void tile_pv(float *O, const float *P, int64_t ldp, const float *V, int64_t hs,
+                    int64_t n) {
+    const float *P0 = P, *P1 = P + ldp, *P2 = P + 2 * ldp, *P3 = P + 3 * ldp;
+    int64_t d0 = 0;
+    for (; d0 + VW <= hs; d0 += VW) {
+        vf o0 = {0}, o1 = {0}, o2 = {0}, o3 = {0};
+        for (int64_t j = 0; j < n; j++) {
+            vf v = vload(V + j * hs + d0);
+            o0 += P0[j] * v;
+            o1 += P1[j] * v;
+            o2 += P2[j] * v;
+            o3 += P3[j] * v;
+        }
+        vstore(O + d0, o0);
+        vstore(O + hs + d0, o1);
+        vstore(O + 2 * hs + d0, o2);
+        vstore(O + 3 * hs + d0, o3);
+    }
+    for (; d0 < hs; d0++) {
+        float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f;
+        for (int64_t j = 0; j < n; j++) {
+            float v = V[j * hs + d0];
+            o0 += P0[j] * v;
+            o1 += P1[j] * v;
+            o2 += P2[j] * v;
+            o3 += P3[j] * v;
+        }
+        O[d0] = o0;
+        O[hs + d0] = o1;
+        O[2 * hs + d0] = o2;
+        O[3 * hs + d0] = o3;
+    }
+}
+
+/* G[j, :] += sum_q W[q, j] * X[q, :] for j < n (the dK and dV updates). W rows have stride
+ * ldw; X (QB, hs) contiguous; G (n, hs) contiguous. */
+static void tile_outer_add(float *G, const float *W, int64_t ldw, const float *X, int64_t hs,
+                           int64_t n) {
+    const float *W0 = W, *W1 = W + ldw, *W2 = W + 2 * ldw, *W3 = W + 3 * ldw;
+    int64_t d0 = 0;
+    for (; d0 + VW <= hs; d0 += VW) {
+        vf x0 = vload(X + d0), x1 = vload(X + hs + d0);
+        vf x2 = vload(X + 2 * hs + d0), x3 = vload(X + 3 * hs + d0);
+        for (int64_t j = 0; j < n; j++) {
+            vf g = vload(G + j * hs + d0);
+            g += W0[j] * x0 + W1[j] * x1 + W2[j] * x2 + W3[j] * x3;
+            vstore(G + j * hs + d0, g);
+        }
+    }
+    for (; d0 < hs; d0++) {
+        float x0 = X[d0], x1 = X[hs + d0], x2 = X[2 * hs + d0], x3 = X[3 * hs + d0];
+        for (int64_t j = 0; j < n; j++)
+            G[j * hs + d0] += W0[j] * x0 + W1[j] * x1 + W2[j] * x2 + W3[j] * x3;
+    }
+}
+
+/* K (T, hs), KT (hs, T), V (T, hs), VT (hs, T) of head h from qkv rows of width 3C; any of
+ * them may be NULL. */
+static void gather_head(float *K, float *KT, float *V, float *VT, const float *qkv, int64_t T,
+                        int64_t C, int64_t hs, int64_t h) {
     for (int64_t t = 0; t < T; t++) {
         const float *row = qkv + t * 3 * C;
         const float *k = row + C + h * hs, *v = row + 2 * C + h * hs;
         if (K) memcpy(K + t * hs, k, (size_t)hs * sizeof(float));
         if (V) memcpy(V + t * hs, v, (size_t)hs * sizeof(float));
-        for (int64_t d = 0; d < hs; d++) KT[d * T + t] = k[d];
+        if (KT)
+            for (int64_t d = 0; d < hs; d++) KT[d * T + t] = k[d];
+        if (VT)
+            for (int64_t d = 0; d < hs; d++) VT[d * T + t] = v[d];
     }
+}
+
+/* Rows t0..t0+nq-1 of one head (src rows of width ld, head offset applied) into a zero-padded
+ * (QB, hs) block, times scale. */
+static void load_block(float *blk, const float *src, int64_t ld, int64_t nq, int64_t hs,
+                       float scale) {
+    for (int64_t q = 0; q < QB; q++)
+        for (int64_t d = 0; d < hs; d++) blk[q * hs + d] = q < nq ? src[q * ld + d] * scale : 0.0f;
 }
 
 static void attn_fwd_task(void *vctx, int64_t begin, int64_t end) {
     attn_ctx *c = (attn_ctx *)vctx;
     int64_t T = c->T, C = c->C, nh = c->nh, hs = C / nh;
     float scale = 1.0f / sqrtf((float)hs);
-    float *buf = (float *)malloc((size_t)(2 * T * hs + T + hs) * sizeof(float));
+    float *buf = (float *)malloc((size_t)(2 * T * hs + QB * T + 2 * QB * hs) * sizeof(float));
     if (!buf) {
         c->failed = 1;
         return;
     }
-    float *KT = buf, *V = KT + T * hs, *s = V + T * hs, *acc = s + T;
+    float *KT = buf, *V = KT + T * hs, *S = V + T * hs, *Qb = S + QB * T, *Ob = Qb + QB * hs;
     for (int64_t item = begin; item < end; item++) {
         int64_t b = item / nh, h = item % nh;
         const float *base = c->qkv + b * T * 3 * C;
-        gather_head(NULL, KT, V, base, T, C, hs, h);
-        for (int64_t t = 0; t < T; t++) {
-            const float *q = base + t * 3 * C + h * hs;
-            int64_t n = t + 1;
-            scores_row(s, q, KT, T, hs, n, scale);
-            float m = -INFINITY;
-            for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
-            float lanes[ALPHA_LANES] = {0};
-            int64_t j = 0;
-            for (; j + ALPHA_LANES <= n; j += ALPHA_LANES)
-                for (int l = 0; l < ALPHA_LANES; l++) {
-                    float e = alpha_expf(s[j + l] - m);
-                    s[j + l] = e;
-                    lanes[l] += e;
+        gather_head(NULL, KT, V, NULL, base, T, C, hs, h);
+        for (int64_t t0 = 0; t0 < T; t0 += QB) {
+            int64_t nq = T - t0 < QB ? T - t0 : QB;
+            int64_t n = t0 + nq; /* keys seen by the block's last query */
+            load_block(Qb, base + t0 * 3 * C + h * hs, 3 * C, nq, hs, scale);
+            tile_scores(S, T, Qb, hs, KT, T, n);
+            float inv[QB];
+            for (int64_t q = 0; q < QB; q++) {
+                float *s = S + q * T;
+                if (q >= nq) {
+                    for (int64_t j = 0; j < n; j++) s[j] = 0.0f;
+                    continue;
                 }
-            float sum = 0.0f;
-            for (; j < n; j++) {
-                float e = alpha_expf(s[j] - m);
-                s[j] = e;
-                sum += e;
+                int64_t L = t0 + q + 1; /* causal: keys 0..t0+q */
+                float m = -INFINITY;
+                for (int64_t j = 0; j < L; j++) m = s[j] > m ? s[j] : m;
+                float lanes[ALPHA_LANES] = {0};
+                int64_t j = 0;
+                for (; j + ALPHA_LANES <= L; j += ALPHA_LANES)
+                    for (int l = 0; l < ALPHA_LANES; l++) {
+                        float e = alpha_expf(s[j + l] - m);
+                        s[j + l] = e;
+                        lanes[l] += e;
+                    }
+                float sum = 0.0f;
+                for (; j < L; j++) {
+                    float e = alpha_expf(s[j] - m);
+                    s[j] = e;
+                    sum += e;
+                }
+                for (int l = 0; l < ALPHA_LANES; l++) sum += lanes[l];
+                for (j = L; j < n; j++) s[j] = 0.0f;
+                inv[q] = 1.0f / sum;
+                c->lse[(b * nh + h) * T + t0 + q] = m + logf(sum);
             }
-            for (int l = 0; l < ALPHA_LANES; l++) sum += lanes[l];
-            for (int64_t d = 0; d < hs; d++) acc[d] = 0.0f;
-            for (j = 0; j < n; j++) {
-                float p = s[j];
-                const float *vj = V + j * hs;
-                for (int64_t d = 0; d < hs; d++) acc[d] += p * vj[d];
+            tile_pv(Ob, S, T, V, hs, n);
+            for (int64_t q = 0; q < nq; q++) {
+                float *o = c->out + (b * T + t0 + q) * C + h * hs;
+                for (int64_t d = 0; d < hs; d++) o[d] = Ob[q * hs + d] * inv[q];
             }
-            float inv = 1.0f / sum;
-            float *o = c->out + (b * T + t) * C + h * hs;
-            for (int64_t d = 0; d < hs; d++) o[d] = acc[d] * inv;
-            c->lse[(b * nh + h) * T + t] = m + logf(sum);
         }
     }
     free(buf);
@@ -115,47 +227,55 @@ static void attn_bwd_task(void *vctx, int64_t begin, int64_t end) {
     attn_ctx *c = (attn_ctx *)vctx;
     int64_t T = c->T, C = c->C, nh = c->nh, hs = C / nh;
     float scale = 1.0f / sqrtf((float)hs);
-    float *buf = (float *)malloc((size_t)(5 * T * hs + 2 * T + hs) * sizeof(float));
+    size_t floats = (size_t)(5 * T * hs + 2 * QB * T + 4 * QB * hs);
+    float *buf = (float *)malloc(floats * sizeof(float));
     if (!buf) {
         c->failed = 1;
         return;
     }
     float *K = buf, *KT = K + T * hs, *VT = KT + T * hs, *dK = VT + T * hs, *dV = dK + T * hs;
-    float *p = dV + T * hs, *dp = p + T, *dq = dp + T;
+    float *P = dV + T * hs, *dP = P + QB * T;
+    float *Qs = dP + QB * T, *Qu = Qs + QB * hs, *dOb = Qu + QB * hs, *dQb = dOb + QB * hs;
     for (int64_t item = begin; item < end; item++) {
         int64_t b = item / nh, h = item % nh;
         const float *base = c->qkv + b * T * 3 * C;
-        gather_head(K, KT, NULL, base, T, C, hs, h);
-        for (int64_t t = 0; t < T; t++) { /* VT (hs, T) */
-            const float *v = base + t * 3 * C + 2 * C + h * hs;
-            for (int64_t d = 0; d < hs; d++) VT[d * T + t] = v[d];
-        }
+        gather_head(K, KT, NULL, VT, base, T, C, hs, h);
         memset(dK, 0, (size_t)(2 * T * hs) * sizeof(float)); /* dK and dV */
-        for (int64_t t = 0; t < T; t++) {
-            const float *q = base + t * 3 * C + h * hs;
-            const float *dout = c->dout + (b * T + t) * C + h * hs;
-            const float *o = c->fout + (b * T + t) * C + h * hs;
-            float lse = c->flse[(b * nh + h) * T + t];
-            int64_t n = t + 1;
-            scores_row(p, q, KT, T, hs, n, scale);
-            for (int64_t j = 0; j < n; j++) p[j] = alpha_expf(p[j] - lse);
-            scores_row(dp, dout, VT, T, hs, n, 1.0f); /* dp[j] = dout . v_j */
-            float D = 0.0f;
-            for (int64_t d = 0; d < hs; d++) D += dout[d] * o[d];
-            for (int64_t d = 0; d < hs; d++) dq[d] = 0.0f;
-            for (int64_t j = 0; j < n; j++) {
-                float ds = p[j] * (dp[j] - D) * scale; /* dS scaled back through S = scale QK */
-                const float *kj = K + j * hs;
-                float *dkj = dK + j * hs, *dvj = dV + j * hs;
-                float pj = p[j];
-                for (int64_t d = 0; d < hs; d++) {
-                    dq[d] += ds * kj[d];
-                    dkj[d] += ds * q[d];
-                    dvj[d] += pj * dout[d];
+        for (int64_t t0 = 0; t0 < T; t0 += QB) {
+            int64_t nq = T - t0 < QB ? T - t0 : QB;
+            int64_t n = t0 + nq;
+            const float *qrow = base + t0 * 3 * C + h * hs;
+            load_block(Qs, qrow, 3 * C, nq, hs, scale);
+            load_block(Qu, qrow, 3 * C, nq, hs, 1.0f);
+            load_block(dOb, c->dout + (b * T + t0) * C + h * hs, C, nq, hs, 1.0f);
+            tile_scores(P, T, Qs, hs, KT, T, n);
+            tile_scores(dP, T, dOb, hs, VT, T, n); /* dP[q, j] = dout_q . v_j */
+            for (int64_t q = 0; q < QB; q++) {
+                float *p = P + q * T, *dp = dP + q * T;
+                if (q >= nq) {
+                    for (int64_t j = 0; j < n; j++) p[j] = dp[j] = 0.0f;
+                    continue;
                 }
+                int64_t L = t0 + q + 1;
+                float lse = c->flse[(b * nh + h) * T + t0 + q];
+                const float *o = c->fout + (b * T + t0 + q) * C + h * hs;
+                const float *g = dOb + q * hs;
+                float D = 0.0f;
+                for (int64_t d = 0; d < hs; d++) D += g[d] * o[d];
+                for (int64_t j = 0; j < L; j++) {
+                    float pj = alpha_expf(p[j] - lse);
+                    p[j] = pj;
+                    dp[j] = pj * (dp[j] - D) * scale; /* dS, scaled back through S = scale QK */
+                }
+                for (int64_t j = L; j < n; j++) p[j] = dp[j] = 0.0f;
             }
-            float *dqo = c->dqkv + (b * T + t) * 3 * C + h * hs;
-            for (int64_t d = 0; d < hs; d++) dqo[d] += dq[d];
+            tile_pv(dQb, dP, T, K, hs, n); /* dq = sum_j dS_j k_j */
+            for (int64_t q = 0; q < nq; q++) {
+                float *dq = c->dqkv + (b * T + t0 + q) * 3 * C + h * hs;
+                for (int64_t d = 0; d < hs; d++) dq[d] += dQb[q * hs + d];
+            }
+            tile_outer_add(dK, dP, T, Qu, hs, n);  /* dk_j += sum_q dS_qj q_q */
+            tile_outer_add(dV, P, T, dOb, hs, n);  /* dv_j += sum_q P_qj dout_q */
         }
         for (int64_t t = 0; t < T; t++) {
             float *row = c->dqkv + (b * T + t) * 3 * C;
