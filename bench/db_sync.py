@@ -82,8 +82,9 @@ def main() -> int:
         write_run(outputs, args.rows)
         with SqliteStore(os.path.join(tmp, "bench.db")) as store:
             t_sqlite, cpu = timed_sync(store, outputs, args.rows)
+        verdict = "ok" if t_sqlite <= TARGET_SQLITE_S else "SLOW"
         print(f"sqlite file      {args.rows:>7} rows  {t_sqlite:6.2f} s   "
-              f"(target <= {TARGET_SQLITE_S:.0f} s)  {'ok' if t_sqlite <= TARGET_SQLITE_S else 'SLOW'}"
+              f"(target <= {TARGET_SQLITE_S:.0f} s)  {verdict}"
               f"  {args.rows / t_sqlite:,.0f} rows/s, client CPU {cpu:.2f} s")
         if not find_sqld():
             print("sqld (HTTP)      skipped: sqld not found (tools/install-test-deps.sh)")

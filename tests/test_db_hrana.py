@@ -227,3 +227,11 @@ def test_keep_alive_reuses_one_connection(sqld):
     for _ in range(5):
         store.query("SELECT 1")
     assert store.client._conn is conn
+
+
+def test_connection_closed_while_idle_is_reopened(sqld):
+    store = TursoStore(sqld.url, retries=0)
+    assert store.query("SELECT 1") == [(1,)]
+    sqld.stop()
+    sqld.start()  # the kept-alive connection is now dead
+    assert store.query("SELECT 2") == [(2,)]  # reconnects at once, even with retries=0

@@ -142,3 +142,22 @@ def test_dropped_rows_are_backfilled_from_the_run_folder(sqld, tmp_path):  # noq
     with open_store(sqld.url) as store:
         assert store.query("SELECT count(*) FROM metrics") == [(40,)]  # all of metrics.jsonl
         assert store.run("run-a")["status"] == "completed"
+
+
+def test_start_lost_while_down_is_sent_again(sqld, tmp_path):  # noqa: F811
+    run_dir = write_run(tmp_path / "outputs", "run-a", steps=40)
+    sqld.kill()
+    rec = RunRecorder(sqld.url, retries=0, timeout=1.0, backoff_s=0.2)
+    rec.start(run_dir, {}, {})
+    deadline = time.monotonic() + 10
+    while rec.status()["last_error"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sqld.start()
+    time.sleep(0.3)  # past the backoff
+    rec.metrics([{"step": s, "loss": 1.0} for s in range(1, 6)])
+    deadline = time.monotonic() + 10
+    while rec.status()["written"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open_store(sqld.url) as store:  # recorded live, before any backfill
+        assert store.run("run-a")["metric_count"] == 5
+    rec.close()

@@ -31,7 +31,6 @@ import base64
 import http.client
 import json
 import math
-import socket
 import ssl
 import threading
 import time
@@ -255,7 +254,9 @@ class HranaClient:
 
     def _post(self, body: bytes) -> dict:
         attempt = 0
+        free_retry = True  # a kept-alive connection the server closed while idle
         while True:
+            reused = self._conn is not None
             try:
                 self.requests_sent += 1
                 return self._post_once(body)
@@ -263,21 +264,21 @@ class HranaClient:
                 self._drop_connection()  # any HTTP error kills the stream; start clean
                 if e.status < 500 or attempt >= self.retries:
                     raise self._http_error(e) from None
-                problem = f"HTTP {e.status}"
-            except (OSError, http.client.HTTPException, socket.timeout) as e:
+            except json.JSONDecodeError:
                 self._drop_connection()
+                raise StoreError(f"the database at {self.url} sent a response that is not JSON")
+            except (OSError, http.client.HTTPException) as e:
+                self._drop_connection()
+                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
+                                       ConnectionResetError))
+                if reused and stale and free_retry:
+                    free_retry = False
+                    continue  # at once, and not counted as a retry
                 if attempt >= self.retries:
                     raise StoreError(
                         f"cannot reach the database at {self.url} after {attempt + 1} tries: "
                         f"{type(e).__name__}: {e}") from None
-                problem = type(e).__name__
-            except json.JSONDecodeError:
-                self._drop_connection()
-                raise StoreError(f"the database at {self.url} sent a response that is not JSON")
-            # a dropped keep-alive connection is retried at once; anything else backs off
-            if attempt > 0 or problem not in ("RemoteDisconnected", "BrokenPipeError",
-                                              "ConnectionResetError"):
-                time.sleep(self.backoff * (2 ** attempt))
+            time.sleep(self.backoff * (2 ** attempt))
             attempt += 1
 
     def _http_error(self, e: HttpStatusError) -> StoreError:

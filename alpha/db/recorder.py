@@ -72,6 +72,7 @@ class RunRecorder:
         self._run_dir: str | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._start_args: tuple | None = None  # re-sent with every batch until it is written
         try:
             self._queue: queue.Queue = queue.Queue(maxsize=queue_items)
             raw = os.environ.get("TURSO_DATABASE_URL", "") if url is None else url
@@ -106,7 +107,10 @@ class RunRecorder:
                 self._thread = threading.Thread(target=self._work, name="alpha-db-recorder",
                                                 daemon=True)
                 self._thread.start()
-            self._put(("start", (self._run_dir, dict(run_config or {}), dict(info or {}))))
+            if hasattr(run_config, "to_dict"):  # a RunConfig rather than its dict
+                run_config = run_config.to_dict()
+            config = dict(run_config) if isinstance(run_config, dict) else {}
+            self._put(("start", (self._run_dir, config, dict(info or {}))))
         except Exception as e:  # noqa: BLE001
             self.enabled = False
             self.warning = self.warning or f"run database disabled: {type(e).__name__}: {e}"
@@ -192,7 +196,8 @@ class RunRecorder:
                     break
                 batch.append(nxt)
             if time.monotonic() < retry_at:
-                self.dropped += len(batch)
+                self.dropped += sum(1 for kind, _ in batch if kind != "start")
+                self._keep_start(batch)
                 needs_backfill = True
                 continue
             try:
@@ -201,7 +206,8 @@ class RunRecorder:
                 n = self._write(store, batch)
                 self.written += n
             except Exception as e:  # noqa: BLE001 - the database never reaches training
-                self.dropped += len(batch)
+                self.dropped += sum(1 for kind, _ in batch if kind != "start")
+                self._keep_start(batch)
                 self.last_error = f"{type(e).__name__}: {e}"
                 needs_backfill = True
                 retry_at = time.monotonic() + self._backoff_s
@@ -220,24 +226,40 @@ class RunRecorder:
             except Exception:  # noqa: BLE001
                 pass
 
+    def _keep_start(self, batch: list) -> None:
+        """A start that could not be written is sent again with the next batch (the run row
+        must exist before its metrics can)."""
+        for kind, arg in batch:
+            if kind == "start":
+                self._start_args = arg
+
     def _backfill(self, store) -> None:
         if not self._run_dir or not os.path.isdir(self._run_dir):
             return
+        opened = None
         try:
             from alpha.db.sync import sync_run
 
             if store is None:
-                store = self._open()
+                store = opened = self._open()
             sync_run(store, self._run_dir)
             self.last_error = None
         except Exception as e:  # noqa: BLE001
             self.last_error = f"backfill: {type(e).__name__}: {e} (run `python -m alpha db sync`)"
+        finally:
+            if opened is not None:
+                try:
+                    opened.close()
+                except Exception:  # noqa: BLE001
+                    pass
 
     def _write(self, store, batch: list) -> int:
         """One transaction for a batch of queue items: the run row first, then metrics (500
         rows per INSERT), then the rest, then progress and the final status."""
         run_id = self._run_id
         starts, metric_rows, others = [], [], []
+        if self._start_args is not None and not any(kind == "start" for kind, _ in batch):
+            starts.append(self._start_stmt(*self._start_args))
         finish = None
         for kind, arg in batch:
             if kind == "start":
@@ -271,6 +293,7 @@ class RunRecorder:
             store.transaction(stmts)
         except Exception as e:
             raise _WriteError(f"{type(e).__name__}: {e}") from None
+        self._start_args = None
         return len(starts) + len(metric_rows) + len(others)
 
     def _start_stmt(self, run_dir: str, run_config: dict, info: dict):

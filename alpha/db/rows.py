@@ -37,7 +37,8 @@ def to_iso(value) -> str | None:
     return str(value)
 
 
-def _dumps(obj) -> str:
+def dumps(obj) -> str:
+    """Canonical compact JSON (sorted keys), as stored in the JSON columns."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False)
 
 
@@ -47,14 +48,14 @@ def _finite_or_none(v):
     return v
 
 
-def _clean_json(obj):
+def clean_json(obj):
     """JSON-safe copy: non-finite floats become null."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _clean_json(v) for k, v in obj.items()}
+        return {str(k): clean_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean_json(v) for v in obj]
+        return [clean_json(v) for v in obj]
     return obj
 
 
@@ -85,7 +86,7 @@ def _scalar(v):
         return int(v)
     if isinstance(v, (int, float, str)) or v is None:
         return _finite_or_none(v)
-    return _dumps(_clean_json(v))
+    return dumps(clean_json(v))
 
 
 def run_upsert(run_id: str, config: dict | None = None, info: dict | None = None, *,
@@ -106,16 +107,16 @@ def run_upsert(run_id: str, config: dict | None = None, info: dict | None = None
         "tokenizer": _scalar(tokenizer),
         **{c: _scalar(model.get(c)) for c in _MODEL_COLS},
         **{c: _scalar(train.get(c)) for c in _TRAIN_COLS},
-        "model_json": _dumps(_clean_json(model)) if model else None,
-        "train_json": _dumps(_clean_json(train)) if train else None,
-        "sample_json": _dumps(_clean_json(sample)) if sample is not None else None,
-        "config_json": _dumps(_clean_json(config)) if config else None,
+        "model_json": dumps(clean_json(model)) if model else None,
+        "train_json": dumps(clean_json(train)) if train else None,
+        "sample_json": dumps(clean_json(sample)) if sample is not None else None,
+        "config_json": dumps(clean_json(config)) if config else None,
         "param_count": _scalar(param_count),
         "host": _scalar(info.get("host")),
         "pid": _scalar(info.get("pid")),
         "cpu": _scalar(info.get("cpu")),
         "gpu": _scalar(info.get("gpu")),
-        "info_json": _dumps(_clean_json(info)) if info else None,
+        "info_json": dumps(clean_json(info)) if info else None,
         "run_dir": run_dir,
     }
     now = now or now_iso()
@@ -205,7 +206,7 @@ def _metric_values_slow(step: int, row: dict, raw: list, extra_keys) -> tuple:
         extra["nonfinite"] = nonfinite
     if invalid:
         extra["invalid"] = invalid
-    payload = _dumps(_clean_json(extra)) if extra else None
+    payload = dumps(clean_json(extra)) if extra else None
     return (step, *values, payload)
 
 
@@ -244,12 +245,12 @@ def sample_upsert(run_id: str, step: int, idx: int, text: str, payload: dict | N
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, idx) DO UPDATE SET"
         " text = excluded.text, payload = coalesce(excluded.payload, samples.payload)",
         (run_id, int(step), int(idx), str(text),
-         _dumps(_clean_json(payload)) if payload else None, now or now_iso()),
+         dumps(clean_json(payload)) if payload else None, now or now_iso()),
     )
 
 
 def event_key(step, level: str, kind: str, message: str, payload) -> str:
-    blob = _dumps(_clean_json([step, level, kind, message, payload or None]))
+    blob = dumps(clean_json([step, level, kind, message, payload or None]))
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -266,7 +267,7 @@ def event_insert(run_id: str, step, level: str, kind: str, message: str, payload
         "INSERT OR IGNORE INTO events (run_id, step, level, kind, message, payload, time,"
         " event_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, step, level, kind, message,
-         _dumps(_clean_json(payload)) if payload else None, time_ or now_iso(), key),
+         dumps(clean_json(payload)) if payload else None, time_ or now_iso(), key),
     )
 
 

@@ -107,7 +107,7 @@ _M1 = [
         message TEXT NOT NULL DEFAULT '',
         payload TEXT,                                  -- JSON
         time TEXT,
-        event_key TEXT NOT NULL,                       -- hash of step, level, kind, message, payload
+        event_key TEXT NOT NULL,                -- hash of step, level, kind, message, payload
         UNIQUE (run_id, event_key)
     )""",
     "CREATE INDEX events_run ON events (run_id, id)",

@@ -30,10 +30,13 @@ MAX_GROUPS = 65535
 
 
 class HeliosStorage:
-    __slots__ = ("alloc", "nbytes")
+    """A GPU range. `shadow`: the host copy of an i32 tensor uploaded by from_array, kept until
+    a GPU op writes it, so id/target range checks need no read-back (and no wait)."""
+
+    __slots__ = ("alloc", "nbytes", "shadow")
 
     def __init__(self, alloc, nbytes: int):
-        self.alloc, self.nbytes = alloc, nbytes
+        self.alloc, self.nbytes, self.shadow = alloc, nbytes, None
 
 
 def _groups(n: int, local: int = 256, cap: int = 4096) -> int:
@@ -129,6 +132,7 @@ class HeliosBackend:
         return array(code, [raw[i - start] for i in _positions(t)])
 
     def _host_store(self, t: Tensor, values) -> None:
+        t.storage.shadow = None
         code, size = DTYPES[t.dtype]
         vals = array(code, values)
         if t.is_contiguous:
@@ -168,6 +172,8 @@ class HeliosBackend:
             raise ValueError(f"from_array: {len(data)} values do not fill shape {shape}")
         t = self._new(shape, dtype)
         self._write_bytes(t.storage.alloc, 0, data.tobytes())
+        if dtype == "i32":
+            t.storage.shadow = array("i", data)  # a copy: the caller may reuse data
         return t
 
     def to_array(self, x: Tensor):
@@ -176,6 +182,7 @@ class HeliosBackend:
         return self._host_values(x)
 
     def fill(self, out, value) -> None:
+        out.storage.shadow = None
         if out.dtype not in GPU_DTYPES:
             self._host_store(out, [value] * out.numel)
             return
@@ -187,6 +194,7 @@ class HeliosBackend:
         c.need_shape("copy", "out", out, x.shape, "x")
         if out.dtype != x.dtype:
             raise TypeError(f"copy: out has dtype {out.dtype} but x has {x.dtype}; use cast")
+        out.storage.shadow = None
         if out.dtype not in GPU_DTYPES:
             self._host_store(out, self._host_values(x))
             return
@@ -194,6 +202,7 @@ class HeliosBackend:
 
     def cast(self, out, x) -> None:
         c.need_shape("cast", "out", out, x.shape, "x")
+        out.storage.shadow = None
         if out.dtype in GPU_DTYPES and x.dtype in GPU_DTYPES:
             if out.dtype == x.dtype:
                 return self.copy(out, x)
@@ -266,7 +275,7 @@ class HeliosBackend:
         sbk, sbn = opb.strides[-2:]
         cfg = self._mm_config(M, N, K)
         ck = sak == 1 and sam != 1
-        al = M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
+        al = K > 0 and M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
         values = [self._addr(o), self._addr(opa), self._addr(opb), M, N, K, sab, sam, sak,
                   sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
         for b0 in range(0, nb, MAX_GROUPS):  # batch beyond the group limit: several dispatches
@@ -581,8 +590,16 @@ class HeliosBackend:
                   [float(p), 1.0 - p], ["f32", "f32"])
 
     # ---- embeddings ---------------------------------------------------------------------------
+    def _ids_on_host(self, t: Tensor):
+        sh = t.storage.shadow
+        if sh is None:
+            return self._host_values(t)
+        if t.is_contiguous:
+            return sh[t.offset:t.offset + t.numel]
+        return [sh[i] for i in _positions(t)]
+
     def _check_ids(self, op, ids, V):
-        for i in self._host_values(ids):
+        for i in self._ids_on_host(ids):
             if not 0 <= i < V:
                 raise ValueError(f"{op}: id {i} is outside the table's [0, {V})")
 
@@ -636,7 +653,7 @@ class HeliosBackend:
         N, V = logits.shape
         c.need_shape(op, "targets", targets, (N,), "logits")
         c.need_data(op, "V", V, logits)
-        for t in self._host_values(targets):
+        for t in self._ids_on_host(targets):
             if t != -1 and not 0 <= t < V:
                 raise ValueError(f"{op}: target {t} is outside [0, {V}) (and is not -1)")
         return N, V

@@ -168,6 +168,8 @@ class Var:
 
 
 class Kernel:
+    subgroup_reductions = True  # workgroup reductions start with subgroup arithmetic
+
     def __init__(self, name: str, local=(256, 1, 1), params=(), version=(1, 5)):
         self.name = name
         self.local = tuple(local)
@@ -399,9 +401,28 @@ class Kernel:
         fn.label(merge)
 
     # ---- workgroup reductions (fixed tree order: deterministic) -----------------------------
-    def reduce(self, value: Val, scratch: Ptr, combine) -> Val:
+    def reduce(self, value: Val, scratch: Ptr, combine, subgroup_op: str | None = None) -> Val:
         """Combine one value per invocation of a 1-D workgroup; every invocation gets the
-        result. `scratch` is a shared array of at least local[0] elements."""
+        result. `scratch` is a shared array of at least local[0] elements. With `subgroup_op`
+        (e.g. "OpGroupNonUniformFAdd") a subgroup reduction runs first and one value per
+        subgroup goes through shared memory (2 barriers instead of log2(local) + 2); the order
+        is fixed by the device, so results are reproducible."""
+        if subgroup_op is not None:
+            self.m.capability("GroupNonUniform", "GroupNonUniformArithmetic")
+            part = self.op(subgroup_op, value.t, self.const(SCOPE_SUBGROUP, "u32").id, 0,
+                           value.id)
+            lane = self._builtin_scalar("SubgroupLocalInvocationId")
+            sg = self._builtin_scalar("SubgroupId")
+            nsg = self._builtin_scalar("NumSubgroups")
+            with self.if_(lane.eq(0)):
+                scratch[sg] = part
+            self.barrier()
+            acc = self.var(value.t, scratch[0])
+            with self.loop(1, nsg) as i:
+                acc.set(combine(acc.get(), scratch[i]))
+            out = acc.get()
+            self.barrier()
+            return out
         n = self.local[0]
         lid = self.local_id(0)
         scratch[lid] = value
@@ -420,10 +441,13 @@ class Kernel:
         return out
 
     def reduce_sum(self, value, scratch):
-        return self.reduce(value, scratch, lambda a, b: a + b)
+        op = "OpGroupNonUniformFAdd" if value.t.startswith("f") else "OpGroupNonUniformIAdd"
+        return self.reduce(value, scratch, lambda a, b: a + b,
+                           op if self.subgroup_reductions else None)
 
     def reduce_max(self, value, scratch):
-        return self.reduce(value, scratch, lambda a, b: self.fmax(a, b))
+        return self.reduce(value, scratch, lambda a, b: self.fmax(a, b),
+                           "OpGroupNonUniformFMax" if self.subgroup_reductions else None)
 
     # ---- output ----------------------------------------------------------------------------
     def finish(self) -> list[int]:

@@ -69,39 +69,50 @@ def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False, aligned: bool =
     cols = _lanes(tx, TN, BN)
     acc = [[k.var("f32", 0.0) for _ in range(TN)] for _ in range(TM)]
 
-    def stage(dst, idx_ok, gidx, src, sidx, guard):
-        if guard is None:
-            val = src[gidx]
+    # global -> registers (guarded loads), then registers -> shared, so the loads of the next
+    # K step can be in flight while the current one is multiplied (register prefetch)
+    plan = []  # (shared array, shared index, idx guard or None, global index fn, ptr, bounds fn)
+    for l in range((BM * BK + nt - 1) // nt):
+        idx = tid + l * nt
+        if contiguous_k:  # consecutive invocations walk k: coalesced when sak == 1
+            m, kk = idx / BK, idx % BK
         else:
-            v = k.var("f32", 0.0)
-            with k.if_(guard):
-                v.set(src[gidx])
-            val = v.get()
-        if idx_ok is None:
-            dst[sidx] = val
-        else:
-            with k.if_(idx_ok):
-                dst[sidx] = val
+            kk, m = idx / BM, idx % BM
+        plan.append((As, kk * SA + m, (idx < BM * BK) if (BM * BK) % nt else None,
+                     lambda k0, m=m, kk=kk: abase + (m0 + m) * sam + (k0 + kk) * sak, a,
+                     lambda k0, m=m, kk=kk: ((m0 + m) < M) & ((k0 + kk) < K)))
+    for l in range((BN * BK + nt - 1) // nt):
+        idx = tid + l * nt
+        kk, n = idx / BN, idx % BN
+        plan.append((Bs, kk * BN + n, (idx < BN * BK) if (BN * BK) % nt else None,
+                     lambda k0, n=n, kk=kk: bbase + (k0 + kk) * sbk + (n0 + n) * sbn, b,
+                     lambda k0, n=n, kk=kk: ((n0 + n) < N) & ((k0 + kk) < K)))
+    staged = [k.var("f32", 0.0) for _ in plan]
 
-    with k.loop(0, K, BK) as k0:
-        for l in range((BM * BK + nt - 1) // nt):
-            idx = tid + l * nt
-            if contiguous_k:  # consecutive invocations walk k: coalesced when sak == 1
-                m, kk = idx / BK, idx % BK
+    def load(k0):
+        for var, (_, _, _, gidx, src, bounds) in zip(staged, plan):
+            if aligned:
+                var.set(src[gidx(k0)])
             else:
-                kk, m = idx / BM, idx % BM
-            gm, gk = m0 + m, k0 + kk
-            stage(As, (idx < BM * BK) if (BM * BK) % nt else None,
-                  abase + gm * sam + gk * sak, a, kk * SA + m,
-                  None if aligned else (gm < M) & (gk < K))
-        for l in range((BN * BK + nt - 1) // nt):
-            idx = tid + l * nt
-            kk, n = idx / BN, idx % BN
-            gn, gk = n0 + n, k0 + kk
-            stage(Bs, (idx < BN * BK) if (BN * BK) % nt else None,
-                  bbase + gk * sbk + gn * sbn, b, kk * BN + n,
-                  None if aligned else (gn < N) & (gk < K))
-        k.barrier()
+                var.set(0.0)
+                with k.if_(bounds(k0)):
+                    var.set(src[gidx(k0)])
+
+    def store():
+        for var, (dst, sidx, idx_ok, _, _, _) in zip(staged, plan):
+            if idx_ok is None:
+                dst[sidx] = var.get()
+            else:
+                with k.if_(idx_ok):
+                    dst[sidx] = var.get()
+
+    load(k.const(0, "u32"))
+    store()
+    k.barrier()
+    with k.loop(0, K, BK) as k0:
+        nxt = k0 + BK
+        with k.if_(nxt < K):
+            load(nxt)
         regs = [[a_.get() for a_ in row] for row in acc]
         for kk in range(BK):
             abases = {}
@@ -120,6 +131,8 @@ def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False, aligned: bool =
         for i in range(TM):
             for j in range(TN):
                 acc[i][j].set(regs[i][j])
+        k.barrier()
+        store()
         k.barrier()
     cbase = batch * (M * N)
     for i, (qi, bi, ri) in enumerate(rows):

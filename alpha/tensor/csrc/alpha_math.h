@@ -55,6 +55,6 @@ static inline float alpha_sigmoidf(float x) {
 
 /* Lanes used by hand-split reductions: a fixed lane count keeps the summation order independent
  * of threads and of vector width, while still letting the compiler use one vector register. */
-#define ALPHA_LANES 8
+#define ALPHA_LANES 32
 
 #endif
