@@ -10,7 +10,7 @@ import pytest
 
 from alpha.core.config import ModelConfig
 from alpha.core.rng import Rng, Stream
-from alpha.model import GPT, InferenceEngine, sample_token
+from alpha.model import GPT, InferenceEngine, sample_from_probs, sample_token
 from alpha.tensor import get_backend
 
 REF = get_backend("reference")
@@ -175,3 +175,20 @@ def test_generate_seeded_stop_and_length():
         list(eng.generate([], max_tokens=2))
     with pytest.raises(ValueError):
         eng.decode(11)  # outside the vocabulary
+
+
+def test_device_softmax_sampling_matches_sample_token():
+    """Plain temperature sampling (softmax on the backend) picks what `sample_token` picks."""
+    m = perturbed(tiny(block_size=8))
+    got = list(InferenceEngine(m).generate([1, 2], max_tokens=6, temperature=0.7, seed=3))
+    st = Rng(3).stream("sampling")
+    ctx, want = [1, 2], []
+    for _ in range(6):
+        logits = list(m.forward(REF.from_array(ctx, (1, len(ctx)), "i32"))[0].to_array())
+        tok = sample_token(logits[-11:], 0.7, u=st.random())
+        want.append(tok)
+        ctx.append(tok)
+    assert got == want
+    probs = [0.1, 0.0, 0.6, 0.3]
+    assert [sample_from_probs(probs, u) for u in (0.0, 0.09, 0.11, 0.69, 0.71, 0.999)] == \
+        [0, 0, 2, 2, 3, 3]

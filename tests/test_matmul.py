@@ -148,6 +148,23 @@ def test_blocking_edges():
     check(rng, (4,), 3, 2, 600, trans_a=True, b_2d=True)
 
 
+def test_few_rows():
+    """M <= 4 takes the unpacked path: B contiguous along n (axpy form) or along k (dot form)."""
+    rng = random.Random(13)
+    for trans_a in (False, True):
+        check(rng, (), 1, 200, 700, trans_a=trans_a)                 # axpy, several chunks
+        check(rng, (), 4, 130, 37, trans_a=trans_a, accumulate=True, alpha=2.0)
+        check(rng, (), 2, 50, 1000, trans_a=trans_a, trans_b=True)   # dot, several chunks
+        check(rng, (), 3, 9, 31, trans_a=trans_a, trans_b=True, accumulate=True, alpha=-1.5)
+        check(rng, (3,), 1, 70, 33, trans_a=trans_a, trans_b=True, b_2d=True)
+    # B with neither dim unit-stride: the packed path
+    b = tensor((40, 30), rng)[::2, ::2]   # (20, 15)
+    a, out = tensor((2, 20), rng), tensor((2, 15))
+    matmul(out, a, b)
+    want, bound = reference_from_values(values(a), values(b), 2, 15, 20)
+    assert_close(values(out), want, bound, "few rows, strided B")
+
+
 def test_zero_k_and_empty():
     rng = random.Random(3)
     a, b, out = operands(rng, (), 3, 4, 0, False, False)
@@ -230,6 +247,8 @@ def test_bit_identical_across_thread_counts():
         ((), 130, 700, 64, True, True, True),
         ((8,), 70, 33, 45, False, True, False),     # batch-parallel path
         ((3,), 200, 150, 120, True, False, True),   # per-entry threaded path
+        ((), 1, 3000, 300, False, False, True),     # few rows, axpy form
+        ((), 3, 700, 900, True, True, False),       # few rows, dot form
     ]
     for batch, M, N, K, ta, tb, acc in cases:
         a, b, _ = operands(rng, batch, M, N, K, ta, tb)

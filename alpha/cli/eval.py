@@ -49,7 +49,8 @@ def run(args) -> int:
         )
     starts = [i * T for i in range(n_windows)]
     total, count = 0.0, 0
-    bar = Progress(math.ceil(n_windows / args.batch), stream=sys.stderr, label="batch")
+    n_batches = math.ceil(n_windows / args.batch)
+    bar = Progress(n_batches, stream=sys.stderr, label="batch", every=max(1, n_batches // 10))
     for b, i in enumerate(range(0, n_windows, args.batch), 1):
         chunk = starts[i: i + args.batch]
         xs, ys = [], []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from array import array
 
 
 def _say(msg: str) -> None:
@@ -57,7 +56,6 @@ def _fill(be, shape, seed=1):
 
 
 def _sgemm(be, n: int, cfg=None) -> float:
-    from alpha.helios.kernels import matmul as kmm  # noqa: F401
     a, b, out = _fill(be, (n, n), 1), _fill(be, (n, n), 2), be.empty((n, n))
     if cfg is not None:
         be._mm_config = lambda M, N, K: cfg
@@ -82,6 +80,38 @@ def _copy_bandwidth(be, n: int) -> float:
     rec()
     dev.synchronize()
     sec = dev.gpu_seconds(rec, 10)
+    return 2 * n * 4 / sec / 1e9
+
+
+def _torch_copy_bandwidth(n: int):
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    a = torch.empty(n, device="cuda")
+    b = torch.empty(n, device="cuda")
+    for _ in range(3):
+        b.copy_(a)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        b.copy_(a)
+    end.record()
+    torch.cuda.synchronize()
+    sec = start.elapsed_time(end) / 1000 / 10
+    del a, b
+    torch.cuda.empty_cache()
+    return 2 * n * 4 / sec / 1e9
+
+
+def _kernel_copy_bandwidth(be, n: int) -> float:
+    a, b = _fill(be, (n,), 8), be.empty((n,))
+    be.copy(b, a)
+    be.synchronize()
+    sec = be.dev.gpu_seconds(lambda: be.copy(b, a), 10)
     return 2 * n * 4 / sec / 1e9
 
 
@@ -125,8 +155,13 @@ def run(args=None) -> int:
     t0 = time.time()
 
     n_mem = (1 << 20) if cpu_device else (64 << 20)
-    copy_gbs = _copy_bandwidth(be, n_mem)
-    _say(f"copy bandwidth (vkCmdCopyBuffer, read+write): {copy_gbs:.1f} GB/s")
+    cmd = _copy_bandwidth(be, n_mem)
+    kern = _kernel_copy_bandwidth(be, n_mem)
+    ref = None if cpu_device else _torch_copy_bandwidth(n_mem)
+    copy_gbs = max(v for v in (cmd, kern, ref) if v)
+    _say(f"copy bandwidth, bytes read + written ({n_mem * 4 >> 20} MiB): vkCmdCopyBuffer "
+         f"{cmd:.1f} GB/s, helios copy kernel {kern:.1f} GB/s, PyTorch copy_ "
+         + (f"{ref:.1f} GB/s" if ref else "n/a") + f"; reference = best = {copy_gbs:.1f} GB/s")
     _say("memory-bound kernels (minimal bytes moved; target >= 70% of copy):")
     _memory_bound(be, n_mem, copy_gbs)
 

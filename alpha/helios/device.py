@@ -4,6 +4,8 @@ memory pools, and the command stream (dispatches recorded into batches, submitte
 Device choice: ALPHA_VK_DEVICE=<index>|<name substring>, else discrete > integrated > virtual >
 cpu (lavapipe). ALPHA_VK_VALIDATE=1 enables the Khronos validation layer (development aid).
 No Vulkan loader or device raises BackendUnavailable with one line saying what to install.
+ALPHA_HELIOS_PROFILE=1 puts a GPU timestamp after every command; `Device.profile` then sums GPU
+time per kernel name (read it with `profile_table()`).
 """
 
 from __future__ import annotations
@@ -238,6 +240,9 @@ class Device:
                                                      flags=vk.CMD_ONE_TIME_SUBMIT)
         self._fence_ptr = vk.NH()
         self.dispatches = 0  # total dispatches recorded (for tests and stats)
+        self.profiling = os.environ.get("ALPHA_HELIOS_PROFILE") == "1"
+        self.profile: dict[str, list] = {}  # kernel name -> [count, GPU seconds]
+        self._pools: dict[int, tuple[int, list]] = {}  # command buffer -> (query pool, names)
 
     def _new_cmd(self) -> tuple[int, int]:
         if self.free_cmds:
@@ -262,7 +267,51 @@ class Device:
                      "vkBeginCommandBuffer")
             self.count = 0
             self.last_pipeline = None
+            if self.profiling:
+                self._profile_begin(self.cmd[0])
         return self.cmd[0]
+
+    def _profile_begin(self, cb: int) -> None:
+        if cb not in self._pools:
+            qinfo = vk.QueryPoolCreateInfo(sType=vk.ST_QUERY_POOL_CREATE_INFO,
+                                           queryType=vk.QUERY_TIMESTAMP,
+                                           queryCount=BATCH_LIMIT + 64)
+            qp = vk.NH()
+            vk.check(self.f.CreateQueryPool(self.device, byref(qinfo), None, byref(qp)),
+                     "vkCreateQueryPool")
+            self._pools[cb] = (qp.value, [])
+        pool, names = self._pools[cb]
+        names.clear()
+        self.f.CmdResetQueryPool(cb, pool, 0, BATCH_LIMIT + 64)
+        self.f.CmdWriteTimestamp(cb, vk.STAGE_BOTTOM, pool, 0)
+
+    def _profile_mark(self, cb: int, name: str) -> None:
+        pool, names = self._pools[cb]
+        if len(names) < BATCH_LIMIT + 62:
+            names.append(name)
+            self.f.CmdWriteTimestamp(cb, vk.STAGE_BOTTOM, pool, len(names))
+
+    def _profile_collect(self, cb: int) -> None:
+        pool, names = self._pools[cb]
+        if not names:
+            return
+        data = (ctypes.c_uint64 * (len(names) + 1))()
+        vk.check(self.f.GetQueryPoolResults(self.device, pool, 0, len(names) + 1,
+                                            ctypes.sizeof(data), data, 8,
+                                            vk.QUERY_RESULT_64_WAIT), "vkGetQueryPoolResults")
+        period = self.limits.timestampPeriod * 1e-9
+        for i, name in enumerate(names):
+            entry = self.profile.setdefault(name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += (data[i + 1] - data[i]) * period
+        names.clear()
+
+    def profile_table(self) -> str:
+        total = sum(v[1] for v in self.profile.values()) or 1.0
+        lines = [f"{'kernel':<34} {'calls':>7} {'GPU ms':>10} {'share':>6}"]
+        for name, (n, sec) in sorted(self.profile.items(), key=lambda kv: -kv[1][1]):
+            lines.append(f"{name:<34} {n:>7} {sec * 1e3:>10.3f} {100 * sec / total:>5.1f}%")
+        return "\n".join(lines)
 
     def _barrier(self, cb: int) -> None:
         self.f.CmdPipelineBarrier(cb, self._stages, self._stages, 0, 1, self._barrier_addr,
@@ -279,6 +328,8 @@ class Device:
         if push:
             f.CmdPushConstants(cb, program.layout, vk.SHADER_STAGE_COMPUTE, 0, len(push), push)
         f.CmdDispatch(cb, groups[0], groups[1], groups[2])
+        if self.profiling:
+            self._profile_mark(cb, program.name)
         self.count += 1
         self.dispatches += 1
         if self.count >= BATCH_LIMIT:
@@ -291,6 +342,8 @@ class Device:
             self._barrier(cb)
         region = vk.BufferCopy(src_off, dst_off, size)
         self.f.CmdCopyBuffer(cb, src_buffer, dst_buffer, 1, byref(region))
+        if self.profiling:
+            self._profile_mark(cb, "vkCmdCopyBuffer")
         self.count += 1
 
     def fill_zero(self, buffer: int, offset: int, size: int) -> None:
@@ -330,6 +383,8 @@ class Device:
                 if res != 2:  # VK_TIMEOUT: keep waiting
                     break
             vk.check(res, "vkWaitForFences")
+            if self.profiling:
+                self._profile_collect(cb)
             vk.check(f.ResetFences(self.device, 1, byref(fp)), "vkResetFences")
             vk.check(f.ResetCommandBuffer(cb, 0), "vkResetCommandBuffer")
             self.free_cmds.append((cb, fence))

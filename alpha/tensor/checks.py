@@ -27,9 +27,13 @@ def need_f32(op: str, *named) -> None:
             raise TypeError(f"{op}: {name} has dtype {t.dtype}, expected f32")
 
 
-def need_shape(op: str, name: str, t, shape: Sequence[int], against: str = "") -> None:
-    """ValueError unless t.shape == shape; `against` says where the expected shape came from."""
+def need_shape(op: str, name: str, t, shape: Sequence[int], against="") -> None:
+    """ValueError unless t.shape == shape. `against` says where the expected shape came from:
+    a string, or a (name, tensor) pair formatted only when the check fails (hot paths avoid
+    formatting shapes on every call)."""
     if t.shape != tuple(shape):
+        if isinstance(against, tuple):
+            against = f"{against[0]} {against[1].shape}"
         why = f" (from {against})" if against else ""
         raise ValueError(f"{op}: {name} has shape {t.shape}, expected {tuple(shape)}{why}")
 

@@ -139,3 +139,175 @@ def attention_backward_dkv(max_keys: int) -> Kernel:
         dk[kbase + d] = dk[kbase + d] + ak.get()
         dv[kbase + d] = dv[kbase + d] + av.get()
     return k
+
+
+# ---- tiled kernels (flash-attention style): one invocation per query (or key) row ------------
+# The head size HS is a compile-time constant (the row lives in registers); key/query tiles of
+# BK rows are staged in shared memory and read by every invocation of the block (broadcast).
+# Used when HS <= MAX_TILED_HS; the row kernels above handle any head size.
+MAX_TILED_HS = 128
+BLOCK = 64
+
+
+def _tile_rows(HS: int, forward: bool) -> int:
+    return max(4, min(32 if forward else 16, 2048 // HS))
+
+
+def _stage(k, lid, dsts, BK, HS, row0, nrows, srcs):
+    """Cooperatively copy rows row0..row0+BK-1 (clamped to nrows-1) of each source into its
+    shared tile: srcs are (pointer, base, row stride)."""
+    for e in range((BK * HS + BLOCK - 1) // BLOCK):
+        idx = lid + e * BLOCK
+        r, d = idx / HS, idx % HS
+        row = k.umin(row0 + r, nrows - 1)
+
+        def body():
+            for dst, (ptr, base, stride) in zip(dsts, srcs):
+                dst[idx] = ptr[base + row * stride + d]
+        if (BK * HS) % BLOCK and e == (BK * HS) // BLOCK:
+            with k.if_(idx < BK * HS):
+                body()
+        else:
+            body()
+
+
+def _dot_tile(k, regs, tile, row, HS):
+    acc = regs[0] * tile[row * HS]
+    for d in range(1, HS):
+        acc = acc + regs[d] * tile[row * HS + d]
+    return acc
+
+
+def attention_forward_tiled(HS: int) -> Kernel:
+    BK = _tile_rows(HS, True)
+    k = Kernel(f"attention_forward_tiled{HS}", (BLOCK, 1, 1), FWD_PARAMS)
+    (out, lse, q, kk, v, qsb, qst, ksb, kst, osb, ost, Tq, start, H, hs, scale,
+     write_lse) = k.params()
+    Ks, Vs = k.shared("f32", BK * HS), k.shared("f32", BK * HS)
+    qb, h, b = k.group_id(0), k.group_id(1), k.group_id(2)
+    lid = k.local_id(0)
+    t = qb * BLOCK + lid
+    valid = t < Tq
+    tc = k.umin(t, Tq - 1)
+    qbase = b * qsb + tc * qst + h * HS
+    qr = [q[qbase + d] * scale for d in range(HS)]
+    limit = start + tc
+    nkeys = start + k.umin(qb * BLOCK + (BLOCK - 1), Tq - 1) + 1
+    m, l = k.var("f32", NEG_INF), k.var("f32", 0.0)
+    acc = [k.var("f32", 0.0) for _ in range(HS)]
+    kvbase = b * ksb + h * HS
+    with k.loop(0, nkeys, BK) as kt:
+        _stage(k, lid, [Ks, Vs], BK, HS, kt, nkeys, [(kk, kvbase, kst), (v, kvbase, kst)])
+        k.barrier()
+        with k.if_(valid & (kt <= limit)):
+            s = [k.select(kt + j <= limit, _dot_tile(k, qr, Ks, j, HS), NEG_INF) for j in range(BK)]
+            mt = m.get()
+            for sj in s:
+                mt = k.fmax(mt, sj)
+            corr = k.exp(m.get() - mt)
+            p = [k.exp(sj - mt) for sj in s]
+            lv = l.get() * corr
+            for pj in p:
+                lv = lv + pj
+            for d in range(HS):
+                a = acc[d].get() * corr
+                for j in range(BK):
+                    a = a + p[j] * Vs[j * HS + d]
+                acc[d].set(a)
+            m.set(mt)
+            l.set(lv)
+        k.barrier()
+    with k.if_(valid):
+        inv = 1.0 / l.get()
+        obase = b * osb + tc * ost + h * HS
+        for d in range(HS):
+            out[obase + d] = acc[d].get() * inv
+        with k.if_(write_lse.ne(0)):
+            lse[(b * H + h) * Tq + tc] = m.get() + k.log(l.get())
+    return k
+
+
+def attention_backward_dq_tiled(HS: int) -> Kernel:
+    BK = _tile_rows(HS, False)
+    k = Kernel(f"attention_backward_dq_tiled{HS}", (BLOCK, 1, 1), BWD_PARAMS)
+    dq, dk, dv, dout, q, kk, v, lse, D, sb, st, dsb, dst, T, H, hs, scale = k.params()
+    Ks, Vs = k.shared("f32", BK * HS), k.shared("f32", BK * HS)
+    qb, h, b = k.group_id(0), k.group_id(1), k.group_id(2)
+    lid = k.local_id(0)
+    t = qb * BLOCK + lid
+    valid = t < T
+    tc = k.umin(t, T - 1)
+    qbase = b * sb + tc * st + h * HS
+    gbase = b * dsb + tc * dst + h * HS
+    qr = [q[qbase + d] * scale for d in range(HS)]
+    gr = [dout[gbase + d] for d in range(HS)]
+    row = (b * H + h) * T + tc
+    L, Dt = lse[row], D[row]
+    acc = [k.var("f32", 0.0) for _ in range(HS)]
+    nkeys = k.umin(qb * BLOCK + BLOCK, T)
+    kvbase = b * sb + h * HS
+    with k.loop(0, nkeys, BK) as kt:
+        _stage(k, lid, [Ks, Vs], BK, HS, kt, nkeys, [(kk, kvbase, st), (v, kvbase, st)])
+        k.barrier()
+        with k.if_(valid & (kt <= tc)):
+            ds = []
+            for j in range(BK):
+                p = k.select(kt + j <= tc, k.exp(_dot_tile(k, qr, Ks, j, HS) - L), 0.0)
+                ds.append(p * (_dot_tile(k, gr, Vs, j, HS) - Dt))
+            for d in range(HS):
+                a = acc[d].get()
+                for j in range(BK):
+                    a = a + ds[j] * Ks[j * HS + d]
+                acc[d].set(a)
+        k.barrier()
+    with k.if_(valid):
+        for d in range(HS):
+            dq[qbase + d] = dq[qbase + d] + acc[d].get() * scale
+    return k
+
+
+def attention_backward_kv_tiled(HS: int, which: str) -> Kernel:
+    """which "dv": dv_j += sum_t P_tj dout_t; "dk": dk_j += scale sum_t dS_tj q_t."""
+    BK = _tile_rows(HS, False)
+    k = Kernel(f"attention_backward_{which}_tiled{HS}", (BLOCK, 1, 1), BWD_PARAMS)
+    dq, dk, dv, dout, q, kk, v, lse, D, sb, st, dsb, dst, T, H, hs, scale = k.params()
+    Qs, Gs = k.shared("f32", BK * HS), k.shared("f32", BK * HS)
+    Ls, Ds = k.shared("f32", BK), k.shared("f32", BK)
+    kb, h, b = k.group_id(0), k.group_id(1), k.group_id(2)
+    lid = k.local_id(0)
+    j = kb * BLOCK + lid
+    valid = j < T
+    jc = k.umin(j, T - 1)
+    kbase = b * sb + jc * st + h * HS
+    kr = [kk[kbase + d] * scale for d in range(HS)]
+    vr = [v[kbase + d] for d in range(HS)] if which == "dk" else None
+    acc = [k.var("f32", 0.0) for _ in range(HS)]
+    lrow = (b * H + h) * T
+    with k.loop(kb * BLOCK, T, BK) as tt:
+        _stage(k, lid, [Qs], BK, HS, tt, T, [(q, b * sb + h * HS, st)])
+        _stage(k, lid, [Gs], BK, HS, tt, T, [(dout, b * dsb + h * HS, dst)])
+        with k.if_(lid < BK):
+            r = k.umin(tt + lid, T - 1)
+            Ls[lid] = lse[lrow + r]
+            Ds[lid] = D[lrow + r]
+        k.barrier()
+        with k.if_(valid & (tt + (BK - 1) >= jc)):
+            w = []
+            for r in range(BK):
+                t = tt + r
+                ok = (t >= jc) & (t < T)
+                p = k.select(ok, k.exp(_dot_tile(k, kr, Qs, r, HS) - Ls[r]), 0.0)
+                w.append(p if which == "dv" else p * (_dot_tile(k, vr, Gs, r, HS) - Ds[r]))
+            src = Gs if which == "dv" else Qs
+            for d in range(HS):
+                a = acc[d].get()
+                for r in range(BK):
+                    a = a + w[r] * src[r * HS + d]
+                acc[d].set(a)
+        k.barrier()
+    dst_ptr = dv if which == "dv" else dk
+    with k.if_(valid):
+        for d in range(HS):
+            g = acc[d].get() if which == "dv" else acc[d].get() * scale
+            dst_ptr[kbase + d] = dst_ptr[kbase + d] + g
+    return k

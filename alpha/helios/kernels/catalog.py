@@ -42,11 +42,13 @@ def builders() -> dict:
         "layernorm_forward": lambda: krows.layernorm_forward(True),
         "layernorm_forward_nobias": lambda: krows.layernorm_forward(False),
         "layernorm_backward_dx": krows.layernorm_backward_dx,
-        "layernorm_backward_params": lambda: krows.layernorm_backward_params(True),
         "crossentropy_forward": krows.crossentropy_forward,
         "crossentropy_backward": krows.crossentropy_backward,
         "embedding_forward": krows.embedding_forward,
-        "embedding_backward": krows.embedding_backward,
+        "embedding_backward_segments": krows.embedding_backward_segments,
+        "colsum_partial": krows.colsum_partial,
+        "colsum_finish": lambda: krows.colsum_finish(True),
+        "layernorm_params_partial": lambda: krows.layernorm_params_partial(True),
         "partial_sumsq_f64": lambda: krows.partial_reduce("sumsq", "f64"),
         "partial_nonfinite": lambda: krows.partial_reduce("nonfinite", "f32"),
         "rng_uniform": krows.rng_uniform,
@@ -54,6 +56,10 @@ def builders() -> dict:
         "attention_backward_d": katt.attention_backward_d,
         "attention_backward_dq": lambda: katt.attention_backward_dq(128),
         "attention_backward_dkv": lambda: katt.attention_backward_dkv(128),
+        "attention_forward_tiled": lambda: katt.attention_forward_tiled(8),
+        "attention_backward_dq_tiled": lambda: katt.attention_backward_dq_tiled(8),
+        "attention_backward_dk_tiled": lambda: katt.attention_backward_kv_tiled(8, "dk"),
+        "attention_backward_dv_tiled": lambda: katt.attention_backward_kv_tiled(8, "dv"),
     }
     for name, cfg in (("small", kmm.SMALL), ("default", kmm.DEFAULT), ("large", kmm.LARGE)):
         out[f"matmul_{name}"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, False))

@@ -1,7 +1,7 @@
 """Row kernels: one workgroup per row of a (R, C) contiguous matrix, shared-memory tree reductions
 in a fixed order (deterministic): row sum/max, softmax and log-softmax (+backward), layernorm
-(+backward), fused cross-entropy (+backward); and column kernels (one invocation per column,
-rows in order): layernorm weight/bias gradients, embedding scatter-add. Plus the flat partial
+(+backward), fused cross-entropy (+backward); and two-stage column kernels (rows in a fixed order): column sums,
+layernorm weight/bias gradients, embedding scatter-add grouped by id. Plus the flat partial
 reductions behind sum_squares / all_finite, and the Philox uniform generator.
 
 Rows are visited with a grid-stride loop over workgroups, so R may exceed the 65535 group limit.
@@ -145,29 +145,6 @@ def layernorm_backward_dx() -> Kernel:
     return k
 
 
-def layernorm_backward_params(has_bias: bool) -> Kernel:
-    params = [("dw", "f32*")] + ([("db", "f32*")] if has_bias else [])
-    params += [("dout", "f32*"), ("x", "f32*"), ("mean", "f32*"), ("rstd", "f32*"),
-               ("R", "u32"), ("C", "u32")]
-    k = Kernel("layernorm_backward_params", (64, 1, 1), params)
-    ps = k.params()
-    dw = ps[0]
-    db = ps[1] if has_bias else None
-    dout, x, mean, rstd, R, C = ps[-6:]
-    with k.loop(k.gid, C, k.num_groups(0) * 64) as c:
-        aw = k.var("f32", 0.0)
-        ab = k.var("f32", 0.0)
-        with k.loop(0, R) as r:
-            i = r * C + c
-            d = dout[i]
-            aw.set(aw.get() + d * ((x[i] - mean[r]) * rstd[r]))
-            ab.set(ab.get() + d)
-        dw[c] = dw[c] + aw.get()
-        if db is not None:
-            db[c] = db[c] + ab.get()
-    return k
-
-
 def crossentropy_forward() -> Kernel:
     k = Kernel("crossentropy_forward", (ROW_LOCAL, 1, 1),
                [("losses", "f32*"), ("x", "f32*"), ("t", "i32*"), ("R", "u32"), ("C", "u32")])
@@ -218,18 +195,6 @@ def embedding_forward() -> Kernel:
     return k
 
 
-def embedding_backward() -> Kernel:
-    k = Kernel("embedding_backward", (64, 1, 1),
-               [("dtable", "f32*"), ("dout", "f32*"), ("ids", "i32*"), ("N", "u32"),
-                ("C", "u32")])
-    dtable, dout, ids, N, C = k.params()
-    with k.loop(k.gid, C, k.num_groups(0) * 64) as c:
-        with k.loop(0, N) as i:
-            dst = ids[i].bits("u32") * C + c
-            dtable[dst] = dtable[dst] + dout[i * C + c]
-    return k
-
-
 def partial_reduce(kind: str, acc_t: str) -> Kernel:
     """partials[group] = sum of x^2 (kind "sumsq") or count of non-finite x ("nonfinite") over
     the group's grid-stride share of n elements."""
@@ -277,4 +242,81 @@ def rng_uniform() -> Kernel:
                 ka, kb = ka + W0, kb + W1
         word = k.select(sel.eq(0), c0, k.select(sel.eq(1), c1, k.select(sel.eq(2), c2, c3)))
         out[i] = (word >> 8).to("f32") * (1.0 / 16777216.0)
+    return k
+
+
+# ---- column reductions in two deterministic stages ------------------------------------------
+# stage 1: workgroup (column block, row chunk) sums its chunk's rows in order into
+# partial[chunk * C + c]; stage 2: out[c] (+)= the chunk partials in chunk order.
+COL_LOCAL = 64
+
+
+def colsum_partial() -> Kernel:
+    k = Kernel("colsum_partial", (COL_LOCAL, 1, 1),
+               [("partial", "f32*"), ("x", "f32*"), ("L", "u32"), ("C", "u32"), ("rows", "u32")])
+    part, x, L, C, rows_per = k.params()
+    c = k.group_id(0) * COL_LOCAL + k.local_id(0)
+    chunk = k.group_id(1)
+    with k.if_(c < C):
+        acc = k.var("f32", 0.0)
+        start = chunk * rows_per
+        with k.loop(start, k.umin(start + rows_per, L)) as r:
+            acc.set(acc.get() + x[r * C + c])
+        part[chunk * C + c] = acc.get()
+    return k
+
+
+def layernorm_params_partial(has_bias: bool) -> Kernel:
+    params = [("pw", "f32*")] + ([("pb", "f32*")] if has_bias else [])
+    params += [("dout", "f32*"), ("x", "f32*"), ("mean", "f32*"), ("rstd", "f32*"),
+               ("L", "u32"), ("C", "u32"), ("rows", "u32")]
+    k = Kernel("layernorm_backward_params", (COL_LOCAL, 1, 1), params)
+    ps = k.params()
+    pw = ps[0]
+    pb = ps[1] if has_bias else None
+    dout, x, mean, rstd, L, C, rows_per = ps[-7:]
+    c = k.group_id(0) * COL_LOCAL + k.local_id(0)
+    chunk = k.group_id(1)
+    with k.if_(c < C):
+        aw = k.var("f32", 0.0)
+        ab = k.var("f32", 0.0)
+        start = chunk * rows_per
+        with k.loop(start, k.umin(start + rows_per, L)) as r:
+            i = r * C + c
+            d = dout[i]
+            aw.set(aw.get() + d * ((x[i] - mean[r]) * rstd[r]))
+            ab.set(ab.get() + d)
+        pw[chunk * C + c] = aw.get()
+        if pb is not None:
+            pb[chunk * C + c] = ab.get()
+    return k
+
+
+def colsum_finish(add: bool) -> Kernel:
+    k = Kernel("colsum_finish", (256, 1, 1),
+               [("out", "f32*"), ("partial", "f32*"), ("chunks", "u32"), ("C", "u32")])
+    out, part, chunks, C = k.params()
+    with k.loop(k.gid, C, k.nthreads) as c:
+        acc = k.var("f32", 0.0)
+        with k.loop(0, chunks) as j:
+            acc.set(acc.get() + part[j * C + c])
+        out[c] = out[c] + acc.get() if add else acc.get()
+    return k
+
+
+def embedding_backward_segments() -> Kernel:
+    """dtable[uid[g], c] += sum of dout[perm[p], c] for p in seg[g]..seg[g+1] (tokens grouped
+    by id on the host, in token order): one invocation per (column, distinct id)."""
+    k = Kernel("embedding_backward", (COL_LOCAL, 1, 1),
+               [("dtable", "f32*"), ("dout", "f32*"), ("perm", "i32*"), ("seg", "i32*"),
+                ("uid", "i32*"), ("U", "u32"), ("C", "u32")])
+    dtable, dout, perm, seg, uid, U, C = k.params()
+    c = k.group_id(0) * COL_LOCAL + k.local_id(0)
+    with k.if_(c < C):
+        with k.loop(k.group_id(1), U, k.num_groups(1)) as g:
+            acc = k.var("f32", 0.0)
+            with k.loop(seg[g].bits("u32"), seg[g + 1].bits("u32")) as p:
+                acc.set(acc.get() + dout[perm[p].bits("u32") * C + c])
+            dst = uid[g].bits("u32") * C + c
+            dtable[dst] = dtable[dst] + acc.get()
     return k

@@ -140,8 +140,10 @@ static void gather_head(float *K, float *KT, float *V, float *VT, const float *q
     for (int64_t t = 0; t < T; t++) {
         const float *row = qkv + t * 3 * C;
         const float *k = row + C + h * hs, *v = row + 2 * C + h * hs;
-        if (K) memcpy(K + t * hs, k, (size_t)hs * sizeof(float));
-        if (V) memcpy(V + t * hs, v, (size_t)hs * sizeof(float));
+        if (K)
+            for (int64_t d = 0; d < hs; d++) K[t * hs + d] = k[d];
+        if (V)
+            for (int64_t d = 0; d < hs; d++) V[t * hs + d] = v[d];
         if (KT)
             for (int64_t d = 0; d < hs; d++) KT[d * T + t] = k[d];
         if (VT)
@@ -186,20 +188,13 @@ static void attn_fwd_task(void *vctx, int64_t begin, int64_t end) {
                 int64_t L = t0 + q + 1; /* causal: keys 0..t0+q */
                 float m = -INFINITY;
                 for (int64_t j = 0; j < L; j++) m = s[j] > m ? s[j] : m;
+                for (int64_t j = 0; j < L; j++) s[j] = alpha_expf(s[j] - m);
                 float lanes[ALPHA_LANES] = {0};
                 int64_t j = 0;
                 for (; j + ALPHA_LANES <= L; j += ALPHA_LANES)
-                    for (int l = 0; l < ALPHA_LANES; l++) {
-                        float e = alpha_expf(s[j + l] - m);
-                        s[j + l] = e;
-                        lanes[l] += e;
-                    }
+                    for (int l = 0; l < ALPHA_LANES; l++) lanes[l] += s[j + l];
                 float sum = 0.0f;
-                for (; j < L; j++) {
-                    float e = alpha_expf(s[j] - m);
-                    s[j] = e;
-                    sum += e;
-                }
+                for (; j < L; j++) sum += s[j];
                 for (int l = 0; l < ALPHA_LANES; l++) sum += lanes[l];
                 for (j = L; j < n; j++) s[j] = 0.0f;
                 inv[q] = 1.0f / sum;
@@ -324,21 +319,19 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
         float m = -INFINITY;
         for (int64_t j = 0; j < n; j++) {
             const float *kj = c->k + b * c->ksb + j * c->kst + h * hs;
-            float lanes[ALPHA_LANES] = {0};
+            float lanes[8] = {0}; /* head dims are short: 8 lanes, not ALPHA_LANES */
             int64_t d = 0;
-            for (; d + ALPHA_LANES <= hs; d += ALPHA_LANES)
-                for (int l = 0; l < ALPHA_LANES; l++) lanes[l] += q[d + l] * kj[d + l];
+            for (; d + 8 <= hs; d += 8)
+                for (int l = 0; l < 8; l++) lanes[l] += q[d + l] * kj[d + l];
             float dot = 0.0f;
             for (; d < hs; d++) dot += q[d] * kj[d];
-            for (int l = 0; l < ALPHA_LANES; l++) dot += lanes[l];
+            for (int l = 0; l < 8; l++) dot += lanes[l];
             s[j] = dot * scale;
             m = s[j] > m ? s[j] : m;
         }
+        for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
         float sum = 0.0f;
-        for (int64_t j = 0; j < n; j++) {
-            s[j] = alpha_expf(s[j] - m);
-            sum += s[j];
-        }
+        for (int64_t j = 0; j < n; j++) sum += s[j];
         for (int64_t d = 0; d < hs; d++) acc[d] = 0.0f;
         for (int64_t j = 0; j < n; j++) {
             const float *vj = c->v + b * c->vsb + j * c->vst + h * hs;

@@ -29,13 +29,7 @@ static float row_lse_parts(const float *x, int64_t V, float *m_out) {
     float m = -INFINITY;
     for (; i < V; i++) m = x[i] > m ? x[i] : m;
     for (int l = 0; l < ALPHA_LANES; l++) m = ml[l] > m ? ml[l] : m;
-    float sl[ALPHA_LANES] = {0};
-    i = 0;
-    for (; i + ALPHA_LANES <= V; i += ALPHA_LANES)
-        for (int l = 0; l < ALPHA_LANES; l++) sl[l] += alpha_expf(x[i + l] - m);
-    float s = 0.0f;
-    for (; i < V; i++) s += alpha_expf(x[i] - m);
-    for (int l = 0; l < ALPHA_LANES; l++) s += sl[l];
+    float s = alpha_sum_exp(x, m, V);
     *m_out = m;
     return s;
 }

@@ -45,10 +45,11 @@ static void ln_fwd_task(void *vctx, int64_t begin, int64_t end) {
         for (; i < C; i++) v += (x[i] - m) * (x[i] - m);
         for (int l = 0; l < ALPHA_LANES; l++) v += vl[l];
         float rs = 1.0f / sqrtf(v / (float)C + c->eps);
-        if (c->b) {
-            for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * rs * c->w[j] + c->b[j];
+        const float *w = c->w, *b = c->b;
+        if (b) {
+            for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * rs * w[j] + b[j];
         } else {
-            for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * rs * c->w[j];
+            for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * rs * w[j];
         }
         c->mean[r] = m;
         c->rstd[r] = rs;
@@ -70,6 +71,40 @@ typedef struct {
     int64_t blocks;
 } ln_bwd_ctx;
 
+/* One row: dx += ..., and the row's terms added into the block partials pw, pb. */
+static void ln_bwd_row(float *restrict dx, float *restrict pw, float *restrict pb,
+                       const float *restrict dout, const float *restrict x,
+                       const float *restrict w, float m, float rs, int64_t C) {
+    float l1[ALPHA_LANES] = {0}, l2[ALPHA_LANES] = {0};
+    int64_t i = 0;
+    for (; i + ALPHA_LANES <= C; i += ALPHA_LANES)
+        for (int l = 0; l < ALPHA_LANES; l++) {
+            float norm = (x[i + l] - m) * rs;
+            float dnorm = w[i + l] * dout[i + l];
+            l1[l] += dnorm;
+            l2[l] += dnorm * norm;
+        }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (; i < C; i++) {
+        float norm = (x[i] - m) * rs;
+        float dnorm = w[i] * dout[i];
+        s1 += dnorm;
+        s2 += dnorm * norm;
+    }
+    for (int l = 0; l < ALPHA_LANES; l++) {
+        s1 += l1[l];
+        s2 += l2[l];
+    }
+    float mean_d = s1 / (float)C, mean_dn = s2 / (float)C;
+    for (int64_t j = 0; j < C; j++) {
+        float norm = (x[j] - m) * rs;
+        float dnorm = w[j] * dout[j];
+        dx[j] += (dnorm - mean_d - norm * mean_dn) * rs;
+        pw[j] += norm * dout[j];
+        pb[j] += dout[j];
+    }
+}
+
 static void ln_bwd_task(void *vctx, int64_t begin, int64_t end) {
     ln_bwd_ctx *c = (ln_bwd_ctx *)vctx;
     int64_t C = c->C;
@@ -77,39 +112,9 @@ static void ln_bwd_task(void *vctx, int64_t begin, int64_t end) {
         float *pw = c->partial + blk * 2 * C, *pb = pw + C;
         for (int64_t j = 0; j < C; j++) pw[j] = pb[j] = 0.0f;
         int64_t r1 = (blk + 1) * LN_BLOCK < c->N ? (blk + 1) * LN_BLOCK : c->N;
-        for (int64_t r = blk * LN_BLOCK; r < r1; r++) {
-            const float *dout = c->dout + r * C, *x = c->x + r * C;
-            float *dx = c->dx + r * C;
-            float m = c->mean[r], rs = c->rstd[r];
-            float l1[ALPHA_LANES] = {0}, l2[ALPHA_LANES] = {0};
-            int64_t i = 0;
-            for (; i + ALPHA_LANES <= C; i += ALPHA_LANES)
-                for (int l = 0; l < ALPHA_LANES; l++) {
-                    float norm = (x[i + l] - m) * rs;
-                    float dnorm = c->w[i + l] * dout[i + l];
-                    l1[l] += dnorm;
-                    l2[l] += dnorm * norm;
-                }
-            float s1 = 0.0f, s2 = 0.0f;
-            for (; i < C; i++) {
-                float norm = (x[i] - m) * rs;
-                float dnorm = c->w[i] * dout[i];
-                s1 += dnorm;
-                s2 += dnorm * norm;
-            }
-            for (int l = 0; l < ALPHA_LANES; l++) {
-                s1 += l1[l];
-                s2 += l2[l];
-            }
-            float mean_d = s1 / (float)C, mean_dn = s2 / (float)C;
-            for (int64_t j = 0; j < C; j++) {
-                float norm = (x[j] - m) * rs;
-                float dnorm = c->w[j] * dout[j];
-                dx[j] += (dnorm - mean_d - norm * mean_dn) * rs;
-                pw[j] += norm * dout[j];
-                pb[j] += dout[j];
-            }
-        }
+        for (int64_t r = blk * LN_BLOCK; r < r1; r++)
+            ln_bwd_row(c->dx + r * C, pw, pb, c->dout + r * C, c->x + r * C, c->w, c->mean[r],
+                       c->rstd[r], C);
     }
 }
 

@@ -21,19 +21,22 @@
  */
 #include "alpha.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
 #define MR 14
 #define NR 32
 #define KC 512 /* tuned on Zen 4: a deep K block halves the C traffic; L2 feeds B well */
 #define MC 84
 #define KERNEL_NAME "avx512 14x32"
 #elif defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
 #define MR 6
 #define NR 16
 #define KC 256
@@ -46,6 +49,54 @@
 #define MC 96
 #define KERNEL_NAME "portable 4x8"
 #endif
+
+/* One vector register, for the few-rows path. */
+#if defined(__AVX512F__)
+typedef __m512 vf_t;
+#define VW 16
+#define V_LOAD _mm512_loadu_ps
+#define V_STORE _mm512_storeu_ps
+#define V_SET1 _mm512_set1_ps
+#define V_ZERO _mm512_setzero_ps
+#define V_FMA _mm512_fmadd_ps
+#define V_ADD _mm512_add_ps
+#elif defined(__AVX2__) && defined(__FMA__)
+typedef __m256 vf_t;
+#define VW 8
+#define V_LOAD _mm256_loadu_ps
+#define V_STORE _mm256_storeu_ps
+#define V_SET1 _mm256_set1_ps
+#define V_ZERO _mm256_setzero_ps
+#define V_FMA _mm256_fmadd_ps
+#define V_ADD _mm256_add_ps
+#else
+typedef float vf_t;
+#define VW 1
+#define V_LOAD(p) (*(p))
+#define V_STORE(p, v) (*(p) = (v))
+#define V_SET1(x) (x)
+#define V_ZERO() 0.0f
+#define V_FMA fmaf
+#define V_ADD(x, y) ((x) + (y))
+#endif
+
+/* The pairwise sum of a vector's lanes: lane l adds lane l + VW/2, then l + VW/4, ... */
+static inline float v_hsum(vf_t v) {
+#if VW == 1
+    return v;
+#else
+#if VW == 16
+    __m256 x = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+#else
+    __m256 x = v;
+#endif
+    __m128 y = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    y = _mm_add_ps(y, _mm_movehl_ps(y, y));
+    y = _mm_add_ss(y, _mm_shuffle_ps(y, y, 1));
+    return _mm_cvtss_f32(y);
+#endif
+}
 
 #define NC 3072   /* multiple of NR */
 #define MBIG 4032 /* multiple of MC and of MR */
@@ -155,6 +206,32 @@ static void edge_kernel(int64_t kc, const float *ap, const float *bp, float *c, 
 
 /* ---- packing -------------------------------------------------------------------------------- */
 
+#if defined(__AVX__)
+/* dst[k * W + r] = src[r * s_w + k] for an 8 x 8 block (r, k < 8). */
+static inline void transpose8x8(const float *src, int64_t s_w, float *dst, int W) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + s_w);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * s_w), r3 = _mm256_loadu_ps(src + 3 * s_w);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * s_w), r5 = _mm256_loadu_ps(src + 5 * s_w);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * s_w), r7 = _mm256_loadu_ps(src + 7 * s_w);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst + 0 * W, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 1 * W, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * W, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * W, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * W, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * W, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * W, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * W, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
 /* Packs a panel `w` (<= W) wide and kc deep: dst[k * W + i] = src[i * s_w + k * s_k], zero-padded
  * to W. For A the width runs over rows (W = MR), for B over columns (W = NR). */
 static inline void pack_panel(float *restrict dst, const float *restrict src, int64_t s_w,
@@ -168,22 +245,19 @@ static inline void pack_panel(float *restrict dst, const float *restrict src, in
             for (int i = (int)w; i < W; i++) dst[k * W + i] = 0.0f;
     }
     if (s_k == 1) {
-        /* each source row is contiguous along k: read rows, write columns of the panel */
+        /* each source row is contiguous along k: transpose 8 x 8 blocks, rest one by one */
         int64_t i = 0;
-        for (; i + 4 <= w; i += 4) {
-            const float *s0 = src + i * s_w, *s1 = s0 + s_w, *s2 = s1 + s_w, *s3 = s2 + s_w;
-            float *d = dst + i;
-            for (int64_t k = 0; k < kc; k++) {
-                d[k * W + 0] = s0[k];
-                d[k * W + 1] = s1[k];
-                d[k * W + 2] = s2[k];
-                d[k * W + 3] = s3[k];
-            }
+#if defined(__AVX__)
+        int64_t k8 = kc / 8 * 8;
+        for (; i + 8 <= w; i += 8) {
+            for (int64_t k = 0; k < k8; k += 8)
+                transpose8x8(src + i * s_w + k, s_w, dst + k * W + i, W);
+            for (int64_t k = k8; k < kc; k++)
+                for (int64_t r = 0; r < 8; r++) dst[k * W + i + r] = src[(i + r) * s_w + k];
         }
-        for (; i < w; i++) {
-            const float *s = src + i * s_w;
-            for (int64_t k = 0; k < kc; k++) dst[k * W + i] = s[k];
-        }
+#endif
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t r = i; r < w; r++) dst[k * W + r] = src[r * s_w + k];
         return;
     }
     for (int64_t k = 0; k < kc; k++)
@@ -363,6 +437,175 @@ static void gemm_parallel(const gemm_t *g, int threads) {
     pthread_mutex_unlock(&ws_lock);
 }
 
+/* ---- few rows (M <= SMALL_M, e.g. one token at inference): no packing ----------------------
+ * Packing B would cost as much as the product itself and an MR-row tile would be mostly empty, so
+ * each output element is one fused multiply-add chain read straight from B. fmaf is exactly
+ * rounded, so the vectorised and scalar parts of a loop give the same bits. */
+
+#define SMALL_M 4
+#if defined(__AVX512F__)
+#define AX_V 4 /* vectors per row block when B's rows are contiguous (registers: 4 x AX_V + 5) */
+#else
+#define AX_V 2
+#endif
+#define AX_W (AX_V * VW)
+#define DOT_W (2 * VW) /* k lanes per dot product when B's columns are contiguous */
+
+typedef struct {
+    gemm_t g;
+    const float *a_rows; /* op(A) as M contiguous rows of K (the dot form only) */
+    int64_t n_chunk;
+} small_t;
+
+static inline float finish(float acc, float alpha, int beta, float c) {
+    return beta ? fmaf(acc, alpha, c) : acc * alpha;
+}
+
+/* C[:, n0:n1] when B is contiguous along n: acc[m][j] += a[m][k] * B[k][j], k = 0..K-1, for all
+ * `rows` (<= SMALL_M) rows at once so B is read once, in registers AX_V vectors wide; columns past
+ * the last whole block run the same fmaf one by one. */
+static inline __attribute__((always_inline)) void axpy_rows(const gemm_t *g, const int rows,
+                                                           int64_t n0, int64_t n1) {
+    float tmp[AX_W] __attribute__((aligned(64)));
+    int64_t j = n0;
+    for (; j + AX_W <= n1; j += AX_W) {
+        vf_t acc[SMALL_M][AX_V];
+        for (int m = 0; m < rows; m++)
+            for (int v = 0; v < AX_V; v++) acc[m][v] = V_ZERO();
+        const float *br = g->b + j;
+        const float *a = g->a;
+        for (int64_t k = 0; k < g->K; k++, br += g->b_rs, a += g->a_cs) {
+            vf_t bv[AX_V];
+            for (int v = 0; v < AX_V; v++) bv[v] = V_LOAD(br + v * VW);
+            for (int m = 0; m < rows; m++) {
+                vf_t av = V_SET1(a[m * g->a_rs]);
+                for (int v = 0; v < AX_V; v++) acc[m][v] = V_FMA(av, bv[v], acc[m][v]);
+            }
+        }
+        for (int m = 0; m < rows; m++) {
+            float *c = g->c + m * g->ldc + j;
+            for (int v = 0; v < AX_V; v++) V_STORE(tmp + v * VW, acc[m][v]);
+            for (int l = 0; l < AX_W; l++) c[l] = finish(tmp[l], g->alpha, g->accumulate, c[l]);
+        }
+    }
+    for (; j < n1; j++) {
+        for (int m = 0; m < rows; m++) {
+            const float *a = g->a + m * g->a_rs;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < g->K; k++)
+                acc = fmaf(a[k * g->a_cs], g->b[k * g->b_rs + j], acc);
+            float *c = g->c + m * g->ldc + j;
+            *c = finish(acc, g->alpha, g->accumulate, *c);
+        }
+    }
+}
+
+static void small_axpy(const small_t *s, int64_t n0, int64_t n1) {
+    switch (s->g.M) {
+    case 1: axpy_rows(&s->g, 1, n0, n1); break;
+    case 2: axpy_rows(&s->g, 2, n0, n1); break;
+    case 3: axpy_rows(&s->g, 3, n0, n1); break;
+    default: axpy_rows(&s->g, 4, n0, n1); break;
+    }
+}
+
+/* C[:, n:n+cols] when B is contiguous along k: dot products of A's rows with B's columns, each
+ * in two vector chains over k, then a fixed pairwise sum of the lanes, plus a scalar tail; all rows and
+ * `cols` columns at once for more independent chains (the arithmetic per element is the same). */
+static inline __attribute__((always_inline)) void dot_block(const small_t *s, const int rows,
+                                                           const int cols, int64_t n) {
+    const gemm_t *g = &s->g;
+    int64_t K = g->K, kv = K / DOT_W * DOT_W;
+    vf_t acc[SMALL_M][2][2];
+    for (int m = 0; m < rows; m++)
+        for (int j = 0; j < cols; j++) acc[m][j][0] = acc[m][j][1] = V_ZERO();
+    const float *bc[2] = {g->b + n * g->b_cs, g->b + (n + cols - 1) * g->b_cs};
+    for (int64_t k = 0; k < kv; k += 2 * VW) {
+        vf_t b[2][2];
+        for (int j = 0; j < cols; j++) {
+            b[j][0] = V_LOAD(bc[j] + k);
+            b[j][1] = V_LOAD(bc[j] + k + VW);
+        }
+        for (int m = 0; m < rows; m++) {
+            const float *ar = s->a_rows + m * K + k;
+            vf_t a0 = V_LOAD(ar), a1 = V_LOAD(ar + VW);
+            for (int j = 0; j < cols; j++) {
+                acc[m][j][0] = V_FMA(a0, b[j][0], acc[m][j][0]);
+                acc[m][j][1] = V_FMA(a1, b[j][1], acc[m][j][1]);
+            }
+        }
+    }
+    for (int m = 0; m < rows; m++) {
+        const float *ar = s->a_rows + m * K;
+        for (int j = 0; j < cols; j++) {
+            float tail = 0.0f;
+            for (int64_t k = kv; k < K; k++) tail = fmaf(ar[k], bc[j][k], tail);
+            float *c = g->c + m * g->ldc + n + j;
+            float sum = v_hsum(V_ADD(acc[m][j][0], acc[m][j][1])) + tail;
+            *c = finish(sum, g->alpha, g->accumulate, *c);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void dot_rows(const small_t *s, const int rows,
+                                                          int64_t n0, int64_t n1) {
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) dot_block(s, rows, 2, n);
+    if (n < n1) dot_block(s, rows, 1, n);
+}
+
+static void small_dot(const small_t *s, int64_t n0, int64_t n1) {
+    switch (s->g.M) {
+    case 1: dot_rows(s, 1, n0, n1); break;
+    case 2: dot_rows(s, 2, n0, n1); break;
+    case 3: dot_rows(s, 3, n0, n1); break;
+    default: dot_rows(s, 4, n0, n1); break;
+    }
+}
+
+static void small_task(void *ctx, int64_t begin, int64_t end) {
+    const small_t *s = (const small_t *)ctx;
+    int64_t n0 = begin * s->n_chunk, n1 = min64(end * s->n_chunk, s->g.N);
+    if (s->g.b_cs == 1)
+        small_axpy(s, n0, n1);
+    else
+        small_dot(s, n0, n1);
+}
+
+/* One matrix with few rows; B must be contiguous along n (b_cs == 1) or along k (b_rs == 1). */
+static void gemm_small(const gemm_t *g, int threads) {
+    if (g->K == 0) {
+        zero_or_keep(g);
+        return;
+    }
+    small_t s = {.g = *g};
+    float *rows = NULL;
+    if (g->b_cs != 1) {
+        if (g->a_cs == 1) {
+            s.a_rows = g->a; /* rows already contiguous... */
+            if (g->M > 1 && g->a_rs != g->K) s.a_rows = NULL; /* ...but not back to back */
+        }
+        if (!s.a_rows) {
+            rows = alloc_floats(g->M * g->K);
+            if (!rows) abort();
+            for (int64_t m = 0; m < g->M; m++)
+                for (int64_t k = 0; k < g->K; k++)
+                    rows[m * g->K + k] = g->a[m * g->a_rs + k * g->a_cs];
+            s.a_rows = rows;
+        }
+    }
+    /* chunks of whole blocks with enough work each (about 64K multiply-adds) */
+    int64_t unit = g->b_cs == 1 ? AX_W : 4;
+    int64_t per = ceil_div(65536, g->K * g->M * unit) * unit;
+    s.n_chunk = per;
+    int64_t chunks = ceil_div(g->N, per);
+    if (threads > 1 && chunks > 1)
+        alpha_parallel_for(chunks, 1, small_task, &s);
+    else
+        small_task(&s, 0, chunks);
+    free(rows);
+}
+
 /* ---- a batch of matrices: one task per batch entry ------------------------------------------ */
 
 typedef struct {
@@ -394,6 +637,16 @@ void alpha_sgemm(int64_t batch, int64_t M, int64_t N, int64_t K, const float *a,
     batch_t bt = {.g = {M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, alpha, accumulate},
                   .a_bs = a_bs, .b_bs = b_bs, .c_bs = c_bs};
     int threads = alpha_num_threads();
+    if (M <= SMALL_M && (b_cs == 1 || b_rs == 1)) {
+        for (int64_t t = 0; t < batch; t++) {
+            gemm_t g = bt.g;
+            g.a += t * a_bs;
+            g.b += t * b_bs;
+            g.c += t * c_bs;
+            gemm_small(&g, threads);
+        }
+        return;
+    }
     double work = (double)M * N * (K ? K : 1);
     if (threads == 1 || work * batch < 96.0 * 96 * 96) {
         batch_task(&bt, 0, batch); /* small: the pool would cost more than it saves */

@@ -23,36 +23,13 @@ static float row_max(const float *x, int64_t C) {
     return m;
 }
 
-/* out[i] = exp(x[i] - m); returns the sum (fixed lanes). */
-static float exp_sum(float *out, const float *x, float m, int64_t C) {
-    float lanes[ALPHA_LANES] = {0};
-    int64_t i = 0;
-    for (; i + ALPHA_LANES <= C; i += ALPHA_LANES)
-        for (int l = 0; l < ALPHA_LANES; l++) {
-            float e = alpha_expf(x[i + l] - m);
-            out[i + l] = e;
-            lanes[l] += e;
-        }
-    float s = 0.0f;
-    for (; i < C; i++) {
-        float e = alpha_expf(x[i] - m);
-        out[i] = e;
-        s += e;
-    }
-    for (int l = 0; l < ALPHA_LANES; l++) s += lanes[l];
-    return s;
-}
+static float sum_lanes(const float *a, int64_t C);
 
-/* sum of exp(x[i] - m) without storing (fixed lanes). */
-static float exp_sum_only(const float *x, float m, int64_t C) {
-    float lanes[ALPHA_LANES] = {0};
-    int64_t i = 0;
-    for (; i + ALPHA_LANES <= C; i += ALPHA_LANES)
-        for (int l = 0; l < ALPHA_LANES; l++) lanes[l] += alpha_expf(x[i + l] - m);
-    float s = 0.0f;
-    for (; i < C; i++) s += alpha_expf(x[i] - m);
-    for (int l = 0; l < ALPHA_LANES; l++) s += lanes[l];
-    return s;
+/* out[i] = exp(x[i] - m); returns the sum (fixed lanes). Two simple loops vectorise better
+ * than one that exponentiates and reduces at once. */
+static float exp_sum(float *out, const float *x, float m, int64_t C) {
+    for (int64_t i = 0; i < C; i++) out[i] = alpha_expf(x[i] - m);
+    return sum_lanes(out, C);
 }
 
 static float dot_lanes(const float *a, const float *b, int64_t C) {
@@ -96,7 +73,7 @@ static void log_softmax_fwd_task(void *vctx, int64_t begin, int64_t end) {
         const float *x = c->a + r * C;
         float *o = c->out + r * C;
         float m = row_max(x, C);
-        float shift = m + logf(exp_sum_only(x, m, C)); /* out may alias x */
+        float shift = m + logf(alpha_sum_exp(x, m, C)); /* out may alias x */
         for (int64_t i = 0; i < C; i++) o[i] = x[i] - shift;
     }
 }

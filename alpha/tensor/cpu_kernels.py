@@ -1,0 +1,97 @@
+"""The CPU backend's C kernels as ctypes functions: one table of signatures, declared once.
+
+`Kernels(lib)` sets restype/argtypes on every function of the built library
+(`alpha.tensor.build.lib()`); the backend then calls them with plain ints (addresses from
+`ptr`), floats and int64 arrays (`dims`). Kept apart from the ops so both `cpu.py` and
+`cpu_nn.py` share it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from alpha.core.backend import DTYPES
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+_INT = ctypes.c_int
+_F = ctypes.c_float
+_D = ctypes.c_double
+_U32 = ctypes.c_uint32
+_U64 = ctypes.c_uint64
+_PI64 = ctypes.POINTER(ctypes.c_int64)
+_DIMS = ctypes.c_int64 * 16
+MAX_DIMS = 16
+
+ITEMSIZE = {k: v[1] for k, v in DTYPES.items()}
+TYPECODE = {k: v[0] for k, v in DTYPES.items()}
+DTYPE_ID = {k: i for i, k in enumerate(DTYPES)}  # the order copy.c's cast_copy expects
+INT_DTYPES = ("i32", "u16", "u32")
+
+# C function name -> (restype, argtypes)
+_SIGNATURES = {
+    "strided_copy": (None, [_P, _PI64, _P, _PI64, _PI64, _INT, _INT]),
+    "cast_copy": (None, [_P, _INT, _P, _INT, _I64]),
+    "fill_contig": (None, [_P, _P, _INT, _I64]),
+    "ew_binary": (None, [_P, _PI64, _P, _PI64, _P, _PI64, _PI64, _INT, _INT, _F]),
+    "ew_unary": (None, [_P, _PI64, _P, _PI64, _PI64, _INT, _INT, _F]),
+    "ew_binary_contig": (None, [_P, _P, _P, _I64, _INT, _F]),
+    "ew_unary_contig": (None, [_P, _P, _I64, _INT, _F]),
+    "reduce_f32": (None, [_P, _P, _INT, _INT, _PI64, _PI64, _PI64, _INT, _PI64, _PI64, _INT]),
+    "sum_squares_f32": (_D, [_P, _I64]),
+    "all_finite_f32": (_INT, [_P, _I64]),
+    "softmax_forward": (None, [_P, _P, _I64, _I64]),
+    "softmax_backward": (None, [_P, _P, _P, _I64, _I64]),
+    "log_softmax_forward": (None, [_P, _P, _I64, _I64]),
+    "log_softmax_backward": (None, [_P, _P, _P, _I64, _I64]),
+    "layernorm_forward": (None, [_P, _P, _P, _P, _P, _P, _I64, _I64, _F]),
+    "layernorm_backward": (_INT, [_P, _P, _P, _P, _P, _P, _P, _P, _I64, _I64]),
+    "gelu_forward": (None, [_P, _P, _I64]),
+    "gelu_backward": (None, [_P, _P, _P, _I64]),
+    "relu_forward": (None, [_P, _P, _I64]),
+    "relu_backward": (None, [_P, _P, _P, _I64]),
+    "silu_forward": (None, [_P, _P, _I64]),
+    "silu_backward": (None, [_P, _P, _P, _I64]),
+    "swiglu_forward": (None, [_P, _P, _I64, _I64]),
+    "swiglu_backward": (None, [_P, _P, _P, _I64, _I64]),
+    "dropout_forward": (None, [_P, _P, _P, _F, _I64]),
+    "dropout_backward": (None, [_P, _P, _P, _F, _I64]),
+    "embedding_check": (_I64, [_P, _I64, _I64]),
+    "embedding_forward": (None, [_P, _P, _P, _I64, _I64]),
+    "embedding_backward": (None, [_P, _P, _P, _I64, _I64]),
+    "crossentropy_check": (_I64, [_P, _I64, _I64]),
+    "crossentropy_forward": (None, [_P, _P, _P, _I64, _I64]),
+    "crossentropy_backward": (None, [_P, _P, _P, _P, _I64, _I64]),
+    "attention_forward": (_INT, [_P, _P, _P, _I64, _I64, _I64, _I64]),
+    "attention_backward": (_INT, [_P, _P, _P, _P, _P, _I64, _I64, _I64, _I64]),
+    "kv_attention": (_INT, [_P, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _I64, _I64,
+                            _I64, _I64, _I64]),
+    "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),
+    "rng_uniform": (None, [_P, _I64, _U32, _U32, _U64]),
+    "rng_normal": (None, [_P, _I64, _U32, _U32, _U64, _D, _D]),
+    "rng_words": (None, [_P, _I64, _U32, _U32, _U64]),
+}
+
+
+class Kernels:
+    """The C functions, each with restype/argtypes set once."""
+
+    def __init__(self, L: ctypes.CDLL):
+        for name, (res, args) in _SIGNATURES.items():
+            fn = getattr(L, name)
+            fn.restype = res
+            fn.argtypes = args
+            setattr(self, name, fn)
+
+
+def ptr(t) -> int:
+    """Address of a CPU tensor's first element (its offset applied)."""
+    return t.storage.ptr + t.offset * ITEMSIZE[t.dtype]
+
+
+def dims(values) -> ctypes.Array:
+    return _DIMS(*values)
+
+
+def oom(op: str) -> MemoryError:
+    return MemoryError(f"{op}: out of memory for the kernel's work buffers")
