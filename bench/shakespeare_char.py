@@ -127,14 +127,16 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, HERE)
-    from train_speed import torch_python
+    from train_speed import busy_note, machine_busy, torch_env, torch_python
 
+    if machine_busy():
+        print(busy_note())
     results = [run_alpha(args.data, args.iters, args.seed)]
     tpy = None if args.no_torch else torch_python()
     if tpy:
         r = subprocess.run([tpy, os.path.abspath(__file__), "--torch-side", "--iters",
                             str(args.iters), "--data", args.data, "--seed", str(args.seed)],
-                           stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                           stdout=subprocess.PIPE, text=True, cwd=ROOT, env=torch_env())
         if r.returncode == 0:
             results.append(json.loads(r.stdout.strip().splitlines()[-1]))
         else:

@@ -43,6 +43,29 @@ def peak_rss_mb() -> float:
 # ---- where PyTorch lives ----------------------------------------------------------------------
 
 
+def torch_env() -> dict:
+    """The environment for a PyTorch subprocess. On a busy machine (1-minute load average at or
+    above the core count) OpenMP's spinning barrier makes 2-thread PyTorch several times slower
+    (measured: 334 vs 93 ms/step), so there it waits passively; `busy_note` says when."""
+    env = dict(os.environ)
+    if machine_busy():
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def machine_busy() -> bool:
+    try:
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except OSError:
+        return False
+
+
+def busy_note() -> str:
+    load = os.getloadavg()[0]
+    return (f"note: this machine is busy (load average {load:.1f} on {os.cpu_count()} cores): "
+            "timings are noisy; PyTorch runs with OMP_WAIT_POLICY=PASSIVE")
+
+
 def torch_python() -> str | None:
     """A python that can import torch: this one, or the bench venv's; None when neither."""
     try:
@@ -254,7 +277,7 @@ def measure_alpha(name: str, steps: int, warmup: int, decode: int) -> dict:
 def run_one(python: str, framework: str, name: str, args) -> dict | None:
     cmd = [python, os.path.abspath(__file__), "--one", framework, name, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--decode", str(args.decode if name == "B" else 0)]
-    env = dict(os.environ)
+    env = torch_env() if framework == "torch" else dict(os.environ)
     env.setdefault("ALPHA_NUM_THREADS", "2")
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if r.returncode != 0:
@@ -278,6 +301,8 @@ def main() -> int:
         return 0
 
     tpy = torch_python()
+    if machine_busy():
+        print(busy_note())
     if tpy is None:
         print("PyTorch is not importable here and .venv-bench has none: Alpha numbers only "
               "(python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0)")

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from alpha.core.config import resolve
-from alpha.core.errors import CheckpointError
+from alpha.core.errors import CheckpointError, ConfigError
 from alpha.train import checkpoint as ckpt_format
 from alpha.train import schedule
 from alpha.train.optim import clip_coef, merge_segments
@@ -183,6 +183,13 @@ def test_metrics_events_samples_and_config(data_file, tmp_path):
 
 def result_vocab(run_dir):
     return json.loads((run_dir / "tokenizer.json").read_text())["vocab_size"]
+
+
+def test_a_new_run_refuses_a_used_folder(data_file, tmp_path):
+    cfg = tiny(data_file, tmp_path / "r", iters=1)
+    Trainer(cfg, out=None).train()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        Trainer(cfg, out=None)
 
 
 def test_sampling_does_not_change_the_trajectory(data_file, tmp_path):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 
 def register(sub):
@@ -43,8 +44,9 @@ def run(args) -> int:
     if what == "helios":
         helios = _helios_bench()
         if helios is None:
-            print("bench helios: the helios backend is not in this build (alpha/helios/bench.py)")
+            print("bench helios: the helios backend is not in this build (alpha/helios/bench.py)",
+                  file=sys.stderr)
             return 2
         return int(helios.run(args) or 0)
-    print("usage: python -m alpha bench {kernels,helios} [--json]")
+    print("usage: python -m alpha bench {kernels,helios} [--json]", file=sys.stderr)
     return 2

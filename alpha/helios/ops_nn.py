@@ -320,12 +320,18 @@ class NNOps:
         if lo is not lse:
             self.copy(lse, lo)
 
+    def _tiled_attention(self, hs: int) -> bool:
+        """Tiled kernels unroll hs x tile-rows FMAs: fast on GPUs, but LLVM (lavapipe) needs
+        minutes to compile them past hs 16, so a CPU device keeps the row kernels there."""
+        limit = 16 if self.dev.device_type == "cpu" else katt.MAX_TILED_HS
+        return hs <= limit
+
     def _attn_fwd(self, out, lse, q, k, v, B, Tq, start, H, hs, write_lse):
         values = [self._addr(out), self._addr(lse), self._addr(q), self._addr(k),
                   self._addr(v), q.strides[0], q.strides[1], k.strides[0], k.strides[1],
                   out.strides[0], out.strides[1], Tq, start, H, hs, 1.0 / math.sqrt(hs),
                   int(write_lse)]
-        if hs <= katt.MAX_TILED_HS:
+        if self._tiled_attention(hs):
             self._launch(("attn_fwd_tiled", hs), lambda: katt.attention_forward_tiled(hs),
                          values, ((Tq + katt.BLOCK - 1) // katt.BLOCK, H, B))
             return
@@ -355,7 +361,7 @@ class NNOps:
         values = [base, base + C * 4, base + 2 * C * 4, self._addr(dout), qb, qb + C * 4,
                   qb + 2 * C * 4, self._addr(lse), self._addr(D), T * 3 * C, 3 * C, T * C, C,
                   T, H, hs, 1.0 / math.sqrt(hs)]
-        if hs <= katt.MAX_TILED_HS:
+        if self._tiled_attention(hs):
             blocks = ((T + katt.BLOCK - 1) // katt.BLOCK, H, B)
             self._launch(("attn_bwd_dq_tiled", hs),
                          lambda: katt.attention_backward_dq_tiled(hs), values, blocks)

@@ -73,18 +73,20 @@ class Progress:
         parts.append(f"ETA {format_duration(self.eta(step))}")
         return " | ".join(parts)
 
-    def update(self, step: int, **fields) -> str:
-        """Record that `step` is done; redraw (terminal) or print (log) when due. Returns the line."""
+    def update(self, step: int, keep: bool = False, **fields) -> str:
+        """Record that `step` is done; redraw (terminal) or print (log) when due. `keep` leaves
+        the line on screen (a milestone, like an evaluation) and prints it in logs whatever
+        `every` says. Returns the line."""
         if self._t_first is None:
             self._t_first = time.perf_counter()
             self._step_first = step
         text = self.line(step, **fields)
         self._last_line = text
-        due = step % self.every == 0 or step == self.total
+        due = keep or step % self.every == 0 or step == self.total
         if self._interactive:
             pad = max(0, self._width - len(text))
-            self.stream.write("\r" + text + " " * pad)
-            self._width = len(text)
+            self.stream.write("\r" + text + " " * pad + ("\n" if keep else ""))
+            self._width = 0 if keep else len(text)
             self.stream.flush()
         elif due:
             self.stream.write(text + "\n")

@@ -120,6 +120,13 @@ class RunFolder:
         os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
         return cls(path)
 
+    def holds_a_run(self) -> bool:
+        """True when metrics or checkpoints are already here (a new run must not mix in)."""
+        if os.path.isfile(self.metrics_path) and os.path.getsize(self.metrics_path) > 0:
+            return True
+        return os.path.isdir(self.checkpoints) and any(
+            n.endswith(".ckpt") for n in os.listdir(self.checkpoints))
+
     # ---- whole files ---------------------------------------------------------------------
     def write_config(self, run_config_dict: dict, *, config_hash: str, tokenizer: str,
                      extra: dict | None = None) -> None:

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 
 from alpha.core.config import RunConfig, diff_fields
-from alpha.core.errors import AlphaError, CheckpointError
+from alpha.core.errors import AlphaError, CheckpointError, ConfigError
 from alpha.core.rng import Rng
 from alpha.train import checkpoint as ckpt_format
 from alpha.train import session as sess
@@ -119,6 +119,11 @@ class Trainer:
             if os.path.isfile(os.path.join(candidate, "config.json")):
                 run_dir = candidate
         run_dir = run_dir or tc.run_dir
+        if run_dir and not resume and RunFolder(run_dir).holds_a_run():
+            raise ConfigError(
+                f"run folder {run_dir} already holds a run; pick another --run-dir, or continue "
+                "it with --resume CHECKPOINT"
+            )
         self.folder = RunFolder.create(run_dir, self.config.domain)
         if resume:
             self.folder.rewind(self.step)
@@ -354,7 +359,7 @@ class Trainer:
                 fields["val"] = row["val_loss"]
             fields["tok_s"] = row["tokens_per_sec"]
             fields["ms"] = row["ms_per_iter"]
-            line = self._progress.update(row["step"], **fields)
+            line = self._progress.update(row["step"], keep="val_loss" in row, **fields)
             if _due(row["step"], self.train_config.log_interval) or "val_loss" in row:
                 self.folder.log(line)
 

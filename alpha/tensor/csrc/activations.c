@@ -40,7 +40,11 @@ static inline float silu_grad(float x) {
     return s * (1.0f + x * (1.0f - s));
 }
 
-FLAT_TASK(gelu_fwd, float x = a[i]; o[i] = x * alpha_sigmoidf(2.0f * GELU_K * (x + GELU_C * x * x * x)))
+static inline float gelu(float x) {
+    return x * alpha_sigmoidf(2.0f * GELU_K * (x + GELU_C * x * x * x));
+}
+
+FLAT_TASK(gelu_fwd, o[i] = gelu(a[i]))
 FLAT_TASK(gelu_bwd, o[i] += b[i] * gelu_grad(a[i]))
 FLAT_TASK(relu_fwd, o[i] = a[i] > 0.0f ? a[i] : 0.0f)
 FLAT_TASK(relu_bwd, o[i] += a[i] > 0.0f ? b[i] : 0.0f)

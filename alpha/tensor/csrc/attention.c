@@ -332,11 +332,32 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
         for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
         float sum = 0.0f;
         for (int64_t j = 0; j < n; j++) sum += s[j];
-        for (int64_t d = 0; d < hs; d++) acc[d] = 0.0f;
-        for (int64_t j = 0; j < n; j++) {
-            const float *vj = c->v + b * c->vsb + j * c->vst + h * hs;
-            float pj = s[j];
-            for (int64_t d = 0; d < hs; d++) acc[d] += pj * vj[d];
+        const float *v0 = c->v + b * c->vsb + h * hs;
+        int64_t d0 = 0;
+        for (; d0 + 4 * VW <= hs; d0 += 4 * VW) { /* 4 independent register accumulators */
+            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int64_t j = 0; j < n; j++) {
+                const float *vj = v0 + j * c->vst + d0;
+                float p = s[j];
+                a0 += p * vload(vj);
+                a1 += p * vload(vj + VW);
+                a2 += p * vload(vj + 2 * VW);
+                a3 += p * vload(vj + 3 * VW);
+            }
+            vstore(acc + d0, a0);
+            vstore(acc + d0 + VW, a1);
+            vstore(acc + d0 + 2 * VW, a2);
+            vstore(acc + d0 + 3 * VW, a3);
+        }
+        for (; d0 + VW <= hs; d0 += VW) {
+            vf a = {0};
+            for (int64_t j = 0; j < n; j++) a += s[j] * vload(v0 + j * c->vst + d0);
+            vstore(acc + d0, a);
+        }
+        for (; d0 < hs; d0++) {
+            float a = 0.0f;
+            for (int64_t j = 0; j < n; j++) a += s[j] * v0[j * c->vst + d0];
+            acc[d0] = a;
         }
         float inv = 1.0f / sum;
         float *o = c->out + (b * Tq + tq) * C + h * hs;

@@ -18,17 +18,13 @@
  *
  * Threads: a big matrix is split into (MC rows x column chunk) tasks after A and B are packed by
  * all threads; a batch of small matrices is split by batch entry, each task packing for itself.
+ *
+ * Few rows (M <= 4, one token per sequence at inference) skip the packing: see `gemm_small`.
+ * Which path runs depends only on the shapes and strides, never on the thread count.
  */
-#include "alpha.h"
+#include "matmul.h"
 
-#include <math.h>
 #include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
 
 #if defined(__AVX512F__)
 #define MR 14
@@ -49,54 +45,6 @@
 #define MC 96
 #define KERNEL_NAME "portable 4x8"
 #endif
-
-/* One vector register, for the few-rows path. */
-#if defined(__AVX512F__)
-typedef __m512 vf_t;
-#define VW 16
-#define V_LOAD _mm512_loadu_ps
-#define V_STORE _mm512_storeu_ps
-#define V_SET1 _mm512_set1_ps
-#define V_ZERO _mm512_setzero_ps
-#define V_FMA _mm512_fmadd_ps
-#define V_ADD _mm512_add_ps
-#elif defined(__AVX2__) && defined(__FMA__)
-typedef __m256 vf_t;
-#define VW 8
-#define V_LOAD _mm256_loadu_ps
-#define V_STORE _mm256_storeu_ps
-#define V_SET1 _mm256_set1_ps
-#define V_ZERO _mm256_setzero_ps
-#define V_FMA _mm256_fmadd_ps
-#define V_ADD _mm256_add_ps
-#else
-typedef float vf_t;
-#define VW 1
-#define V_LOAD(p) (*(p))
-#define V_STORE(p, v) (*(p) = (v))
-#define V_SET1(x) (x)
-#define V_ZERO() 0.0f
-#define V_FMA fmaf
-#define V_ADD(x, y) ((x) + (y))
-#endif
-
-/* The pairwise sum of a vector's lanes: lane l adds lane l + VW/2, then l + VW/4, ... */
-static inline float v_hsum(vf_t v) {
-#if VW == 1
-    return v;
-#else
-#if VW == 16
-    __m256 x = _mm256_add_ps(_mm512_castps512_ps256(v),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-#else
-    __m256 x = v;
-#endif
-    __m128 y = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    y = _mm_add_ps(y, _mm_movehl_ps(y, y));
-    y = _mm_add_ss(y, _mm_shuffle_ps(y, y, 1));
-    return _mm_cvtss_f32(y);
-#endif
-}
 
 #define NC 3072   /* multiple of NR */
 #define MBIG 4032 /* multiple of MC and of MR */
@@ -264,21 +212,6 @@ static inline void pack_panel(float *restrict dst, const float *restrict src, in
         for (int64_t i = 0; i < w; i++) dst[k * W + i] = src[i * s_w + k * s_k];
 }
 
-typedef struct {
-    int64_t M, N, K;
-    const float *a;
-    int64_t a_rs, a_cs;
-    const float *b;
-    int64_t b_rs, b_cs;
-    float *c;
-    int64_t ldc;
-    float alpha;
-    int accumulate;
-} gemm_t;
-
-static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 /* Packs rows [i0, i0 + m) x depth [pc, pc + kc) of op(A) into MR-row panels. */
 static void pack_a_rows(const gemm_t *g, float *dst, int64_t i0, int64_t m, int64_t pc,
                         int64_t kc) {
@@ -315,12 +248,6 @@ static void macro_kernel(const gemm_t *g, const float *ap, const float *bp, int6
     }
 }
 
-static void zero_or_keep(const gemm_t *g) {
-    /* K == 0: op(A) @ op(B) is all zeros */
-    if (g->accumulate) return;
-    for (int64_t i = 0; i < g->M; i++) memset(g->c + i * g->ldc, 0, g->N * sizeof(float));
-}
-
 /* One matrix on the calling thread; abuf holds MC*KC floats, bbuf KC*min(N,NC) rounded up. */
 static void gemm_serial(const gemm_t *g, float *abuf, float *bbuf) {
     if (g->K == 0) {
@@ -340,11 +267,6 @@ static void gemm_serial(const gemm_t *g, float *abuf, float *bbuf) {
             }
         }
     }
-}
-
-static float *alloc_floats(int64_t n) {
-    size_t bytes = ((size_t)n * sizeof(float) + 63) / 64 * 64;
-    return (float *)aligned_alloc(64, bytes ? bytes : 64);
 }
 
 static int64_t bbuf_floats(int64_t N) { return KC * ceil_div(min64(N, NC), NR) * NR; }
@@ -437,175 +359,6 @@ static void gemm_parallel(const gemm_t *g, int threads) {
     pthread_mutex_unlock(&ws_lock);
 }
 
-/* ---- few rows (M <= SMALL_M, e.g. one token at inference): no packing ----------------------
- * Packing B would cost as much as the product itself and an MR-row tile would be mostly empty, so
- * each output element is one fused multiply-add chain read straight from B. fmaf is exactly
- * rounded, so the vectorised and scalar parts of a loop give the same bits. */
-
-#define SMALL_M 4
-#if defined(__AVX512F__)
-#define AX_V 4 /* vectors per row block when B's rows are contiguous (registers: 4 x AX_V + 5) */
-#else
-#define AX_V 2
-#endif
-#define AX_W (AX_V * VW)
-#define DOT_W (2 * VW) /* k lanes per dot product when B's columns are contiguous */
-
-typedef struct {
-    gemm_t g;
-    const float *a_rows; /* op(A) as M contiguous rows of K (the dot form only) */
-    int64_t n_chunk;
-} small_t;
-
-static inline float finish(float acc, float alpha, int beta, float c) {
-    return beta ? fmaf(acc, alpha, c) : acc * alpha;
-}
-
-/* C[:, n0:n1] when B is contiguous along n: acc[m][j] += a[m][k] * B[k][j], k = 0..K-1, for all
- * `rows` (<= SMALL_M) rows at once so B is read once, in registers AX_V vectors wide; columns past
- * the last whole block run the same fmaf one by one. */
-static inline __attribute__((always_inline)) void axpy_rows(const gemm_t *g, const int rows,
-                                                           int64_t n0, int64_t n1) {
-    float tmp[AX_W] __attribute__((aligned(64)));
-    int64_t j = n0;
-    for (; j + AX_W <= n1; j += AX_W) {
-        vf_t acc[SMALL_M][AX_V];
-        for (int m = 0; m < rows; m++)
-            for (int v = 0; v < AX_V; v++) acc[m][v] = V_ZERO();
-        const float *br = g->b + j;
-        const float *a = g->a;
-        for (int64_t k = 0; k < g->K; k++, br += g->b_rs, a += g->a_cs) {
-            vf_t bv[AX_V];
-            for (int v = 0; v < AX_V; v++) bv[v] = V_LOAD(br + v * VW);
-            for (int m = 0; m < rows; m++) {
-                vf_t av = V_SET1(a[m * g->a_rs]);
-                for (int v = 0; v < AX_V; v++) acc[m][v] = V_FMA(av, bv[v], acc[m][v]);
-            }
-        }
-        for (int m = 0; m < rows; m++) {
-            float *c = g->c + m * g->ldc + j;
-            for (int v = 0; v < AX_V; v++) V_STORE(tmp + v * VW, acc[m][v]);
-            for (int l = 0; l < AX_W; l++) c[l] = finish(tmp[l], g->alpha, g->accumulate, c[l]);
-        }
-    }
-    for (; j < n1; j++) {
-        for (int m = 0; m < rows; m++) {
-            const float *a = g->a + m * g->a_rs;
-            float acc = 0.0f;
-            for (int64_t k = 0; k < g->K; k++)
-                acc = fmaf(a[k * g->a_cs], g->b[k * g->b_rs + j], acc);
-            float *c = g->c + m * g->ldc + j;
-            *c = finish(acc, g->alpha, g->accumulate, *c);
-        }
-    }
-}
-
-static void small_axpy(const small_t *s, int64_t n0, int64_t n1) {
-    switch (s->g.M) {
-    case 1: axpy_rows(&s->g, 1, n0, n1); break;
-    case 2: axpy_rows(&s->g, 2, n0, n1); break;
-    case 3: axpy_rows(&s->g, 3, n0, n1); break;
-    default: axpy_rows(&s->g, 4, n0, n1); break;
-    }
-}
-
-/* C[:, n:n+cols] when B is contiguous along k: dot products of A's rows with B's columns, each
- * in two vector chains over k, then a fixed pairwise sum of the lanes, plus a scalar tail; all rows and
- * `cols` columns at once for more independent chains (the arithmetic per element is the same). */
-static inline __attribute__((always_inline)) void dot_block(const small_t *s, const int rows,
-                                                           const int cols, int64_t n) {
-    const gemm_t *g = &s->g;
-    int64_t K = g->K, kv = K / DOT_W * DOT_W;
-    vf_t acc[SMALL_M][2][2];
-    for (int m = 0; m < rows; m++)
-        for (int j = 0; j < cols; j++) acc[m][j][0] = acc[m][j][1] = V_ZERO();
-    const float *bc[2] = {g->b + n * g->b_cs, g->b + (n + cols - 1) * g->b_cs};
-    for (int64_t k = 0; k < kv; k += 2 * VW) {
-        vf_t b[2][2];
-        for (int j = 0; j < cols; j++) {
-            b[j][0] = V_LOAD(bc[j] + k);
-            b[j][1] = V_LOAD(bc[j] + k + VW);
-        }
-        for (int m = 0; m < rows; m++) {
-            const float *ar = s->a_rows + m * K + k;
-            vf_t a0 = V_LOAD(ar), a1 = V_LOAD(ar + VW);
-            for (int j = 0; j < cols; j++) {
-                acc[m][j][0] = V_FMA(a0, b[j][0], acc[m][j][0]);
-                acc[m][j][1] = V_FMA(a1, b[j][1], acc[m][j][1]);
-            }
-        }
-    }
-    for (int m = 0; m < rows; m++) {
-        const float *ar = s->a_rows + m * K;
-        for (int j = 0; j < cols; j++) {
-            float tail = 0.0f;
-            for (int64_t k = kv; k < K; k++) tail = fmaf(ar[k], bc[j][k], tail);
-            float *c = g->c + m * g->ldc + n + j;
-            float sum = v_hsum(V_ADD(acc[m][j][0], acc[m][j][1])) + tail;
-            *c = finish(sum, g->alpha, g->accumulate, *c);
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void dot_rows(const small_t *s, const int rows,
-                                                          int64_t n0, int64_t n1) {
-    int64_t n = n0;
-    for (; n + 2 <= n1; n += 2) dot_block(s, rows, 2, n);
-    if (n < n1) dot_block(s, rows, 1, n);
-}
-
-static void small_dot(const small_t *s, int64_t n0, int64_t n1) {
-    switch (s->g.M) {
-    case 1: dot_rows(s, 1, n0, n1); break;
-    case 2: dot_rows(s, 2, n0, n1); break;
-    case 3: dot_rows(s, 3, n0, n1); break;
-    default: dot_rows(s, 4, n0, n1); break;
-    }
-}
-
-static void small_task(void *ctx, int64_t begin, int64_t end) {
-    const small_t *s = (const small_t *)ctx;
-    int64_t n0 = begin * s->n_chunk, n1 = min64(end * s->n_chunk, s->g.N);
-    if (s->g.b_cs == 1)
-        small_axpy(s, n0, n1);
-    else
-        small_dot(s, n0, n1);
-}
-
-/* One matrix with few rows; B must be contiguous along n (b_cs == 1) or along k (b_rs == 1). */
-static void gemm_small(const gemm_t *g, int threads) {
-    if (g->K == 0) {
-        zero_or_keep(g);
-        return;
-    }
-    small_t s = {.g = *g};
-    float *rows = NULL;
-    if (g->b_cs != 1) {
-        if (g->a_cs == 1) {
-            s.a_rows = g->a; /* rows already contiguous... */
-            if (g->M > 1 && g->a_rs != g->K) s.a_rows = NULL; /* ...but not back to back */
-        }
-        if (!s.a_rows) {
-            rows = alloc_floats(g->M * g->K);
-            if (!rows) abort();
-            for (int64_t m = 0; m < g->M; m++)
-                for (int64_t k = 0; k < g->K; k++)
-                    rows[m * g->K + k] = g->a[m * g->a_rs + k * g->a_cs];
-            s.a_rows = rows;
-        }
-    }
-    /* chunks of whole blocks with enough work each (about 64K multiply-adds) */
-    int64_t unit = g->b_cs == 1 ? AX_W : 4;
-    int64_t per = ceil_div(65536, g->K * g->M * unit) * unit;
-    s.n_chunk = per;
-    int64_t chunks = ceil_div(g->N, per);
-    if (threads > 1 && chunks > 1)
-        alpha_parallel_for(chunks, 1, small_task, &s);
-    else
-        small_task(&s, 0, chunks);
-    free(rows);
-}
-
 /* ---- a batch of matrices: one task per batch entry ------------------------------------------ */
 
 typedef struct {
@@ -643,7 +396,7 @@ void alpha_sgemm(int64_t batch, int64_t M, int64_t N, int64_t K, const float *a,
             g.a += t * a_bs;
             g.b += t * b_bs;
             g.c += t * c_bs;
-            gemm_small(&g, threads);
+            alpha_gemm_small(&g, threads);
         }
         return;
     }

@@ -1,7 +1,7 @@
 /* Reductions: sum / max over any set of axes (and sum_to's "+="), sum of squares, finite check.
  *
  * Determinism: every output element is reduced by one task in a fixed order (sums in float64);
- * sum_squares sums fixed 16K-element blocks, each with 8 fixed lanes, then adds the block
+ * sum_squares sums fixed 16K-element blocks, each with ALPHA_LANES fixed lanes, then adds the block
  * partials in order. Nothing depends on the thread count.
  */
 #include "alpha.h"
@@ -158,7 +158,7 @@ void reduce_f32(float *out, const float *x, int op, int accumulate,
     }
 }
 
-/* ---- sum of squares, finite check (contiguous) ------------------------------------------------ */
+/* ---- sum of squares, finite check (contiguous) ----------------------------------------------- */
 
 #define SQ_BLOCK 16384
 

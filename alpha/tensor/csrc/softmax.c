@@ -1,5 +1,5 @@
 /* Softmax and log-softmax over the last dim of (N, C), forward and backward. One row per task
- * item; row sums use 8 fixed lanes (vectorised, same order for any thread count). */
+ * item; row sums use ALPHA_LANES fixed lanes (vectorised, same order for any thread count). */
 #include "alpha.h"
 #include "alpha_math.h"
 

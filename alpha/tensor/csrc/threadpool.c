@@ -1,4 +1,4 @@
-/* A persistent pthread pool: workers spin briefly, then sleep on a condition variable, between jobs.
+/* A persistent pthread pool: between jobs, workers spin briefly, then sleep on a condition var.
  *
  * Why persistent: creating threads per op would cost tens of microseconds, more than many small
  * ops take. Why spin: a training step issues ops back to back with a few microseconds of Python
