@@ -375,7 +375,7 @@ def run_all(quick: bool = False, threads: int | None = None) -> dict:
         copy_gbs = max(copy_gbs, copy_bandwidth(n_max))
         _fractions(sgemm, ops, peaks, copy_gbs)
     print("\r\033[K", end="", file=sys.stderr, flush=True)
-    return {
+    report = {
         "machine": {"threads": n_max, "cpu": _cpu_name(), **kernel_info()},
         "fma_peak_gflops": {str(t): v for t, v in peaks.items()},
         "copy_gbps": copy_gbs,
@@ -385,6 +385,8 @@ def run_all(quick: bool = False, threads: int | None = None) -> dict:
         "overhead_us": overhead,
         "seconds": time.time() - t0,
     }
+    report["busy"] = _busy(report)
+    return report
 
 
 def _cpu_name() -> str:
@@ -398,12 +400,26 @@ def _cpu_name() -> str:
     return "unknown"
 
 
+def _busy(r: dict) -> str | None:
+    """A warning when the N-thread FMA peak did not scale: other processes held cores, so every
+    N-thread figure (Alpha's and numpy's) is unreliable."""
+    peaks = {int(t): v for t, v in r["fma_peak_gflops"].items()}
+    n = max(peaks)
+    if n > 1 and 1 in peaks and peaks[n] < 0.75 * n * peaks[1]:
+        return (f"the {n}-thread FMA peak is only {peaks[n] / peaks[1]:.1f}x the 1-thread one: "
+                "the machine is busy and the multi-thread figures are unreliable; rerun when idle")
+    return None
+
+
 def format_report(r: dict) -> str:
     m = r["machine"]
     lines = [f"machine: {m['cpu']}, {m['threads']} threads, SGEMM kernel {m['kernel']} "
              f"(MR={m['mr']} NR={m['nr']} KC={m['kc']} MC={m['mc']})"]
     peaks = ", ".join(f"{v:.1f} GFLOP/s on {t} thread(s)" for t, v in r["fma_peak_gflops"].items())
     lines.append(f"FMA peak: {peaks}")
+    busy = _busy(r)
+    if busy:
+        lines.append(f"note: {busy}")
     lines.append(f"copy bandwidth: {r['copy_gbps']:.1f} GB/s (read + write, "
                  f"{m['threads']} threads)")
     lines.append("")

@@ -108,3 +108,33 @@ def test_train_sample_eval_runs(tmp_path, data_file):
     assert (outputs / "more" / "checkpoints" / "step-6.ckpt").is_file()
     one_line_error(alpha("train", "--resume", str(ckpt), "--dim", "32", "--heads", "2"),
                    "n_embd")
+
+
+def test_ctrl_c_stops_with_a_checkpoint(tmp_path, data_file):
+    import signal
+    import time
+
+    run_dir = tmp_path / "r"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.Popen([sys.executable, "-m", "alpha", "train", "--data", data_file, *TINY,
+                          "--iters", "100000", "--eval-interval", "0", "--sample-interval", "0",
+                          "--checkpoint-interval", "0", "--run-dir", str(run_dir)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env=env)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.is_file() or
+                                      len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "resume with" in err
+    ckpts = os.listdir(run_dir / "checkpoints")
+    assert len(ckpts) == 1
+    step = int(ckpts[0][5:-5])
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert rows[-1]["step"] == step  # the checkpoint is the last completed step
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["kind"] == "interrupted"

@@ -54,9 +54,16 @@ def test_matmul_edges_and_batching_against_python():
         random.seed(1)
         cases = [(None, 1, 1, 1, 1), (None, 2, 65, 33, 17), (None, 1, 130, 70, 129),
                  (None, 3, 7, 129, 5), (kmm.LARGE, 1, 128, 128, 16), (kmm.LARGE, 2, 129, 131, 9),
-                 (kmm.DEFAULT, 1, 64, 128, 32), (kmm.SMALL, 2, 32, 32, 8)]
+                 (kmm.DEFAULT, 1, 64, 128, 32), (kmm.SMALL, 2, 32, 32, 8),
+                 ("split4", 1, 70, 45, 64), ("split2", 1, 128, 128, 32)]
         for (cfg, B, M, N, K) in cases:
-            be._mm_config = (lambda M, N, K, cfg=cfg: cfg) if cfg else type(be)._mm_config.__get__(be)
+            if isinstance(cfg, str):  # force split-K (only chosen on GPUs by itself)
+                n = int(cfg[5:])
+                be._split_k = lambda *a, n=n: n
+                cfg = kmm.SMALL
+            else:
+                be._split_k = lambda *a: 1
+            be._mm_config = (lambda M, N, K, nb=1, cfg=cfg: cfg) if cfg else type(be)._mm_config.__get__(be)
             A = [random.uniform(-1, 1) for _ in range(B * M * K)]
             Bm = [random.uniform(-1, 1) for _ in range(K * N)]
             a = be.from_array(array("f", A), (B, M, K))
@@ -207,3 +214,13 @@ def test_tiled_attention_at_a_wide_head_against_reference():
         print("ok")
     """, timeout=400)
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_bench_quick_runs():
+    r = _py("""
+        import sys
+        from alpha.cli.main import main
+        sys.exit(main(["bench", "helios", "--quick"]))
+    """)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "copy bandwidth" in r.stdout and "SGEMM fp32" in r.stdout, r.stdout

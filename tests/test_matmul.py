@@ -291,3 +291,53 @@ def test_bad_inputs():
 def test_kernel_info():
     info = kernel_info()
     assert info["mr"] >= 1 and info["nr"] >= 1 and info["kernel"]
+
+
+def test_concurrent_callers():
+    """Two Python threads calling at once (ctypes drops the GIL): the shared workspace and the
+    pool serialise them, and every result is the single-caller one."""
+    import threading
+
+    rng = random.Random(9)
+    jobs = []
+    for M, N, K in ((150, 140, 530), (3, 300, 200), (60, 70, 80)):
+        a, b, _ = operands(rng, (), M, N, K, False, False)
+        want = tensor((M, N))
+        matmul(want, a, b)
+        jobs.append((a, b, want.storage.view("f32").tobytes(), (M, N)))
+    errors = []
+
+    def worker():
+        for _ in range(15):
+            for a, b, want, shape in jobs:
+                out = tensor(shape)
+                matmul(out, a, b)
+                if out.storage.view("f32").tobytes() != want:
+                    errors.append(shape)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_bench_kernels_pieces():
+    """The kernel benchmark's parts on tiny sizes (the full run takes about a minute)."""
+    from alpha import bench_kernels
+    from alpha.cli.main import build_parser
+
+    args = build_parser().parse_args(["bench", "kernels", "--json", "--quick"])
+    assert args.json and args.quick and args.func is not None
+    rows, _ = bench_kernels.bench_sgemm((64,), [1], {1: 100.0}, rounds=1, budget=0.01)
+    assert rows[0]["n"] == 64 and rows[0]["gflops"] > 0
+    assert bench_kernels.fma_peak(1) > 0
+    report = {"machine": {"cpu": "x", "threads": 1, **kernel_info()},
+              "fma_peak_gflops": {"1": 100.0}, "copy_gbps": 10.0, "numpy": False,
+              "sgemm": rows, "overhead_us": {"cpu_matmul.matmul 4x4": 3.0}, "seconds": 1.0,
+              "ops": [{"name": "gelu_forward", "shape": "(8,)", "error": "not available yet"},
+                      {"name": "softmax_forward", "shape": "(8,)", "ms": 1.0, "gbps": 5.0,
+                       "copy_fraction": 0.5}]}
+    text = bench_kernels.format_report(report)
+    assert "n=64" in text and "not available yet" in text and "50.0%" in text

@@ -273,7 +273,13 @@ class HeliosBackend(NNOps):
             self.copy(o, out)
         sam, sak = opa.strides[-2:]
         sbk, sbn = opb.strides[-2:]
-        cfg = self._mm_config(M, N, K)
+        cfg = self._mm_config(M, N, K, nb)
+        splits = self._split_k(cfg, M, N, K, nb)
+        if splits > 1:
+            self._matmul_split_k(o, opa, opb, cfg, M, N, K, splits, alpha, accumulate)
+            if o is not out:
+                self.copy(out, o)
+            return
         ck = sak == 1 and sam != 1
         al = K > 0 and M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
         values = [self._addr(o), self._addr(opa), self._addr(opb), M, N, K, sab, sam, sak,
@@ -289,10 +295,41 @@ class HeliosBackend(NNOps):
         if o is not out:
             self.copy(out, o)
 
-    def _mm_config(self, M, N, K):
-        if self.dev.device_type in ("discrete", "integrated") and M >= 1024 and N >= 1024:
+    def _split_k(self, cfg, M, N, K, batch) -> int:
+        """How many K slices a single product with too few tiles to fill the GPU (weight
+        gradients: small M x N, long K) is cut into; 1 = no split."""
+        if batch != 1 or self.dev.device_type not in ("discrete", "integrated"):
+            return 1
+        tiles = -(-M // cfg.BM) * -(-N // cfg.BN)
+        for s in (8, 4, 2):
+            if tiles * s <= 1024 and tiles < 256 and K % (s * cfg.BK) == 0 and K // s >= 256:
+                return s
+        return 1
+
+    def _matmul_split_k(self, o, a, b, cfg, M, N, K, splits, alpha, accumulate):
+        """Slices of K as batch entries into a (splits, M, N) scratch, then a fixed-order sum
+        (deterministic, no atomics) into o."""
+        part = self._new((splits, M, N))
+        Ks = K // splits
+        sam, sak = a.strides[-2:]
+        sbk, sbn = b.strides[-2:]
+        ck = sak == 1 and sam != 1
+        al = M % cfg.BM == 0 and N % cfg.BN == 0
+        values = [self._addr(part), self._addr(a), self._addr(b), M, N, Ks, Ks * sak, sam, sak,
+                  Ks * sbk, sbk, sbn, float(alpha), 0.0]
+        self._launch(("matmul", cfg, ck, al), lambda: kmm.matmul_kernel(cfg, ck, al), values,
+                     ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, splits))
+        add = bool(accumulate)
+        self._launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
+                     [self._addr(o), self._addr(part), splits, M * N], (_groups(M * N), 1, 1))
+
+    def _mm_config(self, M, N, K, batch=1):
+        """The tile shape class: big tiles on a GPU once they still give every multiprocessor
+        work (a few hundred tiles), smaller ones for small products."""
+        gpu = self.dev.device_type in ("discrete", "integrated")
+        if gpu and (M // 128) * (N // 128) * batch >= 256:
             return kmm.LARGE
-        if M * N >= 64 * 64 * 8:
+        if M * N * batch >= 64 * 64 * 8:
             return kmm.DEFAULT
         return kmm.SMALL
 

@@ -58,11 +58,11 @@ def _fill(be, shape, seed=1):
 def _sgemm(be, n: int, cfg=None) -> float:
     a, b, out = _fill(be, (n, n), 1), _fill(be, (n, n), 2), be.empty((n, n))
     if cfg is not None:
-        be._mm_config = lambda M, N, K: cfg
+        be._mm_config = lambda M, N, K, nb=1: cfg
     try:
         be.matmul(out, a, b)
         be.synchronize()
-        reps = 1 if be.dev.device_type == "cpu" else (10 if n <= 4096 else 4)
+        reps = 1 if n <= 512 else (10 if n <= 4096 else 4)
         sec = be.dev.gpu_seconds(lambda: be.matmul(out, a, b), reps)
     finally:
         if cfg is not None:
@@ -145,12 +145,19 @@ def _memory_bound(be, n: int, copy_gbs: float) -> list[tuple[str, float]]:
     return out
 
 
+def add_arguments(p) -> None:
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, no tile sweep (a smoke test; the default on a CPU device)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N",
+                   help="SGEMM sizes N (N^3; default 4096 8192 on a GPU)")
+
+
 def run(args=None) -> int:
     from alpha.tensor import get_backend
     from alpha.helios.kernels import matmul as kmm
     be = get_backend("helios")
     dev = be.dev
-    cpu_device = dev.device_type == "cpu"
+    cpu_device = dev.device_type == "cpu" or bool(getattr(args, "quick", False))
     _say(f"helios bench on {dev.name} ({dev.device_type})")
     t0 = time.time()
 
@@ -165,7 +172,7 @@ def run(args=None) -> int:
     _say("memory-bound kernels (minimal bytes moved; target >= 70% of copy):")
     _memory_bound(be, n_mem, copy_gbs)
 
-    sizes = [256] if cpu_device else [4096, 8192]
+    sizes = getattr(args, "sizes", None) or ([256] if cpu_device else [4096, 8192])
     best = None
     if not cpu_device:
         _say("SGEMM tile sweep at 4096^3:")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
 from ctypes import addressof, byref
 
 from alpha.core.errors import BackendUnavailable
@@ -423,6 +422,3 @@ class Device:
                                        vk.QUERY_RESULT_64_WAIT), "vkGetQueryPoolResults")
         f.DestroyQueryPool(self.device, qp.value, None)
         return (data[1] - data[0]) * self.limits.timestampPeriod * 1e-9 / repeat
-
-    def pack(self, fmt: str, *values) -> bytes:
-        return struct.pack(fmt, *values)

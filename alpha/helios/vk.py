@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from ctypes import POINTER, Structure, byref, c_char, c_float, c_int32, c_size_t, c_uint8, \
+from ctypes import Structure, c_char, c_float, c_int32, c_size_t, c_uint8, \
     c_uint32, c_uint64, c_void_p
 
 from alpha.core.errors import BackendUnavailable
@@ -370,5 +370,3 @@ def loader():
     version = ctypes.CFUNCTYPE(R, ptr)(addr) if addr else None
     return gipa, create, version
 
-
-__all__ = ["byref", "POINTER"]

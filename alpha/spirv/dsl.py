@@ -17,6 +17,7 @@ structured (`with k.if_(c):`, `with k.loop(a, b) as i:`), mutable locals are Fun
 
 from __future__ import annotations
 
+import struct
 from contextlib import contextmanager
 
 from alpha.spirv.grammar import GLSL_STD_450
@@ -282,7 +283,7 @@ class Kernel:
             self._builtins[name] = var
         var = self._builtins[name]
         v3 = m.type_vector(self.ty("u32"), 3)
-        # loads go to the entry block's start so they dominate every use
+        # loaded where asked: the value dominates the code that follows it
         vec = self.fn.op("OpLoad", var, type=v3)
         return self.op("OpCompositeExtract", "u32", vec, component)
 
@@ -461,5 +462,4 @@ class Kernel:
 
 
 def struct_size(fmt: str) -> int:
-    import struct as _s
-    return _s.calcsize(fmt)
+    return struct.calcsize(fmt)

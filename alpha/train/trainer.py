@@ -24,6 +24,7 @@ The run folder (alpha.train.runfolder) is the source of truth; the database reco
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -409,7 +410,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "config_hash": self.config.hash,
             "tokenizer_name": self.s.tokenizer_name,
-            "tokenizer": self.s.tokenizer_json,
+            "tokenizer": json.loads(self.s.tokenizer_json),
             "rng": self.rng.state(),
             "data": self.sampler.state(),
             "optimizer": self.optimizer.state(),

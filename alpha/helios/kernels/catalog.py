@@ -60,6 +60,8 @@ def builders() -> dict:
         "attention_backward_dq_tiled": lambda: katt.attention_backward_dq_tiled(8),
         "attention_backward_dk_tiled": lambda: katt.attention_backward_kv_tiled(8, "dk"),
         "attention_backward_dv_tiled": lambda: katt.attention_backward_kv_tiled(8, "dv"),
+        "attention_forward_tiled64": lambda: katt.attention_forward_tiled(64),
+        "attention_backward_dk_tiled64": lambda: katt.attention_backward_kv_tiled(64, "dk"),
     }
     for name, cfg in (("small", kmm.SMALL), ("default", kmm.DEFAULT), ("large", kmm.LARGE)):
         out[f"matmul_{name}"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, False))

@@ -47,7 +47,8 @@
 #endif
 
 #define NC 3072   /* multiple of NR */
-#define MBIG 4032 /* multiple of MC and of MR */
+#define MBIG 4032 /* rows per packed-A chunk: a multiple of MR */
+#define ROW_PANELS 4 /* fewest MR panels per threaded task, when the columns can be split */
 
 const char *alpha_sgemm_kernel_name(void) { return KERNEL_NAME; }
 int alpha_sgemm_tile(int which) { return which == 0 ? MR : which == 1 ? NR : which == 2 ? KC : MC; }
@@ -281,7 +282,8 @@ typedef struct {
     int64_t jc, nc;       /* columns [jc, jc + nc) */
     int64_t pc, kc;
     int64_t a_panels;     /* pack tasks: first A's MR panels, then B's NR panels */
-    int64_t m_blocks, n_chunk, n_chunks;
+    int64_t b_panels;
+    int64_t tr, tc;       /* compute tasks: a tr x tc grid of balanced panel ranges */
     int beta;
 } par_t;
 
@@ -301,14 +303,19 @@ static void par_pack(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+/* Task t computes rows panels [r * A / tr, (r + 1) * A / tr) x column panels likewise, where A and
+ * B count the MR/NR panels: equal shares within one panel, whatever the sizes. */
 static void par_compute(void *ctx, int64_t begin, int64_t end) {
     par_t *p = (par_t *)ctx;
     for (int64_t t = begin; t < end; t++) {
-        int64_t mb = t / p->n_chunks, nb = t % p->n_chunks;
-        int64_t i = mb * MC, j = nb * p->n_chunk;
-        int64_t m = min64(MC, p->m - i), n = min64(p->n_chunk, p->nc - j);
-        macro_kernel(p->g, p->ap + i * p->kc, p->bp + j * p->kc, p->ib + i, m, p->jc + j, n,
-                     p->kc, p->beta);
+        int64_t r = t / p->tc, q = t % p->tc;
+        int64_t i0 = r * p->a_panels / p->tr * MR;
+        int64_t i1 = min64((r + 1) * p->a_panels / p->tr * MR, p->m);
+        int64_t j0 = q * p->b_panels / p->tc * NR;
+        int64_t j1 = min64((q + 1) * p->b_panels / p->tc * NR, p->nc);
+        for (int64_t i = i0; i < i1; i += MC)
+            macro_kernel(p->g, p->ap + i * p->kc, p->bp + j0 * p->kc, p->ib + i,
+                         min64(MC, i1 - i), p->jc + j0, j1 - j0, p->kc, p->beta);
     }
 }
 
@@ -334,25 +341,25 @@ static void gemm_parallel(const gemm_t *g, int threads) {
         ws_b = alloc_floats(need_b);
         ws_b_n = need_b;
     }
+    if (!ws_a || !ws_b) abort(); /* out of memory for a few MB of workspace */
     par_t p = {.g = g, .ap = ws_a, .bp = ws_b};
     for (p.ib = 0; p.ib < g->M; p.ib += MBIG) {
         p.m = min64(MBIG, g->M - p.ib);
         p.a_panels = ceil_div(p.m, MR);
-        p.m_blocks = ceil_div(p.m, MC);
         for (p.jc = 0; p.jc < g->N; p.jc += NC) {
             p.nc = min64(NC, g->N - p.jc);
-            /* enough tasks to balance: split columns (in whole NR panels) when rows are few */
-            int64_t want = 3 * (int64_t)threads;
-            int64_t chunks = p.m_blocks >= want ? 1 : ceil_div(want, p.m_blocks);
-            int64_t panels = ceil_div(p.nc, NR);
-            if (chunks > panels) chunks = panels;
-            p.n_chunk = ceil_div(panels, chunks) * NR;
-            p.n_chunks = ceil_div(p.nc, p.n_chunk);
+            p.b_panels = ceil_div(p.nc, NR);
+            /* 4 tasks per thread, so the pool hands out one task per chunk; split the columns
+             * too when a task would get fewer than ROW_PANELS row panels (each B micro-panel
+             * loaded into L1 should serve several A panels) */
+            int64_t target = 4 * (int64_t)threads;
+            p.tr = min64(p.a_panels / ROW_PANELS > 1 ? p.a_panels / ROW_PANELS : 1, target);
+            p.tc = min64(p.b_panels, target / p.tr);
             for (p.pc = 0; p.pc < g->K; p.pc += KC) {
                 p.kc = min64(KC, g->K - p.pc);
                 p.beta = g->accumulate || p.pc > 0;
-                alpha_parallel_for(p.a_panels + ceil_div(p.nc, NR), 4, par_pack, &p);
-                alpha_parallel_for(p.m_blocks * p.n_chunks, 1, par_compute, &p);
+                alpha_parallel_for(p.a_panels + p.b_panels, 4, par_pack, &p);
+                alpha_parallel_for(p.tr * p.tc, 1, par_compute, &p);
             }
         }
     }
