@@ -10,9 +10,9 @@ is that run's alone. A training step is forward + backward + AdamW on random tok
 `--warmup` steps are not timed. Decode: config B, batch 1, with a KV cache (Alpha's inference
 engine; for PyTorch a simple per-layer K/V cache loop), 32 prompt tokens then `--decode` tokens.
 
-PyTorch is found by importing it, else by running this file under .venv-bench/bin/python (see
-bench/README or the issue note: `python3 -m venv .venv-bench && .venv-bench/bin/pip install
-torch==2.13.0`). It is never a dependency of Alpha. This file also holds the PyTorch GPT that
+PyTorch is found by importing it, else by running this file under .venv-bench/bin/python
+(`python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0`; git-ignored). It is
+never a dependency of Alpha. This file also holds the PyTorch GPT that
 bench/shakespeare_char.py trains (`torch_gpt`).
 """
 

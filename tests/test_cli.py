@@ -138,3 +138,40 @@ def test_ctrl_c_stops_with_a_checkpoint(tmp_path, data_file):
     assert rows[-1]["step"] == step  # the checkpoint is the last completed step
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert events[-1]["kind"] == "interrupted"
+
+
+def test_every_config_field_has_a_flag_and_only_given_flags_override(tmp_path):
+    import dataclasses
+
+    from alpha.cli.main import build_parser
+    from alpha.cli.train import FLAGS, resolve_run_config
+    from alpha.core.config import ModelConfig, TrainConfig
+
+    covered = set(FLAGS.values())
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        for f in dataclasses.fields(cls):
+            assert (section, f.name) in covered, f"no flag for {section}.{f.name}"
+
+    parser = build_parser()
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"train": {"lr": 5e-3, "iters": 7}, "model": {"n_layer": 2}}))
+    args = parser.parse_args(["train", "--config", str(cfg_file), "--iters", "9", "--no-bias"])
+    config, ck = resolve_run_config(args)
+    assert ck is None
+    assert config.train.iters == 9  # CLI beats the file
+    assert config.train.lr == 5e-3 and config.model.n_layer == 2  # the file beats the defaults
+    assert config.model.bias is False
+    assert config.train.warmup_iters == 50  # no data given: the embedded default run's layer
+
+    args = parser.parse_args(["train", "--data", "x.txt"])
+    config, _ = resolve_run_config(args)
+    assert config.train.iters == TrainConfig().iters and config.train.data == "x.txt"
+
+
+def test_default_corpus_is_bounded_and_deterministic():
+    from alpha.train import default_data
+
+    a = default_data.default_corpus(max_bytes=20_000)
+    b = default_data.default_corpus(max_bytes=20_000)
+    assert a == b and len(a) == 20_000 and a.startswith("# file: ")
+    assert a.isascii()

@@ -55,7 +55,8 @@ def test_matmul_edges_and_batching_against_python():
         cases = [(None, 1, 1, 1, 1), (None, 2, 65, 33, 17), (None, 1, 130, 70, 129),
                  (None, 3, 7, 129, 5), (kmm.LARGE, 1, 128, 128, 16), (kmm.LARGE, 2, 129, 131, 9),
                  (kmm.DEFAULT, 1, 64, 128, 32), (kmm.SMALL, 2, 32, 32, 8),
-                 ("split4", 1, 70, 45, 64), ("split2", 1, 128, 128, 32)]
+                 ("split4", 1, 70, 45, 64), ("split2", 1, 128, 128, 32),
+                 ("split2", 1, 130, 129, 64)]
         for (cfg, B, M, N, K) in cases:
             if isinstance(cfg, str):  # force split-K (only chosen on GPUs by itself)
                 n = int(cfg[5:])

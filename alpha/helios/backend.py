@@ -274,9 +274,9 @@ class HeliosBackend(NNOps):
         sam, sak = opa.strides[-2:]
         sbk, sbn = opb.strides[-2:]
         cfg = self._mm_config(M, N, K, nb)
-        splits = self._split_k(cfg, M, N, K, nb)
-        if splits > 1:
-            self._matmul_split_k(o, opa, opb, cfg, M, N, K, splits, alpha, accumulate)
+        splits = self._split_k(kmm.LARGE, M, N, K, nb)
+        if splits > 1:  # big tiles, K cut into slices
+            self._matmul_split_k(o, opa, opb, kmm.LARGE, M, N, K, splits, alpha, accumulate)
             if o is not out:
                 self.copy(out, o)
             return
