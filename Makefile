@@ -8,7 +8,9 @@ all: build
 
 # Python test tooling (pytest) — the only pip install the project ever does.
 setup:
-	@$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q "pytest>=7"
+	@$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q "pytest>=7" \
+	  || $(PYTHON) -m pip install -q --break-system-packages "pytest>=7" \
+	  || (apt-get update -qq && apt-get install -y -qq python3-pytest)
 
 # System peers the tests talk to (Vulkan/lavapipe, spirv-tools, sqld, chromium, tmux).
 # Installed only when we are root and they are missing; otherwise their tests skip with a reason
