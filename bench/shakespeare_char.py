@@ -40,7 +40,8 @@ def lr_at(step, lr, min_lr, warmup, iters):
         return lr * step / warmup
     if step >= iters:
         return min_lr
-    return min_lr + 0.5 * (1 + math.cos(math.pi * (step - warmup) / (iters - warmup))) * (lr - min_lr)
+    coeff = 0.5 * (1 + math.cos(math.pi * (step - warmup) / (iters - warmup)))
+    return min_lr + coeff * (lr - min_lr)
 
 
 def run_alpha(data: str, iters: int, seed: int) -> dict:

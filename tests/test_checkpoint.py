@@ -1,4 +1,4 @@
-"""Checkpoint files: round trip, atomic writes, and a clear CheckpointError for every kind of damage."""
+"""Checkpoint files: round trip, atomic writes, a clear CheckpointError for every kind of damage."""
 
 from __future__ import annotations
 

@@ -132,7 +132,8 @@ def register(sub):
         "train", help="train a GPT (no arguments: a small model on Python's own sources)",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--domain", default=None, help="text | code | chat: picks tokenizer and defaults")
+    p.add_argument("--domain", default=None,
+                   help="text | code | chat: picks the tokenizer and defaults")
     p.add_argument("--config", metavar="FILE.json", default=None,
                    help='JSON file {"domain":..,"model":{..},"train":{..},"sample":{..}}')
     p.add_argument("--resume", metavar="CKPT", default=None,

@@ -80,7 +80,8 @@ def save(path: str, header: dict, tensors: dict) -> tuple[int, str]:
         for n in shape:
             count *= n
         if blob.nbytes != count * DTYPES[dtype][1]:
-            raise ValueError(f"tensor {name}: {blob.nbytes} bytes do not match shape {shape} {dtype}")
+            raise ValueError(
+                f"tensor {name}: {blob.nbytes} bytes do not match shape {shape} {dtype}")
         index.append({"name": name, "dtype": dtype, "shape": list(shape), "offset": offset,
                       "nbytes": blob.nbytes})
         blobs.append(blob)
@@ -146,7 +147,8 @@ def _read_prefix(path: str, f, file_size: int) -> tuple[dict, int]:
     try:
         header = json.loads(head.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"checkpoint {path} is corrupt: its header is not valid JSON") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its header is not valid JSON") from None
     if not isinstance(header, dict) or "tensors" not in header or "body_size" not in header:
         raise CheckpointError(f"checkpoint {path} is corrupt: its header lacks the tensor index")
     body_at = _PREFIX.size + head_len
@@ -195,7 +197,8 @@ def load(path: str) -> Checkpoint:
     for entry in header["tensors"]:
         dtype = entry["dtype"]
         if dtype not in DTYPES:
-            raise CheckpointError(f"checkpoint {path}: tensor {entry['name']} has unknown dtype {dtype}")
+            raise CheckpointError(
+                f"checkpoint {path}: tensor {entry['name']} has unknown dtype {dtype}")
         code, _ = DTYPES[dtype]
         arr = array.array(code)
         arr.frombytes(body[entry["offset"]: entry["offset"] + entry["nbytes"]])

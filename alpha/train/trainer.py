@@ -2,7 +2,7 @@
 checkpoints, bad-step skipping, clean Ctrl-C and exact resume.
 
     trainer = Trainer(run_config)                     # a new run
-    trainer = Trainer(run_config, resume=checkpoint)  # continue a checkpoint (alpha.train.checkpoint)
+    trainer = Trainer(run_config, resume=ck)  # continue a checkpoint (alpha.train.checkpoint)
     result = trainer.train()
 
 One optimizer step (`step` counts from 1):
@@ -12,6 +12,10 @@ One optimizer step (`step` counts from 1):
   rescaled. A NaN/Inf loss or gradient skips the update (the step still counts and its data is
   consumed) and logs an event; `max_bad_steps` of them in a row stop the run with a checkpoint
   (`TrainingDiverged`).
+
+Cadence (0 turns each off): eval_interval (and the last step), sample_interval (and the last
+step), checkpoint_interval (the last step always gets one). Retention keeps the newest
+keep_checkpoints checkpoints plus the best-val one; keep_checkpoints=0 keeps them all.
 
 What makes resume exact: a checkpoint holds the parameters, both AdamW moments, the optimizer step,
 every RNG stream's position (data, dropout, sampling) and the data sampler's state. Evaluation uses
@@ -87,8 +91,9 @@ class Trainer:
             saved = RunConfig.from_dict(resume.header["config"]).model
             differ = diff_fields(saved, self.model_config)
             if differ:
+                now = self.model_config
                 detail = ", ".join(
-                    f"{f} ({getattr(saved, f)!r} in the checkpoint, {getattr(self.model_config, f)!r} now)"
+                    f"{f} ({getattr(saved, f)!r} in the checkpoint, {getattr(now, f)!r} now)"
                     for f in differ
                 )
                 raise CheckpointError(
@@ -450,7 +455,8 @@ class Trainer:
             return []
         steps = sorted(self.checkpoints)
         keep = set(steps[-keep_n:])
-        with_val = [(v, s) for s, v in self.checkpoints.items() if v is not None and math.isfinite(v)]
+        with_val = [(v, s) for s, v in self.checkpoints.items()
+                    if v is not None and math.isfinite(v)]
         if with_val:
             keep.add(min(with_val)[1])
         removed = []
