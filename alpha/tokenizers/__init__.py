@@ -15,7 +15,7 @@ import os
 from typing import Callable
 
 from alpha.core.errors import ConfigError, DataError
-from alpha.tokenizers.base import FORMAT, UNK, VERSION, Tokenizer, atomic_write  # noqa: F401
+from alpha.tokenizers.base import FORMAT, UNK, VERSION, Tokenizer  # noqa: F401
 from alpha.tokenizers.bpe import BPETokenizer
 from alpha.tokenizers.char import CharTokenizer
 from alpha.tokenizers.word import WordTokenizer

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from typing import Iterable
 
+from alpha.core.atomic import atomic_write
 from alpha.core.errors import ConfigError, DataError
 
 FORMAT = "alpha.tokenizer"
@@ -253,36 +253,3 @@ def specials_from_json(d: dict) -> dict[str, int]:
             raise DataError(f"tokenizer JSON: special token {tok!r} has a bad id {i!r}")
         out[tok] = i
     return out
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write `data` to `path` so a reader sees the old file or the new one, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(directory)
-
-
-def fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

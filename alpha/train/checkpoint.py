@@ -25,9 +25,9 @@ import json
 import os
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass
 
+from alpha.core.atomic import atomic_open
 from alpha.core.backend import DTYPES
 from alpha.core.errors import CheckpointError
 
@@ -91,37 +91,15 @@ def save(path: str, header: dict, tensors: dict) -> tuple[int, str]:
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head))
     pad = (-(len(prefix) + len(head))) % ALIGN
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-ckpt-", dir=folder)
     digest = hashlib.sha256()
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in (prefix, head, b"\0" * pad, *blobs):
-                digest.update(chunk)
-                f.write(chunk)
-                size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
-            f.write(digest.digest())
-            size += _DIGEST
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_open(path, prefix=".tmp-ckpt-") as f:
+        for chunk in (prefix, head, b"\0" * pad, *blobs):
+            digest.update(chunk)
+            f.write(chunk)
+            size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
+        f.write(digest.digest())
+        size += _DIGEST
     return size, digest.hexdigest()
 
 
@@ -207,9 +185,3 @@ def load(path: str) -> Checkpoint:
         tensors[entry["name"]] = arr
     return Checkpoint(path=path, header=header, tensors=tensors, size=file_size,
                       checksum=digest.hex())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

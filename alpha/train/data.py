@@ -37,6 +37,7 @@ import time
 from array import array
 from dataclasses import dataclass
 
+from alpha.core.atomic import fsync_dir
 from alpha.core.errors import DataError
 from alpha.core.rng import Rng
 
@@ -257,7 +258,7 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
         raise
     finally:
         report.close()
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return count
 
 
@@ -268,19 +269,6 @@ def _cut(tokenizer, text: str) -> int:
     if cut == 0 and len(text) > MAX_CARRY_CHARS:
         return len(text)
     return cut
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _Reporter:

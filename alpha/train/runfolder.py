@@ -20,8 +20,9 @@ import json
 import math
 import os
 import secrets
-import tempfile
 import time
+
+from alpha.core.atomic import atomic_write
 
 DEFAULT_ROOT = "outputs"
 
@@ -30,41 +31,6 @@ def new_run_id(domain: str = "text", now: float | None = None) -> str:
     """`20261127-144501-text-3fa9`: sortable by start time, unique enough to never collide."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
     return f"{stamp}-{domain}-{secrets.token_hex(2)}"
-
-
-def atomic_write(path: str, data: bytes | str) -> None:
-    """Write `data` to `path` so a reader sees the old file or the new one, never a part."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def json_safe(value):
@@ -202,9 +168,3 @@ def list_runs(root: str = DEFAULT_ROOT) -> list[str]:
         if os.path.isfile(os.path.join(path, "config.json")):
             out.append(path)
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
