@@ -10,47 +10,24 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable
 
 from alpha.core.errors import ConfigError, DataError
-from alpha.tokenizers.base import (
-    DIGIT, LETTER, UNK, Tokenizer, check_specials, iter_texts, json_field, specials_from_json,
-)
+from alpha.tokenizers.base import DIGIT, LETTER, Tokenizer, iter_texts, json_field, specials_from_json
+from alpha.tokenizers.vocab import VocabTokenizer, specials_with_unk
 
 PATTERN = rf"{LETTER}+|{DIGIT}+|\s+|."
 SPLIT_RE = re.compile(PATTERN, re.DOTALL)
 
 
-class WordTokenizer(Tokenizer):
+class WordTokenizer(VocabTokenizer):
     kind = "word"
 
     def __init__(self, vocab: list[str], special_tokens=()):
         for w in vocab:
             if not isinstance(w, str) or not w:
                 raise DataError(f"word tokenizer vocabulary entry {w!r} is not a non-empty string")
-        if len(set(vocab)) != len(vocab):
-            raise DataError("word tokenizer vocabulary has duplicate entries")
-        n = len(vocab)
-        if isinstance(special_tokens, dict):
-            specials = dict(special_tokens)
-            expected = list(range(n, n + len(specials)))
-            if sorted(specials.values()) != expected or UNK not in specials:
-                raise DataError(f"word special token ids must be {n}..{n + len(specials) - 1} "
-                                f"and include {UNK}")
-        else:
-            names = [UNK] + [s for s in check_specials(special_tokens) if s != UNK]
-            specials = {tok: n + k for k, tok in enumerate(names)}
-        super().__init__(specials)
+        super().__init__(vocab, special_tokens)
         self.vocab = list(vocab)
-        self.stoi = {w: i for i, w in enumerate(self.vocab)}
-        self.unk_id = self.special_tokens[UNK]
-        self._itos = self.vocab + [None] * len(specials)
-        for tok, i in specials.items():
-            self._itos[i] = tok
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._itos)
 
     def _encode_ordinary(self, text: str) -> list[int]:
         get = self.stoi.get
@@ -63,16 +40,6 @@ class WordTokenizer(Tokenizer):
             else:
                 out.extend([get(c, unk) for c in piece])
         return out
-
-    def decode(self, ids: Iterable[int]) -> str:
-        itos = self._itos
-        n = len(itos)
-        out = []
-        for i in ids:
-            if not 0 <= i < n:
-                self._check_id(i)
-            out.append(itos[i])
-        return "".join(out)
 
     def _to_json_fields(self) -> dict:
         return {"pattern": PATTERN, "vocab": list(self.vocab)}
@@ -87,7 +54,7 @@ class WordTokenizer(Tokenizer):
     @classmethod
     def train(cls, data, vocab_size: int, special_tokens=()) -> "WordTokenizer":
         """Keep the characters, then the most frequent words, so the total is `vocab_size`."""
-        specials = [UNK] + [s for s in check_specials(special_tokens) if s != UNK]
+        specials = specials_with_unk(special_tokens)
         if not isinstance(vocab_size, int) or vocab_size < len(specials) + 1:
             raise ConfigError(f"word vocab_size={vocab_size} must leave room beside "
                               f"{len(specials)} special tokens")
