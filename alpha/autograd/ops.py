@@ -188,8 +188,9 @@ def attention(t: Tape, qkv: Var, n_head: int) -> Var:
 # ---- loss -----------------------------------------------------------------------------------
 
 def crossentropy(t: Tape, logits: Var, targets) -> Var:
-    """Mean cross-entropy over all N = B*T positions (a target of -1 adds 0 to the sum but still
-    counts in N). logits (..., V); targets i32 (...,). Returns a (1,) Var."""
+    """Mean cross-entropy over the positions whose target is not -1 (PyTorch's ignore_index
+    mean): a target of -1 adds nothing to the sum nor to the count. logits (..., V); targets
+    i32 (...,). Returns a (1,) Var (NaN when every target is -1, as in PyTorch)."""
     be = t.backend
     V = logits.data.shape[-1]
     dtype = logits.data.dtype
@@ -198,16 +199,24 @@ def crossentropy(t: Tape, logits: Var, targets) -> Var:
     N = logits2.shape[0]
     losses = t.buffer((N,), dtype)
     be.crossentropy_forward(losses, logits2, targets1)
+    # the count of kept targets, on the device: min(target + 1, 1) is 0 for -1 and 1 otherwise
+    kept = t.buffer((N,), dtype)
+    be.cast(kept, targets1)
+    be.binary_scalar(kept, "add", kept, 1.0)
+    be.binary_scalar(kept, "min", kept, 1.0)
+    count = t.buffer((1,), dtype)
+    be.sum(count, kept, (0,), keepdim=True)
     loss = t.buffer((1,), dtype)
     be.sum(loss, losses, (0,), keepdim=True)
-    be.binary_scalar(loss, "mul", loss, 1.0 / N)
+    be.binary(loss, "div", loss, count)
     y = Var(loss)
 
     if t.recording:
         def backward():
             dlosses = t.buffer((N,), dtype)
-            be.fill(dlosses, 1.0 / N)
-            be.binary(dlosses, "mul", dlosses, y.grad)  # (N,) * (1,): d(mean)/d(loss_i) * dloss
+            be.fill(dlosses, 1.0)
+            be.binary(dlosses, "mul", dlosses, y.grad)  # (N,) * (1,)
+            be.binary(dlosses, "div", dlosses, count)  # d(mean)/d(loss_i) * dloss
             be.crossentropy_backward(t.grad(logits).view(-1, V), dlosses, logits2, targets1)
         t.record(y, backward)
     return y

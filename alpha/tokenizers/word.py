@@ -12,7 +12,9 @@ import re
 from collections import Counter
 
 from alpha.core.errors import ConfigError, DataError
-from alpha.tokenizers.base import DIGIT, LETTER, Tokenizer, iter_texts, json_field, specials_from_json
+from alpha.tokenizers.base import (
+    DIGIT, LETTER, Tokenizer, iter_texts, json_field, specials_from_json,
+)
 from alpha.tokenizers.vocab import VocabTokenizer, specials_with_unk
 
 PATTERN = rf"{LETTER}+|{DIGIT}+|\s+|."
