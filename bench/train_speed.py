@@ -262,7 +262,7 @@ def measure_alpha(name: str, steps: int, warmup: int, decode: int) -> dict:
         row = be.to_array(logits)
         t1 = time.perf_counter()
         for _ in range(decode):
-            tok = max(range(V), key=row.__getitem__)
+            tok = row.index(max(row))  # argmax, first of ties (torch.argmax on the other side)
             row = be.to_array(engine.decode(tok))
         t2 = time.perf_counter()
         out["prefill_tok_s"] = 32 / (t1 - t0)

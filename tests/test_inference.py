@@ -94,6 +94,38 @@ def test_engine_f32_reference_and_cpu():
         close(got, want, 1e-4)
 
 
+@pytest.mark.parametrize("act,bias", list(itertools.product(
+    ["gelu", "relu", "silu", "swiglu"], [True, False])))
+def test_cpu_fused_decode_is_bit_identical(act, bias):
+    """The CPU backend's one-call block (`block_decode`) gives the op-by-op decode's exact bits,
+    with 1 and 2 threads."""
+    try:
+        cpu = get_backend("cpu")
+    except (ImportError, AttributeError) as e:
+        pytest.skip(f"cpu backend not available: {e}")
+    from alpha.tensor import build
+
+    cfg = tiny(activation=act, bias=bias, n_embd=48, n_head=3, vocab_size=40, block_size=12)
+    m64 = perturbed(cfg)
+    m = GPT(cfg, cpu, init=False).eval()
+    m.load_state_dict(m64.state_dict())
+    toks = Stream((5, 5)).randint(12, cfg.vocab_size)
+    runs = []
+    before = build.num_threads()
+    try:
+        for threads, fused in ((1, False), (1, True), (2, True)):
+            build.set_num_threads(threads)
+            eng = InferenceEngine(m)
+            assert eng.fused  # the CPU backend has the fused op
+            eng.fused = fused
+            rows = [list(eng.prefill([toks[:3]]).to_array())]
+            rows += [list(eng.decode(t).to_array()) for t in toks[3:]]
+            runs.append(rows)
+    finally:
+        build.set_num_threads(before)
+    assert runs[0] == runs[1] == runs[2]
+
+
 # ---- sampling -------------------------------------------------------------------------------
 
 def test_sample_token_rules():

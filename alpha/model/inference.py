@@ -5,7 +5,9 @@ activation, bias and head variant), but position by position: `prefill` runs the
 every layer and stores each layer's q | k | v rows (the c_attn output is written straight into the
 cache); `decode` runs one new token against the cache (`backend.kv_attention`). All buffers are
 allocated once, at the longest length, and viewed at the length of each call, so decoding a token
-allocates nothing on the device and costs ~13 backend calls per layer.
+allocates nothing on the device and costs ~13 backend calls per layer — or one, on a backend with
+the fused `block_decode` (the CPU's: the same kernels in the same order, called from C, so the
+same bits; at batch 1 the Python between ops cost as much as the block's arithmetic).
 
 Plain temperature sampling takes the softmax on the backend; top-k / top-p run on the host
 (`sample_token`, the definition of what sampling does).
@@ -30,6 +32,12 @@ import math
 from typing import Iterator, Sequence
 
 from alpha.core.rng import Rng
+
+
+# a block's parameters in the order `block_decode` takes them (a CPU backend extra)
+_BLOCK_PARAMS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                 "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                 "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")
 
 
 class InferenceEngine:
@@ -61,9 +69,14 @@ class InferenceEngine:
                 "k": cache.narrow(2, C, C),  # (B, Tmax, C) strided
                 "v": cache.narrow(2, 2 * C, C),  # (B, Tmax, C) strided
                 "rows": {},  # start -> (cache rows, q) views for one-token decode
+                "cache2": cache.view(batch_size * self.max_len, 3 * C),  # (B*Tmax, 3C)
+                "params": tuple(w.get(p + n) for n in _BLOCK_PARAMS),  # for block_decode
             })
         self.ln_f = (w["ln_f.weight"], w.get("ln_f.bias"))
         self.pos = 0  # positions already in the cache
+        # one-token decode (batch 1) runs each block as one backend call when the backend has
+        # the fused op (bit-identical to the op-by-op path below; tests compare the two)
+        self.fused = batch_size == 1 and dt == "f32" and hasattr(be, "block_decode")
         # flat scratch at the longest length; `_views(Tq)` shapes them for one call
         H = cfg.hidden_dim
         fc_out = 2 * H if cfg.activation == "swiglu" else H
@@ -167,7 +180,12 @@ class InferenceEngine:
             be.embedding_forward(x, ids, w["wte"])
             be.binary(x, "add", x, wpe)
 
+        fused = self.fused and Tq == 1
         for L in self.layers:
+            if fused:  # the whole block in one call
+                be.block_decode(x2, L["cache2"], start, L["params"], cfg.n_head, cfg.activation,
+                                eps)
+                continue
             # attention: the new positions' q, k, v go straight into the cache
             be.layernorm_forward(h, mean, rstd, x, L["ln_1"][0], L["ln_1"][1], eps)
             rows, q = self._cache_rows(L, start, Tq)  # (B, Tq, 3C), (B, Tq, C)

@@ -66,6 +66,7 @@ _SIGNATURES = {
     "attention_backward": (_INT, [_P, _P, _P, _P, _P, _I64, _I64, _I64, _I64]),
     "kv_attention": (_INT, [_P, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _I64, _I64,
                             _I64, _I64, _I64]),
+    "block_decode": (_INT, [_P, _P, _I64] + [_P] * 12 + [_I64, _I64, _I64, _INT, _F]),
     "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),
     "rng_uniform": (None, [_P, _I64, _U32, _U32, _U64]),
     "rng_normal": (None, [_P, _I64, _U32, _U32, _U64, _D, _D]),

@@ -351,6 +351,64 @@ class CPUNNOps:
             raise oom(op)
         self._wback(out, buf)
 
+    # ---- one transformer block for one token (a CPU extra for the inference engine) ---------
+    def block_decode(self, x, cache, pos, params, n_head, activation, eps) -> None:
+        """The inference engine's decode of one block for one new token (batch 1), in one C
+        call (`csrc/decode.c`): bit-identical to its op-by-op sequence.
+
+        x (1, C) the residual stream, updated in place; cache (Tmax, 3C) rows [q | k | v]:
+        row `pos` is written, rows 0..pos are attended; params: a tuple of the block's 12
+        tensors in the order ln_1.{weight,bias}, attn.c_attn.{w,b}, attn.c_proj.{w,b},
+        ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b} (biases None when the model has none), all
+        contiguous f32. A tuple's checks are done once and remembered (the engine passes the
+        same tuple every token), so a call costs a few microseconds of Python."""
+        op = "block_decode"
+        C = x.shape[-1]
+        if x.numel != C or cache.ndim != 2 or cache.shape[1] != 3 * C:
+            raise ValueError(f"{op}: x {x.shape} must be (1, C) and cache {cache.shape} (T, 3C)")
+        if x.dtype != "f32" or cache.dtype != "f32" or not (x.is_contiguous
+                                                            and cache.is_contiguous):
+            raise ValueError(f"{op}: x and cache must be contiguous f32")
+        if not 0 <= pos < cache.shape[0]:
+            raise ValueError(f"{op}: position {pos} does not fit cache {cache.shape}")
+        seen = self.__dict__.setdefault("_block_params", {})  # key -> (params, checked args)
+        key = (id(params), C, n_head, activation)
+        hit = seen.get(key)
+        if hit is None or hit[0] is not params:
+            hit = (params,) + self._block_decode_args(op, params, C, n_head, activation)
+            if len(seen) > 256:
+                seen.clear()
+            seen[key] = hit  # holds `params`, so its id is not reused while remembered
+        _, ptrs, H, act = hit
+        if self.k.block_decode(ptr(x), ptr(cache), pos, *ptrs, C, H, n_head, act, eps):
+            raise oom(op)
+
+    _ACTS = {"gelu": 0, "relu": 1, "silu": 2, "swiglu": 3}  # decode.c's ACT_*
+
+    def _block_decode_args(self, op, params, C, n_head, activation):
+        """(pointers, H, activation code) for `block_decode`, after checking every param."""
+        act = self._ACTS.get(activation)
+        if act is None:
+            raise ValueError(f"{op}: unknown activation {activation!r}")
+        if n_head < 1 or C % n_head:
+            raise ValueError(f"{op}: C={C} is not divisible by n_head={n_head}")
+        if len(params) != 12 or params[8] is None:
+            raise ValueError(f"{op}: expected the block's 12 params, got {len(params)}")
+        F = params[8].shape[-1]
+        H = F // 2 if act == 3 else F
+        shapes = ((C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, F), (F,),
+                  (H, C), (C,))
+        ptrs = []
+        for i, (t, want) in enumerate(zip(params, shapes)):
+            if t is None and i % 2:  # a missing bias
+                ptrs.append(None)
+                continue
+            if t is None or t.shape != want or t.dtype != "f32" or not t.is_contiguous:
+                got = "None" if t is None else f"{t.shape} {t.dtype}"
+                raise ValueError(f"{op}: param {i} is {got}; expected contiguous f32 {want}")
+            ptrs.append(ptr(t))
+        return tuple(ptrs), H, act
+
     # ---- optimizer ---------------------------------------------------------------------------
     def adamw_step(self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, step,
                    grad_scale=1.0) -> None:
