@@ -38,76 +38,41 @@ static inline vf vload(const float *p) {
 
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-/* S[q, j] = sum_d A[q, d] * BT[d, j] for q < QB, j < n. A (QB, hs) contiguous; BT (hs, ldb);
- * S rows have stride lds. */
-static void tile_scores(float *S, int64_t lds, const float *A, int64_t hs, const float *BT,
-                        int64_t ldb, int64_t n) {
-    const float *A0 = A, *A1 = A + hs, *A2 = A + 2 * hs, *A3 = A + 3 * hs;
+/* C[q, j] = sum_k A[q, k] * B[k, j] for q < QB, j < n, over K. A rows have stride lda, B rows
+ * ldb, C rows ldc; C is overwritten. Both products of attention have this shape: scores
+ * (A = queries, B = K transposed, K = head dim) and outputs (A = probabilities, B = V, K = keys).
+ * A QB x VW tile of C lives in registers while k is walked, so each load of B feeds QB FMAs. */
+static void tile_rows(float *C, int64_t ldc, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, int64_t K, int64_t n) {
+    const float *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;
     int64_t j0 = 0;
     for (; j0 + VW <= n; j0 += VW) {
-        vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-        const float *b = BT + j0;
-        for (int64_t d = 0; d < hs; d++) {
-            vf k = vload(b + d * ldb);
-            s0 += A0[d] * k;
-            s1 += A1[d] * k;
-            s2 += A2[d] * k;
-            s3 += A3[d] * k;
+        vf c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+        for (int64_t k = 0; k < K; k++) {
+            vf b = vload(B + k * ldb + j0);
+            c0 += A0[k] * b;
+            c1 += A1[k] * b;
+            c2 += A2[k] * b;
+            c3 += A3[k] * b;
         }
-        vstore(S + j0, s0);
-        vstore(S + lds + j0, s1);
-        vstore(S + 2 * lds + j0, s2);
-        vstore(S + 3 * lds + j0, s3);
+        vstore(C + j0, c0);
+        vstore(C + ldc + j0, c1);
+        vstore(C + 2 * ldc + j0, c2);
+        vstore(C + 3 * ldc + j0, c3);
     }
     for (; j0 < n; j0++) {
-        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-        for (int64_t d = 0; d < hs; d++) {
-            float k = BT[d * ldb + j0];
-            s0 += A0[d] * k;
-            s1 += A1[d] * k;
-            s2 += A2[d] * k;
-            s3 += A3[d] * k;
+        float c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            float b = B[k * ldb + j0];
+            c0 += A0[k] * b;
+            c1 += A1[k] * b;
+            c2 += A2[k] * b;
+            c3 += A3[k] * b;
         }
-        S[j0] = s0;
-        S[lds + j0] = s1;
-        S[2 * lds + j0] = s2;
-        S[3 * lds + j0] = s3;
-    }
-}
-
-/* O[q, :] = sum_{j < n} P[q, j] * V[j, :] for q < QB. P rows have stride ldp; V (n, hs)
- * contiguous; O (QB, hs) contiguous, overwritten. */
-static void tile_pv(float *O, const float *P, int64_t ldp, const float *V, int64_t hs,
-                    int64_t n) {
-    const float *P0 = P, *P1 = P + ldp, *P2 = P + 2 * ldp, *P3 = P + 3 * ldp;
-    int64_t d0 = 0;
-    for (; d0 + VW <= hs; d0 += VW) {
-        vf o0 = {0}, o1 = {0}, o2 = {0}, o3 = {0};
-        for (int64_t j = 0; j < n; j++) {
-            vf v = vload(V + j * hs + d0);
-            o0 += P0[j] * v;
-            o1 += P1[j] * v;
-            o2 += P2[j] * v;
-            o3 += P3[j] * v;
-        }
-        vstore(O + d0, o0);
-        vstore(O + hs + d0, o1);
-        vstore(O + 2 * hs + d0, o2);
-        vstore(O + 3 * hs + d0, o3);
-    }
-    for (; d0 < hs; d0++) {
-        float o0 = 0.0f, o1 = 0.0f, o2 = 0.0f, o3 = 0.0f;
-        for (int64_t j = 0; j < n; j++) {
-            float v = V[j * hs + d0];
-            o0 += P0[j] * v;
-            o1 += P1[j] * v;
-            o2 += P2[j] * v;
-            o3 += P3[j] * v;
-        }
-        O[d0] = o0;
-        O[hs + d0] = o1;
-        O[2 * hs + d0] = o2;
-        O[3 * hs + d0] = o3;
+        C[j0] = c0;
+        C[ldc + j0] = c1;
+        C[2 * ldc + j0] = c2;
+        C[3 * ldc + j0] = c3;
     }
 }
 
@@ -177,7 +142,7 @@ static void attn_fwd_task(void *vctx, int64_t begin, int64_t end) {
             int64_t nq = T - t0 < QB ? T - t0 : QB;
             int64_t n = t0 + nq; /* keys seen by the block's last query */
             load_block(Qb, base + t0 * 3 * C + h * hs, 3 * C, nq, hs, scale);
-            tile_scores(S, T, Qb, hs, KT, T, n);
+            tile_rows(S, T, Qb, hs, KT, T, hs, n);
             float inv[QB];
             for (int64_t q = 0; q < QB; q++) {
                 float *s = S + q * T;
@@ -200,7 +165,7 @@ static void attn_fwd_task(void *vctx, int64_t begin, int64_t end) {
                 inv[q] = 1.0f / sum;
                 c->lse[(b * nh + h) * T + t0 + q] = m + logf(sum);
             }
-            tile_pv(Ob, S, T, V, hs, n);
+            tile_rows(Ob, hs, S, T, V, hs, n, hs);
             for (int64_t q = 0; q < nq; q++) {
                 float *o = c->out + (b * T + t0 + q) * C + h * hs;
                 for (int64_t d = 0; d < hs; d++) o[d] = Ob[q * hs + d] * inv[q];
@@ -243,8 +208,8 @@ static void attn_bwd_task(void *vctx, int64_t begin, int64_t end) {
             load_block(Qs, qrow, 3 * C, nq, hs, scale);
             load_block(Qu, qrow, 3 * C, nq, hs, 1.0f);
             load_block(dOb, c->dout + (b * T + t0) * C + h * hs, C, nq, hs, 1.0f);
-            tile_scores(P, T, Qs, hs, KT, T, n);
-            tile_scores(dP, T, dOb, hs, VT, T, n); /* dP[q, j] = dout_q . v_j */
+            tile_rows(P, T, Qs, hs, KT, T, hs, n);
+            tile_rows(dP, T, dOb, hs, VT, T, hs, n); /* dP[q, j] = dout_q . v_j */
             for (int64_t q = 0; q < QB; q++) {
                 float *p = P + q * T, *dp = dP + q * T;
                 if (q >= nq) {
@@ -264,7 +229,7 @@ static void attn_bwd_task(void *vctx, int64_t begin, int64_t end) {
                 }
                 for (int64_t j = L; j < n; j++) p[j] = dp[j] = 0.0f;
             }
-            tile_pv(dQb, dP, T, K, hs, n); /* dq = sum_j dS_j k_j */
+            tile_rows(dQb, hs, dP, T, K, hs, n, hs); /* dq = sum_j dS_j k_j */
             for (int64_t q = 0; q < nq; q++) {
                 float *dq = c->dqkv + (b * T + t0 + q) * 3 * C + h * hs;
                 for (int64_t d = 0; d < hs; d++) dq[d] += dQb[q * hs + d];
