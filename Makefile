@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_FLAGS ?= -q
 
-.PHONY: all setup deps build test bench serve tui clean
+.PHONY: all setup deps build test bench clean
 
 all: build
 
@@ -27,12 +27,6 @@ test: deps build
 
 bench:
 	$(PYTHON) -m alpha bench kernels
-
-serve:
-	$(PYTHON) -m alpha serve
-
-tui:
-	$(PYTHON) -m alpha tui
 
 clean:
 	rm -rf .pytest_cache build *.egg-info
