@@ -15,6 +15,7 @@ import os
 from typing import Callable
 
 from alpha.core.errors import ConfigError, DataError
+from alpha.core.files import check_text_file
 from alpha.tokenizers.base import FORMAT, UNK, VERSION, Tokenizer  # noqa: F401
 from alpha.tokenizers.bpe import BPETokenizer
 from alpha.tokenizers.char import CharTokenizer
@@ -120,7 +121,7 @@ def train_from_file(kind: str, path: str, vocab_size: int, special_tokens=(),
         max_bytes = SAMPLE_BYTES[kind]
     if kind == "char":
         # Char training streams the whole file: no character the model will see becomes <unk>.
-        size = _check_file(path)
+        size = check_text_file(path)
         tok = cls.train(_iter_file(path), vocab_size, special_tokens)
         if log:
             log(f"char tokenizer: {tok.vocab_size} tokens from all {size / 1e6:.1f} MB of {path}")
@@ -133,15 +134,6 @@ def train_from_file(kind: str, path: str, vocab_size: int, special_tokens=(),
         else:
             log(f"{kind} tokenizer: training on all {size / 1e6:.1f} MB of {path}")
     return cls.train(text, vocab_size, special_tokens)
-
-
-def _check_file(path: str) -> int:
-    if not os.path.isfile(path):
-        raise DataError(f"data file not found: {path}")
-    size = os.path.getsize(path)
-    if size == 0:
-        raise DataError(f"data file {path} is empty")
-    return size
 
 
 def _iter_file(path: str):

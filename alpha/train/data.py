@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from alpha.core.atomic import fsync_dir
 from alpha.core.errors import DataError
+from alpha.core.files import check_text_file
 from alpha.core.rng import Rng
 
 MAGIC = b"ALPHATOK"
@@ -143,20 +144,6 @@ def cache_path_for(text_path: str, tokenizer, cache_dir: str | None = None) -> s
     directory = cache_dir or os.path.dirname(os.path.abspath(text_path))
     name = f"{os.path.basename(text_path)}.{tokenizer.kind}-{tokenizer.fingerprint()[:12]}.tokens"
     return os.path.join(directory, name)
-
-
-def check_text_file(path: str, what: str = "data file") -> int:
-    """The file's size; DataError when it is missing, not a file, or empty."""
-    if not path:
-        raise DataError(f"no {what} given")
-    if not os.path.exists(path):
-        raise DataError(f"{what} not found: {path}")
-    if not os.path.isfile(path):
-        raise DataError(f"{what} {path} is not a regular file")
-    size = os.path.getsize(path)
-    if size == 0:
-        raise DataError(f"{what} {path} is empty (0 bytes)")
-    return size
 
 
 def file_sha256(path: str) -> bytes:
