@@ -20,11 +20,7 @@ from alpha.tensor.tensor import Tensor
 REF = get_backend("reference")
 
 
-def cpu_or_skip():
-    try:
-        return get_backend("cpu")
-    except (ImportError, AttributeError, NotImplementedError) as e:
-        pytest.skip(f"cpu backend not available yet: {e}")
+CPU = get_backend("cpu")
 
 
 def rand(rng: Stream, shape, scale=1.0):
@@ -229,8 +225,4 @@ def test_memory_flat_over_100_steps_reference():
 
 
 def test_memory_flat_over_100_steps_cpu():
-    be = cpu_or_skip()
-    try:
-        _run_steps(be, 100, trace=True)
-    except NotImplementedError as e:
-        pytest.skip(f"cpu backend incomplete: {e}")
+    _run_steps(CPU, 100, trace=True)

@@ -1,7 +1,5 @@
 """A tiny GPT trained on cpu and on helios from the same seed: the losses of 20 steps agree
-within relative 1e-3. helios runs in a subprocess (a driver crash fails the test, not pytest).
-While the CPU backend lacks an op (NotImplementedError), the float64 reference backend stands in
-for it (the trainer's config only names cpu and helios, so the subprocess maps "cpu" to it)."""
+within relative 1e-3. helios runs in a subprocess (a driver crash fails the test, not pytest)."""
 
 from __future__ import annotations
 
@@ -17,10 +15,7 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
         "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
 
 RUN = """
-    import json, sys
-    if len(sys.argv) > 4 and sys.argv[4] == "as-reference":
-        import alpha.tensor
-        alpha.tensor._BACKENDS["cpu"] = alpha.tensor._BACKENDS["reference"]
+    import sys
     from alpha.core.config import resolve
     from alpha.train.trainer import Trainer
     backend, data, run_dir = sys.argv[1:4]
@@ -38,8 +33,8 @@ def _losses(run_dir):
         return [json.loads(line)["loss"] for line in f if line.strip()]
 
 
-def _cpu(code, data, run_dir, *extra):
-    return subprocess.run([sys.executable, "-c", code, "cpu", str(data), str(run_dir), *extra],
+def _cpu(code, data, run_dir):
+    return subprocess.run([sys.executable, "-c", code, "cpu", str(data), str(run_dir)],
                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                           text=True, timeout=600)
 
@@ -57,8 +52,6 @@ def test_cpu_and_helios_losses_agree(tmp_path):
                     timeout=600)
         else:
             r = _cpu(code, data, run_dir)
-            if r.returncode and "NotImplementedError" in r.stderr:
-                r = _cpu(code, data, run_dir, "as-reference")
         assert r.returncode == 0, f"{backend}: {r.stdout[-2000:]}{r.stderr[-4000:]}"
         runs[backend] = _losses(run_dir)
     cpu, gpu = runs["cpu"], runs["helios"]
