@@ -21,8 +21,8 @@ from alpha.tensor.tensor import Tensor, check_shape
 from alpha.helios.device import Device
 from alpha.helios.pipeline import Pipelines
 from alpha.helios.kernels import elementwise as kel
-from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
+from alpha.helios.ops_matmul import MatmulOps
 from alpha.helios.ops_nn import NNOps, _positions
 
 GPU_DTYPES = ("f32", "i32", "u32")
@@ -43,7 +43,7 @@ def _groups(n: int, local: int = 256, cap: int = 4096) -> int:
     return max(1, min(cap, (n + local - 1) // local))
 
 
-class HeliosBackend(NNOps):
+class HeliosBackend(MatmulOps, NNOps):
     name = "helios"
 
     def __init__(self):
@@ -247,103 +247,6 @@ class HeliosBackend(NNOps):
             zs = _rng.normals_from_words(_rng.words(tuple(key), position, 2 * ((n + 1) // 2)), n)
             vals = array("f", [mean + std * z for z in zs])
         self._host_store(out, vals)
-
-    # ---- matmul --------------------------------------------------------------------------
-    def matmul(self, out, a, b, *, trans_a=False, trans_b=False, accumulate=False,
-               alpha=1.0) -> None:
-        c.need_f32("matmul", ("out", out), ("a", a), ("b", b))
-        if a.ndim < 2 or b.ndim < 2:
-            raise ValueError(f"matmul: a {a.shape} and b {b.shape} need at least 2 dims")
-        opa = a.transpose(-2, -1) if trans_a else a
-        opb = b.transpose(-2, -1) if trans_b else b
-        batch = opa.shape[:-2]
-        M, K = opa.shape[-2:]
-        K2, N = opb.shape[-2:]
-        if K != K2 or (opb.ndim > 2 and opb.shape[:-2] != batch):
-            raise ValueError(f"matmul: a {a.shape} (trans_a={trans_a}) and b {b.shape} "
-                             f"(trans_b={trans_b}) do not multiply")
-        c.need_shape("matmul", "out", out, batch + (M, N), f"a {a.shape} and b {b.shape}")
-        nb = math.prod(batch)
-        if nb == 0 or M == 0 or N == 0:
-            return
-        opa, sab = self._batched(opa)
-        opb, sbb = self._batched(opb) if opb.ndim > 2 else (opb, 0)
-        o = out if out.is_contiguous else self._new(out.shape)
-        if o is not out and accumulate:
-            self.copy(o, out)
-        sam, sak = opa.strides[-2:]
-        sbk, sbn = opb.strides[-2:]
-        cfg = self._mm_config(M, N, K, nb)
-        splits = self._split_k(kmm.LARGE, M, N, K, nb)
-        if splits > 1:  # big tiles, K cut into slices
-            self._matmul_split_k(o, opa, opb, kmm.LARGE, M, N, K, splits, alpha, accumulate)
-            if o is not out:
-                self.copy(out, o)
-            return
-        ck = sak == 1 and sam != 1
-        al = K > 0 and M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
-        values = [self._addr(o), self._addr(opa), self._addr(opb), M, N, K, sab, sam, sak,
-                  sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
-        for b0 in range(0, nb, MAX_GROUPS):  # batch beyond the group limit: several dispatches
-            nbi = min(MAX_GROUPS, nb - b0)
-            if b0:
-                values[0] = self._addr(o) + b0 * M * N * 4
-                values[1] = self._addr(opa) + b0 * sab * 4
-                values[2] = self._addr(opb) + b0 * sbb * 4
-            self._launch(("matmul", cfg, ck, al), lambda: kmm.matmul_kernel(cfg, ck, al), values,
-                         ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, nbi))
-        if o is not out:
-            self.copy(out, o)
-
-    def _split_k(self, cfg, M, N, K, batch) -> int:
-        """How many K slices a single product with too few tiles to fill the GPU (weight
-        gradients: small M x N, long K) is cut into; 1 = no split."""
-        if batch != 1 or self.dev.device_type not in ("discrete", "integrated"):
-            return 1
-        tiles = -(-M // cfg.BM) * -(-N // cfg.BN)
-        for s in (8, 4, 2):
-            if tiles * s <= 1024 and tiles < 256 and K % (s * cfg.BK) == 0 and K // s >= 256:
-                return s
-        return 1
-
-    def _matmul_split_k(self, o, a, b, cfg, M, N, K, splits, alpha, accumulate):
-        """Slices of K as batch entries into a (splits, M, N) scratch, then a fixed-order sum
-        (deterministic, no atomics) into o."""
-        part = self._new((splits, M, N))
-        Ks = K // splits
-        sam, sak = a.strides[-2:]
-        sbk, sbn = b.strides[-2:]
-        ck = sak == 1 and sam != 1
-        al = M % cfg.BM == 0 and N % cfg.BN == 0
-        values = [self._addr(part), self._addr(a), self._addr(b), M, N, Ks, Ks * sak, sam, sak,
-                  Ks * sbk, sbk, sbn, float(alpha), 0.0]
-        self._launch(("matmul", cfg, ck, al), lambda: kmm.matmul_kernel(cfg, ck, al), values,
-                     ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, splits))
-        add = bool(accumulate)
-        self._launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
-                     [self._addr(o), self._addr(part), splits, M * N], (_groups(M * N), 1, 1))
-
-    def _mm_config(self, M, N, K, batch=1):
-        """The tile shape class: big tiles on a GPU once they still give every multiprocessor
-        work (a few hundred tiles), smaller ones for small products."""
-        gpu = self.dev.device_type in ("discrete", "integrated")
-        if gpu and (M // 128) * (N // 128) * batch >= 256:
-            return kmm.LARGE
-        if M * N * batch >= 64 * 64 * 8:
-            return kmm.DEFAULT
-        return kmm.SMALL
-
-    def _batched(self, t):
-        """(t or a contiguous copy, batch stride) such that batch i starts at i * stride."""
-        bshape, bstr = t.shape[:-2], t.strides[:-2]
-        dims = [(n, s) for n, s in zip(bshape, bstr) if n != 1]
-        if not dims:
-            return t, 0
-        ok = all(dims[i][1] == dims[i + 1][1] * dims[i + 1][0] for i in range(len(dims) - 1))
-        if ok:
-            return t, dims[-1][1]
-        t = self._contig(t)
-        return t, t.shape[-2] * t.shape[-1]
 
     # ---- elementwise ---------------------------------------------------------------------
     def binary(self, out, op, a, b) -> None:

@@ -123,12 +123,33 @@ class Device:
         if "VK_KHR_cooperative_matrix" in self.extensions:
             self.fcm = vk.CoopMatFeatures(sType=vk.ST_COOPMAT_FEATURES_KHR, pNext=addressof(head))
             head = self.fcm
+        self.fbf16 = None
+        if "VK_KHR_shader_bfloat16" in self.extensions:
+            self.fbf16 = vk.Bfloat16Features(sType=vk.ST_BFLOAT16_FEATURES_KHR,
+                                             pNext=addressof(head))
+            head = self.fbf16
         self.features = vk.PhysicalDeviceFeatures2(sType=vk.ST_FEATURES_2, pNext=addressof(head))
         fi.GetPhysicalDeviceFeatures2(pd, byref(self.features))
         if not self.f12.bufferDeviceAddress:
             raise BackendUnavailable(f"helios: {self.name} lacks bufferDeviceAddress")
         self.coopmat = self._coopmat_properties() if self.fcm and self.fcm.cooperativeMatrix \
             else []
+
+    def coopmat_types(self) -> set[str]:
+        """The 16-bit input types ("bf16", "f16") that the tensor-core matmul can use here: a
+        16x16x16 subgroup shape with fp32 accumulation, 32-wide subgroups (what the kernels
+        assume), and for bf16 the bfloat16 cooperative-matrix feature."""
+        if self.subgroup.subgroupSize != 32:
+            return set()
+        out = set()
+        for p in self.coopmat:
+            if (p["M"], p["N"], p["K"], p["B"], p["C"], p["R"], p["scope"]) == \
+                    (16, 16, 16, p["A"], "f32", "f32", 3) and p["A"] in ("bf16", "f16"):
+                out.add(p["A"])
+        if "bf16" in out and not (self.fbf16 is not None
+                                  and self.fbf16.shaderBFloat16CooperativeMatrix):
+            out.discard("bf16")
+        return out
 
     def _coopmat_properties(self) -> list[dict]:
         fn = self.fi.GetPhysicalDeviceCooperativeMatrixPropertiesKHR
@@ -166,7 +187,10 @@ class Device:
             self.f13.robustImageAccess = 0
         if self.fcm is not None:
             self.fcm.cooperativeMatrixRobustBufferAccess = 0
-        exts = ["VK_KHR_cooperative_matrix"] if self.coopmat else []
+        # every extension whose feature struct is chained is enabled (a chained struct of a
+        # disabled extension is invalid usage)
+        exts = (["VK_KHR_cooperative_matrix"] if self.fcm is not None else []) + \
+            (["VK_KHR_shader_bfloat16"] if self.fbf16 is not None else [])
         self._exts = _cstrings(exts)
         dinfo = vk.DeviceCreateInfo(sType=vk.ST_DEVICE_CREATE_INFO,
                                     pNext=addressof(self.features), queueCreateInfoCount=1,

@@ -115,6 +115,8 @@ def build(config: RunConfig, tokenizer_json: str | None = None, log=None) -> Ses
 
     backend = get_backend(config.train.backend)
     tc = config.train
+    if tc.dtype != "f32":  # mixed precision: the same backend with bf16 matmuls
+        backend = backend.with_matmul_dtype(tc.dtype)
     kind = tokenizer_kind(config)
     specials = get_domain(config.domain).special_tokens
     block = config.model.block_size
