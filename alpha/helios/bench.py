@@ -151,6 +151,8 @@ def _memory_bound(be, n: int, copy_gbs: float) -> list[tuple[str, float]]:
 def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small sizes, no tile sweep (a smoke test; the default on a CPU device)")
+    p.add_argument("--tensor-cores", action="store_true",
+                   help="only the tensor-core matmul (check, tile sweep, products vs cuBLAS)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N",
                    help="SGEMM sizes N (N^3; default 4096 8192 on a GPU)")
 
@@ -163,6 +165,12 @@ def run(args=None) -> int:
     cpu_device = dev.device_type == "cpu" or bool(getattr(args, "quick", False))
     _say(f"helios bench on {dev.name} ({dev.device_type})")
     t0 = time.time()
+    sizes = getattr(args, "sizes", None) or ([256] if cpu_device else [4096, 8192])
+    if getattr(args, "tensor_cores", False):
+        from alpha.helios import bench_coop
+        bench_coop.run(be, _say, sizes)
+        _say(f"pipelines created: {be.pipes.created}; bench took {time.time() - t0:.1f} s")
+        return 0
 
     n_mem = (1 << 20) if cpu_device else (64 << 20)
     cmd = _copy_bandwidth(be, n_mem)
@@ -175,7 +183,6 @@ def run(args=None) -> int:
     _say("memory-bound kernels (minimal bytes moved; target >= 70% of copy):")
     _memory_bound(be, n_mem, copy_gbs)
 
-    sizes = getattr(args, "sizes", None) or ([256] if cpu_device else [4096, 8192])
     best = None
     if not cpu_device:
         _say("SGEMM tile sweep at 4096^3:")

@@ -82,15 +82,15 @@ def check_case(be, dtype, src, case, rng) -> float:
     return worst
 
 
-def check(be, say, configs=None) -> bool:
-    """Validate the tensor-core kernels this device can run; print one line per variant."""
-    from alpha.helios.kernels import coopmat as kcm
+def check(be, say, configs=None) -> tuple[set, list]:
+    """Validate the tensor-core kernels this device can run; print one line per variant.
+    Returns (the input types whose kernels passed, the tile configs that passed)."""
     types = sorted(be._coop_types())
     if not types:
         say("tensor-core matmul: this device offers no usable cooperative matrix; skipped")
-        return False
+        return set(), []
     rng = random.Random(12)
-    ok = True
+    passed, good_cfgs = set(types), []
     for dtype in types:
         for src in (dtype, "f32"):
             worst = 0.0
@@ -101,7 +101,8 @@ def check(be, say, configs=None) -> bool:
                 say(f"  check {dtype} inputs from {src}: {type(e).__name__}: {e}")
                 worst = math.inf
             good = worst <= 1.0
-            ok &= good
+            if not good:
+                passed.discard(dtype)
             say(f"  check {dtype} inputs from {src:>4}: {len(CASES)} shapes, worst error "
                 f"{worst:.3g} x tolerance -> {'ok' if good else 'FAILED'}")
     for cfg in configs or ():
@@ -113,10 +114,11 @@ def check(be, say, configs=None) -> bool:
             w = math.inf
         finally:
             be.coop_config = None
-        ok &= w <= 1.0
+        if w <= 1.0:
+            good_cfgs.append(cfg)
         say(f"  check config {cfg}: worst {w:.3g} x tolerance -> "
             f"{'ok' if w <= 1.0 else 'FAILED'}")
-    return ok
+    return passed, good_cfgs
 
 
 def _random16(be, n, dtype, seed):
@@ -177,22 +179,26 @@ def run(be, say, sizes) -> None:
     configs = [c for c in kcm.CONFIGS
                if c.shared_bytes() <= be.dev.limits.maxComputeSharedMemorySize]
     say("tensor-core matmul (VK_KHR_cooperative_matrix), checked against float64 first:")
-    if not check(be, say, configs):
-        say("  not timed: a check failed")
+    passed, configs = check(be, say, configs)
+    types = sorted(passed)
+    if not types:
+        say("  not timed: no input type passed its check")
         return
-    types = sorted(be._coop_types())
-    say("  tile sweep at 4096^3 (bf16 inputs):" if "bf16" in types else "  tile sweep:")
+    say(f"  tile sweep at 4096^3 ({types[0]} inputs from {types[0]} | from f32), only tiles "
+        "that passed their check:")
     best = None
     for cfg in configs:
         be.coop_config = cfg
         try:
             tf = time_matmul(be, 4096, types[0], types[0], 10)
+            tf32 = time_matmul(be, 4096, types[0], "f32", 10)
         except Exception as e:  # a shape this driver cannot build: report it and go on
             say(f"    {cfg}: failed ({type(e).__name__}: {e})")
             continue
         finally:
             be.coop_config = None
-        say(f"    BM={cfg.BM} BN={cfg.BN} BK={cfg.BK} WM={cfg.WM} WN={cfg.WN}: {tf:.1f} TFLOP/s")
+        say(f"    BM={cfg.BM} BN={cfg.BN} BK={cfg.BK} WM={cfg.WM} WN={cfg.WN} {cfg.smem}: "
+            f"{tf:6.1f} | {tf32:6.1f} TFLOP/s")
         if best is None or tf > best[1]:
             best = (cfg, tf)
     be.coop_config = best[0] if best else None

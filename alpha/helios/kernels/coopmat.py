@@ -47,6 +47,7 @@ class CoopConfig:
     BK: int = 32   # k step
     WM: int = 64   # rows per subgroup
     WN: int = 64   # cols per subgroup
+    smem: str = "u32x4"  # shared element type: "u32x4" (16-byte units) or "h16x4" (4 x 16-bit)
 
     @property
     def subgroups(self) -> int:
@@ -68,7 +69,9 @@ DEFAULT = CoopConfig()  # 4 subgroups of 64x64
 SMALL = CoopConfig(64, 64, 32, 32, 32)  # small products: more tiles
 # what `bench helios` sweeps at 4096^3
 CONFIGS = (DEFAULT, CoopConfig(128, 128, 32, 64, 32), CoopConfig(128, 256, 16, 64, 64),
-           CoopConfig(128, 256, 32, 64, 64), CoopConfig(256, 128, 32, 64, 64), SMALL)
+           CoopConfig(128, 128, 16, 64, 64), CoopConfig(64, 128, 32, 32, 64),
+           CoopConfig(128, 64, 32, 64, 32), SMALL, CoopConfig(smem="h16x4"),
+           CoopConfig(128, 128, 32, 64, 32, "h16x4"))
 
 
 class _Coop:
@@ -130,7 +133,17 @@ def _bf16_bits(k: Kernel, x: Val) -> Val:
 
 
 def _f16_bits(k: Kernel, x: Val) -> Val:
-    return k.op("OpFConvert", "f16", x.id).bits("u16").to("u32")
+    """f32 -> fp16 bits, round to nearest even, in integer arithmetic (Vulkan leaves
+    OpFConvert's rounding to the driver): F. Giesen's float_to_half_fast3_rtne."""
+    b = x.bits("u32")
+    sign = (b >> 16) & 0x8000
+    u = b & 0x7FFFFFFF
+    # |x| < 2^-14 (fp16 subnormal or zero): let an fp32 add by 0.5 round the mantissa
+    sub = ((u.bits("f32") + 0.5).bits("u32")) - 0x3F000000
+    norm = (u + (0xC8000FFF + ((u >> 13) & 1))) >> 13  # rebias the exponent (-112 << 23)
+    h = k.select(u < 0x38800000, sub, norm)
+    h = k.select(u >= 0x47800000, k.select(u > 0x7F800000, 0x7E00, 0x7C00), h)
+    return h | sign
 
 
 def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
@@ -142,7 +155,8 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     nt = cfg.threads
     params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS]
     name = (f"coopmat_{dtype}_{src}_{BM}x{BN}x{BK}_{WM}x{WN}_{'k' if a_kcontig else 'm'}"
-            f"{'n' if b_ncontig else 'k'}{'_vec' if vec else ''}")
+            f"{'n' if b_ncontig else 'k'}{'_vec' if vec else ''}"
+            f"{'' if cfg.smem == 'u32x4' else '_' + cfg.smem}")
     k = Kernel(name, (nt, 1, 1), params, version=(1, 6))
     cp = _Coop(k, dtype)
     c_addr, a_addr, b_addr, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = k.params()
@@ -157,13 +171,20 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     else:
         b_rows, b_units = BN, BK // UNIT + 1
     a_size, b_size = a_rows * a_units, b_rows * b_units
-    As = m_.variable(m_.type_pointer("Workgroup", m_.type_array(cp.u4, 2 * a_size)), "Workgroup")
-    Bs = m_.variable(m_.type_pointer("Workgroup", m_.type_array(cp.u4, 2 * b_size)), "Workgroup")
+    if cfg.smem == "u32x4":
+        sh_t, S = cp.u4, 1  # S: shared elements per 16-byte unit
+    else:
+        sh_t, S = m_.type_vector(cp.elem16, 4), 2
+    cp.u2 = m_.type_vector(cp.u32, 2)
+    As = m_.variable(m_.type_pointer("Workgroup", m_.type_array(sh_t, 2 * a_size * S)),
+                     "Workgroup")
+    Bs = m_.variable(m_.type_pointer("Workgroup", m_.type_array(sh_t, 2 * b_size * S)),
+                     "Workgroup")
     f32 = k.ty("f32")
     scratch = m_.variable(m_.type_pointer("Workgroup",
                                           m_.type_array(f32, FRAG * FRAG * cfg.subgroups)),
                           "Workgroup")
-    wg_u4 = m_.type_pointer("Workgroup", cp.u4)
+    wg_sh = m_.type_pointer("Workgroup", sh_t)
     wg_f32 = m_.type_pointer("Workgroup", f32)
 
     tid = k.local_id(0)
@@ -281,8 +302,16 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                 v = k.fn.op("OpLoad", var, type=cp.u4)
 
                 def put(sidx=sidx, v=v):
-                    p = k.fn.op("OpAccessChain", arr, (off + sidx).id, type=wg_u4)
-                    k.fn.op("OpStore", p, v, NONPRIVATE)
+                    if S == 1:
+                        p = k.fn.op("OpAccessChain", arr, (off + sidx).id, type=wg_sh)
+                        k.fn.op("OpStore", p, v, NONPRIVATE)
+                        return
+                    for h in range(2):  # two 8-byte halves of the unit, as 4 x 16-bit
+                        pair = k.fn.op("OpVectorShuffle", v, v, 2 * h, 2 * h + 1, type=cp.u2)
+                        p = k.fn.op("OpAccessChain", arr, ((off + sidx) * 2 + h).id,
+                                    type=wg_sh)
+                        k.fn.op("OpStore", p, k.fn.op("OpBitcast", pair, type=sh_t),
+                                NONPRIVATE)
                 if guard is None:
                     put()
                 else:
@@ -301,8 +330,8 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
             k.fn.op("OpStore", v, zero)
 
     def frag_load(arr, idx: Val, t, stride_units, layout):
-        p = k.fn.op("OpAccessChain", arr, idx.id, type=wg_u4)
-        return k.fn.op("OpCooperativeMatrixLoadKHR", p, cp.c(layout), cp.c(stride_units),
+        p = k.fn.op("OpAccessChain", arr, (idx * S if S > 1 else idx).id, type=wg_sh)
+        return k.fn.op("OpCooperativeMatrixLoadKHR", p, cp.c(layout), cp.c(stride_units * S),
                        NONPRIVATE, type=t)
 
     def multiply(buf_sel):
