@@ -43,11 +43,13 @@ UNIT = 8  # 16-bit elements per 16-byte shared unit
 @dataclass(frozen=True)
 class CoopConfig:
     BM: int = 128  # tile rows
-    BN: int = 128  # tile cols
+    BN: int = 64   # tile cols
     BK: int = 32   # k step
     WM: int = 64   # rows per subgroup
-    WN: int = 64   # cols per subgroup
+    WN: int = 32   # cols per subgroup
     smem: str = "u32x4"  # shared element type: "u32x4" (16-byte units) or "h16x4" (4 x 16-bit)
+    prefetch: bool = True  # next tile's loads held in registers across the multiply (else
+    #                        stored to the other shared buffer before it: fewer registers)
 
     @property
     def subgroups(self) -> int:
@@ -65,13 +67,17 @@ class CoopConfig:
         return 2 * 16 * (a + b) + 4 * FRAG * FRAG * self.subgroups
 
 
-DEFAULT = CoopConfig()  # 4 subgroups of 64x64
+DEFAULT = CoopConfig()  # 4 subgroups of 64x32 (fastest of the sweep on an H200)
 SMALL = CoopConfig(64, 64, 32, 32, 32)  # small products: more tiles
 # what `bench helios` sweeps at 4096^3
-CONFIGS = (DEFAULT, CoopConfig(128, 128, 32, 64, 32), CoopConfig(128, 256, 16, 64, 64),
-           CoopConfig(128, 128, 16, 64, 64), CoopConfig(64, 128, 32, 32, 64),
-           CoopConfig(128, 64, 32, 64, 32), SMALL, CoopConfig(smem="h16x4"),
-           CoopConfig(128, 128, 32, 64, 32, "h16x4"))
+CONFIGS = (DEFAULT, CoopConfig(prefetch=False),
+           CoopConfig(128, 128, 32, 64, 64), CoopConfig(128, 128, 32, 64, 64, prefetch=False),
+           CoopConfig(128, 128, 32, 64, 32),
+           CoopConfig(128, 128, 32, 64, 32, prefetch=False),
+           CoopConfig(128, 64, 16, 64, 32), CoopConfig(128, 64, 32, 32, 32),
+           CoopConfig(128, 64, 32, 128, 16), CoopConfig(128, 64, 32, 128, 16, prefetch=False),
+           CoopConfig(128, 128, 32, 128, 32, prefetch=False), CoopConfig(64, 128, 32, 64, 32),
+           CoopConfig(64, 64, 32, 64, 16), CoopConfig(128, 64, 32, 64, 32, "h16x4"), SMALL)
 
 
 class _Coop:
@@ -156,7 +162,8 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS]
     name = (f"coopmat_{dtype}_{src}_{BM}x{BN}x{BK}_{WM}x{WN}_{'k' if a_kcontig else 'm'}"
             f"{'n' if b_ncontig else 'k'}{'_vec' if vec else ''}"
-            f"{'' if cfg.smem == 'u32x4' else '_' + cfg.smem}")
+            f"{'' if cfg.smem == 'u32x4' else '_' + cfg.smem}"
+            f"{'' if cfg.prefetch else '_direct'}")
     k = Kernel(name, (nt, 1, 1), params, version=(1, 6))
     cp = _Coop(k, dtype)
     c_addr, a_addr, b_addr, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = k.params()
@@ -369,9 +376,12 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
         has_next = (t + 1) < steps
         with k.if_(has_next):
             stage((t + 1) * BK)
+            if not cfg.prefetch:
+                store_shared((t + 1) & 1)
         multiply(t & 1)
-        with k.if_(has_next):
-            store_shared((t + 1) & 1)
+        if cfg.prefetch:
+            with k.if_(has_next):
+                store_shared((t + 1) & 1)
         k.barrier()
 
     # epilogue
