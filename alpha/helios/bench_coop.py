@@ -191,6 +191,9 @@ def run(be, say, sizes) -> None:
         return
     say(f"  tile sweep at 4096^3, {types[0]} inputs, B stored (K, N) | (N, K); only tiles that "
         "passed their check:")
+    # the GPU idles at a few hundred MHz: a second of work first, or the first tiles time slow
+    for _ in range(3):
+        time_matmul(be, 8192, types[0], types[0], 20)
     best = None
     for cfg in configs:
         be.coop_config = cfg

@@ -72,12 +72,12 @@ SMALL = CoopConfig(64, 64, 32, 32, 32)  # small products: more tiles
 # what `bench helios` sweeps at 4096^3
 CONFIGS = (DEFAULT, CoopConfig(prefetch=False),
            CoopConfig(128, 128, 32, 64, 64), CoopConfig(128, 128, 32, 64, 64, prefetch=False),
-           CoopConfig(128, 128, 32, 64, 32),
-           CoopConfig(128, 128, 32, 64, 32, prefetch=False),
-           CoopConfig(128, 64, 16, 64, 32), CoopConfig(128, 64, 32, 32, 32),
-           CoopConfig(128, 64, 32, 128, 16), CoopConfig(128, 64, 32, 128, 16, prefetch=False),
-           CoopConfig(128, 128, 32, 128, 32, prefetch=False), CoopConfig(64, 128, 32, 64, 32),
-           CoopConfig(64, 64, 32, 64, 16), CoopConfig(128, 64, 32, 64, 32, "h16x4"), SMALL)
+           CoopConfig(128, 128, 32, 64, 32), CoopConfig(128, 128, 32, 64, 32, prefetch=False),
+           CoopConfig(128, 128, 32, 32, 64), CoopConfig(128, 128, 32, 128, 32, prefetch=False),
+           CoopConfig(128, 256, 16, 64, 64), CoopConfig(128, 256, 16, 64, 64, prefetch=False),
+           CoopConfig(256, 128, 16, 64, 64, prefetch=False),
+           CoopConfig(128, 256, 16, 64, 128, prefetch=False),
+           CoopConfig(128, 128, 16, 64, 64, prefetch=False), SMALL)
 
 
 class _Coop:
@@ -353,18 +353,16 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                 else:
                     idx = aoff + (kk * FRAG) * a_units + (wm0 + i * FRAG) / UNIT
                     afr.append(frag_load(As, idx, tA, a_units, COL_MAJOR))
-            bfr = []
-            for j in range(fj):
+            for j in range(fj):  # one B fragment live at a time (fewer registers)
                 if b_ncontig:
                     idx = boff + (kk * FRAG) * b_units + (wn0 + j * FRAG) / UNIT
-                    bfr.append(frag_load(Bs, idx, tB, b_units, ROW_MAJOR))
+                    bfr = frag_load(Bs, idx, tB, b_units, ROW_MAJOR)
                 else:
                     idx = boff + (wn0 + j * FRAG) * b_units + kk * (FRAG // UNIT)
-                    bfr.append(frag_load(Bs, idx, tB, b_units, COL_MAJOR))
-            for i in range(fi):
-                for j in range(fj):
+                    bfr = frag_load(Bs, idx, tB, b_units, COL_MAJOR)
+                for i in range(fi):
                     cur = k.fn.op("OpLoad", acc[i][j], type=tC)
-                    nxt = k.fn.op("OpCooperativeMatrixMulAddKHR", afr[i], bfr[j], cur, type=tC)
+                    nxt = k.fn.op("OpCooperativeMatrixMulAddKHR", afr[i], bfr, cur, type=tC)
                     k.fn.op("OpStore", acc[i][j], nxt)
 
     # prologue: tile 0 into buffer 0
