@@ -177,8 +177,8 @@ class MatmulOps:
         self._run(key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N)
 
     def _coop_shape(self, M, N, nb):
-        """128x64 tiles once they give every multiprocessor work, else 64x64."""
-        if -(-M // 128) * -(-N // 64) * nb >= 256:
+        """128x128 tiles once they give every multiprocessor work, else 64x64."""
+        if -(-M // 128) * -(-N // 128) * nb >= 256:
             return kcm.DEFAULT
         return kcm.SMALL
 
