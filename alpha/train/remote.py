@@ -23,7 +23,7 @@ acknowledged batch, plus the checkpoints waiting for upload. Hence:
 A file rewritten under the cursor (a resumed run cuts metrics.jsonl back to its checkpoint) fails
 the fingerprint check and is sent again from its start, which is idempotent too.
 
-Failures back off (1 s doubling to 30 s). A 401/403 (wrong secret) is retried slowly: the data
+Failures back off (1 s doubling to 10 s). A 401/403 (wrong secret) is retried slowly: the data
 waits. A batch the server calls invalid (400/422) is skipped and counted in `status()["skipped"]`.
 """
 
@@ -50,7 +50,8 @@ POLL_S = 0.5  # how often new lines are looked for
 HEARTBEAT_S = 10.0
 BATCH_BYTES = 1 << 20  # per file per request
 CHUNK_BYTES = 4 << 20  # checkpoint upload chunk
-BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 30.0
+BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 10.0
+CLOSE_TIMEOUT_S = 10.0  # at the end of a run, how long the last data may take to leave
 TERMINAL = {"completed": "completed", "interrupted": "stopped", "diverged": "failed",
             "failed": "failed", "error": "failed", "crashed": "failed"}
 
@@ -171,7 +172,7 @@ class RemoteReporter:
             self._thread = threading.Thread(target=self._work, name="alpha-remote", daemon=True)
             self._thread.start()
 
-    def close(self, timeout: float = 15.0) -> None:
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Send what is left and the final checkpoint, waiting at most `timeout` seconds; what
         could not be sent stays in the outbox for the next process on this run folder."""
         if self._thread is None:
@@ -192,32 +193,37 @@ class RemoteReporter:
         while True:
             stopping = self._stop.is_set()
             try:
-                self._tick(final=stopping)
+                done = self._tick(final=stopping)
             except Exception as e:  # noqa: BLE001 - the network must never reach training
                 self.last_error = f"{type(e).__name__}: {e}"
-            if stopping:
+                done = False
+            if stopping and done:
                 return
+            if stopping:  # closing: retry until close()'s timeout gives up on us
+                time.sleep(min(1.0, self._backoff))
+                continue
             self._wake.wait(self.poll_s)
 
-    def _tick(self, final: bool) -> None:
+    def _tick(self, final: bool) -> bool:
+        """Send what is due; True when everything was delivered."""
         if self.webhook_url:
             self._webhook_tick(final)
         if not self.url:
-            return
+            return True
         deadline = time.monotonic() + (1e9 if final else 5.0)
         if time.monotonic() < self._retry_at and not final:
-            return
+            return False
         try:
             while self._send_batch(final) and time.monotonic() < deadline:
                 pass  # more data waits: send the next batch now
             self._upload_pending(final)
             self._backoff = BACKOFF_MIN_S
-        except (OSError, _Refused) as e:
+            return True
+        except (OSError, _Refused, ValueError) as e:
             self.last_error = str(e)[:300]
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(BACKOFF_MAX_S, self._backoff * 2)
-            if final:
-                return
+            return False
 
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self._secret}", "Content-Type": "application/json"}
