@@ -464,6 +464,53 @@ class Backend:
         ck.kv_shapes(op, out, q, k, v, n_head, start)
         self._kv_attention(out, q, k, v, n_head, start)
 
+    # ---- inference: batch invariance and the fused decode block -----------------------------
+    def matmul_rows(self, out: "Tensor", a: "Tensor", b: "Tensor", *,
+                    trans_b: bool = False) -> None:
+        """out (M, N) = a (M, K) @ op(b), with every row computed exactly as it would be alone
+        (M = 1): the same bits whatever M. Batched decode uses it, so a sequence's tokens never
+        depend on what else is in the batch. A backend whose matmul already has that property
+        may answer with its matmul."""
+        op = "matmul_rows"
+        ck.need_float(op, self.floats, ("out", out), ("a", a), ("b", b))
+        if a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
+            raise ValueError(f"{op}: out {out.shape}, a {a.shape}, b {b.shape} must be 2-D")
+        M, K = a.shape
+        N, Kb = b.shape if trans_b else b.shape[::-1]
+        if Kb != K or out.shape != (M, N):
+            raise ValueError(f"{op}: shapes do not match: out {out.shape}, a {a.shape}, "
+                             f"b {b.shape}{' (trans_b)' if trans_b else ''}")
+        self._matmul_rows(out, a, b, trans_b)
+
+    def block_decode(self, x: "Tensor", cache: "Tensor", slots: Sequence[int],
+                     positions: Sequence[int], params: tuple, n_head: int, activation: str,
+                     eps: float) -> None:
+        """Optional (raise NotImplementedError("need block_decode") to decline): one GPT block for
+        one new token of each of M sequences, fused, with the exact bits of the model's op-by-op
+        cached forward (alpha/model/gpt.py). x (M, C) the residual stream, updated in place;
+        cache (S, Tmax, 2C) rows [k | v] of this layer: row positions[i] of slot slots[i] is
+        written, rows 0..positions[i] attended; params: the block's 12 tensors ln_1.{w,b},
+        attn.c_attn.{w,b}, attn.c_proj.{w,b}, ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b}
+        (biases None when the model has none). Rows must not depend on each other. (The hook
+        checks `params`: it can remember a tuple it has seen.)"""
+        op = "block_decode"
+        if x.ndim != 2 or cache.ndim != 3 or cache.shape[2] != 2 * x.shape[1]:
+            raise ValueError(f"{op}: x {x.shape} must be (M, C) and cache {cache.shape} "
+                             "(S, T, 2C)")
+        M = x.shape[0]
+        fl = self.floats
+        if x.dtype not in fl or cache.dtype not in fl or not (x.is_contiguous
+                                                              and cache.is_contiguous):
+            raise ValueError(f"{op}: x and cache must be contiguous f32")
+        S, T = cache.shape[0], cache.shape[1]
+        if len(slots) != M or len(positions) != M:
+            raise ValueError(f"{op}: {len(slots)} slots and {len(positions)} positions for "
+                             f"{M} rows")
+        for s, p in zip(slots, positions):
+            if not (0 <= s < S and 0 <= p < T):
+                raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
+        self._block_decode(x, cache, slots, positions, params, n_head, activation, eps)
+
     # ---- optimizer ---------------------------------------------------------------------------
     def adamw_step(self, param: "Tensor", grad: "Tensor", m: "Tensor", v: "Tensor", *, lr: float,
                    beta1: float, beta2: float, eps: float, weight_decay: float, step: int,

@@ -281,6 +281,14 @@ class NNOps:
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 
+    # ---- inference (the serving engine) -------------------------------------------------
+    def _matmul_rows(self, out, a, b, trans_b) -> None:
+        """Batch-invariant rows: its matmul shaders give each output element one fixed k order,
+        whatever M."""
+        self._matmul(out, a, b, False, trans_b, False, 1.0)
+
+    # (no _block_decode: the model runs the block op by op)
+
     def _kv_attention(self, out, q, k, v, n_head, start) -> None:
         B, Tq, C = q.shape
         if B * Tq == 0:

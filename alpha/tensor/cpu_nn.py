@@ -8,6 +8,8 @@ helpers `_contig`, `_wbuf`, `_wback`); split out so each file holds one concern.
 
 from __future__ import annotations
 
+from array import array
+
 from alpha.tensor.cpu_kernels import oom, ptr
 
 
@@ -232,26 +234,30 @@ class CPUNNOps:
             raise oom("kv_attention")
         self._wback(out, buf)
 
-    # ---- one transformer block for one token (a CPU extra for the inference engine) ---------
-    def block_decode(self, x, cache, pos, params, n_head, activation, eps) -> None:
-        """The inference engine's decode of one block for one new token (batch 1), in one C
-        call (`csrc/decode.c`): bit-identical to its op-by-op sequence.
+    # ---- the batch-invariant product and the fused decode block (for inference) --------------
+    def _matmul_rows(self, out, a, b, trans_b) -> None:
+        """Every row computed as if it were alone (csrc/matmul_small.c `alpha_sgemm_rows`)."""
+        M, K = a.shape
+        N = out.shape[1]
+        if M * N == 0:
+            return
+        b_rs, b_cs = (b.strides[1], b.strides[0]) if trans_b else b.strides
+        if b_cs != 1 and b_rs != 1:
+            b = self._contig(b)
+            b_rs, b_cs = (b.strides[1], b.strides[0]) if trans_b else b.strides
+        buf = self._wbuf(out, False)
+        self.k.alpha_sgemm_rows(M, N, K, ptr(a), a.strides[0], a.strides[1], ptr(b), b_rs, b_cs,
+                                ptr(buf), N, 1.0, 0)
+        self._wback(out, buf)
 
-        x (1, C) the residual stream, updated in place; cache (Tmax, 3C) rows [q | k | v]:
-        row `pos` is written, rows 0..pos are attended; params: a tuple of the block's 12
-        tensors in the order ln_1.{weight,bias}, attn.c_attn.{w,b}, attn.c_proj.{w,b},
-        ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b} (biases None when the model has none), all
-        contiguous f32. A tuple's checks are done once and remembered (the engine passes the
-        same tuple every token), so a call costs a few microseconds of Python."""
+    def _block_decode(self, x, cache, slots, positions, params, n_head, activation, eps) -> None:
+        """In one C call (`csrc/decode.c`), bit-identical to the GPT's op-by-op cached forward
+        and, row by row, to the same call with M = 1. The params tuple's checks are done here,
+        once per tuple, and remembered with its pointers (the model passes the same tuple every
+        token), so a call costs a few microseconds of Python."""
         op = "block_decode"
-        C = x.shape[-1]
-        if x.numel != C or cache.ndim != 2 or cache.shape[1] != 3 * C:
-            raise ValueError(f"{op}: x {x.shape} must be (1, C) and cache {cache.shape} (T, 3C)")
-        if x.dtype != "f32" or cache.dtype != "f32" or not (x.is_contiguous
-                                                            and cache.is_contiguous):
-            raise ValueError(f"{op}: x and cache must be contiguous f32")
-        if not 0 <= pos < cache.shape[0]:
-            raise ValueError(f"{op}: position {pos} does not fit cache {cache.shape}")
+        M, C = x.shape
+        T = cache.shape[1]
         seen = self.__dict__.setdefault("_block_params", {})  # key -> (params, checked args)
         key = (id(params), C, n_head, activation)
         hit = seen.get(key)
@@ -261,7 +267,10 @@ class CPUNNOps:
                 seen.clear()
             seen[key] = hit  # holds `params`, so its id is not reused while remembered
         _, ptrs, H, act = hit
-        if self.k.block_decode(ptr(x), ptr(cache), pos, *ptrs, C, H, n_head, act, eps):
+        idx = array("q", slots) + array("q", positions)
+        base = idx.buffer_info()[0]
+        if self.k.block_decode(ptr(x), M, ptr(cache), T * 2 * C, base, base + 8 * M, *ptrs, C, H,
+                               n_head, act, eps):
             raise oom(op)
 
     _ACTS = {"gelu": 0, "relu": 1, "silu": 2, "swiglu": 3}  # decode.c's ACT_*

@@ -526,6 +526,13 @@ class ReferenceBackend(Backend):
                             dX[ko + d] += dS * X[qo + d]  # dk
         _add_into(dqkv, dX)
 
+    # ---- inference (the serving engine) -------------------------------------------------
+    def _matmul_rows(self, out, a, b, trans_b) -> None:
+        """Batch-invariant rows: its matmul computes every element on its own, whatever M."""
+        self._matmul(out, a, b, False, trans_b, False, 1.0)
+
+    # (no _block_decode: the model runs the block op by op)
+
     def _kv_attention(self, out, q, k, v, n_head, start) -> None:
         B, Tq, C = q.shape
         hs = C // n_head
