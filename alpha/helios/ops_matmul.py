@@ -14,17 +14,12 @@ from __future__ import annotations
 import copy
 import math
 
-from alpha.tensor import checks as c
 from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
+from alpha.helios.runtime import MAX_GROUPS, groups as _groups
 
-MAX_GROUPS = 65535
 MATMUL_DTYPES = ("f32", "bf16", "f16")
-
-
-def _groups(n: int, local: int = 256, cap: int = 4096) -> int:
-    return max(1, min(cap, (n + local - 1) // local))
 
 
 class MatmulOps:
@@ -39,6 +34,8 @@ class MatmulOps:
             return self
         other = copy.copy(self)
         other.matmul_dtype = dtype
+        other.rt = copy.copy(self.rt)  # same device and pipelines; new tensors belong to other
+        other.rt.backend = other
         return other
 
     def _coop_types(self) -> set:
@@ -47,17 +44,16 @@ class MatmulOps:
             types = self.dev._coop_types = self.dev.coopmat_types()
         return types
 
-    # ---- the protocol op -------------------------------------------------------------------
-    def matmul(self, out, a, b, *, trans_a=False, trans_b=False, accumulate=False,
-               alpha=1.0) -> None:
-        c.need_f32("matmul", ("out", out), ("a", a), ("b", b))
-        self._matmul(out, a, b, trans_a, trans_b, accumulate, alpha, self.matmul_dtype, "f32")
+    # ---- the protocol op (arguments checked by the front, alpha.core.backend) --------------
+    def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha) -> None:
+        self._mm(out, a, b, trans_a, trans_b, accumulate, alpha, self.matmul_dtype, "f32")
 
     def matmul16(self, out, a, b, *, dtype="bf16", trans_a=False, trans_b=False,
                  accumulate=False, alpha=1.0) -> None:
         """out (f32) = alpha * op(a) @ op(b) (+ out), a and b u16 tensors holding bf16 or fp16
         bits (see `pack16`); needs tensor cores for `dtype`."""
-        c.need_f32("matmul16", ("out", out))
+        if out.dtype != "f32":
+            raise TypeError(f"matmul16: out has dtype {out.dtype}; it must be f32")
         for name, t in (("a", a), ("b", b)):
             if t.dtype != "u16":
                 raise TypeError(f"matmul16: {name} has dtype {t.dtype}; it holds {dtype} bits "
@@ -66,23 +62,24 @@ class MatmulOps:
             raise NotImplementedError(f"need tensor cores for {dtype} (VK_KHR_cooperative_matrix"
                                       f" on {self.dev.name} offers "
                                       f"{sorted(self._coop_types()) or 'none'})")
-        self._matmul(out, a, b, trans_a, trans_b, accumulate, alpha, dtype, dtype)
+        self._mm(out, a, b, trans_a, trans_b, accumulate, alpha, dtype, dtype)
 
     def pack16(self, out, x, dtype="bf16") -> None:
         """out (u16, same element count) = x (f32) rounded to `dtype` bits (nearest even)."""
-        c.need_f32("pack16", ("x", x))
+        if x.dtype != "f32":
+            raise TypeError(f"pack16: x has dtype {x.dtype}; it must be f32")
         if out.dtype != "u16" or out.numel != x.numel or not out.is_contiguous \
                 or x.numel % 2:
             raise ValueError(f"pack16: out must be a contiguous u16 tensor of x's even element "
                              f"count {x.numel} (got {out.dtype} {out.shape})")
-        x = self._contig(x)
+        x = self.rt.contig(x)
         n = x.numel // 2
         if n:
-            self._launch(("pack16", dtype), lambda: kcm.pack16_kernel(dtype),
-                         [self._addr(out), self._addr(x), n], (_groups(n), 1, 1))
+            self.rt.launch(("pack16", dtype), lambda: kcm.pack16_kernel(dtype),
+                         [self.rt.addr(out), self.rt.addr(x), n], (_groups(n), 1, 1))
 
     # ---- shared front ----------------------------------------------------------------------
-    def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha, dtype, src) -> None:
+    def _mm(self, out, a, b, trans_a, trans_b, accumulate, alpha, dtype, src) -> None:
         if a.ndim < 2 or b.ndim < 2:
             raise ValueError(f"matmul: a {a.shape} and b {b.shape} need at least 2 dims")
         if src == "f32" and dtype in self._coop_types():
@@ -99,15 +96,17 @@ class MatmulOps:
         if K != K2 or (opb.ndim > 2 and opb.shape[:-2] != batch):
             raise ValueError(f"matmul: a {a.shape} (trans_a={trans_a}) and b {b.shape} "
                              f"(trans_b={trans_b}) do not multiply")
-        c.need_shape("matmul", "out", out, batch + (M, N), f"a {a.shape} and b {b.shape}")
+        if out.shape != batch + (M, N):
+            raise ValueError(f"matmul: out has shape {out.shape}, expected {batch + (M, N)} "
+                             f"for a {a.shape} and b {b.shape}")
         nb = math.prod(batch)
         if nb == 0 or M == 0 or N == 0:
             return
         opa, sab = self._batched(opa)
         opb, sbb = self._batched(opb) if opb.ndim > 2 else (opb, 0)
-        o = out if out.is_contiguous else self._new(out.shape)
+        o = out if out.is_contiguous else self.rt.new(out.shape)
         if o is not out and accumulate:
-            self.copy(o, out)
+            self.rt.copy(o, out)
         if dtype != "f32" and dtype in self._coop_types():
             self._coop(o, opa, opb, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src)
         elif dtype == "f16":
@@ -117,25 +116,25 @@ class MatmulOps:
             self._simt(o, opa, opb, M, N, K, nb, sab, sbb, alpha, accumulate,
                        None if dtype == "f32" else dtype)
         if o is not out:
-            self.copy(out, o)
+            self.rt.copy(out, o)
 
     def _run(self, key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N):
         """Dispatch over the batch in slices of at most MAX_GROUPS workgroups."""
         for b0 in range(0, nb, MAX_GROUPS):
             nbi = min(MAX_GROUPS, nb - b0)
             if b0:
-                values[0] = self._addr(o) + b0 * M * N * 4
-                values[1] = self._addr(a) + b0 * sab * esize
-                values[2] = self._addr(b) + b0 * sbb * esize
-            self._launch(key, build, values, (grid[0], grid[1], nbi))
+                values[0] = self.rt.addr(o) + b0 * M * N * 4
+                values[1] = self.rt.addr(a) + b0 * sab * esize
+                values[2] = self.rt.addr(b) + b0 * sbb * esize
+            self.rt.launch(key, build, values, (grid[0], grid[1], nbi))
 
     def _packed(self, t, dtype):
         """t's values as `dtype` bits in a new u16 tensor of t's shape, or None when t has an
         odd number of elements (the f32-reading kernel takes those)."""
         if t.numel % 2 or t.numel == 0:
             return None
-        t = self._contig(t)
-        u = self._new(t.shape, "u16")
+        t = self.rt.contig(t)
+        u = self.rt.new(t.shape, "u16")
         self.pack16(u.view(t.numel), t.view(t.numel), dtype)
         return u
 
@@ -158,21 +157,21 @@ class MatmulOps:
         vec = ((sak if a_k else sam) == 1 and (sbn if b_n else sbk) == 1
                and inner_a % 8 == 0 and inner_b % 8 == 0 and Ks % 8 == 0
                and all(s % 8 == 0 for s in others)
-               and self._addr(a) % 16 == 0 and self._addr(b) % 16 == 0)
+               and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
         key = ("coopmat", cfg, dtype, src, a_k, b_n, vec)
         build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec)  # noqa: E731
         grid = (-(-N // cfg.BN), -(-M // cfg.BM))
         if splits > 1:
-            part = self._new((splits, M, N))
-            values = [self._addr(part), self._addr(a), self._addr(b), M, N, Ks, Ks * sak, sam,
+            part = self.rt.new((splits, M, N))
+            values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak, sam,
                       sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]
-            self._launch(key, build, values, (grid[0], grid[1], splits))
+            self.rt.launch(key, build, values, (grid[0], grid[1], splits))
             add = bool(accumulate)
-            self._launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
-                         [self._addr(o), self._addr(part), splits, M * N],
+            self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
+                         [self.rt.addr(o), self.rt.addr(part), splits, M * N],
                          (_groups(M * N), 1, 1))
             return
-        values = [self._addr(o), self._addr(a), self._addr(b), M, N, K, sab, sam, sak,
+        values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
                   sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
         self._run(key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N)
 
@@ -194,7 +193,7 @@ class MatmulOps:
                                rounding)
             return
         al = K > 0 and M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
-        values = [self._addr(o), self._addr(a), self._addr(b), M, N, K, sab, sam, sak,
+        values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
                   sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
         self._run(("matmul", cfg, ck, al, rounding),
                   lambda: kmm.matmul_kernel(cfg, ck, al, rounding), o, a, b, values,
@@ -214,20 +213,20 @@ class MatmulOps:
     def _simt_split_k(self, o, a, b, cfg, M, N, K, splits, alpha, accumulate, rounding):
         """Slices of K as batch entries into a (splits, M, N) scratch, then a fixed-order sum
         (deterministic, no atomics) into o."""
-        part = self._new((splits, M, N))
+        part = self.rt.new((splits, M, N))
         Ks = K // splits
         sam, sak = a.strides[-2:]
         sbk, sbn = b.strides[-2:]
         ck = sak == 1 and sam != 1
         al = M % cfg.BM == 0 and N % cfg.BN == 0
-        values = [self._addr(part), self._addr(a), self._addr(b), M, N, Ks, Ks * sak, sam, sak,
+        values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak, sam, sak,
                   Ks * sbk, sbk, sbn, float(alpha), 0.0]
-        self._launch(("matmul", cfg, ck, al, rounding),
+        self.rt.launch(("matmul", cfg, ck, al, rounding),
                      lambda: kmm.matmul_kernel(cfg, ck, al, rounding), values,
                      ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, splits))
         add = bool(accumulate)
-        self._launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
-                     [self._addr(o), self._addr(part), splits, M * N], (_groups(M * N), 1, 1))
+        self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
+                     [self.rt.addr(o), self.rt.addr(part), splits, M * N], (_groups(M * N), 1, 1))
 
     def _mm_config(self, M, N, K, batch=1):
         """The tile shape class: big tiles on a GPU once they still give every multiprocessor
@@ -248,5 +247,5 @@ class MatmulOps:
         ok = all(dims[i][1] == dims[i + 1][1] * dims[i + 1][0] for i in range(len(dims) - 1))
         if ok:
             return t, dims[-1][1]
-        t = self._contig(t)
+        t = self.rt.contig(t)
         return t, t.shape[-2] * t.shape[-1]
