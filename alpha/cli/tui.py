@@ -27,13 +27,6 @@ def register(sub):
 
 
 def run(args) -> int:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise ConfigError("the dashboard needs a terminal (stdin and stdout are not both one); "
-                          "use `python -m alpha runs` for a table")
-    term = os.environ.get("TERM", "")
-    if not term or term == "dumb":
-        raise ConfigError(f"the terminal type TERM={term!r} cannot draw a dashboard; "
-                          "set TERM (e.g. xterm-256color)")
     if args.remote:
         from alpha.tui.remote import RemoteSource
 
@@ -46,6 +39,13 @@ def run(args) -> int:
         from alpha.tui.local import LocalSource
 
         source = LocalSource(args.outputs)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigError("the dashboard needs a terminal (stdin and stdout are not both one); "
+                          "use `python -m alpha runs` for a table")
+    term = os.environ.get("TERM", "")
+    if not term or term == "dumb":
+        raise ConfigError(f"the terminal type TERM={term!r} cannot draw a dashboard; "
+                          "set TERM (e.g. xterm-256color)")
     from alpha.tui import app
 
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import curses
 import locale
 import os
+import sys
 import time
 
 from alpha.tui import views
@@ -74,6 +75,7 @@ class App:
         self.state = UiState()
         self.sampler = None
         self.selected_id: str | None = None  # the run under the cursor, kept across reorders
+        self.selected_model: tuple | None = None  # (run id, step) under the Models cursor
         self.dirty = True
         self.last_paint = 0.0
         self.last_second = -1
@@ -104,7 +106,7 @@ class App:
                 name = key_name(key)
                 if name is not None:
                     if name == "resize":
-                        curses.update_lines_cols()
+                        self._fit_terminal()
                     if self._key(name) == "quit":
                         return 0
                     self.dirty = True
@@ -150,7 +152,15 @@ class App:
         s.cursor = max(0, min(s.cursor, len(runs) - 1))
         self.selected_id = runs[s.cursor].run_id if runs else None
         models = views.model_rows(runs)
+        if not after_key and self.selected_model is not None:
+            for i, (run, step, _) in enumerate(models):
+                if (run.run_id, step) == self.selected_model:
+                    s.model_cursor = i
+                    break
         s.model_cursor = max(0, min(s.model_cursor, len(models) - 1))
+        if models:
+            run, step, _ = models[s.model_cursor]
+            self.selected_model = (run.run_id, step)
         s.counts = {"runs": len(runs), "models": len(models)}
         return runs, models
 
@@ -160,20 +170,26 @@ class App:
         if not models:
             return
         run, step, info = models[self.state.model_cursor]
-        path = str(info.get("path", ""))
-        prompt = Prompt(checkpoint=path, label=f"{run.run_id} step {step}")
-        if not os.path.isfile(path):
-            prompt.status = "error: the checkpoint is not on this machine"
-        self.state.prompt = prompt
+        self.state.prompt = Prompt(checkpoint=str(info.get("path", "")),
+                                   label=f"{run.run_id} step {step}", run_id=run.run_id)
 
     def _start_sampler(self) -> None:
         from alpha.tui.sampling import Sampler
 
         p = self.state.prompt
-        if p is None or not os.path.isfile(p.checkpoint):
-            if p is not None:
-                p.status = "error: the checkpoint is not on this machine (or was deleted)"
+        if p is None:
             return
+        if not os.path.isfile(p.checkpoint):
+            # a running trainer keeps only its newest checkpoints: take the run's newest one
+            run = self.runs.get(p.run_id)
+            known = run.checkpoints.items() if run is not None else ()
+            found = [(step, info["path"]) for step, info in known
+                     if os.path.isfile(info["path"])]
+            if not found:
+                p.status = "error: the checkpoint is not on this machine (or was deleted)"
+                return
+            step, p.checkpoint = max(found)
+            p.label = f"{p.run_id} step {step}"
         p.running, p.status = True, "loading the checkpoint"
         self.sampler = Sampler(p.checkpoint, p.text)
 
@@ -193,7 +209,23 @@ class App:
                 p.running = False
 
     # ---- painting ------------------------------------------------------------------------------
+    @staticmethod
+    def _fit_terminal() -> None:
+        """Make curses' size the terminal's. KEY_RESIZE alone is not enough: ncurses may have
+        read the size before the terminal finished resizing, and then it never looks again."""
+        try:
+            size = os.get_terminal_size(sys.__stdout__.fileno())
+        except (OSError, ValueError, AttributeError):
+            return
+        if (size.lines, size.columns) != (curses.LINES, curses.COLS) and size.lines > 0:
+            try:
+                curses.resizeterm(size.lines, size.columns)
+            except curses.error:
+                return
+        curses.update_lines_cols()
+
     def paint(self, scr) -> None:
+        self._fit_terminal()
         h, w = scr.getmaxyx()
         runs, models = self._sync()
         self.state.page = max(1, h - 8)
@@ -205,6 +237,8 @@ class App:
         for y, line in enumerate(lines[:h]):
             x = 0
             for text, style in line.segments:
+                if not self.unicode:
+                    text = text.encode("ascii", "replace").decode()  # curses would drop it
                 try:
                     # the last cell of the screen cannot be written without an error: ignore it
                     scr.addstr(y, x, text, self.styles.get(style, 0))
@@ -231,8 +265,12 @@ def _cols(text: str) -> int:
 def run(source) -> int:
     """Run the dashboard until `q`; the terminal is restored whatever happens."""
     locale.setlocale(locale.LC_ALL, "")
-    unicode = locale.getpreferredencoding(False).lower().replace("-", "") == "utf8"
+    # what the C library (and so curses) will encode with: Python's own UTF-8 mode may say
+    # UTF-8 under a C locale, where curses would then drop every braille and block character
+    codeset = locale.nl_langinfo(locale.CODESET).lower().replace("-", "")
+    unicode = codeset == "utf8"
     os.environ.setdefault("ESCDELAY", "25")  # Esc answers at once, not after a second
+    curses.use_env(False)  # the size comes from the terminal, never from stale LINES/COLUMNS
     app = App(source, unicode)
     start = getattr(source, "start", None)
     if start is not None:

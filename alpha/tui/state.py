@@ -34,6 +34,7 @@ class Prompt:
     """The sampling prompt of the Models tab."""
     checkpoint: str
     label: str  # run id and step, for the title
+    run_id: str = ""
     text: str = ""  # what the user typed
     output: str = ""  # the streamed continuation
     running: bool = False

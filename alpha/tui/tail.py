@@ -20,8 +20,9 @@ _FINGERPRINT = 64  # bytes before the offset that must not change between reads
 
 
 class FileTail:
-    def __init__(self, path: str):
+    def __init__(self, path: str, max_read: int = MAX_READ):
         self.path = path
+        self.max_read = max_read
         self.offset = 0  # bytes consumed: always just after a newline
         self.inode = None  # (st_dev, st_ino) of the file we are reading
         self.fingerprint = b""  # the last bytes consumed
@@ -55,7 +56,7 @@ class FileTail:
             with open(self.path, "rb") as f:
                 start = max(0, self.offset - len(self.fingerprint))
                 f.seek(start)
-                data = f.read(self.offset - start + MAX_READ)
+                data = f.read(self.offset - start + self.max_read)
         except OSError:
             return [], reset
         if self.fingerprint and not data.startswith(self.fingerprint):
@@ -64,7 +65,7 @@ class FileTail:
             return [], True
         data = data[self.offset - start:]
         self.size, self.mtime = st.st_size, st.st_mtime_ns
-        self.behind = len(data) >= MAX_READ
+        self.behind = len(data) >= self.max_read
         end = data.rfind(b"\n")
         if end < 0:
             return [], reset
@@ -79,8 +80,8 @@ class JsonlTail:
     """A FileTail of a .jsonl file: new JSON objects; a line that is not a JSON object is counted
     in `bad` and skipped (a corrupt line never stops the screen)."""
 
-    def __init__(self, path: str):
-        self.tail = FileTail(path)
+    def __init__(self, path: str, max_read: int = MAX_READ):
+        self.tail = FileTail(path, max_read)
         self.bad = 0
 
     @property

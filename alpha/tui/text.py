@@ -50,7 +50,7 @@ def fit(text: str, cols: int, right: bool = False) -> str:
     return pad + text if right else text + pad
 
 
-def middle(text: str, cols: int) -> str:
+def middle(text: str, cols: int, mark: str = "…") -> str:
     """Shortened in the middle with `…` when too long (run ids keep their start and end)."""
     if width(text) <= cols:
         return text
@@ -58,17 +58,17 @@ def middle(text: str, cols: int) -> str:
         return clip(text, cols)
     head = (cols - 1) // 2
     tail = cols - 1 - head
-    return text[:head] + "…" + (text[-tail:] if tail else "")
+    return text[:head] + mark + (text[-tail:] if tail else "")
 
 
-def left_cut(text: str, cols: int) -> str:
+def left_cut(text: str, cols: int, mark: str = "…") -> str:
     """The end of `text` behind `…` when too long (a run id's end tells runs apart: its domain
     and random suffix)."""
     if width(text) <= cols:
         return text
     if cols <= 1:
         return clip(text, cols)
-    return "…" + text[len(text) - (cols - 1):]
+    return mark + text[len(text) - (cols - 1):]
 
 
 def wrap(text: str, cols: int) -> list[str]:

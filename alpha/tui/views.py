@@ -50,6 +50,10 @@ def model_rows(runs: list) -> list[tuple[Run, int, dict]]:
     return rows
 
 
+def _dots(v: View) -> str:
+    return "…" if v.unicode else "~"
+
+
 def fmt_eta(seconds) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
@@ -96,7 +100,7 @@ def header(v: View) -> Line:
     right = f"{v.source}  {time.strftime('%H:%M:%S', time.localtime(v.now or time.time()))} "
     used = len(line.text)
     line.add(" " * max(1, v.width - used - len(right)))
-    line.add(middle(right, max(0, v.width - used - 1)), "dim")
+    line.add(middle(right, max(0, v.width - used - 1), _dots(v)), "dim")
     return line
 
 
@@ -199,7 +203,7 @@ def runs_tab(v: View, height: int) -> list[Line]:
         status = SHORT_STATUS.get(run.status, run.status) if narrow else run.status
         line = Line("▶ " if selected and v.unicode else ("> " if selected else "  "),
                     "sel" if selected else "")
-        line.add(fit(left_cut(run.run_id, id_w - 1), id_w), "sel" if selected else "bold")
+        line.add(fit(left_cut(run.run_id, id_w - 1, _dots(v)), id_w), "sel" if selected else "bold")
         line.add(fit(status, status_w), STATUS_STYLE.get(run.status, ""))
         line.add(fit(steps[i], step_w, right=True) + " ")
         line.add(bar + " ", "accent")
@@ -305,7 +309,7 @@ def models_tab(v: View, height: int) -> list[Line]:
         params = run.param_count
         tok = f"{run.config.get('tokenizer') or '?'} {m.get('vocab_size', '')}"
         line = Line(("▶ " if v.unicode else "> ") if sel else "  ", "sel" if sel else "")
-        line.add(fit(left_cut(run.run_id, id_w - 1), id_w), "sel" if sel else "bold")
+        line.add(fit(left_cut(run.run_id, id_w - 1, _dots(v)), id_w), "sel" if sel else "bold")
         line.add(fit(str(step), 8, right=True) + " ")
         line.add(fit(f"{params:,}" if params else "?", 10, right=True) + "  ")
         line.add(fit(_arch(m), 21))
