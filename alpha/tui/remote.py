@@ -89,7 +89,7 @@ class RemoteSource:
         self.events_seen = 0
         self.last_event_id: str | None = None
         self._stop = threading.Event()
-        self._conn = None
+        self._sock = None
         self._went_live = False
         self._thread = threading.Thread(target=self._loop, name="alpha-tui-remote", daemon=True)
 
@@ -107,10 +107,10 @@ class RemoteSource:
 
     def close(self) -> None:
         self._stop.set()
-        conn = self._conn
-        if conn is not None:
+        sock = self._sock
+        if sock is not None:
             try:
-                conn.sock and conn.sock.shutdown(2)
+                sock.shutdown(2)  # wakes the thread blocked in a read
             except OSError:
                 pass
 
@@ -121,7 +121,7 @@ class RemoteSource:
             try:
                 self._stream()
                 self.error = "the server closed the stream"
-            except (OSError, http.client.HTTPException, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - the stream thread must outlive any failure
                 self.error = str(e) or type(e).__name__
             if self._stop.is_set():
                 break
@@ -135,8 +135,10 @@ class RemoteSource:
         parts = urllib.parse.urlsplit(self.url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         conn = cls(parts.hostname, parts.port, timeout=CONNECT_TIMEOUT_S)
-        self._conn = conn
         try:
+            conn.connect()
+            conn.sock.settimeout(READ_TIMEOUT_S)  # the pings keep a healthy stream talking
+            self._sock = conn.sock
             headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
             if self.last_event_id is not None:
                 headers["Last-Event-ID"] = self.last_event_id
@@ -145,7 +147,6 @@ class RemoteSource:
             resp = conn.getresponse()
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status} from {parts.path}")
-            conn.sock.settimeout(READ_TIMEOUT_S)
             parser = SseParser()
             parser.last_id = self.last_event_id
             while not self._stop.is_set():
@@ -167,7 +168,7 @@ class RemoteSource:
                 self._went_live = True
                 self.queue.put((kind, event_id, body))
         finally:
-            self._conn = None
+            self._sock = None
             conn.close()
 
     # ---- applying events (the screen's thread) ----------------------------------------------

@@ -28,7 +28,8 @@ def run_tab(run: Run | None, width: int, height: int, offset: int, unicode: bool
     legend = "loss ⠒ val ●" if unicode else "loss * val o"
     out += [Line(r) for r in charts.line_chart(
         f"loss and val loss   {legend}   last {charts.fmt_num(run.last_loss)}   best val "
-        f"{charts.fmt_num(run.best_val_loss)}", [loss], width, loss_h, unicode, marks=val, x_range=x_range)]
+        f"{charts.fmt_num(run.best_val_loss)}", [loss], width, loss_h, unicode, marks=val,
+        x_range=x_range)]
     half = width // 2
     lr = charts.line_chart(f"learning rate   {charts.fmt_num(run.lr.last())}",
                            [run.lr.buckets(half * 2)], half - 1, small_h, unicode,
