@@ -33,3 +33,21 @@ class CompilerNotFound(BackendUnavailable):
 
 class StoreError(AlphaError, RuntimeError):
     """The run database rejected a request or could not be reached."""
+
+
+class RunFolderError(AlphaError):
+    """A run folder cannot be created, written or locked (another process holds it, a file is in
+    the way, the disk is read-only)."""
+
+
+class WriteError(AlphaError):
+    """A file cannot be written: permission denied, a read-only filesystem, a folder in the way."""
+
+
+class DiskFullError(WriteError):
+    """A write ran out of space. The message names the file, the bytes it needed and the bytes
+    free; what was written before (earlier checkpoints, metrics) is intact."""
+
+
+class MemoryBudgetError(AlphaError):
+    """A model (with its gradients, optimizer state and activations) does not fit in memory."""
