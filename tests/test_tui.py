@@ -1,6 +1,6 @@
-"""The dashboard's pure parts, without a terminal: the file tailer, the run model, charts, text
-widths, keys, the screens rendered as text, the server-sent-events parser, run folders followed
-on disk, and the command's user mistakes (one line, exit 2)."""
+"""The dashboard's pure parts, without a terminal: run folders followed on disk, the run model,
+charts, text widths, keys, the screens rendered as text, the server-sent-events parser, and the
+command's user mistakes (one line, exit 2)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from alpha.tui.local import LocalSource
 from alpha.tui.model import Run, Runs, Series
 from alpha.tui.remote import SseParser, apply_event, live_url
 from alpha.tui.state import Prompt, UiState, handle_key
-from alpha.tui.tail import FileTail, JsonlTail
 from alpha.tui.views import View, model_rows, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-# ---- the tailer -------------------------------------------------------------------------------
+# ---- following run folders (alpha.core.jsonl_tail underneath) ---------------------------------
 
 
 def _append(path, data: bytes):
@@ -28,56 +27,50 @@ def _append(path, data: bytes):
         f.write(data)
 
 
-def test_tail_returns_complete_lines_and_waits_for_a_half_written_one(tmp_path):
-    path = tmp_path / "m.jsonl"
-    tail = FileTail(str(path))
-    assert tail.read() == ([], False)  # not there yet: not an error
-    _append(path, b"one\ntw")
-    assert tail.read() == (["one"], False)
-    assert tail.read() == ([], False)
-    _append(path, b"o\nthree\n")
-    assert tail.read() == (["two", "three"], False)
+def _folder(root, name="20261202-000000-text-aaaa", iters=50):
+    folder = root / name
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"domain": "text", "train": {"iters": iters}}))
+    (folder / "events.jsonl").write_text('{"step": 0, "kind": "start"}\n')
+    return folder
 
 
-def test_tail_rereads_a_truncated_replaced_or_rewritten_file(tmp_path):
-    path = tmp_path / "m.jsonl"
-    path.write_bytes(b"a\nb\nc\n")
-    tail = FileTail(str(path))
-    assert tail.read()[0] == ["a", "b", "c"]
-    path.write_bytes(b"x\n")  # truncated (smaller than what was read)
-    assert tail.read() == (["x"], True)
-    other = tmp_path / "tmp"
-    other.write_bytes(b"r1\nr2\n")
-    os.replace(other, path)  # replaced atomically: another inode
-    lines, reset = tail.read()
-    assert reset and lines == ["r1", "r2"]
-    path.write_bytes(b"Q1\nQ2\nmore\n")  # rewritten in place, longer: the fingerprint differs
-    lines, reset = tail.read()
-    assert reset and lines == []
-    assert tail.read() == (["Q1", "Q2", "more"], False)
-    os.remove(path)
-    assert tail.read() == ([], True)  # removed: what was built from it must go
+def _line(step, loss=1.0):
+    return (json.dumps(_metric(step, loss)) + "\n").encode()
 
 
-def test_tail_reads_a_big_file_in_bounded_pieces(tmp_path):
-    path = tmp_path / "big.log"
-    path.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)))
-    tail = FileTail(str(path), max_read=1000)
-    seen = []
-    for _ in range(100):
-        lines, _ = tail.read()
-        seen += lines
-        if not tail.behind:
+def test_a_half_written_line_waits_and_a_rewritten_file_is_read_again(tmp_path):
+    folder = _folder(tmp_path)
+    runs, source = Runs(), LocalSource(str(tmp_path))
+    _append(folder / "metrics.jsonl", _line(1) + _line(2)[:20])  # step 2 is half written
+    source.poll(runs, now=0.0)
+    run = runs.get(folder.name)
+    assert run.step == 1
+    _append(folder / "metrics.jsonl", _line(2)[20:] + _line(3))
+    source.poll(runs, now=1.0)
+    assert list(run.loss.steps) == [1, 2, 3]
+    # a resume from step 1 rewrites the file atomically (another inode, fewer lines)
+    (folder / "new").write_bytes(_line(1) + _line(2, loss=5.0))
+    os.replace(folder / "new", folder / "metrics.jsonl")
+    source.poll(runs, now=2.0)
+    assert list(run.loss.steps) == [1, 2] and run.loss.last() == 5.0
+    _append(folder / "train.log", b"12:00:00 [info] start: started\n12:00:01 half")
+    source.poll(runs, now=3.0)
+    assert list(run.log) == ["12:00:00 [info] start: started"]
+
+
+def test_a_big_run_is_read_in_pieces(tmp_path):
+    folder = _folder(tmp_path, iters=20000)
+    (folder / "metrics.jsonl").write_bytes(b"".join(_line(s) for s in range(1, 20001)))
+    runs, source = Runs(), LocalSource(str(tmp_path))
+    source.poll(runs, now=0.0)
+    run = runs.get(folder.name)
+    assert source.behind and 0 < run.step < 20000  # the screen is drawn between pieces
+    for i in range(100):
+        if not source.behind:
             break
-    assert seen == [f"line {i}" for i in range(1000)]
-
-
-def test_jsonl_tail_skips_and_counts_corrupt_lines(tmp_path):
-    path = tmp_path / "m.jsonl"
-    path.write_text('{"step": 1}\nnot json\n[1, 2]\n{"step": 2}\n\xff\n')
-    tail = JsonlTail(str(path))
-    rows, _ = tail.read()
-    assert [r["step"] for r in rows] == [1, 2] and tail.bad == 3
+        source.poll(runs, now=1.0 + i)
+    assert run.step == 20000 and len(run.loss) == 20000
 
 
 # ---- the run model --------------------------------------------------------------------------
@@ -290,10 +283,7 @@ def test_live_events_build_runs_and_bad_urls_are_refused():
 
 
 def test_local_source_follows_folders_and_survives_deletion_and_corrupt_lines(tmp_path):
-    folder = tmp_path / "20261202-000000-text-aaaa"
-    (folder / "checkpoints").mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"domain": "text", "train": {"iters": 50}}))
-    (folder / "events.jsonl").write_text('{"step": 0, "kind": "start"}\n')
+    folder = _folder(tmp_path)
     (folder / "metrics.jsonl").write_text(json.dumps(_metric(1, 2.0)) + "\nbroken\n")
     runs = Runs()
     source = LocalSource(str(tmp_path))

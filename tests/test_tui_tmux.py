@@ -5,52 +5,20 @@ and `q` exits 0 with the terminal restored. A second start checks the monochrome
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 from tests.conftest import require_peer
-from tests.tmux_driver import TMUX, Tmux
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN_ID = "20261202-000000-text-live"
-ITERS = 200000
+from tests.tui_helpers import ITERS, ROOT, RUN_ID, TMUX, Tmux, training
 
 
-@pytest.fixture
-def live_run(tmp_path):
-    """A tiny model training for as long as the test looks (killed at the end)."""
-    data = tmp_path / "data.txt"
-    data.write_text("the quick brown fox jumps over the lazy dog, again and again.\n" * 300)
-    outputs = tmp_path / "outputs"
-    outputs.mkdir()
-    env = {**os.environ, "ALPHA_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "alpha", "train", "--data", str(data), "--layers", "1",
-         "--heads", "2", "--dim", "32", "--block", "32", "--batch", "4", "--iters", str(ITERS),
-         "--eval-interval", "100", "--sample-interval", "200", "--checkpoint-interval", "200",
-         "--sample-tokens", "16", "--keep-checkpoints", "2", "--log-interval", "20",
-         "--run-dir", str(outputs / RUN_ID)],
-        cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    ckdir = outputs / RUN_ID / "checkpoints"
-    while not (ckdir.is_dir() and any(ckdir.iterdir())):
-        if proc.poll() is not None:
-            raise AssertionError(f"train exited {proc.returncode}: {proc.stderr.read()}")
-        assert time.monotonic() < deadline, "train wrote no checkpoint within 60 s"
-        time.sleep(0.1)
-    yield outputs, proc
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory):
+    with training(tmp_path_factory.mktemp("tui")) as run:
+        yield run
 
 
 def _tui(outputs, env: dict) -> Tmux:

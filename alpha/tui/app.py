@@ -114,7 +114,8 @@ class App:
             if now >= next_poll:
                 if self.source.poll(self.runs):
                     self.dirty = True
-                next_poll = now + POLL_S
+                # a big file being read in: the next piece soon, keys still answered between
+                next_poll = now + (0.02 if getattr(self.source, "behind", False) else POLL_S)
             if self.sampler is not None:
                 self._drain_sampler()
             second = int(time.time())

@@ -1,6 +1,9 @@
 """Runs from an outputs folder on this machine, followed as their files grow.
 
-Every run folder (a folder with config.json) gets one tail per log file (alpha.tui.tail). `poll()`
+Every run folder (a folder with config.json) gets one tail per log file: alpha.core.jsonl_tail,
+the same byte-offset follower the server's live watcher uses (a half-written last line waits for
+its newline; a file replaced or cut back, as a resume rewinds metrics.jsonl, is read again from
+the start). train.log is followed the same way, taking its raw lines. `poll()`
 is called a few times a second; it costs a `stat` per file of a running run, so twenty live runs
 cost well under a percent of a core when nothing is written. Finished runs are looked at less
 often (a resume may wake them up), and the folder list is scanned every SCAN_EVERY_S.
@@ -18,13 +21,27 @@ import os
 import socket
 import time
 
+from alpha.core.jsonl_tail import MAX_CHUNK_BYTES, JsonlTail
 from alpha.tui.model import Run, Runs
-from alpha.tui.tail import FileTail, JsonlTail
 
 SCAN_EVERY_S = 2.0  # new and deleted run folders
 IDLE_EVERY_S = 5.0  # files of runs that are not running
 PID_EVERY_S = 2.0  # is a running run's process still alive
 STALE_AFTER_S = 15 * 60  # no pid known: no file touched this long means stale
+
+
+def _read(tail: JsonlTail, run: Run, raw: bool = False):
+    """(rows or raw lines, restarted, behind) since the last read; lines that are not JSON are
+    counted in the run's `bad_lines`. Never raises."""
+    chunk = tail.poll(keep_raw=raw)
+    if chunk is None:
+        return [], False, False
+    tail.advance(chunk)
+    if not raw and chunk.bad:
+        run.bad_lines += chunk.bad
+        run.version += 1
+    behind = chunk.end - chunk.start >= MAX_CHUNK_BYTES // 2 and tail.pending_bytes() > 0
+    return (chunk.raw if raw else chunk.rows), chunk.restarted, behind
 
 
 def _pid_alive(pid, host) -> bool | None:
@@ -49,11 +66,12 @@ class _Followed:
         self.metrics = JsonlTail(os.path.join(path, "metrics.jsonl"))
         self.events = JsonlTail(os.path.join(path, "events.jsonl"))
         self.samples = JsonlTail(os.path.join(path, "samples.jsonl"))
-        self.log = FileTail(os.path.join(path, "train.log"))
+        self.log = JsonlTail(os.path.join(path, "train.log"))  # raw lines: it is text
         self.config_mtime = None
         self.ckpt_mtime = None
         self.next_look = 0.0
         self.next_pid = 0.0
+        self.behind = False  # a file has more than one read's worth waiting
         self.lifecycle = "unknown"  # what the events say, before the pid check
 
     def poll(self, now: float) -> None:
@@ -63,32 +81,32 @@ class _Followed:
             self.next_look = now + IDLE_EVERY_S
             return
         self._config()
-        rows, reset = self.metrics.read()
-        if reset:
+        rows, restarted, behind_m = _read(self.metrics, run)
+        if restarted:
             run.clear_metrics()
         for row in rows:
             run.add_metric(row)
-        rows, reset = self.events.read()
-        if reset:
+        rows, restarted, behind_e = _read(self.events, run)
+        if restarted:
             run.clear_events()
         for row in rows:
             run.add_event(row)
-        if rows or reset:
+        if rows or restarted:
             self.lifecycle = run.status
-        rows, reset = self.samples.read()
-        if reset:
+        rows, restarted, _ = _read(self.samples, run)
+        if restarted:
             run.clear_samples()
         for row in rows:
             run.add_sample(row)
-        lines, reset = self.log.read()
-        if reset:
+        lines, restarted, _ = _read(self.log, run, raw=True)
+        if restarted:
             run.clear_log()
         if lines:
-            run.add_log(lines)
-        run.bad_lines = self.metrics.bad + self.events.bad + self.samples.bad
+            run.add_log([line.decode("utf-8", errors="replace").rstrip("\r") for line in lines])
         self._checkpoints()
         self._liveness(now)
-        busy = self.metrics.behind or self.events.behind or run.status == "running"
+        self.behind = behind_m or behind_e
+        busy = self.behind or run.status == "running"
         self.next_look = now if busy else now + IDLE_EVERY_S
 
     def _config(self) -> None:
@@ -156,6 +174,7 @@ class LocalSource:
         self.followed: dict[str, _Followed] = {}
         self.next_scan = 0.0
         self.error = ""
+        self.behind = False  # True while a big file is still being read in (poll again soon)
 
     def describe(self) -> str:
         return self.root + (f" ({self.error})" if self.error else "")
@@ -187,9 +206,11 @@ class LocalSource:
         if now >= self.next_scan:
             self._scan(runs)
             self.next_scan = now + SCAN_EVERY_S
+        self.behind = False
         for followed in list(self.followed.values()):
             if now >= followed.next_look:
                 followed.poll(now)
+            self.behind = self.behind or followed.behind
         return runs.version != before
 
     def refresh(self, runs: Runs) -> None:

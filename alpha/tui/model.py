@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import math
 import time
 from array import array
 
@@ -34,11 +35,14 @@ STATUS_WORDS = {"active": "running", "running": "running", "completed": "complet
 
 
 def _num(value) -> float | None:
-    """A finite float, or None (metrics hold null for NaN/Inf, and a corrupt row holds anything)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
+    """A finite float, or None (metrics hold null for NaN/Inf, and a corrupt row holds anything).
+    Called six times a metrics row: type checks, not isinstance (bool is an int)."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value)
+    return None
 
 
 class Series:
@@ -53,7 +57,8 @@ class Series:
         return len(self.steps)
 
     def add(self, step: float, value: float) -> None:
-        self.cut(step)
+        if self.steps and step <= self.steps[-1]:
+            self.cut(step)
         self.steps.append(step)
         self.values.append(value)
 
