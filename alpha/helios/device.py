@@ -128,12 +128,20 @@ class Device:
             self.fbf16 = vk.Bfloat16Features(sType=vk.ST_BFLOAT16_FEATURES_KHR,
                                              pNext=addressof(head))
             head = self.fbf16
+        self.fcm2 = None
+        if "VK_NV_cooperative_matrix2" in self.extensions and self.fcm is not None:
+            self.fcm2 = vk.CoopMat2Features(sType=vk.ST_COOPMAT2_FEATURES_NV,
+                                            pNext=addressof(head))
+            head = self.fcm2
         self.features = vk.PhysicalDeviceFeatures2(sType=vk.ST_FEATURES_2, pNext=addressof(head))
         fi.GetPhysicalDeviceFeatures2(pd, byref(self.features))
         if not self.f12.bufferDeviceAddress:
             raise BackendUnavailable(f"helios: {self.name} lacks bufferDeviceAddress")
         self.coopmat = self._coopmat_properties() if self.fcm and self.fcm.cooperativeMatrix \
             else []
+        self.coopmat_flexible = self._coopmat_flexible() if self.fcm2 is not None and \
+            self.fcm2.cooperativeMatrixWorkgroupScope and \
+            self.fcm2.cooperativeMatrixFlexibleDimensions else []
 
     def coopmat_types(self) -> set[str]:
         """The 16-bit input types ("bf16", "f16") that the tensor-core matmul can use here: a
@@ -150,6 +158,32 @@ class Device:
                                   and self.fbf16.shaderBFloat16CooperativeMatrix):
             out.discard("bf16")
         return out
+
+    def workgroup_matmul(self, dtype: str, BM: int, BN: int, BK: int, threads: int) -> bool:
+        """Whether workgroup-scope BMxBK @ BKxBN -> fp32 matrices of `dtype` can run in a
+        workgroup of `threads` invocations (VK_NV_cooperative_matrix2 flexible dimensions)."""
+        for p in self.coopmat_flexible:
+            if (p["A"], p["B"], p["C"], p["R"], p["scope"], p["invocations"]) == \
+                    (dtype, dtype, "f32", "f32", 2, threads) and BM % p["M"] == 0 and \
+                    BN % p["N"] == 0 and BK % p["K"] == 0:
+                return True
+        return False
+
+    def _coopmat_flexible(self) -> list[dict]:
+        fn = self.fi.GetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV
+        if fn is None:
+            return []
+        n = ctypes.c_uint32()
+        fn(self.physical, byref(n), None)
+        arr = (vk.CoopMatFlexibleProperties * n.value)()
+        for p in arr:
+            p.sType = vk.ST_COOPMAT_FLEXIBLE_NV
+        fn(self.physical, byref(n), arr)
+        ct = vk.COMPONENT_TYPES
+        return [{"M": p.MGranularity, "N": p.NGranularity, "K": p.KGranularity,
+                 "A": ct.get(p.AType, p.AType), "B": ct.get(p.BType, p.BType),
+                 "C": ct.get(p.CType, p.CType), "R": ct.get(p.ResultType, p.ResultType),
+                 "scope": p.scope, "invocations": p.workgroupInvocations} for p in arr]
 
     def _coopmat_properties(self) -> list[dict]:
         fn = self.fi.GetPhysicalDeviceCooperativeMatrixPropertiesKHR
@@ -190,7 +224,8 @@ class Device:
         # every extension whose feature struct is chained is enabled (a chained struct of a
         # disabled extension is invalid usage)
         exts = (["VK_KHR_cooperative_matrix"] if self.fcm is not None else []) + \
-            (["VK_KHR_shader_bfloat16"] if self.fbf16 is not None else [])
+            (["VK_KHR_shader_bfloat16"] if self.fbf16 is not None else []) + \
+            (["VK_NV_cooperative_matrix2"] if self.fcm2 is not None else [])
         self._exts = _cstrings(exts)
         dinfo = vk.DeviceCreateInfo(sType=vk.ST_DEVICE_CREATE_INFO,
                                     pNext=addressof(self.features), queueCreateInfoCount=1,
