@@ -126,43 +126,6 @@ def check(be, say, configs=None) -> tuple[set, list]:
     return passed, good_cfgs
 
 
-WG_CASES = [(False, False, 1, 256, 256, 64, False, 1.0), (False, True, 2, 256, 256, 64, True, 0.5),
-            (True, False, 1, 256, 256, 96, True, 1.0)]
-
-
-def run_workgroup(be, say) -> None:
-    """Workgroup-scope matrices (VK_NV_cooperative_matrix2): check, then time, each shape the
-    device offers."""
-    from alpha.helios.kernels import coopmat_wg as kwg
-    if not be.dev.coopmat_flexible:
-        say("  workgroup-scope matrices (VK_NV_cooperative_matrix2): not offered here")
-        return
-    say("  workgroup-scope matrices (VK_NV_cooperative_matrix2), bf16, exact tiles only:")
-    rng = random.Random(5)
-    for cfg in (kwg.WgConfig(128, 128, 32, 256), kwg.WgConfig(128, 128, 64, 256),
-                kwg.WgConfig(256, 128, 32, 256), kwg.WgConfig(128, 256, 32, 256),
-                kwg.WgConfig(256, 256, 32, 256), kwg.WgConfig(128, 128, 32, 128),
-                kwg.WgConfig(256, 128, 64, 256)):
-        if not be.dev.workgroup_matmul("bf16", cfg.BM, cfg.BN, cfg.BK, cfg.threads):
-            say(f"    {cfg}: not offered")
-            continue
-        be.workgroup_config = cfg
-        try:
-            w = max(check_case(be, "bf16", "bf16", c, rng) for c in WG_CASES)
-            if w > 1.0:
-                say(f"    {cfg}: check FAILED ({w:.3g} x tolerance)")
-                continue
-            t1 = time_matmul(be, 4096, "bf16", "bf16", 10)
-            t2 = time_matmul(be, 4096, "bf16", "bf16", 10, trans_b=True)
-            t3 = time_matmul(be, 8192, "bf16", "bf16", 5)
-            say(f"    {cfg}: check ok ({w:.3g}); 4096^3 {t1:.1f} | B^T {t2:.1f}, 8192^3 {t3:.1f}"
-                " TFLOP/s")
-        except Exception as e:  # a shape the driver rejects: report it and go on
-            say(f"    {cfg}: {type(e).__name__}: {e}")
-        finally:
-            be.workgroup_config = None
-
-
 def _random16(be, n, dtype, seed):
     x = be.empty((n * n,))
     be.rng_uniform(x, (seed, 11), 0)
@@ -247,7 +210,6 @@ def run(be, say, sizes) -> None:
         if best is None or max(tf, tft) > best[1]:
             best = (cfg, max(tf, tft))
     be.coop_config = best[0] if best else None
-    run_workgroup(be, say)
     say("  products with the best tile (target: bf16 8192^3 >= 50% of cuBLAS bf16):")
     try:
         for dtype in types:

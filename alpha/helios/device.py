@@ -159,16 +159,6 @@ class Device:
             out.discard("bf16")
         return out
 
-    def workgroup_matmul(self, dtype: str, BM: int, BN: int, BK: int, threads: int) -> bool:
-        """Whether workgroup-scope BMxBK @ BKxBN -> fp32 matrices of `dtype` can run in a
-        workgroup of `threads` invocations (VK_NV_cooperative_matrix2 flexible dimensions)."""
-        for p in self.coopmat_flexible:
-            if (p["A"], p["B"], p["C"], p["R"], p["scope"], p["invocations"]) == \
-                    (dtype, dtype, "f32", "f32", 2, threads) and BM % p["M"] == 0 and \
-                    BN % p["N"] == 0 and BK % p["K"] == 0:
-                return True
-        return False
-
     def _coopmat_flexible(self) -> list[dict]:
         fn = self.fi.GetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV
         if fn is None:

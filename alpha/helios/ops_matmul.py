@@ -15,7 +15,6 @@ import copy
 import math
 
 from alpha.helios.kernels import coopmat as kcm
-from alpha.helios.kernels import coopmat_wg as kwg
 from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
 from alpha.helios.runtime import MAX_GROUPS, groups as _groups
@@ -26,7 +25,6 @@ MATMUL_DTYPES = ("f32", "bf16", "f16")
 class MatmulOps:
     matmul_dtype = "f32"  # the precision of f32 matmuls: f32 | bf16 | f16 (inputs rounded)
     coop_config = None  # a kcm.CoopConfig forcing the tensor-core tile shape (benchmarks)
-    workgroup_config = None  # a kwg.WgConfig: workgroup-scope matrices for exact tiles (or None)
 
     def with_matmul_dtype(self, dtype: str):
         """This backend (same device, same memory) with f32 matmuls in `dtype`."""
@@ -163,14 +161,7 @@ class MatmulOps:
         key = ("coopmat", cfg, dtype, src, a_k, b_n, vec)
         build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec)  # noqa: E731
         grid = (-(-N // cfg.BN), -(-M // cfg.BM))
-        wg = self.workgroup_config
-        if wg is not None and vec and src != "f32" and M % wg.BM == 0 and N % wg.BN == 0 \
-                and K % wg.BK == 0 and N % 4 == 0 and self.rt.addr(o) % 16 == 0 \
-                and self.dev.workgroup_matmul(dtype, wg.BM, wg.BN, wg.BK, wg.threads):
-            key = ("coopmat_wg", wg, dtype, a_k, b_n)
-            build = lambda: kwg.wg_matmul_kernel(wg, dtype, a_k, b_n)  # noqa: E731
-            grid, splits = (N // wg.BN, M // wg.BM), 1
-        if splits > 1 and key[0] == "coopmat":
+        if splits > 1:
             part = self.rt.new((splits, M, N))
             values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak,
                       sam, sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]

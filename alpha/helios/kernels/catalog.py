@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import coopmat as kcm
-from alpha.helios.kernels import coopmat_wg as kwg
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
@@ -29,10 +28,6 @@ def coopmat_builders() -> dict:
                                 f"{'n' if b_n else 'k'}{'_vec' if vec else ''}")
                         out[name] = (lambda d=dtype, s=src, a=a_k, b=b_n, v=vec:
                                      kcm.coopmat_kernel(kcm.DEFAULT, d, s, a, b, v))
-    for a_k in (True, False):
-        for b_n in (True, False):
-            out[f"coopmat_wg_bf16_{'k' if a_k else 'm'}{'n' if b_n else 'k'}"] = (
-                lambda a=a_k, b=b_n: kwg.wg_matmul_kernel(kwg.WgConfig(), "bf16", a, b))
     for cfg in kcm.CONFIGS:
         out[f"coopmat_bf16_{cfg.BM}x{cfg.BN}x{cfg.BK}_{cfg.WM}x{cfg.WN}"] = (
             lambda cfg=cfg: kcm.coopmat_kernel(cfg, "bf16", "bf16", True, False, True))

@@ -20,6 +20,10 @@ dimension and every other stride to be multiples of 8 (16-bit) or 4 (f32) elemen
 aligned bases; the others read element by element with full bounds checks (any strides, any
 sizes). Edge tiles (M or N not multiples of the tile) go through a per-subgroup fp32 scratch with
 guarded stores; interior tiles store their accumulators straight to C.
+
+Measured on an H200 (driver 580): 250-267 TFLOP/s at 4096^3 and 8192^3 with the default tile,
+about a third of cuBLAS bf16. Workgroup-scope matrices (VK_NV_cooperative_matrix2) loaded
+straight from global memory, letting the driver tile, were correct but ran at 5-70 TFLOP/s.
 """
 
 from __future__ import annotations
