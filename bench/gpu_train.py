@@ -37,7 +37,8 @@ def flops_per_token(c: dict, n_params: int) -> float:
     return 6 * n_params + 12 * c["n_layer"] * c["block_size"] * c["n_embd"]
 
 
-def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool) -> dict:
+def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
+                  batch_limit: int = 0) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.train import session
@@ -47,6 +48,8 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool) -
     cfg = ModelConfig(vocab_size=V, n_layer=c["n_layer"], n_head=c["n_head"],
                       n_embd=c["n_embd"], block_size=T)
     be = session.get_backend("helios").with_matmul_dtype(dtype)
+    if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
+        be.dev.batch_limit = batch_limit
     rng = Rng(0)
     model = session.new_model(cfg, be, rng)
     opt = AdamW(be, model.params, model.grads, model.decay_ranges, beta1=0.9, beta2=0.95,
@@ -69,7 +72,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool) -
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     n_params = model.params.numel
-    out = {"run": f"alpha-{dtype}", "tok_s": B * T * len(times) / sum(times),
+    out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else ""), "tok_s": B * T * len(times) / sum(times),
            "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
            "losses": losses, "device": be.dev.name}
     if profile:
@@ -112,13 +115,15 @@ def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
 
 def one(run: str, c: dict, args) -> dict:
     if run.startswith("alpha-"):
-        return measure_alpha(c, run[6:], args.steps, args.warmup, args.profile)
+        dtype, _, limit = run[6:].partition("-b")
+        return measure_alpha(c, dtype, args.steps, args.warmup, args.profile, int(limit or 0))
     return measure_torch(c, run[6:], args.steps, args.warmup)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    p.add_argument("--runs", nargs="+", default=list(RUNS),
+                   help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--small", action="store_true", help="a small model instead of GPT-2 small")

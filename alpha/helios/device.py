@@ -20,6 +20,10 @@ from alpha.helios.memory import Pool
 
 TYPE_RANK = {2: 0, 1: 1, 3: 2, 4: 3, 0: 4}  # discrete first
 BATCH_LIMIT = 512  # dispatches per command buffer before it is submitted (without waiting)
+# On a GPU a batch is submitted after fewer dispatches, so the GPU starts on the first ops of a
+# step while Python is still recording the rest (a submit costs ~7 us; waiting for 512 recorded
+# dispatches left the GPU idle for the whole recording of a forward pass).
+GPU_BATCH_LIMIT = 64
 
 
 def _cstrings(names):
@@ -288,6 +292,8 @@ class Device:
                                                      flags=vk.CMD_ONE_TIME_SUBMIT)
         self._fence_ptr = vk.NH()
         self.dispatches = 0  # total dispatches recorded (for tests and stats)
+        self.batch_limit = GPU_BATCH_LIMIT if self.device_type in ("discrete", "integrated") \
+            else BATCH_LIMIT
         self.profiling = os.environ.get("ALPHA_HELIOS_PROFILE") == "1"
         self.profile: dict[str, list] = {}  # kernel name -> [count, GPU seconds]
         self._pools: dict[int, tuple[int, list]] = {}  # command buffer -> (query pool, names)
@@ -380,7 +386,7 @@ class Device:
             self._profile_mark(cb, program.name)
         self.count += 1
         self.dispatches += 1
-        if self.count >= BATCH_LIMIT:
+        if self.count >= self.batch_limit:
             self.submit()
 
     def copy(self, src_buffer: int, src_off: int, dst_buffer: int, dst_off: int,
