@@ -19,7 +19,7 @@ ALIGN = 256
 BLOCK_SIZE = 256 << 20
 # Emptied dedicated blocks (tensors above BLOCK_SIZE: logits and their gradients) kept for the
 # next request of a similar size: a training step frees and asks for the same few every time,
-# and vkAllocateMemory + vkFreeMemory of gigabytes cost ~70 ms a step on an H200.
+# and vkAllocateMemory + vkFreeMemory of gigabytes cost ~145 ms a step on an H200.
 SPARE_BLOCKS = 4
 
 
