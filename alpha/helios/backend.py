@@ -18,6 +18,7 @@ from alpha.core.backend import Backend
 from alpha.core.checks import reduced_shape
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import rows as krows
+from alpha.helios.ops_attention import AttentionOps
 from alpha.helios.ops_matmul import MatmulOps
 from alpha.helios.ops_nn import NNOps
 from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups
@@ -25,7 +26,7 @@ from alpha.tensor import host_rng
 from alpha.tensor.tensor import Tensor
 
 
-class HeliosBackend(MatmulOps, NNOps, Backend):
+class HeliosBackend(MatmulOps, AttentionOps, NNOps, Backend):
     name = "helios"
 
     def __init__(self):

@@ -60,6 +60,7 @@ def builders() -> dict:
         "log_softmax_forward": lambda: krows.softmax_forward(True),
         "softmax_backward": lambda: krows.softmax_backward(False),
         "log_softmax_backward": lambda: krows.softmax_backward(True),
+        "causal_softmax": krows.causal_softmax,
         "layernorm_forward": lambda: krows.layernorm_forward(True),
         "layernorm_forward_nobias": lambda: krows.layernorm_forward(False),
         "layernorm_backward_dx": krows.layernorm_backward_dx,
