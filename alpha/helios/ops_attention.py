@@ -1,14 +1,16 @@
 """Training attention for mixed precision: causal attention as batched 16-bit matmuls around a
-materialised score matrix, one sequence of the batch at a time.
+materialised score matrix.
 
-With `with_matmul_dtype("bf16")` the four products of the forward and backward run through
+With `with_matmul_dtype("bf16")` the products of the forward and backward run through
 `ops_matmul` (tensor cores where the device has them) instead of the fused SIMT kernels of
-`ops_nn`: per sequence S = scale * Q K^T (H, T, T), P = causal softmax(S) (and the log-sum-exp),
-out = P V; the backward recomputes P, then dV += P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P *
-dP)), dQ += scale * dS K, dK += scale * dS^T Q. Scores, P and dS are fp32 (the softmax and its
-backward stay fp32); the matmul inputs are rounded to bf16 like every matmul in this mode.
-Memory: three (H, T, T) fp32 scratch matrices, reused for every sequence (GPT-2 small: 50 MB
-each). fp32 training keeps the fused kernels (their products would run on the SIMT path here).
+`ops_nn`, batched over every (sequence, head): S = scale * Q K^T (B*H, T, T), P = causal
+softmax(S) (and the log-sum-exp), out = P V; the backward recomputes P, then dV = P^T dO,
+dP = dO V^T, dS = P * (dP - rowsum(P * dP)), dQ = scale * dS K, dK = scale * dS^T Q, added into
+dqkv. Scores, P and dS are fp32 (the softmax and its backward stay fp32); the matmul inputs are
+rounded to bf16 like every matmul in this mode, once per operand (heads are first copied to a
+head-major layout, then packed). Memory: up to three (B*H, T, T) fp32 matrices at a time
+(GPT-2 small at batch 16: 805 MB each). fp32 training keeps the fused kernels (these products
+would run on the SIMT path there).
 """
 
 from __future__ import annotations
@@ -27,19 +29,18 @@ class AttentionOps:
         if B * T == 0:
             return
         H, hs = n_head, C // n_head
-        dt = self.matmul_dtype
-        src = self._attention_src(H, T, C)
-        q, k, v = self._heads(self._inputs16(qkv, src), B, T, H, hs, 3)
-        o = out if out.is_contiguous else self.rt.new(out.shape)
-        ov = self._heads(o, B, T, H, hs, 1)[0]
+        dt, src = self.matmul_dtype, self._attention_src(B, H, T, C)
+        q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
+        S = self.rt.new((B * H, T, T))
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
-        S = self.rt.new((H, T, T))
-        for b in range(B):
-            self._mm(S, q[b], k[b], False, True, False, 1.0 / math.sqrt(hs), dt, src)
-            self._causal_softmax(S, S, lo[b], H, T)
-            self._mm(ov[b], self._inputs16(S, src), v[b], False, False, False, 1.0, dt, src)
-        if o is not out:
-            self.rt.copy(out, o)
+        self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src)
+        self._causal_softmax(S, lo, B * H, T)
+        o = self.rt.new((B * H, T, hs))
+        self._mm(o, self._packed_as(S, src), v, False, False, False, 1.0, dt, src)
+        dst = out if out.is_contiguous else self.rt.new(out.shape)
+        self.rt.copy(dst.view(B, T, H, hs), o.view(B, H, T, hs).permute(0, 2, 1, 3))
+        if dst is not out:
+            self.rt.copy(out, dst)
         if lo is not lse:
             self.rt.copy(lse, lo)
 
@@ -50,55 +51,62 @@ class AttentionOps:
         if B * T == 0:
             return
         H, hs = n_head, C // n_head
-        dt, scale = self.matmul_dtype, 1.0 / math.sqrt(hs)
-        src = self._attention_src(H, T, C)
-        q, k, v = self._heads(self._inputs16(qkv, src), B, T, H, hs, 3)
+        dt, src, scale = self.matmul_dtype, self._attention_src(B, H, T, C), 1.0 / math.sqrt(hs)
+        q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
+        (do,) = self._heads(dout, B, T, H, hs, 1, src)
+        P = self.rt.new((B * H, T, T))
+        self._mm(P, q, k, False, True, False, scale, dt, src)
+        self._causal_softmax(P, self.rt.new((B * H, T)), B * H, T)
+        grads = [self.rt.new((B * H, T, hs)) for _ in range(3)]  # dq, dk, dv
+        P16 = self._packed_as(P, src)
+        self._mm(grads[2], P16, do, True, False, False, 1.0, dt, src)
+        del P16
+        dP = self.rt.new((B * H, T, T))
+        self._mm(dP, do, v, False, True, False, 1.0, dt, src)
+        dS = self.rt.new((B * H, T, T))
+        z = dS.storage.alloc
+        self.dev.fill_zero(z.block.buffer, z.offset, z.size)
+        R = B * H * T
+        self.rt.launch(("softmax_bwd", False), lambda: krows.softmax_backward(False),
+                       [self.rt.addr(dS), self.rt.addr(dP), self.rt.addr(P), R, T],
+                       (min(R, MAX_GROUPS), 1, 1))
+        del P, dP
+        dS16 = self._packed_as(dS, src)
+        self._mm(grads[0], dS16, k, False, False, False, scale, dt, src)
+        self._mm(grads[1], dS16, q, True, False, False, scale, dt, src)
         g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
-        dq, dk, dv = self._heads(g, B, T, H, hs, 3)
-        do = self._heads(self._inputs16(dout, src), B, T, H, hs, 1)[0]
-        P, dP, dS = (self.rt.new((H, T, T)) for _ in range(3))
-        lse_tmp = self.rt.new((H, T))
-        zs = dS.storage.alloc
-        for b in range(B):
-            self._mm(P, q[b], k[b], False, True, False, scale, dt, src)
-            self._causal_softmax(P, P, lse_tmp, H, T)
-            self._mm(dv[b], self._inputs16(P, src), do[b], True, False, True, 1.0, dt, src)
-            self._mm(dP, do[b], v[b], False, True, False, 1.0, dt, src)
-            self.dev.fill_zero(zs.block.buffer, zs.offset, zs.size)
-            self.rt.launch(("softmax_bwd", False), lambda: krows.softmax_backward(False),
-                           [self.rt.addr(dS), self.rt.addr(dP), self.rt.addr(P), H * T, T],
-                           (min(H * T, MAX_GROUPS), 1, 1))
-            dS16 = self._inputs16(dS, src)
-            self._mm(dq[b], dS16, k[b], False, False, True, scale, dt, src)
-            self._mm(dk[b], dS16, q[b], True, False, True, scale, dt, src)
+        parts = g.view(B, T, 3, H, hs).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hs)
+        for p in range(3):
+            self._axpy(parts[p], grads[p].view(B, H, T, hs), 1.0)
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 
-    def _attention_src(self, H, T, C) -> str:
+    def _attention_src(self, B, H, T, C) -> str:
         """The matmuls' input type: 16-bit bits packed once per operand where tensor cores
         take them (every packed tensor has an even element count), else fp32 (the SIMT kernel
         rounds as it loads)."""
         dt = self.matmul_dtype
-        return dt if dt in self._coop_types() and (H * T * T) % 2 == 0 and C % 2 == 0 \
-            else "f32"
+        even = (B * H * T * T) % 2 == 0 and (B * T * C) % 2 == 0
+        return dt if dt in self._coop_types() and even else "f32"
 
-    def _inputs16(self, t, src):
-        """t (contiguous) as the matmuls' inputs: itself for fp32, else a packed u16 copy."""
-        t = self.rt.contig(t)
+    def _packed_as(self, t, src):
+        """Contiguous t as the matmuls' inputs: itself for fp32, else a packed u16 copy."""
         if src == "f32":
             return t
         u = self.rt.new(t.shape, "u16")
         self.pack16(u.view(t.numel), t.view(t.numel), src)
         return u
 
-    @staticmethod
-    def _heads(t, B, T, H, hs, parts):
-        """Views (B, H, T, hs) of the `parts` column blocks of t (B, T, parts * H * hs)."""
-        v = t.view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)  # (parts, B, H, T, hs)
-        return [v[p] for p in range(parts)]
+    def _heads(self, t, B, T, H, hs, parts, src):
+        """The `parts` column blocks of t (B, T, parts * H * hs) as head-major (B*H, T, hs)
+        matmul inputs."""
+        v = self.rt.contig(t).view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)
+        return [self._packed_as(self.rt.contig(v[p]).view(B * H, T, hs), src)
+                for p in range(parts)]
 
-    def _causal_softmax(self, out, x, lse, H, T) -> None:
-        R = H * T
+    def _causal_softmax(self, S, lse, R, T) -> None:
+        """S (R, T, T) in place: causal softmax of each row; lse (R * T values) its log-sum-exp."""
+        rows = R * T
         self.rt.launch(("causal_softmax",), krows.causal_softmax,
-                       [self.rt.addr(out), self.rt.addr(x), self.rt.addr(lse), R, T],
-                       (min(R, MAX_GROUPS), 1, 1))
+                       [self.rt.addr(S), self.rt.addr(S), self.rt.addr(lse), rows, T],
+                       (min(rows, MAX_GROUPS), 1, 1))
