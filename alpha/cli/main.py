@@ -15,7 +15,8 @@ import sys
 from alpha.core.errors import AlphaError
 
 COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve", "tui",
-            "spirv"]
+            "spirv", "export", "import"]
+MODULES = {"import": "import_"}  # commands whose name is a Python keyword -> their module
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,10 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m alpha", description="Alpha: train and serve GPT models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
+        module_name = f"alpha.cli.{MODULES.get(name, name)}"
         try:
-            module = importlib.import_module(f"alpha.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            if e.name == f"alpha.cli.{name}":
+            if e.name == module_name:
                 continue  # a command not built yet
             raise
         module.register(sub)

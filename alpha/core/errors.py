@@ -33,3 +33,8 @@ class CompilerNotFound(BackendUnavailable):
 
 class StoreError(AlphaError, RuntimeError):
     """The run database rejected a request or could not be reached."""
+
+
+class InteropError(CheckpointError):
+    """A model file from elsewhere (safetensors, a Hugging Face folder) is corrupt, or a model
+    cannot be converted to or from that format; the message names the tensor or setting."""
