@@ -23,6 +23,9 @@ from alpha.core.config import (
 )
 from alpha.core.errors import CheckpointError
 
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT): stopped with a checkpoint
+EXIT_SIGTERM = 143  # SIGTERM (128 + SIGTERM): stopped with a checkpoint
+
 # flag -> (section, field). Booleans get --flag / --no-flag.
 FLAGS = {
     # model
@@ -194,7 +197,7 @@ def run(args) -> int:
     if result.status == "interrupted":
         print(f"stopped at step {result.step}; resume with: python -m alpha train --resume "
               f"{result.checkpoint}", file=sys.stderr)
-        return 130
+        return EXIT_SIGTERM if result.signal == "SIGTERM" else EXIT_INTERRUPTED
     print(f"done: {result.step} steps in {result.elapsed_s:.1f}s, loss {loss}{val}")
     print(f"run folder: {result.run_dir}")
     if result.checkpoint:

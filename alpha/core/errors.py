@@ -35,6 +35,24 @@ class StoreError(AlphaError, RuntimeError):
     """The run database rejected a request or could not be reached."""
 
 
+class RunFolderError(AlphaError):
+    """A run folder cannot be created, written or locked (another process holds it, a file is in
+    the way, the disk is read-only)."""
+
+
+class WriteError(AlphaError):
+    """A file cannot be written: permission denied, a read-only filesystem, a folder in the way."""
+
+
+class DiskFullError(WriteError):
+    """A write ran out of space. The message names the file, the bytes it needed and the bytes
+    free; what was written before (earlier checkpoints, metrics) is intact."""
+
+
+class MemoryBudgetError(AlphaError):
+    """A model (with its gradients, optimizer state and activations) does not fit in memory."""
+
+
 class InteropError(CheckpointError):
     """A model file from elsewhere (safetensors, a Hugging Face folder) is corrupt, or a model
     cannot be converted to or from that format; the message names the tensor or setting."""

@@ -36,6 +36,35 @@ FORMAT_VERSION = 1
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIQ")  # magic, version, header_len
 _DIGEST = 32
+TMP_PREFIX = ".tmp-ckpt-"  # a checkpoint being written (removed at the next start if left over)
+
+
+def file_name(step: int) -> str:
+    """`step-<N>.ckpt`: the one place this name is spelled."""
+    return f"step-{step}.ckpt"
+
+
+def step_of(name: str) -> int | None:
+    """N of a file named `step-<N>.ckpt`, else None (temporary files, other files)."""
+    base = os.path.basename(name)
+    if not (base.startswith("step-") and base.endswith(".ckpt")):
+        return None
+    digits = base[5:-5]
+    return int(digits) if digits.isdigit() and digits.isascii() else None
+
+
+def list_steps(folder: str) -> dict[int, str]:
+    """{step: path} of the checkpoint files in `folder` by name (none when it is missing)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    out = {}
+    for name in names:
+        step = step_of(name)
+        if step is not None:
+            out[step] = os.path.join(folder, name)
+    return out
 
 
 @dataclass
@@ -93,7 +122,8 @@ def save(path: str, header: dict, tensors: dict) -> tuple[int, str]:
 
     digest = hashlib.sha256()
     size = 0
-    with atomic_open(path, prefix=".tmp-ckpt-") as f:
+    total = len(prefix) + len(head) + pad + offset + _DIGEST
+    with atomic_open(path, prefix=TMP_PREFIX, size_hint=total) as f:
         for chunk in (prefix, head, b"\0" * pad, *blobs):
             digest.update(chunk)
             f.write(chunk)

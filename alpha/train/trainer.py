@@ -67,6 +67,7 @@ class TrainResult:
     checkpoint: str | None
     elapsed_s: float
     sample: str | None
+    signal: str | None = None  # what stopped an interrupted run: "SIGINT" or "SIGTERM"
 
 
 class Trainer:
@@ -79,7 +80,33 @@ class Trainer:
         self.hooks = hooks or {}  # test hooks: {"after_backward": fn(trainer, step)}
         self.handle_sigint = handle_sigint
         self._stop_requested = False
+        self._stop_signal: str | None = None  # "SIGINT" | "SIGTERM" once a stop is requested
 
+        # the run folder first: one writer at a time, and the second one is told at once
+        if not run_dir and resume:
+            candidate = os.path.dirname(os.path.dirname(os.path.abspath(resume.path)))
+            if os.path.isfile(os.path.join(candidate, "config.json")):
+                run_dir = candidate
+        run_dir = run_dir or config.train.run_dir
+        existed = bool(run_dir) and os.path.isdir(run_dir)
+        self.folder = RunFolder.create(run_dir, config.domain)
+        try:
+            self.folder.lock()
+            if run_dir and not resume and self.folder.holds_a_run():
+                raise ConfigError(
+                    f"run folder {run_dir} already holds a run; pick another --run-dir, or "
+                    "continue it with --resume CHECKPOINT"
+                )
+            self._repairs = self.folder.repair()
+            self._setup(config, resume)
+        except BaseException:
+            self.folder.close()
+            if not existed:
+                _remove_if_empty(self.folder)
+            raise
+
+    def _setup(self, config: RunConfig, resume) -> None:
+        out = self.out
         # what the run is built from: text, tokenizer, model config, backend
         tokenizer_json = resume.header["tokenizer"] if resume else None
         self.s = sess.build(config, tokenizer_json=tokenizer_json,
@@ -118,20 +145,6 @@ class Trainer:
         self._t_start = time.perf_counter()
         if resume:
             self._restore(resume)
-
-        # the run folder
-        if not run_dir and resume:
-            candidate = os.path.dirname(os.path.dirname(os.path.abspath(resume.path)))
-            if os.path.isfile(os.path.join(candidate, "config.json")):
-                run_dir = candidate
-        run_dir = run_dir or tc.run_dir
-        if run_dir and not resume and RunFolder(run_dir).holds_a_run():
-            raise ConfigError(
-                f"run folder {run_dir} already holds a run; pick another --run-dir, or continue "
-                "it with --resume CHECKPOINT"
-            )
-        self.folder = RunFolder.create(run_dir, self.config.domain)
-        if resume:
             self.folder.rewind(self.step)
         self.folder.write_config(
             self.config.to_dict(), config_hash=self.config.hash, tokenizer=self.s.tokenizer_name,
@@ -196,6 +209,9 @@ class Trainer:
         tc = self.train_config
         start_step = self.step
         resumed = start_step > 0
+        for note in self._repairs:
+            self.event("repair", note, level="warning", record=False)
+            self.say(f"note: {note}")
         warning = self.recorder.call("start", self.folder.path, self.config.to_dict(), self.info())
         if warning:
             self.event("recorder", str(warning), level="warning", record=False)
@@ -210,7 +226,7 @@ class Trainer:
         self._progress = Progress(tc.iters, stream=self.out, every=max(1, tc.log_interval),
                                   start=start_step) if self.out is not None else None
 
-        old_handler = self._install_sigint()
+        old_handlers = self._install_signal_handlers()
         t_start = self._t_start = time.perf_counter()
         status, last_loss, final_ckpt, sample_text = "completed", None, None, None
         torn = False
@@ -239,13 +255,16 @@ class Trainer:
             # state can be torn, so no checkpoint; the last one saved is the resume point
             status, torn = "interrupted", True
         except BaseException as e:
-            self.event("failed", f"{type(e).__name__}: {e}", level="error")
+            try:  # the failure may be the disk itself: recording it is best effort
+                self.event("failed", f"{type(e).__name__}: {e}", level="error")
+            except AlphaError:
+                pass
             self.recorder.call("finish", "failed")
             self.recorder.close()
             self.folder.close()
             raise
         finally:
-            self._restore_sigint(old_handler)
+            self._restore_signal_handlers(old_handlers)
             if self._progress is not None:
                 self._progress.close()
             self._flush_metrics()
@@ -262,8 +281,10 @@ class Trainer:
                        payload={"loss": last_loss, "val_loss": self.last_val_loss})
             self.recorder.call("finish", "completed")
         elif status == "interrupted":
-            self.event("interrupted", f"stopped by the user at step {self.step}; resume with "
-                       f"--resume {final_ckpt}", level="warning")
+            who = "by SIGTERM" if self._stop_signal == "SIGTERM" else "by the user"
+            self.event("interrupted", f"stopped {who} at step {self.step}; resume with "
+                       f"--resume {final_ckpt}", level="warning",
+                       payload={"signal": self._stop_signal or "SIGINT"})
             self.recorder.call("finish", "failed")
         else:
             self.event("diverged", f"{self.bad_in_a_row} steps in a row had NaN/Inf loss or "
@@ -274,7 +295,7 @@ class Trainer:
         result = TrainResult(status=status, run_dir=self.folder.path, step=self.step,
                              loss=last_loss, val_loss=self.last_val_loss,
                              best_val_loss=self.best_val_loss, checkpoint=final_ckpt,
-                             elapsed_s=elapsed, sample=sample_text)
+                             elapsed_s=elapsed, sample=sample_text, signal=self._stop_signal)
         if status == "diverged":
             raise TrainingDiverged(
                 f"training stopped at step {self.step}: {self.bad_in_a_row} steps in a row had "
@@ -471,25 +492,38 @@ class Trainer:
                 del self.checkpoints[s]
         return removed
 
-    # ---- Ctrl-C ----------------------------------------------------------------------------
-    def _install_sigint(self):
+    # ---- Ctrl-C and SIGTERM -------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict:
+        """Ctrl-C (SIGINT) and SIGTERM (what schedulers send before they kill) both ask the loop
+        to stop after the current step, with a checkpoint; a second one stops at once."""
         if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def handler(signum, frame):
-            if self._stop_requested:  # a second Ctrl-C: stop now
+            if self._stop_requested:  # the second signal: stop now
                 raise KeyboardInterrupt
             self._stop_requested = True
-            self.say("stopping after this step (Ctrl-C again to stop at once)...")
+            self._stop_signal = signal.Signals(signum).name
+            again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            self.say(f"{self._stop_signal}: stopping after this step with a checkpoint "
+                     f"({again} again to stop at once)...")
 
-        try:
-            return signal.signal(signal.SIGINT, handler)
-        except ValueError:
-            return None
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:
+                pass
+        return old
 
-    def _restore_sigint(self, old) -> None:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+    def _restore_signal_handlers(self, old: dict) -> None:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+    @property
+    def stop_signal(self) -> str | None:
+        """The signal that stopped the run ("SIGINT", "SIGTERM"), None when none did."""
+        return self._stop_signal
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,17 +540,24 @@ def _now() -> str:
 def _scan_checkpoints(folder: str) -> dict:
     """step -> val_loss of the checkpoints already in a folder (a resumed run prunes them too)."""
     out = {}
-    if not os.path.isdir(folder):
-        return out
-    for name in os.listdir(folder):
-        if not (name.startswith("step-") and name.endswith(".ckpt")):
-            continue
+    for step, path in ckpt_format.list_steps(folder).items():
         try:
-            header = ckpt_format.read_header(os.path.join(folder, name))
-            out[int(header["step"])] = header.get("val_loss")
-        except (CheckpointError, ValueError, KeyError):
+            header = ckpt_format.read_header(path)
+        except CheckpointError:
             continue
+        val = header.get("val_loss")
+        out[step] = val if isinstance(val, (int, float)) else None
     return out
+
+
+def _remove_if_empty(folder: RunFolder) -> None:
+    """A run that failed before it began leaves no folder behind (just its lock file)."""
+    try:
+        os.rmdir(folder.checkpoints)
+        os.unlink(folder.lock_path)
+        os.rmdir(folder.path)
+    except OSError:
+        pass
 
 
 class _Recorder:

@@ -1,0 +1,329 @@
+"""Faults as a user meets them, through real subprocesses: two trainers on one run folder, SIGTERM
+from a scheduler, a run killed mid-line, a run folder that cannot be made, a full disk (a real
+small tmpfs when we may mount one, else /dev/full), and what each leaves behind.
+
+Every case asserts the exit code, one clear line on stderr (no traceback), and that no data was
+lost or mixed: the checkpoints that existed still load, every log line parses, a resume is still
+bit-exact."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from alpha.core.config import RunConfig
+from alpha.train import checkpoint as ckpt_format
+from alpha.train.trainer import Trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet "
+        "is the sun.\n\n") * 20
+TINY = ["--layers", "1", "--heads", "2", "--dim", "16", "--block", "16", "--batch", "2",
+        "--eval-iters", "2", "--warmup", "1", "--quiet", "--eval-interval", "0",
+        "--sample-interval", "0"]
+FOREVER = ["--iters", "1000000", "--checkpoint-interval", "0"]
+WAIT_S = 120  # generous: the machine may be loaded by other work
+
+
+def env():
+    e = dict(os.environ)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("TURSO_DATABASE_URL", None)
+    return e
+
+
+def alpha(*args, cwd=None, timeout=WAIT_S, extra_env=None):
+    return subprocess.run([sys.executable, "-m", "alpha", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, env={**env(), **(extra_env or {})},
+                          timeout=timeout)
+
+
+def start(*args, cwd=None):
+    return subprocess.Popen([sys.executable, "-m", "alpha", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd or ROOT, env=env())
+
+
+def one_line_error(returncode, stderr, *needles):
+    assert returncode == 2, (returncode, stderr)
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error:"), stderr
+    assert sum(line.startswith("error:") for line in lines) == 1, stderr
+    for n in needles:
+        assert n in lines[-1], lines[-1]
+    return lines[-1]
+
+
+def wait_for_lines(path, n, proc=None):
+    deadline = time.time() + WAIT_S
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"exited early ({proc.returncode}): {proc.stderr.read()}")
+        try:
+            with open(path) as f:
+                if len(f.read().splitlines()) >= n:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {n} lines")
+
+
+def jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]  # every line must parse
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    p = tmp_path / "data.txt"
+    p.write_text(TEXT)
+    return str(p)
+
+
+# ---- one writer per run folder ----------------------------------------------------------------
+
+
+def test_two_trainers_on_one_run_folder(tmp_path, data_file):
+    """Started at the same moment: one trains, the other exits 2 naming the holder's pid; the
+    same for two resumes of one checkpoint into one folder."""
+    run = str(tmp_path / "r")
+    procs = [start("train", "--data", data_file, *TINY, *FOREVER, "--run-dir", run)
+             for _ in range(2)]
+    try:
+        deadline = time.time() + WAIT_S
+        while time.time() < deadline and all(p.poll() is None for p in procs):
+            time.sleep(0.05)
+        loser = next(p for p in procs if p.poll() is not None)
+        winner = next(p for p in procs if p is not loser)
+        _, err = loser.communicate()
+        one_line_error(loser.returncode, err, "in use by another Alpha process",
+                       f"pid {winner.pid}")
+        wait_for_lines(os.path.join(run, "metrics.jsonl"), 3, winner)
+        winner.send_signal(signal.SIGTERM)
+        _, err = winner.communicate(timeout=WAIT_S)
+        assert winner.returncode == 143, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    steps = [r["step"] for r in jsonl(os.path.join(run, "metrics.jsonl"))]
+    assert steps == list(range(1, len(steps) + 1))  # one writer: no interleaving
+    ckpt = ckpt_format.list_steps(os.path.join(run, "checkpoints"))[steps[-1]]
+
+    procs = [start("train", "--resume", ckpt, *FOREVER, "--quiet") for _ in range(2)]
+    try:
+        deadline = time.time() + WAIT_S
+        while time.time() < deadline and all(p.poll() is None for p in procs):
+            time.sleep(0.05)
+        loser = next(p for p in procs if p.poll() is not None)
+        winner = next(p for p in procs if p is not loser)
+        _, err = loser.communicate()
+        one_line_error(loser.returncode, err, f"pid {winner.pid}")
+        wait_for_lines(os.path.join(run, "metrics.jsonl"), len(steps) + 2, winner)
+        winner.send_signal(signal.SIGTERM)
+        winner.communicate(timeout=WAIT_S)
+        assert winner.returncode == 143
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    steps = [r["step"] for r in jsonl(os.path.join(run, "metrics.jsonl"))]
+    assert steps == list(range(1, len(steps) + 1))
+
+
+def test_a_killed_holder_leaves_the_folder_free(tmp_path, data_file):
+    """kill -9 cannot release anything by hand: the OS drops the lock, so the next start works."""
+    run = str(tmp_path / "r")
+    p = start("train", "--data", data_file, *TINY, "--iters", "1000000",
+              "--checkpoint-interval", "5", "--run-dir", run)
+    try:
+        wait_for_lines(os.path.join(run, "metrics.jsonl"), 12, p)
+    finally:
+        p.kill()
+        p.wait()
+    ckpts = ckpt_format.list_steps(os.path.join(run, "checkpoints"))
+    r = alpha("train", "--resume", ckpts[max(ckpts)], "--iters", str(max(ckpts) + 2), "--quiet")
+    assert r.returncode == 0, r.stderr
+
+
+# ---- SIGTERM ------------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_with_a_checkpoint_and_resumes_bit_exact(tmp_path, data_file):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    p = start("train", "--data", data_file, *TINY, *FOREVER, "--run-dir", a)
+    wait_for_lines(os.path.join(a, "metrics.jsonl"), 3, p)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=WAIT_S)
+    assert p.returncode == 143, err
+    assert "Traceback" not in err and "resume with" in err
+    ckpts = ckpt_format.list_steps(os.path.join(a, "checkpoints"))
+    assert len(ckpts) == 1
+    k = max(ckpts)
+    rows_a = jsonl(os.path.join(a, "metrics.jsonl"))
+    assert rows_a[-1]["step"] == k  # the checkpoint is the last completed step
+    last = jsonl(os.path.join(a, "events.jsonl"))[-1]
+    assert last["kind"] == "interrupted" and last["payload"]["signal"] == "SIGTERM"
+
+    # resume into b, SIGTERM again a few steps later
+    p = start("train", "--resume", ckpts[k], "--run-dir", b, "--quiet")
+    wait_for_lines(os.path.join(b, "metrics.jsonl"), 3, p)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=WAIT_S)
+    assert p.returncode == 143, err
+    rows_b = jsonl(os.path.join(b, "metrics.jsonl"))
+    m = rows_b[-1]["step"]
+    assert rows_b[0]["step"] == k + 1 and m > k
+
+    # the reference: one uninterrupted run of the same config to step m (a stop request after
+    # step m is what the first SIGTERM does)
+    config = RunConfig.from_dict(ckpt_format.load(ckpts[k]).header["config"])
+
+    def stop_at_m(trainer, step):
+        if step == m:
+            trainer._stop_requested = True
+
+    ref = Trainer(config, run_dir=str(tmp_path / "ref"), out=None,
+                  hooks={"after_backward": stop_at_m}).train()
+    assert ref.step == m
+    want = [r["loss"] for r in jsonl(os.path.join(str(tmp_path / "ref"), "metrics.jsonl"))]
+    got = [r["loss"] for r in rows_a] + [r["loss"] for r in rows_b]
+    assert got == want  # bit for bit
+    final_b = ckpt_format.list_steps(os.path.join(b, "checkpoints"))[m]
+    assert ckpt_format.load(final_b).tensors["params"] == \
+        ckpt_format.load(ref.checkpoint).tensors["params"]
+
+
+# ---- torn files ---------------------------------------------------------------------------------
+
+
+def test_a_torn_last_line_is_cut_before_the_resume_appends(tmp_path, data_file):
+    """A run killed while writing step 4's line (after step 3's checkpoint) resumes with every
+    line whole: the torn bytes are dropped and said so, never glued to the next line. Leftover
+    temporary files of a checkpoint write are removed."""
+    run = tmp_path / "r"
+    r = alpha("train", "--data", data_file, *TINY, "--iters", "3", "--run-dir", str(run))
+    assert r.returncode == 0, r.stderr
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 2.71')  # the line being written when the power went
+    with open(run / "events.jsonl", "a") as f:
+        f.write('{"step": 4, "lev')
+    with open(run / "samples.jsonl", "wb") as f:
+        f.write('{"step": 1, "text": "caf\u00e9"}\n{"step": 2, "text": "caf'.encode()[:-1])
+    (run / "checkpoints" / ".tmp-ckpt-abc123").write_bytes(b"\0" * 1000)
+    (run / ".tmp-xyz").write_bytes(b"{")
+    r = alpha("train", "--resume", str(run / "checkpoints" / "step-3.ckpt"), "--iters", "6")
+    assert r.returncode == 0, r.stderr
+    assert "dropped a torn last line of metrics.jsonl" in r.stderr
+    assert [x["step"] for x in jsonl(run / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+    kinds = [x["kind"] for x in jsonl(run / "events.jsonl")]
+    assert kinds.count("repair") >= 4 and kinds[-1] == "completed"
+    assert [x["step"] for x in jsonl(run / "samples.jsonl")] == [1]
+    assert sorted(os.listdir(run / "checkpoints")) == ["step-3.ckpt", "step-6.ckpt"]
+    assert not (run / ".tmp-xyz").exists()
+
+
+# ---- run folders that cannot be made -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path, options):
+    """A real tmpfs at `path` (root, and a kernel that lets us mount), else None."""
+    os.makedirs(path, exist_ok=True)
+    if os.geteuid() != 0:
+        yield None
+        return
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        yield None
+        return
+    try:
+        yield str(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_run_folder_that_cannot_be_made(tmp_path, data_file):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    err = one_line_error(*_train(data_file, "--run-dir", str(a_file)))
+    assert "a-file is a file" in err
+    one_line_error(*_train(data_file, "--run-dir", str(a_file / "run")), "a-file is a file")
+    # outputs/ is a file, no --run-dir: the default place is in the way
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "outputs").write_text("oops")
+    r = alpha("train", "--data", data_file, *TINY, "--iters", "2", cwd=str(cwd))
+    one_line_error(r.returncode, r.stderr, "outputs is a file")
+    assert (cwd / "outputs").read_text() == "oops"
+
+    # read-only: a read-only tmpfs (root bypasses file modes), else a folder without write bits
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
+        if ro is None:
+            ro = str(tmp_path / "ro")
+            os.chmod(ro, 0o555)
+            if os.geteuid() == 0:  # root without mount: /proc refuses new folders to anyone
+                ro = "/proc/alpha-test"
+        one_line_error(*_train(data_file, "--run-dir", os.path.join(ro, "run")),
+                       "cannot create the run folder")
+
+
+def _train(data_file, *args):
+    r = alpha("train", "--data", data_file, *TINY, "--iters", "2", *args)
+    return r.returncode, r.stderr
+
+
+# ---- a full disk --------------------------------------------------------------------------------
+
+
+def test_disk_full_keeps_earlier_checkpoints_and_says_how_much(tmp_path, data_file):
+    """A small tmpfs with room for two checkpoints (the atomic write needs the old and the new
+    side by side) but not a third: the run stops with one line naming the bytes needed and
+    free; the checkpoints written before still verify. Without mount rights, /dev/full gives a
+    real ENOSPC on the metrics log instead."""
+    probe = alpha("train", "--data", data_file, *TINY, "--iters", "1",
+                  "--run-dir", str(tmp_path / "probe"))
+    assert probe.returncode == 0, probe.stderr
+    ck_size = os.path.getsize(tmp_path / "probe" / "checkpoints" / "step-1.ckpt")
+    with mounted_tmpfs(tmp_path / "small", "size=1m") as small:
+        if small is not None:
+            filler = os.path.join(small, "filler")
+            st = os.statvfs(small)
+            free = st.f_bavail * st.f_frsize
+            with open(filler, "wb") as f:  # leave room for ~2.5 checkpoints and the logs
+                f.write(b"\0" * max(0, free - int(2.5 * ck_size) - 24 * 1024))
+            run = os.path.join(small, "run")
+            code, err = _train(data_file, "--iters", "1000", "--checkpoint-interval", "2",
+                               "--keep-checkpoints", "5", "--run-dir", run)
+            line = one_line_error(code, err, "no space left", "needs", "free")
+            assert "step-" in line
+            ckpts = ckpt_format.list_steps(os.path.join(run, "checkpoints"))
+            assert len(ckpts) >= 1
+            for path in ckpts.values():
+                ckpt_format.load(path)  # verifies the checksum
+            assert not [n for n in os.listdir(os.path.join(run, "checkpoints"))
+                        if n.startswith(".tmp")]
+            jsonl(os.path.join(run, "metrics.jsonl"))
+            # free space and resume from the last good checkpoint
+            os.unlink(filler)
+            r = alpha("train", "--resume", ckpts[max(ckpts)], "--iters", str(max(ckpts) + 2),
+                      "--quiet")
+            assert r.returncode == 0, r.stderr
+
+    # a real ENOSPC from /dev/full on the metrics log (works in any container)
+    run = tmp_path / "devfull"
+    run.mkdir()
+    os.symlink("/dev/full", run / "metrics.jsonl")
+    code, err = _train(data_file, "--run-dir", str(run))
+    one_line_error(code, err, "no space left", "metrics.jsonl", "needs")
