@@ -249,15 +249,3 @@ def import_model(source: str, out_path: str, tokenizer: str = "", n_head: int = 
                                {"params": (imported.params, (n,), "f32")})
     return imported, size
 
-
-def load_init(source: str, tokenizer: str = ""):
-    """The weights `train --init-from` starts from, as an alpha.train.checkpoint.Checkpoint:
-    an Alpha checkpoint file as it is, or a GPT-2 folder / .safetensors file converted in
-    memory."""
-    from alpha.train import checkpoint as ckpt_format
-
-    if os.path.isfile(source) and not source.endswith(".safetensors"):
-        return ckpt_format.load(source)
-    imported = read_model(source, tokenizer)
-    return ckpt_format.Checkpoint(path=source, header=checkpoint_header(imported),
-                                  tensors={"params": imported.params}, size=0, checksum="")

@@ -178,8 +178,9 @@ def _parse_header(path: str, f, size: int) -> tuple[dict, dict[str, TensorInfo],
     at, last = 0, None
     for t in tensors:
         if t.begin < at:
-            raise SafetensorsError(f"{path}: tensor {t.name!r} (bytes {t.begin}..{t.end}) "
-                                   f"overlaps tensor {last.name!r} (bytes {last.begin}..{last.end})")
+            raise SafetensorsError(
+                f"{path}: tensor {t.name!r} (bytes {t.begin}..{t.end}) overlaps tensor "
+                f"{last.name!r} (bytes {last.begin}..{last.end})")
         if t.begin > at:
             raise SafetensorsError(f"{path}: {t.begin - at} bytes of the data before tensor "
                                    f"{t.name!r} belong to no tensor")
@@ -250,7 +251,7 @@ def to_f32(raw, dtype: str, where: str = "tensor") -> array.array:
 
 
 def read(path: str) -> tuple[dict[str, array.array], dict]:
-    """Every tensor of a file as float32 ({name: array('f')}, metadata). Shapes: `SafetensorsFile`."""
+    """Every tensor of a file as float32: ({name: array('f')}, metadata)."""
     with SafetensorsFile(path) as st:
         return {name: st.get(name) for name in st.names()}, dict(st.metadata)
 

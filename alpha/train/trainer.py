@@ -74,6 +74,7 @@ class Trainer:
     """One training run. `out` gets the progress line and messages (None = quiet)."""
 
     def __init__(self, config: RunConfig, *, resume: "ckpt_format.Checkpoint | None" = None,
+                 init_from: "ckpt_format.Checkpoint | None" = None,
                  run_dir: str = "", out=sys.stderr, hooks: dict | None = None,
                  handle_sigint: bool = True):
         self.out = out
@@ -98,17 +99,18 @@ class Trainer:
                     "continue it with --resume CHECKPOINT"
                 )
             self._repairs = self.folder.repair()
-            self._setup(config, resume)
+            self._setup(config, resume, init_from)
         except BaseException:
             self.folder.close()
             if not existed:
                 _remove_if_empty(self.folder)
             raise
 
-    def _setup(self, config: RunConfig, resume) -> None:
+    def _setup(self, config: RunConfig, resume, init_from=None) -> None:
         out = self.out
         # what the run is built from: text, tokenizer, model config, backend
-        tokenizer_json = resume.header["tokenizer"] if resume else None
+        source = resume or init_from
+        tokenizer_json = source.header["tokenizer"] if source else None
         self.s = sess.build(config, tokenizer_json=tokenizer_json,
                             log=self.say if out is not None else None)
         self.config = self.s.config  # vocab_size now set from the tokenizer
@@ -131,6 +133,10 @@ class Trainer:
         self.backend = self.s.backend
         self.rng = Rng(tc.seed)
         self.model = sess.new_model(self.model_config, self.backend, self.rng)
+        if init_from is not None:
+            # a new run from another model's weights (train --init-from, alpha.interop): its
+            # tokenizer and model config, step 0, a fresh optimizer
+            self.model.load_flat(init_from.tensors["params"])
         self.optimizer = AdamW(
             self.backend, self.model.params, self.model.grads, self.model.decay_ranges,
             beta1=tc.beta1, beta2=tc.beta2, eps=tc.eps, weight_decay=tc.weight_decay,
