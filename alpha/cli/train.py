@@ -148,6 +148,8 @@ def register(sub):
                             "optimizer: an Alpha checkpoint, a Hugging Face GPT-2 folder or a "
                             ".safetensors file (model flags may only lower --block, set --dropout)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--upload-checkpoints", action="store_true",
+                   help="with ALPHA_REMOTE_URL: upload every checkpoint (default: the final one)")
     add_config_flags(p)
     p.set_defaults(func=run)
 
@@ -207,7 +209,8 @@ def run(args) -> int:
         config, init = start_from(args.init_from, config,
                                   {**given, **cli_overrides(args)["model"]})
     out = None if args.quiet else sys.stderr
-    trainer = Trainer(config, resume=ck, init_from=init, run_dir=config.train.run_dir, out=out)
+    trainer = Trainer(config, resume=ck, init_from=init, run_dir=config.train.run_dir, out=out,
+                      upload_checkpoints=getattr(args, "upload_checkpoints", False))
     result = trainer.train()
     loss = f"{result.loss:.4f}" if result.loss is not None else "n/a"
     val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
