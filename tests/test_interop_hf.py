@@ -256,7 +256,8 @@ def test_init_from_hf_folder_fine_tunes_and_imported_models_sample_and_eval(
     assert rc == 0, err
     ck = ckpt_format.load(session.find_checkpoint("ft"))
     model_cfg = ck.header["config"]["model"]
-    assert (model_cfg["n_layer"], model_cfg["block_size"], model_cfg["vocab_size"]) == (2, 32, VOCAB)
+    assert (model_cfg["n_layer"], model_cfg["block_size"]) == (2, 32)
+    assert model_cfg["vocab_size"] == VOCAB
     assert ck.header["tokenizer"]["kind"] == "gpt2"
     assert ck.step == 2 and ck.header["optimizer"]["step"] == 2  # a new run: fresh optimizer
     # the weights started from the source's (a tiny lr moves them by ~1e-6; a fresh init is far)
