@@ -50,6 +50,8 @@ from alpha.train.runfolder import RunFolder
 from alpha.train.schedule import lr_for
 
 METRICS_FLUSH_EVERY = 10  # rows per recorder.metrics call
+DB_WAIT_S = 2.0  # at start, how long the first database connection may take before a warning
+DB_CLOSE_TROUBLE_S = 2.0  # at the end, the wait for a database that already failed at start
 
 
 class TrainingDiverged(AlphaError):
@@ -83,6 +85,7 @@ class Trainer:
         self.handle_sigint = handle_sigint
         self._stop_requested = False
         self._stop_signal: str | None = None  # "SIGINT" | "SIGTERM" once a stop is requested
+        self._db_trouble = False  # the run database failed or did not answer at start
 
         # the run folder first: one writer at a time, and the second one is told at once
         if not run_dir and resume:
@@ -184,6 +187,27 @@ class Trainer:
                 self.out.write(text + "\n")
                 self.out.flush()
 
+    def warn(self, text: str) -> None:
+        """A warning the user must see even with --quiet (out=None): it goes to stderr."""
+        if self.out is not None:
+            self.say(text)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def _close_recorder(self) -> None:
+        """Give the database a bounded time for the last rows, saying so when it takes long, and
+        say what did not reach it (the second warning of a run whose database is in trouble)."""
+        rec = self.recorder
+        timeout = DB_CLOSE_TROUBLE_S if self._db_trouble else None
+        rec.close(timeout, lambda left: self.warn(
+            f"waiting up to {left:.0f}s for the run database to take the last rows..."))
+        problem = rec.call("problem")
+        if problem:
+            self.warn(f"warning: run {self.folder.run_id} is not (fully) recorded in the run "
+                      f"database ({problem}); its folder has everything: run "
+                      "`python -m alpha db sync` later")
+
     def event(self, kind: str, message: str, level: str = "info", payload: dict | None = None,
               record: bool = True) -> None:
         row = {"step": self.step, "level": level, "kind": kind, "message": message,
@@ -221,8 +245,12 @@ class Trainer:
             self.event("repair", note, level="warning", record=False)
             self.say(f"note: {note}")
         warning = self.recorder.call("start", self.folder.path, self.config.to_dict(), self.info())
-        if warning:
-            self.event("recorder", str(warning), level="warning", record=False)
+        problem = warning or self.recorder.call("wait_ready", DB_WAIT_S)
+        if problem:
+            self._db_trouble = True
+            self.event("recorder", str(problem), level="warning", record=False)
+            self.warn(f"warning: run database {problem}; this run is not being recorded there "
+                      "(its folder has everything: run `python -m alpha db sync` later)")
         self.remote = _start_remote(self)
         self.event("resume" if resumed else "start",
                    f"{'resumed at step ' + str(start_step) if resumed else 'started'}: "
@@ -269,7 +297,7 @@ class Trainer:
             except AlphaError:
                 pass
             self.recorder.call("finish", "failed")
-            self.recorder.close()
+            self._close_recorder()
             _close_remote(self)
             self.folder.close()
             raise
@@ -300,7 +328,7 @@ class Trainer:
             self.event("diverged", f"{self.bad_in_a_row} steps in a row had NaN/Inf loss or "
                        f"gradients; stopped at step {self.step}", level="error")
             self.recorder.call("finish", "failed")
-        self.recorder.close()
+        self._close_recorder()
         _close_remote(self)
         self.folder.close()
         result = TrainResult(status=status, run_dir=self.folder.path, step=self.step,
@@ -642,8 +670,8 @@ class _Recorder:
             self._note(method, e)
             return None
 
-    def close(self) -> None:
-        self.call("close")
+    def close(self, timeout: float | None = None, on_wait=None) -> None:
+        self.call("close", timeout, on_wait)
 
     def _note(self, method: str, e: Exception) -> None:
         if method in self._failed:
