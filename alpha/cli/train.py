@@ -142,6 +142,8 @@ def register(sub):
     p.add_argument("--resume", metavar="CKPT", default=None,
                    help="continue a checkpoint (its run folder, unless --run-dir says otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--upload-checkpoints", action="store_true",
+                   help="with ALPHA_REMOTE_URL: upload every checkpoint (default: the final one)")
     add_config_flags(p)
     p.set_defaults(func=run)
 
@@ -190,7 +192,8 @@ def run(args) -> int:
 
     config, ck = resolve_run_config(args)
     out = None if args.quiet else sys.stderr
-    trainer = Trainer(config, resume=ck, run_dir=config.train.run_dir, out=out)
+    trainer = Trainer(config, resume=ck, run_dir=config.train.run_dir, out=out,
+                      upload_checkpoints=getattr(args, "upload_checkpoints", False))
     result = trainer.train()
     loss = f"{result.loss:.4f}" if result.loss is not None else "n/a"
     val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""

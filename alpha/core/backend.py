@@ -205,6 +205,25 @@ class Backend(Protocol):
         k, v (B, Tmax, C) hold positions 0..start+Tq-1 (the rest is ignored); out (B, Tq, C).
         Causal: query at position p sees keys 0..p. q, k, v may be strided views."""
 
+    # ---- inference: batch invariance and the fused decode block -----------------------------
+    def matmul_rows(self, out: "Tensor", a: "Tensor", b: "Tensor", *,
+                    trans_b: bool = False) -> None:
+        """out (M, N) = a (M, K) @ op(b), with every row computed exactly as it would be alone
+        (M = 1): the same bits whatever M. Batched decode uses it, so a sequence's tokens never
+        depend on what else is in the batch. A backend whose matmul already has that property
+        may answer with its matmul."""
+
+    def block_decode(self, x: "Tensor", cache: "Tensor", slots: Sequence[int],
+                     positions: Sequence[int], params: tuple, n_head: int, activation: str,
+                     eps: float) -> None:
+        """Optional (raise NotImplementedError("need block_decode") to decline): one GPT block for
+        one new token of each of M sequences, fused, with the exact bits of the model's op-by-op
+        cached forward (alpha/model/gpt.py). x (M, C) the residual stream, updated in place;
+        cache (S, Tmax, 2C) rows [k | v] of this layer: row positions[i] of slot slots[i] is
+        written, rows 0..positions[i] attended; params: the block's 12 tensors ln_1.{w,b},
+        attn.c_attn.{w,b}, attn.c_proj.{w,b}, ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b}
+        (biases None when the model has none). Rows must not depend on each other."""
+
     # ---- optimizer ---------------------------------------------------------------------------
     def adamw_step(self, param: "Tensor", grad: "Tensor", m: "Tensor", v: "Tensor", *, lr: float,
                    beta1: float, beta2: float, eps: float, weight_decay: float, step: int,

@@ -377,6 +377,14 @@ class NNOps:
         if g is not dqkv:
             self.copy(dqkv, g)
 
+    # ---- inference (the serving engine) -------------------------------------------------
+    def matmul_rows(self, out, a, b, *, trans_b=False) -> None:
+        """Batch-invariant rows: its matmul shaders give each output element one fixed k order, whatever M."""
+        self.matmul(out, a, b, trans_b=trans_b)
+
+    def block_decode(self, x, cache, slots, positions, params, n_head, activation, eps) -> None:
+        raise NotImplementedError("need block_decode (the model runs the block op by op)")
+
     def kv_attention(self, out, q, k, v, n_head, start) -> None:
         op = "kv_attention"
         c.need_f32(op, ("out", out), ("q", q), ("k", k), ("v", v))

@@ -8,9 +8,17 @@ All parameters live in ONE flat buffer (`params`), their gradients in another (`
 `alpha.model.params.param_table`; each named parameter is a view. The optimizer state (AdamW m, v)
 is the trainer's: two more flat buffers of the same length, updated over `decay_ranges`.
 
-Modes: `train()` records the tape and applies dropout; `eval()` does neither (and is what the
-inference engine must match). Buffers of a forward are reused by the next forward (see
-`alpha.autograd.tape`): read the logits and loss you need before running another.
+Modes: `train()` records the tape and applies dropout; `eval()` does neither. Buffers of a forward
+are reused by the next forward (see `alpha.autograd.tape`): read the logits and loss you need
+before running another.
+
+Inference is this same forward with a KV cache (`forward(ids, cache=..., slots=...)`, see
+`alpha.model.kvcache`): eval mode, no tape, positions offset by each sequence's cache length, and
+attention over each sequence's own cache (`kv_attention`). One new token per sequence (decode)
+runs each block as the backend's fused `block_decode` when it has one (the same bits; at small
+batches the Python between ops costs as much as their arithmetic) and otherwise op by op; its
+products are `matmul_rows`, so every row's logits are the same bits whatever else is in the
+batch (what makes a served request's tokens independent of the other requests).
 """
 
 from __future__ import annotations
@@ -24,6 +32,12 @@ from alpha.core.config import ModelConfig
 from alpha.core.errors import CheckpointError
 from alpha.core.rng import Rng
 from alpha.model import params as P
+from alpha.model.kvcache import InferenceTape, KVCache  # noqa: F401  (KVCache: re-exported)
+
+# a block's parameters in the order the fused `block_decode` takes them
+BLOCK_PARAMS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")
 
 
 class GPT:
@@ -54,6 +68,9 @@ class GPT:
         self.training = True
         self._positions: dict[int, object] = {}  # T -> i32 tensor 0..T-1
         self._loss: Var | None = None
+        self._itape: InferenceTape | None = None  # the cached forward's scratch (made on first use)
+        self._block_params: list[tuple] | None = None  # per layer, for block_decode
+        self.fused_decode = True  # False once the backend declines block_decode
         if init:
             self.init_weights()
 
@@ -137,9 +154,19 @@ class GPT:
             pos = self._positions[T] = self.backend.from_array(range(T), (T,), "i32")
         return pos
 
-    def forward(self, ids, targets=None):
+    def forward(self, ids, targets=None, *, cache: KVCache | None = None, slots=None,
+                last_only: bool = False):
         """ids (B, T) i32 -> (logits (B, T, V), loss (1,) or None). In training mode the tape
-        records, ready for `backward()`. Both results live until the next forward."""
+        records, ready for `backward()`. Both results live until the next forward.
+
+        With a `cache`: inference (see the module docstring). Row b continues the sequence in
+        cache slot `slots[b]` (default: slot b) at position `cache.lengths[slot]`, and the T new
+        positions are appended to it. Returns logits (B, T, V), or (B, V) of the last position
+        with `last_only` — a tensor reused by the next cached forward."""
+        if cache is not None:
+            if targets is not None:
+                raise ValueError("forward with a cache is inference: no targets")
+            return self._forward_cached(ids, cache, slots, last_only)
         cfg, t, p = self.cfg, self.tape, self.vars
         B, T = ids.shape
         if T > cfg.block_size:
@@ -180,6 +207,115 @@ class GPT:
         m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
         m = ops.linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))
         return ops.add(t, x, ops.dropout(t, m, pdrop, drop))
+
+    # ---- inference: the same forward with a KV cache ------------------------------------------
+    def _forward_cached(self, ids, cache: KVCache, slots, last_only: bool):
+        cfg, be, p = self.cfg, self.backend, self.vars
+        B, T = ids.shape
+        C, V = cfg.n_embd, cfg.vocab_size
+        slots = list(range(B)) if slots is None else list(slots)
+        if len(slots) != B or len(set(slots)) != B:
+            raise ValueError(f"forward: {B} rows need {B} distinct cache slots, got {slots}")
+        starts = [cache.lengths[s] for s in slots]
+        if max(starts) + T > cache.max_len:
+            raise ValueError(f"forward: positions up to {max(starts) + T - 1} exceed the cache "
+                             f"length {cache.max_len}")
+        if self._itape is None:
+            self._itape = InferenceTape(be)
+        t = self._itape
+        t.reset()
+        rows = T == 1  # decode: products row by row (batch-invariant), maybe fused
+
+        positions = be.from_array([s + j for s in starts for j in range(T)], (B, T), "i32")
+        tok = ops.embedding(t, ids, p["wte"])  # (B, T, C)
+        pos = ops.embedding(t, positions, p["wpe"])  # (B, T, C): each row's own positions
+        x = ops.add(t, tok, pos)
+        fused = rows and self.fused_decode
+        if fused:
+            if self._block_params is None:
+                self._block_params = [tuple(self.vars[f"h.{i}.{n}"].data
+                                            if f"h.{i}.{n}" in self.vars else None
+                                            for n in BLOCK_PARAMS)
+                                      for i in range(cfg.n_layer)]
+            x2 = x.data.view(B, C)
+            try:
+                for i in range(cfg.n_layer):
+                    be.block_decode(x2, cache.layers[i], slots, starts, self._block_params[i],
+                                    cfg.n_head, cfg.activation, cfg.layernorm_eps)
+            except NotImplementedError:
+                if i:  # a backend declines before doing anything, never halfway
+                    raise
+                self.fused_decode = fused = False
+        if not fused:
+            for i in range(cfg.n_layer):
+                x = self._block_cached(t, x, i, cache, slots, starts, rows)
+        for s in slots:
+            cache.lengths[s] += T
+
+        if last_only and T > 1:
+            x = Var(x.data.narrow(1, T - 1, 1))  # (B, 1, C) strided
+        x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
+        head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
+        if last_only:
+            logits = t.buffer((B, V), x.data.dtype)
+            be.matmul_rows(logits, x.data.view(B, C), head.data, trans_b=True)
+            return logits
+        return self._linear(t, x, head, None, rows, transpose_w=True).data  # (B, T, V)
+
+    def _linear(self, t, x: Var, w: Var, b: Var | None, rows: bool, transpose_w=False) -> Var:
+        """ops.linear, or with `rows` the batch-invariant product (`matmul_rows`)."""
+        if not rows:
+            return ops.linear(t, x, w, b, transpose_w=transpose_w)
+        be = self.backend
+        K = x.data.shape[-1]
+        N = w.data.shape[0] if transpose_w else w.data.shape[1]
+        out = t.buffer(x.data.shape[:-1] + (N,), x.data.dtype)
+        out2 = out.view(-1, N)
+        be.matmul_rows(out2, x.data.view(-1, K), w.data, trans_b=transpose_w)
+        if b is not None:
+            be.binary(out2, "add", out2, b.data)
+        return Var(out)
+
+    def _block_cached(self, t, x: Var, i: int, cache: KVCache, slots, starts, rows) -> Var:
+        """`_block` in eval mode over a KV cache: the new positions' k, v go into their slots and
+        each row attends over its own sequence."""
+        cfg, p, be = self.cfg, self.vars, self.backend
+        h = f"h.{i}."
+        eps, C = cfg.layernorm_eps, cfg.n_embd
+        B, T, _ = x.data.shape
+        a = ops.layernorm(t, x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), eps)
+        qkv = self._linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
+                           rows).data  # (B, T, 3C)
+        att = t.buffer((B, T, C), qkv.dtype)
+        layer = cache.layers[i]
+        s0 = slots[0]
+        if slots == list(range(s0, s0 + B)) and starts.count(starts[0]) == B:  # one block
+            span = layer.narrow(0, s0, B)
+            be.copy(span.narrow(1, starts[0], T), qkv.narrow(2, C, 2 * C))
+            be.kv_attention(att, qkv.narrow(2, 0, C), span.narrow(2, 0, C), span.narrow(2, C, C),
+                            cfg.n_head, starts[0])
+        else:  # sequences of different lengths: one row at a time
+            for b, (s, start) in enumerate(zip(slots, starts)):
+                span = layer.narrow(0, s, 1)
+                q = qkv.narrow(0, b, 1)
+                be.copy(span.narrow(1, start, T), q.narrow(2, C, 2 * C))
+                be.kv_attention(att.narrow(0, b, 1), q.narrow(2, 0, C), span.narrow(2, 0, C),
+                                span.narrow(2, C, C), cfg.n_head, start)
+        a = self._linear(t, Var(att), p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
+                         rows)
+        x = ops.add(t, x, a)
+        m = ops.layernorm(t, x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), eps)
+        m = self._linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), rows)
+        if rows and B > 1:  # activations one row at a time, as the fused block does
+            g = t.buffer((B, T, cfg.hidden_dim), m.data.dtype)
+            act = getattr(be, cfg.activation + "_forward")
+            for b in range(B):
+                act(g.narrow(0, b, 1), m.data.narrow(0, b, 1))
+            m = Var(g)
+        else:
+            m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
+        m = self._linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), rows)
+        return ops.add(t, x, m)
 
     def backward(self) -> None:
         """Add d(loss)/d(params) of the last training forward into `grads`."""

@@ -66,7 +66,10 @@ _SIGNATURES = {
     "attention_backward": (_INT, [_P, _P, _P, _P, _P, _I64, _I64, _I64, _I64]),
     "kv_attention": (_INT, [_P, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _I64, _I64,
                             _I64, _I64, _I64]),
-    "block_decode": (_INT, [_P, _P, _I64] + [_P] * 12 + [_I64, _I64, _I64, _INT, _F]),
+    "block_decode": (_INT, [_P, _I64, _P, _I64, _P, _P] + [_P] * 12
+                     + [_I64, _I64, _I64, _INT, _F]),
+    "alpha_sgemm_rows": (None, [_I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _F,
+                                _INT]),
     "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),
     "rng_uniform": (None, [_P, _I64, _U32, _U32, _U64]),
     "rng_normal": (None, [_P, _I64, _U32, _U32, _U64, _D, _D]),

@@ -7,6 +7,8 @@ helpers `_contig`, `_wbuf`, `_wback`); split out so each file holds one concern.
 
 from __future__ import annotations
 
+from array import array
+
 from alpha.tensor import checks as ck
 from alpha.tensor.cpu_kernels import oom, ptr
 from alpha.tensor.tensor import Tensor
@@ -351,26 +353,57 @@ class CPUNNOps:
             raise oom(op)
         self._wback(out, buf)
 
-    # ---- one transformer block for one token (a CPU extra for the inference engine) ---------
-    def block_decode(self, x, cache, pos, params, n_head, activation, eps) -> None:
-        """The inference engine's decode of one block for one new token (batch 1), in one C
-        call (`csrc/decode.c`): bit-identical to its op-by-op sequence.
+    # ---- the batch-invariant product and the fused decode block (for inference) --------------
+    def matmul_rows(self, out, a, b, *, trans_b=False) -> None:
+        """out (M, N) = a (M, K) @ op(b), every row computed as if it were alone (M = 1): the
+        same bits whatever M is (csrc/matmul_small.c `alpha_sgemm_rows`). Batched decode uses it
+        so that a sequence's tokens never depend on the rest of the batch."""
+        op = "matmul_rows"
+        ck.need_f32(op, ("out", out), ("a", a), ("b", b))
+        if a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
+            raise ValueError(f"{op}: out {out.shape}, a {a.shape}, b {b.shape} must be 2-D")
+        M, K = a.shape
+        N, Kb = (b.shape if trans_b else b.shape[::-1])
+        if Kb != K or out.shape != (M, N):
+            raise ValueError(f"{op}: shapes do not match: out {out.shape}, a {a.shape}, "
+                             f"b {b.shape}{' (trans_b)' if trans_b else ''}")
+        if M * N == 0:
+            return
+        b_rs, b_cs = (b.strides[1], b.strides[0]) if trans_b else b.strides
+        if b_cs != 1 and b_rs != 1:
+            b = self._contig(b)
+            b_rs, b_cs = (b.strides[1], b.strides[0]) if trans_b else b.strides
+        buf = self._wbuf(out, False)
+        self.k.alpha_sgemm_rows(M, N, K, ptr(a), a.strides[0], a.strides[1], ptr(b), b_rs, b_cs,
+                                ptr(buf), N, 1.0, 0)
+        self._wback(out, buf)
 
-        x (1, C) the residual stream, updated in place; cache (Tmax, 3C) rows [q | k | v]:
-        row `pos` is written, rows 0..pos are attended; params: a tuple of the block's 12
-        tensors in the order ln_1.{weight,bias}, attn.c_attn.{w,b}, attn.c_proj.{w,b},
-        ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b} (biases None when the model has none), all
-        contiguous f32. A tuple's checks are done once and remembered (the engine passes the
-        same tuple every token), so a call costs a few microseconds of Python."""
+    def block_decode(self, x, cache, slots, positions, params, n_head, activation, eps) -> None:
+        """One transformer block for one new token of each of M sequences, in one C call
+        (`csrc/decode.c`), bit-identical to the GPT's op-by-op cached forward and, row by row,
+        to the same call with M = 1.
+
+        x (M, C) the residual stream, updated in place; cache (S, Tmax, 2C) rows [k | v]: row
+        positions[i] of slot slots[i] is written, rows 0..positions[i] are attended; params: a
+        tuple of the block's 12 tensors in the order ln_1.{weight,bias}, attn.c_attn.{w,b},
+        attn.c_proj.{w,b}, ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b} (biases None when the
+        model has none), all contiguous f32. A tuple's checks are done once and remembered (the
+        model passes the same tuple every token), so a call costs a few microseconds of Python."""
         op = "block_decode"
-        C = x.shape[-1]
-        if x.numel != C or cache.ndim != 2 or cache.shape[1] != 3 * C:
-            raise ValueError(f"{op}: x {x.shape} must be (1, C) and cache {cache.shape} (T, 3C)")
+        if x.ndim != 2 or cache.ndim != 3 or cache.shape[2] != 2 * x.shape[1]:
+            raise ValueError(f"{op}: x {x.shape} must be (M, C) and cache {cache.shape} "
+                             "(S, T, 2C)")
+        M, C = x.shape
         if x.dtype != "f32" or cache.dtype != "f32" or not (x.is_contiguous
                                                             and cache.is_contiguous):
             raise ValueError(f"{op}: x and cache must be contiguous f32")
-        if not 0 <= pos < cache.shape[0]:
-            raise ValueError(f"{op}: position {pos} does not fit cache {cache.shape}")
+        S, T = cache.shape[0], cache.shape[1]
+        if len(slots) != M or len(positions) != M:
+            raise ValueError(f"{op}: {len(slots)} slots and {len(positions)} positions for "
+                             f"{M} rows")
+        for s, p in zip(slots, positions):
+            if not (0 <= s < S and 0 <= p < T):
+                raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
         seen = self.__dict__.setdefault("_block_params", {})  # key -> (params, checked args)
         key = (id(params), C, n_head, activation)
         hit = seen.get(key)
@@ -380,7 +413,10 @@ class CPUNNOps:
                 seen.clear()
             seen[key] = hit  # holds `params`, so its id is not reused while remembered
         _, ptrs, H, act = hit
-        if self.k.block_decode(ptr(x), ptr(cache), pos, *ptrs, C, H, n_head, act, eps):
+        idx = array("q", slots) + array("q", positions)
+        base = idx.buffer_info()[0]
+        if self.k.block_decode(ptr(x), M, ptr(cache), T * 2 * C, base, base + 8 * M, *ptrs, C, H,
+                               n_head, act, eps):
             raise oom(op)
 
     _ACTS = {"gelu": 0, "relu": 1, "silu": 2, "swiglu": 3}  # decode.c's ACT_*

@@ -700,6 +700,14 @@ class ReferenceBackend:
                             dX[ko + d] += dS * X[qo + d]  # dk
         _add_into(dqkv, dX)
 
+    # ---- inference (the serving engine) -------------------------------------------------
+    def matmul_rows(self, out, a, b, *, trans_b=False) -> None:
+        """Batch-invariant rows: its matmul computes every element on its own, whatever M."""
+        self.matmul(out, a, b, trans_b=trans_b)
+
+    def block_decode(self, x, cache, slots, positions, params, n_head, activation, eps) -> None:
+        raise NotImplementedError("need block_decode (the model runs the block op by op)")
+
     def kv_attention(self, out, q, k, v, n_head, start) -> None:
         op = "kv_attention"
         _need_float(op, ("out", out), ("q", q), ("k", k), ("v", v))

@@ -75,8 +75,9 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, resume: "ckpt_format.Checkpoint | None" = None,
                  run_dir: str = "", out=sys.stderr, hooks: dict | None = None,
-                 handle_sigint: bool = True):
+                 handle_sigint: bool = True, upload_checkpoints: bool = False):
         self.out = out
+        self.upload_checkpoints = upload_checkpoints  # remote reporting: every checkpoint
         self.hooks = hooks or {}  # test hooks: {"after_backward": fn(trainer, step)}
         self.handle_sigint = handle_sigint
         self._stop_requested = False
@@ -215,6 +216,7 @@ class Trainer:
         warning = self.recorder.call("start", self.folder.path, self.config.to_dict(), self.info())
         if warning:
             self.event("recorder", str(warning), level="warning", record=False)
+        self.remote = _start_remote(self)
         self.event("resume" if resumed else "start",
                    f"{'resumed at step ' + str(start_step) if resumed else 'started'}: "
                    f"{self.model.param_count:,} parameters, {tc.iters} steps, "
@@ -261,6 +263,7 @@ class Trainer:
                 pass
             self.recorder.call("finish", "failed")
             self.recorder.close()
+            _close_remote(self)
             self.folder.close()
             raise
         finally:
@@ -291,6 +294,7 @@ class Trainer:
                        f"gradients; stopped at step {self.step}", level="error")
             self.recorder.call("finish", "failed")
         self.recorder.close()
+        _close_remote(self)
         self.folder.close()
         result = TrainResult(status=status, run_dir=self.folder.path, step=self.step,
                              loss=last_loss, val_loss=self.last_val_loss,
@@ -548,6 +552,46 @@ def _scan_checkpoints(folder: str) -> dict:
         val = header.get("val_loss")
         out[step] = val if isinstance(val, (int, float)) else None
     return out
+
+
+def _start_remote(trainer: Trainer):
+    """The remote reporter (alpha.train.remote) when ALPHA_REMOTE_URL or ALPHA_WEBHOOK_URL is
+    set, else None. It follows the run folder from a background thread; it cannot stop training."""
+    try:
+        from alpha.train.remote import RemoteReporter
+
+        reporter, warning = RemoteReporter.from_env(trainer.folder.path,
+                                                    upload_checkpoints=trainer.upload_checkpoints)
+        if warning:
+            trainer.event("remote", warning, level="warning", record=False)
+            trainer.say(f"warning: {warning}")
+        if reporter is not None:
+            reporter.start()
+        return reporter
+    except Exception as e:  # noqa: BLE001
+        trainer.event("remote_error", f"remote reporting: {type(e).__name__}: {e}",
+                      level="warning", record=False)
+        return None
+
+
+def _close_remote(trainer: Trainer) -> None:
+    """Let the reporter send what is left (bounded wait); say what still waits in the outbox."""
+    reporter = getattr(trainer, "remote", None)
+    if reporter is None:
+        return
+    try:
+        from alpha.train.remote import outbox_pending
+
+        reporter.close()
+        if reporter.url:
+            left = outbox_pending(trainer.folder.path)
+            if left["bytes"] or left["uploads"]:
+                trainer.say(f"remote: the server did not take everything "
+                            f"({reporter.last_error}); the rest waits in "
+                            f"{trainer.folder.path}/remote-outbox.json and is sent when this run "
+                            "is resumed")
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _remove_if_empty(folder: RunFolder) -> None:

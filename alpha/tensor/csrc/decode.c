@@ -1,24 +1,26 @@
-/* One transformer block for one new token (batch 1) against a KV cache, in one call.
+/* One transformer block for one new token of each of M sequences against their KV caches, in
+ * one call (the Backend protocol's `block_decode`).
  *
- * This is the inference engine's per-op decode sequence (alpha/model/inference.py) run from C:
- * the same kernels, called in the same order with the same arguments, so the result is
- * bit-identical to the op-by-op path; only the Python and ctypes overhead between the ~14 ops
- * of a block is gone (it cost as much as the block's arithmetic at batch 1).
+ * This is the GPT's block with a KV cache (alpha/model/gpt.py, one token per sequence) run from
+ * C: the same kernels in the same order, so the result is bit-identical to the op-by-op path;
+ * only the Python and ctypes overhead between the ~14 ops of a block is gone (it cost as much as
+ * the block's arithmetic at batch 1).
  *
- *   h = layernorm(x; ln_1)                  cache[pos] = h @ c_attn (+ b)   (the [q | k | v] row)
+ *   h = layernorm(x; ln_1)                  q|k|v = h @ c_attn (+ b); cache[pos] = k|v
  *   att = kv_attention(q, cache k, v)       x = x + (att @ attn.c_proj (+ b))
  *   h = layernorm(x; ln_2)                  f = h @ c_fc (+ b);  g = act(f)
  *   x = x + (g @ mlp.c_proj (+ b))
  *
- * Not here: batches, several new positions (prefill), the embedding and the LM head.
+ * Not here: several new positions per sequence (prefill), the embedding and the LM head.
  */
 #include "alpha.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-void alpha_sgemm(int64_t batch, int64_t M, int64_t N, int64_t K, const float *a, int64_t a_bs,
-                 int64_t a_rs, int64_t a_cs, const float *b, int64_t b_bs, int64_t b_rs,
-                 int64_t b_cs, float *c, int64_t c_bs, int64_t ldc, float alpha, int accumulate);
+void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                      int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float *c,
+                      int64_t ldc, float alpha, int accumulate);
 void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                        const float *bias, int64_t N, int64_t C, float eps);
 int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
@@ -33,47 +35,69 @@ void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
 enum { ACT_GELU, ACT_RELU, ACT_SILU, ACT_SWIGLU };
 #define EW_ADD 0 /* elementwise.c's B_ADD */
 
-/* out (n_out) = x (n_in) @ w (n_in, n_out) + b: the engine's `_linear` for one row */
-static void linear_row(float *out, const float *x, const float *w, const float *b, int64_t n_in,
-                       int64_t n_out) {
-    alpha_sgemm(1, 1, n_out, n_in, x, 0, n_in, 1, w, 0, n_out, 1, out, 0, n_out, 1.0f, 0);
-    if (b) ew_binary_contig(out, out, b, n_out, EW_ADD, 0.0f);
+/* out (M, n_out) = x (M, n_in) @ w (n_in, n_out) + b, each row as the model's linear computes
+ * one row (the batch-invariant product, then the bias added row by row) */
+static void linear_rows(float *out, const float *x, const float *w, const float *b, int64_t M,
+                        int64_t n_in, int64_t n_out) {
+    alpha_sgemm_rows(M, n_out, n_in, x, n_in, 1, w, n_out, 1, out, n_out, 1.0f, 0);
+    if (b)
+        for (int64_t i = 0; i < M; i++)
+            ew_binary_contig(out + i * n_out, out + i * n_out, b, n_out, EW_ADD, 0.0f);
 }
 
-/* x (C) in place; cache (Tmax, 3C) rows [q | k | v], row pos written; p: the 12 parameters in
- * order ln_1.{weight,bias}, attn.c_attn.{weight,bias}, attn.c_proj.{weight,bias},
+/* x (M, C) in place: row i is sequence i's new token, at position positions[i] of cache slot
+ * slots[i]. cache: slots of (Tmax, 2C) rows [k | v], slot s at cache + s * slot_stride; row
+ * positions[i] of slot slots[i] is written, rows 0..positions[i] are attended. p: the 12
+ * parameters in order ln_1.{weight,bias}, attn.c_attn.{weight,bias}, attn.c_proj.{weight,bias},
  * ln_2.{weight,bias}, mlp.c_fc.{weight,bias}, mlp.c_proj.{weight,bias} (biases may be NULL);
- * H the MLP hidden size (c_fc has 2H outputs for SwiGLU). Returns 0, or -1 if out of memory. */
-int block_decode(float *x, float *cache, int64_t pos, const float *ln1_w, const float *ln1_b,
+ * H the MLP hidden size (c_fc has 2H outputs for SwiGLU).
+ *
+ * Batch invariance: every row goes through exactly the arithmetic of M = 1 (the products are
+ * alpha_sgemm_rows, the row-wise ops are called one row at a time), so a sequence's bits do not
+ * depend on which others share its step. Returns 0, or -1 if out of memory. */
+int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const int64_t *slots,
+                 const int64_t *positions, const float *ln1_w, const float *ln1_b,
                  const float *attn_w, const float *attn_b, const float *proj_w,
                  const float *proj_b, const float *ln2_w, const float *ln2_b, const float *fc_w,
                  const float *fc_b, const float *mlp_w, const float *mlp_b, int64_t C, int64_t H,
                  int64_t nh, int act, float eps) {
     int64_t F = act == ACT_SWIGLU ? 2 * H : H;
-    float *buf = (float *)malloc((size_t)(3 * C + F + H + 2) * sizeof(float));
+    float *buf = (float *)malloc((size_t)(M * (6 * C + F + H + 2)) * sizeof(float));
     if (!buf) return -1;
-    float *h = buf, *att = h + C, *y = att + C, *f = y + C, *g = f + F, *stats = g + H;
-    float *row = cache + pos * 3 * C; /* [q | k | v] of this position */
+    float *h = buf, *qkv = h + M * C, *att = qkv + M * 3 * C, *y = att + M * C;
+    float *f = y + M * C, *g = f + M * F, *stats = g + M * H;
     int rc = 0;
 
-    layernorm_forward(h, stats, stats + 1, x, ln1_w, ln1_b, 1, C, eps);
-    linear_row(row, h, attn_w, attn_b, C, 3 * C);
-    if (kv_attention(att, row, 0, 3 * C, cache + C, 0, 3 * C, cache + 2 * C, 0, 3 * C, 1, 1, C,
-                     nh, pos))
-        rc = -1;
-    linear_row(y, att, proj_w, proj_b, C, C);
-    ew_binary_contig(x, x, y, C, EW_ADD, 0.0f);
-
-    layernorm_forward(h, stats, stats + 1, x, ln2_w, ln2_b, 1, C, eps);
-    linear_row(f, h, fc_w, fc_b, C, F);
-    switch (act) {
-    case ACT_GELU: gelu_forward(g, f, H); break;
-    case ACT_RELU: relu_forward(g, f, H); break;
-    case ACT_SILU: silu_forward(g, f, H); break;
-    default: swiglu_forward(g, f, 1, H); break;
+    for (int64_t i = 0; i < M; i++)
+        layernorm_forward(h + i * C, stats + 2 * i, stats + 2 * i + 1, x + i * C, ln1_w, ln1_b,
+                          1, C, eps);
+    linear_rows(qkv, h, attn_w, attn_b, M, C, 3 * C);
+    for (int64_t i = 0; i < M; i++) {
+        float *slot = cache + slots[i] * slot_stride; /* (Tmax, 2C) [k | v] */
+        const float *row = qkv + i * 3 * C;
+        memcpy(slot + positions[i] * 2 * C, row + C, 2 * C * sizeof(float));
+        if (kv_attention(att + i * C, row, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, 1, C,
+                         nh, positions[i]))
+            rc = -1;
     }
-    linear_row(y, g, mlp_w, mlp_b, H, C);
-    ew_binary_contig(x, x, y, C, EW_ADD, 0.0f);
+    linear_rows(y, att, proj_w, proj_b, M, C, C);
+    ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
+
+    for (int64_t i = 0; i < M; i++)
+        layernorm_forward(h + i * C, stats + 2 * i, stats + 2 * i + 1, x + i * C, ln2_w, ln2_b,
+                          1, C, eps);
+    linear_rows(f, h, fc_w, fc_b, M, C, F);
+    for (int64_t i = 0; i < M; i++) {
+        float *gi = g + i * H, *fi = f + i * F;
+        switch (act) {
+        case ACT_GELU: gelu_forward(gi, fi, H); break;
+        case ACT_RELU: relu_forward(gi, fi, H); break;
+        case ACT_SILU: silu_forward(gi, fi, H); break;
+        default: swiglu_forward(gi, fi, 1, H); break;
+        }
+    }
+    linear_rows(y, g, mlp_w, mlp_b, M, H, C);
+    ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
     free(buf);
     return rc;
 }

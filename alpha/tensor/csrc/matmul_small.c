@@ -174,3 +174,72 @@ void alpha_gemm_small(const gemm_t *g, int threads) {
     free(rows);
 }
 
+
+/* ---- any number of rows, each computed as above: the batch-invariant product --------------
+ *
+ * Batched decode must give every sequence the same bits whatever else is in the batch, but
+ * alpha_sgemm switches from this file's per-element chains (M <= 4) to the packed kernel (M > 4,
+ * K split in KC blocks, a different rounding). alpha_sgemm_rows computes EVERY row with the
+ * few-rows arithmetic: rows in groups of SMALL_M, so each element is the same chain as at M = 1.
+ * The column chunk is the outer loop (one chunk per task), so a chunk of B, read from memory once,
+ * serves every row group from cache: batching still turns M matvecs into one pass over B. */
+
+typedef struct {
+    small_t s;
+    int64_t M;
+} rows_t;
+
+static void rows_task(void *ctx, int64_t begin, int64_t end) {
+    const rows_t *r = (const rows_t *)ctx;
+    int64_t n0 = begin * r->s.n_chunk, n1 = min64(end * r->s.n_chunk, r->s.g.N);
+    for (int64_t m0 = 0; m0 < r->M; m0 += SMALL_M) {
+        small_t s = r->s;
+        s.g.M = min64(SMALL_M, r->M - m0);
+        s.g.a += m0 * s.g.a_rs;
+        s.g.c += m0 * s.g.ldc;
+        if (s.a_rows) s.a_rows += m0 * s.g.K;
+        if (s.g.b_cs == 1)
+            small_axpy(&s, n0, n1);
+        else
+            small_dot(&s, n0, n1);
+    }
+}
+
+/* C (M, N) = alpha * op(A) @ op(B) (+ C), every row exactly as alpha_sgemm computes it for M = 1.
+ * B must be contiguous along n (b_cs == 1) or along k (b_rs == 1); strides in elements. */
+void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                      int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float *c,
+                      int64_t ldc, float alpha, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    gemm_t g = {M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, alpha, accumulate};
+    if (K == 0) {
+        zero_or_keep(&g);
+        return;
+    }
+    rows_t r = {.s = {.g = g}, .M = M};
+    float *rows = NULL;
+    if (b_cs != 1) { /* the dot form reads A as contiguous rows */
+        if (a_cs == 1 && (M == 1 || a_rs == K)) {
+            r.s.a_rows = a;
+        } else {
+            rows = alloc_floats(M * K);
+            if (!rows) abort();
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t k = 0; k < K; k++) rows[m * K + k] = a[m * a_rs + k * a_cs];
+            r.s.a_rows = rows;
+        }
+    }
+    /* chunks of whole blocks with about 64K multiply-adds per row group, at least 2 per thread */
+    int64_t unit = b_cs == 1 ? AX_W : 4;
+    int64_t per = ceil_div(65536, K * min64(M, SMALL_M) * unit) * unit;
+    int threads = alpha_num_threads();
+    int64_t most = ceil_div(ceil_div(N, 2 * (int64_t)threads), unit) * unit;
+    if (M > SMALL_M && per > most) per = most > unit ? most : unit;
+    r.s.n_chunk = per;
+    int64_t chunks = ceil_div(N, per);
+    if (threads > 1 && chunks > 1)
+        alpha_parallel_for(chunks, 1, rows_task, &r);
+    else
+        rows_task(&r, 0, chunks);
+    free(rows);
+}

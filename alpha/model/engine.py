@@ -1,0 +1,374 @@
+"""The serving engine: continuous batching of many sequences over one model, on its own thread.
+
+    engine = Engine(gpt, max_batch=32, max_queue=128, prefill_chunk=64)
+    handle = engine.submit(prompt_ids, SamplingParams(max_tokens=50, seed=1), n=1)
+    for index, kind, value in handle:        # ("token", Token) ... ("done", "stop" | "length")
+        ...
+    engine.close()
+
+Each step of the scheduler loop:
+  1. admit waiting sequences into free cache slots (FIFO); drop cancelled ones (their slot is
+     free for the next admission at once);
+  2. prefill prompts, chunk by chunk, up to `prefill_chunk` tokens per step (at least one chunk),
+     so a long prompt holds the running streams back by one chunk at most; a prompt whose last
+     chunk is done samples its first token;
+  3. one batched decode forward over every running sequence (each at its own cache length:
+     `GPT.forward(..., cache=..., slots=...)`), then one sampled token per sequence.
+
+Determinism: a sequence's tokens depend only on its prompt, its parameters and its seed. Chunk
+boundaries are at multiples of `prefill_chunk` from the prompt's start whatever the load; decode
+products are batch-invariant (`matmul_rows`, the fused `block_decode`), so a row's logits are the
+same bits alone or among 31 others; sampling draws from the sequence's own `Rng(seed)` stream.
+
+Sampling (per sequence): greedy at temperature 0; plain temperature sampling takes the softmax on
+the backend for all such rows at once; top-k / top-p, presence / frequency penalties and logprobs
+go through the host path (`sample_token`, the definition). Token events carry the sampled id and,
+when asked, its logprob and the top alternatives.
+
+Not here: text, stop strings, HTTP (alpha/server/openai.py), model loading (alpha/server/models.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from alpha.core.errors import AlphaError
+from alpha.core.rng import Rng
+from alpha.model.inference import sample_from_probs, sample_token
+from alpha.model.kvcache import KVCache
+
+
+class QueueFull(AlphaError):
+    """Too many requests are waiting for a slot (the server answers 429)."""
+
+
+class EngineClosed(AlphaError):
+    """The engine is shutting down or was unloaded."""
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int | None = None  # None: until a stop token or the end of the context
+    temperature: float = 1.0  # 0: greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    seed: int | None = None  # None: a random seed
+    stop_tokens: tuple[int, ...] = ()  # ids that end the sequence (not emitted)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None  # None: no logprobs; k >= 0: the token's and the top k
+
+    def host_path(self) -> bool:
+        return (self.temperature > 0 and (self.top_k > 0 or self.top_p < 1.0)) \
+            or self.presence_penalty != 0 or self.frequency_penalty != 0 \
+            or self.logprobs is not None
+
+
+@dataclass
+class Token:
+    id: int
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None  # [(id, logprob)] most likely first
+
+
+@dataclass
+class _Seq:
+    handle: "Handle"
+    index: int  # the choice index within its request
+    prompt: list[int]
+    params: SamplingParams
+    stream: object  # the sequence's sampling stream (alpha.core.rng.Stream)
+    slot: int = -1
+    done_prompt: int = 0  # prompt tokens prefilled
+    generated: int = 0
+    next_input: int = -1  # the token to feed at the next decode step
+    counts: dict = field(default_factory=dict)  # token id -> times generated (penalties)
+    finished: bool = False
+
+
+class Handle:
+    """One request: n sequences whose events arrive on one queue as (index, kind, value):
+    ("token", Token), ("done", "stop" | "length"), ("error", message)."""
+
+    def __init__(self, engine: "Engine", n: int, prompt_tokens: int):
+        self.engine = engine
+        self.n = n
+        self.prompt_tokens = prompt_tokens
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
+        self.submitted = time.monotonic()
+        self.first_token_at: float | None = None
+        self._open = n
+
+    def cancel(self) -> None:
+        """Stop every sequence of this request; their slots are freed at the next step."""
+        if not self.cancelled:
+            self.cancelled = True
+            self.engine._wake()
+
+    def get(self, timeout: float | None = None):
+        """The next event, or None after `timeout` seconds without one."""
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def __iter__(self):
+        while self._open > 0:
+            ev = self.events.get()
+            if ev[1] in ("done", "error"):
+                self._open -= 1
+            yield ev
+
+
+class Engine:
+    def __init__(self, model, *, max_batch: int = 32, max_queue: int = 128,
+                 prefill_chunk: int = 64, name: str = "", observer=None):
+        """`model` is a GPT (it is put in eval mode). `observer`, when given, gets
+        observer(event, **values) calls: "step" (batch, prefill_tokens, seconds), "first_token"
+        (seconds since submit), "token" (seconds since the sequence's previous token)."""
+        self.model = model.eval()
+        self.backend = model.backend
+        self.cfg = model.cfg
+        self.name = name
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.prefill_chunk = prefill_chunk
+        self.max_len = self.cfg.block_size
+        self.cache = KVCache(model, max_batch)
+        self.observer = observer
+        self._free = list(range(max_batch - 1, -1, -1))  # slot stack
+        self._waiting: deque[_Seq] = deque()
+        self._prefilling: list[_Seq] = []
+        self._running: list[_Seq] = []
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._closed = False
+        self.last_used = time.monotonic()
+        self.steps = 0
+        self._V = self.cfg.vocab_size
+        self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
+        self._thread.start()
+
+    # ---- the client side -----------------------------------------------------------------------
+    def submit(self, prompt: list[int], params: SamplingParams, n: int = 1) -> Handle:
+        """Queue a request of n sequences (choices). Raises QueueFull or EngineClosed."""
+        if not prompt:
+            raise ValueError("the prompt needs at least one token")
+        if len(prompt) > self.max_len:
+            raise ValueError(f"the prompt has {len(prompt)} tokens; the context is "
+                             f"{self.max_len}")
+        handle = Handle(self, n, len(prompt))
+        seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(6), "little")
+        rng = Rng(seed)
+        seqs = [_Seq(handle, i, list(prompt), params,
+                     rng.stream("sampling" if i == 0 else f"sampling.{i}")) for i in range(n)]
+        with self._cv:
+            if self._closed:
+                raise EngineClosed(f"model {self.name} is unloading")
+            if len(self._waiting) + n - len(self._free) > self.max_queue:
+                raise QueueFull(f"{len(self._waiting)} sequences are waiting for a slot")
+            self._waiting.extend(seqs)
+            self.last_used = time.monotonic()
+            self._cv.notify()
+        return handle
+
+    def load(self) -> dict:
+        """Counts for /health and /metrics."""
+        with self._lock:
+            return {"waiting": len(self._waiting), "prefilling": len(self._prefilling),
+                    "running": len(self._running), "free_slots": len(self._free)}
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._waiting or self._prefilling or self._running)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop; every unfinished sequence gets an "error" event."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    def _wake(self) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._closed and not (self._waiting or self._prefilling
+                                                    or self._running):
+                        self._cv.wait(1.0)
+                    if self._closed:
+                        break
+                    self._admit()
+                self._step()
+        except Exception as e:  # a bug or a device failure: fail every request, never hang them
+            self._fail_all(f"the engine stopped: {type(e).__name__}: {e}")
+            raise
+        self._fail_all("the model was unloaded")
+
+    def _fail_all(self, message: str) -> None:
+        with self._lock:
+            seqs = list(self._waiting) + self._prefilling + self._running
+            self._waiting.clear()
+            self._prefilling, self._running = [], []
+            self._closed = True
+        for s in seqs:
+            if not s.finished:
+                s.finished = True
+                s.handle.events.put((s.index, "error", message))
+
+    def _admit(self) -> None:
+        """(lock held) Drop cancelled sequences, then fill free slots from the queue."""
+        for group in (self._prefilling, self._running):
+            for s in [s for s in group if s.handle.cancelled]:
+                group.remove(s)
+                self._release(s)
+        while self._waiting and self._waiting[0].handle.cancelled:
+            self._waiting.popleft().finished = True
+        while self._waiting and self._free:
+            s = self._waiting.popleft()
+            if s.handle.cancelled:
+                s.finished = True
+                continue
+            s.slot = self._free.pop()
+            self.cache.reset(s.slot)
+            self._prefilling.append(s)
+
+    def _release(self, s: _Seq) -> None:
+        s.finished = True
+        if s.slot >= 0:
+            self._free.append(s.slot)
+            s.slot = -1
+
+    def _step(self) -> None:
+        t0 = time.perf_counter()
+        prefilled = self._prefill()
+        with self._lock:
+            running = [s for s in self._running if not s.handle.cancelled]
+        if running:
+            self._decode(running)
+        self.steps += 1
+        if self.observer is not None:
+            self.observer("step", batch=len(running), prefill_tokens=prefilled,
+                          seconds=time.perf_counter() - t0)
+
+    def _prefill(self) -> int:
+        """Run whole prompt chunks (at least one) up to `prefill_chunk` tokens in total."""
+        be, chunk, used = self.backend, self.prefill_chunk, 0
+        for s in list(self._prefilling):
+            while s.done_prompt < len(s.prompt) and not s.handle.cancelled:
+                a = s.done_prompt
+                b = min(len(s.prompt), (a // chunk + 1) * chunk)
+                if used and used + (b - a) > chunk:
+                    return used
+                ids = be.from_array(s.prompt[a:b], (1, b - a), "i32")
+                logits = self.model.forward(ids, cache=self.cache, slots=[s.slot], last_only=True)
+                s.done_prompt = b
+                used += b - a
+                if b == len(s.prompt):
+                    with self._lock:
+                        self._prefilling.remove(s)
+                    self._sample([s], logits)
+                    with self._lock:
+                        if not s.finished:
+                            self._running.append(s)
+            if used >= chunk:
+                break
+        return used
+
+    def _decode(self, seqs: list[_Seq]) -> None:
+        be = self.backend
+        ids = be.from_array([s.next_input for s in seqs], (len(seqs), 1), "i32")
+        logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s in seqs],
+                                    last_only=True)
+        self._sample(seqs, logits)
+        with self._lock:
+            self._running = [s for s in self._running if not s.finished]
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def _sample(self, seqs: list[_Seq], logits) -> None:
+        """One token for each sequence from its row of logits (M, V); emit; finish if due."""
+        be, V = self.backend, self._V
+        M = len(seqs)
+        plain = [i for i, s in enumerate(seqs)
+                 if s.params.temperature > 0 and not s.params.host_path()]
+        host = be.to_array(logits)
+        probs = None
+        if plain:  # softmax(logits / T) on the device, every row at once
+            inv = [1.0 / s.params.temperature if s.params.temperature > 0 else 1.0 for s in seqs]
+            scaled = be.empty((M, V), logits.dtype)
+            be.binary(scaled, "mul", logits, be.from_array(inv, (M, 1), logits.dtype))
+            be.softmax_forward(scaled, scaled)
+            probs = be.to_array(scaled)
+        now = time.monotonic()
+        for i, s in enumerate(seqs):
+            p = s.params
+            row = host[i * V:(i + 1) * V]
+            tok = Token(-1)
+            if p.host_path():
+                tok = self._sample_host(s, row)
+            elif p.temperature == 0:
+                tok.id = row.index(max(row))
+            else:
+                tok.id = sample_from_probs(probs[i * V:(i + 1) * V], s.stream.random())
+            self._emit(s, tok, now)
+
+    def _sample_host(self, s: _Seq, row) -> Token:
+        p = s.params
+        row = list(row)
+        if s.counts and (p.presence_penalty or p.frequency_penalty):
+            for t, c in s.counts.items():
+                row[t] -= p.presence_penalty + p.frequency_penalty * c
+        u = s.stream.random() if p.temperature > 0 else 0.0
+        tok = Token(sample_token(row, p.temperature, p.top_k, p.top_p, u))
+        if p.logprobs is not None:
+            m = max(row)
+            lse = m + math.log(math.fsum(math.exp(x - m) for x in row))
+            tok.logprob = row[tok.id] - lse
+            if p.logprobs > 0:
+                best = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:p.logprobs]
+                tok.top = [(t, row[t] - lse) for t in best]
+            else:
+                tok.top = []
+        return tok
+
+    def _emit(self, s: _Seq, tok: Token, now: float) -> None:
+        h = s.handle
+        if s.finished or h.cancelled:
+            return
+        if self.observer is not None:
+            if h.first_token_at is None:
+                self.observer("first_token", seconds=now - h.submitted)
+            else:
+                self.observer("token", seconds=now - getattr(s, "_last", now))
+        if h.first_token_at is None:
+            h.first_token_at = now
+        s._last = now
+        if tok.id in s.params.stop_tokens:
+            self._finish(s, "stop")
+            return
+        s.generated += 1
+        s.counts[tok.id] = s.counts.get(tok.id, 0) + 1
+        h.events.put((s.index, "token", tok))
+        limit = s.params.max_tokens
+        if (limit is not None and s.generated >= limit) \
+                or len(s.prompt) + s.generated > self.max_len:
+            self._finish(s, "length")
+            return
+        s.next_input = tok.id
+
+    def _finish(self, s: _Seq, reason: str) -> None:
+        with self._lock:
+            self._release(s)
+        s.handle.events.put((s.index, "done", reason))

@@ -1,0 +1,81 @@
+"""The KV cache: every layer's keys and values for S sequences ("slots") of up to max_len positions,
+and the scratch memory of the GPT's cached (inference) forward.
+
+    cache = KVCache(model, slots=32)           # (S, max_len, 2C) per layer: rows [k | v]
+    logits = model.forward(ids, cache=cache, slots=[3, 7], last_only=True)   # (2, V)
+
+`lengths[s]` is how many positions slot s holds; a forward with cache appends its T new positions
+to each row's slot, so sequences of different lengths share one batched forward. `reset(s)` frees
+a slot for a new sequence (its rows are simply overwritten later).
+
+`InferenceTape` is the tape of the cached forward: it never records, and its buffers are views of
+one flat buffer per request index, grown to the largest size seen, so a server whose batch size
+changes every step holds one set of scratch buffers, not one per shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+from alpha.autograd.tape import Tape
+
+
+class KVCache:
+    def __init__(self, model, slots: int = 1, max_len: int | None = None):
+        cfg = model.cfg
+        self.cfg = cfg
+        self.backend = model.backend
+        self.slots = slots
+        self.max_len = min(max_len or cfg.block_size, cfg.block_size)
+        C = cfg.n_embd
+        # (S, Tmax, 2C) per layer: a position's k row, then its v row
+        self.layers = [model.backend.zeros((slots, self.max_len, 2 * C), model.dtype)
+                       for _ in range(cfg.n_layer)]
+        self.k = [c.narrow(2, 0, C) for c in self.layers]  # (S, Tmax, C) strided views
+        self.v = [c.narrow(2, C, C) for c in self.layers]
+        self.lengths = [0] * slots
+
+    def reset(self, slot: int | None = None) -> None:
+        """Forget one slot (or all): its next forward starts at position 0."""
+        if slot is None:
+            self.lengths = [0] * self.slots
+        else:
+            self.lengths[slot] = 0
+
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.layers)
+
+
+class InferenceTape(Tape):
+    """A tape that never records; buffer k of a forward is a view of flat buffer k (see above)."""
+
+    def __init__(self, backend):
+        super().__init__(backend)
+        self.recording = False
+        self._flat: dict[tuple[int, str], object] = {}  # (k, dtype) -> flat buffer
+        self._views: dict[tuple, object] = {}  # (k, shape, dtype) -> view of the flat buffer
+        self._k = 0
+
+    def reset(self) -> None:
+        self._k = 0
+
+    def buffer(self, shape: tuple, dtype: str = "f32"):
+        k = self._k
+        self._k = k + 1
+        key = (k, shape, dtype)
+        view = self._views.get(key)
+        if view is not None:
+            return view
+        n = math.prod(shape)
+        flat = self._flat.get((k, dtype))
+        if flat is None or flat.numel < n:
+            flat = self._flat[(k, dtype)] = self.backend.empty((max(n, 1),), dtype)
+            self._views = {kk: v for kk, v in self._views.items() if kk[0] != k or kk[2] != dtype}
+        view = flat.narrow(0, 0, n).view(shape)
+        if len(self._views) > 4096:
+            self._views.clear()
+        self._views[key] = view
+        return view
+
+    def pooled_bytes(self) -> int:
+        return sum(t.nbytes for t in self._flat.values())

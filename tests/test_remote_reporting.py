@@ -1,0 +1,130 @@
+"""Remote reporting end to end, with real processes: `python -m alpha train` reports to
+`python -m alpha serve`; the server is killed mid-run, the trainer is killed too and resumed while
+the server is down, then the server comes back. Afterwards the server's database holds every step
+exactly once, the samples and events once each, the final checkpoint byte for byte, and the
+trainer's outbox is empty."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from watch_helpers import ROOT, SECRET, ServeProcess, get_json
+
+TINY = ["--layers", "1", "--heads", "2", "--dim", "16", "--block", "16", "--batch", "2",
+        "--eval-iters", "2", "--warmup", "1", "--quiet", "--eval-interval", "250",
+        "--sample-interval", "500", "--checkpoint-interval", "400", "--keep-checkpoints", "0"]
+ITERS = 3000
+
+
+def _wait(cond, timeout: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None and not cond():
+            raise AssertionError(f"{what}: the trainer exited ({proc.returncode}) first: "
+                                 f"{proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _lines(path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+def _train(args, env):
+    return subprocess.Popen([sys.executable, "-m", "alpha", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "data.txt"
+    with open(os.__file__, encoding="utf-8") as f:
+        path.write_text(f.read()[:60_000])
+    return str(path)
+
+
+def test_exactly_once_through_server_and_trainer_kills(tmp_path, data_file):
+    server_out = tmp_path / "server-outputs"
+    server_out.mkdir()
+    env = {**os.environ, "UPLOAD_SECRET": SECRET, "ALPHA_REMOTE_SECRET": SECRET}
+    env.pop("TURSO_DATABASE_URL", None)
+    env.pop("ALPHA_WEBHOOK_URL", None)
+    server = ServeProcess(server_out, env).start()
+    env["ALPHA_REMOTE_URL"] = server.url
+    run_dir = tmp_path / "client" / "run-x1"
+    metrics = run_dir / "metrics.jsonl"
+    api = f"{server.url}/api/runs/run-x1"
+    trainer = None
+    try:
+        trainer = _train(["--data", data_file, *TINY, "--iters", str(ITERS),
+                          "--run-dir", str(run_dir)], env)
+
+        def server_has_metrics():
+            try:
+                return bool(get_json(api + "/metrics?last=1")["metrics"])
+            except (AssertionError, OSError):
+                return False
+
+        _wait(server_has_metrics, 60, "the first metrics on the server", trainer)
+        server.kill()  # the server dies mid-run; training goes on
+        ckpt = run_dir / "checkpoints" / "step-800.ckpt"
+        _wait(ckpt.exists, 60, "a checkpoint while the server is down", trainer)
+        trainer.send_signal(signal.SIGKILL)  # and so does the trainer
+        trainer.wait(10)
+        killed_at = _lines(metrics)
+        assert killed_at < ITERS
+        outbox = json.loads((run_dir / "remote-outbox.json").read_text())
+        assert outbox["files"]["metrics.jsonl"]["offset"] < os.path.getsize(metrics)
+
+        # resumed while the server is still down; the server returns mid-run
+        trainer = _train(["--resume", str(ckpt), "--quiet"], env)
+        _wait(lambda: _lines(metrics) >= 800 + 300, 60, "the resumed run to progress", trainer)
+        server.start()
+        out, err = trainer.communicate(timeout=180)
+        assert trainer.returncode == 0, err[-2000:]
+        assert "did not take everything" not in err
+    finally:
+        if trainer is not None and trainer.poll() is None:
+            trainer.kill()
+
+    try:
+        steps = [r["step"] for r in get_json(api + "/metrics")["metrics"]]
+        assert steps == list(range(1, ITERS + 1))  # every step, once, in order
+        local = [json.loads(x) for x in metrics.read_text().splitlines()]
+        remote = {r["step"]: r for r in get_json(api + "/metrics")["metrics"]}
+        assert all(remote[r["step"]]["loss"] == pytest.approx(r["loss"]) for r in local)
+        run = get_json(api)
+        assert run["status"] == "completed" and run["latest_step"] == ITERS
+        samples = get_json(api + "/samples")["samples"]
+        local_samples = {(s["step"], s.get("idx", 0)) for s in
+                         map(json.loads, (run_dir / "samples.jsonl").read_text().splitlines())}
+        assert {(s["step"], s["idx"]) for s in samples} == local_samples
+        kinds = [e["kind"] for e in get_json(api + "/events")["events"]]
+        assert kinds.count("start") == 1 and kinds.count("resume") == 1
+        assert kinds.count("completed") == 1
+        # the final checkpoint arrived whole
+        final = run_dir / "checkpoints" / f"step-{ITERS}.ckpt"
+        uploaded = server_out / "run-x1" / "checkpoints" / f"step-{ITERS}.ckpt"
+        assert hashlib.sha256(uploaded.read_bytes()).digest() == \
+            hashlib.sha256(final.read_bytes()).digest()
+        assert ITERS in [c["step"] for c in get_json(api + "/checkpoints")["checkpoints"]]
+    finally:
+        server.kill()
+
+    from alpha.train.remote import outbox_pending
+
+    assert outbox_pending(str(run_dir)) == {"bytes": 0, "uploads": []}
