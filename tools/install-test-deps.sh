@@ -12,6 +12,8 @@ APT_PEERS=(
   spirv-val:spirv-tools
   /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers
   /usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1
+  # data-parallel tests: mpirun and libmpi (alpha.dist binds it with ctypes: no mpicc needed)
+  mpirun:openmpi-bin
 )
 
 for entry in "${APT_PEERS[@]}"; do

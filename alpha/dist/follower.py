@@ -27,7 +27,7 @@ class FollowerFolder:
         return []
 
     def holds_a_run(self) -> bool:
-        return True
+        return False  # rank 0 has checked
 
     # writes: rank 0's
     def lock(self) -> None: ...
