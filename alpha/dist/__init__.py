@@ -43,11 +43,20 @@ def start(backend: str = "cpu") -> World:
     comm.call("MPI_Init (are all ranks started?)", mpi.init)
     world = World(mpi, comm, check_every=check_every, bucket_bytes=bucket_bytes)
     if not os.environ.get("ALPHA_NUM_THREADS", "").strip():
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            (os.cpu_count() or 1)
-        os.environ["ALPHA_NUM_THREADS"] = str(max(1, cpus // world.local_size))
+        os.environ["ALPHA_NUM_THREADS"] = str(threads_per_rank(world.local_size))
     if backend == "helios":
         from alpha.dist.gpu import choose_device
 
         choose_device(world.local_rank)
     return world
+
+
+def threads_per_rank(local_size: int) -> int:
+    """Kernel threads for one of `local_size` ranks on this node. A launcher that bound the rank
+    to some cores (mpirun's default binding, srun --cpus-per-task) already gave it its share: use
+    those cores; an unbound rank takes its part of the machine."""
+    total = os.cpu_count() or 1
+    mine = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    if mine < total:
+        return mine
+    return max(1, total // local_size)
