@@ -12,6 +12,7 @@ What is proven, and how:
 - a rank whose parameters drift stops every rank with the divergence error;
 - a killed rank stops the job, a stopped (hung) rank makes the others give up after
   ALPHA_DIST_TIMEOUT, and the last checkpoint resumes;
+- helios ranks (lavapipe here) stage their gradients through host memory and match one process;
 - no MPI library: one line, exit 2.
 """
 
@@ -254,3 +255,24 @@ def test_a_dead_or_hung_rank_stops_the_job_and_the_checkpoint_resumes(work, faul
     r = run(alpha_cmd("train", "--resume", str(last), "--iters", str(steps[-1] + 2), "--quiet"),
             cwd=work)
     assert r.returncode == 0, r.stderr
+
+
+def test_helios_ranks_stage_gradients_through_the_host(work):
+    """Two helios ranks (both on lavapipe here: one device) against one helios process."""
+    need_mpi()
+    from test_helios import _have_vulkan
+
+    require_peer(_have_vulkan(), "no Vulkan loader + lavapipe (apt: libvulkan1 "
+                                 "mesa-vulkan-drivers)")
+    short = [*TINY, "--iters", "4", "--eval-interval", "0", "--backend", "helios"]
+    r1 = run(alpha_cmd("train", "--data", "data.txt", *short, "--run-dir", "helios-one"),
+             cwd=work)
+    assert r1.returncode == 0, r1.stderr
+    r2 = run(mpirun_cmd(2, *alpha_cmd("train", "--data", "data.txt", *short, "--run-dir",
+                                      "helios-two", "--distributed")),
+             cwd=work, ALPHA_DIST_BUCKET_MB="0.004", ALPHA_DIST_CHECK_EVERY="1")
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    one, two = losses(str(work / "helios-one")), losses(str(work / "helios-two"))
+    assert sorted(one) == sorted(two) == [1, 2, 3, 4]
+    for step in one:
+        assert abs(two[step] - one[step]) <= 1e-5 * abs(one[step]), (step, one[step], two[step])

@@ -2,7 +2,8 @@
 
 The model's gradients live in one flat buffer laid out by its parameter table. A bucket is a run
 of whole parameters, consecutive in that buffer (so one MPI call covers it), of about
-ALPHA_DIST_BUCKET_MB. A bucket can be reduced once no remaining backward closure will add into it.
+ALPHA_DIST_BUCKET_MB (default 4 on the CPU, 32 elsewhere). A bucket can be reduced once no
+remaining backward closure will add into it.
 
 When that is: the tape runs its closures in reverse recording order, and each closure captures
 the Vars it reads and writes (`linear`'s backward holds x, w and b). So a parameter's gradient is
@@ -38,13 +39,19 @@ from array import array
 from alpha.autograd.tape import Var
 from alpha.core.errors import DistributedError
 
-DEFAULT_BUCKET_MB = 4.0
+# Bucket sizes: on the CPU a bucket costs one MPI call, so small buckets start early and overlap
+# more; off the CPU each bucket also costs a wait for the GPU and a copy down, so fewer, bigger ones.
+DEFAULT_BUCKET_MB = {"cpu": 4.0}
+DEFAULT_BUCKET_MB_STAGED = 32.0
 
 
-def bucket_bytes_from_env() -> int:
+def bucket_bytes_from_env() -> int | None:
+    """ALPHA_DIST_BUCKET_MB in bytes, or None when unset (the backend's default then)."""
     raw = os.environ.get("ALPHA_DIST_BUCKET_MB", "").strip()
+    if not raw:
+        return None
     try:
-        mb = float(raw) if raw else DEFAULT_BUCKET_MB
+        mb = float(raw)
     except ValueError:
         raise DistributedError(f"ALPHA_DIST_BUCKET_MB={raw!r} is not a number") from None
     if mb <= 0:
@@ -91,9 +98,12 @@ def first_uses(ops, param_ids: dict[int, str]) -> dict[str, int]:
 class GradSync:
     """Sums a model's flat gradient buffer over the ranks, bucket by bucket, during backward."""
 
-    def __init__(self, model, comm, mpi, bucket_bytes: int):
+    def __init__(self, model, comm, mpi, bucket_bytes: int | None = None):
         gpt = model.gpt
         self.backend = model.backend
+        if bucket_bytes is None:
+            mb = DEFAULT_BUCKET_MB.get(self.backend.name, DEFAULT_BUCKET_MB_STAGED)
+            bucket_bytes = int(mb * (1 << 20))
         self.grads = model.grads.view(-1)
         self.tape = gpt.tape
         self.comm = comm

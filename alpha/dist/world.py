@@ -108,7 +108,7 @@ class World(Local):
 
     distributed = True
 
-    def __init__(self, mpi, comm, *, check_every: int, bucket_bytes: int):
+    def __init__(self, mpi, comm, *, check_every: int, bucket_bytes: int | None):
         self.mpi, self.comm = mpi, comm
         self.rank, self.size = mpi.rank, mpi.size
         self.local_rank, self.local_size = mpi.local_rank, mpi.local_size
