@@ -204,7 +204,7 @@ def run(args) -> int:
                       upload_checkpoints=getattr(args, "upload_checkpoints", False), dist=dist)
     result = trainer.train()
     if dist is not None:
-        dist.finish()  # after a run every rank completed (a failed one is the launcher's to stop)
+        dist.finish(completed=result.status == "completed")  # MPI_Finalize after a full run
         if not dist.is_main:  # rank 0 reports
             return EXIT_SIGTERM if result.signal == "SIGTERM" else \
                 EXIT_INTERRUPTED if result.status == "interrupted" else 0

@@ -28,6 +28,7 @@ from alpha.core.errors import ConfigError, DistributedError
 from alpha.core.rng import Rng, Stream
 
 DEFAULT_CHECK_EVERY = 100
+FINALIZE_WAIT_S = 30.0  # past this, a rank exits without MPI_Finalize (the launcher copes)
 SHARDED_STREAMS = ("dropout",)  # streams drawn per activation element, so per batch row
 
 
@@ -97,7 +98,7 @@ class Local:
         return flag
 
     def check_params(self, model, step: int, force: bool = False) -> None: ...
-    def finish(self) -> None: ...
+    def finish(self, completed: bool = True) -> None: ...
 
 
 LOCAL = Local()
@@ -214,11 +215,14 @@ class World(Local):
             )
 
     # ---- the end -------------------------------------------------------------------------
-    def finish(self) -> None:
-        """Finalize MPI after a run every rank completed (a failed rank is left to the
-        launcher: finalizing would wait for ranks that will never come)."""
-        try:
-            self.comm.call("MPI_Finalize", self.mpi.finalize)
-        finally:
+    def finish(self, completed: bool = True) -> None:
+        """Finalize MPI after a run that every rank completed. After a stop by a signal the
+        launcher is already taking the job down and MPI_Finalize could wait on it forever, so
+        the rank just leaves (as a failed rank does: finalizing would wait for ranks that will
+        never come)."""
+        if not completed:
+            return
+        job = self.comm.submit("MPI_Finalize", self.mpi.finalize)
+        if job.done.wait(FINALIZE_WAIT_S) and job.error is None:
             self.comm.close()
 
