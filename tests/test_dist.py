@@ -13,6 +13,7 @@ What is proven, and how:
 - a killed rank stops the job, a stopped (hung) rank makes the others give up after
   ALPHA_DIST_TIMEOUT, and the last checkpoint resumes;
 - helios ranks (lavapipe here) stage their gradients through host memory and match one process;
+- MPICH's library (integer handles) works too, in a singleton;
 - no MPI library: one line, exit 2.
 """
 
@@ -132,6 +133,19 @@ def test_collectives_match_a_float64_reference(work):
         assert row["bcast"] == "from rank 0"
         assert row["mean"] == 1.0
         assert row["agree_none"] is False and row["agree_one"] is True
+
+
+MPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
+
+
+def test_mpich_handles_work_in_a_singleton(work):
+    """MPICH's integer handles (Open MPI's are addresses): one process, no launcher."""
+    require_peer(os.path.exists(MPICH), "MPICH's library not found (apt-get install libmpich12)")
+    r = run([sys.executable, WORKER, "collectives"], cwd=work, ALPHA_MPI_LIB=MPICH)
+    assert r.returncode == 0, r.stdout + r.stderr
+    row = json.loads(r.stdout.splitlines()[0])
+    assert row["flavour"] == "MPICH" and row["size"] == 1 and row["bcast"] == "from rank 0"
+    assert max(row["errors"].values()) == 0.0 and row["agree_one"] is True
 
 
 @pytest.fixture(scope="module")

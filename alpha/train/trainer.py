@@ -167,6 +167,7 @@ class Trainer:
         return {
             "param_count": self.model.param_count,
             "backend": self.backend.name,
+            "ranks": self.dist.size,  # data-parallel processes (alpha.dist)
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "cpu": platform.processor() or platform.machine(),
