@@ -16,9 +16,9 @@ Two ways to count, picked by the backend:
 Alpha runs the real trainer (`alpha.train.trainer.Trainer`, exactly what `python -m alpha train
 --distributed` runs) under `mpirun`, on a synthetic char-level text with exactly the config's
 vocabulary; every step is timed from one after_backward hook to the next (the whole step,
-all-reduces, the loss average and the stop vote included). "Not hidden" is the time the training
-thread spent waiting for MPI per step: the gradient buckets still in flight when backward ended,
-plus the small scalar collectives. Arguments after `--` go to `alpha train` (e.g. `--dtype`).
+all-reduces, the loss average and the stop vote included), and the median step counts (this
+machine may be shared). "Not hidden" is the time the training thread spent waiting for MPI per
+step: the gradient buckets still in flight when backward ended, plus the scalar collectives. Arguments after `--` go to `alpha train` (e.g. `--dtype`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -92,12 +93,10 @@ def alpha_worker(a) -> None:
         world.finish()
     if world is None or world.is_main:
         timed = marks[a.warmup:]
-        steps = len(timed) - 1
-        wall = timed[-1][0] - timed[0][0]
-        waited = timed[-1][1] - timed[0][1]
-        tokens = a.global_batch * c["block_size"] * steps
-        print(json.dumps({"tok_s": tokens / wall, "ms_per_step": 1000 * wall / steps,
-                          "not_hidden_ms": 1000 * waited / steps,
+        step_s = median([b[0] - a_[0] for a_, b in zip(timed, timed[1:])])
+        waited_s = median([b[1] - a_[1] for a_, b in zip(timed, timed[1:])])
+        print(json.dumps({"tok_s": a.global_batch * c["block_size"] / step_s,
+                          "ms_per_step": 1000 * step_s, "not_hidden_ms": 1000 * waited_s,
                           "threads": os.environ.get("ALPHA_NUM_THREADS"),
                           "params": trainer.model.param_count}), flush=True)
 
@@ -191,11 +190,10 @@ def torch_worker(a) -> None:
             torch.cuda.synchronize()
         marks.append(time.perf_counter())
     timed = marks[a.warmup:]
-    wall = timed[-1] - timed[0]
-    steps = len(timed) - 1
+    step_s = median([b - a_ for a_, b in zip(timed, timed[1:])])
     if rank == 0:
-        print(json.dumps({"tok_s": a.global_batch * c["block_size"] * steps / wall,
-                          "ms_per_step": 1000 * wall / steps,
+        print(json.dumps({"tok_s": a.global_batch * c["block_size"] / step_s,
+                          "ms_per_step": 1000 * step_s,
                           "torch": torch.__version__, "backend": "nccl" if gpu else "gloo"}),
               flush=True)
     tdist.destroy_process_group()
