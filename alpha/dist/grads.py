@@ -18,10 +18,12 @@ What overlaps with what (honestly):
   while the main thread runs the rest of the backward's kernels (ctypes drops the GIL in both).
   For a GPT the last layer's weights are ready first and the embeddings last, so all but the
   final bucket can hide behind compute.
-- Other backends (helios): a ready bucket is copied to host memory when the walk reaches it,
-  which waits for the GPU work queued so far; the MPI thread reduces the host copy while the main
-  thread queues (and the GPU runs) the rest of the backward; the reduced buckets are copied back
-  after the walk. The downloads do not overlap the GPU's compute; the network time does.
+- Other backends (helios): a ready bucket is copied into pinned host memory when the walk reaches
+  it (alpha.dist.staging), which waits for the GPU work queued so far; the MPI thread reduces it
+  there while the main thread queues (and the GPU runs) the rest of the backward; the reduced
+  buckets are copied back, in the device's stream, after the walk. So the network time overlaps
+  the GPU's compute; each bucket's download does not (one device wait per bucket, hence the
+  bigger default buckets off the CPU).
 - Gradient accumulation: only the last micro-batch's backward is synced; the earlier ones add
   into the buffer locally, as in a single process.
 
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import os
 import time
-from array import array
 
 from alpha.autograd.tape import Var
 from alpha.core.errors import DistributedError
@@ -115,10 +116,15 @@ class GradSync:
             off += var.data.numel
         self.buckets = plan_buckets(entries, bucket_bytes, self.grads.itemsize)
         self.direct = self.backend.name == "cpu"  # reduce in place in host memory
+        self.staging = None
+        if not self.direct:
+            from alpha.dist.staging import for_backend
+
+            self.staging = for_backend(self.backend, self.grads, self.buckets)
         self._ready_after: dict[int, list[int]] = {}  # op index -> buckets ready after it
         self._late: list[int] = []  # buckets reduced after the walk
         self._jobs: list = []
-        self._host: dict[int, array] = {}  # bucket -> its host copy (not the CPU backend)
+        self._staged: list[int] = []  # buckets reduced in host staging (off the CPU)
         self.armed = False
         self.exposed_s = 0.0  # last step: the main thread's wait for reductions in finish()
 
@@ -149,9 +155,8 @@ class GradSync:
 
             ptr = data_ptr(self.grads) + start * self.grads.itemsize
         else:  # host staging: wait for this bucket's gradients and copy them down
-            host = self.backend.to_array(self.grads.narrow(0, start, count))
-            self._host[b] = host
-            ptr = host.buffer_info()[0]
+            ptr = self.staging.download(b)
+            self._staged.append(b)
         self._jobs.append(self.comm.submit("the gradient all-reduce", self.mpi.allreduce, ptr,
                                            count))
 
@@ -168,11 +173,8 @@ class GradSync:
         for job in self._jobs:
             job.wait()
         self.exposed_s = time.perf_counter() - t0
-        if not self.direct:
-            be = self.backend
-            for b, host in self._host.items():
-                start, count, _ = self.buckets[b]
-                be.copy(self.grads.narrow(0, start, count), be.from_array(host, (count,), "f32"))
-            self._host.clear()
+        for b in self._staged:
+            self.staging.upload(b)
+        self._staged = []
         self._jobs = []
 
