@@ -18,7 +18,8 @@ Alpha runs the real trainer (`alpha.train.trainer.Trainer`, exactly what `python
 vocabulary; every step is timed from one after_backward hook to the next (the whole step,
 all-reduces, the loss average and the stop vote included), and the median step counts (this
 machine may be shared). "Not hidden" is the time the training thread spent waiting for MPI per
-step: the gradient buckets still in flight when backward ended, plus the scalar collectives. Arguments after `--` go to `alpha train` (e.g. `--dtype`).
+step: the gradient buckets still in flight when backward ended, plus the scalar collectives.
+Arguments after `--` go to `alpha train` (e.g. `--dtype`).
 """
 
 from __future__ import annotations

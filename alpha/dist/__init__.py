@@ -13,8 +13,8 @@ all-reduce), `world` (what the trainer asks: shard, mean, agree, check_params...
 (the run folder as non-zero ranks see it), `gpu` (the GPU of a local rank).
 
 Environment: ALPHA_MPI_LIB (the library), ALPHA_DIST_TIMEOUT (seconds a rank waits for the others
-before it gives up, default 300), ALPHA_DIST_BUCKET_MB (gradient bucket size, default 4 on the CPU, 32 on GPUs),
-ALPHA_DIST_CHECK_EVERY (steps between parameter checks, default 100, 0 = never).
+before it gives up, default 300), ALPHA_DIST_BUCKET_MB (gradient bucket size, default 4 on the
+CPU, 32 on GPUs), ALPHA_DIST_CHECK_EVERY (steps between parameter checks, default 100, 0 = never).
 """
 
 from __future__ import annotations

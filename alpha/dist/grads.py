@@ -41,7 +41,7 @@ from alpha.autograd.tape import Var
 from alpha.core.errors import DistributedError
 
 # Bucket sizes: on the CPU a bucket costs one MPI call, so small buckets start early and overlap
-# more; off the CPU each bucket also costs a wait for the GPU and a copy down, so fewer, bigger ones.
+# more; off the CPU each bucket also costs a wait for the GPU and a copy down: fewer, bigger ones.
 DEFAULT_BUCKET_MB = {"cpu": 4.0}
 DEFAULT_BUCKET_MB_STAGED = 32.0
 
