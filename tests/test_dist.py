@@ -32,6 +32,7 @@ import pytest
 from alpha.core.rng import Rng
 from alpha.dist.grads import plan_buckets
 from alpha.dist.world import ShardedRng
+from alpha.train.checkpoint import list_steps
 from conftest import require_peer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,11 +235,12 @@ def start_long_run(work, run_dir: str, **extra) -> subprocess.Popen:
         cwd=work, env=env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(path, proc, timeout=WAIT_S) -> None:
+def wait_for_a_checkpoint(folder, proc, timeout=WAIT_S) -> None:
+    """Until `folder` holds a checkpoint (which one: retention keeps only the newest few)."""
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
+    while not (os.path.isdir(folder) and any(n.endswith(".ckpt") for n in os.listdir(folder))):
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
+        assert time.monotonic() < deadline, f"no checkpoint in {folder}"
         time.sleep(0.1)
 
 
@@ -248,7 +250,7 @@ def test_a_dead_or_hung_rank_stops_the_job_and_the_checkpoint_resumes(work, faul
     run_dir = f"fault-{fault}"
     p = start_long_run(work, run_dir, ALPHA_DIST_TIMEOUT="5")
     try:
-        wait_for(work / run_dir / "checkpoints" / "step-10.ckpt", p)
+        wait_for_a_checkpoint(work / run_dir / "checkpoints", p)
         pids = rank_pids(p.pid)
         assert sorted(pids) == [0, 1], pids
         t0 = time.monotonic()
@@ -263,10 +265,9 @@ def test_a_dead_or_hung_rank_stops_the_job_and_the_checkpoint_resumes(work, faul
     assert stopped_in < 60, stopped_in
     if fault == "hung":  # rank 0 gave up waiting and said why
         assert "no answer from the other ranks" in err, err
-    steps = sorted(int(n[5:-5]) for n in os.listdir(work / run_dir / "checkpoints")
-                   if n.endswith(".ckpt"))
-    last = work / run_dir / "checkpoints" / f"step-{steps[-1]}.ckpt"
-    r = run(alpha_cmd("train", "--resume", str(last), "--iters", str(steps[-1] + 2), "--quiet"),
+    steps = list_steps(str(work / run_dir / "checkpoints"))
+    last = max(steps)
+    r = run(alpha_cmd("train", "--resume", steps[last], "--iters", str(last + 2), "--quiet"),
             cwd=work)
     assert r.returncode == 0, r.stderr
 
