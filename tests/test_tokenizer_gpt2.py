@@ -136,6 +136,9 @@ def test_files_round_trip_and_openai_names(tmp_path):
     text = " the hello, world 'll"
     assert gpt2.load_folder(str(tmp_path / "openai")).encode(text) == tok.encode(text)
     assert gpt2.has_files(str(tmp_path / "openai")) and not gpt2.has_files(str(tmp_path))
+    from alpha.tokenizers import load  # what `alpha tokenizer encode --tokenizer DIR` reads
+
+    assert load(str(tmp_path / "openai")).encode(text) == tok.encode(text)
 
 
 def test_json_artifact_round_trip():
