@@ -170,3 +170,29 @@ def test_init_from_keeps_the_model_and_crops_the_context(tmp_path):
         start_from(str(tmp_path / "a.ckpt"), base, {"block_size": 16})
     with pytest.raises(ConfigError, match="its model has n_embd=16, which cannot change to 32"):
         start_from(str(tmp_path / "a.ckpt"), base, {"n_embd": 32})
+
+
+def test_fuzzed_config_and_index_import_or_fail_in_one_line(tmp_path):
+    from test_fuzz import expect_typed, mutate_bytes, mutate_json
+
+    _checkpoint(tmp_path / "a.ckpt")
+    export_checkpoint(str(tmp_path / "a.ckpt"), str(tmp_path / "hf"))
+    config_path = tmp_path / "hf" / "config.json"
+    config = json.loads(config_path.read_text())
+    raw = config_path.read_bytes()
+    rng = random.Random(8)
+    loaded = 0
+    for i in range(150):
+        if i % 3 == 0:
+            config_path.write_bytes(mutate_bytes(raw, rng))
+        else:
+            config_path.write_text(json.dumps(mutate_json(config, rng)))
+        if expect_typed(read_model, str(tmp_path / "hf")) is not None:
+            loaded += 1
+    assert loaded > 10
+    config_path.write_bytes(raw)
+    index = tmp_path / "hf" / "model.safetensors.index.json"
+    valid = {"weight_map": {"transformer.wte.weight": "model.safetensors"}}
+    for _ in range(60):
+        index.write_text(json.dumps(mutate_json(valid, rng)))
+        expect_typed(read_model, str(tmp_path / "hf"))

@@ -159,8 +159,10 @@ def _locate(source: str) -> tuple[list[str], str]:
         index = os.path.join(source, INDEX)
         if os.path.isfile(index):
             weight_map = _read_json(index).get("weight_map")
-            if not isinstance(weight_map, dict) or not weight_map:
-                raise InteropError(f"{index} has no weight_map")
+            if not isinstance(weight_map, dict) or not weight_map or not all(
+                    isinstance(f, str) and f and os.path.basename(f) == f
+                    for f in weight_map.values()):
+                raise InteropError(f"{index} has no weight_map of tensor name -> file name")
             files = [os.path.join(source, f) for f in sorted(set(weight_map.values()))]
         elif os.path.isfile(os.path.join(source, WEIGHTS)):
             files = [os.path.join(source, WEIGHTS)]
