@@ -49,6 +49,10 @@ def run(args) -> int:
     for name in ("max_batch", "max_queue", "max_models", "prefill_chunk"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    import os
+    if os.path.exists(args.outputs) and not os.path.isdir(args.outputs):
+        raise ConfigError(f"--outputs {args.outputs} is a file; give the folder that holds the "
+                          "run folders")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a port number (0..65535)")
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}

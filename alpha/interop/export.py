@@ -20,7 +20,7 @@ import sys
 from array import array
 from dataclasses import dataclass, field
 
-from alpha.core.atomic import atomic_write
+from alpha.core.atomic import atomic_write, write_error
 from alpha.core.config import RunConfig
 from alpha.core.errors import ConfigError, InteropError
 from alpha.interop import hf_gpt2, safetensors
@@ -64,7 +64,10 @@ def export_checkpoint(ckpt_path: str, out_dir: str) -> ExportResult:
                            f"parameters; its config needs {n}")
 
     result = ExportResult(folder=out_dir, n_params=n)
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:  # a parent that is a file, read-only, ...: one line, exit 2 (qa)
+        raise write_error(out_dir, e) from None
     path = os.path.join(out_dir, WEIGHTS)
     safetensors.write(path, hf_tensors(cfg, flat), metadata={"format": "pt"})
     result.files.append(path)
