@@ -160,9 +160,10 @@ def numpy_sgemm(sizes, threads: int, budget: float):
 
 
 def alpha_sgemm(n: int, threads: int, budget: float) -> float:
-    """Best seconds of one n^3 SGEMM through alpha.tensor.cpu_matmul."""
-    from alpha.tensor.cpu_matmul import matmul
+    """Best seconds of one n^3 SGEMM through the CPU backend (alpha.tensor.cpu_matmul)."""
+    from alpha.tensor import get_backend
 
+    matmul = get_backend("cpu").matmul
     a, b, c = _filled((n, n), 1), _filled((n, n), 2), _filled((n, n), 3)
     return _with_threads(threads, lambda: best_time(lambda: matmul(c, a, b), budget=budget))
 
@@ -316,7 +317,7 @@ def python_overhead():
     from alpha.tensor.cpu_matmul import matmul
 
     a, b, c = _filled((4, 4)), _filled((4, 4), 2), _filled((4, 4), 3)
-    out["cpu_matmul.matmul 4x4"] = _per_call(lambda: matmul(c, a, b))
+    out["cpu_matmul.matmul 4x4"] = _per_call(lambda: matmul(c, a, b, False, False, False, 1.0))
     try:
         from alpha.tensor import get_backend
 

@@ -122,6 +122,7 @@ class Ctx:
         self.be, self.ref, self.name = be, ref, name
         self.stream = _rng.Stream(_rng.stream_key(SEED, name))
         self.failures: list[str] = []
+        self.messages: dict[str, str] = {}  # label of a bad-input case -> "Type: message"
 
     # -- data
     def floats(self, n, lo=-1.0, hi=1.0) -> list[float]:
@@ -235,6 +236,7 @@ class Ctx:
             getattr(self.be, op)(*a, **kw)
         except exc_type as e:
             msg = str(e)
+            self.messages[label] = f"{type(e).__name__}: {msg}"
             for n in names:
                 found = _names_shape(msg, n) if isinstance(n, tuple) else n in msg
                 if not found:
@@ -247,6 +249,18 @@ class Ctx:
             self.fail(f"{label}: raised {type(e).__name__}({e}), expected {exc_type.__name__}")
             return
         self.fail(f"{label}: no error raised, expected {exc_type.__name__}")
+
+
+def error_messages(be) -> dict[str, str]:
+    """The "Type: message" each bad-input case of the suite raises on backend `be`."""
+    from alpha.tensor import get_backend
+
+    messages = {}
+    for name in ("errors_shape", "errors_dtype", "errors_data", "errors_args"):
+        ctx = Ctx(be, get_backend("reference"), name)
+        CHECKS[name](ctx)
+        messages.update(ctx.messages)
+    return messages
 
 
 def _unravel(i, shape):
@@ -532,7 +546,7 @@ def _operand_b(ctx, op, shape, layout="c"):
 
 @check
 def check_binary(ctx):
-    from alpha.tensor.checks import broadcast_shape
+    from alpha.core.checks import broadcast_shape
 
     for op in BINARY_OPS:
         for sa, sb in BROADCAST_CASES:
@@ -1112,6 +1126,33 @@ def check_errors_data(ctx):
       be.from_array(array("i", [0, 4]), (2,), "i32"))
     r("crossentropy target -2", ValueError, "crossentropy_forward", f(2), logits,
       be.from_array(array("i", [-2, 0]), (2,), "i32"))
+
+
+@check
+def check_errors_args(ctx):
+    """Bad arguments other than shapes and dtypes of tensors."""
+    be = ctx.be
+    f = lambda *s: be.zeros(s)  # noqa: E731
+    r = ctx.raises
+    r("unknown dtype", TypeError, "empty", (2,), "f16", names=["f16"])
+    r("bad shape", ValueError, "zeros", (2, -1), names=["(2, -1)"])
+    r("from_array count", ValueError, "from_array", [1.0, 2.0, 3.0], (2, 2), names=["(2, 2)"])
+    r("from_array bytes", ValueError, "from_array", b"abcde", None, "f32", names=["5 bytes"])
+    r("binary unknown op", ValueError, "binary", f(2), "pow", f(2), f(2), names=["pow"])
+    r("binary_scalar unknown op", ValueError, "binary_scalar", f(2), "exp", f(2), 1.0,
+      names=["exp"])
+    r("unary unknown op", ValueError, "unary", f(2), "sin", f(2), names=["sin"])
+    r("matmul rank", ValueError, "matmul", f(3), f(3), f(3, 3), names=["rank"])
+    r("sum axis", ValueError, "sum", f(1), f(2, 3), [2], names=["axis 2"])
+    r("sum repeated axis", ValueError, "sum", f(1), f(2, 3), [0, -2], names=["repeated"])
+    r("swiglu odd", ValueError, "swiglu_forward", f(2, 1), f(2, 3), names=[(2, 3)])
+    r("dropout p", ValueError, "dropout_forward", f(4), f(4), f(4), 1.0, names=["p=1.0"])
+    r("attention n_head", ValueError, "attention_forward", f(1, 4, 4), f(1, 3, 4), f(1, 4, 12),
+      3, names=["n_head=3"])
+    r("kv_attention positions", ValueError, "kv_attention", f(1, 2, 4), f(1, 2, 4),
+      f(1, 3, 4), f(1, 3, 4), 2, 2, names=["2..3"])
+    r("adamw step", ValueError, "adamw_step", f(5), f(5), f(5), f(5), lr=0.1, beta1=0.9,
+      beta2=0.99, eps=1e-8, weight_decay=0.0, step=0, names=["step=0"])
 
 
 CHECK_NAMES = list(CHECKS)

@@ -29,3 +29,21 @@ def backend(request):
 def test_backend(backend, check):
     failures = suite.run_check(backend, check, reraise=True)
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
+
+
+def test_error_messages_are_one_wording_for_every_backend():
+    """The checks live in one front (alpha.core.backend.Backend): every bad-input case of the
+    suite raises the same type with the same message on every backend."""
+    got = {}
+    for name in BACKENDS:
+        be, reason = suite.load_backend(name)
+        if be is None:
+            require_peer(False, f"{reason} (lavapipe: apt-get install mesa-vulkan-drivers)")
+        got[name] = suite.error_messages(be)
+    want = got["reference"]
+    assert len(want) > 50
+    for name, messages in got.items():
+        assert messages.keys() == want.keys(), name
+        diff = [f"{k}: {messages[k]!r} vs reference {want[k]!r}" for k in want
+                if messages[k] != want[k]]
+        assert not diff, f"{name}:\n" + "\n".join(diff)

@@ -279,8 +279,8 @@ def test_a_run_folder_that_cannot_be_made(tmp_path, data_file):
                        "cannot create the run folder")
 
 
-def _train(data_file, *args):
-    r = alpha("train", "--data", data_file, *TINY, "--iters", "2", *args)
+def _train(data_file, *args, extra_env=None):
+    r = alpha("train", "--data", data_file, *TINY, "--iters", "2", *args, extra_env=extra_env)
     return r.returncode, r.stderr
 
 
@@ -304,8 +304,9 @@ def test_disk_full_keeps_earlier_checkpoints_and_says_how_much(tmp_path, data_fi
             with open(filler, "wb") as f:  # leave room for ~2.5 checkpoints and the logs
                 f.write(b"\0" * max(0, free - int(2.5 * ck_size) - 24 * 1024))
             run = os.path.join(small, "run")
+            db = {"TURSO_DATABASE_URL": f"file:{tmp_path / 'runs.db'}"}  # not on the small disk
             code, err = _train(data_file, "--iters", "1000", "--checkpoint-interval", "2",
-                               "--keep-checkpoints", "5", "--run-dir", run)
+                               "--keep-checkpoints", "5", "--run-dir", run, extra_env=db)
             line = one_line_error(code, err, "no space left", "needs", "free")
             assert "step-" in line
             ckpts = ckpt_format.list_steps(os.path.join(run, "checkpoints"))
@@ -318,7 +319,7 @@ def test_disk_full_keeps_earlier_checkpoints_and_says_how_much(tmp_path, data_fi
             # free space and resume from the last good checkpoint
             os.unlink(filler)
             r = alpha("train", "--resume", ckpts[max(ckpts)], "--iters", str(max(ckpts) + 2),
-                      "--quiet")
+                      "--quiet", extra_env=db)
             assert r.returncode == 0, r.stderr
 
     # a real ENOSPC from /dev/full on the metrics log (works in any container)

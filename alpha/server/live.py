@@ -11,7 +11,7 @@ The stream (the contract the web pages and `alpha tui --remote` read):
     ": ping" every PING_S seconds.
 Ids increase across server restarts too (they start at the start time in microseconds). A client
 reconnecting with `Last-Event-ID` gets every event after that id when the hub still holds it (the
-last HISTORY events); otherwise (too old, or from before a restart) a fresh snapshot first.
+last HISTORY events, HISTORY_ROWS rows at most); otherwise (too old, or from before a restart) a fresh snapshot first.
 
 The watcher (one thread) keeps the database in step with the outputs folder while serving: it
 imports every run folder at start (`alpha.db.sync`), then polls the folders' .jsonl files every
@@ -29,66 +29,100 @@ import threading
 import time
 
 from alpha.core.jsonl_tail import JsonlTail
+from alpha.db.rows import clean_json
 from alpha.server.http import ClientGone, HTTPError
 
 PING_S = 15.0
 POLL_S = 0.25
 LIST_S = 1.0  # how often the outputs folder is listed for new runs
 FULL_SYNC_S = 30.0
-HISTORY = 20_000  # events kept for Last-Event-ID resume
+HISTORY = 20_000  # events kept for Last-Event-ID resume...
+HISTORY_ROWS = 500_000  # ...and rows in them (a bound on the memory they hold)
 SNAPSHOT_RUNS = 1000
 TERMINAL = {"completed": "completed", "interrupted": "stopped", "diverged": "failed",
             "failed": "failed", "error": "failed", "crashed": "failed"}
 KINDS = {"metrics.jsonl": "metrics", "samples.jsonl": "samples", "events.jsonl": "events"}
 
 
+class _Event:
+    """One published change. Its SSE frame is made on first read and kept: with no subscriber a
+    publish costs no JSON at all, with many it is encoded once."""
+
+    __slots__ = ("id", "kind", "data", "weight", "_frame")
+
+    def __init__(self, eid: int, kind: str, data: dict):
+        self.id, self.kind, self.data, self._frame = eid, kind, data, None
+        rows = data.get("rows")
+        self.weight = 1 + (len(rows) if isinstance(rows, list) else 0)
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            try:
+                line = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"),
+                                  allow_nan=False, default=str)
+            except ValueError:  # NaN/Inf (JSON has none): null, as the database keeps them
+                line = json.dumps(clean_json(self.data), ensure_ascii=False,
+                                  separators=(",", ":"), default=str)
+            self._frame = f"id: {self.id}\nevent: {self.kind}\ndata: {line}\n\n".encode()
+        return self._frame
+
+
 class LiveHub:
     """Numbered events in a bounded history; subscribers wait on one condition."""
 
-    def __init__(self, history: int = HISTORY):
+    def __init__(self, history: int = HISTORY, history_rows: int = HISTORY_ROWS):
         self._cond = threading.Condition()
-        self._events: collections.deque = collections.deque(maxlen=history)
+        self._events: collections.deque = collections.deque()
+        self._history = history
+        self._history_rows = history_rows
+        self._weight = 0
         self._next = int(time.time() * 1_000_000)
         self.subscribers = 0
         self.published = 0
 
     def publish(self, kind: str, data: dict) -> int:
-        line = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                          default=str)
         with self._cond:
             self._next += 1
             eid = self._next
-            frame = f"id: {eid}\nevent: {kind}\ndata: {line}\n\n".encode("utf-8")
-            self._events.append((eid, frame))
+            ev = _Event(eid, kind, data)
+            self._events.append(ev)
+            self._weight += ev.weight
+            while len(self._events) > 1 and (len(self._events) > self._history
+                                             or self._weight > self._history_rows):
+                self._weight -= self._events.popleft().weight
             self.published += 1
             self._cond.notify_all()
         return eid
 
+    def subscribed(self, delta: int) -> None:
+        with self._cond:
+            self.subscribers += delta
+
     @property
     def last_id(self) -> int:
         with self._cond:
-            return self._events[-1][0] if self._events else self._next
+            return self._events[-1].id if self._events else self._next
 
     def can_resume(self, last_id: int) -> bool:
         """True when every event after `last_id` is still held."""
         with self._cond:
             if not self._events:
                 return last_id == self._next
-            first, newest = self._events[0][0], self._events[-1][0]
+            first, newest = self._events[0].id, self._events[-1].id
             return first - 1 <= last_id <= newest
 
-    def wait_after(self, last_id: int, timeout: float) -> list[tuple[int, bytes]]:
+    def wait_after(self, last_id: int, timeout: float) -> list[_Event]:
         """The events with id > last_id, waiting up to `timeout` seconds for one."""
         with self._cond:
-            if not (self._events and self._events[-1][0] > last_id):
+            if not (self._events and self._events[-1].id > last_id):
                 self._cond.wait(timeout)
-            if not self._events or self._events[-1][0] <= last_id:
+            if not self._events or self._events[-1].id <= last_id:
                 return []
             out = []
-            for eid, frame in reversed(self._events):
-                if eid <= last_id:
+            for ev in reversed(self._events):
+                if ev.id <= last_id:
                     break
-                out.append((eid, frame))
+                out.append(ev)
             return out[::-1]
 
     def wake_all(self) -> None:
@@ -254,7 +288,7 @@ def stream(req, watch):
     else:
         first_frame = None
     s = req.sse()
-    hub.subscribers += 1
+    hub.subscribed(+1)
     try:
         s.write(b"retry: 2000\n\n")
         if first_frame is not None:
@@ -263,8 +297,8 @@ def stream(req, watch):
         while not ctx.draining.is_set():
             events = hub.wait_after(last, min(1.0, max(0.0, next_ping - time.monotonic())))
             if events:
-                last = events[-1][0]
-                s.write(b"".join(frame for _, frame in events))
+                last = events[-1].id
+                s.write(b"".join(ev.frame() for ev in events))
             now = time.monotonic()
             if now >= next_ping:
                 s.comment("ping")
@@ -274,5 +308,5 @@ def stream(req, watch):
     except ClientGone:
         pass
     finally:
-        hub.subscribers -= 1
+        hub.subscribed(-1)
     return None

@@ -8,16 +8,17 @@ its packing step reads any layout. Batch dims are passed as one stride when they
 `out` needs a unit stride in its last dim (outputs are contiguous by the protocol) and must not
 overlap a or b. f32 only.
 
-This module is what `CPUBackend.matmul` calls; it keeps the per-call Python work small (a tiny
-matmul costs a few microseconds here on top of the C call).
+This module is what `CPUBackend.matmul` calls once the front (`alpha.core.backend.Backend`) has
+checked dtypes, ranks and shapes; it keeps the per-call Python work small (a tiny matmul costs a
+few microseconds here on top of the C call).
 """
 
 from __future__ import annotations
 
 import ctypes
 
+from alpha.core.checks import describe_matmul as _shapes
 from alpha.tensor import build
-from alpha.tensor.cpu_storage import CPUStorage
 
 _sgemm = None
 
@@ -83,37 +84,21 @@ def _overlaps(out, x) -> bool:
     return lo <= xhi and xlo <= hi
 
 
-def _shapes(out, a, b, trans_a, trans_b) -> str:
-    return (f"out {out.shape}, a {a.shape}{' (trans_a)' if trans_a else ''}, "
-            f"b {b.shape}{' (trans_b)' if trans_b else ''}")
-
-
-def matmul(out, a, b, *, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False,
-           alpha: float = 1.0) -> None:
-    """out = alpha * op(a) @ op(b) (+ out if accumulate); see `Backend.matmul`."""
-    for name, t in (("out", out), ("a", a), ("b", b)):
-        if t.dtype != "f32":
-            raise TypeError(f"matmul: {name} has dtype {t.dtype}; the CPU matmul takes f32")
-        if not isinstance(t.storage, CPUStorage):
-            raise TypeError(f"matmul: {name} is not a CPU tensor (backend {t.backend.name})")
+def matmul(out, a, b, trans_a: bool, trans_b: bool, accumulate: bool, alpha: float) -> None:
+    """out = alpha * op(a) @ op(b) (+ out if accumulate); see `Backend.matmul`. The arguments
+    are checked already (dtypes, ranks, shapes)."""
     ash, bsh, osh = a.shape, b.shape, out.shape
     nd = len(ash)
-    if nd < 2 or len(bsh) < 2 or len(osh) != nd or (len(bsh) != 2 and len(bsh) != nd):
-        raise ValueError(f"matmul: bad ranks: {_shapes(out, a, b, trans_a, trans_b)}; "
-                         "a and out need the same rank >= 2, b rank 2 or a's rank")
     ast, bst = a.strides, b.strides
     if trans_a:
         K, M, a_rs, a_cs = ash[-2], ash[-1], ast[-1], ast[-2]
     else:
         M, K, a_rs, a_cs = ash[-2], ash[-1], ast[-2], ast[-1]
     if trans_b:
-        N, Kb, b_rs, b_cs = bsh[-2], bsh[-1], bst[-1], bst[-2]
+        N, b_rs, b_cs = bsh[-2], bst[-1], bst[-2]
     else:
-        Kb, N, b_rs, b_cs = bsh[-2], bsh[-1], bst[-2], bst[-1]
+        N, b_rs, b_cs = bsh[-1], bst[-2], bst[-1]
     batch_shape = ash[:-2]
-    if (Kb != K or osh[-2] != M or osh[-1] != N or osh[:-2] != batch_shape
-            or (len(bsh) == nd and bsh[:-2] != batch_shape)):
-        raise ValueError(f"matmul: shapes do not match: {_shapes(out, a, b, trans_a, trans_b)}")
     if out.strides[-1] != 1 and N > 1:
         raise ValueError(f"matmul: out {osh} needs a unit stride in its last dim "
                          f"(strides {out.strides})")

@@ -21,22 +21,12 @@ from array import array
 from typing import Sequence
 
 from alpha.core import rng as _rng
-from alpha.core.backend import BINARY_OPS, DTYPES, FLOAT_DTYPES, UNARY_OPS
-from alpha.tensor import checks
-from alpha.tensor.tensor import Tensor, check_shape
+from alpha.core.backend import BINARY_OPS, DTYPES, FLOAT_DTYPES, UNARY_OPS, Backend
+from alpha.core.checks import reduced_shape
+from alpha.tensor.tensor import Tensor
 
 GELU_K = math.sqrt(2.0 / math.pi)
 INF, NAN = float("inf"), float("nan")
-
-
-# ---- argument checks (shared with the other backends: alpha/tensor/checks.py) ----------------
-
-
-def _need_float(op: str, *named) -> None:
-    """Like checks.need_f32, but the reference also takes f64 (finite-difference tests)."""
-    for name, t in named:
-        if t is not None:
-            checks.need_dtype(op, name, t, FLOAT_DTYPES)
 
 
 # ---- element access --------------------------------------------------------------------------
@@ -190,88 +180,53 @@ def _silu_grad(x: float) -> float:
     return s * (1.0 + x * (1.0 - s))
 
 
-class ReferenceBackend:
+class ReferenceBackend(Backend):
     name = "reference"
+    floats = FLOAT_DTYPES  # f64 too: finite-difference tests need it
 
     # ---- memory ---------------------------------------------------------------------------
-    def empty(self, shape, dtype="f32") -> Tensor:
-        return self.zeros(shape, dtype)
+    def _empty(self, shape, dtype) -> Tensor:
+        return self._zeros(shape, dtype)
 
-    def zeros(self, shape, dtype="f32") -> Tensor:
-        if dtype not in DTYPES:
-            raise TypeError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
-        shape = check_shape(shape)
+    def _zeros(self, shape, dtype) -> Tensor:
         zero = 0.0 if dtype in FLOAT_DTYPES else 0
         return Tensor(self, [zero] * math.prod(shape), shape, dtype)
 
-    def from_array(self, data, shape=None, dtype="f32") -> Tensor:
-        if dtype not in DTYPES:
-            raise TypeError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            data = array(DTYPES[dtype][0], bytes(data))
-        values = list(data)
-        shape = check_shape((len(values),) if shape is None else shape)
-        if math.prod(shape) != len(values):
-            raise ValueError(f"from_array: {len(values)} values do not fill shape {shape}")
-        if dtype == "f32":
-            values = _round_f32(values)
-        elif dtype == "f64":
-            values = [float(v) for v in values]
-        else:
-            values = list(array(DTYPES[dtype][0], [int(v) for v in values]))  # range-checked
-        return Tensor(self, values, shape, dtype)
+    def _from_array(self, host, shape, dtype) -> Tensor:
+        return Tensor(self, host.tolist(), shape, dtype)  # f32 already rounded by the array
 
-    def to_array(self, x: Tensor):
+    def _to_array(self, x: Tensor):
         return array(DTYPES[x.dtype][0], _read(x))
 
-    def fill(self, out: Tensor, value: float) -> None:
+    def _fill(self, out: Tensor, value: float) -> None:
         _write(out, [value] * out.numel)
 
-    def copy(self, out: Tensor, x: Tensor) -> None:
-        checks.need_shape("copy", "out", out, x.shape, "x")
-        if out.dtype != x.dtype:
-            raise TypeError(f"copy: out has dtype {out.dtype} but x has {x.dtype}; use cast")
+    def _copy(self, out: Tensor, x: Tensor) -> None:
         _write(out, _read(x))
 
-    def cast(self, out: Tensor, x: Tensor) -> None:
-        checks.need_shape("cast", "out", out, x.shape, "x")
+    def _cast(self, out: Tensor, x: Tensor) -> None:
         values = _read(x)
         if out.dtype == "f32":
             values = _round_f32(values)
         _write(out, values)
 
-    def synchronize(self) -> None:
-        pass
-
     # ---- random numbers -----------------------------------------------------------------------
-    def rng_uniform(self, out: Tensor, key, position: int) -> None:
-        _need_float("rng_uniform", ("out", out))
+    def _rng_uniform(self, out: Tensor, key, position: int) -> None:
         ws = _rng.words(tuple(key), position, out.numel)
         _write(out, [_rng.to_uniform(w) for w in ws])
 
-    def rng_normal(self, out: Tensor, key, position: int, mean=0.0, std=1.0) -> None:
-        _need_float("rng_normal", ("out", out))
+    def _rng_normal(self, out: Tensor, key, position: int, mean, std) -> None:
         n = out.numel
         zs = _rng.normals_from_words(_rng.words(tuple(key), position, 2 * ((n + 1) // 2)), n)
         _write(out, [mean + std * z for z in zs])
 
     # ---- matmul --------------------------------------------------------------------------
-    def matmul(self, out, a, b, *, trans_a=False, trans_b=False, accumulate=False,
-               alpha=1.0) -> None:
-        _need_float("matmul", ("out", out), ("a", a), ("b", b))
-        if a.ndim < 2 or b.ndim < 2:
-            raise ValueError(f"matmul: a {a.shape} and b {b.shape} need at least 2 dims")
+    def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha) -> None:
         opa = a.transpose(-2, -1) if trans_a else a  # (..., M, K)
         opb = b.transpose(-2, -1) if trans_b else b  # (..., K, N) or (K, N)
         batch = opa.shape[:-2]
         M, K = opa.shape[-2:]
-        K2, N = opb.shape[-2:]
-        if K != K2 or (opb.ndim > 2 and opb.shape[:-2] != batch):
-            raise ValueError(
-                f"matmul: a {a.shape} (trans_a={trans_a}) and b {b.shape} (trans_b={trans_b}) "
-                f"do not multiply"
-            )
-        checks.need_shape("matmul", "out", out, batch + (M, N), f"a {a.shape} and b {b.shape}")
+        N = opb.shape[-1]
         A = _read(opa)
         B = _read(opb)
         C = _read(out) if accumulate else [0.0] * out.numel
@@ -288,54 +243,29 @@ class ReferenceBackend:
         _write(out, C)
 
     # ---- elementwise ---------------------------------------------------------------------
-    def binary(self, out, op, a, b) -> None:
-        if op not in BINARY:
-            raise ValueError(f"binary: unknown op {op!r} (known: {', '.join(BINARY)})")
-        _need_float("binary", ("out", out), ("a", a), ("b", b))
-        try:
-            shape = checks.broadcast_shape(a.shape, b.shape)
-        except ValueError as e:
-            raise ValueError(f"binary {op}: {e}") from None
-        checks.need_shape(f"binary {op}", "out", out, shape, f"a {a.shape} and b {b.shape}")
+    def _binary(self, out, op, a, b, shape) -> None:
         fn = BINARY[op]
         xs, ys = _read_broadcast(a, shape), _read_broadcast(b, shape)
         _write(out, [fn(x, y) for x, y in zip(xs, ys)])
 
-    def binary_scalar(self, out, op, a, s) -> None:
-        if op not in SCALAR:
-            raise ValueError(f"binary_scalar: unknown op {op!r} (known: {', '.join(SCALAR)})")
-        _need_float("binary_scalar", ("out", out), ("a", a))
-        checks.need_shape(f"binary_scalar {op}", "out", out, a.shape, "a")
+    def _binary_scalar(self, out, op, a, s) -> None:
         fn = SCALAR[op]
-        _write(out, [fn(x, float(s)) for x in _read(a)])
+        _write(out, [fn(x, s) for x in _read(a)])
 
-    def unary(self, out, op, x) -> None:
-        if op not in UNARY:
-            raise ValueError(f"unary: unknown op {op!r} (known: {', '.join(UNARY)})")
-        _need_float("unary", ("out", out), ("x", x))
-        checks.need_shape(f"unary {op}", "out", out, x.shape, "x")
+    def _unary(self, out, op, x) -> None:
         fn = UNARY[op]
         _write(out, [fn(v) for v in _read(x)])
 
-    def axpy(self, out, x, alpha=1.0) -> None:
-        _need_float("axpy", ("out", out), ("x", x))
-        checks.need_shape("axpy", "out", out, x.shape, "x")
+    def _axpy(self, out, x, alpha) -> None:
         _write(out, [o + alpha * v for o, v in zip(_read(out), _read(x))])
 
-    def where_mask(self, out, x, mask, value) -> None:
-        _need_float("where_mask", ("out", out), ("x", x), ("mask", mask))
-        checks.need_shape("where_mask", "out", out, x.shape, "x")
-        checks.need_broadcasts_to("where_mask", "mask", mask, "x", x.shape)
+    def _where_mask(self, out, x, mask, value) -> None:
         ms = _read_broadcast(mask, x.shape)
         _write(out, [value if m != 0 else v for v, m in zip(_read(x), ms)])
 
     # ---- reductions ----------------------------------------------------------------------
-    def sum(self, out, x, axes, keepdim=False) -> None:
-        _need_float("sum", ("out", out), ("x", x))
-        axes = checks.normalize_axes("sum", axes, x.shape)
-        kept = checks.reduced_shape(x.shape, axes, keepdim=True)
-        shape = checks.reduced_shape(x.shape, axes, keepdim)
-        checks.need_shape("sum", "out", out, shape, f"x {x.shape}")
+    def _sum(self, out, x, axes, keepdim) -> None:
+        kept = reduced_shape(x.shape, axes, keepdim=True)
         acc = [0.0] * math.prod(kept)
         kept_strides = _contig(kept)
         for idx, v in zip(itertools.product(*map(range, x.shape)), _read(x)):
@@ -343,9 +273,7 @@ class ReferenceBackend:
             acc[o] += v
         _write(out, acc)
 
-    def sum_to(self, out, x) -> None:
-        _need_float("sum_to", ("out", out), ("x", x))
-        checks.need_broadcasts_to("sum_to", "out", out, "x", x.shape)
+    def _sum_to(self, out, x) -> None:
         pad = x.ndim - out.ndim
         acc = [0.0] * out.numel
         ostrides = _contig(out.shape)
@@ -357,14 +285,9 @@ class ReferenceBackend:
             acc[o] += v
         _add_into(out, acc)
 
-    def max(self, out, x, axis, keepdim=False) -> None:
-        _need_float("max", ("out", out), ("x", x))
-        (axis,) = checks.normalize_axes("max", [axis], x.shape)
-        checks.need_data("max", f"axis {axis} of x", x.shape[axis], x)
+    def _max(self, out, x, axis, keepdim) -> None:
         moved = x.permute([d for d in range(x.ndim) if d != axis] + [axis])
         n = x.shape[axis]
-        shape = checks.reduced_shape(x.shape, [axis], keepdim)
-        checks.need_shape("max", "out", out, shape, f"x {x.shape}")
         result = []
         for row in _rows(_read(moved), n):
             m = row[0]
@@ -373,19 +296,15 @@ class ReferenceBackend:
             result.append(m)
         _write(out, result)
 
-    def sum_squares(self, x) -> float:
-        _need_float("sum_squares", ("x", x))
+    def _sum_squares(self, x) -> float:
         return math.fsum(v * v for v in _read(x))
 
-    def all_finite(self, x) -> bool:
-        _need_float("all_finite", ("x", x))
+    def _all_finite(self, x) -> bool:
         return all(math.isfinite(v) for v in _read(x))
 
     # ---- normalisation and activations -----------------------------------------------------
-    def softmax_forward(self, out, x) -> None:
-        _need_float("softmax_forward", ("out", out), ("x", x))
-        checks.need_shape("softmax_forward", "out", out, x.shape, "x")
-        n = checks.need_last_dim("softmax_forward", x)
+    def _softmax_forward(self, out, x) -> None:
+        n = x.shape[-1]
         result = []
         for row in _rows(_read(x), n):
             m = max(row)
@@ -394,21 +313,16 @@ class ReferenceBackend:
             result += [v / s for v in e]
         _write(out, result)
 
-    def softmax_backward(self, dx, dout, out) -> None:
-        _need_float("softmax_backward", ("dx", dx), ("dout", dout), ("out", out))
-        checks.need_shape("softmax_backward", "dout", dout, out.shape, "out")
-        checks.need_shape("softmax_backward", "dx", dx, out.shape, "out")
-        n = checks.need_last_dim("softmax_backward", out)
+    def _softmax_backward(self, dx, dout, out) -> None:
+        n = out.shape[-1]
         result = []
         for g, y in zip(_rows(_read(dout), n), _rows(_read(out), n)):
             dot = sum(gi * yi for gi, yi in zip(g, y))
             result += [yi * (gi - dot) for gi, yi in zip(g, y)]
         _add_into(dx, result)
 
-    def log_softmax_forward(self, out, x) -> None:
-        _need_float("log_softmax_forward", ("out", out), ("x", x))
-        checks.need_shape("log_softmax_forward", "out", out, x.shape, "x")
-        n = checks.need_last_dim("log_softmax_forward", x)
+    def _log_softmax_forward(self, out, x) -> None:
+        n = x.shape[-1]
         result = []
         for row in _rows(_read(x), n):
             m = max(row)
@@ -416,28 +330,16 @@ class ReferenceBackend:
             result += [v - lse for v in row]
         _write(out, result)
 
-    def log_softmax_backward(self, dx, dout, out) -> None:
-        _need_float("log_softmax_backward", ("dx", dx), ("dout", dout), ("out", out))
-        checks.need_shape("log_softmax_backward", "dout", dout, out.shape, "out")
-        checks.need_shape("log_softmax_backward", "dx", dx, out.shape, "out")
-        n = checks.need_last_dim("log_softmax_backward", out)
+    def _log_softmax_backward(self, dx, dout, out) -> None:
+        n = out.shape[-1]
         result = []
         for g, y in zip(_rows(_read(dout), n), _rows(_read(out), n)):
             s = sum(g)
             result += [gi - _exp(yi) * s for gi, yi in zip(g, y)]
         _add_into(dx, result)
 
-    def layernorm_forward(self, out, mean, rstd, x, weight, bias, eps=1e-5) -> None:
-        op = "layernorm_forward"
-        _need_float(op, ("out", out), ("mean", mean), ("rstd", rstd), ("x", x),
-                    ("weight", weight), ("bias", bias))
-        C = checks.need_last_dim(op, x)
-        checks.need_shape(op, "out", out, x.shape, "x")
-        checks.need_shape(op, "weight", weight, (C,), f"x {x.shape}")
-        if bias is not None:
-            checks.need_shape(op, "bias", bias, (C,), f"x {x.shape}")
-        checks.need_shape(op, "mean", mean, x.shape[:-1], f"x {x.shape}")
-        checks.need_shape(op, "rstd", rstd, x.shape[:-1], f"x {x.shape}")
+    def _layernorm_forward(self, out, mean, rstd, x, weight, bias, eps) -> None:
+        C = x.shape[-1]
         w = _read(weight)
         b = _read(bias) if bias is not None else [0.0] * C
         ys, means, rstds = [], [], []
@@ -452,18 +354,8 @@ class ReferenceBackend:
         _write(mean, means)
         _write(rstd, rstds)
 
-    def layernorm_backward(self, dx, dweight, dbias, dout, x, weight, mean, rstd) -> None:
-        op = "layernorm_backward"
-        _need_float(op, ("dx", dx), ("dweight", dweight), ("dbias", dbias), ("dout", dout),
-                    ("x", x), ("weight", weight), ("mean", mean), ("rstd", rstd))
-        C = checks.need_last_dim(op, x)
-        for name, t in (("dx", dx), ("dout", dout)):
-            checks.need_shape(op, name, t, x.shape, "x")
-        for name, t in (("dweight", dweight), ("dbias", dbias), ("weight", weight)):
-            if t is not None:
-                checks.need_shape(op, name, t, (C,), f"x {x.shape}")
-        checks.need_shape(op, "mean", mean, x.shape[:-1], f"x {x.shape}")
-        checks.need_shape(op, "rstd", rstd, x.shape[:-1], f"x {x.shape}")
+    def _layernorm_backward(self, dx, dweight, dbias, dout, x, weight, mean, rstd) -> None:
+        C = x.shape[-1]
         w = _read(weight)
         dw, db, dxs = [0.0] * C, [0.0] * C, []
         rows = zip(_rows(_read(x), C), _rows(_read(dout), C), _read(mean), _read(rstd))
@@ -481,54 +373,37 @@ class ReferenceBackend:
         if dbias is not None:
             _add_into(dbias, db)
 
-    def _pointwise(self, op, out, x, fn) -> None:
-        _need_float(op, ("out", out), ("x", x))
-        checks.need_shape(op, "out", out, x.shape, "x")
+    def _pointwise(self, out, x, fn) -> None:
         _write(out, [fn(v) for v in _read(x)])
 
-    def _pointwise_backward(self, op, dx, dout, x, grad) -> None:
-        _need_float(op, ("dx", dx), ("dout", dout), ("x", x))
-        checks.need_shape(op, "dout", dout, x.shape, "x")
-        checks.need_shape(op, "dx", dx, x.shape, "x")
+    def _pointwise_backward(self, dx, dout, x, grad) -> None:
         _add_into(dx, [g * grad(v) for g, v in zip(_read(dout), _read(x))])
 
-    def gelu_forward(self, out, x) -> None:
-        self._pointwise("gelu_forward", out, x, _gelu)
+    def _gelu_forward(self, out, x) -> None:
+        self._pointwise(out, x, _gelu)
 
-    def gelu_backward(self, dx, dout, x) -> None:
-        self._pointwise_backward("gelu_backward", dx, dout, x, _gelu_grad)
+    def _gelu_backward(self, dx, dout, x) -> None:
+        self._pointwise_backward(dx, dout, x, _gelu_grad)
 
-    def relu_forward(self, out, x) -> None:
-        self._pointwise("relu_forward", out, x, lambda v: v if v > 0 else 0.0)
+    def _relu_forward(self, out, x) -> None:
+        self._pointwise(out, x, lambda v: v if v > 0 else 0.0)
 
-    def relu_backward(self, dx, dout, x) -> None:
-        self._pointwise_backward("relu_backward", dx, dout, x, lambda v: 1.0 if v > 0 else 0.0)
+    def _relu_backward(self, dx, dout, x) -> None:
+        self._pointwise_backward(dx, dout, x, lambda v: 1.0 if v > 0 else 0.0)
 
-    def silu_forward(self, out, x) -> None:
-        self._pointwise("silu_forward", out, x, _silu)
+    def _silu_forward(self, out, x) -> None:
+        self._pointwise(out, x, _silu)
 
-    def silu_backward(self, dx, dout, x) -> None:
-        self._pointwise_backward("silu_backward", dx, dout, x, _silu_grad)
+    def _silu_backward(self, dx, dout, x) -> None:
+        self._pointwise_backward(dx, dout, x, _silu_grad)
 
-    def _swiglu_shapes(self, op, x, other, other_name) -> int:
-        if x.ndim < 1 or x.shape[-1] % 2:
-            raise ValueError(f"{op}: x {x.shape} needs an even last dim")
-        H = x.shape[-1] // 2
-        checks.need_shape(op, other_name, other, x.shape[:-1] + (H,), f"x {x.shape}")
-        return H
-
-    def swiglu_forward(self, out, x) -> None:
-        _need_float("swiglu_forward", ("out", out), ("x", x))
-        H = self._swiglu_shapes("swiglu_forward", x, out, "out")
+    def _swiglu_forward(self, out, x, H) -> None:
         result = []
         for row in _rows(_read(x), 2 * H):
             result += [_silu(row[i]) * row[H + i] for i in range(H)]
         _write(out, result)
 
-    def swiglu_backward(self, dx, dout, x) -> None:
-        _need_float("swiglu_backward", ("dx", dx), ("dout", dout), ("x", x))
-        H = self._swiglu_shapes("swiglu_backward", x, dout, "dout")
-        checks.need_shape("swiglu_backward", "dx", dx, x.shape, "x")
+    def _swiglu_backward(self, dx, dout, x, H) -> None:
         result = []
         for row, g in zip(_rows(_read(x), 2 * H), _rows(_read(dout), H)):
             gate = [g[i] * row[H + i] * _silu_grad(row[i]) for i in range(H)]
@@ -536,75 +411,37 @@ class ReferenceBackend:
             result += gate + up
         _add_into(dx, result)
 
-    def dropout_forward(self, out, x, u, p) -> None:
-        _need_float("dropout_forward", ("out", out), ("x", x), ("u", u))
-        checks.need_shape("dropout_forward", "out", out, x.shape, "x")
-        checks.need_shape("dropout_forward", "u", u, x.shape, "x")
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout_forward: p={p} must be in [0, 1)")
+    def _dropout_forward(self, out, x, u, p) -> None:
         scale = 1.0 / (1.0 - p)
         _write(out, [v * scale if ui >= p else 0.0 for v, ui in zip(_read(x), _read(u))])
 
-    def dropout_backward(self, dx, dout, u, p) -> None:
-        _need_float("dropout_backward", ("dx", dx), ("dout", dout), ("u", u))
-        checks.need_shape("dropout_backward", "dout", dout, u.shape, "u")
-        checks.need_shape("dropout_backward", "dx", dx, u.shape, "u")
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout_backward: p={p} must be in [0, 1)")
+    def _dropout_backward(self, dx, dout, u, p) -> None:
         scale = 1.0 / (1.0 - p)
         _add_into(dx, [g * scale if ui >= p else 0.0 for g, ui in zip(_read(dout), _read(u))])
 
     # ---- embeddings ------------------------------------------------------------------------
-    def _ids(self, op, ids, V) -> list[int]:
-        checks.need_dtype(op, "ids", ids, ("i32",))
-        values = _read(ids)
-        for i in values:
-            if not 0 <= i < V:
-                raise ValueError(f"{op}: id {i} is outside the table's [0, {V})")
-        return values
+    def _find_outside(self, ids, V, ignore):
+        for i, v in enumerate(_read(ids)):
+            if not (0 <= v < V or (ignore and v == -1)):
+                return i, v
+        return None
 
-    def embedding_forward(self, out, ids, table) -> None:
-        _need_float("embedding_forward", ("out", out), ("table", table))
-        if table.ndim != 2:
-            raise ValueError(f"embedding_forward: table {table.shape} must be (V, C)")
-        V, C = table.shape
-        checks.need_shape("embedding_forward", "out", out, ids.shape + (C,),
-                    f"ids {ids.shape} and table {table.shape}")
-        values = self._ids("embedding_forward", ids, V)
+    def _embedding_forward(self, out, ids, table) -> None:
+        C = table.shape[1]
         rows = _rows(_read(table), C)
-        _write(out, [v for i in values for v in rows[i]])
+        _write(out, [v for i in _read(ids) for v in rows[i]])
 
-    def embedding_backward(self, dtable, dout, ids) -> None:
-        _need_float("embedding_backward", ("dtable", dtable), ("dout", dout))
-        if dtable.ndim != 2:
-            raise ValueError(f"embedding_backward: dtable {dtable.shape} must be (V, C)")
+    def _embedding_backward(self, dtable, dout, ids) -> None:
         V, C = dtable.shape
-        checks.need_shape("embedding_backward", "dout", dout, ids.shape + (C,),
-                    f"ids {ids.shape} and dtable {dtable.shape}")
-        values = self._ids("embedding_backward", ids, V)
         acc = [0.0] * (V * C)
-        for i, g in zip(values, _rows(_read(dout), C)):
+        for i, g in zip(_read(ids), _rows(_read(dout), C)):
             for c in range(C):
                 acc[i * C + c] += g[c]
         _add_into(dtable, acc)
 
     # ---- fused cross-entropy -----------------------------------------------------------------
-    def _ce_shapes(self, op, logits, targets, other, other_name) -> tuple[int, int]:
-        checks.need_dtype(op, "targets", targets, ("i32",))
-        if logits.ndim != 2:
-            raise ValueError(f"{op}: logits {logits.shape} must be (N, V)")
-        N, V = logits.shape
-        checks.need_data(op, "vocab dim of logits", V, logits)
-        checks.need_shape(op, "targets", targets, (N,), f"logits {logits.shape}")
-        checks.need_shape(op, other_name, other, (N,), f"logits {logits.shape}")
-        for t in _read(targets):
-            if not (t == -1 or 0 <= t < V):
-                raise ValueError(f"{op}: target {t} is outside [0, {V}) (and is not -1)")
-        return N, V
-
-    def crossentropy_forward(self, losses, logits, targets) -> None:
-        _need_float("crossentropy_forward", ("losses", losses), ("logits", logits))
-        N, V = self._ce_shapes("crossentropy_forward", logits, targets, losses, "losses")
+    def _crossentropy_forward(self, losses, logits, targets) -> None:
+        V = logits.shape[1]
         result = []
         for row, t in zip(_rows(_read(logits), V), _read(targets)):
             if t == -1:
@@ -615,11 +452,8 @@ class ReferenceBackend:
             result.append(lse - row[t])
         _write(losses, result)
 
-    def crossentropy_backward(self, dlogits, dlosses, logits, targets) -> None:
-        op = "crossentropy_backward"
-        _need_float(op, ("dlogits", dlogits), ("dlosses", dlosses), ("logits", logits))
-        N, V = self._ce_shapes(op, logits, targets, dlosses, "dlosses")
-        checks.need_shape(op, "dlogits", dlogits, logits.shape, "logits")
+    def _crossentropy_backward(self, dlogits, dlosses, logits, targets) -> None:
+        V = logits.shape[1]
         result = []
         for row, t, g in zip(_rows(_read(logits), V), _read(targets), _read(dlosses)):
             if t == -1:
@@ -642,12 +476,9 @@ class ReferenceBackend:
             result.append(scale * sum(X[qo + d] * X[ko + d] for d in range(hs)))
         return result
 
-    def attention_forward(self, out, lse, qkv, n_head) -> None:
-        op = "attention_forward"
-        _need_float(op, ("out", out), ("lse", lse), ("qkv", qkv))
-        B, T, C, hs = checks.need_qkv(op, qkv, n_head)
-        checks.need_shape(op, "out", out, (B, T, C), f"qkv {qkv.shape}")
-        checks.need_shape(op, "lse", lse, (B, n_head, T), f"qkv {qkv.shape} and n_head={n_head}")
+    def _attention_forward(self, out, lse, qkv, n_head) -> None:
+        B, T, C = out.shape
+        hs = C // n_head
         X = _read(qkv)
         y = [0.0] * (B * T * C)
         lses = [0.0] * (B * n_head * T)
@@ -666,14 +497,9 @@ class ReferenceBackend:
         _write(out, y)
         _write(lse, lses)
 
-    def attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
-        op = "attention_backward"
-        _need_float(op, ("dqkv", dqkv), ("dout", dout), ("qkv", qkv), ("out", out), ("lse", lse))
-        B, T, C, hs = checks.need_qkv(op, qkv, n_head)
-        checks.need_shape(op, "dqkv", dqkv, qkv.shape, "qkv")
-        checks.need_shape(op, "dout", dout, (B, T, C), f"qkv {qkv.shape}")
-        checks.need_shape(op, "out", out, (B, T, C), f"qkv {qkv.shape}")
-        checks.need_shape(op, "lse", lse, (B, n_head, T), f"qkv {qkv.shape} and n_head={n_head}")
+    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
+        B, T, C = out.shape
+        hs = C // n_head
         X, G, L = _read(qkv), _read(dout), _read(lse)
         C3 = 3 * C
         scale = 1.0 / math.sqrt(hs)
@@ -701,27 +527,14 @@ class ReferenceBackend:
         _add_into(dqkv, dX)
 
     # ---- inference (the serving engine) -------------------------------------------------
-    def matmul_rows(self, out, a, b, *, trans_b=False) -> None:
+    def _matmul_rows(self, out, a, b, trans_b) -> None:
         """Batch-invariant rows: its matmul computes every element on its own, whatever M."""
-        self.matmul(out, a, b, trans_b=trans_b)
+        self._matmul(out, a, b, False, trans_b, False, 1.0)
 
-    def block_decode(self, x, cache, slots, positions, params, n_head, activation, eps) -> None:
-        raise NotImplementedError("need block_decode (the model runs the block op by op)")
+    # (no _block_decode: the model runs the block op by op)
 
-    def kv_attention(self, out, q, k, v, n_head, start) -> None:
-        op = "kv_attention"
-        _need_float(op, ("out", out), ("q", q), ("k", k), ("v", v))
-        if q.ndim != 3:
-            raise ValueError(f"{op}: q {q.shape} must be (B, Tq, C)")
+    def _kv_attention(self, out, q, k, v, n_head, start) -> None:
         B, Tq, C = q.shape
-        if k.ndim != 3 or k.shape[0] != B or k.shape[2] != C:
-            raise ValueError(f"{op}: k {k.shape} does not match q {q.shape}")
-        checks.need_shape(op, "v", v, k.shape, f"k {k.shape}")
-        checks.need_shape(op, "out", out, q.shape, "q")
-        if n_head < 1 or C % n_head:
-            raise ValueError(f"{op}: C={C} of q {q.shape} is not divisible by n_head={n_head}")
-        if start < 0 or start + Tq > k.shape[1]:
-            raise ValueError(f"{op}: positions {start}..{start + Tq - 1} do not fit k {k.shape}")
         hs = C // n_head
         Tk = k.shape[1]
         Q, K, V = _read(q), _read(k), _read(v)
@@ -745,14 +558,8 @@ class ReferenceBackend:
         _write(out, y)
 
     # ---- optimizer ---------------------------------------------------------------------------
-    def adamw_step(self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, step,
-                   grad_scale=1.0) -> None:
-        op = "adamw_step"
-        _need_float(op, ("param", param), ("grad", grad), ("m", m), ("v", v))
-        for name, t in (("grad", grad), ("m", m), ("v", v)):
-            checks.need_numel(op, name, t, "param", param)
-        if step < 1:
-            raise ValueError(f"adamw_step: step={step} must be >= 1")
+    def _adamw_step(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
+                    grad_scale) -> None:
         P, G, M, Vv = _read(param), _read(grad), _read(m), _read(v)
         bc1 = 1.0 - beta1 ** step
         bc2 = 1.0 - beta2 ** step

@@ -10,6 +10,7 @@ import math
 from typing import Any, Sequence
 
 from alpha.core.backend import DTYPES
+from alpha.core.checks import check_shape
 
 
 def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
@@ -21,12 +22,13 @@ def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(shape)
-    for n in shape:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"bad shape {shape}: dimensions must be non-negative integers")
-    return shape
+def broadcast_strides(t: "Tensor", shape: Sequence[int]) -> list[int]:
+    """Strides (in elements) that read t as if broadcast to `shape`: 0 on broadcast dims."""
+    pad = len(shape) - t.ndim
+    strides = [0] * pad
+    for d in range(t.ndim):
+        strides.append(0 if t.shape[d] == 1 else t.strides[d])
+    return strides
 
 
 class Tensor:

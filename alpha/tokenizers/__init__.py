@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import codecs
-import json
 import os
 from typing import Callable
 
 from alpha.core.errors import ConfigError, DataError
-from alpha.core.files import check_text_file
+from alpha.core.files import check_text_file, parse_json, read_json
 from alpha.tokenizers.base import FORMAT, UNK, VERSION, Tokenizer  # noqa: F401
 from alpha.tokenizers.bpe import BPETokenizer
 from alpha.tokenizers.char import CharTokenizer
@@ -34,7 +33,7 @@ READ_CHUNK = 1 << 22
 def tokenizer_class(kind: str) -> type[Tokenizer]:
     try:
         return KINDS[kind]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a list or dict where a name belongs
         raise ConfigError(f"unknown tokenizer kind {kind!r} (known: {', '.join(KINDS)})") from None
 
 
@@ -58,21 +57,12 @@ def from_json(d: dict) -> Tokenizer:
 
 
 def from_json_str(text: str) -> Tokenizer:
-    try:
-        return from_json(json.loads(text))
-    except json.JSONDecodeError as e:
-        raise DataError(f"tokenizer JSON is not valid JSON: {e}") from None
+    return from_json(parse_json(text, "tokenizer JSON"))
 
 
 def load(path: str) -> Tokenizer:
     """Read a tokenizer artifact written by `Tokenizer.save`."""
-    if not os.path.isfile(path):
-        raise DataError(f"tokenizer file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"tokenizer file {path} is not valid JSON: {e}") from None
+    d = read_json(path, "tokenizer file")
     try:
         return from_json(d)
     except DataError as e:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from alpha.core.atomic import atomic_open
 from alpha.core.backend import DTYPES
 from alpha.core.errors import CheckpointError
+from alpha.core.files import check_file
 
 MAGIC = b"ALPHACKP"
 FORMAT_VERSION = 1
@@ -159,9 +160,48 @@ def _read_prefix(path: str, f, file_size: int) -> tuple[dict, int]:
             f"checkpoint {path} is corrupt: its header is not valid JSON") from None
     if not isinstance(header, dict) or "tensors" not in header or "body_size" not in header:
         raise CheckpointError(f"checkpoint {path} is corrupt: its header lacks the tensor index")
+    _check_index(path, header)
     body_at = _PREFIX.size + head_len
     body_at += (-body_at) % ALIGN
     return header, body_at
+
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _check_index(path: str, header: dict) -> None:
+    """The header's step and tensor index are well-formed: every tensor lies inside the body and
+    its size matches its dtype and shape (a header from another tool, or edited by hand, is
+    refused here rather than misread)."""
+    def bad(what):
+        return CheckpointError(f"checkpoint {path} is corrupt: {what}")
+
+    if not _is_count(header.get("step")):
+        raise bad(f"step {header.get('step')!r} is not a step number")
+    body_size = header["body_size"]
+    if not _is_count(body_size):
+        raise bad(f"body_size {body_size!r} is not a byte count")
+    if not isinstance(header["tensors"], list):
+        raise bad("the tensor index is not a list")
+    for entry in header["tensors"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad(f"tensor index entry {entry!r} has no name")
+        name = entry["name"]
+        if not isinstance(entry.get("dtype"), str) or entry["dtype"] not in DTYPES:
+            raise bad(f"tensor {name} has unknown dtype {entry.get('dtype')!r}")
+        shape, offset, nbytes = entry.get("shape"), entry.get("offset"), entry.get("nbytes")
+        if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+            raise bad(f"tensor {name} has a bad shape {shape!r}")
+        if not (_is_count(offset) and _is_count(nbytes)) or offset + nbytes > body_size:
+            raise bad(f"tensor {name} lies outside the body (offset {offset!r}, "
+                      f"{nbytes!r} bytes, body {body_size})")
+        count = 1
+        for n in shape:
+            count *= n
+        if nbytes != count * DTYPES[entry["dtype"]][1]:
+            raise bad(f"tensor {name}: {nbytes} bytes do not match shape {shape} "
+                      f"{entry['dtype']}")
 
 
 def read_header(path: str) -> dict:
@@ -173,9 +213,7 @@ def read_header(path: str) -> dict:
 
 
 def _file_size(path: str) -> int:
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    return os.path.getsize(path)
+    return check_file(path, "checkpoint", CheckpointError)
 
 
 def load(path: str) -> Checkpoint:
@@ -202,12 +240,8 @@ def load(path: str) -> Checkpoint:
         )
     body = memoryview(data)[body_at: body_at + int(header["body_size"])]
     tensors = {}
-    for entry in header["tensors"]:
-        dtype = entry["dtype"]
-        if dtype not in DTYPES:
-            raise CheckpointError(
-                f"checkpoint {path}: tensor {entry['name']} has unknown dtype {dtype}")
-        code, _ = DTYPES[dtype]
+    for entry in header["tensors"]:  # checked by _check_index
+        code, _ = DTYPES[entry["dtype"]]
         arr = array.array(code)
         arr.frombytes(body[entry["offset"]: entry["offset"] + entry["nbytes"]])
         if sys.byteorder != "little":

@@ -11,11 +11,13 @@ The token cache is one binary file next to the text (or in `cache_dir`), named
     offset 32   i64    source text mtime (ns)
     offset 40   32 B   sha256 of the source text
     offset 72   32 B   sha256 of the tokenizer's canonical JSON (`Tokenizer.fingerprint`)
-    offset 104  zero padding to 128
+    offset 104  u32    crc32 of the tokens (version 2)
+    offset 108  zero padding to 128
     offset 128  tokens, little-endian
 
-It is reused when the tokenizer fingerprint and the text's size match and either the mtime matches
-or (mtime changed) the text's sha256 still matches; otherwise it is rebuilt. Building streams the
+It is reused when the tokenizer fingerprint and the text's size match, either the mtime matches
+or (mtime changed) the text's sha256 still matches, and the tokens' crc32 matches (a cache damaged
+on disk is never used: ~2 GB/s to check); otherwise it is rebuilt. Building streams the
 text in chunks cut at safe boundaries (`Tokenizer.safe_cut`), so a 1 GB file is never held whole,
 and the tokens equal those of encoding the whole text at once. The file is written to a temporary
 name, fsynced and renamed. Reading maps it with `mmap` and `memoryview.cast`: nothing is copied.
@@ -34,6 +36,7 @@ import os
 import struct
 import sys
 import time
+import zlib
 from array import array
 from dataclasses import dataclass
 
@@ -43,9 +46,9 @@ from alpha.core.files import check_text_file
 from alpha.core.rng import Rng
 
 MAGIC = b"ALPHATOK"
-VERSION = 1
+VERSION = 2  # 2: the tokens' crc32 (a version-1 cache is rebuilt)
 HEADER_SIZE = 128
-_HEADER = struct.Struct("<8sIIQQq32s32s")
+_HEADER = struct.Struct("<8sIIQQq32s32sI")
 READ_BYTES = 1 << 22  # text read per chunk while building a cache
 MAX_CARRY_CHARS = 1 << 26  # with no safe cut in this much text, cut anyway (see _cut)
 VAL_FRACTION = 0.1
@@ -67,10 +70,12 @@ class CacheHeader:
     source_mtime_ns: int
     source_sha256: bytes
     tokenizer_sha256: bytes
+    tokens_crc32: int = 0
 
     def pack(self) -> bytes:
         head = _HEADER.pack(MAGIC, VERSION, self.itemsize, self.count, self.source_size,
-                            self.source_mtime_ns, self.source_sha256, self.tokenizer_sha256)
+                            self.source_mtime_ns, self.source_sha256, self.tokenizer_sha256,
+                            self.tokens_crc32)
         return head + bytes(HEADER_SIZE - len(head))
 
     @classmethod
@@ -84,13 +89,28 @@ class CacheHeader:
             return None
         if len(raw) < HEADER_SIZE:
             return None
-        magic, version, itemsize, count, src_size, mtime, src_sha, tok_sha = _HEADER.unpack(
-            raw[: _HEADER.size])
+        magic, version, itemsize, count, src_size, mtime, src_sha, tok_sha, crc = \
+            _HEADER.unpack(raw[: _HEADER.size])
         if magic != MAGIC or version != VERSION or itemsize not in (2, 4):
             return None
         if size != HEADER_SIZE + count * itemsize:
             return None
-        return cls(itemsize, count, src_size, mtime, src_sha, tok_sha)
+        return cls(itemsize, count, src_size, mtime, src_sha, tok_sha, crc)
+
+    def body_intact(self, path: str) -> bool:
+        """The tokens on disk still have the crc32 recorded when they were written."""
+        crc = 0
+        try:
+            with open(path, "rb") as f:
+                f.seek(HEADER_SIZE)
+                while True:
+                    block = f.read(1 << 22)
+                    if not block:
+                        break
+                    crc = zlib.crc32(block, crc)
+        except OSError:
+            return False
+        return crc == self.tokens_crc32
 
 
 class TokenFile:
@@ -168,7 +188,7 @@ def open_token_cache(text_path: str, tokenizer, cache_dir: str | None = None,
     header = CacheHeader.read(path)
     st = os.stat(text_path)
     if header is not None and header.tokenizer_sha256 == tok_sha and \
-            header.source_size == st.st_size:
+            header.source_size == st.st_size and header.body_intact(path):
         if header.source_mtime_ns == st.st_mtime_ns:
             return TokenFile(path, built=False, source=text_path)
         if file_sha256(text_path) == header.source_sha256:
@@ -198,6 +218,7 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
     hasher = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     count = 0
+    crc = 0
     done = 0
     carry = ""
     try:
@@ -219,16 +240,17 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
                     cut = _cut(tokenizer, text)
                     piece, carry = text[:cut], text[cut:]
                 if piece:
-                    ids = array(code, tokenizer.encode(piece))
-                    out.write(ids.tobytes())
-                    count += len(ids)
+                    ids = array(code, tokenizer.encode(piece)).tobytes()
+                    out.write(ids)
+                    crc = zlib.crc32(ids, crc)
+                    count += len(ids) // itemsize
                 report(done)
                 if eof:
                     break
             if os.stat(text_path).st_mtime_ns != st.st_mtime_ns:
                 raise DataError(f"data file {text_path} changed while it was being tokenized")
             header = CacheHeader(itemsize, count, size, st.st_mtime_ns, hasher.digest(),
-                                 bytes.fromhex(tokenizer.fingerprint()))
+                                 bytes.fromhex(tokenizer.fingerprint()), crc)
             out.seek(0)
             out.write(header.pack())
             out.flush()

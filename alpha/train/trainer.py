@@ -198,12 +198,13 @@ class Trainer:
             for name, position in h["rng"]["positions"].items():
                 self.rng.stream(name).position = int(position)  # in place: the model holds rng
             self.sampler.restore(h["data"])
-        except (KeyError, ValueError, TypeError) as e:  # DataError is a ValueError
-            raise CheckpointError(f"checkpoint {ck.path} cannot be restored: {e}") from None
-        self.step = int(h["step"])
-        self.best_val_loss = h.get("best_val_loss")
-        self.last_val_loss = h.get("val_loss")
-        self.elapsed_before = float(h.get("elapsed_s", 0.0))
+        except (KeyError, ValueError, TypeError, AttributeError) as e:  # DataError: a ValueError
+            raise CheckpointError(f"checkpoint {ck.path} cannot be restored: "
+                                  f"{type(e).__name__}: {e}") from None
+        self.step = ck.step  # checked by the checkpoint reader
+        self.best_val_loss = _number(h.get("best_val_loss"))
+        self.last_val_loss = _number(h.get("val_loss"))
+        self.elapsed_before = _number(h.get("elapsed_s")) or 0.0
 
     # ---- the loop ------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -531,6 +532,11 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _number(v) -> float | None:
+    """A float from a checkpoint header field, None when it holds something else."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _due(step: int, interval: int) -> bool:
