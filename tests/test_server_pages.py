@@ -227,7 +227,7 @@ def test_chat_streams_a_reply(browser, tmp_path, monkeypatch):
             page.fill("#prompt", "def ")
             page.click("#send")
             page.wait_for_selector(".msg.assistant[data-done]", timeout=60000)
-            assert page.text_content(".msg.user") == "def "
+            assert page.text_content(".msg.user").strip() == "def"  # the page trims the prompt
             assert len(page.text_content(".msg.assistant")) > 0
             p.shot("chat")
             assert p.errors == []
