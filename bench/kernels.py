@@ -1,4 +1,4 @@
-"""CPU kernel benchmark: the same as `python -m alpha bench kernels` (see alpha/bench_kernels.py).
+"""CPU kernel benchmark: the same as `python -m alpha bench kernels` (see alpha/bench/kernels.py).
 
     python bench/kernels.py [--json] [--quick] [--threads N]
 """
@@ -9,11 +9,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from alpha import bench_kernels  # noqa: E402
+from alpha.bench import kernels  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
-    sys.exit(bench_kernels.run(parser.parse_args()))
+    sys.exit(kernels.run(parser.parse_args()))

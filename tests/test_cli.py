@@ -175,3 +175,19 @@ def test_default_corpus_is_bounded_and_deterministic():
     b = default_data.default_corpus(max_bytes=20_000)
     assert a == b and len(a) == 20_000 and a.startswith("# file: ")
     assert a.isascii()
+
+
+def test_every_listed_command_exists_and_every_command_module_is_listed():
+    """COMMANDS names exactly the modules alpha/cli/<name>.py that define a command: no entry is
+    silently skipped, no command module is left out of the parser."""
+    import importlib
+    import pkgutil
+
+    import alpha.cli
+    from alpha.cli.main import COMMANDS, build_parser
+
+    modules = {m.name.rstrip("_") for m in pkgutil.iter_modules(alpha.cli.__path__)
+               if hasattr(importlib.import_module(f"alpha.cli.{m.name}"), "register")}
+    assert set(COMMANDS) == modules
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)

@@ -327,7 +327,7 @@ def test_concurrent_callers():
 
 def test_bench_kernels_pieces():
     """The kernel benchmark's parts on tiny sizes (the full run takes about a minute)."""
-    from alpha import bench_kernels
+    from alpha.bench import kernels as bench_kernels
     from alpha.cli.main import build_parser
 
     args = build_parser().parse_args(["bench", "kernels", "--json", "--quick"])
@@ -338,8 +338,10 @@ def test_bench_kernels_pieces():
     report = {"machine": {"cpu": "x", "threads": 1, **kernel_info()},
               "fma_peak_gflops": {"1": 100.0}, "copy_gbps": 10.0, "numpy": False,
               "sgemm": rows, "overhead_us": {"cpu_matmul.matmul 4x4": 3.0}, "seconds": 1.0,
-              "ops": [{"name": "gelu_forward", "shape": "(8,)", "error": "not available yet"},
-                      {"name": "softmax_forward", "shape": "(8,)", "ms": 1.0, "gbps": 5.0,
+              "ops": [{"name": "softmax_forward", "shape": "(8,)", "ms": 1.0, "gbps": 5.0,
                        "copy_fraction": 0.5}]}
     text = bench_kernels.format_report(report)
-    assert "n=64" in text and "not available yet" in text and "50.0%" in text
+    assert "n=64" in text and "softmax_forward" in text and "50.0%" in text
+    assert set(bench_kernels.python_overhead()) == {
+        "cpu_matmul.matmul 4x4", "backend.matmul 4x4", "backend.gelu_forward (8,)",
+        "backend.binary add (8,)"}

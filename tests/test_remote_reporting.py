@@ -128,3 +128,68 @@ def test_exactly_once_through_server_and_trainer_kills(tmp_path, data_file):
     from alpha.train.remote import outbox_pending
 
     assert outbox_pending(str(run_dir)) == {"bytes": 0, "uploads": []}
+
+
+def _append(path, row):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def test_reporter_waits_out_a_wrong_secret_and_announces_to_a_webhook(tmp_path, monkeypatch):
+    """The reporter in this process, following a run folder written by hand, against the real
+    server app (a wrong secret first: nothing is lost) and a real webhook receiver."""
+    import http.server
+    import threading
+
+    from alpha.train.remote import RemoteReporter, outbox_pending
+    from watch_helpers import LocalServer
+
+    posts = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    monkeypatch.setenv("UPLOAD_SECRET", SECRET)
+    monkeypatch.delenv("TURSO_DATABASE_URL", raising=False)
+    run_dir = tmp_path / "client" / "hand-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"run_id": "hand-1", "domain": "text"}))
+    (tmp_path / "srv").mkdir()
+    with LocalServer(tmp_path / "srv") as server:
+        env = {"ALPHA_REMOTE_URL": server.url, "ALPHA_REMOTE_SECRET": "wrong",
+               "ALPHA_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_port}/hook"}
+        rep, warning = RemoteReporter.from_env(str(run_dir), environ=env)
+        assert warning is None
+        rep.poll_s = 0.05
+        rep.start()
+        _append(run_dir / "events.jsonl", {"step": 0, "kind": "start", "message": "started"})
+        for step in range(1, 21):
+            _append(run_dir / "metrics.jsonl", {"step": step, "loss": 3.0 - step / 10})
+        _append(run_dir / "samples.jsonl", {"step": 20, "idx": 0, "text": "once upon"})
+        _append(run_dir / "events.jsonl", {"step": 20, "kind": "completed", "message": "done"})
+        _wait(lambda: rep.last_error and "401" in rep.last_error, 10, "a refusal")
+        assert outbox_pending(str(run_dir))["bytes"] > 0  # refused: it all waits on disk
+        rep.close(timeout=1)
+        # the next process on this folder, with the right secret, delivers all of it once
+        env["ALPHA_REMOTE_SECRET"] = SECRET
+        env.pop("ALPHA_WEBHOOK_URL")
+        rep2, _ = RemoteReporter.from_env(str(run_dir), environ=env)
+        rep2.start()
+        rep2.close(timeout=20)
+        assert outbox_pending(str(run_dir)) == {"bytes": 0, "uploads": []}
+        api = f"{server.url}/api/runs/hand-1"
+        assert [r["step"] for r in get_json(api + "/metrics")["metrics"]] == list(range(1, 21))
+        assert get_json(api)["status"] == "completed"
+        assert [s["text"] for s in get_json(api + "/samples")["samples"]] == ["once upon"]
+    hook.shutdown()
+    texts = [p["content"] for p in posts]
+    assert any("started" in t for t in texts) and any("once upon" in t for t in texts)
+    assert any("finished" in t for t in texts) and "wrong" not in " ".join(texts)

@@ -105,3 +105,21 @@ def test_cli_dis(tmp_path, capsys):
     bad = tmp_path / "bad.spv"
     bad.write_bytes(b"\0" * 8)
     assert main(["spirv", "dis", str(bad)]) == 2
+
+
+def test_grammar_is_what_its_generator_writes():
+    """alpha/spirv/grammar.py is generated: regenerating it from Khronos' grammar JSON (Debian's
+    spirv-headers) gives the checked-in file to the byte, so no one edits it by hand."""
+    import os
+
+    from alpha.spirv import gen_grammar
+
+    have = os.path.isfile(os.path.join(gen_grammar.HEADERS, "spirv.core.grammar.json"))
+    require_peer(have, f"no SPIR-V grammar JSON in {gen_grammar.HEADERS} (apt-get install "
+                       "spirv-headers)")
+    text, _ = gen_grammar.render()
+    path = os.path.join(os.path.dirname(gen_grammar.__file__), "grammar.py")
+    with open(path) as f:
+        checked_in = f.read()
+    assert text == checked_in, "grammar.py differs from its generator's output: run " \
+                               "python -m alpha.spirv.gen_grammar"

@@ -9,7 +9,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # Peers added by later issues register themselves here: "<command-or-file>:<debian-package>".
 APT_PEERS=(
   openssl:openssl
+  tmux:tmux
   spirv-val:spirv-tools
+  /usr/include/spirv/unified1/spirv.core.grammar.json:spirv-headers
   /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers
   /usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1
   chromium:chromium

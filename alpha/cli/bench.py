@@ -1,17 +1,18 @@
-"""`python -m alpha bench <what>`: benchmarks that print side-by-side ratios.
+"""`python -m alpha bench <what>`: benchmarks that print side-by-side ratios (alpha/bench).
 
   kernels   the CPU kernels: SGEMM vs numpy and the FMA peak, memory-bound ops vs copy bandwidth,
-            Python overhead per call (alpha/bench_kernels.py)
-  helios    the Vulkan backend (alpha/helios/bench.py), when that module is present
+            Python overhead per call (alpha/bench/kernels.py)
+  helios    the Vulkan backend (alpha/helios/bench.py)
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 
 def register(sub):
+    from alpha.helios import bench as helios
+
     p = sub.add_parser("bench", help="benchmarks: CPU kernels (kernels), the GPU backend (helios)")
     what = p.add_subparsers(dest="bench_what", metavar="WHAT", parser_class=type(p))
     k = what.add_parser("kernels", help="CPU kernels: SGEMM vs numpy, ops vs copy bandwidth")
@@ -20,33 +21,19 @@ def register(sub):
     k.add_argument("--threads", type=int, default=None,
                    help="thread count to compare with 1 (default: the pool's, ALPHA_NUM_THREADS)")
     h = what.add_parser("helios", help="the Vulkan backend: SGEMM and memory-bound kernels")
-    helios = _helios_bench()
-    if helios is not None and hasattr(helios, "add_arguments"):
-        helios.add_arguments(h)
+    helios.add_arguments(h)
     p.set_defaults(func=run)
-
-
-def _helios_bench():
-    try:
-        return importlib.import_module("alpha.helios.bench")
-    except ModuleNotFoundError as e:
-        if e.name in ("alpha.helios", "alpha.helios.bench"):
-            return None
-        raise
 
 
 def run(args) -> int:
     what = getattr(args, "bench_what", None)
     if what == "kernels":
-        from alpha import bench_kernels
+        from alpha.bench import kernels
 
-        return bench_kernels.run(args)
+        return kernels.run(args)
     if what == "helios":
-        helios = _helios_bench()
-        if helios is None:
-            print("bench helios: the helios backend is not in this build (alpha/helios/bench.py)",
-                  file=sys.stderr)
-            return 2
+        from alpha.helios import bench as helios
+
         return int(helios.run(args) or 0)
     print("usage: python -m alpha bench {kernels,helios} [--json]", file=sys.stderr)
     return 2

@@ -14,7 +14,8 @@ import sys
 
 from alpha.core.errors import AlphaError
 
-COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve", "tui",
+# A command is listed here once its module alpha/cli/<name>.py exists.
+COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve",
             "spirv"]
 
 
@@ -45,13 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m alpha", description="Alpha: train and serve GPT models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"alpha.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"alpha.cli.{name}":
-                continue  # a command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"alpha.cli.{name}").register(sub)
     return parser
 
 

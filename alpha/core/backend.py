@@ -15,7 +15,8 @@ Conventions (llm.c's):
 - Arguments go outputs first, then inputs and weights, then sizes and scalars.
 - Forward ops OVERWRITE their outputs. Backward ops ADD into their gradient outputs (`+=`), so
   gradients accumulate into existing buffers; whoever owns a gradient buffer zeroes it.
-- Tensors are `alpha.tensor.Tensor`: (backend, storage, shape, strides, offset, dtype). Strides
+- Tensors are `alpha.tensor.Tensor` (named "Tensor" in the annotations below, not imported: core
+  sits under alpha.tensor): (backend, storage, shape, strides, offset, dtype). Strides
   and offset are in elements. Inputs may be non-contiguous views (a backend may copy them to a
   contiguous temporary); outputs must be contiguous unless an op says otherwise.
 - Dtypes: "f32" (all math), "f64" (references), "i32" (token ids/targets), "u16"/"u32" (token
@@ -30,12 +31,9 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from alpha.core import checks as ck
-
-if TYPE_CHECKING:  # pragma: no cover
-    from alpha.tensor.tensor import Tensor
 
 # dtype name -> (array typecode, bytes per element)
 DTYPES = {

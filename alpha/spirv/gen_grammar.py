@@ -3,6 +3,7 @@
     python -m alpha.spirv.gen_grammar [/usr/include/spirv/unified1]
 
 Needs the `spirv-headers` Debian package to READ the grammar; Alpha never needs it at run time.
+tests/test_spirv.py regenerates the file from those headers and diffs it with the checked-in one.
 Instructions newer than the installed headers (KHR cooperative matrix) are added from EXTRA.
 """
 
@@ -28,8 +29,11 @@ ENUM_KINDS = ("SourceLanguage", "ExecutionModel", "AddressingModel", "MemoryMode
               "MemorySemantics", "FPRoundingMode")
 
 
-def main(argv: list[str]) -> int:
-    root = argv[0] if argv else "/usr/include/spirv/unified1"
+HEADERS = "/usr/include/spirv/unified1"  # Debian's spirv-headers
+
+
+def render(root: str = HEADERS) -> tuple[str, int]:
+    """(the text of grammar.py, instruction count) from the grammar JSON under `root`."""
     with open(os.path.join(root, "spirv.core.grammar.json")) as f:
         g = json.load(f)
     with open(os.path.join(root, "extinst.glsl.std.450.grammar.json")) as f:
@@ -76,10 +80,15 @@ def main(argv: list[str]) -> int:
             line = "    "
         line += part + ", "
     out += [line.rstrip(), "}", ""]
+    return "\n".join(out), len(ops)
+
+
+def main(argv: list[str]) -> int:
+    text, count = render(argv[0] if argv else HEADERS)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grammar.py")
     with open(path, "w") as f:
-        f.write("\n".join(out))
-    print(f"wrote {path}: {len(ops)} instructions")
+        f.write(text)
+    print(f"wrote {path}: {count} instructions")
     return 0
 
 

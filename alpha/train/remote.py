@@ -141,6 +141,7 @@ class RemoteReporter:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._final = False
+        self._give_up_at = float("inf")
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -178,6 +179,7 @@ class RemoteReporter:
         if self._thread is None:
             return
         self._final = True
+        self._give_up_at = time.monotonic() + timeout
         self._retry_at = 0.0
         self._stop.set()
         self._wake.set()
@@ -197,9 +199,9 @@ class RemoteReporter:
             except Exception as e:  # noqa: BLE001 - the network must never reach training
                 self.last_error = f"{type(e).__name__}: {e}"
                 done = False
-            if stopping and done:
+            if stopping and (done or time.monotonic() >= self._give_up_at):
                 return
-            if stopping:  # closing: retry until close()'s timeout gives up on us
+            if stopping:  # closing: retry until close()'s timeout
                 time.sleep(min(1.0, self._backoff))
                 continue
             self._wake.wait(self.poll_s)

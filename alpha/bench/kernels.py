@@ -8,9 +8,8 @@ Measured in one run, so the ratios compare like with like:
   and OPENBLAS_L2_SIZE unset, so an environment tuned for something else does not slow it);
 - layernorm, softmax, GELU, attention and AdamW at GPT-sized shapes through the CPU backend: time,
   GB/s (minimal bytes read + written) or GFLOP/s for attention, fraction of copy bandwidth;
-- the Python overhead of one small op call.
-An op the CPU backend does not have yet is reported as "not available yet". numpy is only ever
-imported in the subprocess, and only if it is installed. Every figure is the best of a few runs:
+- the Python overhead of one small op call (the checking front included, and without it).
+numpy is only ever imported in the subprocess, and only if it is installed. Every figure is the best of a few runs:
 other processes on the machine only ever make a kernel look slower. A working set that fits in
 the L3 cache (layernorm at (8192, 768) is 25 MB) can run faster than the copy probe, which streams
 from memory: a fraction over 100% says so, not that the probe is wrong.
@@ -70,25 +69,16 @@ def best_time(fn, budget: float = 0.25, min_reps: int = 3, max_reps: int = 200) 
     return best
 
 
-class _Host:
-    name = "cpu"
-
-
 def _filled(shape, seed: int = 1):
-    """A contiguous f32 CPU tensor of values in [-0.5, 0.5), made without the CPU backend."""
-    from alpha.tensor.cpu_storage import CPUStorage
-    from alpha.tensor.tensor import Tensor
+    """A contiguous f32 CPU tensor of values in [-0.5, 0.5)."""
+    from alpha.tensor import get_backend
 
     n = math.prod(shape)
-    t = Tensor(_Host(), CPUStorage(4 * n), shape, "f32")
     period = 4099
     block = array("f", [((i * 2654435761 + seed * 97) % 10007) / 10007 - 0.5
                         for i in range(min(n, period))])
     reps, rest = divmod(n, len(block)) if n else (0, 0)
-    data = block * reps + block[:rest]
-    if n:
-        ctypes.memmove(t.storage.ptr, data.buffer_info()[0], 4 * n)
-    return t
+    return get_backend("cpu").from_array(block * reps + block[:rest], shape)
 
 
 def _with_threads(n: int, fn):
@@ -214,8 +204,7 @@ def _op_cases(be, quick: bool):
     n_adam = (1 << 22) if quick else (1 << 24)
 
     def f(*shape, seed=1):
-        t = _filled(shape, seed)
-        return be.from_array(t.storage.view("f32"), shape) if hasattr(be, "from_array") else t
+        return _filled(shape, seed)
 
     def layernorm():
         x, w, bias = f(BT, C), f(C, seed=2), f(C, seed=3)
@@ -285,23 +274,14 @@ def _op_cases(be, quick: bool):
 
 
 def bench_ops(copy_gbs: float, quick: bool):
-    try:
-        from alpha.tensor import get_backend
+    from alpha.tensor import get_backend
 
-        be = get_backend("cpu")
-    except (ImportError, AttributeError, NotImplementedError) as e:
-        return [{"name": "cpu backend", "error": f"not available yet ({e})"}]
+    be = get_backend("cpu")
     rows = []
     for name, shape, make, nbytes, flops in _op_cases(be, quick):
         _progress(f"{name} {shape}")
         row = {"name": name, "shape": shape}
-        try:
-            fn = make()
-            sec = best_time(fn, budget=0.3 if not quick else 0.1)
-        except (NotImplementedError, AttributeError, ImportError) as e:
-            row["error"] = f"not available yet ({type(e).__name__}: {e})"
-            rows.append(row)
-            continue
+        sec = best_time(make(), budget=0.3 if not quick else 0.1)
         row["ms"] = sec * 1e3
         row["gbps"] = nbytes / sec / 1e9
         row["copy_fraction"] = row["gbps"] / copy_gbs if copy_gbs else None
@@ -312,29 +292,19 @@ def bench_ops(copy_gbs: float, quick: bool):
 
 
 def python_overhead():
-    """Microseconds per call of tiny ops (4x4 matmul, 8-element GELU and add): Python + ctypes."""
-    out = {}
+    """Microseconds per call of tiny ops (4x4 matmul, 8-element GELU and add): Python + ctypes,
+    through the backend's checking front; "cpu_matmul.matmul" is the SGEMM call without it."""
+    from alpha.tensor import get_backend
     from alpha.tensor.cpu_matmul import matmul
 
     a, b, c = _filled((4, 4)), _filled((4, 4), 2), _filled((4, 4), 3)
-    out["cpu_matmul.matmul 4x4"] = _per_call(lambda: matmul(c, a, b, False, False, False, 1.0))
-    try:
-        from alpha.tensor import get_backend
-
-        be = get_backend("cpu")
-        x, y, z = be.from_array([0.5] * 8), be.from_array([0.25] * 8), be.empty((8,))
-        xm, zm = be.from_array([0.5] * 16, (4, 4)), be.empty((4, 4))
-        cases = [("backend.matmul 4x4", lambda: be.matmul(zm, xm, xm)),
-                 ("backend.gelu_forward (8,)", lambda: be.gelu_forward(z, x)),
-                 ("backend.binary add (8,)", lambda: be.binary(z, "add", x, y))]
-    except (ImportError, AttributeError, NotImplementedError):
-        cases = []
-    for name, fn in cases:
-        try:
-            out[name] = _per_call(fn)
-        except (NotImplementedError, AttributeError, ImportError):
-            out[name] = None
-    return out
+    be = get_backend("cpu")
+    x, y, z = be.from_array([0.5] * 8), be.from_array([0.25] * 8), be.empty((8,))
+    cases = [("cpu_matmul.matmul 4x4", lambda: matmul(c, a, b, False, False, False, 1.0)),
+             ("backend.matmul 4x4", lambda: be.matmul(c, a, b)),
+             ("backend.gelu_forward (8,)", lambda: be.gelu_forward(z, x)),
+             ("backend.binary add (8,)", lambda: be.binary(z, "add", x, y))]
+    return {name: _per_call(fn) for name, fn in cases}
 
 
 def _per_call(fn, n: int = 5000) -> float:
@@ -434,16 +404,13 @@ def format_report(r: dict) -> str:
     lines.append("kernels (CPU backend)                      time       GB/s  of copy   GFLOP/s")
     for row in r["ops"]:
         label = f"  {row['name']:<19} {row.get('shape', ''):<21}"
-        if "error" in row:
-            lines.append(f"{label} {row['error']}")
-            continue
         gf = f"{row['gflops']:9.1f}" if "gflops" in row else ""
         frac = f"{100 * row['copy_fraction']:6.1f}%" if row["copy_fraction"] else "     -"
         lines.append(f"{label}{row['ms']:8.3f} ms {row['gbps']:8.1f}  {frac}  {gf}")
     lines.append("")
     lines.append("Python overhead per call:")
     for name, us in r["overhead_us"].items():
-        lines.append(f"  {name:<28} " + (f"{us:6.1f} us" if us is not None else "not available"))
+        lines.append(f"  {name:<28} {us:6.1f} us")
     lines.append(f"(took {r['seconds']:.0f} s)")
     return "\n".join(lines)
 

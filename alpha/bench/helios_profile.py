@@ -1,4 +1,4 @@
-"""Where helios spends GPU time: `python -m alpha.helios.profile <alpha command and args>` runs a
+"""Where helios spends GPU time: `python -m alpha.bench.helios_profile <alpha command and args>` runs a
 CLI command (e.g. `train --backend helios ...`) with ALPHA_HELIOS_PROFILE=1 and prints GPU
 milliseconds per kernel (a timestamp after every command), dispatch and pipeline counts."""
 
