@@ -15,8 +15,8 @@ import sys
 from alpha.core.errors import AlphaError
 
 # A command is listed here once its module alpha/cli/<name>.py exists.
-COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve", "tui",
-            "spirv"]
+COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve",
+            "tui", "spirv"]
 
 
 class _Parser(argparse.ArgumentParser):
