@@ -45,11 +45,10 @@ def make_checkpoint(folder: str) -> str:
     from alpha.tokenizers.bpe import BPETokenizer
     from alpha.train import checkpoint
 
-    merges, ids = [], list(range(97, 123)) + [32, 10, 40, 41, 58]
-    while 256 + len(merges) < B["vocab_size"]:  # pairs of known ids, each a new token
-        k = len(merges)
-        merges.append((ids[k % len(ids)], ids[(k * 7 + 3) % len(ids)]))
-        ids.append(256 + k)
+    chars = list(range(97, 123)) + [32, 10, 40, 41, 58, 34, 46, 61]
+    merges = [(a, b) for a in chars for b in chars]  # two-byte tokens, then three-byte ones
+    pairs = [(256 + i, c) for i in range(len(merges)) for c in chars]
+    merges += pairs[:B["vocab_size"] - 256 - len(merges)]
     tok = BPETokenizer(merges)
     config = RunConfig.from_dict({"domain": "code", "model": dict(B),
                                   "sample": {"temperature": 0.8, "top_k": 0, "top_p": 1.0}})
@@ -59,7 +58,7 @@ def make_checkpoint(folder: str) -> str:
     os.makedirs(os.path.join(folder, "checkpoints"), exist_ok=True)
     path = os.path.join(folder, "checkpoints", "step-1.ckpt")
     header = {"format": "alpha-checkpoint", "run_id": os.path.basename(folder), "step": 1,
-              "config": config.to_dict(), "tokenizer": json.loads(tok.to_json())}
+              "config": config.to_dict(), "tokenizer": tok.to_json()}
     checkpoint.save(path, header, {"params": (be.to_array(gpt.params), (n,), "f32")})
     return path
 
