@@ -31,3 +31,7 @@ class CPUStorage:
         block = (ctypes.c_char * (count * size)).from_buffer(self.raw, start)  # keeps raw alive
         return memoryview(block).cast("B").cast(code)
 
+
+def data_ptr(t) -> int:
+    """Address of a CPU tensor's first element (its offset applied)."""
+    return t.storage.ptr + t.offset * DTYPES[t.dtype][1]
