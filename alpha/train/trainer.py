@@ -647,8 +647,8 @@ def _close_remote(trainer: Trainer) -> None:
             if left["bytes"] or left["uploads"]:
                 trainer.say(f"remote: the server did not take everything "
                             f"({reporter.last_error}); the rest waits in "
-                            f"{trainer.folder.path}/remote-outbox.json and is sent when this run "
-                            "is resumed")
+                            f"{trainer.folder.path} (remote-outbox.json): resume the run, or send "
+                            f"it with `python -m alpha report {trainer.folder.path}`")
     except Exception:  # noqa: BLE001
         pass
 
