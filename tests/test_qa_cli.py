@@ -76,3 +76,27 @@ def test_serve_refuses_a_file_as_outputs(tmp_path):
     line = _one_line_exit_2(_alpha(tmp_path, "serve", "--outputs", "runs.txt", "--port", "0",
                                    timeout=30))
     assert "--outputs runs.txt" in line
+
+
+def test_quiet_training_still_warns_that_the_remote_server_missed_the_run(tmp_path):
+    """--quiet drops the progress line, not the warnings: a run whose server never answered says
+    where its reports wait (and how to send them) on stderr."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "data.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    args = ("train", "--data", "data.txt", "--layers", "1", "--heads", "1", "--dim", "16",
+            "--block", "16", "--batch", "2", "--iters", "2", "--eval-iters", "1",
+            "--sample-tokens", "4", "--quiet")
+    env = dict(os.environ, PYTHONPATH=ROOT, ALPHA_REMOTE_URL=f"http://127.0.0.1:{port}")
+    r = subprocess.run([sys.executable, "-m", "alpha", *args, "--run-dir", "a"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ALPHA_REMOTE_SECRET is not" in r.stderr  # the start-up warning
+    env["ALPHA_REMOTE_SECRET"] = "x"
+    r = subprocess.run([sys.executable, "-m", "alpha", *args, "--run-dir", "b"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "python -m alpha report b" in r.stderr, r.stderr

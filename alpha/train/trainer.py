@@ -623,7 +623,7 @@ def _start_remote(trainer: Trainer):
                                                     upload_checkpoints=trainer.upload_checkpoints)
         if warning:
             trainer.event("remote", warning, level="warning", record=False)
-            trainer.say(f"warning: {warning}")
+            trainer.warn(f"warning: {warning}")  # also with --quiet (qa)
         if reporter is not None:
             reporter.start()
         return reporter
@@ -645,7 +645,7 @@ def _close_remote(trainer: Trainer) -> None:
         if reporter.url:
             left = outbox_pending(trainer.folder.path)
             if left["bytes"] or left["uploads"]:
-                trainer.say(f"remote: the server did not take everything "
+                trainer.warn(f"remote: the server did not take everything "  # --quiet too (qa)
                             f"({reporter.last_error}); the rest waits in "
                             f"{trainer.folder.path} (remote-outbox.json): resume the run, or send "
                             f"it with `python -m alpha report {trainer.folder.path}`")
