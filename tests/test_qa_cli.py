@@ -100,3 +100,9 @@ def test_quiet_training_still_warns_that_the_remote_server_missed_the_run(tmp_pa
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "python -m alpha report b" in r.stderr, r.stderr
+
+
+def test_runs_refuses_a_file_as_root(tmp_path):
+    (tmp_path / "notes.txt").write_text("x\n")
+    line = _one_line_exit_2(_alpha(tmp_path, "runs", "--root", "notes.txt"))
+    assert "--root notes.txt" in line
