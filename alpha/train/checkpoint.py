@@ -68,6 +68,22 @@ def list_steps(folder: str) -> dict[int, str]:
     return out
 
 
+def find(run_or_path: str, outputs: str = "outputs") -> str:
+    """A checkpoint path from a checkpoint file, a run folder (its latest checkpoint) or a run id
+    under `outputs`."""
+    if os.path.isfile(run_or_path):
+        return run_or_path
+    folder = run_or_path
+    if not os.path.isdir(folder) and os.path.isdir(os.path.join(outputs, run_or_path)):
+        folder = os.path.join(outputs, run_or_path)
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"no run folder or checkpoint at {run_or_path}")
+    steps = list_steps(os.path.join(folder, "checkpoints"))
+    if not steps:
+        raise CheckpointError(f"run {folder} has no checkpoints yet")
+    return steps[max(steps)]
+
+
 @dataclass
 class Checkpoint:
     path: str

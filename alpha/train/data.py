@@ -394,6 +394,81 @@ def load_data(data_path: str, tokenizer, block_size: int, val_path: str = "",
 
 
 # --------------------------------------------------------------------------------------------
+# a run's data: the tokenizer and the token splits a TrainConfig asks for
+
+
+@dataclass
+class RunData:
+    """What a run trains on: token ids for training and validation and, for the log, where
+    they came from."""
+
+    train: memoryview
+    val: memoryview
+    description: str
+
+
+def tokens_of(tokenizer, text: str) -> memoryview:
+    """Token ids of a text held in memory ('H' when the vocabulary fits 16 bits)."""
+    ids = tokenizer.encode(text)
+    return memoryview(array("H" if tokenizer.vocab_size <= 65536 else "I", ids))
+
+
+def token_cache_dir() -> str:
+    """Token caches live in Alpha's cache folder, not next to the user's text (which may be
+    read-only, and should stay clean)."""
+    from alpha.tensor.build import cache_dir
+
+    return str(cache_dir() / "tokens")
+
+
+def run_tokenizer(config, log=None):
+    """A new tokenizer for a run: the run's kind (or its domain's), trained on its data file
+    (a bounded sample for BPE and word) or on the default corpus."""
+    from alpha.core.domains import get_domain
+    from alpha import tokenizers
+
+    tc = config.train
+    kind = tc.tokenizer or get_domain(config.domain).tokenizer
+    specials = get_domain(config.domain).special_tokens
+    vocab = 0 if kind == "char" else config.model.vocab_size
+    if tc.data:
+        check_text_file(tc.data)
+        return tokenizers.train_from_file(kind, tc.data, vocab, specials, log=log)
+    from alpha.train import default_data
+
+    return tokenizers.train_tokenizer(kind, default_data.default_corpus(), vocab, specials)
+
+
+def run_data(config, tokenizer, log=None) -> RunData:
+    """The train/val tokens of a run: its data file through the token cache (validation from
+    --val-data, else the last VAL_FRACTION), or the default corpus. DataError when a side holds
+    fewer than block_size + 1 tokens."""
+    from alpha.core.files import read_text
+
+    tc = config.train
+    block = config.model.block_size
+    if tc.val_data:
+        check_text_file(tc.val_data, "validation file")
+    if tc.data:
+        splits = load_data(tc.data, tokenizer, block, tc.val_data, token_cache_dir(),
+                           progress=log is not None)
+        return RunData(splits.train, splits.val, tc.data)
+    from alpha.train import default_data
+
+    tokens = tokens_of(tokenizer, default_data.default_corpus())
+    if tc.val_data:
+        train, val = tokens, tokens_of(tokenizer, read_text(tc.val_data, "validation file"))
+    else:
+        cut = int(len(tokens) * (1.0 - VAL_FRACTION))
+        train, val = tokens[:cut], tokens[cut:]
+    for what, toks in (("training", train), ("validation", val)):
+        if len(toks) < block + 1:
+            raise DataError(f"the default corpus gives {len(toks)} {what} tokens, fewer than "
+                            f"block_size + 1 = {block + 1}; use a smaller --block")
+    return RunData(train, val, default_data.describe())
+
+
+# --------------------------------------------------------------------------------------------
 # the batch sampler
 
 MODES = ("random", "sequential")
