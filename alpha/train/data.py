@@ -44,6 +44,7 @@ from alpha.core.atomic import fsync_dir
 from alpha.core.errors import DataError
 from alpha.core.files import check_text_file
 from alpha.core.rng import Rng
+from alpha.train.progress import format_duration, format_rate
 
 MAGIC = b"ALPHATOK"
 VERSION = 2  # 2: the tokens' crc32 (a version-1 cache is rebuilt)
@@ -309,7 +310,7 @@ class _Reporter:
         rate = done / now
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         line = (f"tokenizing {os.path.basename(self.path)}: {done / 1e6:.1f}/"
-                f"{self.total / 1e6:.1f} MB, {rate / 1e6:.2f} MB/s, ETA {_duration(eta)}")
+                f"{self.total / 1e6:.1f} MB, {format_rate(rate)}B/s, ETA {format_duration(eta)}")
         sys.stderr.write(("\r" + line + "   ") if tty else (line + "\n"))
         sys.stderr.flush()
         self.shown = True
@@ -318,15 +319,6 @@ class _Reporter:
         if self.shown and self.fn is None and sys.stderr.isatty():
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 # --------------------------------------------------------------------------------------------

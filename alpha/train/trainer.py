@@ -47,6 +47,7 @@ from alpha.train import checkpoint as ckpt_format
 from alpha.model.gpt import GPT
 from alpha.model.params import param_offsets
 from alpha.tensor import get_backend
+from alpha.train import budget
 from alpha.train import data as D
 from alpha.train import restore
 from alpha.train.data import BatchSampler
@@ -122,11 +123,15 @@ class Trainer:
         self.backend = get_backend(config.train.backend)
         self.tokenizer = restore.tokenizer_of(resume) if resume else D.run_tokenizer(config, log)
         self.tokenizer_json = self.tokenizer.to_json_str()
-        self.data = D.run_data(config, self.tokenizer, log)
         model_cfg = dataclasses.replace(config.model, vocab_size=self.tokenizer.vocab_size)
         self.config = dataclasses.replace(config, model=model_cfg)
         self.model_config = self.config.model
         self.train_config = tc = self.config.train
+        if self.backend.name == "cpu":  # host memory; a GPU's is the device's to refuse
+            warning = budget.check(self.model_config, tc.batch_size, tc.accum_steps)
+            if warning:
+                self.warn(f"warning: {warning}")
+        self.data = D.run_data(config, self.tokenizer, log)
         if resume:
             saved = restore.config_of(resume).model
             differ = diff_fields(saved, self.model_config)
