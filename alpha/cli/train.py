@@ -18,7 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, TOKENIZERS, ModelConfig, RunConfig, SampleConfig, TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, TOKENIZERS, ModelConfig, RunConfig, SampleConfig,
+    TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -45,6 +46,7 @@ FLAGS = {
     "--val-data": ("train", "val_data"),
     "--tokenizer": ("train", "tokenizer"),
     "--backend": ("train", "backend"),
+    "--dtype": ("train", "dtype"),
     "--run-dir": ("train", "run_dir"),
     # optimisation
     "--batch": ("train", "batch_size"),
@@ -74,7 +76,8 @@ FLAGS = {
     "--top-p": ("sample", "top_p"),
     "--prompt": ("sample", "prompt"),
 }
-CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS}
+CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
+           "dtype": MATMUL_DTYPES}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 
@@ -139,9 +142,18 @@ def register(sub):
                    help="text | code | chat: picks the tokenizer and defaults")
     p.add_argument("--config", metavar="FILE.json", default=None,
                    help='JSON file {"domain":..,"model":{..},"train":{..},"sample":{..}}')
-    p.add_argument("--resume", metavar="CKPT", default=None,
-                   help="continue a checkpoint (its run folder, unless --run-dir says otherwise)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", metavar="CKPT", default=None,
+                       help="continue a checkpoint (its run folder, unless --run-dir says "
+                            "otherwise)")
+    start.add_argument("--init-from", metavar="CKPT|HF-DIR", default=None,
+                       help="a new run from these weights and their tokenizer, with a fresh "
+                            "optimizer: an Alpha checkpoint, a Hugging Face GPT-2 folder or a "
+                            ".safetensors file (model flags may only lower --block, set --dropout)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (launch with mpirun -np N or srun); "
+                        "--batch is the global batch, shared out among the ranks")
     p.add_argument("--upload-checkpoints", action="store_true",
                    help="with ALPHA_REMOTE_URL: upload every checkpoint (default: the final one)")
     add_config_flags(p)
@@ -160,6 +172,10 @@ def resolve_run_config(args) -> tuple[RunConfig, object | None]:
         base = ck.header.get("config")
         if not isinstance(base, dict):
             raise CheckpointError(f"checkpoint {args.resume} has no config in its header")
+        if "optimizer" not in ck.header:  # e.g. written by `alpha import`: weights only
+            raise CheckpointError(f"checkpoint {args.resume} holds weights only (no optimizer "
+                                  "state) and cannot be resumed; start a run from it with "
+                                  "--init-from")
         file_data = load_config_file(args.config) if args.config else {}
         merged = {"domain": args.domain or base.get("domain", "text")}
         for section in ("model", "train", "sample"):
@@ -221,10 +237,27 @@ def run(args) -> int:
     from alpha.train.trainer import Trainer
 
     config, ck = resolve_run_config(args)
-    out = None if args.quiet else sys.stderr
-    trainer = Trainer(config, resume=ck, run_dir=config.train.run_dir, out=out,
-                      upload_checkpoints=getattr(args, "upload_checkpoints", False))
+    init = None
+    if args.init_from:
+        from alpha.interop.init_from import start_from
+
+        given = load_config_file(args.config).get("model", {}) if args.config else {}
+        config, init = start_from(args.init_from, config,
+                                  {**given, **cli_overrides(args)["model"]})
+    dist = None
+    if getattr(args, "distributed", False):
+        from alpha.dist import start
+
+        dist = start(config.train.backend)  # joins the MPI job; this rank's threads and GPU
+    out = None if args.quiet or (dist is not None and not dist.is_main) else sys.stderr
+    trainer = Trainer(config, resume=ck, init_from=init, run_dir=config.train.run_dir, out=out,
+                      upload_checkpoints=getattr(args, "upload_checkpoints", False), dist=dist)
     result = trainer.train()
+    if dist is not None:
+        dist.finish(completed=result.status == "completed")  # MPI_Finalize after a full run
+        if not dist.is_main:  # rank 0 reports
+            return EXIT_SIGTERM if result.signal == "SIGTERM" else \
+                EXIT_INTERRUPTED if result.status == "interrupted" else 0
     loss = f"{result.loss:.4f}" if result.loss is not None else "n/a"
     val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
     if result.status == "interrupted":

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from alpha.core.config import RunConfig, diff_fields
 from alpha.core.errors import AlphaError, CheckpointError, ConfigError
 from alpha.core.rng import Rng
+from alpha.dist import LOCAL
 from alpha.train import checkpoint as ckpt_format
 from alpha.model.gpt import GPT
 from alpha.model.params import param_offsets
@@ -84,9 +85,14 @@ class Trainer:
     """One training run. `out` gets the progress line and messages (None = quiet)."""
 
     def __init__(self, config: RunConfig, *, resume: "ckpt_format.Checkpoint | None" = None,
+                 init_from: "ckpt_format.Checkpoint | None" = None,
                  run_dir: str = "", out=sys.stderr, hooks: dict | None = None,
-                 handle_sigint: bool = True, upload_checkpoints: bool = False):
+                 handle_sigint: bool = True, upload_checkpoints: bool = False, dist=None):
         self.out = out
+        # data-parallel training (alpha.dist): which rank this is, its share of each batch, the
+        # gradient all-reduce; LOCAL is the single process, where every call is a no-op
+        self.dist = dist or LOCAL
+        self.dist.check_config(config)
         self.upload_checkpoints = upload_checkpoints  # remote reporting: every checkpoint
         self.hooks = hooks or {}  # test hooks: {"after_backward": fn(trainer, step)}
         self.handle_sigint = handle_sigint
@@ -101,7 +107,8 @@ class Trainer:
                 run_dir = candidate
         run_dir = run_dir or config.train.run_dir
         existed = bool(run_dir) and os.path.isdir(run_dir)
-        self.folder = RunFolder.create(run_dir, config.domain)
+        # rank 0 alone opens (and writes) the folder; other ranks get a stand-in with its path
+        self.folder = self.dist.open_folder(lambda: RunFolder.create(run_dir, config.domain))
         try:
             self.folder.lock()
             if run_dir and not resume and self.folder.holds_a_run():
@@ -110,18 +117,21 @@ class Trainer:
                     "continue it with --resume CHECKPOINT"
                 )
             self._repairs = self.folder.repair()
-            self._setup(config, resume)
+            self._setup(config, resume, init_from)
         except BaseException:
             self.folder.close()
-            if not existed:
+            if not existed and self.dist.is_main:
                 _remove_if_empty(self.folder)
             raise
 
-    def _setup(self, config: RunConfig, resume) -> None:
+    def _setup(self, config: RunConfig, resume, init_from=None) -> None:
         # what the run is built from: backend, tokenizer (new, or the checkpoint's), tokens
         log = self.say if self.out is not None else None
         self.backend = get_backend(config.train.backend)
-        self.tokenizer = restore.tokenizer_of(resume) if resume else D.run_tokenizer(config, log)
+        if config.train.dtype != "f32":  # mixed precision: the same backend with bf16 matmuls
+            self.backend = self.backend.with_matmul_dtype(config.train.dtype)
+        source = resume or init_from
+        self.tokenizer = restore.tokenizer_of(source) if source else D.run_tokenizer(config, log)
         self.tokenizer_json = self.tokenizer.to_json_str()
         model_cfg = dataclasses.replace(config.model, vocab_size=self.tokenizer.vocab_size)
         self.config = dataclasses.replace(config, model=model_cfg)
@@ -146,8 +156,12 @@ class Trainer:
                     "drop those flags or start a new run"
                 )
 
-        self.rng = Rng(tc.seed)
+        self.rng = self.dist.rng(tc.seed)  # distributed: dropout masks of the global batch
         self.model = GPT(self.model_config, self.backend, self.rng)
+        if init_from is not None:
+            # a new run from another model's weights (train --init-from, alpha.interop): its
+            # tokenizer and model config, step 0, a fresh optimizer
+            restore.load_params(self.model, init_from)
         self.optimizer = AdamW(
             self.backend, self.model.params, self.model.grads, [self.model.decay_range],
             beta1=tc.beta1, beta2=tc.beta2, eps=tc.eps, weight_decay=tc.weight_decay,
@@ -177,6 +191,7 @@ class Trainer:
         return {
             "param_count": self.model.n_params,
             "backend": self.backend.name,
+            "ranks": self.dist.size,  # data-parallel processes (alpha.dist)
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "cpu": platform.processor() or platform.machine(),
@@ -275,11 +290,13 @@ class Trainer:
         status, last_loss, final_ckpt, sample_text = "completed", None, None, None
         torn = False
         try:
+            self.dist.check_params(self.model, self.step, force=True)  # same start on every rank
             while self.step < tc.iters:
-                if self._stop_requested:
+                if self.dist.agree(self._stop_requested):  # every rank stops at the same step
                     status = "interrupted"
                     break
                 row = self._one_step()
+                self.dist.check_params(self.model, self.step)
                 last_loss = row["loss"] if math.isfinite(row["loss"]) else last_loss
                 step = self.step
                 last = step == tc.iters
@@ -360,36 +377,40 @@ class Trainer:
         step = self.step
         model.zero_grad()
         loss_sum = 0.0
-        for _ in range(tc.accum_steps):
+        for micro in range(tc.accum_steps):
             ta = time.perf_counter()
-            x, y = self.sampler.next_batch()
+            x, y = self.dist.shard(*self.sampler.next_batch())  # this rank's rows
             ids, targets = self._upload(x, y)
             tb = time.perf_counter()
             _, loss = model.forward(ids, targets)
             loss_value = float(loss.to_array()[0])
             tc_ = time.perf_counter()
+            if micro == tc.accum_steps - 1:
+                self.dist.begin_grad_sync(model)  # all-reduce buckets as backward fills them
             model.backward()
             td = time.perf_counter()
             loss_sum += loss_value
             t_data += tb - ta
             t_fwd += tc_ - tb
             t_bwd += td - tc_
+        self.dist.end_grad_sync(model)  # every rank now holds the sum of all ranks' gradients
         hook = self.hooks.get("after_backward")
         if hook is not None:
             hook(self, step)
         te = time.perf_counter()
-        loss_mean = loss_sum / tc.accum_steps
+        loss_mean = self.dist.mean(loss_sum) / tc.accum_steps
+        summed = tc.accum_steps * self.dist.size  # gradients summed over micro-batches and ranks
         lr = lr_for(tc, step)
         finite = math.isfinite(loss_mean) and be.all_finite(model.grads)
         norm = coef = None
         skipped = False
         if finite:
-            norm = grad_norm(be, model.grads) / tc.accum_steps
+            norm = grad_norm(be, model.grads) / summed
             if not math.isfinite(norm):
                 finite = False
         if finite:
             coef = clip_coef(norm, tc.grad_clip)
-            self.optimizer.update(lr, grad_scale=coef / tc.accum_steps)
+            self.optimizer.update(lr, grad_scale=coef / summed)
             self.bad_in_a_row = 0
         else:
             skipped = True
@@ -465,9 +486,9 @@ class Trainer:
                                Rng(tc.seed), stream="eval")
         total = 0.0
         for _ in range(tc.eval_iters):
-            x, y = sampler.next_batch()
+            x, y = self.dist.shard(*sampler.next_batch())
             total += self._eval_loss(x, y)
-        val = total / tc.eval_iters
+        val = self.dist.mean(total) / tc.eval_iters
         self.last_val_loss = val
         if math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
             self.best_val_loss = val
@@ -477,6 +498,8 @@ class Trainer:
 
     def sample(self) -> str:
         """One sample from the sampling stream, logged to samples.jsonl (never alters training)."""
+        if not self.dist.is_main:
+            return ""  # rank 0 samples; the sampling stream never touches training
         sc = self.config.sample
         prompt = sc.prompt or "\n"
         text = generate(self.model, self.tokenizer, prompt, sc, self.rng.stream("sampling"))
@@ -511,6 +534,8 @@ class Trainer:
 
     def save_checkpoint(self, val_loss: float | None) -> str:
         path = self.folder.checkpoint_path(self.step)
+        if not self.dist.is_main:
+            return path  # rank 0 writes it (every rank holds the same state)
         be = self.backend
         n = self.model.params.numel
         tensors = {
@@ -626,6 +651,8 @@ def _scan_checkpoints(folder: str) -> dict:
 def _start_remote(trainer: Trainer):
     """The remote reporter (alpha.train.remote) when ALPHA_REMOTE_URL or ALPHA_WEBHOOK_URL is
     set, else None. It follows the run folder from a background thread; it cannot stop training."""
+    if not trainer.dist.is_main:
+        return None  # rank 0 reports the run
     try:
         from alpha.train.remote import RemoteReporter
 
@@ -657,8 +684,8 @@ def _close_remote(trainer: Trainer) -> None:
             if left["bytes"] or left["uploads"]:
                 trainer.say(f"remote: the server did not take everything "
                             f"({reporter.last_error}); the rest waits in "
-                            f"{trainer.folder.path}/remote-outbox.json and is sent when this run "
-                            "is resumed")
+                            f"{trainer.folder.path} (remote-outbox.json): resume the run, or send "
+                            f"it with `python -m alpha report {trainer.folder.path}`")
     except Exception:  # noqa: BLE001
         pass
 
@@ -681,6 +708,8 @@ class _Recorder:
         self.trainer = trainer
         self.rec = None
         self._failed: set[str] = set()
+        if not trainer.dist.is_main:
+            return  # rank 0 records the run
         try:
             from alpha.db.recorder import RunRecorder
         except ImportError:
