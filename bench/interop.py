@@ -49,7 +49,7 @@ def _verdict(ok: bool) -> str:
 
 def bench_model(folder: str) -> bool:
     from alpha.interop.export import export_checkpoint
-    from alpha.interop.hf_import import Imported, checkpoint_header, import_model
+    from alpha.interop.hf_import import checkpoint_header, import_model
     from alpha.model.gpt import GPT
     from alpha.tensor import get_backend
     from alpha.train import checkpoint as ckpt_format
@@ -64,7 +64,7 @@ def bench_model(folder: str) -> bool:
     tokenizer = GPT2Tokenizer(list(BYTE_TO_CHAR.values()) + [EOT], [], vocab_size=50257)
     src = os.path.join(folder, "src.ckpt")
     n = len(params)
-    ckpt_format.save(src, checkpoint_header(Imported(GPT2_124M, params, tokenizer, {})),
+    ckpt_format.save(src, checkpoint_header(GPT2_124M, tokenizer, {}),
                      {"params": (params, (n,), "f32")})
     print(f"GPT-2 124M shapes: {n:,} parameters ({4 * n / 1e6:.1f} MB float32), made in "
           f"{time.perf_counter() - t0:.1f}s")
@@ -79,9 +79,9 @@ def bench_model(folder: str) -> bool:
           f"model.safetensors, {size / 1e6 / t_export:.0f} MB/s)  target <= {EXPORT_TARGET_S} s  "
           f"{_verdict(t_export <= EXPORT_TARGET_S)}")
     t0 = time.perf_counter()
-    imported, ck_size = import_model(out, os.path.join(folder, "imported.ckpt"))
+    _, ck_size = import_model(out, os.path.join(folder, "imported.ckpt"))
     t_import = time.perf_counter() - t0
-    same = imported.params == params
+    same = ckpt_format.load(os.path.join(folder, "imported.ckpt")).tensors["params"] == params
     print(f"  import  HF folder -> checkpoint   {t_import:6.2f} s  ({ck_size / 1e6:.0f} MB "
           f"checkpoint, {ck_size / 1e6 / t_import:.0f} MB/s)  target <= {IMPORT_TARGET_S} s  "
           f"{_verdict(t_import <= IMPORT_TARGET_S)}  (weights identical: {same})")
