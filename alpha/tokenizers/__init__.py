@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 from typing import Callable
 
 from alpha.core.errors import ConfigError, DataError

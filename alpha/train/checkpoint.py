@@ -157,6 +157,8 @@ def save(path: str, header: dict, tensors: dict) -> tuple[int, str]:
 def _read_prefix(path: str, f, file_size: int) -> tuple[dict, int]:
     """Parse magic, version and header; return (header, offset of the body)."""
     raw = f.read(_PREFIX.size)
+    if raw[:len(MAGIC)] != MAGIC[:len(raw)]:  # a short file that is not one of ours
+        raise CheckpointError(f"{path} is not an Alpha checkpoint (bad magic bytes)")
     if len(raw) < _PREFIX.size:
         raise CheckpointError(f"checkpoint {path} is truncated ({file_size} bytes): no header")
     magic, version, head_len = _PREFIX.unpack(raw)

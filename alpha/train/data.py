@@ -40,7 +40,7 @@ import zlib
 from array import array
 from dataclasses import dataclass
 
-from alpha.core.atomic import fsync_dir
+from alpha.core.atomic import atomic_open
 from alpha.core.errors import DataError
 from alpha.core.files import check_text_file
 from alpha.core.rng import Rng
@@ -214,7 +214,6 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
     except OSError as e:
         raise DataError(f"cannot create the token cache folder {directory}: "
                         f"{e.strerror or e}") from None
-    tmp = f"{out_path}.tmp-{os.getpid()}"
     report = _Reporter(text_path, size, progress)
     hasher = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
@@ -223,7 +222,8 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
     done = 0
     carry = ""
     try:
-        with open(text_path, "rb") as src, open(tmp, "wb") as out:
+        with open(text_path, "rb") as src, \
+                atomic_open(out_path) as out:
             out.write(bytes(HEADER_SIZE))
             while True:
                 block = src.read(READ_BYTES)
@@ -254,21 +254,11 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
                                  bytes.fromhex(tokenizer.fingerprint()), crc)
             out.seek(0)
             out.write(header.pack())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, out_path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise DataError(f"cannot tokenize {text_path} into the token cache {out_path}: "
-                            f"{e.strerror or e}") from None
-        raise
+    except OSError as e:  # reading the text (writing the cache raises WriteError)
+        raise DataError(f"cannot tokenize {text_path} into the token cache {out_path}: "
+                        f"{e.strerror or e}") from None
     finally:
         report.close()
-    fsync_dir(directory)
     return count
 
 

@@ -251,8 +251,8 @@ class Trainer:
                 self.rng.stream(name).position = int(position)  # in place: the model holds rng
             self.sampler.restore(h["data"])
         except (KeyError, ValueError, TypeError, AttributeError) as e:  # DataError: a ValueError
-            raise CheckpointError(f"checkpoint {ck.path} cannot be restored: "
-                                  f"{type(e).__name__}: {e}") from None
+            why = f"it lacks {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"checkpoint {ck.path} cannot be restored: {why}") from None
         self.step = ck.step  # checked by the checkpoint reader
         self.best_val_loss = _number(h.get("best_val_loss"))
         self.last_val_loss = _number(h.get("val_loss"))
