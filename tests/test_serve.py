@@ -396,3 +396,34 @@ def test_sse_parser_is_strict():
     with pytest.raises(AssertionError):
         parse_sse('data: {"a":1}\nid: 3\n\ndata: [DONE]\n\n')
     assert os.path.basename(__file__) == "test_serve.py"
+
+
+def test_serve_on_helios(outputs):
+    """The same server on the Vulkan backend (lavapipe): batched requests give each the text it
+    gets alone."""
+    import ctypes.util
+
+    from conftest import require_peer
+
+    lvp = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+    require_peer(ctypes.util.find_library("vulkan") is not None and (
+        os.path.exists(lvp) or bool(os.environ.get("VK_DRIVER_FILES"))),
+        "no Vulkan loader + lavapipe (apt: libvulkan1 mesa-vulkan-drivers)")
+    s = Server(outputs, "--model", "text", backend="helios")
+    try:
+        bodies = [{"model": "text", "prompt": f"The {i}", "max_tokens": 8, "seed": i,
+                   "temperature": 0.9, "stream": True} for i in range(4)]
+        alone = [_stream_text(s.stream(COMP, b)[1]) for b in bodies]
+        together = [None] * 4
+
+        def run(i):
+            together[i] = _stream_text(s.stream(COMP, bodies[i])[1])
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(240)
+        assert together == alone and all(a[0] for a in alone)
+        assert "backend helios" in s.log()
+    finally:
+        assert s.stop() == 0
