@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 
+from alpha.core.config import BACKENDS
+
 
 def register(sub):
     p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API",
@@ -25,7 +27,7 @@ def register(sub):
                    help="the folder of runs to serve (default outputs)")
     p.add_argument("--model", action="append", default=[], metavar="RUN|CKPT",
                    help="load this run (id or folder) or checkpoint at start; repeatable")
-    p.add_argument("--backend", choices=("cpu", "helios"), default="cpu",
+    p.add_argument("--backend", choices=BACKENDS, default="cpu",
                    help="where the models run (default cpu)")
     p.add_argument("--max-batch", type=int, default=32, metavar="N",
                    help="sequences decoded together in one step (default 32)")
