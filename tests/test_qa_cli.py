@@ -106,3 +106,20 @@ def test_runs_refuses_a_file_as_root(tmp_path):
     (tmp_path / "notes.txt").write_text("x\n")
     line = _one_line_exit_2(_alpha(tmp_path, "runs", "--root", "notes.txt"))
     assert "--root notes.txt" in line
+
+
+def test_a_broken_env_local_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / ".env.local").write_bytes(b"ALPHA_NUM_THREADS=1\n\xff\xfe\n")
+    line = _one_line_exit_2(_alpha(tmp_path, "runs"))
+    assert ".env.local" in line
+    # lines the OS cannot hold as variables are skipped; the good ones still count
+    (tmp_path / ".env.local").write_bytes(b"=x\nA\x00B=1\nQA_ENV_OK=yes\n")
+    r = _alpha(tmp_path, "runs")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    from alpha.cli.main import load_env_file
+    os.environ.pop("QA_ENV_OK", None)
+    try:
+        load_env_file(str(tmp_path / ".env.local"))
+        assert os.environ.get("QA_ENV_OK") == "yes"
+    finally:
+        os.environ.pop("QA_ENV_OK", None)
