@@ -16,7 +16,7 @@ from alpha.core.errors import AlphaError
 
 # A command is listed here once its module alpha/cli/<name>.py exists.
 COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve",
-            "spirv"]
+            "tui", "spirv"]
 
 
 class _Parser(argparse.ArgumentParser):
