@@ -96,6 +96,31 @@ def test_reused_input_accumulates():
     check_grads(build, {"x": x, "w": w, "g": g, "b": b})
 
 
+def test_intermediate_used_many_times_collects_every_gradient():
+    """An intermediate h (no gradient buffer until its first consumer's backward) feeds four
+    adds and two linears, so every way the tape ADDS into a gradient that already exists is
+    taken: `accumulate` with no buffer (takes dy) and into a live one, add's same-shape b path
+    fresh (copy) and existing (axpy), `grad_for_write` with accumulate=True (both linears reach
+    h after its buffer exists) and fresh (x has no buffer)."""
+    s = Stream((1, 9))
+    x = Var(rand(s, (2, 3, 4)))
+    w1, w2, w3, c, c2 = leaf(s, (4, 4)), leaf(s, (4, 4)), leaf(s, (4, 4)), leaf(s, (2, 3, 4)), \
+        leaf(s, (4,))
+
+    def build(t):
+        x.grad = None  # each backward starts x without a buffer
+        h = ops.linear(t, x, w1)
+        m1 = ops.add(t, h, c)  # recorded early: accumulates into h's existing gradient
+        p = ops.linear(t, h, w2)  # grad_for_write(h) with accumulate=True
+        q = ops.linear(t, h, w3)
+        r = ops.add(t, p, h)  # h as b: axpy into its existing gradient
+        s_ = ops.add(t, q, h)
+        m2 = ops.add(t, h, c2)  # recorded last: the first to reach h (h takes dy itself)
+        return ops.add(t, ops.add(t, ops.add(t, r, s_), m1), m2)
+
+    check_grads(build, {"x": x, "w1": w1, "w2": w2, "w3": w3, "c": c, "c2": c2})
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_layernorm(bias):
     s = Stream((1, 5))

@@ -73,4 +73,5 @@ def test_module_entry_point(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, cwd=str(tmp_path),
                           env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": ROOT})
     assert proc.returncode == 0, proc.stderr
-    assert "schema version  0" in proc.stdout
+    assert "none yet" in proc.stdout  # status reads; it never creates the database
+    assert not os.path.exists(tmp_path / "alpha.db")

@@ -328,3 +328,99 @@ def test_disk_full_keeps_earlier_checkpoints_and_says_how_much(tmp_path, data_fi
     os.symlink("/dev/full", run / "metrics.jsonl")
     code, err = _train(data_file, "--run-dir", str(run))
     one_line_error(code, err, "no space left", "metrics.jsonl", "needs")
+
+
+# ---- the run database in trouble ---------------------------------------------------------------
+
+
+def _quick_run(data_file, run_dir, extra_env):
+    t0 = time.monotonic()
+    r = alpha("train", "--data", data_file, *TINY, "--iters", "3", "--run-dir", str(run_dir),
+              extra_env=extra_env)
+    return r, time.monotonic() - t0
+
+
+def _warned_twice(r):
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, r.stderr  # once at the start, once at the end
+    assert "not being recorded" in warnings[0]
+    assert "not (fully) recorded" in warnings[1] and "db sync" in warnings[1]
+    return warnings
+
+
+def test_an_unreachable_database_warns_at_start_and_end_and_exits_promptly(tmp_path, data_file):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r, took = _quick_run(data_file, tmp_path / "a", {"TURSO_DATABASE_URL":
+                                                     f"http://127.0.0.1:{port}"})
+    warnings = _warned_twice(r)
+    assert "Connection refused" in warnings[0]
+    assert took < 30
+
+    # frozen: the server takes the connection and never answers
+    with socket.socket() as frozen:
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen(8)
+        url = f"http://127.0.0.1:{frozen.getsockname()[1]}"
+        r, took = _quick_run(data_file, tmp_path / "b", {"TURSO_DATABASE_URL": url})
+    warnings = _warned_twice(r)
+    assert "has not answered" in warnings[0]
+    assert "waiting up to" in r.stderr  # the wait at exit is said, and bounded
+    assert took < 30
+
+    # corrupt: a SQLite file that is not a database
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    r, _ = _quick_run(data_file, tmp_path / "c", {"TURSO_DATABASE_URL": f"file:{bad}"})
+    assert "not a database" in _warned_twice(r)[0]
+    assert bad.read_bytes() == b"this is not a database" * 100
+    # the runs were kept whole in their folders, and `db sync` records them later
+    good = {"TURSO_DATABASE_URL": f"file:{tmp_path / 'good.db'}"}
+    for run in ("a", "b", "c"):
+        assert [x["step"] for x in jsonl(tmp_path / run / "metrics.jsonl")] == [1, 2, 3]
+    r = alpha("db", "sync", "--outputs", str(tmp_path), extra_env=good)
+    assert r.returncode == 0 and "a  completed" in r.stdout, r.stdout + r.stderr
+
+
+def test_db_status_creates_nothing(tmp_path):
+    r = alpha("db", "status", cwd=str(tmp_path))
+    assert r.returncode == 0 and "none yet" in r.stdout, r.stderr
+    r = alpha("db", "status", cwd=str(tmp_path),
+              extra_env={"TURSO_DATABASE_URL": "file:sub/x.db"})
+    assert r.returncode == 0 and "none yet" in r.stdout
+    one_line_error(*_rc_err(alpha("db", "runs", cwd=str(tmp_path))), "does not exist yet")
+    one_line_error(*_rc_err(alpha("db", "export", cwd=str(tmp_path))), "does not exist yet")
+    assert os.listdir(tmp_path) == []
+
+
+def _rc_err(r):
+    return r.returncode, r.stderr
+
+
+def test_a_copied_run_folder_is_reported_not_merged(tmp_path, data_file):
+    import shutil
+
+    db = {"TURSO_DATABASE_URL": f"file:{tmp_path / 'runs.db'}"}
+    outputs = tmp_path / "outputs"
+    r = alpha("train", "--data", data_file, *TINY, "--iters", "3", "--run-dir",
+              str(outputs / "run1"), extra_env=db)
+    assert r.returncode == 0, r.stderr
+    copy = tmp_path / "elsewhere" / "run1"
+    shutil.copytree(outputs / "run1", copy)
+    # training on in the copy: recorded nowhere, and said so twice
+    r = alpha("train", "--resume", str(copy / "checkpoints" / "step-3.ckpt"), "--iters", "5",
+              extra_env=db)
+    warnings = _warned_twice(r)
+    assert "copy of run run1" in warnings[0] and str(outputs / "run1") in warnings[0]
+    r = alpha("db", "sync", "--outputs", str(tmp_path / "elsewhere"), extra_env=db)
+    assert r.returncode == 0
+    assert "is a copy of run run1" in r.stderr and "not merged" in r.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        steps = [s for (s,) in conn.execute("SELECT step FROM metrics ORDER BY step")]
+    assert steps == [1, 2, 3]  # the original's rows only

@@ -22,12 +22,13 @@ def _have_vulkan() -> bool:
         os.path.exists(LVP) or bool(os.environ.get("VK_DRIVER_FILES")))
 
 
-def _py(code: str, timeout: int = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+def _py(code: str, timeout: int = 240, env: dict | None = None,
+        argv: list[str] = ()) -> subprocess.CompletedProcess:
     require_peer(_have_vulkan(), "no Vulkan loader + lavapipe (apt: libvulkan1 "
                                  "mesa-vulkan-drivers)")
     e = dict(os.environ, PYTHONPATH=ROOT)
     e.update(env or {})
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=e,
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *argv], cwd=ROOT, env=e,
                        capture_output=True, text=True, timeout=timeout)
     if r.returncode < 0:
         pytest.fail(f"the GPU subprocess died with signal {-r.returncode}:\n{r.stderr[-3000:]}")
@@ -185,18 +186,29 @@ def test_struct_layouts_match_the_headers():
     assert ctypes.sizeof(vk.ComputePipelineCreateInfo) == 96
 
 
-def test_tiled_attention_at_a_wide_head_against_reference():
-    """The tiled kernels keep a head-wide row in registers and stage key/query tiles; the shared
-    suite uses small heads, so check a wider one (hs 16 on lavapipe, whose LLVM takes minutes
-    to compile wider unrolled kernels; GPT-sized hs 64 on a GPU) with T not a multiple of the
-    tiles."""
+@pytest.mark.parametrize("variant", ["tiled", "rows"])
+def test_attention_variants_at_wide_heads_against_reference(variant):
+    """helios picks its attention kernels by head size and key count: tiled kernels (a head-wide
+    row in registers, staged key/query tiles) up to a head-size limit, else row kernels sized by
+    a power-of-two class of the key count. The shared suite's small heads reach only the tiled
+    ones, so each variant runs here at a wide head with T = 70 (not a multiple of the tiles, key
+    class 128), forward, backward and a KV-cache decode step, against the float64 reference;
+    the pipelines created say which kernels ran. Heads: tiled hs 16 on lavapipe (its LLVM takes
+    minutes to compile wider unrolled kernels), GPT-sized 64 on a GPU; rows just past the limit."""
     r = _py("""
+        import sys
         from array import array
         from alpha.core import rng
+        from alpha.helios.kernels import attention as katt
         from alpha.tensor import get_backend
         be, ref = get_backend("helios"), get_backend("reference")
+        cpu_device = be.dev.device_type == "cpu"
+        tiled = sys.argv[1] == "tiled"
+        if tiled:
+            hs = 16 if cpu_device else 64
+        else:
+            hs = 24 if cpu_device else katt.MAX_TILED_HS + 8
         B, T, H = 1, 70, 2
-        hs = 16 if be.dev.device_type == "cpu" else 64
         C = H * hs
         s = rng.Stream((3, 4))
         qkv = array("f", s.uniform(B * T * 3 * C))
@@ -208,12 +220,19 @@ def test_tiled_attention_at_a_wide_head_against_reference():
             bk.attention_forward(out, lse, x, H)
             d = bk.zeros((B, T, 3 * C))
             bk.attention_backward(d, bk.from_array(dout, (B, T, C)), x, out, lse, H)
-            res[name] = [list(bk.to_array(t)) for t in (out, lse, d)]
-        for what, g, w in zip(("out", "lse", "dqkv"), res["gpu"], res["ref"]):
+            q, k, v = (x.narrow(2, i * C, C) for i in range(3))
+            step = bk.zeros((B, 1, C))
+            bk.kv_attention(step, q.narrow(1, T - 1, 1), k, v, H, T - 1)
+            res[name] = [list(bk.to_array(t)) for t in (out, lse, d, step)]
+        for what, g, w in zip(("out", "lse", "dqkv", "kv step"), res["gpu"], res["ref"]):
             worst = max(abs(a - b) - 1e-4 * abs(b) for a, b in zip(g, w))
             assert worst <= 2e-5, (what, worst)
+        keys = set(be.pipes.programs)
+        want = ([("attn_fwd_tiled", hs), ("attn_bwd_dq_tiled", hs)] if tiled else
+                [("attn_fwd", 128), ("attn_bwd_dq", 128), ("attn_bwd_dkv", 128)])
+        assert all(key in keys for key in want), (want, sorted(k for k in keys if "attn" in k[0]))
         print("ok")
-    """, timeout=400)
+    """ + "\n", timeout=500, argv=[variant])
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr[-3000:]
 
 

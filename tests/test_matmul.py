@@ -167,6 +167,19 @@ def test_few_rows():
     assert_close(values(out), want, bound, "few rows, strided B")
 
 
+@pytest.mark.parametrize("M", [1, 2, 3, 4])
+def test_few_rows_every_row_count_and_tail(M):
+    """Each row count has its own unrolled case, in both forms. N = 2 * 64 + 3 crosses whole
+    column blocks of the axpy form (16 or 64 wide) and its scalar tail, and the dot form's
+    2-column blocks and 1-column tail; K = 2 * 32 + 5 crosses whole k blocks of the dot form
+    (16 or 32 lanes) and its tail."""
+    rng = random.Random(20 + M)
+    N, K = 2 * 64 + 3, 2 * 32 + 5
+    check(rng, (), M, N, K)                                          # axpy form
+    check(rng, (), M, N, K, trans_b=True, accumulate=True, alpha=0.5)  # dot form
+    check(rng, (), M, N, K, trans_a=True, trans_b=True)              # dot form, A rows copied
+
+
 def test_zero_k_and_empty():
     rng = random.Random(3)
     a, b, out = operands(rng, (), 3, 4, 0, False, False)

@@ -58,4 +58,19 @@ if ! "$PY" -c "import playwright" >/dev/null 2>&1; then
     || "$PY" -m pip install -q --break-system-packages playwright >/dev/null 2>&1 \
     || echo "warning: pip could not install playwright"
 fi
+# Hugging Face peers for the weights-interop tests (alpha/interop, alpha/tokenizers/gpt2.py): CPU
+# PyTorch, transformers, tokenizers, safetensors. Test-only: Alpha never imports them. torch is
+# pinned to an exact version whose CPU wheel pip finds locally, and installed before transformers
+# so that nothing pulls a CUDA build.
+if ! "$PY" -c "import torch, transformers, tokenizers, safetensors" >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "installing test peers: torch (CPU), transformers, tokenizers, safetensors (pip)"
+    pipi() { "$PY" -m pip install -q "$@" || "$PY" -m pip install -q --break-system-packages "$@"; }
+    { "$PY" -c "import torch" >/dev/null 2>&1 || pipi "torch==2.13.0"; } \
+      && pipi transformers tokenizers safetensors \
+      || echo "warning: pip could not install the Hugging Face test peers"
+  else
+    echo "note: missing test peers (torch, transformers, tokenizers); run as root to install them"
+  fi
+fi
 exit 0

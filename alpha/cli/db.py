@@ -7,6 +7,7 @@ $TURSO_AUTH_TOKEN, never printed), else <outputs>/alpha.db.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
@@ -39,13 +40,21 @@ def register(sub):
 
 
 def run(args) -> int:
-    from alpha.db.store import open_store
+    from alpha.db.store import database_url, open_store, parse_database_url
 
     if not args.db_command:
         print("usage: python -m alpha db {migrate,sync,status,runs,export} [--outputs DIR]",
               file=sys.stderr)
         return 2
-    with open_store(None, args.outputs) as store:
+    # reading commands never create (or migrate) a database
+    readonly = args.db_command in ("status", "runs", "export")
+    if args.db_command == "status":
+        kind, target = parse_database_url(database_url(), args.outputs)
+        if kind == "sqlite" and not os.path.exists(target):
+            print(f"database        sqlite file {target} (none yet: the first `train` or "
+                  "`python -m alpha db migrate` creates it)")
+            return 0
+    with open_store(None, args.outputs, readonly=readonly) as store:
         return _ACTIONS[args.db_command](store, args)
 
 

@@ -16,7 +16,8 @@ from alpha.core.errors import AlphaError
 
 # A command is listed here once its module alpha/cli/<name>.py exists.
 COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve",
-            "tui", "spirv"]
+            "tui", "spirv", "export", "import"]
+MODULES = {"import": "import_"}  # commands whose name is a Python keyword -> their module
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m alpha", description="Alpha: train and serve GPT models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(f"alpha.cli.{name}").register(sub)
+        importlib.import_module(f"alpha.cli.{MODULES.get(name, name)}").register(sub)
     return parser
 
 

@@ -139,8 +139,14 @@ def register(sub):
                    help="text | code | chat: picks the tokenizer and defaults")
     p.add_argument("--config", metavar="FILE.json", default=None,
                    help='JSON file {"domain":..,"model":{..},"train":{..},"sample":{..}}')
-    p.add_argument("--resume", metavar="CKPT", default=None,
-                   help="continue a checkpoint (its run folder, unless --run-dir says otherwise)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", metavar="CKPT", default=None,
+                       help="continue a checkpoint (its run folder, unless --run-dir says "
+                            "otherwise)")
+    start.add_argument("--init-from", metavar="CKPT|HF-DIR", default=None,
+                       help="a new run from these weights and their tokenizer, with a fresh "
+                            "optimizer: an Alpha checkpoint, a Hugging Face GPT-2 folder or a "
+                            ".safetensors file (model flags may only lower --block, set --dropout)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--upload-checkpoints", action="store_true",
                    help="with ALPHA_REMOTE_URL: upload every checkpoint (default: the final one)")
@@ -160,6 +166,10 @@ def resolve_run_config(args) -> tuple[RunConfig, object | None]:
         base = ck.header.get("config")
         if not isinstance(base, dict):
             raise CheckpointError(f"checkpoint {args.resume} has no config in its header")
+        if "optimizer" not in ck.header:  # e.g. written by `alpha import`: weights only
+            raise CheckpointError(f"checkpoint {args.resume} holds weights only (no optimizer "
+                                  "state) and cannot be resumed; start a run from it with "
+                                  "--init-from")
         file_data = load_config_file(args.config) if args.config else {}
         merged = {"domain": args.domain or base.get("domain", "text")}
         for section in ("model", "train", "sample"):
@@ -191,8 +201,15 @@ def run(args) -> int:
     from alpha.train.trainer import Trainer
 
     config, ck = resolve_run_config(args)
+    init = None
+    if args.init_from:
+        from alpha.interop.init_from import start_from
+
+        given = load_config_file(args.config).get("model", {}) if args.config else {}
+        config, init = start_from(args.init_from, config,
+                                  {**given, **cli_overrides(args)["model"]})
     out = None if args.quiet else sys.stderr
-    trainer = Trainer(config, resume=ck, run_dir=config.train.run_dir, out=out,
+    trainer = Trainer(config, resume=ck, init_from=init, run_dir=config.train.run_dir, out=out,
                       upload_checkpoints=getattr(args, "upload_checkpoints", False))
     result = trainer.train()
     loss = f"{result.loss:.4f}" if result.loss is not None else "n/a"

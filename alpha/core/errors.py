@@ -51,3 +51,8 @@ class DiskFullError(WriteError):
 
 class MemoryBudgetError(AlphaError):
     """A model (with its gradients, optimizer state and activations) does not fit in memory."""
+
+
+class InteropError(CheckpointError):
+    """A model file from elsewhere (safetensors, a Hugging Face folder) is corrupt, or a model
+    cannot be converted to or from that format; the message names the tensor or setting."""

@@ -9,6 +9,8 @@
     rec.finish("completed" | "failed")
     rec.close()                               # waits at most `close_timeout` seconds
     rec.status()                              # {"enabled", "database", "written", "dropped", ...}
+    rec.wait_ready(2.0)                       # None, or why the database is not taking rows
+    rec.problem()                             # at the end: None, or what was not recorded
 
 Every method only puts an item on a bounded queue and returns; one background thread opens the
 store (the same choice as `open_store`: $TURSO_DATABASE_URL, else <outputs>/alpha.db next to the
@@ -36,21 +38,14 @@ _STOP = object()
 
 def _config_problem(url: str) -> str | None:
     """A cheap check of $TURSO_DATABASE_URL's shape (no network, no file access)."""
-    lower = url.strip().lower()
-    if not lower:
-        return None
-    if lower.startswith("file:"):
-        return None if len(url.strip()) > 5 else "TURSO_DATABASE_URL=file: has no path"
-    if lower.startswith(("libsql://", "https://", "http://")):
-        from alpha.db.hrana import parse_url
+    from alpha.core.errors import StoreError
+    from alpha.db.store import parse_database_url
 
-        try:
-            parse_url(url.strip())
-        except Exception as e:  # noqa: BLE001
-            return str(e)
-        return None
-    return ("TURSO_DATABASE_URL is not file:PATH, libsql://, https:// or http:// "
-            "(the run database is off; the run folder still has everything)")
+    try:
+        parse_database_url(url)
+    except StoreError as e:
+        return f"{e} (the run folder still has everything)"
+    return None
 
 
 class RunRecorder:
@@ -72,6 +67,9 @@ class RunRecorder:
         self._run_dir: str | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._ready = threading.Event()  # set after the first attempt to open the store
+        self._open_error: str | None = None
+        self._copy_of: str | None = None  # the folder this run is recorded from, if not ours
         self._start_args: tuple | None = None  # re-sent with every batch until it is written
         try:
             self._queue: queue.Queue = queue.Queue(maxsize=queue_items)
@@ -134,21 +132,68 @@ class RunRecorder:
     def finish(self, status: str) -> None:
         self._put(("finish", status))
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None, on_wait=None) -> bool:
         """Let the thread write what is queued (and fill gaps from the run folder), waiting at
-        most `timeout` seconds (default close_timeout); the thread is a daemon either way."""
+        most `timeout` seconds (default close_timeout); the thread is a daemon either way.
+        `on_wait(seconds)` is called once when the wait lasts more than half a second, so the
+        caller can say what it is waiting for. Returns False when the wait timed out."""
         if self._closed:
-            return
+            return True
         self._closed = True
         thread = self._thread
         if thread is None:
-            return
-        deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
+            return True
+        limit = self.close_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         try:
             self._queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
         except queue.Full:
             pass
+        thread.join(min(0.5, max(0.0, deadline - time.monotonic())))
+        if thread.is_alive() and on_wait is not None:
+            on_wait(max(0.0, deadline - time.monotonic()))
         thread.join(max(0.0, deadline - time.monotonic()))
+        self._timed_out = thread.is_alive()
+        return not self._timed_out
+
+    def wait_ready(self, timeout: float) -> str | None:
+        """Wait up to `timeout` seconds for the first connection: None when the database took
+        the run, else why not (it failed, or it has not answered yet)."""
+        if not self.enabled:
+            return self.warning
+        if self._thread is None:
+            return None
+        if not self._ready.wait(timeout):
+            return f"{self.database_name()} has not answered in {timeout:.0f}s"
+        if self._copy_of:
+            return self._copy_message()
+        return f"{self.database_name()}: {self._open_error}" if self._open_error else None
+
+    def problem(self) -> str | None:
+        """After `close`: None when every row reached the database, else what was not and why."""
+        if not self.enabled or self._thread is None:
+            return None
+        if self._copy_of:
+            return self._copy_message()
+        if getattr(self, "_timed_out", False):
+            why = self.last_error or "it did not answer in time"
+            return f"{self.database_name()}: {why}"
+        if self.dropped or self.last_error:
+            why = self.last_error or f"{self.dropped} writes failed"
+            return f"{self.database_name()}: {why}"
+        return None
+
+    def database_name(self) -> str:
+        if self.database != "none":
+            return self.database
+        from alpha.db.store import describe_url
+
+        return describe_url(self._url or "", self._outputs_dir or os.path.dirname(
+            os.path.abspath(self._run_dir or ".")))
+
+    def _copy_message(self) -> str:
+        return (f"this run folder is a copy of run {self._run_id}, which "
+                f"{self.database_name()} records from {self._copy_of}; not merged into it")
 
     def status(self) -> dict:
         return {"enabled": self.enabled, "database": self.database, "run_id": self._run_id,
@@ -200,9 +245,20 @@ class RunRecorder:
                 self._keep_start(batch)
                 needs_backfill = True
                 continue
+            if self._copy_of:
+                continue  # a copied run folder: recording it would mix two runs' rows
             try:
                 if store is None:
-                    store = self._open()
+                    try:
+                        store = self._open()
+                        self._check_copy(store)
+                    except Exception as e:  # noqa: BLE001
+                        self._open_error = _why(e)
+                        raise
+                    finally:
+                        self._ready.set()
+                    if self._copy_of:
+                        continue
                 n = self._write(store, batch)
                 self.written += n
             except Exception as e:  # noqa: BLE001 - the database never reaches training
@@ -217,7 +273,10 @@ class RunRecorder:
                     except Exception:  # noqa: BLE001
                         pass
                     store = None
+        self._ready.set()
         # leftovers (close timed out on put) and gaps: the run folder has them
+        if self._copy_of:
+            needs_backfill = False
         if needs_backfill or not self._queue.empty():
             self._backfill(store)
         if store is not None:
@@ -225,6 +284,15 @@ class RunRecorder:
                 store.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _check_copy(self, store) -> None:
+        from alpha.db.sync import copy_of
+
+        if self._run_id and self._run_dir:
+            try:
+                self._copy_of = copy_of(store, self._run_id, self._run_dir)
+            except Exception:  # noqa: BLE001 - a table not there yet: nothing recorded
+                self._copy_of = None
 
     def _keep_start(self, batch: list) -> None:
         """A start that could not be written is sent again with the next batch (the run row
@@ -245,7 +313,7 @@ class RunRecorder:
             sync_run(store, self._run_dir)
             self.last_error = None
         except Exception as e:  # noqa: BLE001
-            self.last_error = f"backfill: {type(e).__name__}: {e} (run `python -m alpha db sync`)"
+            self.last_error = _why(e)
         finally:
             if opened is not None:
                 try:
@@ -322,6 +390,12 @@ class RunRecorder:
             pass
         return R.run_upsert(self._run_id, config, info, status="active",
                             run_dir=os.path.abspath(run_dir))
+
+
+def _why(e: Exception) -> str:
+    from alpha.core.errors import AlphaError
+
+    return str(e) if isinstance(e, AlphaError) else f"{type(e).__name__}: {e}"
 
 
 class _WriteError(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 
 from alpha.core.errors import StoreError
 from alpha.db.rows import Statement
@@ -28,15 +29,28 @@ def _short(sql: str) -> str:
 class SqliteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, readonly: bool = False):
+        """`readonly`: open an existing file only, never create or change one (`db status`)."""
         self.path = path
         folder = os.path.dirname(os.path.abspath(path))
+        if readonly and not os.path.isfile(path):
+            what = "is not a file" if os.path.exists(path) else "does not exist yet"
+            raise StoreError(f"the SQLite database {path} {what} (a `train` or "
+                             "`python -m alpha db migrate` creates it)")
         try:
-            os.makedirs(folder, exist_ok=True)
-            self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
-                                         isolation_level=None, check_same_thread=False)
+            if readonly:
+                uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                             isolation_level=None, check_same_thread=False)
+            else:
+                os.makedirs(folder, exist_ok=True)
+                self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                             isolation_level=None, check_same_thread=False)
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            if readonly:
+                self._conn.execute("SELECT count(*) FROM sqlite_master")  # is it a database?
+            else:
+                self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
         except (OSError, sqlite3.Error) as e:

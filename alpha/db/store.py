@@ -147,32 +147,56 @@ def database_url() -> str:
     return os.environ.get(URL_ENV, "").strip()
 
 
-def open_store(url: str | None = None, outputs_dir: str = "outputs", *,
-               timeout: float = 15.0, retries: int = 4) -> Store:
-    """The store named by `url` (default: $TURSO_DATABASE_URL), else SQLite in `outputs_dir`.
-    The remote token comes only from $TURSO_AUTH_TOKEN."""
-    url = database_url() if url is None else url.strip()
-    if not url:
-        from alpha.db.sqlite_store import SqliteStore
-
-        return SqliteStore(os.path.join(outputs_dir, DEFAULT_FILE))
+def parse_database_url(url: str, outputs_dir: str = "outputs") -> tuple[str, str]:
+    """The one reading of a database URL: ("sqlite", file path) or ("turso", URL). An empty
+    URL means <outputs_dir>/alpha.db. StoreError for anything else (no network, no files)."""
+    url = url.strip()
     lower = url.lower()
+    if not url:
+        return "sqlite", os.path.join(outputs_dir, DEFAULT_FILE)
     if lower.startswith("file:"):
-        from alpha.db.sqlite_store import SqliteStore
-
         path = url[5:]
         if path.startswith("//"):
             path = path[2:]
         if not path:
             raise StoreError(f"{URL_ENV}=file: needs a path, e.g. file:outputs/alpha.db")
-        return SqliteStore(path)
+        return "sqlite", path
     if lower.startswith(("libsql://", "https://", "http://")):
-        from alpha.db.turso_store import TursoStore
+        from alpha.db.hrana import parse_url
 
-        return TursoStore(url, os.environ.get(TOKEN_ENV) or None, timeout=timeout,
-                          retries=retries)
+        parse_url(url)  # a host is there
+        return "turso", url
     from alpha.db.hrana import redact_url
 
     raise StoreError(
         f"{URL_ENV}={redact_url(url)!r} is not understood: use file:PATH, libsql://HOST, "
         "https://HOST or http://HOST:PORT (or unset it for outputs/alpha.db)")
+
+
+def describe_url(url: str, outputs_dir: str = "outputs") -> str:
+    """Where a URL points, for humans (never a secret): what `Store.describe` says once open."""
+    try:
+        kind, target = parse_database_url(url, outputs_dir)
+    except StoreError:
+        return "the run database (misconfigured)"
+    if kind == "sqlite":
+        return f"sqlite file {target}"
+    from alpha.db.hrana import redact_url
+
+    return f"turso {redact_url(target)}"
+
+
+def open_store(url: str | None = None, outputs_dir: str = "outputs", *,
+               timeout: float = 15.0, retries: int = 4, readonly: bool = False) -> Store:
+    """The store named by `url` (default: $TURSO_DATABASE_URL), else SQLite in `outputs_dir`.
+    The remote token comes only from $TURSO_AUTH_TOKEN. `readonly`: never create or change
+    anything (a SQLite file that does not exist raises StoreError saying so)."""
+    kind, target = parse_database_url(database_url() if url is None else url, outputs_dir)
+    if kind == "sqlite":
+        from alpha.db.sqlite_store import SqliteStore
+
+        return SqliteStore(target, readonly=readonly)
+    from alpha.db.turso_store import TursoStore
+
+    return TursoStore(target, os.environ.get(TOKEN_ENV) or None, timeout=timeout,
+                      retries=retries)

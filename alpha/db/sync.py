@@ -117,12 +117,36 @@ def mark_stale_elsewhere(store: Store, seen: set[str], now: float | None = None)
     return marked
 
 
+def copy_of(store: Store, run_id: str, run_dir: str) -> str | None:
+    """The folder `run_id` is recorded from, when that is another folder that still holds the
+    run (so `run_dir` is a copy: merging the two would mix their metrics); else None (a new run,
+    the same folder, or a folder that moved)."""
+    rows = store.query("SELECT run_dir FROM runs WHERE run_id = ?", (run_id,))
+    recorded = rows[0][0] if rows and rows[0][0] else None
+    if not recorded or not isinstance(recorded, str):
+        return None
+    here = os.path.realpath(run_dir)
+    if os.path.realpath(recorded) == here:
+        return None
+    if not os.path.isfile(os.path.join(recorded, "config.json")):
+        return None  # moved: the record follows it
+    return recorded
+
+
 def sync_run(store: Store, run_dir: str, report: SyncReport | None = None, *, progress=None,
              now: float | None = None) -> SyncReport:
     report = report or SyncReport()
     config = _read_config(run_dir, report)
     run_id = str(config.get("run_id") or os.path.basename(os.path.normpath(run_dir)))
     info = config.get("info") if isinstance(config.get("info"), dict) else {}
+    original = copy_of(store, run_id, run_dir)
+    if original is not None:
+        report.problems.append(
+            f"{run_dir} is a copy of run {run_id} (recorded from {original}); not merged into "
+            "it — to import the copy as a run of its own, give it another run_id in its "
+            "config.json")
+        report.statuses[f"{run_id} (copy at {run_dir})"] = "not merged"
+        return report
     stored = store.query("SELECT status, config_json, pid, host, updated_at FROM runs"
                          " WHERE run_id = ?", (run_id,))
     stored = stored[0] if stored else None

@@ -18,15 +18,17 @@ from alpha.core.files import check_text_file, parse_json, read_json
 from alpha.tokenizers.base import FORMAT, UNK, VERSION, Tokenizer  # noqa: F401
 from alpha.tokenizers.bpe import BPETokenizer
 from alpha.tokenizers.char import CharTokenizer
+from alpha.tokenizers.gpt2 import GPT2Tokenizer
 from alpha.tokenizers.word import WordTokenizer
 
 KINDS: dict[str, type[Tokenizer]] = {
     "char": CharTokenizer,
     "bpe": BPETokenizer,
     "word": WordTokenizer,
+    "gpt2": GPT2Tokenizer,  # loaded from GPT-2's files (alpha.tokenizers.gpt2), never trained
 }
 # Bytes of a file that BPE and word training read at most (the first N MB, cut at a newline).
-SAMPLE_BYTES = {"bpe": 8_000_000, "word": 32_000_000, "char": 0}  # 0 = the whole file
+SAMPLE_BYTES = {"bpe": 8_000_000, "word": 32_000_000, "char": 0, "gpt2": 0}  # 0 = the whole file
 READ_CHUNK = 1 << 22
 
 

@@ -50,6 +50,8 @@ from alpha.train.runfolder import RunFolder
 from alpha.train.schedule import lr_for
 
 METRICS_FLUSH_EVERY = 10  # rows per recorder.metrics call
+DB_WAIT_S = 2.0  # at start, how long the first database connection may take before a warning
+DB_CLOSE_TROUBLE_S = 2.0  # at the end, the wait for a database that already failed at start
 
 
 class TrainingDiverged(AlphaError):
@@ -74,6 +76,7 @@ class Trainer:
     """One training run. `out` gets the progress line and messages (None = quiet)."""
 
     def __init__(self, config: RunConfig, *, resume: "ckpt_format.Checkpoint | None" = None,
+                 init_from: "ckpt_format.Checkpoint | None" = None,
                  run_dir: str = "", out=sys.stderr, hooks: dict | None = None,
                  handle_sigint: bool = True, upload_checkpoints: bool = False):
         self.out = out
@@ -82,6 +85,7 @@ class Trainer:
         self.handle_sigint = handle_sigint
         self._stop_requested = False
         self._stop_signal: str | None = None  # "SIGINT" | "SIGTERM" once a stop is requested
+        self._db_trouble = False  # the run database failed or did not answer at start
 
         # the run folder first: one writer at a time, and the second one is told at once
         if not run_dir and resume:
@@ -99,17 +103,18 @@ class Trainer:
                     "continue it with --resume CHECKPOINT"
                 )
             self._repairs = self.folder.repair()
-            self._setup(config, resume)
+            self._setup(config, resume, init_from)
         except BaseException:
             self.folder.close()
             if not existed:
                 _remove_if_empty(self.folder)
             raise
 
-    def _setup(self, config: RunConfig, resume) -> None:
+    def _setup(self, config: RunConfig, resume, init_from=None) -> None:
         out = self.out
         # what the run is built from: text, tokenizer, model config, backend
-        tokenizer_json = resume.header["tokenizer"] if resume else None
+        source = resume or init_from
+        tokenizer_json = source.header["tokenizer"] if source else None
         self.s = sess.build(config, tokenizer_json=tokenizer_json,
                             log=self.say if out is not None else None)
         self.config = self.s.config  # vocab_size now set from the tokenizer
@@ -132,6 +137,10 @@ class Trainer:
         self.backend = self.s.backend
         self.rng = Rng(tc.seed)
         self.model = sess.new_model(self.model_config, self.backend, self.rng)
+        if init_from is not None:
+            # a new run from another model's weights (train --init-from, alpha.interop): its
+            # tokenizer and model config, step 0, a fresh optimizer
+            self.model.load_flat(init_from.tensors["params"])
         self.optimizer = AdamW(
             self.backend, self.model.params, self.model.grads, self.model.decay_ranges,
             beta1=tc.beta1, beta2=tc.beta2, eps=tc.eps, weight_decay=tc.weight_decay,
@@ -178,6 +187,27 @@ class Trainer:
                 self.out.write(text + "\n")
                 self.out.flush()
 
+    def warn(self, text: str) -> None:
+        """A warning the user must see even with --quiet (out=None): it goes to stderr."""
+        if self.out is not None:
+            self.say(text)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def _close_recorder(self) -> None:
+        """Give the database a bounded time for the last rows, saying so when it takes long, and
+        say what did not reach it (the second warning of a run whose database is in trouble)."""
+        rec = self.recorder
+        timeout = DB_CLOSE_TROUBLE_S if self._db_trouble else None
+        rec.close(timeout, lambda left: self.warn(
+            f"waiting up to {left:.0f}s for the run database to take the last rows..."))
+        problem = rec.call("problem")
+        if problem:
+            self.warn(f"warning: run {self.folder.run_id} is not (fully) recorded in the run "
+                      f"database ({problem}); its folder has everything: run "
+                      "`python -m alpha db sync` later")
+
     def event(self, kind: str, message: str, level: str = "info", payload: dict | None = None,
               record: bool = True) -> None:
         row = {"step": self.step, "level": level, "kind": kind, "message": message,
@@ -215,8 +245,12 @@ class Trainer:
             self.event("repair", note, level="warning", record=False)
             self.say(f"note: {note}")
         warning = self.recorder.call("start", self.folder.path, self.config.to_dict(), self.info())
-        if warning:
-            self.event("recorder", str(warning), level="warning", record=False)
+        problem = warning or self.recorder.call("wait_ready", DB_WAIT_S)
+        if problem:
+            self._db_trouble = True
+            self.event("recorder", str(problem), level="warning", record=False)
+            self.warn(f"warning: run database {problem}; this run is not being recorded there "
+                      "(its folder has everything: run `python -m alpha db sync` later)")
         self.remote = _start_remote(self)
         self.event("resume" if resumed else "start",
                    f"{'resumed at step ' + str(start_step) if resumed else 'started'}: "
@@ -263,7 +297,7 @@ class Trainer:
             except AlphaError:
                 pass
             self.recorder.call("finish", "failed")
-            self.recorder.close()
+            self._close_recorder()
             _close_remote(self)
             self.folder.close()
             raise
@@ -294,7 +328,7 @@ class Trainer:
             self.event("diverged", f"{self.bad_in_a_row} steps in a row had NaN/Inf loss or "
                        f"gradients; stopped at step {self.step}", level="error")
             self.recorder.call("finish", "failed")
-        self.recorder.close()
+        self._close_recorder()
         _close_remote(self)
         self.folder.close()
         result = TrainResult(status=status, run_dir=self.folder.path, step=self.step,
@@ -636,8 +670,8 @@ class _Recorder:
             self._note(method, e)
             return None
 
-    def close(self) -> None:
-        self.call("close")
+    def close(self, timeout: float | None = None, on_wait=None) -> None:
+        self.call("close", timeout, on_wait)
 
     def _note(self, method: str, e: Exception) -> None:
         if method in self._failed:
