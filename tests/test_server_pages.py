@@ -105,7 +105,8 @@ def test_training_page_updates_live(browser, server):
         page = p.page
         page.goto(server.url + "/training")
         page.wait_for_function("() => { const c = window.alphaCharts['live-1:loss'];"
-                               " return c && c.series[0].points.length === 30; }", timeout=15000)
+                               " return c && c.series[0] && c.series[0].points.length === 30; }",
+                               timeout=15000)
         assert len(chart_points(page, "live-1:loss", 1)) == 3  # val loss at 10, 20, 30
         assert len(chart_points(page, "live-1:lr")) == 30
         assert page.evaluate("() => window.alphaCharts['live-1:loss'].view !== null")
