@@ -21,6 +21,7 @@ import time
 from alpha.tui import views
 from alpha.tui.model import Runs
 from alpha.tui.state import Prompt, UiState, handle_key
+from alpha.tui.text import width as text_width
 
 TICK_S = 0.25  # longest sleep waiting for a key
 POLL_S = 0.5  # how often run files (or the stream's queue) are read
@@ -245,7 +246,7 @@ class App:
                     scr.addstr(y, x, text, self.styles.get(style, 0))
                 except curses.error:
                     pass
-                x += len(text) if text.isascii() else _cols(text)
+                x += text_width(text)
         scr.noutrefresh()
         curses.doupdate()
 
@@ -255,12 +256,6 @@ class App:
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
-
-
-def _cols(text: str) -> int:
-    from alpha.tui.text import width
-
-    return width(text)
 
 
 def run(source) -> int:

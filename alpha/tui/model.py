@@ -304,19 +304,19 @@ class Runs:
 
     def __init__(self):
         self.by_id: dict[str, Run] = {}
-        self._removed = 0
+        self._members = 0  # bumped when a run is added or removed
 
     def get(self, run_id: str) -> Run | None:
         return self.by_id.get(run_id)
 
     def add(self, run: Run) -> Run:
         self.by_id[run.run_id] = run
-        self._removed += 1
+        self._members += 1
         return run
 
     def remove(self, run_id: str) -> None:
         if self.by_id.pop(run_id, None) is not None:
-            self._removed += 1
+            self._members += 1
 
     def ordered(self, text: str = "") -> list[Run]:
         """Newest first (run ids start with their start time); `text` keeps the runs whose id,
@@ -330,4 +330,4 @@ class Runs:
 
     @property
     def version(self) -> int:
-        return self._removed + sum(r.version for r in self.by_id.values())
+        return self._members + sum(r.version for r in self.by_id.values())
