@@ -165,9 +165,8 @@ def test_overview_runs_run_and_compare_pages(browser, server, tmp_path):
         p.shot("runs")
 
         page.goto(server.url + "/runs/hist-a")
-        page.wait_for_function("() => window.alphaCharts['hist-a:loss'] &&"
-                               " window.alphaCharts['hist-a:loss'].series[0].points.length"
-                               " === 40")
+        page.wait_for_function("() => { const c = window.alphaCharts['hist-a:loss'];"
+                               " return c && c.series[0] && c.series[0].points.length === 40; }")
         assert XSS in page.text_content("#samples")
         href = page.get_attribute("a[download]", "href")
         assert page.evaluate("(u) => fetch(u).then(r => r.text())", href) == \
@@ -194,8 +193,8 @@ def test_overview_runs_run_and_compare_pages(browser, server, tmp_path):
              is_mobile=True, has_touch=True)
     try:
         p.page.goto(server.url + "/runs/hist-a")
-        p.page.wait_for_function("() => window.alphaCharts['hist-a:loss'] &&"
-                                 " window.alphaCharts['hist-a:loss'].series[0].points.length")
+        p.page.wait_for_function("() => { const c = window.alphaCharts['hist-a:loss'];"
+                                 " return c && c.series[0] && c.series[0].points.length; }")
         width = p.page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 400, f"the page is {width}px wide on a 390px phone"
         p.shot("run-phone-dark")

@@ -1,5 +1,6 @@
 """The run API, ingest, checkpoint upload/download and the live stream, over real HTTP on
-127.0.0.1 (the app in a thread of this process, its SQLite database in a temporary folder)."""
+127.0.0.1 (the app in a thread of this process; its database a SQLite file in a temporary folder,
+or a real sqld for the tests that run over both)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 
 import pytest
 
+from sqld_server import db_url, sqld  # noqa: F401 - fixtures
 from watch_helpers import AUTH, SECRET, SSE, LocalServer, call, get_json
 
 
@@ -19,6 +21,18 @@ def server(tmp_path, monkeypatch):
     monkeypatch.setenv("UPLOAD_SECRET", SECRET)
     monkeypatch.delenv("TURSO_DATABASE_URL", raising=False)
     monkeypatch.delenv("ALPHA_UPLOAD_MAX_BYTES", raising=False)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    with LocalServer(outputs) as s:
+        yield s
+
+
+@pytest.fixture
+def any_server(tmp_path, monkeypatch, db_url):  # noqa: F811
+    """The server over each database: SQLite, and a real sqld (Turso's protocol)."""
+    monkeypatch.setenv("UPLOAD_SECRET", SECRET)
+    monkeypatch.setenv("TURSO_DATABASE_URL", db_url)
+    monkeypatch.delenv("TURSO_AUTH_TOKEN", raising=False)
     outputs = tmp_path / "outputs"
     outputs.mkdir()
     with LocalServer(outputs) as s:
@@ -55,7 +69,8 @@ def seed_run(server, run_id="r1", steps=30, status_event=None):
     return json.loads(body)
 
 
-def test_read_routes(server):
+def test_read_routes(any_server):
+    server = any_server
     seed_run(server, "r1", status_event="completed")
     seed_run(server, "r2", steps=5)
     runs = get_json(server.url + "/api/runs")["runs"]
@@ -104,7 +119,8 @@ def test_read_routes(server):
     assert len(over["recent"][0]["spark"]) > 1
 
 
-def test_ingest_is_idempotent_and_guarded(server, monkeypatch):
+def test_ingest_is_idempotent_and_guarded(any_server, monkeypatch):
+    server = any_server
     first = seed_run(server)
     again = seed_run(server)  # a retried batch
     assert first == again

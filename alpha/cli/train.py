@@ -18,7 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, TOKENIZERS, ModelConfig, RunConfig, SampleConfig, TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, TOKENIZERS, ModelConfig, RunConfig, SampleConfig,
+    TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -45,6 +46,7 @@ FLAGS = {
     "--val-data": ("train", "val_data"),
     "--tokenizer": ("train", "tokenizer"),
     "--backend": ("train", "backend"),
+    "--dtype": ("train", "dtype"),
     "--run-dir": ("train", "run_dir"),
     # optimisation
     "--batch": ("train", "batch_size"),
@@ -74,7 +76,8 @@ FLAGS = {
     "--top-p": ("sample", "top_p"),
     "--prompt": ("sample", "prompt"),
 }
-CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS}
+CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
+           "dtype": MATMUL_DTYPES}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 

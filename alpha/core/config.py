@@ -22,6 +22,7 @@ from alpha.core.errors import ConfigError
 ACTIVATIONS = ("gelu", "relu", "silu", "swiglu")
 TOKENIZERS = ("char", "bpe", "word")
 BACKENDS = ("cpu", "helios")
+MATMUL_DTYPES = ("f32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class TrainConfig:
     val_data: str = ""  # validation text file ("" = the last 10% of data)
     tokenizer: str = ""  # char | bpe | word ("" = the domain's tokenizer)
     backend: str = "cpu"  # cpu | helios
+    dtype: str = "f32"  # f32 | bf16 (bf16: matmuls in bf16, fp32 weights and optimizer; helios)
     run_dir: str = ""  # where the run folder goes ("" = outputs/<run_id>)
     # optimisation
     batch_size: int = 16  # sequences per micro-batch
@@ -112,6 +114,10 @@ class TrainConfig:
         if self.tokenizer:
             _choice(self, "tokenizer", TOKENIZERS)
         _choice(self, "backend", BACKENDS)
+        _choice(self, "dtype", MATMUL_DTYPES)
+        if self.dtype != "f32" and self.backend != "helios":
+            raise ConfigError(f"dtype={self.dtype} needs backend=helios (the CPU kernels are "
+                              "fp32 only)")
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,16 @@ from array import array
 from alpha.core.backend import Backend
 from alpha.core.checks import reduced_shape
 from alpha.helios.kernels import elementwise as kel
-from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
+from alpha.helios.ops_attention import AttentionOps
+from alpha.helios.ops_matmul import MatmulOps
 from alpha.helios.ops_nn import NNOps
 from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups
 from alpha.tensor import host_rng
 from alpha.tensor.tensor import Tensor
 
 
-class HeliosBackend(NNOps, Backend):
+class HeliosBackend(MatmulOps, AttentionOps, NNOps, Backend):
     name = "helios"
 
     def __init__(self):
@@ -100,95 +101,6 @@ class HeliosBackend(NNOps, Backend):
     def _rng_normal(self, out, key, position, mean, std) -> None:
         # float64 Box-Muller on the host: GPUs lack float64 log/cos
         self.rt.host_store(out, host_rng.normals(key, position, out.numel, mean, std))
-
-    # ---- matmul --------------------------------------------------------------------------
-    def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha) -> None:
-        opa = a.transpose(-2, -1) if trans_a else a
-        opb = b.transpose(-2, -1) if trans_b else b
-        batch = opa.shape[:-2]
-        M, K = opa.shape[-2:]
-        N = opb.shape[-1]
-        nb = math.prod(batch)
-        if nb == 0 or M == 0 or N == 0:
-            return
-        opa, sab = self._batched(opa)
-        opb, sbb = self._batched(opb) if opb.ndim > 2 else (opb, 0)
-        o = out if out.is_contiguous else self.rt.new(out.shape)
-        if o is not out and accumulate:
-            self.rt.copy(o, out)
-        sam, sak = opa.strides[-2:]
-        sbk, sbn = opb.strides[-2:]
-        cfg = self._mm_config(M, N, K, nb)
-        splits = self._split_k(kmm.LARGE, M, N, K, nb)
-        if splits > 1:  # big tiles, K cut into slices
-            self._matmul_split_k(o, opa, opb, kmm.LARGE, M, N, K, splits, alpha, accumulate)
-            if o is not out:
-                self.rt.copy(out, o)
-            return
-        ck = sak == 1 and sam != 1
-        al = K > 0 and M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
-        values = [self.rt.addr(o), self.rt.addr(opa), self.rt.addr(opb), M, N, K, sab, sam, sak,
-                  sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
-        for b0 in range(0, nb, MAX_GROUPS):  # batch beyond the group limit: several dispatches
-            nbi = min(MAX_GROUPS, nb - b0)
-            if b0:
-                values[0] = self.rt.addr(o) + b0 * M * N * 4
-                values[1] = self.rt.addr(opa) + b0 * sab * 4
-                values[2] = self.rt.addr(opb) + b0 * sbb * 4
-            self.rt.launch(("matmul", cfg, ck, al), lambda: kmm.matmul_kernel(cfg, ck, al), values,
-                           ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, nbi))
-        if o is not out:
-            self.rt.copy(out, o)
-
-    def _split_k(self, cfg, M, N, K, batch) -> int:
-        """How many K slices a single product with too few tiles to fill the GPU (weight
-        gradients: small M x N, long K) is cut into; 1 = no split."""
-        if batch != 1 or self.dev.device_type not in ("discrete", "integrated"):
-            return 1
-        tiles = -(-M // cfg.BM) * -(-N // cfg.BN)
-        for s in (8, 4, 2):
-            if tiles * s <= 1024 and tiles < 256 and K % (s * cfg.BK) == 0 and K // s >= 256:
-                return s
-        return 1
-
-    def _matmul_split_k(self, o, a, b, cfg, M, N, K, splits, alpha, accumulate):
-        """Slices of K as batch entries into a (splits, M, N) scratch, then a fixed-order sum
-        (deterministic, no atomics) into o."""
-        part = self.rt.new((splits, M, N))
-        Ks = K // splits
-        sam, sak = a.strides[-2:]
-        sbk, sbn = b.strides[-2:]
-        ck = sak == 1 and sam != 1
-        al = M % cfg.BM == 0 and N % cfg.BN == 0
-        values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak,
-                  sam, sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]
-        self.rt.launch(("matmul", cfg, ck, al), lambda: kmm.matmul_kernel(cfg, ck, al), values,
-                       ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, splits))
-        add = bool(accumulate)
-        self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
-                       [self.rt.addr(o), self.rt.addr(part), splits, M * N], (groups(M * N), 1, 1))
-
-    def _mm_config(self, M, N, K, batch=1):
-        """The tile shape class: big tiles on a GPU once they still give every multiprocessor
-        work (a few hundred tiles), smaller ones for small products."""
-        gpu = self.dev.device_type in ("discrete", "integrated")
-        if gpu and (M // 128) * (N // 128) * batch >= 256:
-            return kmm.LARGE
-        if M * N * batch >= 64 * 64 * 8:
-            return kmm.DEFAULT
-        return kmm.SMALL
-
-    def _batched(self, t):
-        """(t or a contiguous copy, batch stride) such that batch i starts at i * stride."""
-        bshape, bstr = t.shape[:-2], t.strides[:-2]
-        dims = [(n, s) for n, s in zip(bshape, bstr) if n != 1]
-        if not dims:
-            return t, 0
-        ok = all(dims[i][1] == dims[i + 1][1] * dims[i + 1][0] for i in range(len(dims) - 1))
-        if ok:
-            return t, dims[-1][1]
-        t = self.rt.contig(t)
-        return t, t.shape[-2] * t.shape[-1]
 
     # ---- elementwise ---------------------------------------------------------------------
     def _binary(self, out, op, a, b, shape) -> None:

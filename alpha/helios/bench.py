@@ -4,9 +4,12 @@ machine's Vulkan device, timed with GPU timestamps after a warm-up.
 - SGEMM fp32 at 4096^3 and 8192^3 (256^3 on a CPU device such as lavapipe), against PyTorch's
   cuBLAS fp32 (TF32 off) in the same run when torch with CUDA is importable; on a discrete GPU
   a few tile configurations are swept at 4096^3 and the best is reported;
+- the tensor-core matmul (bf16 and fp16 inputs, fp32 accumulation; `bench_coop`): checked against
+  float64, then timed at the same sizes against cuBLAS bf16/fp16, after a tile sweep at 4096^3;
 - memory-bound kernels (binary add, GELU, axpy, layernorm, softmax, AdamW) in GB/s, against the
   device's measured copy bandwidth (vkCmdCopyBuffer, bytes read + written).
-Targets (issue "GPU backend helios"): SGEMM >= 50% of cuBLAS fp32, memory-bound >= 70% of copy.
+Targets: SGEMM >= 50% of cuBLAS fp32, memory-bound >= 70% of copy, bf16 8192^3 >= 50% of cuBLAS
+bf16.
 """
 
 from __future__ import annotations
@@ -148,6 +151,8 @@ def _memory_bound(be, n: int, copy_gbs: float) -> list[tuple[str, float]]:
 def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small sizes, no tile sweep (a smoke test; the default on a CPU device)")
+    p.add_argument("--tensor-cores", action="store_true",
+                   help="only the tensor-core matmul (check, tile sweep, products vs cuBLAS)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N",
                    help="SGEMM sizes N (N^3; default 4096 8192 on a GPU)")
 
@@ -160,6 +165,12 @@ def run(args=None) -> int:
     cpu_device = dev.device_type == "cpu" or bool(getattr(args, "quick", False))
     _say(f"helios bench on {dev.name} ({dev.device_type})")
     t0 = time.time()
+    sizes = getattr(args, "sizes", None) or ([256] if cpu_device else [4096, 8192])
+    if getattr(args, "tensor_cores", False):
+        from alpha.helios import bench_coop
+        bench_coop.run(be, _say, sizes)
+        _say(f"pipelines created: {be.pipes.created}; bench took {time.time() - t0:.1f} s")
+        return 0
 
     n_mem = (1 << 20) if cpu_device else (64 << 20)
     cmd = _copy_bandwidth(be, n_mem)
@@ -172,7 +183,6 @@ def run(args=None) -> int:
     _say("memory-bound kernels (minimal bytes moved; target >= 70% of copy):")
     _memory_bound(be, n_mem, copy_gbs)
 
-    sizes = getattr(args, "sizes", None) or ([256] if cpu_device else [4096, 8192])
     best = None
     if not cpu_device:
         _say("SGEMM tile sweep at 4096^3:")
@@ -195,6 +205,9 @@ def run(args=None) -> int:
         ratio = f", cuBLAS fp32 {ref:.2f} TFLOP/s, {100 * tf / ref:.1f}%" if ref else \
             ", cuBLAS: torch with CUDA not importable"
         _say(f"  {n}^3: helios {tf:.3f} TFLOP/s{ratio}")
+    if not cpu_device or be._coop_types():
+        from alpha.helios import bench_coop
+        bench_coop.run(be, _say, sizes)
     _say(f"pipelines created: {be.pipes.created}; bench took {time.time() - t0:.1f} s")
     return 0
 

@@ -20,6 +20,10 @@ from alpha.helios.memory import Pool
 
 TYPE_RANK = {2: 0, 1: 1, 3: 2, 4: 3, 0: 4}  # discrete first
 BATCH_LIMIT = 512  # dispatches per command buffer before it is submitted (without waiting)
+# On a GPU a batch is submitted after fewer dispatches, so the GPU starts on the first ops of a
+# step while Python is still recording the rest (a submit costs ~7 us; waiting for 512 recorded
+# dispatches left the GPU idle for the whole recording of a forward pass).
+GPU_BATCH_LIMIT = 64
 
 
 def _cstrings(names):
@@ -123,12 +127,57 @@ class Device:
         if "VK_KHR_cooperative_matrix" in self.extensions:
             self.fcm = vk.CoopMatFeatures(sType=vk.ST_COOPMAT_FEATURES_KHR, pNext=addressof(head))
             head = self.fcm
+        self.fbf16 = None
+        if "VK_KHR_shader_bfloat16" in self.extensions:
+            self.fbf16 = vk.Bfloat16Features(sType=vk.ST_BFLOAT16_FEATURES_KHR,
+                                             pNext=addressof(head))
+            head = self.fbf16
+        self.fcm2 = None
+        if "VK_NV_cooperative_matrix2" in self.extensions and self.fcm is not None:
+            self.fcm2 = vk.CoopMat2Features(sType=vk.ST_COOPMAT2_FEATURES_NV,
+                                            pNext=addressof(head))
+            head = self.fcm2
         self.features = vk.PhysicalDeviceFeatures2(sType=vk.ST_FEATURES_2, pNext=addressof(head))
         fi.GetPhysicalDeviceFeatures2(pd, byref(self.features))
         if not self.f12.bufferDeviceAddress:
             raise BackendUnavailable(f"helios: {self.name} lacks bufferDeviceAddress")
         self.coopmat = self._coopmat_properties() if self.fcm and self.fcm.cooperativeMatrix \
             else []
+        self.coopmat_flexible = self._coopmat_flexible() if self.fcm2 is not None and \
+            self.fcm2.cooperativeMatrixWorkgroupScope and \
+            self.fcm2.cooperativeMatrixFlexibleDimensions else []
+
+    def coopmat_types(self) -> set[str]:
+        """The 16-bit input types ("bf16", "f16") that the tensor-core matmul can use here: a
+        16x16x16 subgroup shape with fp32 accumulation, 32-wide subgroups (what the kernels
+        assume), and for bf16 the bfloat16 cooperative-matrix feature."""
+        if self.subgroup.subgroupSize != 32:
+            return set()
+        out = set()
+        for p in self.coopmat:
+            if (p["M"], p["N"], p["K"], p["B"], p["C"], p["R"], p["scope"]) == \
+                    (16, 16, 16, p["A"], "f32", "f32", 3) and p["A"] in ("bf16", "f16"):
+                out.add(p["A"])
+        if "bf16" in out and not (self.fbf16 is not None
+                                  and self.fbf16.shaderBFloat16CooperativeMatrix):
+            out.discard("bf16")
+        return out
+
+    def _coopmat_flexible(self) -> list[dict]:
+        fn = self.fi.GetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV
+        if fn is None:
+            return []
+        n = ctypes.c_uint32()
+        fn(self.physical, byref(n), None)
+        arr = (vk.CoopMatFlexibleProperties * n.value)()
+        for p in arr:
+            p.sType = vk.ST_COOPMAT_FLEXIBLE_NV
+        fn(self.physical, byref(n), arr)
+        ct = vk.COMPONENT_TYPES
+        return [{"M": p.MGranularity, "N": p.NGranularity, "K": p.KGranularity,
+                 "A": ct.get(p.AType, p.AType), "B": ct.get(p.BType, p.BType),
+                 "C": ct.get(p.CType, p.CType), "R": ct.get(p.ResultType, p.ResultType),
+                 "scope": p.scope, "invocations": p.workgroupInvocations} for p in arr]
 
     def _coopmat_properties(self) -> list[dict]:
         fn = self.fi.GetPhysicalDeviceCooperativeMatrixPropertiesKHR
@@ -166,7 +215,11 @@ class Device:
             self.f13.robustImageAccess = 0
         if self.fcm is not None:
             self.fcm.cooperativeMatrixRobustBufferAccess = 0
-        exts = ["VK_KHR_cooperative_matrix"] if self.coopmat else []
+        # every extension whose feature struct is chained is enabled (a chained struct of a
+        # disabled extension is invalid usage)
+        exts = (["VK_KHR_cooperative_matrix"] if self.fcm is not None else []) + \
+            (["VK_KHR_shader_bfloat16"] if self.fbf16 is not None else []) + \
+            (["VK_NV_cooperative_matrix2"] if self.fcm2 is not None else [])
         self._exts = _cstrings(exts)
         dinfo = vk.DeviceCreateInfo(sType=vk.ST_DEVICE_CREATE_INFO,
                                     pNext=addressof(self.features), queueCreateInfoCount=1,
@@ -239,6 +292,8 @@ class Device:
                                                      flags=vk.CMD_ONE_TIME_SUBMIT)
         self._fence_ptr = vk.NH()
         self.dispatches = 0  # total dispatches recorded (for tests and stats)
+        self.batch_limit = GPU_BATCH_LIMIT if self.device_type in ("discrete", "integrated") \
+            else BATCH_LIMIT
         self.profiling = os.environ.get("ALPHA_HELIOS_PROFILE") == "1"
         self.profile: dict[str, list] = {}  # kernel name -> [count, GPU seconds]
         self._pools: dict[int, tuple[int, list]] = {}  # command buffer -> (query pool, names)
@@ -331,7 +386,7 @@ class Device:
             self._profile_mark(cb, program.name)
         self.count += 1
         self.dispatches += 1
-        if self.count >= BATCH_LIMIT:
+        if self.count >= self.batch_limit:
             self.submit()
 
     def copy(self, src_buffer: int, src_off: int, dst_buffer: int, dst_off: int,

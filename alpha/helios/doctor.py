@@ -48,5 +48,11 @@ def report() -> None:
     if dev.coopmat:
         shapes = sorted({f"{p['M']}x{p['N']}x{p['K']} {p['A']}->{p['R']}" for p in dev.coopmat})
         print(f"  coopmat   {len(shapes)} shapes: " + ", ".join(shapes))
+        flex = sorted({f"{p['M']}x{p['N']}x{p['K']} {p['A']}->{p['R']} x{p['invocations']}"
+                       for p in dev.coopmat_flexible if p["scope"] == 2})
+        if flex:
+            print("  coopmat2  workgroup scope, granularity: " + ", ".join(flex))
+        usable = sorted(dev.coopmat_types())
+        print("  tensor-core matmul: " + (", ".join(usable) if usable else "none usable"))
     else:
         print("  coopmat   none")

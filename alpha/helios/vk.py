@@ -54,6 +54,8 @@ ST_SUBGROUP_PROPERTIES = 1000094000
 ST_MEMORY_ALLOCATE_FLAGS_INFO = 1000060000
 ST_BUFFER_DEVICE_ADDRESS_INFO = 1000244001
 ST_COOPMAT_FEATURES_KHR, ST_COOPMAT_PROPERTIES_KHR = 1000506000, 1000506001
+ST_BFLOAT16_FEATURES_KHR = 1000141000
+ST_COOPMAT2_FEATURES_NV, ST_COOPMAT_FLEXIBLE_NV = 1000593000, 1000593001
 COMPONENT_TYPES = {0: "f16", 1: "f32", 2: "f64", 3: "s8", 4: "s16", 5: "s32", 6: "s64",
                    7: "u8", 8: "u16", 9: "u32", 10: "u64", 1000141000: "bf16"}
 
@@ -197,6 +199,17 @@ Vulkan13Features = _struct("Vulkan13Features", [("sType", u32), ("pNext", ptr)] 
 CoopMatFeatures = _struct("CoopMatFeatures", [
     ("sType", u32), ("pNext", ptr), ("cooperativeMatrix", u32),
     ("cooperativeMatrixRobustBufferAccess", u32)])
+Bfloat16Features = _struct("Bfloat16Features", [("sType", u32), ("pNext", ptr)] + _bools(
+    "shaderBFloat16Type shaderBFloat16DotProduct shaderBFloat16CooperativeMatrix"))
+CoopMat2Features = _struct("CoopMat2Features", [("sType", u32), ("pNext", ptr)] + _bools(
+    "cooperativeMatrixWorkgroupScope cooperativeMatrixFlexibleDimensions "
+    "cooperativeMatrixReductions cooperativeMatrixConversions "
+    "cooperativeMatrixPerElementOperations cooperativeMatrixTensorAddressing "
+    "cooperativeMatrixBlockLoads"))
+CoopMatFlexibleProperties = _struct("CoopMatFlexibleProperties", [
+    ("sType", u32), ("pNext", ptr), ("MGranularity", u32), ("NGranularity", u32),
+    ("KGranularity", u32), ("AType", u32), ("BType", u32), ("CType", u32), ("ResultType", u32),
+    ("saturatingAccumulation", u32), ("scope", u32), ("workgroupInvocations", u32)])
 CoopMatProperties = _struct("CoopMatProperties", [
     ("sType", u32), ("pNext", ptr), ("MSize", u32), ("NSize", u32), ("KSize", u32),
     ("AType", u32), ("BType", u32), ("CType", u32), ("ResultType", u32),
@@ -272,6 +285,7 @@ INSTANCE_FUNCS = {
 }
 OPTIONAL_INSTANCE_FUNCS = {
     "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR": (R, [H, ptr, ptr]),
+    "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV": (R, [H, ptr, ptr]),
 }
 DEVICE_FUNCS = {
     "vkDestroyDevice": (None, [H, ptr]),

@@ -11,7 +11,8 @@ The stream (the contract the web pages and `alpha tui --remote` read):
     ": ping" every PING_S seconds.
 Ids increase across server restarts too (they start at the start time in microseconds). A client
 reconnecting with `Last-Event-ID` gets every event after that id when the hub still holds it (the
-last HISTORY events, HISTORY_ROWS rows at most); otherwise (too old, or from before a restart) a fresh snapshot first.
+last HISTORY events, HISTORY_ROWS rows at most); otherwise (too old, or from before a restart)
+a fresh snapshot first.
 
 The watcher (one thread) keeps the database in step with the outputs folder while serving: it
 imports every run folder at start (`alpha.db.sync`), then polls the folders' .jsonl files every

@@ -226,8 +226,12 @@ class Module:
         return self._type(("int", width, signed), "OpTypeInt", [width, int(signed)],
                           {"kind": "int", "width": width, "signed": signed})
 
-    def type_float(self, width: int = 32) -> int:
-        return self._type(("float", width), "OpTypeFloat", [width],
+    def type_float(self, width: int = 32, encoding: int | None = None) -> int:
+        """encoding: an FP encoding operand (SPV_KHR_bfloat16: 0 = BFloat16KHR)."""
+        if encoding is None:
+            return self._type(("float", width), "OpTypeFloat", [width],
+                              {"kind": "float", "width": width})
+        return self._type(("float", width, encoding), "OpTypeFloat", [width, encoding],
                           {"kind": "float", "width": width})
 
     def type_vector(self, elem: int, count: int) -> int:

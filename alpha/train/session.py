@@ -115,6 +115,8 @@ def build(config: RunConfig, tokenizer_json: str | None = None, log=None) -> Ses
 
     backend = get_backend(config.train.backend)
     tc = config.train
+    if tc.dtype != "f32":  # mixed precision: the same backend with bf16 matmuls
+        backend = backend.with_matmul_dtype(tc.dtype)
     kind = tokenizer_kind(config)
     specials = get_domain(config.domain).special_tokens
     block = config.model.block_size
@@ -328,6 +330,8 @@ def load_for_inference(path: str, backend_name: str = ""):
         raise CheckpointError(f"checkpoint {path} has an unreadable config: {e}") from None
     backend = get_backend(backend_name or config.train.backend)
     tokenizer = tokenizer_from_json(ck.header["tokenizer"])
+    if "params" not in ck.tensors:
+        raise CheckpointError(f"checkpoint {path} holds no 'params' tensor")
     model = new_model(config.model, backend, Rng(config.train.seed))
     model.load_flat(ck.tensors["params"])
     return config, tokenizer, model, ck

@@ -4,6 +4,7 @@ validate (`spirv-val`) and disassemble, and what `bench helios` can warm up."""
 from __future__ import annotations
 
 from alpha.helios.kernels import attention as katt
+from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
@@ -11,6 +12,26 @@ from alpha.helios.kernels import rows as krows
 
 def _map(name, shape, specs, scalars, body):
     return lambda: kel.map_kernel(name, shape, specs, scalars, body)
+
+
+def coopmat_builders() -> dict:
+    """The tensor-core kernels (SPIR-V 1.6, cooperative matrix, bfloat16: they need a newer
+    spirv-val than the rest): every layout and load mode of the default tile for both input
+    types and both sources, and every tile shape `bench helios` sweeps."""
+    out = {}
+    for dtype in ("bf16", "f16"):
+        for src in (dtype, "f32"):
+            for a_k in (True, False):
+                for b_n in (True, False):
+                    for vec in (True, False):
+                        name = (f"coopmat_{dtype}_{src}_{'k' if a_k else 'm'}"
+                                f"{'n' if b_n else 'k'}{'_vec' if vec else ''}")
+                        out[name] = (lambda d=dtype, s=src, a=a_k, b=b_n, v=vec:
+                                     kcm.coopmat_kernel(kcm.DEFAULT, d, s, a, b, v))
+    for cfg in kcm.CONFIGS:
+        out[f"coopmat_bf16_{cfg.BM}x{cfg.BN}x{cfg.BK}_{cfg.WM}x{cfg.WN}"] = (
+            lambda cfg=cfg: kcm.coopmat_kernel(cfg, "bf16", "bf16", True, False, True))
+    return out
 
 
 def builders() -> dict:
@@ -39,6 +60,7 @@ def builders() -> dict:
         "log_softmax_forward": lambda: krows.softmax_forward(True),
         "softmax_backward": lambda: krows.softmax_backward(False),
         "log_softmax_backward": lambda: krows.softmax_backward(True),
+        "causal_softmax": krows.causal_softmax,
         "layernorm_forward": lambda: krows.layernorm_forward(True),
         "layernorm_forward_nobias": lambda: krows.layernorm_forward(False),
         "layernorm_backward_dx": krows.layernorm_backward_dx,
@@ -63,6 +85,9 @@ def builders() -> dict:
         "attention_forward_tiled64": lambda: katt.attention_forward_tiled(64),
         "attention_backward_dk_tiled64": lambda: katt.attention_backward_kv_tiled(64, "dk"),
     }
+    out["matmul_default_ck_bf16"] = lambda: kmm.matmul_kernel(kmm.DEFAULT, True, False, "bf16")
+    out["pack16_bf16"] = lambda: kcm.pack16_kernel("bf16")
+    out["pack16_f16"] = lambda: kcm.pack16_kernel("f16")
     for name, cfg in (("small", kmm.SMALL), ("default", kmm.DEFAULT), ("large", kmm.LARGE)):
         out[f"matmul_{name}"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, False))
         out[f"matmul_{name}_ck"] = (lambda cfg=cfg: kmm.matmul_kernel(cfg, True))

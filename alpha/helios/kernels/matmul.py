@@ -4,9 +4,9 @@ and B (so transposes and views cost nothing) and a contiguous C.
 Tiled SIMT kernel: a workgroup computes a BM x BN tile of C with (BM/TM) x (BN/TN) invocations,
 each holding a TM x TN register block; K advances BK at a time through shared memory (A stored
 k-major so the inner loop reads both tiles as rows). Edges are guarded (any M, N, K). The
-configuration (`MatmulConfig`) is the shape class; a cooperative-matrix variant (fp16/bf16 in,
-f32 accumulate; `alpha.spirv` has the KHR instructions) slots in as another builder with the same
-push-constant signature.
+configuration (`MatmulConfig`) is the shape class. The tensor-core kernel (`coopmat.py`) has the
+same push-constant signature; this one is the fallback, and with `rounding` it reproduces the
+tensor-core numerics (16-bit inputs, fp32 products and sums) where there are no tensor cores.
 """
 
 from __future__ import annotations
@@ -48,12 +48,28 @@ def _lanes(t, T, B):
     return [(0, t * T, r) for r in range(T)]
 
 
-def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False, aligned: bool = False) -> Kernel:
-    """aligned: M % BM == N % BN == K % BK == 0, so no edge guards are emitted."""
+def round_bf16(k: Kernel, x):
+    """x rounded to the nearest bf16 (ties to even), as an f32: what a bf16 matrix unit sees."""
+    b = x.bits("u32")
+    r = (b + (0x7FFF + ((b >> 16) & 1))) & 0xFFFF0000
+    return k.select(k.isnan(x), x, r.bits("f32"))
+
+
+ROUNDING = {None: None, "bf16": round_bf16}
+
+
+def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False, aligned: bool = False,
+                  rounding: str | None = None) -> Kernel:
+    """aligned: M % BM == N % BN == K % BK == 0, so no edge guards are emitted. rounding:
+    "bf16" rounds every input element to that type as it is loaded (fp32 products and
+    sums): the tensor-core numerics on a device without them (lavapipe, the tests). (No "f16":
+    Vulkan leaves OpFConvert's rounding to the driver, and lavapipe truncates.)"""
+    rnd = ROUNDING[rounding]
     BM, BN, BK, TM, TN = cfg.BM, cfg.BN, cfg.BK, cfg.TM, cfg.TN
     nt = cfg.threads
     SA = BM + 4 if contiguous_k else BM  # padded k-stride of As: conflict-free k-major stores
-    k = Kernel(f"matmul_{BM}x{BN}x{BK}_{TM}x{TN}", (nt, 1, 1), PARAMS)
+    k = Kernel(f"matmul_{BM}x{BN}x{BK}_{TM}x{TN}" + (f"_{rounding}" if rounding else ""),
+               (nt, 1, 1), PARAMS)
     c, a, b, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = k.params()
     As = k.shared("f32", BK * SA)
     Bs = k.shared("f32", BK * BN)
@@ -92,11 +108,11 @@ def matmul_kernel(cfg: MatmulConfig, contiguous_k: bool = False, aligned: bool =
     def load(k0):
         for var, (_, _, _, gidx, src, bounds) in zip(staged, plan):
             if aligned:
-                var.set(src[gidx(k0)])
+                var.set(src[gidx(k0)] if rnd is None else rnd(k, src[gidx(k0)]))
             else:
                 var.set(0.0)
                 with k.if_(bounds(k0)):
-                    var.set(src[gidx(k0)])
+                    var.set(src[gidx(k0)] if rnd is None else rnd(k, src[gidx(k0)]))
 
     def store():
         for var, (dst, sidx, idx_ok, _, _, _) in zip(staged, plan):

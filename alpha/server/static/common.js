@@ -33,6 +33,16 @@ A.getJSON = async function (url) {
   return r.json();
 };
 
+// Every metric row of a run (the API pages past 10,000 rows).
+A.allMetrics = async function (runId) {
+  const out = [];
+  for (let offset = 0; ; offset += 10000) {
+    const page = (await A.getJSON(`/api/runs/${encodeURIComponent(runId)}/metrics?limit=10000&offset=${offset}`)).metrics;
+    out.push(...page);
+    if (page.length < 10000) return out;
+  }
+};
+
 A.fmt = function (v, digits) {
   if (v === null || v === undefined || v === "") return "—";
   if (typeof v !== "number") return String(v);

@@ -40,7 +40,7 @@
     for (const [i, rid] of ids.entries()) {
       if (!rid) continue;
       const tag = i ? "B" : "A";
-      const m = (await A.getJSON(`/api/runs/${encodeURIComponent(rid)}/metrics`)).metrics;
+      const m = await A.allMetrics(rid);
       chart.set(`${tag} loss`, m.filter((r) => typeof r.loss === "number").map((r) => [r.step, r.loss]));
       chart.set(`${tag} val`, m.filter((r) => typeof r.val_loss === "number").map((r) => [r.step, r.val_loss]));
       const r = runs.find((x) => x.run_id === rid) || {};

@@ -13,8 +13,8 @@
     main.replaceChildren(A.el("h1", {}, id), A.el("p", { class: "empty" }, e.message));
     return;
   }
-  const [metrics, ckpts, samples] = await Promise.all([
-    A.getJSON(`${api}/metrics`), A.getJSON(`${api}/checkpoints`), A.getJSON(`${api}/samples`)]);
+  const [metricRows, ckpts, samples] = await Promise.all([
+    A.allMetrics(id), A.getJSON(`${api}/checkpoints`), A.getJSON(`${api}/samples`)]);
 
   const badge = A.el("span", {}, A.badge(run.status));
   const stat = (k, v) => A.el("div", { class: "stat" }, A.el("div", { class: "v" }, v), A.el("div", { class: "k" }, k));
@@ -36,7 +36,7 @@
     put(loss, "loss", "loss"); put(loss, "val_loss", "val_loss"); put(lr, "lr", "lr");
     put(gn, "grad_norm", "grad_norm"); put(tps, "tokens/s", "tokens_per_sec");
   }
-  plot(metrics.metrics, false);
+  plot(metricRows, false);
 
   // checkpoints
   const ckBody = A.el("tbody", {}, ckpts.checkpoints.map((c) => A.el("tr", {},

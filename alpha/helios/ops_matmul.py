@@ -1,0 +1,251 @@
+"""helios matmul: the protocol's `matmul` and the 16-bit `matmul16`, choosing per call between the
+tensor-core kernel (`kernels/coopmat.py`, where the device offers VK_KHR_cooperative_matrix) and
+the SIMT kernel (`kernels/matmul.py`, everywhere), plus split-K for products with too few tiles.
+
+Precision: a backend made with `with_matmul_dtype("bf16")` (or "f16") multiplies 16-bit roundings
+of its fp32 inputs with fp32 accumulation: on tensor cores when it can, else (bf16 only) with the
+SIMT kernel rounding its inputs the same way (lavapipe, the tests). Everything else stays fp32: this is the
+mixed-precision mode of `alpha train --dtype bf16` (fp32 master weights, optimizer state,
+activations and reductions; bf16 matrix products).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from alpha.helios.kernels import coopmat as kcm
+from alpha.helios.kernels import matmul as kmm
+from alpha.helios.kernels import rows as krows
+from alpha.helios.runtime import MAX_GROUPS, groups as _groups
+
+MATMUL_DTYPES = ("f32", "bf16", "f16")
+
+
+class MatmulOps:
+    matmul_dtype = "f32"  # the precision of f32 matmuls: f32 | bf16 | f16 (inputs rounded)
+    coop_config = None  # a kcm.CoopConfig forcing the tensor-core tile shape (benchmarks)
+
+    def with_matmul_dtype(self, dtype: str):
+        """This backend (same device, same memory) with f32 matmuls in `dtype`."""
+        if dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul dtype {dtype!r} (known: {', '.join(MATMUL_DTYPES)})")
+        if dtype == self.matmul_dtype:
+            return self
+        other = copy.copy(self)
+        other.matmul_dtype = dtype
+        other.rt = copy.copy(self.rt)  # same device and pipelines; new tensors belong to other
+        other.rt.backend = other
+        return other
+
+    def _coop_types(self) -> set:
+        types = getattr(self.dev, "_coop_types", None)
+        if types is None:
+            types = self.dev._coop_types = self.dev.coopmat_types()
+        return types
+
+    # ---- the protocol op (arguments checked by the front, alpha.core.backend) --------------
+    def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha) -> None:
+        self._mm(out, a, b, trans_a, trans_b, accumulate, alpha, self.matmul_dtype, "f32")
+
+    def matmul16(self, out, a, b, *, dtype="bf16", trans_a=False, trans_b=False,
+                 accumulate=False, alpha=1.0) -> None:
+        """out (f32) = alpha * op(a) @ op(b) (+ out), a and b u16 tensors holding bf16 or fp16
+        bits (see `pack16`); needs tensor cores for `dtype`."""
+        if out.dtype != "f32":
+            raise TypeError(f"matmul16: out has dtype {out.dtype}; it must be f32")
+        for name, t in (("a", a), ("b", b)):
+            if t.dtype != "u16":
+                raise TypeError(f"matmul16: {name} has dtype {t.dtype}; it holds {dtype} bits "
+                                "in a u16 tensor")
+        if dtype not in self._coop_types():
+            raise NotImplementedError(f"need tensor cores for {dtype} (VK_KHR_cooperative_matrix"
+                                      f" on {self.dev.name} offers "
+                                      f"{sorted(self._coop_types()) or 'none'})")
+        self._mm(out, a, b, trans_a, trans_b, accumulate, alpha, dtype, dtype)
+
+    def pack16(self, out, x, dtype="bf16") -> None:
+        """out (u16, same element count) = x (f32) rounded to `dtype` bits (nearest even)."""
+        if x.dtype != "f32":
+            raise TypeError(f"pack16: x has dtype {x.dtype}; it must be f32")
+        if out.dtype != "u16" or out.numel != x.numel or not out.is_contiguous \
+                or x.numel % 2:
+            raise ValueError(f"pack16: out must be a contiguous u16 tensor of x's even element "
+                             f"count {x.numel} (got {out.dtype} {out.shape})")
+        x = self.rt.contig(x)
+        n = x.numel // 2
+        if n:
+            self.rt.launch(("pack16", dtype), lambda: kcm.pack16_kernel(dtype),
+                         [self.rt.addr(out), self.rt.addr(x), n], (_groups(n), 1, 1))
+
+    # ---- shared front ----------------------------------------------------------------------
+    def _mm(self, out, a, b, trans_a, trans_b, accumulate, alpha, dtype, src) -> None:
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError(f"matmul: a {a.shape} and b {b.shape} need at least 2 dims")
+        if src == "f32" and dtype in self._coop_types():
+            # one rounding pass per operand, then the 16-bit kernel: converting inside the
+            # matmul would redo it for every tile that reads the element (measured 4x slower)
+            pa, pb = self._packed(a, dtype), self._packed(b, dtype)
+            if pa is not None and pb is not None:
+                a, b, src = pa, pb, dtype
+        opa = a.transpose(-2, -1) if trans_a else a
+        opb = b.transpose(-2, -1) if trans_b else b
+        batch = opa.shape[:-2]
+        M, K = opa.shape[-2:]
+        K2, N = opb.shape[-2:]
+        if K != K2 or (opb.ndim > 2 and opb.shape[:-2] != batch):
+            raise ValueError(f"matmul: a {a.shape} (trans_a={trans_a}) and b {b.shape} "
+                             f"(trans_b={trans_b}) do not multiply")
+        if out.shape != batch + (M, N):
+            raise ValueError(f"matmul: out has shape {out.shape}, expected {batch + (M, N)} "
+                             f"for a {a.shape} and b {b.shape}")
+        nb = math.prod(batch)
+        if nb == 0 or M == 0 or N == 0:
+            return
+        opa, sab = self._batched(opa)
+        opb, sbb = self._batched(opb) if opb.ndim > 2 else (opb, 0)
+        o = out if out.is_contiguous else self.rt.new(out.shape)
+        if o is not out and accumulate:
+            self.rt.copy(o, out)
+        if dtype != "f32" and dtype in self._coop_types():
+            self._coop(o, opa, opb, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src)
+        elif dtype == "f16":
+            raise NotImplementedError(f"need tensor cores for f16 matmuls ({self.dev.name} has "
+                                      "none usable); bf16 runs everywhere")
+        else:
+            self._simt(o, opa, opb, M, N, K, nb, sab, sbb, alpha, accumulate,
+                       None if dtype == "f32" else dtype)
+        if o is not out:
+            self.rt.copy(out, o)
+
+    def _run(self, key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N):
+        """Dispatch over the batch in slices of at most MAX_GROUPS workgroups."""
+        for b0 in range(0, nb, MAX_GROUPS):
+            nbi = min(MAX_GROUPS, nb - b0)
+            if b0:
+                values[0] = self.rt.addr(o) + b0 * M * N * 4
+                values[1] = self.rt.addr(a) + b0 * sab * esize
+                values[2] = self.rt.addr(b) + b0 * sbb * esize
+            self.rt.launch(key, build, values, (grid[0], grid[1], nbi))
+
+    def _packed(self, t, dtype):
+        """t's values as `dtype` bits in a new u16 tensor of t's shape, or None when t has an
+        odd number of elements (the f32-reading kernel takes those)."""
+        if t.numel % 2 or t.numel == 0:
+            return None
+        t = self.rt.contig(t)
+        u = self.rt.new(t.shape, "u16")
+        self.pack16(u.view(t.numel), t.view(t.numel), dtype)
+        return u
+
+    # ---- tensor cores ----------------------------------------------------------------------
+    def _coop(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src):
+        sam, sak = a.strides[-2:]
+        sbk, sbn = b.strides[-2:]
+        a_k = sak == 1 or (sam != 1 and sak <= sam)
+        b_n = sbn == 1 or (sbk != 1 and sbn <= sbk)
+        esize = 4 if src == "f32" else 2
+        cfg = self.coop_config or self._coop_shape(M, N, nb)
+        splits = self._split_k(cfg.BM, cfg.BN, cfg.BK, M, N, K, nb)
+        Ks = K // splits
+        inner_a, inner_b = (K if a_k else M), (N if b_n else K)
+        others = [sam if a_k else sak, sbk if b_n else sbn]
+        if nb > 1:
+            others += [sab, sbb]
+        if splits > 1:
+            others += [Ks * sak, Ks * sbk]
+        vec = ((sak if a_k else sam) == 1 and (sbn if b_n else sbk) == 1
+               and inner_a % 8 == 0 and inner_b % 8 == 0 and Ks % 8 == 0
+               and all(s % 8 == 0 for s in others)
+               and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
+        key = ("coopmat", cfg, dtype, src, a_k, b_n, vec)
+        build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec)  # noqa: E731
+        grid = (-(-N // cfg.BN), -(-M // cfg.BM))
+        if splits > 1:
+            part = self.rt.new((splits, M, N))
+            values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak,
+                      sam, sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]
+            self.rt.launch(key, build, values, (grid[0], grid[1], splits))
+            add = bool(accumulate)
+            self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
+                           [self.rt.addr(o), self.rt.addr(part), splits, M * N],
+                           (_groups(M * N), 1, 1))
+            return
+        values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
+                  sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
+        self._run(key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N)
+
+    def _coop_shape(self, M, N, nb):
+        """128x128 tiles once they give every multiprocessor work, else 64x64."""
+        if -(-M // 128) * -(-N // 128) * nb >= 256:
+            return kcm.DEFAULT
+        return kcm.SMALL
+
+    # ---- SIMT --------------------------------------------------------------------------------
+    def _simt(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, rounding):
+        sam, sak = a.strides[-2:]
+        sbk, sbn = b.strides[-2:]
+        cfg = self._mm_config(M, N, K, nb)
+        ck = sak == 1 and sam != 1
+        splits = self._split_k(kmm.LARGE.BM, kmm.LARGE.BN, kmm.LARGE.BK, M, N, K, nb)
+        if splits > 1:  # big tiles, K cut into slices
+            self._simt_split_k(o, a, b, kmm.LARGE, M, N, K, splits, alpha, accumulate,
+                               rounding)
+            return
+        al = K > 0 and M % cfg.BM == 0 and N % cfg.BN == 0 and K % cfg.BK == 0
+        values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
+                  sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
+        self._run(("matmul", cfg, ck, al, rounding),
+                  lambda: kmm.matmul_kernel(cfg, ck, al, rounding), o, a, b, values,
+                  (-(-N // cfg.BN), -(-M // cfg.BM)), nb, sab, sbb, 4, M, N)
+
+    def _split_k(self, BM, BN, BK, M, N, K, batch) -> int:
+        """How many K slices a single product with too few tiles to fill the GPU (weight
+        gradients: small M x N, long K) is cut into; 1 = no split."""
+        if batch != 1 or self.dev.device_type not in ("discrete", "integrated"):
+            return 1
+        tiles = -(-M // BM) * -(-N // BN)
+        for s in (8, 4, 2):
+            if tiles * s <= 1024 and tiles < 256 and K % (s * BK) == 0 and K // s >= 256:
+                return s
+        return 1
+
+    def _simt_split_k(self, o, a, b, cfg, M, N, K, splits, alpha, accumulate, rounding):
+        """Slices of K as batch entries into a (splits, M, N) scratch, then a fixed-order sum
+        (deterministic, no atomics) into o."""
+        part = self.rt.new((splits, M, N))
+        Ks = K // splits
+        sam, sak = a.strides[-2:]
+        sbk, sbn = b.strides[-2:]
+        ck = sak == 1 and sam != 1
+        al = M % cfg.BM == 0 and N % cfg.BN == 0
+        values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak, sam, sak,
+                  Ks * sbk, sbk, sbn, float(alpha), 0.0]
+        self.rt.launch(("matmul", cfg, ck, al, rounding),
+                     lambda: kmm.matmul_kernel(cfg, ck, al, rounding), values,
+                     ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, splits))
+        add = bool(accumulate)
+        self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
+                     [self.rt.addr(o), self.rt.addr(part), splits, M * N], (_groups(M * N), 1, 1))
+
+    def _mm_config(self, M, N, K, batch=1):
+        """The tile shape class: big tiles on a GPU once they still give every multiprocessor
+        work (a few hundred tiles), smaller ones for small products."""
+        gpu = self.dev.device_type in ("discrete", "integrated")
+        if gpu and (M // 128) * (N // 128) * batch >= 256:
+            return kmm.LARGE
+        if M * N * batch >= 64 * 64 * 8:
+            return kmm.DEFAULT
+        return kmm.SMALL
+
+    def _batched(self, t):
+        """(t or a contiguous copy, batch stride) such that batch i starts at i * stride."""
+        bshape, bstr = t.shape[:-2], t.strides[:-2]
+        dims = [(n, s) for n, s in zip(bshape, bstr) if n != 1]
+        if not dims:
+            return t, 0
+        ok = all(dims[i][1] == dims[i + 1][1] * dims[i + 1][0] for i in range(len(dims) - 1))
+        if ok:
+            return t, dims[-1][1]
+        t = self.rt.contig(t)
+        return t, t.shape[-2] * t.shape[-1]

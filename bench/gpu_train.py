@@ -1,0 +1,179 @@
+"""GPU training speed: GPT-2 small on helios (fp32 and bf16) beside PyTorch on the same GPU.
+
+    python bench/gpu_train.py                  # every run, a table
+    python bench/gpu_train.py --runs alpha-bf16 torch-bf16 --steps 5
+    python bench/gpu_train.py --profile        # helios: GPU time per kernel (ALPHA_HELIOS_PROFILE)
+
+Model: vocab 50304, 12 layers, 12 heads, 768 wide, block 1024, batch 16 (`--small` for a
+4-layer, 256-wide, block-256 model that runs anywhere). A step is forward + backward + grad-norm
+clip + AdamW on random tokens; the first `--warmup` steps are not timed. Runs:
+alpha-f32, alpha-bf16 (`--dtype bf16`: bf16 matmuls on tensor cores, fp32 everything else),
+torch-f32 (eager, TF32 off), torch-bf16 (eager, bf16 autocast), torch-compile (bf16 autocast,
+torch.compile). Each run is its own process (its own GPU memory). MFU counts 6 N + 12 L T C
+FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s (H100/H200
+dense bf16) for every run, so the column compares runs directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+GPT2 = dict(vocab_size=50304, n_layer=12, n_head=12, n_embd=768, block_size=1024, batch=16)
+SMALL = dict(vocab_size=4096, n_layer=4, n_head=4, n_embd=256, block_size=256, batch=8)
+RUNS = ("alpha-f32", "alpha-bf16", "torch-f32", "torch-bf16", "torch-compile")
+PEAK = 989e12
+
+
+def flops_per_token(c: dict, n_params: int) -> float:
+    return 6 * n_params + 12 * c["n_layer"] * c["block_size"] * c["n_embd"]
+
+
+def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
+                  batch_limit: int = 0) -> dict:
+    from alpha.core.config import ModelConfig
+    from alpha.core.rng import Rng
+    from alpha.train import session
+    from alpha.train.optim import AdamW, clip_coef, grad_norm
+
+    B, T, V = c["batch"], c["block_size"], c["vocab_size"]
+    cfg = ModelConfig(vocab_size=V, n_layer=c["n_layer"], n_head=c["n_head"],
+                      n_embd=c["n_embd"], block_size=T)
+    be = session.get_backend("helios").with_matmul_dtype(dtype)
+    if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
+        be.dev.batch_limit = batch_limit
+    rng = Rng(0)
+    model = session.new_model(cfg, be, rng)
+    opt = AdamW(be, model.params, model.grads, model.decay_ranges, beta1=0.9, beta2=0.95,
+                eps=1e-8, weight_decay=0.1)
+    data = rng.stream("data")
+    xs, ys = data.randint(B * T, V), data.randint(B * T, V)
+    times, losses = [], []
+    for i in range(warmup + steps):
+        if i == warmup and profile:
+            be.dev.profile.clear()
+        t0 = time.perf_counter()
+        ids, targets = model.upload_batch(xs, ys)
+        model.zero_grad()
+        loss = model.forward(ids, targets)
+        losses.append(model.loss_value(loss))
+        model.backward(loss)
+        coef = clip_coef(grad_norm(be, model.grads), 1.0)
+        opt.update(3e-4, grad_scale=coef)
+        be.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    n_params = model.params.numel
+    out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else ""), "tok_s": B * T * len(times) / sum(times),
+           "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
+           "losses": losses, "device": be.dev.name}
+    if profile:
+        out["profile"] = be.dev.profile_table()
+    return out
+
+
+def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
+    import torch
+    from train_speed import torch_gpt, torch_optimizer
+
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    B, T, V = c["batch"], c["block_size"], c["vocab_size"]
+    model = torch_gpt(V, c["n_layer"], c["n_head"], c["n_embd"], T).cuda()
+    opt = torch_optimizer(model, 3e-4, 0.1, 0.9, 0.95)
+    run = torch.compile(model) if mode == "compile" else model
+    x = torch.randint(0, V, (B, T), device="cuda")
+    y = torch.randint(0, V, (B, T), device="cuda")
+    times, losses = [], []
+    for i in range(warmup + steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode != "f32"):
+            _, loss = run(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"run": "torch-" + mode, "tok_s": B * T * len(times) / sum(times),
+            "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
+            "losses": losses, "device": torch.cuda.get_device_name()}
+
+
+def one(run: str, c: dict, args) -> dict:
+    if run.startswith("alpha-"):
+        dtype, _, limit = run[6:].partition("-b")
+        return measure_alpha(c, dtype, args.steps, args.warmup, args.profile, int(limit or 0))
+    return measure_torch(c, run[6:], args.steps, args.warmup)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", nargs="+", default=list(RUNS),
+                   help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per run")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--small", action="store_true", help="a small model instead of GPT-2 small")
+    p.add_argument("--profile", action="store_true", help="helios: GPU time per kernel")
+    p.add_argument("--timeout", type=int, default=400, help="seconds per run")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    c = SMALL if args.small else GPT2
+    if args.one:
+        print("RESULT " + json.dumps(one(args.one, c, args)))
+        return 0
+    results = {}
+    for run in args.runs:
+        cmd = [sys.executable, os.path.abspath(__file__), "--one", run, "--steps",
+               str(args.steps), "--warmup", str(args.warmup)] + \
+            (["--small"] if args.small else []) + (["--profile"] if args.profile else [])
+        env = dict(os.environ, ALPHA_HELIOS_PROFILE="1" if args.profile else "0")
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
+                               timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{run}: timed out after {args.timeout} s", flush=True)
+            continue
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+        if r.returncode != 0 or not line:
+            print(f"{run} failed ({r.returncode}):\n{r.stderr.strip()[-3000:]}", flush=True)
+            continue
+        res = json.loads(line[-1][7:])
+        results[run] = res
+        print(f"{run}: {res['tok_s']:.0f} tok/s, {res['ms_per_step']:.1f} ms/step, losses "
+              + " ".join(f"{v:.3f}" for v in res["losses"][:3]) + " ...", flush=True)
+        if "profile" in res:
+            print(res["profile"], flush=True)
+    name = "GPT-2 small" if not args.small else "small model"
+    print(f"\n{name} (vocab {c['vocab_size']}, {c['n_layer']} layers, {c['n_head']} heads, "
+          f"{c['n_embd']} wide, block {c['block_size']}, batch {c['batch']}), "
+          f"{args.steps} timed steps")
+    ref = results.get("torch-bf16")
+    print(f"{'run':<15}{'tok/s':>10}{'ms/step':>10}{'MFU':>8}{'vs torch-bf16':>15}")
+    for run, res in results.items():
+        mfu = res["tok_s"] * flops_per_token(c, res["params"]) / PEAK
+        ratio = f"{res['tok_s'] / ref['tok_s']:.2f}x" if ref else "-"
+        print(f"{run:<15}{res['tok_s']:>10.0f}{res['ms_per_step']:>10.1f}{100 * mfu:>7.1f}%"
+              f"{ratio:>15}")
+    dev = next(iter(results.values()))["device"] if results else "?"
+    print(f"device: {dev}")
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "profile"}
+                      for k, v in results.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
