@@ -2,12 +2,15 @@
 process is writing at that moment: the step on screen advances, every tab draws, the Models tab
 streams a sample from the run's checkpoint, a resize (and a terminal below 80x24) keeps it alive,
 and `q` exits 0 with the terminal restored. A second start checks the monochrome, ASCII form, a
-corrupt line, and a run folder deleted while it is on screen."""
+corrupt line, a run folder deleted while it is on screen, and SIGTERM restoring the terminal."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import time
 
@@ -150,5 +153,14 @@ def test_monochrome_ascii_a_corrupt_line_and_a_folder_deleted_while_shown(live_r
             assert time.monotonic() < deadline, t.screen()
             time.sleep(0.05)
         t.wait_for(rf"{RUN_ID[-12:]}")
-        t.keys("q")
-        t.wait_for(r"EXIT=0")
+        # SIGTERM (a kill, a closing pane) restores the terminal too
+        shell = t.display("#{pane_pid}")
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", shell], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), signal.SIGTERM)
+        t.wait_for(r"EXIT=143")
+        time.sleep(0.3)
+        assert t.display("#{alternate_on}") == "0"
+        before = (outputs.parent / "stty.before").read_text()
+        assert (outputs.parent / "stty.after").read_text() == before

@@ -15,6 +15,7 @@ from __future__ import annotations
 import curses
 import locale
 import os
+import signal
 import sys
 import time
 
@@ -258,6 +259,10 @@ class App:
             close()
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def run(source) -> int:
     """Run the dashboard until `q`; the terminal is restored whatever happens."""
     locale.setlocale(locale.LC_ALL, "")
@@ -268,6 +273,8 @@ def run(source) -> int:
     os.environ.setdefault("ESCDELAY", "25")  # Esc answers at once, not after a second
     curses.use_env(False)  # the size comes from the terminal, never from stale LINES/COLUMNS
     app = App(source, unicode)
+    # SIGTERM (kill, a closing tmux pane) unwinds like `q`, so curses restores the terminal
+    signal.signal(signal.SIGTERM, _terminate)
     start = getattr(source, "start", None)
     if start is not None:
         start()
