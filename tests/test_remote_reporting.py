@@ -178,13 +178,17 @@ def test_reporter_waits_out_a_wrong_secret_and_announces_to_a_webhook(tmp_path, 
         _wait(lambda: rep.last_error and "401" in rep.last_error, 10, "a refusal")
         assert outbox_pending(str(run_dir))["bytes"] > 0  # refused: it all waits on disk
         rep.close(timeout=1)
-        # the next process on this folder, with the right secret, delivers all of it once
+        # `alpha report`, with the right secret, delivers all of it, once
         env["ALPHA_REMOTE_SECRET"] = SECRET
         env.pop("ALPHA_WEBHOOK_URL")
-        rep2, _ = RemoteReporter.from_env(str(run_dir), environ=env)
-        rep2.start()
-        rep2.close(timeout=20)
+        r = subprocess.run([sys.executable, "-m", "alpha", "report", str(run_dir)], cwd=ROOT,
+                           env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "sent 20 metrics, 1 samples, 2 events" in r.stdout
         assert outbox_pending(str(run_dir)) == {"bytes": 0, "uploads": []}
+        r = subprocess.run([sys.executable, "-m", "alpha", "report", str(tmp_path)], cwd=ROOT,
+                           env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "not a run folder" in r.stderr and "Traceback" not in r.stderr
         api = f"{server.url}/api/runs/hand-1"
         assert [r["step"] for r in get_json(api + "/metrics")["metrics"]] == list(range(1, 21))
         assert get_json(api)["status"] == "completed"

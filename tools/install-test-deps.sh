@@ -15,6 +15,10 @@ APT_PEERS=(
   /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:mesa-vulkan-drivers
   /usr/lib/x86_64-linux-gnu/libvulkan.so.1:libvulkan1
   chromium:chromium
+  # data-parallel tests: Open MPI's mpirun and libmpi, and MPICH's library (its other handle
+  # convention); alpha.dist binds them with ctypes, so no mpicc or -dev package is needed
+  mpirun:openmpi-bin
+  /usr/lib/x86_64-linux-gnu/libmpich.so.12:libmpich12
 )
 
 for entry in "${APT_PEERS[@]}"; do

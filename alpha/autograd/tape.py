@@ -50,6 +50,9 @@ class Tape:
         self._ops: list = []  # [(output Var, backward closure)] in forward order
         self._pool: dict = {}  # (shape, dtype) -> [Tensor, ...]
         self._taken: dict = {}  # (shape, dtype) -> how many of the pool's buffers this step uses
+        # after_op(i) runs right after the backward of recorded op i (None: nothing runs).
+        # Data-parallel training starts a gradient bucket's all-reduce there (alpha.dist.grads).
+        self.after_op = None
 
     # ---- buffers ---------------------------------------------------------------------------
     def reset(self) -> None:
@@ -103,6 +106,10 @@ class Tape:
     def record(self, out: Var, backward) -> None:
         self._ops.append((out, backward))
 
+    def recorded(self) -> list:
+        """[(output Var, backward closure)] of this step, in recording order (read-only use)."""
+        return self._ops
+
     def backward(self, loss: Var, grad=None) -> None:
         """d(loss)/d(every recorded input), added into the gradient buffers. loss has one element
         (seeded with 1), or `grad` (a Tensor of loss's shape) seeds a vector-Jacobian product."""
@@ -115,7 +122,11 @@ class Tape:
             self.backend.fill(loss.grad, 1.0)
         else:
             raise ValueError(f"backward needs a one-element loss (or grad), got {loss.data.shape}")
-        for out, backward in reversed(self._ops):
+        ops, after = self._ops, self.after_op
+        for i in range(len(ops) - 1, -1, -1):
+            out, backward = ops[i]
             if out.grad is not None:  # an output nothing used contributes nothing
                 backward()
+            if after is not None:
+                after(i)
         self._ops.clear()  # closures hold Vars: let them go now

@@ -151,6 +151,9 @@ def register(sub):
                             "optimizer: an Alpha checkpoint, a Hugging Face GPT-2 folder or a "
                             ".safetensors file (model flags may only lower --block, set --dropout)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (launch with mpirun -np N or srun); "
+                        "--batch is the global batch, shared out among the ranks")
     p.add_argument("--upload-checkpoints", action="store_true",
                    help="with ALPHA_REMOTE_URL: upload every checkpoint (default: the final one)")
     add_config_flags(p)
@@ -211,10 +214,20 @@ def run(args) -> int:
         given = load_config_file(args.config).get("model", {}) if args.config else {}
         config, init = start_from(args.init_from, config,
                                   {**given, **cli_overrides(args)["model"]})
-    out = None if args.quiet else sys.stderr
+    dist = None
+    if getattr(args, "distributed", False):
+        from alpha.dist import start
+
+        dist = start(config.train.backend)  # joins the MPI job; this rank's threads and GPU
+    out = None if args.quiet or (dist is not None and not dist.is_main) else sys.stderr
     trainer = Trainer(config, resume=ck, init_from=init, run_dir=config.train.run_dir, out=out,
-                      upload_checkpoints=getattr(args, "upload_checkpoints", False))
+                      upload_checkpoints=getattr(args, "upload_checkpoints", False), dist=dist)
     result = trainer.train()
+    if dist is not None:
+        dist.finish(completed=result.status == "completed")  # MPI_Finalize after a full run
+        if not dist.is_main:  # rank 0 reports
+            return EXIT_SIGTERM if result.signal == "SIGTERM" else \
+                EXIT_INTERRUPTED if result.status == "interrupted" else 0
     loss = f"{result.loss:.4f}" if result.loss is not None else "n/a"
     val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
     if result.status == "interrupted":

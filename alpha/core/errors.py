@@ -56,3 +56,13 @@ class MemoryBudgetError(AlphaError):
 class InteropError(CheckpointError):
     """A model file from elsewhere (safetensors, a Hugging Face folder) is corrupt, or a model
     cannot be converted to or from that format; the message names the tensor or setting."""
+
+
+class DistributedError(AlphaError, RuntimeError):
+    """Data-parallel training cannot go on: a rank's parameters diverged, a rank died or stopped
+    answering, the ranks disagree about the run, or MPI failed."""
+
+
+class MPIUnavailable(DistributedError):
+    """`--distributed` was asked for but no MPI library can be loaded; the message says what to
+    install."""

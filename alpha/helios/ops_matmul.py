@@ -20,6 +20,7 @@ from alpha.helios.kernels import rows as krows
 from alpha.helios.runtime import MAX_GROUPS, groups as _groups
 
 MATMUL_DTYPES = ("f32", "bf16", "f16")
+SIMT_ROWS = 64  # fp32 products with fewer rows than this skip the tensor cores (see _mm)
 
 
 class MatmulOps:
@@ -47,6 +48,11 @@ class MatmulOps:
     # ---- the protocol op (arguments checked by the front, alpha.core.backend) --------------
     def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha) -> None:
         self._mm(out, a, b, trans_a, trans_b, accumulate, alpha, self.matmul_dtype, "f32")
+
+    def _matmul_rows(self, out, a, b, trans_b) -> None:
+        """Batch-invariant rows (decode): fp32 whatever the matmul dtype; the SIMT shaders give
+        each output element one fixed k order whatever M."""
+        self._mm(out, a, b, False, trans_b, False, 1.0, "f32", "f32")
 
     def matmul16(self, out, a, b, *, dtype="bf16", trans_a=False, trans_b=False,
                  accumulate=False, alpha=1.0) -> None:
@@ -82,7 +88,12 @@ class MatmulOps:
     def _mm(self, out, a, b, trans_a, trans_b, accumulate, alpha, dtype, src) -> None:
         if a.ndim < 2 or b.ndim < 2:
             raise ValueError(f"matmul: a {a.shape} and b {b.shape} need at least 2 dims")
-        if src == "f32" and dtype in self._coop_types():
+        # a few rows of fp32 (decode): the SIMT kernel rounding as it loads, not two packing
+        # passes over the weights for every token (bf16 decode ran at half the fp32 speed)
+        rows = math.prod(a.shape[:-2]) * a.shape[-1 if trans_a else -2]
+        tensor_cores = dtype in self._coop_types() and not (
+            src == "f32" and dtype == "bf16" and rows < SIMT_ROWS)
+        if src == "f32" and tensor_cores:
             # one rounding pass per operand, then the 16-bit kernel: converting inside the
             # matmul would redo it for every tile that reads the element (measured 4x slower)
             pa, pb = self._packed(a, dtype), self._packed(b, dtype)
@@ -107,7 +118,7 @@ class MatmulOps:
         o = out if out.is_contiguous else self.rt.new(out.shape)
         if o is not out and accumulate:
             self.rt.copy(o, out)
-        if dtype != "f32" and dtype in self._coop_types():
+        if dtype != "f32" and tensor_cores:
             self._coop(o, opa, opb, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src)
         elif dtype == "f16":
             raise NotImplementedError(f"need tensor cores for f16 matmuls ({self.dev.name} has "

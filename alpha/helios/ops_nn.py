@@ -282,10 +282,7 @@ class NNOps:
             self.rt.copy(dqkv, g)
 
     # ---- inference (the serving engine) -------------------------------------------------
-    def _matmul_rows(self, out, a, b, trans_b) -> None:
-        """Batch-invariant rows: its matmul shaders give each output element one fixed k order,
-        whatever M."""
-        self._matmul(out, a, b, False, trans_b, False, 1.0)
+    # (_matmul_rows lives with the matmuls, in ops_matmul.py)
 
     # (no _block_decode: the model runs the block op by op)
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from alpha.core.config import RunConfig, diff_fields
 from alpha.core.errors import AlphaError, CheckpointError, ConfigError
 from alpha.core.rng import Rng
+from alpha.dist import LOCAL
 from alpha.train import checkpoint as ckpt_format
 from alpha.train import session as sess
 from alpha.train.optim import AdamW, clip_coef, grad_norm
@@ -78,8 +79,12 @@ class Trainer:
     def __init__(self, config: RunConfig, *, resume: "ckpt_format.Checkpoint | None" = None,
                  init_from: "ckpt_format.Checkpoint | None" = None,
                  run_dir: str = "", out=sys.stderr, hooks: dict | None = None,
-                 handle_sigint: bool = True, upload_checkpoints: bool = False):
+                 handle_sigint: bool = True, upload_checkpoints: bool = False, dist=None):
         self.out = out
+        # data-parallel training (alpha.dist): which rank this is, its share of each batch, the
+        # gradient all-reduce; LOCAL is the single process, where every call is a no-op
+        self.dist = dist or LOCAL
+        self.dist.check_config(config)
         self.upload_checkpoints = upload_checkpoints  # remote reporting: every checkpoint
         self.hooks = hooks or {}  # test hooks: {"after_backward": fn(trainer, step)}
         self.handle_sigint = handle_sigint
@@ -94,7 +99,8 @@ class Trainer:
                 run_dir = candidate
         run_dir = run_dir or config.train.run_dir
         existed = bool(run_dir) and os.path.isdir(run_dir)
-        self.folder = RunFolder.create(run_dir, config.domain)
+        # rank 0 alone opens (and writes) the folder; other ranks get a stand-in with its path
+        self.folder = self.dist.open_folder(lambda: RunFolder.create(run_dir, config.domain))
         try:
             self.folder.lock()
             if run_dir and not resume and self.folder.holds_a_run():
@@ -106,7 +112,7 @@ class Trainer:
             self._setup(config, resume, init_from)
         except BaseException:
             self.folder.close()
-            if not existed:
+            if not existed and self.dist.is_main:
                 _remove_if_empty(self.folder)
             raise
 
@@ -135,7 +141,7 @@ class Trainer:
                 )
 
         self.backend = self.s.backend
-        self.rng = Rng(tc.seed)
+        self.rng = self.dist.rng(tc.seed)  # distributed: dropout masks of the global batch
         self.model = sess.new_model(self.model_config, self.backend, self.rng)
         if init_from is not None:
             # a new run from another model's weights (train --init-from, alpha.interop): its
@@ -170,6 +176,7 @@ class Trainer:
         return {
             "param_count": self.model.param_count,
             "backend": self.backend.name,
+            "ranks": self.dist.size,  # data-parallel processes (alpha.dist)
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "cpu": platform.processor() or platform.machine(),
@@ -268,11 +275,13 @@ class Trainer:
         status, last_loss, final_ckpt, sample_text = "completed", None, None, None
         torn = False
         try:
+            self.dist.check_params(self.model, self.step, force=True)  # same start on every rank
             while self.step < tc.iters:
-                if self._stop_requested:
+                if self.dist.agree(self._stop_requested):  # every rank stops at the same step
                     status = "interrupted"
                     break
                 row = self._one_step()
+                self.dist.check_params(self.model, self.step)
                 last_loss = row["loss"] if math.isfinite(row["loss"]) else last_loss
                 step = self.step
                 last = step == tc.iters
@@ -353,36 +362,40 @@ class Trainer:
         step = self.step
         model.zero_grad()
         loss_sum = 0.0
-        for _ in range(tc.accum_steps):
+        for micro in range(tc.accum_steps):
             ta = time.perf_counter()
-            x, y = self.sampler.next_batch()
+            x, y = self.dist.shard(*self.sampler.next_batch())  # this rank's rows
             ids, targets = model.upload_batch(x, y)
             tb = time.perf_counter()
             loss = model.forward(ids, targets)
             loss_value = model.loss_value(loss)
             tc_ = time.perf_counter()
+            if micro == tc.accum_steps - 1:
+                self.dist.begin_grad_sync(model)  # all-reduce buckets as backward fills them
             model.backward(loss)
             td = time.perf_counter()
             loss_sum += loss_value
             t_data += tb - ta
             t_fwd += tc_ - tb
             t_bwd += td - tc_
+        self.dist.end_grad_sync(model)  # every rank now holds the sum of all ranks' gradients
         hook = self.hooks.get("after_backward")
         if hook is not None:
             hook(self, step)
         te = time.perf_counter()
-        loss_mean = loss_sum / tc.accum_steps
+        loss_mean = self.dist.mean(loss_sum) / tc.accum_steps
+        summed = tc.accum_steps * self.dist.size  # gradients summed over micro-batches and ranks
         lr = lr_for(tc, step)
         finite = math.isfinite(loss_mean) and be.all_finite(model.grads)
         norm = coef = None
         skipped = False
         if finite:
-            norm = grad_norm(be, model.grads) / tc.accum_steps
+            norm = grad_norm(be, model.grads) / summed
             if not math.isfinite(norm):
                 finite = False
         if finite:
             coef = clip_coef(norm, tc.grad_clip)
-            self.optimizer.update(lr, grad_scale=coef / tc.accum_steps)
+            self.optimizer.update(lr, grad_scale=coef / summed)
             self.bad_in_a_row = 0
         else:
             skipped = True
@@ -442,9 +455,9 @@ class Trainer:
                                Rng(tc.seed), stream="eval")
         total = 0.0
         for _ in range(tc.eval_iters):
-            x, y = sampler.next_batch()
+            x, y = self.dist.shard(*sampler.next_batch())
             total += self.model.eval_loss(*self.model.upload_batch(x, y))
-        val = total / tc.eval_iters
+        val = self.dist.mean(total) / tc.eval_iters
         self.last_val_loss = val
         if math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
             self.best_val_loss = val
@@ -454,6 +467,8 @@ class Trainer:
 
     def sample(self) -> str:
         """One sample from the sampling stream, logged to samples.jsonl (never alters training)."""
+        if not self.dist.is_main:
+            return ""  # rank 0 samples; the sampling stream never touches training
         sc = self.config.sample
         prompt = sc.prompt or "\n"
         text = sess.generate(self.model, self.s.tokenizer, prompt, sc, self.rng.stream("sampling"))
@@ -488,6 +503,8 @@ class Trainer:
 
     def save_checkpoint(self, val_loss: float | None) -> str:
         path = self.folder.checkpoint_path(self.step)
+        if not self.dist.is_main:
+            return path  # rank 0 writes it (every rank holds the same state)
         be = self.backend
         n = self.model.params.numel
         tensors = {
@@ -597,6 +614,8 @@ def _scan_checkpoints(folder: str) -> dict:
 def _start_remote(trainer: Trainer):
     """The remote reporter (alpha.train.remote) when ALPHA_REMOTE_URL or ALPHA_WEBHOOK_URL is
     set, else None. It follows the run folder from a background thread; it cannot stop training."""
+    if not trainer.dist.is_main:
+        return None  # rank 0 reports the run
     try:
         from alpha.train.remote import RemoteReporter
 
@@ -628,8 +647,8 @@ def _close_remote(trainer: Trainer) -> None:
             if left["bytes"] or left["uploads"]:
                 trainer.say(f"remote: the server did not take everything "
                             f"({reporter.last_error}); the rest waits in "
-                            f"{trainer.folder.path}/remote-outbox.json and is sent when this run "
-                            "is resumed")
+                            f"{trainer.folder.path} (remote-outbox.json): resume the run, or send "
+                            f"it with `python -m alpha report {trainer.folder.path}`")
     except Exception:  # noqa: BLE001
         pass
 
@@ -652,6 +671,8 @@ class _Recorder:
         self.trainer = trainer
         self.rec = None
         self._failed: set[str] = set()
+        if not trainer.dist.is_main:
+            return  # rank 0 records the run
         try:
             from alpha.db.recorder import RunRecorder
         except ImportError:

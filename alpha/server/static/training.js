@@ -180,8 +180,13 @@
   window.alphaTraining = { cards };
   A.live({
     status: (text) => { state.textContent = text; },
+    // the first event, and the first after a reconnect the server could not resume: cards
+    // already shown fetch their history again, so a long outage leaves no gap
     snapshot(d) {
-      for (const r of d.runs) if (r.status === "active" || cards.has(r.run_id)) card(r.run_id, r).setStatus(r.status);
+      for (const r of d.runs) {
+        if (cards.has(r.run_id)) { const c = card(r.run_id, r); c.setStatus(r.status); c.loadHistory(); }
+        else if (r.status === "active") card(r.run_id, r);
+      }
       state.textContent = "live";
     },
     run_start(d) { card(d.run_id, d.run).setStatus("active"); },
