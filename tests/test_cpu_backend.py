@@ -200,7 +200,6 @@ def test_every_op_is_bit_identical_for_1_2_3_threads(be, threads):
 def test_rng_matches_python_reference(be, n, position):
     key = pyrng.stream_key(42, "dropout")
     want_words = pyrng.words(key, position, n)
-    assert list(be.rng_words(key, position, n)) == want_words
     u = be.empty((n,))
     be.rng_uniform(u, key, position)
     assert be.to_array(u) == array("f", [pyrng.to_uniform(w) for w in want_words])

@@ -68,7 +68,7 @@ def test_bf16_matmul_matches_rounded_float64_reference():
     r = _py("""
         import random
         from alpha.tensor import get_backend
-        from alpha.helios import bench_coop as bc
+        from alpha.bench import helios_coop as bc
         be = get_backend("helios")
         rng = random.Random(3)
         worst = max(bc.check_case(be, "bf16", "f32", case, rng) for case in bc.CASES[:5])

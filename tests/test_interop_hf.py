@@ -369,7 +369,7 @@ def test_safetensors_files_cross_between_implementations(hf, tmp_path):
 
 
 def test_user_mistakes_exit_2_with_one_line(hf, tok_dir, tmp_path, capsys):
-    from alpha.interop.hf_import import Imported, checkpoint_header
+    from alpha.interop.hf_import import checkpoint_header
     from alpha.core.config import ModelConfig
     from alpha.model.params import num_params
     from alpha.tokenizers import gpt2
@@ -404,10 +404,10 @@ def test_user_mistakes_exit_2_with_one_line(hf, tok_dir, tmp_path, capsys):
     # SwiGLU has no HF GPT-2 form: refused, naming the setting
     cfg = ModelConfig(vocab_size=VOCAB, n_layer=1, n_head=2, n_embd=32, block_size=16,
                       activation="swiglu")
-    imported = Imported(cfg, array("f", [0.0]) * num_params(cfg), gpt2.load_folder(tok_dir), {})
-    n = len(imported.params)
-    ckpt_format.save(str(tmp_path / "swiglu.ckpt"), checkpoint_header(imported),
-                     {"params": (imported.params, (n,), "f32")})
+    n = num_params(cfg)
+    ckpt_format.save(str(tmp_path / "swiglu.ckpt"),
+                     checkpoint_header(cfg, gpt2.load_folder(tok_dir), {}),
+                     {"params": (array("f", [0.0]) * n, (n,), "f32")})
     one_line_error("export", "--checkpoint", str(tmp_path / "swiglu.ckpt"), "--out",
                    str(tmp_path / "e"), match="activation=swiglu cannot be exported")
     assert not os.path.exists(tmp_path / "e")

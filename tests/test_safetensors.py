@@ -175,3 +175,37 @@ def test_large_tensor_is_mapped_not_read(tmp_path):
             assert len(view) == 4 * n
             assert struct.unpack_from("<f", view, 4 * (n - 1))[0] == 7.0
         assert math.isclose(sum(f.get("big")), 7.0)
+
+
+def test_fuzzed_files_load_or_fail_in_one_line(tmp_path):
+    """Mutated headers and bytes: every tensor readable, or an AlphaError of one line."""
+    import random
+
+    from test_fuzz import expect_typed, mutate_bytes, mutate_json
+
+    good = str(tmp_path / "good.safetensors")
+    st.write(good, {"w": (array("f", range(12)), (3, 4), "F32"), "h": ([1.0, 2.0], (2,), "F16"),
+                    "b": ([3.0], (1,), "BF16")}, metadata={"format": "pt"})
+    raw = open(good, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+    rng = random.Random(11)
+
+    def read_all(path):
+        with st.SafetensorsFile(path) as f:
+            return {name: f.get(name) for name in f.names() if f.info(name).dtype in
+                    st.FLOAT_DTYPES}
+
+    path = str(tmp_path / "fuzz.safetensors")
+    loaded = 0
+    for i in range(300):
+        if i % 2:
+            blob = mutate_bytes(raw, rng)
+        else:
+            head = json.dumps(mutate_json(header, rng)).encode()
+            blob = struct.pack("<Q", len(head)) + head + data
+        with open(path, "wb") as f:
+            f.write(blob)
+        if expect_typed(read_all, path) is not None:
+            loaded += 1
+    assert loaded > 0  # most edits break this strict format; some (metadata, spaces) do not

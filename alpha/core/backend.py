@@ -35,6 +35,9 @@ from typing import Sequence
 
 from alpha.core import checks as ck
 
+# What the annotations below call Tensor: alpha.tensor.Tensor, not imported (core sits under it).
+Tensor = "alpha.tensor.Tensor"
+
 # dtype name -> (array typecode, bytes per element)
 DTYPES = {
     "f32": ("f", 4),

@@ -41,14 +41,6 @@ def need_shape(op: str, name: str, t, shape: Sequence[int], against="") -> None:
         raise ValueError(f"{op}: {name} has shape {t.shape}, expected {tuple(shape)}{why}")
 
 
-def need_same_shape(op: str, ref_name: str, ref, *named) -> None:
-    """Every (name, tensor) pair has ref's shape (None tensors are skipped)."""
-    for name, t in named:
-        if t is not None and t.shape != ref.shape:
-            raise ValueError(f"{op}: {name} has shape {t.shape}, expected {ref.shape} "
-                             f"(from {ref_name})")
-
-
 def need_numel(op: str, name: str, t, ref_name: str, ref) -> None:
     """Same number of elements (flat buffers of equal size, shapes may differ)."""
     if t.numel != ref.numel:

@@ -55,7 +55,7 @@ def export_checkpoint(ckpt_path: str, out_dir: str) -> ExportResult:
     hf_gpt2.check_exportable(cfg)  # before reading hundreds of MB
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise InteropError(f"--out {out_dir} exists and is not a folder")
-    ck = ckpt_format.load(ckpt_path)
+    ck = ckpt_format.load(ckpt_path, mapped=True)  # the weights go straight from the map
     tokenizer = tokenizer_from_json(ck.header["tokenizer"]) if "tokenizer" in ck.header else None
     flat = ck.tensors.get("params")
     n = sum(math.prod(s) for _, s in param_table(cfg))

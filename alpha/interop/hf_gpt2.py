@@ -128,7 +128,8 @@ def model_config(hf: dict, where: str) -> ModelConfig:
     """The ModelConfig of an HF GPT-2 config.json (a dict); InteropError naming the field that
     Alpha cannot run."""
     model_type = hf.get("model_type")
-    archs = hf.get("architectures") or []
+    archs = [a for a in hf.get("architectures") or [] if isinstance(a, str)] \
+        if isinstance(hf.get("architectures"), list) else []
     if model_type != MODEL_TYPE:
         raise InteropError(
             f"{where}: model_type {model_type!r} ({', '.join(archs) or 'no architecture'}) is not "
@@ -138,7 +139,7 @@ def model_config(hf: dict, where: str) -> ModelConfig:
             raise InteropError(f"{where}: {key}={hf[key]!r} is not supported (Alpha's GPT-2 "
                                f"needs {want!r})")
     act = hf.get("activation_function", "gelu_new")
-    if act not in FROM_HF_ACTIVATION:
+    if not isinstance(act, str) or act not in FROM_HF_ACTIVATION:
         hint = (" (the exact erf GELU; Alpha's gelu is the tanh approximation, gelu_new)"
                 if act == "gelu" else "")
         raise InteropError(f"{where}: activation_function={act!r}{hint} is not supported; "

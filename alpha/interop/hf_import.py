@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from alpha.core.config import ModelConfig, RunConfig, SampleConfig, TrainConfig
 from alpha.core.errors import AlphaError, InteropError
 from alpha.interop import hf_gpt2
-from alpha.interop.safetensors import SafetensorsFile, to_f32
+from alpha.interop.safetensors import FLOAT_DTYPES, SafetensorsFile, to_f32
 from alpha.model.params import param_table
 from alpha.tokenizers import gpt2
 
@@ -46,42 +46,108 @@ class Imported:
     source: dict  # where it came from: {"path", "format", "files", "skipped"}
 
 
-def read_model(source: str, tokenizer: str = "", n_head: int = 0) -> Imported:
-    """Read a GPT-2 model (see the module doc); InteropError naming the file, tensor or setting
-    when it cannot be read or converted."""
-    files, config_path = _locate(source)
-    opened = []
-    try:
-        for path in files:
-            opened.append(SafetensorsFile(path))
-        where = {}  # Alpha name -> (open file, its tensor name)
-        skipped = []
-        for st in opened:
-            for name in st.names():
-                alpha = hf_gpt2.alpha_name(name)
-                if alpha is None:
-                    skipped.append(name)
-                elif alpha in where:
-                    raise InteropError(f"{source}: tensor {name!r} appears twice")
+class GPT2Source:
+    """A GPT-2 model opened for reading: its config and tokenizer, every tensor checked (names,
+    shapes, dtypes) and memory-mapped, no weight read yet.
+
+        with GPT2Source("gpt2/") as src:
+            src.config, src.tokenizer
+            flat = src.params()         # array('f') in Alpha's table order
+            pieces = src.pieces()       # the same bytes as buffers, views of the map when F32
+    """
+
+    def __init__(self, source: str, tokenizer: str = "", n_head: int = 0):
+        self.path = source
+        files, config_path = _locate(source)
+        self._files: list[SafetensorsFile] = []
+        self._views: list[memoryview] = []
+        try:
+            for path in files:
+                self._files.append(SafetensorsFile(path))
+            where = {}  # Alpha name -> (open file, its tensor name)
+            skipped = []
+            for st in self._files:
+                for name in st.names():
+                    alpha = hf_gpt2.alpha_name(name)
+                    if alpha is None:
+                        skipped.append(name)
+                    elif alpha in where:
+                        raise InteropError(f"{source}: tensor {name!r} appears twice")
+                    else:
+                        where[alpha] = (st, name)
+            if config_path:
+                cfg = hf_gpt2.model_config(_read_json(config_path), config_path)
+                if n_head and n_head != cfg.n_head:
+                    raise InteropError(f"{config_path} says n_head={cfg.n_head}; --heads "
+                                       f"{n_head} disagrees")
+            else:
+                shapes = {a: st.info(n).shape for a, (st, n) in where.items()}
+                cfg = hf_gpt2.infer_config(shapes, n_head, source)
+            self.config = cfg
+            self._order = _check_tensors(cfg, where, skipped, source)
+            self.tokenizer = _tokenizer(tokenizer, source, cfg)
+            self.n_params = sum(math.prod(s) for _, s in param_table(cfg))
+            self.info = {"path": os.path.abspath(source), "format": "huggingface-gpt2",
+                         "files": [os.path.basename(f) for f in files], "skipped": skipped}
+        except BaseException:
+            self.close()
+            raise
+
+    def pieces(self) -> list:
+        """Every parameter's float32 bytes in Alpha's table order: views of the memory map for
+        F32 tensors on little-endian machines (no copy), converted arrays otherwise. The views
+        live until `close`."""
+        out = []
+        for st, hf in self._order:
+            info = st.info(hf)
+            raw = st.raw(hf)
+            if info.dtype == "F32" and sys.byteorder == "little":
+                self._views.append(raw)
+                out.append(raw)
+            else:
+                with raw:
+                    out.append(to_f32(raw, info.dtype, f"{st.path}: tensor {hf!r}"))
+        return out
+
+    def params(self) -> array:
+        """The flat parameter buffer (float32, Alpha's table order), a copy."""
+        flat = array("f", [0.0]) * self.n_params
+        out = memoryview(flat).cast("B")
+        at = 0
+        for st, hf in self._order:
+            info = st.info(hf)
+            with st.raw(hf) as raw:
+                if info.dtype == "F32" and sys.byteorder == "little":
+                    out[at: at + len(raw)] = raw
+                    at += len(raw)
                 else:
-                    where[alpha] = (st, name)
-        if config_path:
-            cfg = hf_gpt2.model_config(_read_json(config_path), config_path)
-            if n_head and n_head != cfg.n_head:
-                raise InteropError(f"{config_path} says n_head={cfg.n_head}; --heads {n_head} "
-                                   "disagrees")
-        else:
-            shapes = {a: st.info(n).shape for a, (st, n) in where.items()}
-            cfg = hf_gpt2.infer_config(shapes, n_head, source)
-        params = _gather(cfg, where, skipped, source)
-    finally:
-        for st in opened:
+                    part = memoryview(to_f32(raw, info.dtype, f"{st.path}: tensor {hf!r}"))
+                    out[at: at + part.nbytes] = part.cast("B")
+                    at += part.nbytes
+        out.release()
+        return flat
+
+    def close(self) -> None:
+        for view in self._views:
+            view.release()
+        self._views = []
+        for st in self._files:
             st.close()
-    tok = _tokenizer(tokenizer, source, cfg)
-    return Imported(config=cfg, params=params, tokenizer=tok,
-                    source={"path": os.path.abspath(source), "format": "huggingface-gpt2",
-                            "files": [os.path.basename(f) for f in files],
-                            "skipped": skipped})
+        self._files = []
+
+    def __enter__(self) -> "GPT2Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_model(source: str, tokenizer: str = "", n_head: int = 0) -> Imported:
+    """Read a GPT-2 model (see the module doc) into memory; InteropError naming the file,
+    tensor or setting when it cannot be read or converted."""
+    with GPT2Source(source, tokenizer, n_head) as src:
+        return Imported(config=src.config, params=src.params(), tokenizer=src.tokenizer,
+                        source=src.info)
 
 
 def _locate(source: str) -> tuple[list[str], str]:
@@ -93,8 +159,10 @@ def _locate(source: str) -> tuple[list[str], str]:
         index = os.path.join(source, INDEX)
         if os.path.isfile(index):
             weight_map = _read_json(index).get("weight_map")
-            if not isinstance(weight_map, dict) or not weight_map:
-                raise InteropError(f"{index} has no weight_map")
+            if not isinstance(weight_map, dict) or not weight_map or not all(
+                    isinstance(f, str) and f and os.path.basename(f) == f
+                    for f in weight_map.values()):
+                raise InteropError(f"{index} has no weight_map of tensor name -> file name")
             files = [os.path.join(source, f) for f in sorted(set(weight_map.values()))]
         elif os.path.isfile(os.path.join(source, WEIGHTS)):
             files = [os.path.join(source, WEIGHTS)]
@@ -121,8 +189,9 @@ def _read_json(path: str) -> dict:
     return d
 
 
-def _gather(cfg: ModelConfig, where: dict, skipped: list, source: str) -> array:
-    """The flat parameter buffer, each tensor copied (converted to f32) into its place."""
+def _check_tensors(cfg: ModelConfig, where: dict, skipped: list, source: str) -> list:
+    """[(open file, tensor name)] in Alpha's table order, after checking that the tensors are
+    exactly the config's parameters, with its shapes."""
     table = param_table(cfg)
     wanted = {name for name, _ in table}
     if cfg.tie_embeddings and "lm_head.weight" in where:
@@ -136,10 +205,7 @@ def _gather(cfg: ModelConfig, where: dict, skipped: list, source: str) -> array:
     if missing:
         raise InteropError(f"{source}: tensor {missing[0]!r} is missing"
                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    n_total = sum(math.prod(s) for _, s in table)
-    flat = array("f", [0.0]) * n_total
-    out = memoryview(flat).cast("B")
-    off = 0
+    order = []
     for name, shape in table:
         st, hf = where[name]
         info = st.info(hf)
@@ -147,17 +213,11 @@ def _gather(cfg: ModelConfig, where: dict, skipped: list, source: str) -> array:
             layout = " (GPT-2's Conv1D weights are (in, out))" if len(shape) == 2 else ""
             raise InteropError(f"{st.path}: tensor {hf!r} has shape {list(info.shape)}, the "
                                f"config needs {list(shape)}{layout}")
-        k = math.prod(shape)
-        with st.raw(hf) as raw:
-            if info.dtype == "F32" and sys.byteorder == "little":
-                out[4 * off: 4 * (off + k)] = raw
-            else:
-                out[4 * off: 4 * (off + k)] = memoryview(to_f32(raw, info.dtype,
-                                                                 f"{st.path}: tensor {hf!r}")
-                                                         ).cast("B")
-        off += k
-    out.release()
-    return flat
+        if info.dtype not in FLOAT_DTYPES:
+            raise InteropError(f"{st.path}: tensor {hf!r} has dtype {info.dtype}; Alpha loads "
+                               f"{', '.join(FLOAT_DTYPES)}")
+        order.append((st, hf))
+    return order
 
 
 def _tokenizer(spec: str, source: str, cfg: ModelConfig):
@@ -209,12 +269,11 @@ def _tokenizer_file(path: str, cfg: ModelConfig):
 # ---- as an Alpha checkpoint -----------------------------------------------------------------
 
 
-def checkpoint_header(imported: Imported) -> dict:
-    """The header of an Alpha checkpoint holding `imported` (step 0, parameters only)."""
-    config = RunConfig(domain="text", model=imported.config, train=TrainConfig(),
-                       sample=SampleConfig())
+def checkpoint_header(model: ModelConfig, tokenizer, source: dict) -> dict:
+    """The header of an Alpha checkpoint holding an imported model (step 0, parameters only)."""
+    config = RunConfig(domain="text", model=model, train=TrainConfig(), sample=SampleConfig())
     table, off = [], 0
-    for name, shape in param_table(imported.config):
+    for name, shape in param_table(model):
         k = math.prod(shape)
         table.append({"name": name, "shape": list(shape), "offset": off, "numel": k})
         off += k
@@ -224,28 +283,28 @@ def checkpoint_header(imported: Imported) -> dict:
         "step": 0,
         "config": config.to_dict(),
         "config_hash": config.hash,
-        "tokenizer_name": imported.tokenizer.kind,
-        "tokenizer": imported.tokenizer.to_json(),
+        "tokenizer_name": tokenizer.kind,
+        "tokenizer": tokenizer.to_json(),
         "val_loss": None,
         "best_val_loss": None,
         "elapsed_s": 0.0,
         "param_table": table,
-        "imported_from": imported.source,
+        "imported_from": source,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
 def import_model(source: str, out_path: str, tokenizer: str = "", n_head: int = 0
-                 ) -> tuple[Imported, int]:
-    """Read `source` and write it as an Alpha checkpoint at `out_path` (atomically); returns
-    (what was imported, the checkpoint's size in bytes)."""
+                 ) -> tuple[GPT2Source, int]:
+    """Read `source` and write it as an Alpha checkpoint at `out_path` (atomically), the weights
+    streamed from the source's memory map; returns (the closed source, for its config,
+    tokenizer and n_params; the checkpoint's size in bytes)."""
     from alpha.train import checkpoint as ckpt_format
 
     if os.path.isdir(out_path):
         raise InteropError(f"--out {out_path} is a folder; give a checkpoint file name")
-    imported = read_model(source, tokenizer, n_head)
-    n = len(imported.params)
-    size, _ = ckpt_format.save(out_path, checkpoint_header(imported),
-                               {"params": (imported.params, (n,), "f32")})
-    return imported, size
-
+    with GPT2Source(source, tokenizer, n_head) as src:
+        header = checkpoint_header(src.config, src.tokenizer, src.info)
+        size, _ = ckpt_format.save(out_path, header,
+                                   {"params": (src.pieces(), (src.n_params,), "f32")})
+    return src, size

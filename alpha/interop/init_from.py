@@ -31,7 +31,8 @@ def load_init(source: str):
     if os.path.isfile(source) and not source.endswith(".safetensors"):
         return ckpt_format.load(source)
     imported = read_model(source)
-    return ckpt_format.Checkpoint(path=source, header=checkpoint_header(imported),
+    header = checkpoint_header(imported.config, imported.tokenizer, imported.source)
+    return ckpt_format.Checkpoint(path=source, header=header,
                                   tensors={"params": imported.params}, size=0, checksum="")
 
 

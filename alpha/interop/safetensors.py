@@ -199,7 +199,7 @@ def _entry(path: str, name: str, entry, data_size: int) -> TensorInfo:
     if unknown:
         raise SafetensorsError(f"{where}: unknown fields {sorted(unknown)} in its header entry")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in ITEMSIZE:
+    if not isinstance(dtype, str) or dtype not in ITEMSIZE:
         raise SafetensorsError(f"{where} has an unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
         raise SafetensorsError(f"{where}: shape {shape!r} is not a list of sizes >= 0")
@@ -301,7 +301,7 @@ def write(path: str, tensors: dict, metadata: dict | None = None) -> int:
     for name, (data, shape, dtype) in tensors.items():
         if name == "__metadata__":
             raise SafetensorsError("a tensor cannot be named __metadata__")
-        if dtype not in ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in ITEMSIZE:
             raise SafetensorsError(f"tensor {name!r}: unknown dtype {dtype!r}")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             data = from_f32(data, dtype)

@@ -130,13 +130,6 @@ class CPUBackend(CPUNNOps, Backend):
         self.k.rng_normal(ptr(buf), buf.numel, key[0], key[1], position, mean, std)
         self._wback(out, buf)
 
-    def rng_words(self, key, position: int, n: int) -> array:
-        """n raw 32-bit words of a stream (a CPU extra used by tests and integer sampling)."""
-        host = array("I", bytes(4 * n))
-        if n:
-            self.k.rng_words(host.buffer_info()[0], n, key[0], key[1], position)
-        return host
-
     # ---- matmul --------------------------------------------------------------------------
     def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha) -> None:
         sgemm(out, a, b, trans_a, trans_b, accumulate, alpha)

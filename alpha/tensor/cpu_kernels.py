@@ -73,7 +73,6 @@ _SIGNATURES = {
     "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),
     "rng_uniform": (None, [_P, _I64, _U32, _U32, _U64]),
     "rng_normal": (None, [_P, _I64, _U32, _U32, _U64, _D, _D]),
-    "rng_words": (None, [_P, _I64, _U32, _U32, _U64]),
 }
 
 

@@ -63,7 +63,12 @@ def from_json_str(text: str) -> Tokenizer:
 
 
 def load(path: str) -> Tokenizer:
-    """Read a tokenizer artifact written by `Tokenizer.save`."""
+    """Read a tokenizer artifact written by `Tokenizer.save`, or GPT-2's tokenizer files from a
+    folder (vocab.json + merges.txt, encoder.json + vocab.bpe, or tokenizer.json)."""
+    if os.path.isdir(path):
+        from alpha.tokenizers.gpt2 import load_folder
+
+        return load_folder(path)
     d = read_json(path, "tokenizer file")
     try:
         return from_json(d)

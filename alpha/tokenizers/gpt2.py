@@ -269,7 +269,10 @@ class GPT2Tokenizer(Tokenizer):
         if not all(isinstance(t, str) for t in vocab):
             raise DataError("GPT-2 tokenizer JSON: vocab must be a list of strings")
         pairs = [_merge_line(m, k + 1, "tokenizer JSON") for k, m in enumerate(merges)]
-        return cls(vocab, pairs, specials_from_json(d), int(d.get("vocab_size", 0)))
+        size = d.get("vocab_size", 0)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise DataError(f"GPT-2 tokenizer JSON: vocab_size {size!r} is not a count")
+        return cls(vocab, pairs, specials_from_json(d), size)
 
     @classmethod
     def train(cls, data, vocab_size: int, special_tokens=()) -> "GPT2Tokenizer":
@@ -355,8 +358,8 @@ def load_folder(folder: str, vocab_size: int = 0) -> GPT2Tokenizer:
     tj = os.path.join(folder, "tokenizer.json")
     if os.path.isfile(tj):
         return from_tokenizer_json(tj, vocab_size)
-    raise DataError(f"no GPT-2 tokenizer in {folder} (looked for vocab.json + merges.txt, "
-                    "encoder.json + vocab.bpe, tokenizer.json)")
+    raise DataError(f"no GPT-2 tokenizer in folder {folder} (looked for vocab.json + "
+                    "merges.txt, encoder.json + vocab.bpe, tokenizer.json)")
 
 
 def from_tokenizer_json(path: str, vocab_size: int = 0) -> GPT2Tokenizer:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import hashlib
 import json
+import mmap
 import os
 import struct
 import sys
@@ -72,7 +73,7 @@ def list_steps(folder: str) -> dict[int, str]:
 class Checkpoint:
     path: str
     header: dict
-    tensors: dict  # name -> array.array (host, native byte order)
+    tensors: dict  # name -> array.array (host, native byte order); memoryviews if mapped
     size: int  # bytes on disk
     checksum: str  # hex sha256
 
@@ -100,22 +101,25 @@ def _as_bytes(data, dtype: str) -> bytes | memoryview:
 
 def save(path: str, header: dict, tensors: dict) -> tuple[int, str]:
     """Write a checkpoint atomically. `tensors` maps name -> (data, shape, dtype) where data is an
-    array.array or any buffer of that dtype. Returns (size in bytes, hex sha256 checksum)."""
+    array.array or any buffer of that dtype, or a list of them written one after the other (a
+    tensor gathered from pieces, e.g. straight from another file's memory map, without a copy).
+    Returns (size in bytes, hex sha256 checksum)."""
     index = []
     blobs = []
     offset = 0
     for name, (data, shape, dtype) in tensors.items():
-        blob = _as_bytes(data, dtype)
+        parts = [_as_bytes(d, dtype) for d in (data if isinstance(data, list) else [data])]
+        nbytes = sum(b.nbytes for b in parts)
         count = 1
         for n in shape:
             count *= n
-        if blob.nbytes != count * DTYPES[dtype][1]:
+        if nbytes != count * DTYPES[dtype][1]:
             raise ValueError(
-                f"tensor {name}: {blob.nbytes} bytes do not match shape {shape} {dtype}")
+                f"tensor {name}: {nbytes} bytes do not match shape {shape} {dtype}")
         index.append({"name": name, "dtype": dtype, "shape": list(shape), "offset": offset,
-                      "nbytes": blob.nbytes})
-        blobs.append(blob)
-        offset += blob.nbytes
+                      "nbytes": nbytes})
+        blobs.extend(parts)
+        offset += nbytes
     header = {**header, "tensors": index, "body_size": offset}
     head = json.dumps(header, separators=(",", ":"), allow_nan=True).encode("utf-8")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head))
@@ -216,8 +220,12 @@ def _file_size(path: str) -> int:
     return check_file(path, "checkpoint", CheckpointError)
 
 
-def load(path: str) -> Checkpoint:
-    """Read and verify a checkpoint. Raises CheckpointError naming what is wrong."""
+def load(path: str, mapped: bool = False) -> Checkpoint:
+    """Read and verify a checkpoint. Raises CheckpointError naming what is wrong.
+
+    `mapped`: memory-map the file instead of reading it, and hand out each tensor as a read-only
+    memoryview of the map (typed, e.g. format "f") rather than a copied array.array: for readers
+    that only pass the bytes on (export), on little-endian machines."""
     file_size = _file_size(path)
     with open(path, "rb") as f:
         header, body_at = _read_prefix(path, f, file_size)
@@ -232,7 +240,8 @@ def load(path: str) -> Checkpoint:
                 f"checkpoint {path} is corrupt: {file_size - expected} unexpected bytes at the end"
             )
         f.seek(0)
-        data = f.read()
+        mapped = mapped and sys.byteorder == "little"
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if mapped else f.read()
     digest = hashlib.sha256(memoryview(data)[: file_size - _DIGEST]).digest()
     if digest != data[file_size - _DIGEST:]:
         raise CheckpointError(
@@ -242,6 +251,10 @@ def load(path: str) -> Checkpoint:
     tensors = {}
     for entry in header["tensors"]:  # checked by _check_index
         code, _ = DTYPES[entry["dtype"]]
+        if mapped:
+            tensors[entry["name"]] = body[entry["offset"]: entry["offset"] + entry["nbytes"]] \
+                .cast(code)
+            continue
         arr = array.array(code)
         arr.frombytes(body[entry["offset"]: entry["offset"] + entry["nbytes"]])
         if sys.byteorder != "little":

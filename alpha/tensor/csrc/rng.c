@@ -33,15 +33,14 @@ static inline void philox(uint64_t block, uint32_t k0, uint32_t k1, uint32_t out
 
 typedef struct {
     float *out;
-    uint32_t *words;
     uint32_t k0, k1;
     uint64_t position;
     int64_t n; /* outputs */
     double mean, std;
 } rng_ctx;
 
-/* words out[i] = word position + i, i in [0, n) */
-static void words_task(void *vctx, int64_t begin, int64_t end) {
+/* out[i] = the uniform of word position + i, i in [0, n) */
+static void uniform_task(void *vctx, int64_t begin, int64_t end) {
     rng_ctx *c = (rng_ctx *)vctx;
     int64_t i0 = begin * PIECE * 4, i1 = end * PIECE * 4 < c->n ? end * PIECE * 4 : c->n;
     uint32_t w[4];
@@ -52,22 +51,14 @@ static void words_task(void *vctx, int64_t begin, int64_t end) {
             cur = pos / 4;
             philox(cur, c->k0, c->k1, w);
         }
-        uint32_t word = w[pos % 4];
-        if (c->words) c->words[i] = word;
-        else c->out[i] = (float)((double)(word >> 8) * (1.0 / 16777216.0));
+        c->out[i] = (float)((double)(w[pos % 4] >> 8) * (1.0 / 16777216.0));
     }
 }
 
 /* out[i] = uniform from word position + i: (word >> 8) * 2^-24. */
 void rng_uniform(float *out, int64_t n, uint32_t k0, uint32_t k1, uint64_t position) {
-    rng_ctx c = {out, NULL, k0, k1, position, n, 0.0, 0.0};
-    alpha_parallel_for((n + 4 * PIECE - 1) / (4 * PIECE), 1, words_task, &c);
-}
-
-/* raw 32-bit words (tests, integer sampling) */
-void rng_words(uint32_t *out, int64_t n, uint32_t k0, uint32_t k1, uint64_t position) {
-    rng_ctx c = {NULL, out, k0, k1, position, n, 0.0, 0.0};
-    alpha_parallel_for((n + 4 * PIECE - 1) / (4 * PIECE), 1, words_task, &c);
+    rng_ctx c = {out, k0, k1, position, n, 0.0, 0.0};
+    alpha_parallel_for((n + 4 * PIECE - 1) / (4 * PIECE), 1, uniform_task, &c);
 }
 
 static inline uint32_t word_at(uint32_t k0, uint32_t k1, uint64_t pos, uint64_t *cur,
@@ -106,6 +97,6 @@ static void normal_task(void *vctx, int64_t begin, int64_t end) {
 /* out[i] = mean + std * normal i, from words position .. position + 2 ceil(n / 2) - 1. */
 void rng_normal(float *out, int64_t n, uint32_t k0, uint32_t k1, uint64_t position, double mean,
                 double std) {
-    rng_ctx c = {out, NULL, k0, k1, position, n, mean, std};
+    rng_ctx c = {out, k0, k1, position, n, mean, std};
     alpha_parallel_for(((n + 1) / 2 + PIECE - 1) / PIECE, 1, normal_task, &c);
 }

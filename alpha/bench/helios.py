@@ -1,10 +1,10 @@
-"""`python -m alpha bench helios` (or `python -m alpha.helios.bench`): helios speed on this
+"""`python -m alpha bench helios` (or `python -m alpha.bench.helios`): helios speed on this
 machine's Vulkan device, timed with GPU timestamps after a warm-up.
 
 - SGEMM fp32 at 4096^3 and 8192^3 (256^3 on a CPU device such as lavapipe), against PyTorch's
   cuBLAS fp32 (TF32 off) in the same run when torch with CUDA is importable; on a discrete GPU
   a few tile configurations are swept at 4096^3 and the best is reported;
-- the tensor-core matmul (bf16 and fp16 inputs, fp32 accumulation; `bench_coop`): checked against
+- the tensor-core matmul (bf16 and fp16 inputs, fp32 accumulation; `helios_coop`): checked against
   float64, then timed at the same sizes against cuBLAS bf16/fp16, after a tile sweep at 4096^3;
 - memory-bound kernels (binary add, GELU, axpy, layernorm, softmax, AdamW) in GB/s, against the
   device's measured copy bandwidth (vkCmdCopyBuffer, bytes read + written).
@@ -167,8 +167,8 @@ def run(args=None) -> int:
     t0 = time.time()
     sizes = getattr(args, "sizes", None) or ([256] if cpu_device else [4096, 8192])
     if getattr(args, "tensor_cores", False):
-        from alpha.helios import bench_coop
-        bench_coop.run(be, _say, sizes)
+        from alpha.bench import helios_coop
+        helios_coop.run(be, _say, sizes)
         _say(f"pipelines created: {be.pipes.created}; bench took {time.time() - t0:.1f} s")
         return 0
 
@@ -206,8 +206,8 @@ def run(args=None) -> int:
             ", cuBLAS: torch with CUDA not importable"
         _say(f"  {n}^3: helios {tf:.3f} TFLOP/s{ratio}")
     if not cpu_device or be._coop_types():
-        from alpha.helios import bench_coop
-        bench_coop.run(be, _say, sizes)
+        from alpha.bench import helios_coop
+        helios_coop.run(be, _say, sizes)
     _say(f"pipelines created: {be.pipes.created}; bench took {time.time() - t0:.1f} s")
     return 0
 
