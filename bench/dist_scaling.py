@@ -19,6 +19,9 @@ vocabulary; every step is timed from one after_backward hook to the next (the wh
 all-reduces, the loss average and the stop vote included), and the median step counts (this
 machine may be shared). "Not hidden" is the time the training thread spent waiting for MPI per
 step: the gradient buckets still in flight when backward ended, plus the scalar collectives.
+"CPU ms" is the CPU time of all ranks (every thread) per step, and "CPU eff" the one process's
+CPU time over it: the cost of communication in CPU, which a loaded machine does not blur as it
+blurs the wall clock.
 Arguments after `--` go to `alpha train` (e.g. `--dtype`).
 """
 
@@ -82,24 +85,27 @@ def alpha_worker(a) -> None:
         from alpha.dist import start
 
         world = start(a.backend)
-    marks: list[tuple[float, float]] = []  # (time, seconds waited on MPI so far) per step
+    marks: list[tuple[float, float, float]] = []  # (time, MPI wait so far, CPU time) per step
 
     def mark(trainer, step):
         trainer.backend.synchronize()
-        marks.append((time.perf_counter(), world.comm.waited_s if world else 0.0))
+        marks.append((time.perf_counter(), world.comm.waited_s if world else 0.0,
+                      time.process_time()))
 
     trainer = Trainer(config, out=None, dist=world, hooks={"after_backward": mark})
     trainer.train()
     if world is not None:
         world.finish()
-    if world is None or world.is_main:
-        timed = marks[a.warmup:]
-        step_s = median([b[0] - a_[0] for a_, b in zip(timed, timed[1:])])
-        waited_s = median([b[1] - a_[1] for a_, b in zip(timed, timed[1:])])
-        print(json.dumps({"tok_s": a.global_batch * c["block_size"] / step_s,
-                          "ms_per_step": 1000 * step_s, "not_hidden_ms": 1000 * waited_s,
-                          "threads": os.environ.get("ALPHA_NUM_THREADS"),
-                          "params": trainer.model.param_count}), flush=True)
+    timed = marks[a.warmup:]
+    step_s = median([b[0] - a_[0] for a_, b in zip(timed, timed[1:])])
+    waited_s = median([b[1] - a_[1] for a_, b in zip(timed, timed[1:])])
+    cpu_s = median([b[2] - a_[2] for a_, b in zip(timed, timed[1:])])
+    print(json.dumps({"rank": world.rank if world else 0,
+                      "tok_s": a.global_batch * c["block_size"] / step_s,
+                      "ms_per_step": 1000 * step_s, "not_hidden_ms": 1000 * waited_s,
+                      "cpu_ms_per_step": 1000 * cpu_s,
+                      "threads": os.environ.get("ALPHA_NUM_THREADS"),
+                      "params": trainer.model.param_count}), flush=True)
 
 
 def run_alpha(a, ranks: int, threads: int | None, global_batch: int, text: str,
@@ -120,10 +126,14 @@ def run_alpha(a, ranks: int, threads: int | None, global_batch: int, text: str,
     cmd += ["--", *a.extra] if a.extra else []
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env)
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    if r.returncode != 0 or not rows:
+    if r.returncode != 0 or len(rows) != ranks:
         raise SystemExit(f"alpha with {ranks} rank(s) failed (exit {r.returncode}):\n"
                          f"{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
-    return rows[0]
+    out = next(row for row in rows if row["rank"] == 0)
+    # CPU time of every rank (all its threads): on a shared machine the wall clock is noisy,
+    # while the CPU a step costs shows the price of communication whatever the load
+    out["cpu_ms_per_step"] = sum(row["cpu_ms_per_step"] for row in rows)
+    return out
 
 
 def mpi_launch(ranks: int) -> list[str]:
@@ -293,13 +303,16 @@ def main() -> None:
     base_ranks = results[0]["ranks"]
     print()
     print(f"{'ranks':>5} {'thr/rank':>8} {'batch':>6} {'alpha tok/s':>12} {'eff':>6} "
-          f"{'ms/step':>8} {'not hidden ms':>14} {'torch tok/s':>12} {'eff':>6} "
-          f"{'alpha/torch':>11}")
+          f"{'ms/step':>8} {'not hidden ms':>14} {'CPU ms':>8} {'CPU eff':>7} "
+          f"{'torch tok/s':>12} {'eff':>6} {'alpha/torch':>11}")
     for row in results:
         n = row["ranks"]
         ideal = 1.0 if cpu else n / base_ranks
         al = row["alpha"]
         row["alpha_efficiency"] = al["tok_s"] / (base["alpha"] * ideal)
+        # CPU time per global batch, all ranks together, against one process (strong scaling)
+        cpu_base = results[0]["alpha"]["cpu_ms_per_step"] * (1 if cpu else n / base_ranks)
+        row["alpha_cpu_efficiency"] = cpu_base / al["cpu_ms_per_step"]
         t = row["torch"]
         if t and base["torch"]:
             row["torch_efficiency"] = t["tok_s"] / (base["torch"] * ideal)
@@ -307,6 +320,7 @@ def main() -> None:
         print(f"{n:>5} {thr:>8} {row['global_batch']:>6} {al['tok_s']:>12.0f} "
               f"{row['alpha_efficiency']:>6.1%} {al['ms_per_step']:>8.1f} "
               f"{al['not_hidden_ms']:>7.1f} ({al['not_hidden_ms'] / al['ms_per_step']:>4.1%}) "
+              f"{al['cpu_ms_per_step']:>8.0f} {row['alpha_cpu_efficiency']:>7.1%} "
               + (f"{t['tok_s']:>12.0f} {row['torch_efficiency']:>6.1%} "
                  f"{al['tok_s'] / t['tok_s']:>11.2f}" if t else f"{'-':>12} {'-':>6} {'-':>11}"))
     print("\n" + json.dumps({"config": a.config, "backend": a.backend, "cores": cores,

@@ -6,8 +6,10 @@
 
 Model: GPT-2 124M's shapes (12 layers, 12 heads, 768 wide, 1024 positions, 50257 tokens), randomly
 initialised, saved as an Alpha checkpoint; then timed: `export` (checkpoint -> HF folder, a 498 MB
-model.safetensors) and `import` (HF folder -> checkpoint). Both run warm (the files are in the page
-cache): what is measured is our code plus the copy to disk. Targets: <= 2 s each.
+model.safetensors) and `import` (HF folder -> checkpoint), best of three runs each (on a shared
+disk the same 500 MB write takes 0.4 s or 2.4 s). Both run warm (the files are in the page cache,
+earlier writes synced): what is measured is our code plus the copy to disk, fsync included.
+Targets: <= 2 s each.
 
 Encoding: a GPT-2-format byte-level BPE of 8192 tokens (Alpha's BPE trainer on the corpus, its
 merges written as GPT-2's vocab.json + merges.txt), encoding tinyshakespeare followed by Python's
@@ -71,17 +73,27 @@ def bench_model(folder: str) -> bool:
 
     out = os.path.join(folder, "hf")
     ckpt_format.load(src)  # warm the page cache as a second export would find it
-    t0 = time.perf_counter()
-    export_checkpoint(src, out)
-    t_export = time.perf_counter() - t0
+
+    def timed(fn) -> float:
+        """Best of three runs, each after os.sync(): the previous run's dirty pages are on disk
+        and do not compete with this run's writes."""
+        best = float("inf")
+        for _ in range(3):
+            os.sync()
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    t_export = timed(lambda: export_checkpoint(src, out))
     size = os.path.getsize(os.path.join(out, "model.safetensors"))
     print(f"  export  checkpoint -> HF folder   {t_export:6.2f} s  ({size / 1e6:.0f} MB "
           f"model.safetensors, {size / 1e6 / t_export:.0f} MB/s)  target <= {EXPORT_TARGET_S} s  "
           f"{_verdict(t_export <= EXPORT_TARGET_S)}")
-    t0 = time.perf_counter()
-    _, ck_size = import_model(out, os.path.join(folder, "imported.ckpt"))
-    t_import = time.perf_counter() - t0
-    same = ckpt_format.load(os.path.join(folder, "imported.ckpt")).tensors["params"] == params
+    dst = os.path.join(folder, "imported.ckpt")
+    t_import = timed(lambda: import_model(out, dst))
+    ck_size = os.path.getsize(dst)
+    same = ckpt_format.load(dst).tensors["params"] == params
     print(f"  import  HF folder -> checkpoint   {t_import:6.2f} s  ({ck_size / 1e6:.0f} MB "
           f"checkpoint, {ck_size / 1e6 / t_import:.0f} MB/s)  target <= {IMPORT_TARGET_S} s  "
           f"{_verdict(t_import <= IMPORT_TARGET_S)}  (weights identical: {same})")

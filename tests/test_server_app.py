@@ -87,7 +87,7 @@ def test_routes_errors_and_keepalive(server):
     assert st == 400 and set(err) == {"message", "type", "param", "code"}
     assert err["type"] == "invalid_request_error" and "JSON" in err["message"]
     st, h, b = _get(c, "GET", "/nope")
-    assert st == 404 and json.loads(b)["error"]["type"] == "not_found_error"
+    assert st == 404 and json.loads(b)["error"]["type"] == "invalid_request_error"
     st, h, b = _get(c, "DELETE", "/echo")
     assert st == 405 and "POST" in h["Allow"]
     st, h, b = _get(c, "GET", "/teapot")

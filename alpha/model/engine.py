@@ -1,7 +1,7 @@
 """The serving engine: continuous batching of many sequences over one model, on its own thread.
 
     engine = Engine(gpt, max_batch=32, max_queue=128, prefill_chunk=64)
-    handle = engine.submit(prompt_ids, SamplingParams(max_tokens=50, seed=1), n=1)
+    handle = engine.submit([prompt_ids], SamplingParams(max_tokens=50, seed=1), n=1)
     for index, kind, value in handle:        # ("token", Token) ... ("done", "stop" | "length")
         ...
     engine.close()
@@ -93,24 +93,32 @@ class _Seq:
 
 
 class Handle:
-    """One request: n sequences whose events arrive on one queue as (index, kind, value):
-    ("token", Token), ("done", "stop" | "length"), ("error", message)."""
+    """One request: its sequences' events arrive on one queue as (index, kind, value):
+    ("token", Token), ("done", "stop" | "length"), ("error", message). Sequence k * n + j is
+    choice j of prompt k. A stopped or cancelled sequence sends nothing more."""
 
-    def __init__(self, engine: "Engine", n: int, prompt_tokens: int):
+    def __init__(self, engine: "Engine", count: int):
         self.engine = engine
-        self.n = n
-        self.prompt_tokens = prompt_tokens
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled = False
+        self.stopped: set[int] = set()
         self.submitted = time.monotonic()
         self.first_token_at: float | None = None
-        self._open = n
+        self._open = count
 
     def cancel(self) -> None:
         """Stop every sequence of this request; their slots are freed at the next step."""
         if not self.cancelled:
             self.cancelled = True
             self.engine._wake()
+
+    def stop(self, index: int) -> None:
+        """Stop one sequence (its client found a stop string); its slot is freed at once."""
+        self.stopped.add(index)
+        self.engine._wake()
+
+    def dropped(self, s: "_Seq") -> bool:
+        return self.cancelled or s.index in self.stopped
 
     def get(self, timeout: float | None = None):
         """The next event, or None after `timeout` seconds without one."""
@@ -157,18 +165,23 @@ class Engine:
         self._thread.start()
 
     # ---- the client side -----------------------------------------------------------------------
-    def submit(self, prompt: list[int], params: SamplingParams, n: int = 1) -> Handle:
-        """Queue a request of n sequences (choices). Raises QueueFull or EngineClosed."""
-        if not prompt:
-            raise ValueError("the prompt needs at least one token")
-        if len(prompt) > self.max_len:
-            raise ValueError(f"the prompt has {len(prompt)} tokens; the context is "
-                             f"{self.max_len}")
-        handle = Handle(self, n, len(prompt))
+    def submit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> Handle:
+        """Queue a request: n sequences (choices) for each prompt. Choice j draws from
+        Rng(seed).stream("sampling") for j = 0, "sampling.j" after, whatever the prompt (so a
+        request's text depends only on itself). Raises QueueFull or EngineClosed."""
+        for prompt in prompts:
+            if not prompt:
+                raise ValueError("a prompt needs at least one token")
+            if len(prompt) > self.max_len:
+                raise ValueError(f"the prompt has {len(prompt)} tokens; the context is "
+                                 f"{self.max_len}")
+        handle = Handle(self, len(prompts) * n)
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(6), "little")
         rng = Rng(seed)
-        seqs = [_Seq(handle, i, list(prompt), params,
-                     rng.stream("sampling" if i == 0 else f"sampling.{i}")) for i in range(n)]
+        seqs = [_Seq(handle, k * n + j, list(prompt), params,
+                     rng.stream("sampling" if j == 0 else f"sampling.{j}"))
+                for k, prompt in enumerate(prompts) for j in range(n)]
+        n = len(seqs)
         with self._cv:
             if self._closed:
                 raise EngineClosed(f"model {self.name} is unloading")
@@ -231,14 +244,14 @@ class Engine:
     def _admit(self) -> None:
         """(lock held) Drop cancelled sequences, then fill free slots from the queue."""
         for group in (self._prefilling, self._running):
-            for s in [s for s in group if s.handle.cancelled]:
+            for s in [s for s in group if s.handle.dropped(s)]:
                 group.remove(s)
                 self._release(s)
-        while self._waiting and self._waiting[0].handle.cancelled:
-            self._waiting.popleft().finished = True
+        if any(s.handle.dropped(s) for s in self._waiting):
+            self._waiting = deque(s for s in self._waiting if not s.handle.dropped(s))
         while self._waiting and self._free:
             s = self._waiting.popleft()
-            if s.handle.cancelled:
+            if s.handle.dropped(s):
                 s.finished = True
                 continue
             s.slot = self._free.pop()
@@ -255,7 +268,7 @@ class Engine:
         t0 = time.perf_counter()
         prefilled = self._prefill()
         with self._lock:
-            running = [s for s in self._running if not s.handle.cancelled]
+            running = [s for s in self._running if not s.handle.dropped(s)]
         if running:
             self._decode(running)
         self.steps += 1
@@ -267,7 +280,7 @@ class Engine:
         """Run whole prompt chunks (at least one) up to `prefill_chunk` tokens in total."""
         be, chunk, used = self.backend, self.prefill_chunk, 0
         for s in list(self._prefilling):
-            while s.done_prompt < len(s.prompt) and not s.handle.cancelled:
+            while s.done_prompt < len(s.prompt) and not s.handle.dropped(s):
                 a = s.done_prompt
                 b = min(len(s.prompt), (a // chunk + 1) * chunk)
                 if used and used + (b - a) > chunk:
@@ -345,7 +358,7 @@ class Engine:
 
     def _emit(self, s: _Seq, tok: Token, now: float) -> None:
         h = s.handle
-        if s.finished or h.cancelled:
+        if s.finished or h.dropped(s):
             return
         if self.observer is not None:
             if h.first_token_at is None:

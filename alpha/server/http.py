@@ -23,18 +23,18 @@ from urllib.parse import parse_qs
 
 MAX_BODY = 1 << 20  # 1 MiB: the default request-body limit (a route may raise it)
 
-ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "not_found_error", 405: "invalid_request_error", 408: "timeout_error",
-    409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error",
-    500: "server_error", 503: "server_error",
-}
+# OpenAI's error types by status (its SDKs pick the exception class from the status alone)
+ERROR_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "rate_limit_error"}
 REASONS = {
     200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
     429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
 }
+
+
+def _error_type(status: int) -> str:
+    return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 class HTTPError(Exception):
@@ -51,8 +51,7 @@ class HTTPError(Exception):
         self.message = message
         self.param = param
         self.code = code
-        self.type = type or ERROR_TYPES.get(status, "server_error" if status >= 500
-                                           else "invalid_request_error")
+        self.type = type or _error_type(status)
         self.headers = headers or {}
 
     def response(self) -> "Response":
@@ -86,7 +85,7 @@ def error_body(message: str, *, type: str = "invalid_request_error", param: str 
 def error_response(status: int, message: str, *, type: str | None = None,
                    param: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> Response:
-    type = type or ERROR_TYPES.get(status, "server_error")
+    type = type or _error_type(status)
     return json_response(error_body(message, type=type, param=param, code=code), status, headers)
 
 

@@ -140,10 +140,8 @@ class RemoteReporter:
         self._backoff = BACKOFF_MIN_S
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._final = False
         self._give_up_at = float("inf")
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls, run_dir: str, *, upload_checkpoints: bool = False,
@@ -178,7 +176,6 @@ class RemoteReporter:
         could not be sent stays in the outbox for the next process on this run folder."""
         if self._thread is None:
             return
-        self._final = True
         self._give_up_at = time.monotonic() + timeout
         self._retry_at = 0.0
         self._stop.set()

@@ -1,0 +1,189 @@
+"""Load on `python -m alpha serve`: 1, 8 and 32 concurrent streaming clients on config B, beside
+`python -m alpha sample` (the same checkpoint, batch 1) measured in the same run.
+
+    python bench/serve_load.py                 # 1, 8, 32 streams; a table and the ratios
+    python bench/serve_load.py --tokens 64 --streams 1,32
+
+Config B: 6 layers, 6 heads, 384 wide, block 256, byte-level BPE with 4096 tokens (merges made up,
+no special tokens, so every stream runs to max_tokens), GPT-2 init weights (speed does not depend
+on training). Each client streams /v1/completions with its own seed; per wave the table gives time
+to first token (p50, p99), per-stream decode tokens/s (after the first token), aggregate tokens/s
+(all tokens / the wave's wall time) and failed requests.
+
+The ratios that matter: single-stream server decode / `alpha sample` decode (target >= 0.9) and
+aggregate at 32 streams / single stream (target >= 8 on 2 cores). The machine's load average is
+printed: on a busy machine every figure is lower, the ratios less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+B = dict(vocab_size=4096, n_layer=6, n_head=6, n_embd=384, block_size=256)
+PROMPT = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"
+
+
+def make_checkpoint(folder: str) -> str:
+    """A config-B run folder with one checkpoint (step 1) and its tokenizer."""
+    from alpha.core.config import RunConfig
+    from alpha.core.rng import Rng
+    from alpha.model import GPT
+    from alpha.tensor import get_backend
+    from alpha.tokenizers.bpe import BPETokenizer
+    from alpha.train import checkpoint
+
+    chars = list(range(97, 123)) + [32, 10, 40, 41, 58, 34, 46, 61]
+    merges = [(a, b) for a in chars for b in chars]  # two-byte tokens, then three-byte ones
+    pairs = [(256 + i, c) for i in range(len(merges)) for c in chars]
+    merges += pairs[:B["vocab_size"] - 256 - len(merges)]
+    tok = BPETokenizer(merges)
+    config = RunConfig.from_dict({"domain": "code", "model": dict(B),
+                                  "sample": {"temperature": 0.8, "top_k": 0, "top_p": 1.0}})
+    be = get_backend("cpu")
+    gpt = GPT(config.model, be, Rng(1337))
+    n = gpt.n_params
+    os.makedirs(os.path.join(folder, "checkpoints"), exist_ok=True)
+    path = os.path.join(folder, "checkpoints", "step-1.ckpt")
+    header = {"format": "alpha-checkpoint", "run_id": os.path.basename(folder), "step": 1,
+              "config": config.to_dict(), "tokenizer": tok.to_json()}
+    checkpoint.save(path, header, {"params": (be.to_array(gpt.params), (n,), "f32")})
+    return path
+
+
+def alpha_sample(ckpt: str, tokens: int) -> float:
+    """`alpha sample`'s own decode tokens/s."""
+    r = subprocess.run([sys.executable, "-m", "alpha", "sample", "--checkpoint", ckpt,
+                        "--prompt", PROMPT, "--max-tokens", str(tokens), "--temperature", "0.8",
+                        "--seed", "1"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    m = re.search(r"decode (\d+) tokens at ([\d,.]+) tok/s", r.stderr)
+    if r.returncode or not m:
+        raise SystemExit(f"alpha sample failed: {r.stderr[-2000:]}")
+    return float(m.group(2).replace(",", ""))
+
+
+def start_server(outputs: str, model: str, max_batch: int):
+    p = subprocess.Popen([sys.executable, "-m", "alpha", "serve", "--port", "0", "--outputs",
+                          outputs, "--model", model, "--max-batch", str(max_batch)],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "ALPHA_API_KEY"})
+    while True:
+        line = p.stderr.readline()
+        if not line:
+            raise SystemExit("the server did not start")
+        m = re.search(r"serving on http://[\d.]+:(\d+)", line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+            return p, int(m.group(1))
+
+
+def one_stream(port: int, model: str, tokens: int, seed: int) -> dict:
+    """Stream one completion; the client's view of its timing."""
+    t0 = time.perf_counter()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0.8,
+            "seed": seed, "stream": True, "stream_options": {"include_usage": True}}
+    try:
+        c.request("POST", "/v1/completions", json.dumps(body),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            return {"ok": False, "why": f"status {r.status}"}
+        first = last = None
+        usage, done = None, False
+        for raw in r:
+            line = raw.decode().rstrip("\n")
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                done = True
+                break
+            ev = json.loads(line[6:])
+            if ev.get("usage"):
+                usage = ev["usage"]
+            if ev["choices"] and ev["choices"][0]["text"]:
+                last = time.perf_counter()
+                first = first or last
+        if not done or usage is None or first is None:
+            return {"ok": False, "why": "incomplete stream"}
+        n = usage["completion_tokens"]
+        return {"ok": True, "ttft": first - t0, "tokens": n, "end": last,
+                "decode_tps": (n - 1) / (last - first) if last > first else 0.0}
+    except (OSError, ValueError) as e:
+        return {"ok": False, "why": str(e)}
+    finally:
+        c.close()
+
+
+def wave(port: int, model: str, streams: int, tokens: int) -> dict:
+    results = [None] * streams
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+        i, one_stream(port, model, tokens, 1000 + i))) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ok = [r for r in results if r and r["ok"]]
+    ttft = sorted(r["ttft"] for r in ok) or [float("nan")]
+    return {"streams": streams, "failed": streams - len(ok),
+            "ttft_p50": statistics.median(ttft),
+            "ttft_p99": ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))],
+            "stream_tps": statistics.mean(r["decode_tps"] for r in ok) if ok else 0.0,
+            "aggregate_tps": sum(r["tokens"] for r in ok) / wall, "wall": wall}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--streams", default="1,8,32", help="concurrent clients per wave")
+    ap.add_argument("--tokens", type=int, default=96, help="tokens per stream")
+    args = ap.parse_args()
+    waves = [int(x) for x in args.streams.split(",")]
+    load = os.getloadavg()[0]
+    print(f"serve_load: config B on {os.cpu_count()} cores, load average {load:.1f} at start"
+          + (" (a busy machine: figures are low)" if load >= (os.cpu_count() or 1) else ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = os.path.join(tmp, "outputs")
+        ckpt = make_checkpoint(os.path.join(outputs, "bench-b"))
+        ref = alpha_sample(ckpt, args.tokens)
+        print(f"alpha sample (batch 1, same checkpoint): decode {ref:,.1f} tok/s")
+        proc, port = start_server(outputs, "bench-b", max(waves))
+        try:
+            one_stream(port, "bench-b", 4, 1)  # warm: the model is loaded, kernels built
+            rows = [wave(port, "bench-b", n, args.tokens) for n in waves]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    print(f"{'streams':>7} {'failed':>6} {'TTFT p50':>9} {'TTFT p99':>9} {'tok/s/stream':>12} "
+          f"{'aggregate':>10}")
+    for r in rows:
+        print(f"{r['streams']:>7} {r['failed']:>6} {r['ttft_p50']:>8.3f}s {r['ttft_p99']:>8.3f}s "
+              f"{r['stream_tps']:>12.1f} {r['aggregate_tps']:>10.1f}")
+    single = next((r for r in rows if r["streams"] == 1), None)
+    if single:
+        print(f"single stream server decode / alpha sample: {single['stream_tps'] / ref:.2f}x "
+              "(target >= 0.90)")
+        for r in rows:
+            if r["streams"] > 1:
+                print(f"aggregate at {r['streams']} streams / single stream: "
+                      f"{r['aggregate_tps'] / single['stream_tps']:.1f}x"
+                      + (" (target >= 8)" if r["streams"] == 32 else ""))
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    return 1 if any(r["failed"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

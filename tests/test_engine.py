@@ -1,0 +1,134 @@
+"""The serving engine: a sequence's logits are the same bits alone or batched with 31 others (fused
+and op-by-op decode), its tokens the same whatever else runs, and prompts are prefilled in chunks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from alpha.core.config import ModelConfig
+from alpha.core.rng import Rng, Stream
+from alpha.model import GPT, KVCache
+from alpha.model.engine import Engine, QueueFull, SamplingParams
+from alpha.tensor import get_backend
+
+CPU = get_backend("cpu")
+
+
+def _model(act="gelu", bias=True, tied=True):
+    # odd sizes: vector tails everywhere (C 40, hidden 160, vocab 301)
+    cfg = ModelConfig(vocab_size=301, n_layer=2, n_head=5, n_embd=40, block_size=40,
+                      activation=act, bias=bias, tie_embeddings=tied)
+    m = GPT(cfg, CPU, Rng(7)).eval()
+    noise = Stream((7, 7)).normal(m.n_params)  # weights big enough that every layer matters
+    CPU.copy(m.params, CPU.from_array([v + 0.2 * z for v, z in zip(m.params.to_array(), noise)],
+                                      (m.n_params,)))
+    return m
+
+
+@pytest.mark.parametrize("act,bias,tied", [("gelu", True, True), ("swiglu", False, False)])
+def test_decode_logits_are_batch_invariant_bitwise(act, bias, tied):
+    m = _model(act, bias, tied)
+    S, V = 32, m.cfg.vocab_size
+    cache = KVCache(m, S)
+    st = Stream((1, 2))
+    for s in range(S):  # every slot at its own length
+        n = 1 + s % 13
+        m.forward(CPU.from_array(st.randint(n, V), (1, n), "i32"), cache=cache, slots=[s],
+                  last_only=True)
+    lengths = list(cache.lengths)
+    toks = st.randint(S, V)
+
+    def step(slots, fused):
+        m.fused_decode = fused
+        for s in slots:
+            cache.lengths[s] = lengths[s]
+        ids = CPU.from_array([toks[s] for s in slots], (len(slots), 1), "i32")
+        out = list(m.forward(ids, cache=cache, slots=slots, last_only=True).to_array())
+        return {s: out[i * V:(i + 1) * V] for i, s in enumerate(slots)}
+
+    for fused in (True, False):
+        everyone = step(list(range(S)), fused)
+        for s in (0, 5, 17, 31):
+            assert step([s], fused)[s] == everyone[s], (fused, s)
+        some = step([31, 2, 17, 9, 5], fused)  # any order, any subset
+        assert all(some[s] == everyone[s] for s in some)
+    assert m.fused_decode is False  # (the last loop ran op by op)
+    m.fused_decode = True
+    # the fused block and the op-by-op path agree bit for bit
+    assert step(list(range(S)), True) == step(list(range(S)), False)
+
+
+def _collect(handle):
+    out = {}
+    for i, kind, value in handle:
+        out.setdefault(i, []).append(value.id if kind == "token" else value)
+    return out
+
+
+def test_engine_tokens_do_not_depend_on_the_batch():
+    m = _model()
+    eng = Engine(m, max_batch=32, max_queue=64, prefill_chunk=8)
+    try:
+        st = Stream((4, 4))
+        prompts = [st.randint(1 + 3 * i % 14, m.cfg.vocab_size) for i in range(32)]
+        params = [SamplingParams(max_tokens=25, temperature=0.8, seed=i,
+                                 top_k=7 if i % 4 == 1 else 0, top_p=0.9 if i % 4 == 2 else 1.0,
+                                 frequency_penalty=0.5 if i % 4 == 3 else 0.0)
+                  for i in range(32)]
+        alone = [_collect(eng.submit([prompts[i]], params[i])) for i in range(32)]
+        together = [None] * 32
+
+        def run(i):
+            together[i] = _collect(eng.submit([prompts[i]], params[i]))
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert together == alone
+        assert all(len(a[0]) == 26 and a[0][-1] == "length" for a in alone)
+        # n choices draw from their own streams; choice 0 is the n=1 sequence
+        two = _collect(eng.submit([prompts[3]], params[3], n=2))
+        assert two[0] == alone[3][0] and two[1] != two[0]
+        # greedy ignores the seed; a stop token ends with "stop" and is not emitted
+        g1 = _collect(eng.submit([prompts[0]], SamplingParams(max_tokens=10, temperature=0,
+                                                              seed=1)))
+        g2 = _collect(eng.submit([prompts[0]], SamplingParams(max_tokens=10, temperature=0,
+                                                              seed=2)))
+        assert g1 == g2
+        stop = g1[0][4]
+        g3 = _collect(eng.submit([prompts[0]], SamplingParams(max_tokens=10, temperature=0,
+                                                              stop_tokens=(stop,))))
+        assert g3[0] == g1[0][:g1[0].index(stop)] + ["stop"]
+        # the context ends generation with "length"
+        long = _collect(eng.submit([prompts[0][:1] * 38], SamplingParams(temperature=0)))
+        assert len(long[0]) == 1 + 40 - 38 + 1 and long[0][-1] == "length"
+    finally:
+        eng.close()
+
+
+def test_prefill_chunks_and_queue_limit():
+    m = _model()
+    eng = Engine(m, max_batch=1, max_queue=1, prefill_chunk=4)
+    try:
+        st = Stream((5, 5))
+        prompt = st.randint(30, m.cfg.vocab_size)
+        p = SamplingParams(max_tokens=6, temperature=0.5, seed=3)
+        a = _collect(eng.submit([prompt], p))
+        eng2 = Engine(m, max_batch=4, prefill_chunk=64)  # one chunk: the same tokens
+        try:
+            assert _collect(eng2.submit([prompt], p)) == a
+        finally:
+            eng2.close()
+        # one slot, one queue place: a third request is refused
+        long = SamplingParams(temperature=0.5, seed=1)
+        h1 = eng.submit([prompt[:2]], long)
+        h2 = eng.submit([prompt[:2]], long)
+        with pytest.raises(QueueFull):
+            eng.submit([prompt[:2]], long)
+        h1.cancel()
+        h2.cancel()
+    finally:
+        eng.close()
