@@ -131,10 +131,9 @@ def test_text_completions_shapes(srv, outputs):
     assert sorted(e["choices"][0]["index"] for e in events
                   if e["choices"][0]["finish_reason"] == "length") == [0, 1, 2, 3]
     # token-id prompts, and a string prompt of the same text, give the same completion
-    from alpha.train.session import tokenizer_from_json
+    from alpha.tokenizers import load as load_tokenizer
 
-    with open(os.path.join(outputs, "text", "tokenizer.json")) as f:
-        ids = tokenizer_from_json(f.read()).encode("The")
+    ids = load_tokenizer(os.path.join(outputs, "text", "tokenizer.json")).encode("The")
     one = {"model": "text", "max_tokens": 5, "temperature": 0}
     st, _, r1 = srv.request("POST", COMP, {**one, "prompt": "The"})
     st2, _, r2 = srv.request("POST", COMP, {**one, "prompt": [ids]})
@@ -397,3 +396,34 @@ def test_sse_parser_is_strict():
     with pytest.raises(AssertionError):
         parse_sse('data: {"a":1}\nid: 3\n\ndata: [DONE]\n\n')
     assert os.path.basename(__file__) == "test_serve.py"
+
+
+def test_serve_on_helios(outputs):
+    """The same server on the Vulkan backend (lavapipe): batched requests give each the text it
+    gets alone."""
+    import ctypes.util
+
+    from conftest import require_peer
+
+    lvp = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+    require_peer(ctypes.util.find_library("vulkan") is not None and (
+        os.path.exists(lvp) or bool(os.environ.get("VK_DRIVER_FILES"))),
+        "no Vulkan loader + lavapipe (apt: libvulkan1 mesa-vulkan-drivers)")
+    s = Server(outputs, "--model", "text", backend="helios")
+    try:
+        bodies = [{"model": "text", "prompt": f"The {i}", "max_tokens": 8, "seed": i,
+                   "temperature": 0.9, "stream": True} for i in range(4)]
+        alone = [_stream_text(s.stream(COMP, b)[1]) for b in bodies]
+        together = [None] * 4
+
+        def run(i):
+            together[i] = _stream_text(s.stream(COMP, bodies[i])[1])
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(240)
+        assert together == alone and all(a[0] for a in alone)
+        assert "backend helios" in s.log()
+    finally:
+        assert s.stop() == 0

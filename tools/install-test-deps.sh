@@ -78,6 +78,14 @@ if ! "$PY" -c "import playwright" >/dev/null 2>&1; then
     || "$PY" -m pip install -q --break-system-packages playwright >/dev/null 2>&1 \
     || echo "warning: pip could not install playwright"
 fi
+# The official OpenAI Python SDK drives `alpha serve` in tests/test_serve_sdk.py (drop-in proof).
+# Test-only: alpha/ never imports it.
+if ! "$PY" -c "import openai" >/dev/null 2>&1; then
+  echo "installing test peer: openai (pip)"
+  "$PY" -m pip install -q openai >/dev/null 2>&1 \
+    || "$PY" -m pip install -q --break-system-packages openai >/dev/null 2>&1 \
+    || echo "warning: pip could not install openai"
+fi
 # Hugging Face peers for the weights-interop tests (alpha/interop, alpha/tokenizers/gpt2.py): CPU
 # PyTorch, transformers, tokenizers, safetensors. Test-only: Alpha never imports them. torch is
 # pinned to an exact version whose CPU wheel pip finds locally, and installed before transformers
@@ -85,6 +93,9 @@ fi
 if ! "$PY" -c "import torch, transformers, tokenizers, safetensors" >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then
     echo "installing test peers: torch (CPU), transformers, tokenizers, safetensors (pip)"
+    if ! "$PY" -m pip --version >/dev/null 2>&1 && have apt-get; then
+      apt-get update -qq >/dev/null && apt-get install -y -qq python3-pip >/dev/null
+    fi
     pipi() { "$PY" -m pip install -q "$@" || "$PY" -m pip install -q --break-system-packages "$@"; }
     { "$PY" -c "import torch" >/dev/null 2>&1 || pipi "torch==2.13.0"; } \
       && pipi transformers tokenizers safetensors \

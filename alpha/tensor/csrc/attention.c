@@ -265,6 +265,7 @@ typedef struct {
     int64_t qsb, qst, ksb, kst, vsb, vst; /* batch and time strides, elements; dim stride 1 */
     int64_t Tq, C, nh, start;
     int failed;
+    const int64_t *starts, *slots; /* per batch row (kv_attention_rows), else NULL */
 } kv_ctx;
 
 static void kv_task(void *vctx, int64_t begin, int64_t end) {
@@ -280,10 +281,11 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; item++) { /* item = (b, h, tq) */
         int64_t tq = item % Tq, h = (item / Tq) % nh, b = item / (Tq * nh);
         const float *q = c->q + b * c->qsb + tq * c->qst + h * hs;
-        int64_t n = c->start + tq + 1;
+        int64_t kb = c->slots ? c->slots[b] : b; /* the cache row block of this batch row */
+        int64_t n = (c->starts ? c->starts[b] : c->start) + tq + 1;
         float m = -INFINITY;
         for (int64_t j = 0; j < n; j++) {
-            const float *kj = c->k + b * c->ksb + j * c->kst + h * hs;
+            const float *kj = c->k + kb * c->ksb + j * c->kst + h * hs;
             float lanes[8] = {0}; /* head dims are short: 8 lanes, not ALPHA_LANES */
             int64_t d = 0;
             for (; d + 8 <= hs; d += 8)
@@ -297,7 +299,7 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
         for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
         float sum = 0.0f;
         for (int64_t j = 0; j < n; j++) sum += s[j];
-        const float *v0 = c->v + b * c->vsb + h * hs;
+        const float *v0 = c->v + kb * c->vsb + h * hs;
         int64_t d0 = 0;
         for (; d0 + 4 * VW <= hs; d0 += 4 * VW) { /* 4 independent register accumulators */
             vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -336,8 +338,23 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
 int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
                  int64_t ksb, int64_t kst, const float *v, int64_t vsb, int64_t vst, int64_t B,
                  int64_t Tq, int64_t C, int64_t nh, int64_t start) {
-    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, Tq, C, nh, start, 0};
+    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, Tq, C, nh, start, 0, NULL, NULL};
     int64_t per = (start + Tq) * (C / nh);
     alpha_parallel_for(B * nh * Tq, per >= 16384 ? 1 : 16384 / per, kv_task, &c);
+    return c.failed ? -1 : 0;
+}
+
+/* One new query per row, each against its own cache: row b's query (q + b * qsb) sits at position
+ * starts[b] and sees keys 0..starts[b] of cache block slots[b] (k + slots[b] * ksb, likewise v).
+ * Every (row, head) is computed exactly as kv_attention computes it, in one parallel pass (batched
+ * decode: sequences of different lengths). out (B, C) contiguous. */
+int kv_attention_rows(float *out, const float *q, int64_t qsb, const float *k, int64_t ksb,
+                      int64_t kst, const float *v, int64_t vsb, int64_t vst,
+                      const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
+                      int64_t nh) {
+    int64_t longest = 0;
+    for (int64_t b = 0; b < B; b++) longest = starts[b] > longest ? starts[b] : longest;
+    kv_ctx c = {out, q, k, v, qsb, 0, ksb, kst, vsb, vst, 1, C, nh, longest, 0, starts, slots};
+    alpha_parallel_for(B * nh, 1, kv_task, &c);
     return c.failed ? -1 : 0;
 }

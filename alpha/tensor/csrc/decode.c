@@ -26,6 +26,10 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *x, con
 int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
                  int64_t ksb, int64_t kst, const float *v, int64_t vsb, int64_t vst, int64_t B,
                  int64_t Tq, int64_t C, int64_t nh, int64_t start);
+int kv_attention_rows(float *out, const float *q, int64_t qsb, const float *k, int64_t ksb,
+                      int64_t kst, const float *v, int64_t vsb, int64_t vst,
+                      const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
+                      int64_t nh);
 void ew_binary_contig(float *out, const float *a, const float *b, int64_t n, int op, float s);
 void gelu_forward(float *out, const float *x, int64_t n);
 void relu_forward(float *out, const float *x, int64_t n);
@@ -40,9 +44,11 @@ enum { ACT_GELU, ACT_RELU, ACT_SILU, ACT_SWIGLU };
 static void linear_rows(float *out, const float *x, const float *w, const float *b, int64_t M,
                         int64_t n_in, int64_t n_out) {
     alpha_sgemm_rows(M, n_out, n_in, x, n_in, 1, w, n_out, 1, out, n_out, 1.0f, 0);
-    if (b)
-        for (int64_t i = 0; i < M; i++)
-            ew_binary_contig(out + i * n_out, out + i * n_out, b, n_out, EW_ADD, 0.0f);
+    if (b) /* one rounded add per element, whichever loop does it */
+        for (int64_t i = 0; i < M; i++) {
+            float *o = out + i * n_out;
+            for (int64_t j = 0; j < n_out; j++) o[j] += b[j];
+        }
 }
 
 /* x (M, C) in place: row i is sequence i's new token, at position positions[i] of cache slot
@@ -53,8 +59,9 @@ static void linear_rows(float *out, const float *x, const float *w, const float 
  * H the MLP hidden size (c_fc has 2H outputs for SwiGLU).
  *
  * Batch invariance: every row goes through exactly the arithmetic of M = 1 (the products are
- * alpha_sgemm_rows, the row-wise ops are called one row at a time), so a sequence's bits do not
- * depend on which others share its step. Returns 0, or -1 if out of memory. */
+ * alpha_sgemm_rows; layernorm and attention compute each row by itself, whichever thread; the
+ * activations are called one row at a time), so a sequence's bits do not depend on which others
+ * share its step. Returns 0, or -1 if out of memory. */
 int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const int64_t *slots,
                  const int64_t *positions, const float *ln1_w, const float *ln1_b,
                  const float *attn_w, const float *attn_b, const float *proj_w,
@@ -68,24 +75,23 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
     float *f = y + M * C, *g = f + M * F, *stats = g + M * H;
     int rc = 0;
 
-    for (int64_t i = 0; i < M; i++)
-        layernorm_forward(h + i * C, stats + 2 * i, stats + 2 * i + 1, x + i * C, ln1_w, ln1_b,
-                          1, C, eps);
+    layernorm_forward(h, stats, stats + M, x, ln1_w, ln1_b, M, C, eps); /* row by row */
     linear_rows(qkv, h, attn_w, attn_b, M, C, 3 * C);
-    for (int64_t i = 0; i < M; i++) {
-        float *slot = cache + slots[i] * slot_stride; /* (Tmax, 2C) [k | v] */
-        const float *row = qkv + i * 3 * C;
-        memcpy(slot + positions[i] * 2 * C, row + C, 2 * C * sizeof(float));
-        if (kv_attention(att + i * C, row, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, 1, C,
-                         nh, positions[i]))
-            rc = -1;
+    for (int64_t i = 0; i < M; i++) /* this position's [k | v] into the sequence's cache */
+        memcpy(cache + slots[i] * slot_stride + positions[i] * 2 * C, qkv + i * 3 * C + C,
+               2 * C * sizeof(float));
+    if (M == 1) {
+        float *slot = cache + slots[0] * slot_stride;
+        rc = kv_attention(att, qkv, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, 1, C, nh,
+                          positions[0]);
+    } else {
+        rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C, cache + C,
+                               slot_stride, 2 * C, slots, positions, M, C, nh);
     }
     linear_rows(y, att, proj_w, proj_b, M, C, C);
     ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
 
-    for (int64_t i = 0; i < M; i++)
-        layernorm_forward(h + i * C, stats + 2 * i, stats + 2 * i + 1, x + i * C, ln2_w, ln2_b,
-                          1, C, eps);
+    layernorm_forward(h, stats, stats + M, x, ln2_w, ln2_b, M, C, eps);
     linear_rows(f, h, fc_w, fc_b, M, C, F);
     for (int64_t i = 0; i < M; i++) {
         float *gi = g + i * H, *fi = f + i * F;
