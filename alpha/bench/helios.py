@@ -23,7 +23,9 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _torch_sgemm(n: int):
+def torch_matmul(n, dtype):
+    """cuBLAS TFLOP/s for an n^3 product in `dtype` ("f32" with TF32 off, "bf16", "f16"), or
+    None without torch and CUDA."""
     try:
         import torch
     except ImportError:
@@ -31,13 +33,13 @@ def _torch_sgemm(n: int):
     if not torch.cuda.is_available():
         return None
     torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    a = torch.randn(n, n, device="cuda")
-    b = torch.randn(n, n, device="cuda")
+    t = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]
+    a = torch.rand(n, n, device="cuda", dtype=t) - 0.5
+    b = torch.rand(n, n, device="cuda", dtype=t) - 0.5
     for _ in range(3):
         torch.mm(a, b)
     torch.cuda.synchronize()
-    reps = 10 if n <= 4096 else 5
+    reps = 20 if n <= 4096 else 10
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(reps):
@@ -201,7 +203,7 @@ def run(args=None) -> int:
     _say("SGEMM fp32 (target >= 50% of cuBLAS fp32):")
     for n in sizes:
         tf = _sgemm(be, n, best[0] if best else None)
-        ref = None if cpu_device else _torch_sgemm(n)
+        ref = None if cpu_device else torch_matmul(n, "f32")
         ratio = f", cuBLAS fp32 {ref:.2f} TFLOP/s, {100 * tf / ref:.1f}%" if ref else \
             ", cuBLAS: torch with CUDA not importable"
         _say(f"  {n}^3: helios {tf:.3f} TFLOP/s{ratio}")
