@@ -180,3 +180,27 @@ def test_a_webhook_url_that_is_not_a_url_is_warned_about(tmp_path):
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "ALPHA_WEBHOOK_URL must start with http" in r.stderr, r.stderr
+
+
+def test_report_with_the_wrong_secret_says_so_and_exits_2(tmp_path):
+    (tmp_path / "data.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    r = _alpha(tmp_path, "train", "--data", "data.txt", "--layers", "1", "--heads", "1", "--dim",
+               "16", "--block", "16", "--batch", "2", "--iters", "2", "--eval-iters", "1",
+               "--sample-tokens", "4", "--quiet", "--run-dir", "runs/r1")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "srv").mkdir()
+    env = dict(os.environ, PYTHONPATH=ROOT, UPLOAD_SECRET="right")
+    proc = subprocess.Popen([sys.executable, "-m", "alpha", "serve", "--port", "0"],
+                            cwd=tmp_path / "srv", env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("serving on http://"), line
+        url = line.split()[2]
+        env = dict(os.environ, PYTHONPATH=ROOT, ALPHA_REMOTE_URL=url, ALPHA_REMOTE_SECRET="wrong")
+        r = subprocess.run([sys.executable, "-m", "alpha", "report", "runs/r1", "--timeout", "3"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        line = _one_line_exit_2(r)
+        assert "ALPHA_REMOTE_SECRET" in line and "401" in line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)

@@ -47,6 +47,11 @@ def run(args) -> int:
     left = outbox_pending(run_dir)
     sent = ", ".join(f"{n} {k}" for k, n in reporter.sent.items())
     print(f"sent {sent}; uploaded {', '.join(reporter.uploaded) or 'no checkpoint'}")
+    refused = reporter.last_error or ""
+    if (left["bytes"] or left["uploads"]) and ("HTTP 401" in refused or "HTTP 403" in refused):
+        # a wrong secret is the user's to fix, not "run this again": one line, exit 2 (qa)
+        raise ConfigError(f"the server refused ALPHA_REMOTE_SECRET ({refused[:8]}): set it to the "
+                          f"server's UPLOAD_SECRET; nothing is lost, {run_dir} still holds it all")
     if left["bytes"] or left["uploads"]:
         print(f"the server did not take everything ({reporter.last_error}): "
               f"{left['bytes']} bytes and {len(left['uploads'])} uploads wait; run this again")
