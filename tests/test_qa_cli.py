@@ -106,3 +106,77 @@ def test_runs_refuses_a_file_as_root(tmp_path):
     (tmp_path / "notes.txt").write_text("x\n")
     line = _one_line_exit_2(_alpha(tmp_path, "runs", "--root", "notes.txt"))
     assert "--root notes.txt" in line
+
+
+def test_a_broken_env_local_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / ".env.local").write_bytes(b"ALPHA_NUM_THREADS=1\n\xff\xfe\n")
+    line = _one_line_exit_2(_alpha(tmp_path, "runs"))
+    assert ".env.local" in line
+    # lines the OS cannot hold as variables are skipped; the good ones still count
+    (tmp_path / ".env.local").write_bytes(b"=x\nA\x00B=1\nQA_ENV_OK=yes\n")
+    r = _alpha(tmp_path, "runs")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    from alpha.cli.main import load_env_file
+    os.environ.pop("QA_ENV_OK", None)
+    try:
+        load_env_file(str(tmp_path / ".env.local"))
+        assert os.environ.get("QA_ENV_OK") == "yes"
+    finally:
+        os.environ.pop("QA_ENV_OK", None)
+
+
+def test_serve_answers_a_corrupt_checkpoint_with_a_clear_error(tmp_path):
+    """A served run whose checkpoint is damaged gets OpenAI's error JSON naming the problem (and
+    one log line), not "internal server error" and a traceback in the log."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    (tmp_path / "data.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    r = _alpha(tmp_path, "train", "--data", "data.txt", "--layers", "1", "--heads", "1", "--dim",
+               "16", "--block", "16", "--batch", "2", "--iters", "2", "--eval-iters", "1",
+               "--sample-tokens", "4", "--quiet", "--run-dir", "outputs/r1")
+    assert r.returncode == 0, r.stderr
+    ckpt = tmp_path / "outputs" / "r1" / "checkpoints" / "step-2.ckpt"
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("ALPHA_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "alpha", "serve", "--port", "0"], cwd=tmp_path,
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("serving on http://"), line
+        url = line.split()[2]
+        req = urllib.request.Request(url + "/v1/completions", method="POST",
+                                     data=json.dumps({"model": "r1", "prompt": "the",
+                                                      "max_tokens": 2}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=30)
+            raise AssertionError("a corrupt checkpoint was served")
+        except urllib.error.HTTPError as e:
+            body = json.loads(e.read())
+        assert body["error"]["code"] == "model_load_failed", body
+        assert "corrupt" in body["error"]["message"], body
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "Traceback" not in err, err
+    assert "cannot load model r1" in err
+
+
+def test_a_webhook_url_that_is_not_a_url_is_warned_about(tmp_path):
+    (tmp_path / "data.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    env = dict(os.environ, PYTHONPATH=ROOT, ALPHA_WEBHOOK_URL="discord.com/api/webhooks/1/x")
+    for name in ("ALPHA_REMOTE_URL", "ALPHA_REMOTE_SECRET"):
+        env.pop(name, None)
+    r = subprocess.run([sys.executable, "-m", "alpha", "train", "--data", "data.txt", "--layers",
+                        "1", "--heads", "1", "--dim", "16", "--block", "16", "--batch", "2",
+                        "--iters", "2", "--eval-iters", "1", "--sample-tokens", "4", "--quiet"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ALPHA_WEBHOOK_URL must start with http" in r.stderr, r.stderr
