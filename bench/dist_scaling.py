@@ -52,6 +52,16 @@ CONFIGS = {
 
 
 def synthetic_text(path: str, vocab: int, block: int) -> None:
+    """A text whose char-level tokenizer has exactly `vocab` ids (the tokenizer adds its own
+    extras, counted by training it once on a small sample)."""
+    sys.path.insert(0, ROOT)
+    from alpha.tokenizers import train_tokenizer
+
+    extras = train_tokenizer("char", "ab", 0, ()).vocab_size - 2
+    write_chars(path, vocab - extras, block)
+
+
+def write_chars(path: str, vocab: int, block: int) -> None:
     rnd = random.Random(0)
     # code points from U+10000 up: no surrogates, no characters a tokenizer treats specially
     alphabet = [chr(0x10000 + i) for i in range(vocab)]

@@ -31,15 +31,16 @@ def measure_alpha(batch: int, tokens: int, dtype: str) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.inference import InferenceEngine
-    from alpha.train import session
+    from alpha.model.gpt import GPT
+    from alpha.tensor import get_backend
 
     c = B_CFG
     cfg = ModelConfig(vocab_size=c["vocab_size"], n_layer=c["n_layer"], n_head=c["n_head"],
                       n_embd=c["n_embd"], block_size=c["block_size"])
-    be = session.get_backend("helios").with_matmul_dtype(dtype)
+    be = get_backend("helios").with_matmul_dtype(dtype)
     rng = Rng(0)
-    model = session.new_model(cfg, be, rng)
-    engine = InferenceEngine(model.gpt, batch_size=batch)
+    model = GPT(cfg, be, rng)
+    engine = InferenceEngine(model, batch_size=batch)
     data = rng.stream("data")
     prompts = [data.randint(PROMPT, c["vocab_size"]) for _ in range(batch)]
     V = c["vocab_size"]

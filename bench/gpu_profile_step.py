@@ -24,25 +24,26 @@ def main() -> int:
     args = p.parse_args()
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
-    from alpha.train import session
+    from alpha.model.gpt import GPT
+    from alpha.tensor import get_backend
     from alpha.train.optim import AdamW, clip_coef, grad_norm
 
     B, T, V = 16, 1024, 50304
     cfg = ModelConfig(vocab_size=V, n_layer=12, n_head=12, n_embd=768, block_size=T)
-    be = session.get_backend("helios").with_matmul_dtype(args.dtype)
+    be = get_backend("helios").with_matmul_dtype(args.dtype)
     rng = Rng(0)
-    model = session.new_model(cfg, be, rng)
-    opt = AdamW(be, model.params, model.grads, model.decay_ranges, beta1=0.9, beta2=0.95,
+    model = GPT(cfg, be, rng)
+    opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.95,
                 eps=1e-8, weight_decay=0.1)
     data = rng.stream("data")
     xs, ys = data.randint(B * T, V), data.randint(B * T, V)
 
     def step():
-        ids, targets = model.upload_batch(xs, ys)
+        ids, targets = (be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32"))
         model.zero_grad()
-        loss = model.forward(ids, targets)
-        model.loss_value(loss)
-        model.backward(loss)
+        _, loss = model.forward(ids, targets)
+        loss.to_array()
+        model.backward()
         opt.update(3e-4, grad_scale=clip_coef(grad_norm(be, model.grads), 1.0))
         be.synchronize()
 

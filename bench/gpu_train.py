@@ -41,18 +41,19 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
                   batch_limit: int = 0) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
-    from alpha.train import session
+    from alpha.model.gpt import GPT
+    from alpha.tensor import get_backend
     from alpha.train.optim import AdamW, clip_coef, grad_norm
 
     B, T, V = c["batch"], c["block_size"], c["vocab_size"]
     cfg = ModelConfig(vocab_size=V, n_layer=c["n_layer"], n_head=c["n_head"],
                       n_embd=c["n_embd"], block_size=T)
-    be = session.get_backend("helios").with_matmul_dtype(dtype)
+    be = get_backend("helios").with_matmul_dtype(dtype)
     if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
         be.dev.batch_limit = batch_limit
     rng = Rng(0)
-    model = session.new_model(cfg, be, rng)
-    opt = AdamW(be, model.params, model.grads, model.decay_ranges, beta1=0.9, beta2=0.95,
+    model = GPT(cfg, be, rng)
+    opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.95,
                 eps=1e-8, weight_decay=0.1)
     data = rng.stream("data")
     xs, ys = data.randint(B * T, V), data.randint(B * T, V)
@@ -61,11 +62,11 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         if i == warmup and profile:
             be.dev.profile.clear()
         t0 = time.perf_counter()
-        ids, targets = model.upload_batch(xs, ys)
+        ids, targets = (be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32"))
         model.zero_grad()
-        loss = model.forward(ids, targets)
-        losses.append(model.loss_value(loss))
-        model.backward(loss)
+        _, loss = model.forward(ids, targets)
+        losses.append(float(loss.to_array()[0]))
+        model.backward()
         coef = clip_coef(grad_norm(be, model.grads), 1.0)
         opt.update(3e-4, grad_scale=coef)
         be.synchronize()

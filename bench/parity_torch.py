@@ -54,14 +54,14 @@ def run_alpha(data: str, steps: int, seed: int):
     step-1 grads {name: list}, final params {name: list}, vocab size, val batches [(x, y)])."""
     from alpha.core.config import resolve
     from alpha.core.rng import Rng
-    from alpha.train import session as sess
+    from alpha.train.data import BatchSampler
     from alpha.train.trainer import Trainer
 
     grads1 = {}
 
     def after_backward(trainer, step):
         if step == 1:
-            g = trainer.model.gpt.gradients()
+            g = trainer.model.gradients()
             grads1.update({n: trainer.backend.to_array(t).tolist() for n, t in g.items()})
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +70,7 @@ def run_alpha(data: str, steps: int, seed: int):
                  "run_dir": os.path.join(tmp, "run")}
         cfg = resolve("text", "", {"model": MODEL, "train": train})
         trainer = Trainer(cfg, out=None, hooks={"after_backward": after_backward})
-        gpt = trainer.model.gpt
+        gpt = trainer.model
         shapes = dict(gpt.table)
         init = {n: (shapes[n], list(v)) for n, v in gpt.state_dict().items()}
         batches = []
@@ -87,7 +87,7 @@ def run_alpha(data: str, steps: int, seed: int):
         trainer.folder.close()
         # the validation batches Trainer.evaluate draws for this seed
         tc = trainer.train_config
-        val_sampler = sess.sampler(trainer.s.val_tokens, tc.batch_size,
+        val_sampler = BatchSampler(trainer.data.val, tc.batch_size,
                                    trainer.model_config.block_size, Rng(tc.seed), stream="eval")
         val = [tuple(map(list, val_sampler.next_batch())) for _ in range(tc.eval_iters)]
     return init, batches, rows, grads1, final, trainer.model_config.vocab_size, val

@@ -223,17 +223,18 @@ def measure_alpha(name: str, steps: int, warmup: int, decode: int) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.inference import InferenceEngine
-    from alpha.train import session
+    from alpha.model.gpt import GPT
+    from alpha.tensor import get_backend
     from alpha.train.optim import AdamW, clip_coef, grad_norm
 
     c = CONFIGS[name]
     B, T, V = c["batch"], c["block_size"], c["vocab_size"]
     cfg = ModelConfig(vocab_size=V, n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
                       block_size=T)
-    be = session.get_backend("cpu")
+    be = get_backend("cpu")
     rng = Rng(0)
-    model = session.new_model(cfg, be, rng)
-    opt = AdamW(be, model.params, model.grads, model.decay_ranges, beta1=0.9, beta2=0.99,
+    model = GPT(cfg, be, rng)
+    opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.99,
                 eps=1e-8, weight_decay=0.1)
     data = rng.stream("data")
     xs = data.randint(B * T, V)
@@ -241,11 +242,11 @@ def measure_alpha(name: str, steps: int, warmup: int, decode: int) -> dict:
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        ids, targets = model.upload_batch(xs, ys)
+        ids, targets = be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32")
         model.zero_grad()
-        loss = model.forward(ids, targets)
-        model.loss_value(loss)
-        model.backward(loss)
+        _, loss = model.forward(ids, targets)
+        loss.to_array()
+        model.backward()
         be.all_finite(model.grads)
         coef = clip_coef(grad_norm(be, model.grads), 1.0)
         opt.update(1e-3, grad_scale=coef)
@@ -255,7 +256,7 @@ def measure_alpha(name: str, steps: int, warmup: int, decode: int) -> dict:
     out = {"framework": "alpha cpu", "config": name,
            "tok_s": B * T * len(times) / sum(times), "ms_per_iter": 1000 * sum(times) / len(times)}
     if decode:
-        engine = InferenceEngine(model.gpt)
+        engine = InferenceEngine(model)
         prompt = data.randint(32, V)
         t0 = time.perf_counter()
         logits = engine.prefill([prompt])

@@ -424,3 +424,38 @@ def test_a_copied_run_folder_is_reported_not_merged(tmp_path, data_file):
     with sqlite3.connect(tmp_path / "runs.db") as conn:
         steps = [s for (s,) in conn.execute("SELECT step FROM metrics ORDER BY step")]
     assert steps == [1, 2, 3]  # the original's rows only
+
+
+# ---- what a user is told ------------------------------------------------------------------------
+
+
+def test_a_model_too_large_for_memory_is_refused_with_the_numbers(tmp_path, data_file):
+    from alpha.core.config import ModelConfig
+    from alpha.core.errors import MemoryBudgetError
+    from alpha.train import budget
+
+    t0 = time.monotonic()
+    code, err = _train(data_file, "--layers", "48", "--dim", "4096", "--heads", "32",
+                       "--block", "1024", "--batch", "16", "--run-dir", str(tmp_path / "big"))
+    line = one_line_error(code, err, "needs about", "parameters", "activations", "available")
+    assert "GiB" in line and time.monotonic() - t0 < 60  # refused before allocating anything
+    assert not (tmp_path / "big").exists()
+    # the thresholds, with the memory given: refuse above it, warn above WARN_ABOVE of it
+    cfg = ModelConfig(vocab_size=100, n_layer=2, n_head=2, n_embd=64, block_size=64)
+    need = budget.estimate(cfg, 8).total_bytes
+    assert budget.check(cfg, 8, available=need * 10) is None
+    assert "may swap" in budget.check(cfg, 8, available=int(need * 1.2))
+    with pytest.raises(MemoryBudgetError):
+        budget.check(cfg, 8, available=need // 2)
+
+
+def test_resume_names_the_flags_it_ignores(tmp_path, data_file):
+    run = tmp_path / "r"
+    r = alpha("train", "--data", data_file, *TINY, "--iters", "2", "--run-dir", str(run))
+    assert r.returncode == 0, r.stderr
+    r = alpha("train", "--resume", str(run / "checkpoints" / "step-2.ckpt"), "--iters", "3",
+              "--tokenizer", "bpe", "--vocab-size", "300", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "ignoring --tokenizer bpe, --vocab-size 300" in r.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["tokenizer"] == "" and config["tokenizer"] == "char"

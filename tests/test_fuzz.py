@@ -202,7 +202,7 @@ def _resign(path, header: dict, body: bytes) -> None:
 
 
 def test_fuzz_checkpoint(tmp_path, run):
-    from alpha.train import session
+    from alpha.train.restore import load_for_inference
 
     rng = random.Random(3)
     src = run["checkpoint"]
@@ -223,7 +223,7 @@ def test_fuzz_checkpoint(tmp_path, run):
         got = expect_typed(ckpt_format.load, path)
         if got is None:
             continue
-        expect_typed(session.load_for_inference, path)
+        expect_typed(load_for_inference, path)
         if i % 4 == 1:  # the trainer's restore reads every field
             trainer = expect_typed(lambda: Trainer(run["config"], resume=got,
                                                    run_dir=str(tmp_path / f"r{i}"), out=None))

@@ -245,3 +245,13 @@ def test_bench_quick_runs():
     """)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert "copy bandwidth" in r.stdout and "SGEMM fp32" in r.stdout, r.stdout
+
+
+def test_bench_profile_reports_gpu_time_per_kernel():
+    r = _py("""
+        import sys
+        from alpha.cli.main import main
+        sys.exit(main(["bench", "profile", "bench", "helios", "--quick"]))
+    """)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "dispatches" in r.stdout and "pipelines created" in r.stdout, r.stdout[-2000:]

@@ -86,8 +86,8 @@ def _alpha_logits(model, ids):
     be = model.backend
     B, T = ids.shape
     x = be.from_array(ids.flatten().tolist(), (B, T), "i32")
-    model.gpt.eval()
-    logits, _ = model.gpt.forward(x)
+    model.eval()
+    logits, _ = model.forward(x)
     return torch.tensor(be.to_array(logits)).reshape(B, T, -1)
 
 
@@ -96,7 +96,9 @@ def _alpha_loss(model, ids):
     B, T = ids.shape
     x = be.from_array(ids[:, :-1].flatten().tolist(), (B, T - 1), "i32")
     y = be.from_array(ids[:, 1:].flatten().tolist(), (B, T - 1), "i32")
-    return model.eval_loss(x, y)
+    model.eval()
+    _, loss = model.forward(x, y)
+    return float(loss.to_array()[0])
 
 
 def _close(a, b, rel=1e-4):
@@ -123,7 +125,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 def test_hf_model_imports_with_the_same_logits_and_greedy_tokens(hf, tok_dir, tmp_path, capsys,
                                                                   config):
     torch = hf[0]
-    from alpha.train import session
+    from alpha.train import restore as session
 
     ref = _hf_model(hf, tmp_path / "hf", tok_dir=tok_dir, **config)
     ckpt = str(tmp_path / "imported.ckpt")
@@ -142,7 +144,9 @@ def test_hf_model_imports_with_the_same_logits_and_greedy_tokens(hf, tok_dir, tm
     with torch.no_grad():
         hf_tokens = ref.generate(prompt[None], max_new_tokens=50, min_new_tokens=50,
                                  do_sample=False, pad_token_id=0)[0, 8:].tolist()
-    engine = model.engine()
+    from alpha.model.inference import InferenceEngine
+
+    engine = InferenceEngine(model)
     ours = list(engine.generate(prompt.tolist(), max_tokens=50, temperature=0.0))
     assert ours == hf_tokens
 
@@ -151,7 +155,7 @@ def test_openai_named_f16_file_imports(hf, tok_dir, tmp_path, capsys):
     """OpenAI's GPT-2 naming: no `transformer.` prefix, h.N.attn.bias mask buffers; F16; no
     config.json beside it (sizes from the shapes, heads = n_embd / 64)."""
     torch, _, _, st_torch = hf
-    from alpha.train import session
+    from alpha.train import restore as session
 
     ref = _hf_model(hf, tmp_path / "hf", n_embd=128, n_head=2, n_positions=32)
     ref = ref.half().float()  # the weights as F16 holds them
@@ -184,7 +188,7 @@ def test_exported_checkpoint_loads_in_transformers(hf, tmp_path, capsys, monkeyp
     """A trained Alpha model (char tokenizer; no biases, untied head, silu) exported, loaded with
     from_pretrained: same logits, same loss."""
     torch, transformers, _, _ = hf
-    from alpha.train import session
+    from alpha.train import checkpoint as ckfind, restore as session
 
     monkeypatch.chdir(tmp_path)
     text = open(DATA, encoding="utf-8").read()[:20000]
@@ -201,7 +205,7 @@ def test_exported_checkpoint_loads_in_transformers(hf, tmp_path, capsys, monkeyp
     config = json.loads((tmp_path / "exported" / "config.json").read_text())
     assert config["activation_function"] == "silu" and config["tie_word_embeddings"] is False
 
-    ckpt = session.find_checkpoint("run")
+    ckpt = ckfind.find("run")
     _, _, model, _ = session.load_for_inference(ckpt, "cpu")
     V = model.cfg.vocab_size
     ids = torch.randint(0, V, (3, 32), generator=torch.Generator().manual_seed(3))
@@ -244,7 +248,7 @@ def test_round_trip_with_gpt2_tokenizer(hf, tok_dir, tmp_path, capsys):
 def test_init_from_hf_folder_fine_tunes_and_imported_models_sample_and_eval(
         hf, tok_dir, tmp_path, capsys, monkeypatch):
     from alpha.train import checkpoint as ckpt_format
-    from alpha.train import session
+    from alpha.train import checkpoint as ckfind
 
     monkeypatch.chdir(tmp_path)
     _hf_model(hf, tmp_path / "hf", tok_dir=tok_dir)
@@ -254,7 +258,7 @@ def test_init_from_hf_folder_fine_tunes_and_imported_models_sample_and_eval(
                         "--warmup", "0", "--eval-interval", "0", "--sample-interval", "0",
                         "--run-dir", "ft", "--quiet")
     assert rc == 0, err
-    ck = ckpt_format.load(session.find_checkpoint("ft"))
+    ck = ckpt_format.load(ckfind.find("ft"))
     model_cfg = ck.header["config"]["model"]
     assert (model_cfg["n_layer"], model_cfg["block_size"]) == (2, 32)
     assert model_cfg["vocab_size"] == VOCAB
@@ -276,7 +280,7 @@ def test_init_from_hf_folder_fine_tunes_and_imported_models_sample_and_eval(
     assert rc == 2 and "n_layer=2" in err and "\n" not in err.strip()
 
     # sample and eval the fine-tuned model like any other
-    ckpt = session.find_checkpoint("ft")
+    ckpt = ckfind.find("ft")
     rc, out, err = _run(capsys, "sample", "--checkpoint", ckpt, "--prompt", "ROMEO:",
                         "--max-tokens", "8", "--temperature", "0")
     assert rc == 0 and out.startswith("ROMEO:"), err

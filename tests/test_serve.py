@@ -131,10 +131,9 @@ def test_text_completions_shapes(srv, outputs):
     assert sorted(e["choices"][0]["index"] for e in events
                   if e["choices"][0]["finish_reason"] == "length") == [0, 1, 2, 3]
     # token-id prompts, and a string prompt of the same text, give the same completion
-    from alpha.train.session import tokenizer_from_json
+    from alpha.tokenizers import load as load_tokenizer
 
-    with open(os.path.join(outputs, "text", "tokenizer.json")) as f:
-        ids = tokenizer_from_json(f.read()).encode("The")
+    ids = load_tokenizer(os.path.join(outputs, "text", "tokenizer.json")).encode("The")
     one = {"model": "text", "max_tokens": 5, "temperature": 0}
     st, _, r1 = srv.request("POST", COMP, {**one, "prompt": "The"})
     st2, _, r2 = srv.request("POST", COMP, {**one, "prompt": [ids]})

@@ -103,6 +103,16 @@ def test_run_tracks_progress_eta_best_val_and_a_rewind():
     assert run.eta_seconds() is None
 
 
+def test_history_goes_in_front_of_the_live_rows():
+    run = Run("r")
+    for step in (10, 11, 12):
+        run.add_metric(_metric(step, 1.0))
+    run.add_history([_metric(s, 2.0, **({"val_loss": 0.5} if s == 5 else {}))
+                     for s in range(1, 12)] + ["junk", {"step": None}])
+    assert list(run.loss.steps) == list(range(1, 13)) and run.loss.last() == 1.0
+    assert run.best_val_loss == 0.5 and run.seconds_per_step() is not None
+
+
 def test_series_buckets_shrink_to_the_width():
     s = Series()
     for i in range(1000):

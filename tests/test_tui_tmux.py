@@ -1,11 +1,16 @@
 """The dashboard in a real terminal (tmux), following a run that a real `python -m alpha train`
 process is writing at that moment: the step on screen advances, every tab draws, the Models tab
 streams a sample from the run's checkpoint, a resize (and a terminal below 80x24) keeps it alive,
-and `q` exits 0 with the terminal restored. A second start checks the monochrome, ASCII form."""
+and `q` exits 0 with the terminal restored. A second start checks the monochrome, ASCII form, a
+corrupt line, a run folder deleted while it is on screen, and SIGTERM restoring the terminal."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
+import subprocess
 import sys
 import time
 
@@ -119,15 +124,43 @@ def test_dashboard_follows_a_live_training_run(live_run):
     print(f"key to screen (via tmux): {[f'{x * 1000:.0f} ms' for x in latencies]}")
 
 
-def test_dashboard_in_monochrome_ascii(live_run):
+def test_monochrome_ascii_a_corrupt_line_and_a_folder_deleted_while_shown(live_run):
     require_peer(TMUX is not None, "tmux is not installed (tools/install-test-deps.sh installs it)")
     outputs, _ = live_run
+    gone = outputs / "20261202-999999-text-gone"  # the newest: on top, selected
+    (gone / "checkpoints").mkdir(parents=True)
+    live = outputs / RUN_ID
+    shutil.copy(live / "config.json", gone / "config.json")
+    shutil.copy(live / "events.jsonl", gone / "events.jsonl")
+    lines = (live / "metrics.jsonl").read_text().splitlines(keepends=True)[:100]
+    (gone / "metrics.jsonl").write_text("".join(lines[:50]) + "{not json\n" + "".join(lines[50:]))
     with _tui(outputs, {"LANG": "C", "LC_ALL": "C", "NO_COLOR": "1", "TERM": "vt100"}) as t:
         t.wait_for(r"RUN +STATUS")
+        t.wait_for(r"1 unreadable lines skipped")
         t.keys("2")
+        screen = t.wait_for(r"text-gone .*step 100/").string
         screen = t.wait_for(r"learning rate").string
         assert "+-----" in screen and "*" in screen, screen
         body = screen.splitlines()[1:-1]
         assert all(line.isascii() for line in body if "step " not in line), screen
-        t.keys("q")
-        t.wait_for(r"EXIT=0")
+        shutil.rmtree(gone)  # deleted while it is on screen
+        t.wait_for(r"text-gone +deleted")
+        t.keys("1")
+        t.wait_for(r"text-gone +deleted")
+        t.keys("r")  # a refresh lets it go
+        deadline = time.monotonic() + 10
+        while "text-gone" in t.screen():
+            assert time.monotonic() < deadline, t.screen()
+            time.sleep(0.05)
+        t.wait_for(rf"{RUN_ID[-12:]}")
+        # SIGTERM (a kill, a closing pane) restores the terminal too
+        shell = t.display("#{pane_pid}")
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", shell], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), signal.SIGTERM)
+        t.wait_for(r"EXIT=143")
+        time.sleep(0.3)
+        assert t.display("#{alternate_on}") == "0"
+        before = (outputs.parent / "stty.before").read_text()
+        assert (outputs.parent / "stty.after").read_text() == before

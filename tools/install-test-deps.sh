@@ -93,6 +93,9 @@ fi
 if ! "$PY" -c "import torch, transformers, tokenizers, safetensors" >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then
     echo "installing test peers: torch (CPU), transformers, tokenizers, safetensors (pip)"
+    if ! "$PY" -m pip --version >/dev/null 2>&1 && have apt-get; then
+      apt-get update -qq >/dev/null && apt-get install -y -qq python3-pip >/dev/null
+    fi
     pipi() { "$PY" -m pip install -q "$@" || "$PY" -m pip install -q --break-system-packages "$@"; }
     { "$PY" -c "import torch" >/dev/null 2>&1 || pipi "torch==2.13.0"; } \
       && pipi transformers tokenizers safetensors \

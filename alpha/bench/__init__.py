@@ -4,7 +4,7 @@
                       bandwidth, Python overhead per call
   helios.py           helios on this machine's Vulkan device: SGEMM vs cuBLAS, memory-bound kernels
                       vs copy bandwidth; helios_coop.py, its tensor-core matmul part
-  helios_profile.py   where helios spends GPU time while a CLI command runs
+  helios_profile.py   where helios spends GPU time while a CLI command runs (`bench profile`)
 
 Side-by-side scripts that train or tokenize against other systems live in the repository's
 `bench/` folder.

@@ -152,7 +152,8 @@ def time_matmul(be, n, dtype, src, reps, trans_b=False) -> float:
 
 
 def torch_matmul(n, dtype):
-    """cuBLAS TFLOP/s for an n^3 product in `dtype` ("f32" with TF32 off, "bf16", "f16")."""
+    """cuBLAS TFLOP/s for an n^3 product in `dtype` ("f32" with TF32 off, "bf16", "f16"), or
+    None without torch and CUDA."""
     try:
         import torch
     except ImportError:

@@ -3,11 +3,16 @@
   kernels   the CPU kernels: SGEMM vs numpy and the FMA peak, memory-bound ops vs copy bandwidth,
             Python overhead per call (alpha/bench/kernels.py)
   helios    the Vulkan backend (alpha/bench/helios.py)
+  profile   runs an alpha command on helios with per-kernel GPU timestamps, then prints where
+            the GPU time went (alpha/bench/helios_profile.py)
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import time
 
 
 def register(sub):
@@ -22,6 +27,9 @@ def register(sub):
                    help="thread count to compare with 1 (default: the pool's, ALPHA_NUM_THREADS)")
     h = what.add_parser("helios", help="the Vulkan backend: SGEMM and memory-bound kernels")
     helios.add_arguments(h)
+    pr = what.add_parser("profile", help="GPU time per helios kernel while an alpha command runs")
+    pr.add_argument("alpha_command", nargs=argparse.REMAINDER,
+                    help="the command and its arguments, e.g. train --backend helios --iters 20")
     p.set_defaults(func=run)
 
 
@@ -35,5 +43,21 @@ def run(args) -> int:
         from alpha.bench import helios
 
         return int(helios.run(args) or 0)
-    print("usage: python -m alpha bench {kernels,helios} [--json]", file=sys.stderr)
+    if what == "profile":
+        return _profile(args.alpha_command)
+    print("usage: python -m alpha bench {kernels,helios,profile} ...", file=sys.stderr)
     return 2
+
+
+def _profile(argv: list[str]) -> int:
+    if not argv:
+        print("usage: python -m alpha bench profile <alpha command and args>", file=sys.stderr)
+        return 2
+    os.environ["ALPHA_HELIOS_PROFILE"] = "1"  # read when the helios device is made
+    from alpha.bench import helios_profile
+    from alpha.cli.main import main
+
+    t0 = time.time()
+    rc = main(argv)
+    print(helios_profile.report(rc, time.time() - t0))
+    return rc

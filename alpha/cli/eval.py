@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import sys
 
+from alpha.core.config import BACKENDS
+
 
 def register(sub):
     p = sub.add_parser("eval", help="loss and perplexity of a checkpoint on a text file",
@@ -22,23 +24,25 @@ def register(sub):
     p.add_argument("--batch", type=int, default=8, help="windows per batch (default 8)")
     p.add_argument("--max-tokens", type=int, default=200_000,
                    help="evaluate at most the first N tokens (0 = all; default 200000)")
-    p.add_argument("--backend", choices=("cpu", "helios"), default=None)
+    p.add_argument("--backend", choices=BACKENDS, default=None)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from alpha.core.errors import ConfigError, DataError
-    from alpha.train import session
+    from alpha.core.files import read_text
+    from alpha.train.checkpoint import find
+    from alpha.train.data import tokens_of
     from alpha.train.progress import Progress
+    from alpha.train.restore import load_for_inference
 
     if args.batch < 1:
         raise ConfigError(f"--batch {args.batch} must be >= 1")
     if args.max_tokens < 0:
         raise ConfigError(f"--max-tokens {args.max_tokens} must be >= 0")
-    path = session.find_checkpoint(args.checkpoint or args.run)
-    config, tokenizer, model, ck = session.load_for_inference(path, args.backend or "")
-    text = session.read_text(args.data)
-    tokens = session.tokens_of(tokenizer, text)
+    path = find(args.checkpoint or args.run)
+    config, tokenizer, model, ck = load_for_inference(path, args.backend or "")
+    tokens = tokens_of(tokenizer, read_text(args.data, "data file"))
     if args.max_tokens:
         tokens = tokens[: args.max_tokens + 1]
     T = config.model.block_size
@@ -59,7 +63,8 @@ def run(args) -> int:
             ys.extend(tokens[s + 1: s + T + 1])
         ids = model.backend.from_array(xs, (len(chunk), T), "i32")
         tg = model.backend.from_array(ys, (len(chunk), T), "i32")
-        loss = model.eval_loss(ids, tg)
+        _, loss_t = model.forward(ids, tg)
+        loss = float(loss_t.to_array()[0])
         total += loss * len(chunk) * T
         count += len(chunk) * T
         bar.update(b, loss=total / count)

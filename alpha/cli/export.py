@@ -26,7 +26,7 @@ def register(sub):
 
 def run(args) -> int:
     from alpha.interop.export import export_checkpoint
-    from alpha.train.session import find_checkpoint
+    from alpha.train.checkpoint import find as find_checkpoint
 
     t0 = time.perf_counter()
     path = find_checkpoint(args.checkpoint or args.run)

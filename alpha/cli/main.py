@@ -40,6 +40,8 @@ def load_env_file(path: str = ".env.local") -> None:
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
                 value = value[1:-1]
+            if not key or "\0" in key + value:  # not a variable the OS can hold: skip it (qa)
+                continue
             os.environ.setdefault(key, value)
 
 
@@ -52,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_env_file()
+    try:
+        load_env_file()
+    except (OSError, UnicodeDecodeError) as e:  # a user's file: one line, exit 2 (qa)
+        print(f"error: cannot read .env.local: {e}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

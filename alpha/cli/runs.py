@@ -97,6 +97,8 @@ def summarize(path: str) -> dict:
 def run(args) -> int:
     from alpha.train.runfolder import list_runs
 
+    if os.path.exists(args.root) and not os.path.isdir(args.root):  # a user mistake (qa)
+        raise DataError(f"--root {args.root} is a file; give the folder that holds the runs")
     rows = []
     for path in list_runs(args.root):
         try:

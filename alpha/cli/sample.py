@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from alpha.core.config import BACKENDS
+
 
 def register(sub):
     p = sub.add_parser("sample", help="generate text from a checkpoint",
@@ -25,7 +27,7 @@ def register(sub):
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely (0 = off)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus mass (1.0 = off)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
-    p.add_argument("--backend", choices=("cpu", "helios"), default=None,
+    p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="run on this backend (default: the run's)")
     p.set_defaults(func=run)
 
@@ -33,10 +35,12 @@ def register(sub):
 def run(args) -> int:
     from alpha.core.config import build, SampleConfig
     from alpha.core.rng import Rng
-    from alpha.train import session
+    from alpha.train.checkpoint import find
+    from alpha.train.generate import generate
+    from alpha.train.restore import load_for_inference
 
-    path = session.find_checkpoint(args.checkpoint or args.run)
-    config, tokenizer, model, ck = session.load_for_inference(path, args.backend or "")
+    path = find(args.checkpoint or args.run)
+    config, tokenizer, model, ck = load_for_inference(path, args.backend or "")
     given = {
         "prompt": args.prompt, "max_tokens": args.max_tokens, "temperature": args.temperature,
         "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
@@ -45,7 +49,7 @@ def run(args) -> int:
                               **{k: v for k, v in given.items() if v is not None}}, "sample")
     prompt = sc.prompt if sc.prompt else "\n"
     stats: dict = {}
-    text = session.generate(model, tokenizer, prompt, sc, Rng(sc.seed).stream("sampling"), stats)
+    text = generate(model, tokenizer, prompt, sc, Rng(sc.seed).stream("sampling"), stats)
     sys.stdout.write((sc.prompt or "") + text + "\n")
     sys.stdout.flush()
     pre = stats["prefill_tokens"] / stats["prefill_s"] if stats.get("prefill_s") else 0.0

@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 
+from alpha.core.config import BACKENDS
+
 
 def register(sub):
     p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API",
@@ -25,7 +27,7 @@ def register(sub):
                    help="the folder of runs to serve (default outputs)")
     p.add_argument("--model", action="append", default=[], metavar="RUN|CKPT",
                    help="load this run (id or folder) or checkpoint at start; repeatable")
-    p.add_argument("--backend", choices=("cpu", "helios"), default="cpu",
+    p.add_argument("--backend", choices=BACKENDS, default="cpu",
                    help="where the models run (default cpu)")
     p.add_argument("--max-batch", type=int, default=32, metavar="N",
                    help="sequences decoded together in one step (default 32)")
@@ -49,6 +51,10 @@ def run(args) -> int:
     for name in ("max_batch", "max_queue", "max_models", "prefill_chunk"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    import os
+    if os.path.exists(args.outputs) and not os.path.isdir(args.outputs):
+        raise ConfigError(f"--outputs {args.outputs} is a file; give the folder that holds the "
+                          "run folders")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a port number (0..65535)")
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}

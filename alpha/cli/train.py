@@ -184,6 +184,14 @@ def resolve_run_config(args) -> tuple[RunConfig, object | None]:
         merged["train"].pop("run_dir", None)
         if cli["train"].get("run_dir"):
             merged["train"]["run_dir"] = cli["train"]["run_dir"]
+        ignored = _ignored_on_resume(base, file_data, cli, ck.header.get("tokenizer_name"))
+        for section, name in RESUME_KEEPS:  # the saved values, so config.json tells the truth
+            merged[section].pop(name, None)
+            if name in base.get(section, {}):
+                merged[section][name] = base[section][name]
+        if ignored:
+            print(f"note: --resume keeps the checkpoint's tokenizer; ignoring {ignored}",
+                  file=sys.stderr)
         config = RunConfig.from_dict(merged)
         if args.domain and args.domain != base.get("domain"):
             raise CheckpointError(
@@ -201,6 +209,28 @@ def resolve_run_config(args) -> tuple[RunConfig, object | None]:
             below = {k: v for k, v in values.items() if k not in file_data.get(section, {})}
             cli[section] = {**below, **cli[section]}
     return resolve(args.domain or "", args.config or "", cli), None
+
+
+# (section, field): what a resume takes from the checkpoint whatever is asked (the tokenizer is
+# the checkpoint's, and the vocabulary size is the tokenizer's)
+RESUME_KEEPS = (("train", "tokenizer"), ("model", "vocab_size"))
+
+
+def _ignored_on_resume(base: dict, file_data: dict, cli: dict, kind=None) -> str:
+    """`--tokenizer bpe, --vocab-size 512`: the settings given that a resume does not apply
+    (`kind`: the checkpoint's tokenizer, when its config left it to the domain)."""
+    flag_of = {v: k for k, v in FLAGS.items()}
+    out = []
+    for section, name in RESUME_KEEPS:
+        saved = (base.get(section) or {}).get(name)
+        if name == "tokenizer":
+            saved = saved or kind
+        for source, values in (("", cli), (" (in --config)", file_data)):
+            given = (values.get(section) or {}).get(name)
+            if given is not None and given != saved:
+                out.append(f"{flag_of[(section, name)]} {given}{source}")
+                break
+    return ", ".join(out)
 
 
 def run(args) -> int:

@@ -85,6 +85,12 @@ def write_error(path: str, e: OSError, needed: int = 0) -> WriteError:
     """The typed error for an OSError raised while writing `path`."""
     if e.errno in _FULL:
         return disk_full(path, needed)
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):  # makedirs met a file where a folder goes (qa)
+        up = path
+        while (parent := os.path.dirname(up)) and parent != up:
+            up = parent
+            if os.path.exists(up) and not os.path.isdir(up):
+                return WriteError(f"cannot write {path}: {up} is a file, not a folder")
     return WriteError(f"cannot write {path}: {e.strerror or e}")
 
 

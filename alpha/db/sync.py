@@ -341,13 +341,11 @@ def _sync_checkpoints(store: Store, run_id: str, run_dir: str, report: SyncRepor
     known = {int(s): (size, path) for s, size, path in store.query(
         "SELECT step, size, path FROM checkpoints WHERE run_id = ?", (run_id,))}
     stmts = []
-    for name in sorted(os.listdir(folder)):
-        if not (name.startswith("step-") and name.endswith(".ckpt")):
+    from alpha.train.checkpoint import list_steps
+
+    for step, path in sorted(list_steps(folder).items()):
+        if R.as_step(step) is None:
             continue
-        step = R.as_step(name[5:-5])
-        if step is None:
-            continue
-        path = os.path.join(folder, name)
         try:
             size = os.path.getsize(path)
             if known.get(step, (None,))[0] == size:

@@ -100,7 +100,7 @@ class GradSync:
     """Sums a model's flat gradient buffer over the ranks, bucket by bucket, during backward."""
 
     def __init__(self, model, comm, mpi, bucket_bytes: int | None = None):
-        gpt = model.gpt
+        gpt = model  # the trainer's GPT
         self.backend = model.backend
         if bucket_bytes is None:
             mb = DEFAULT_BUCKET_MB.get(self.backend.name, DEFAULT_BUCKET_MB_STAGED)

@@ -20,7 +20,7 @@ import sys
 from array import array
 from dataclasses import dataclass, field
 
-from alpha.core.atomic import atomic_write
+from alpha.core.atomic import atomic_write, write_error
 from alpha.core.config import RunConfig
 from alpha.core.errors import ConfigError, InteropError
 from alpha.interop import hf_gpt2, safetensors
@@ -44,7 +44,7 @@ def export_checkpoint(ckpt_path: str, out_dir: str) -> ExportResult:
     """Write the HF GPT-2 folder for an Alpha checkpoint; InteropError when the model cannot be
     expressed as HF's GPT-2 (the message names the setting), CheckpointError when it is corrupt."""
     from alpha.train import checkpoint as ckpt_format
-    from alpha.train.session import tokenizer_from_json
+    from alpha.train.restore import tokenizer_of
 
     header = ckpt_format.read_header(ckpt_path)
     try:
@@ -56,7 +56,7 @@ def export_checkpoint(ckpt_path: str, out_dir: str) -> ExportResult:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise InteropError(f"--out {out_dir} exists and is not a folder")
     ck = ckpt_format.load(ckpt_path, mapped=True)  # the weights go straight from the map
-    tokenizer = tokenizer_from_json(ck.header["tokenizer"]) if "tokenizer" in ck.header else None
+    tokenizer = tokenizer_of(ck) if "tokenizer" in ck.header else None
     flat = ck.tensors.get("params")
     n = sum(math.prod(s) for _, s in param_table(cfg))
     if flat is None or len(flat) != n:
@@ -64,7 +64,10 @@ def export_checkpoint(ckpt_path: str, out_dir: str) -> ExportResult:
                            f"parameters; its config needs {n}")
 
     result = ExportResult(folder=out_dir, n_params=n)
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:  # a parent that is a file, read-only, ...: one line, exit 2 (qa)
+        raise write_error(out_dir, e) from None
     path = os.path.join(out_dir, WEIGHTS)
     safetensors.write(path, hf_tensors(cfg, flat), metadata={"format": "pt"})
     result.files.append(path)

@@ -30,6 +30,16 @@ def load_init(source: str):
 
     if os.path.isfile(source) and not source.endswith(".safetensors"):
         return ckpt_format.load(source)
+    from alpha.core.errors import InteropError
+    from alpha.tokenizers import gpt2
+
+    folder = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
+    if os.path.exists(source) and not gpt2.has_files(folder):
+        # train's --tokenizer picks a kind (char|bpe|word), not a file: import it first (qa)
+        raise InteropError(
+            f"--init-from {source}: no GPT-2 tokenizer beside the weights; import it with one: "
+            f"python -m alpha import --from {source} --tokenizer PATH --out model.ckpt, then "
+            "--init-from model.ckpt")
     imported = read_model(source)
     header = checkpoint_header(imported.config, imported.tokenizer, imported.source)
     return ckpt_format.Checkpoint(path=source, header=header,

@@ -119,7 +119,13 @@ class SafetensorsFile:
 
     def close(self) -> None:
         if self._map is not None:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:
+                # a view of it is still alive (e.g. held by the traceback of the error being
+                # raised through our __exit__): the map is freed with that view; hiding the
+                # real error behind this one would be worse (qa)
+                pass
             self._map = None
         self._file.close()
 

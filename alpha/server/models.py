@@ -192,12 +192,12 @@ class ModelRegistry:
 
     def _load(self, model_id: str, path: str, step: int) -> Served:
         from alpha.model.engine import Engine
-        from alpha.train import session
+        from alpha.train.restore import load_for_inference
 
         t0 = time.monotonic()
-        config, tokenizer, runner, _ = session.load_for_inference(path, self.backend)
-        engine = Engine(runner.gpt, name=model_id, observer=self.observer, **self.engine_options)
-        self.log(f"loaded model {model_id} ({path}, {runner.gpt.n_params:,} parameters, "
+        config, tokenizer, gpt, _ = load_for_inference(path, self.backend)
+        engine = Engine(gpt, name=model_id, observer=self.observer, **self.engine_options)
+        self.log(f"loaded model {model_id} ({path}, {gpt.n_params:,} parameters, "
                  f"backend {self.backend}) in {time.monotonic() - t0:.1f} s")
         return Served(model_id, path, step, engine, tokenizer, config,
                       int(os.path.getmtime(path)))

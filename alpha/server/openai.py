@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 
+from alpha.core.errors import AlphaError
 from alpha.model.engine import EngineClosed, QueueFull, SamplingParams
 from alpha.server.chat import PLAIN_STOP, TextStream, render_chat, token_bytes
 from alpha.server.http import ClientGone, HTTPError, json_response
@@ -83,6 +84,10 @@ class OpenAI:
         except UnknownModel as e:
             raise HTTPError(404, str(e), param="model", code="model_not_found",
                             type="invalid_request_error") from None
+        except AlphaError as e:  # e.g. a corrupt or truncated checkpoint: say so, no traceback (qa)
+            self.models.log(f"cannot load model {model_id}: {e}")
+            raise HTTPError(500, f"the model {model_id!r} could not be loaded: {e}",
+                            param="model", code="model_load_failed") from None
 
     @staticmethod
     def _model_object(info: dict) -> dict:

@@ -198,14 +198,16 @@ def register(router, ctx):
 
 def _index(watch, up: _Upload) -> None:
     """Record an uploaded checkpoint (step-<N>.ckpt) in the database."""
-    m = re.fullmatch(r"step-(\d+)\.ckpt", up.name)
-    if not m:
-        return
     from alpha.db.sync import checkpoint_checksum
+    from alpha.train.checkpoint import step_of
+
+    step = step_of(up.name)
+    if step is None:
+        return
 
     try:
         stmts = [R.run_upsert(up.run_id, {}, {}),
-                 R.checkpoint_upsert(up.run_id, int(m.group(1)), up.final, up.size,
+                 R.checkpoint_upsert(up.run_id, step, up.final, up.size,
                                      checkpoint_checksum(up.final))]
         with watch.write_lock:
             watch.store().transaction(stmts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-from alpha.core.errors import ConfigError
+from alpha.core.errors import BackendUnavailable, ConfigError
 from alpha.tensor.tensor import Tensor  # noqa: F401
 
 _BACKENDS = {
@@ -22,5 +22,8 @@ def get_backend(name: str = "cpu"):
         raise ConfigError(f"unknown backend {name!r} (known: {', '.join(_BACKENDS)})")
     if name not in _instances:
         module, cls = _BACKENDS[name]
-        _instances[name] = getattr(importlib.import_module(module), cls)()
+        try:
+            _instances[name] = getattr(importlib.import_module(module), cls)()
+        except ImportError as e:
+            raise BackendUnavailable(f"backend {name!r} is not available here ({e})") from None
     return _instances[name]

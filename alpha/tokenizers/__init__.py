@@ -79,11 +79,7 @@ def load(path: str) -> Tokenizer:
 def read_text_sample(path: str, max_bytes: int = 0) -> tuple[str, int, int]:
     """(text, bytes read, file size): the whole file, or its first `max_bytes` bytes cut back to
     the last newline (or to a whole character when there is none). Newlines are kept as written."""
-    if not os.path.isfile(path):
-        raise DataError(f"data file not found: {path}")
-    size = os.path.getsize(path)
-    if size == 0:
-        raise DataError(f"data file {path} is empty")
+    size = check_text_file(path)
     limit = size if not max_bytes or max_bytes >= size else max_bytes
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     parts = []

@@ -69,6 +69,22 @@ def list_steps(folder: str) -> dict[int, str]:
     return out
 
 
+def find(run_or_path: str, outputs: str = "outputs") -> str:
+    """A checkpoint path from a checkpoint file, a run folder (its latest checkpoint) or a run id
+    under `outputs`."""
+    if os.path.isfile(run_or_path):
+        return run_or_path
+    folder = run_or_path
+    if not os.path.isdir(folder) and os.path.isdir(os.path.join(outputs, run_or_path)):
+        folder = os.path.join(outputs, run_or_path)
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"no run folder or checkpoint at {run_or_path}")
+    steps = list_steps(os.path.join(folder, "checkpoints"))
+    if not steps:
+        raise CheckpointError(f"run {folder} has no checkpoints yet")
+    return steps[max(steps)]
+
+
 @dataclass
 class Checkpoint:
     path: str
@@ -141,6 +157,8 @@ def save(path: str, header: dict, tensors: dict) -> tuple[int, str]:
 def _read_prefix(path: str, f, file_size: int) -> tuple[dict, int]:
     """Parse magic, version and header; return (header, offset of the body)."""
     raw = f.read(_PREFIX.size)
+    if raw[:len(MAGIC)] != MAGIC[:len(raw)]:  # a short file that is not one of ours
+        raise CheckpointError(f"{path} is not an Alpha checkpoint (bad magic bytes)")
     if len(raw) < _PREFIX.size:
         raise CheckpointError(f"checkpoint {path} is truncated ({file_size} bytes): no header")
     magic, version, head_len = _PREFIX.unpack(raw)

@@ -40,10 +40,11 @@ import zlib
 from array import array
 from dataclasses import dataclass
 
-from alpha.core.atomic import fsync_dir
+from alpha.core.atomic import atomic_open
 from alpha.core.errors import DataError
 from alpha.core.files import check_text_file
 from alpha.core.rng import Rng
+from alpha.train.progress import format_duration, format_rate
 
 MAGIC = b"ALPHATOK"
 VERSION = 2  # 2: the tokens' crc32 (a version-1 cache is rebuilt)
@@ -213,7 +214,6 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
     except OSError as e:
         raise DataError(f"cannot create the token cache folder {directory}: "
                         f"{e.strerror or e}") from None
-    tmp = f"{out_path}.tmp-{os.getpid()}"
     report = _Reporter(text_path, size, progress)
     hasher = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
@@ -222,7 +222,8 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
     done = 0
     carry = ""
     try:
-        with open(text_path, "rb") as src, open(tmp, "wb") as out:
+        with open(text_path, "rb") as src, \
+                atomic_open(out_path) as out:
             out.write(bytes(HEADER_SIZE))
             while True:
                 block = src.read(READ_BYTES)
@@ -253,21 +254,11 @@ def build_token_cache(text_path: str, tokenizer, out_path: str, progress=True) -
                                  bytes.fromhex(tokenizer.fingerprint()), crc)
             out.seek(0)
             out.write(header.pack())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, out_path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise DataError(f"cannot tokenize {text_path} into the token cache {out_path}: "
-                            f"{e.strerror or e}") from None
-        raise
+    except OSError as e:  # reading the text (writing the cache raises WriteError)
+        raise DataError(f"cannot tokenize {text_path} into the token cache {out_path}: "
+                        f"{e.strerror or e}") from None
     finally:
         report.close()
-    fsync_dir(directory)
     return count
 
 
@@ -309,7 +300,7 @@ class _Reporter:
         rate = done / now
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         line = (f"tokenizing {os.path.basename(self.path)}: {done / 1e6:.1f}/"
-                f"{self.total / 1e6:.1f} MB, {rate / 1e6:.2f} MB/s, ETA {_duration(eta)}")
+                f"{self.total / 1e6:.1f} MB, {format_rate(rate)}B/s, ETA {format_duration(eta)}")
         sys.stderr.write(("\r" + line + "   ") if tty else (line + "\n"))
         sys.stderr.flush()
         self.shown = True
@@ -318,15 +309,6 @@ class _Reporter:
         if self.shown and self.fn is None and sys.stderr.isatty():
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,6 +373,81 @@ def load_data(data_path: str, tokenizer, block_size: int, val_path: str = "",
     tokens = train_file.tokens
     return DataSplits(tokens[: n - n_val], tokens[n - n_val:], train_file, None, "tail",
                       val_fraction)
+
+
+# --------------------------------------------------------------------------------------------
+# a run's data: the tokenizer and the token splits a TrainConfig asks for
+
+
+@dataclass
+class RunData:
+    """What a run trains on: token ids for training and validation and, for the log, where
+    they came from."""
+
+    train: memoryview
+    val: memoryview
+    description: str
+
+
+def tokens_of(tokenizer, text: str) -> memoryview:
+    """Token ids of a text held in memory ('H' when the vocabulary fits 16 bits)."""
+    ids = tokenizer.encode(text)
+    return memoryview(array("H" if tokenizer.vocab_size <= 65536 else "I", ids))
+
+
+def token_cache_dir() -> str:
+    """Token caches live in Alpha's cache folder, not next to the user's text (which may be
+    read-only, and should stay clean)."""
+    from alpha.tensor.build import cache_dir
+
+    return str(cache_dir() / "tokens")
+
+
+def run_tokenizer(config, log=None):
+    """A new tokenizer for a run: the run's kind (or its domain's), trained on its data file
+    (a bounded sample for BPE and word) or on the default corpus."""
+    from alpha.core.domains import get_domain
+    from alpha import tokenizers
+
+    tc = config.train
+    kind = tc.tokenizer or get_domain(config.domain).tokenizer
+    specials = get_domain(config.domain).special_tokens
+    vocab = 0 if kind == "char" else config.model.vocab_size
+    if tc.data:
+        check_text_file(tc.data)
+        return tokenizers.train_from_file(kind, tc.data, vocab, specials, log=log)
+    from alpha.train import default_data
+
+    return tokenizers.train_tokenizer(kind, default_data.default_corpus(), vocab, specials)
+
+
+def run_data(config, tokenizer, log=None) -> RunData:
+    """The train/val tokens of a run: its data file through the token cache (validation from
+    --val-data, else the last VAL_FRACTION), or the default corpus. DataError when a side holds
+    fewer than block_size + 1 tokens."""
+    from alpha.core.files import read_text
+
+    tc = config.train
+    block = config.model.block_size
+    if tc.val_data:
+        check_text_file(tc.val_data, "validation file")
+    if tc.data:
+        splits = load_data(tc.data, tokenizer, block, tc.val_data, token_cache_dir(),
+                           progress=log is not None)
+        return RunData(splits.train, splits.val, tc.data)
+    from alpha.train import default_data
+
+    tokens = tokens_of(tokenizer, default_data.default_corpus())
+    if tc.val_data:
+        train, val = tokens, tokens_of(tokenizer, read_text(tc.val_data, "validation file"))
+    else:
+        cut = int(len(tokens) * (1.0 - VAL_FRACTION))
+        train, val = tokens[:cut], tokens[cut:]
+    for what, toks in (("training", train), ("validation", val)):
+        if len(toks) < block + 1:
+            raise DataError(f"the default corpus gives {len(toks)} {what} tokens, fewer than "
+                            f"block_size + 1 = {block + 1}; use a smaller --block")
+    return RunData(train, val, default_data.describe())
 
 
 # --------------------------------------------------------------------------------------------

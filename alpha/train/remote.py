@@ -158,6 +158,10 @@ class RemoteReporter:
         elif url and not secret:
             warning = f"{URL_ENV} is set but {SECRET_ENV} is not; remote reporting is off"
             url = ""
+        if webhook and not webhook.lower().startswith(("http://", "https://")):  # (qa)
+            warning = warning or (f"{WEBHOOK_ENV} must start with http:// or https://; the "
+                                  "webhook is off")
+            webhook = None
         if upload_checkpoints and not url:
             warning = warning or f"--upload-checkpoints needs {URL_ENV} and {SECRET_ENV}"
         if not url and not webhook:

@@ -28,6 +28,7 @@ The run folder (alpha.train.runfolder) is the source of truth; the database reco
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -44,7 +45,14 @@ from alpha.core.errors import AlphaError, CheckpointError, ConfigError
 from alpha.core.rng import Rng
 from alpha.dist import LOCAL
 from alpha.train import checkpoint as ckpt_format
-from alpha.train import session as sess
+from alpha.model.gpt import GPT
+from alpha.model.params import param_offsets
+from alpha.tensor import get_backend
+from alpha.train import budget
+from alpha.train import data as D
+from alpha.train import restore
+from alpha.train.data import BatchSampler
+from alpha.train.generate import generate
 from alpha.train.optim import AdamW, clip_coef, grad_norm
 from alpha.train.progress import Progress, format_duration
 from alpha.train.runfolder import RunFolder
@@ -117,17 +125,25 @@ class Trainer:
             raise
 
     def _setup(self, config: RunConfig, resume, init_from=None) -> None:
-        out = self.out
-        # what the run is built from: text, tokenizer, model config, backend
+        # what the run is built from: backend, tokenizer (new, or the checkpoint's), tokens
+        log = self.say if self.out is not None else None
+        self.backend = get_backend(config.train.backend)
+        if config.train.dtype != "f32":  # mixed precision: the same backend with bf16 matmuls
+            self.backend = self.backend.with_matmul_dtype(config.train.dtype)
         source = resume or init_from
-        tokenizer_json = source.header["tokenizer"] if source else None
-        self.s = sess.build(config, tokenizer_json=tokenizer_json,
-                            log=self.say if out is not None else None)
-        self.config = self.s.config  # vocab_size now set from the tokenizer
+        self.tokenizer = restore.tokenizer_of(source) if source else D.run_tokenizer(config, log)
+        self.tokenizer_json = self.tokenizer.to_json_str()
+        model_cfg = dataclasses.replace(config.model, vocab_size=self.tokenizer.vocab_size)
+        self.config = dataclasses.replace(config, model=model_cfg)
         self.model_config = self.config.model
         self.train_config = tc = self.config.train
+        if self.backend.name == "cpu":  # host memory; a GPU's is the device's to refuse
+            warning = budget.check(self.model_config, tc.batch_size, tc.accum_steps)
+            if warning:
+                self.warn(f"warning: {warning}")
+        self.data = D.run_data(config, self.tokenizer, log)
         if resume:
-            saved = RunConfig.from_dict(resume.header["config"]).model
+            saved = restore.config_of(resume).model
             differ = diff_fields(saved, self.model_config)
             if differ:
                 now = self.model_config
@@ -140,19 +156,18 @@ class Trainer:
                     "drop those flags or start a new run"
                 )
 
-        self.backend = self.s.backend
         self.rng = self.dist.rng(tc.seed)  # distributed: dropout masks of the global batch
-        self.model = sess.new_model(self.model_config, self.backend, self.rng)
+        self.model = GPT(self.model_config, self.backend, self.rng)
         if init_from is not None:
             # a new run from another model's weights (train --init-from, alpha.interop): its
             # tokenizer and model config, step 0, a fresh optimizer
-            self.model.load_flat(init_from.tensors["params"])
+            restore.load_params(self.model, init_from)
         self.optimizer = AdamW(
-            self.backend, self.model.params, self.model.grads, self.model.decay_ranges,
+            self.backend, self.model.params, self.model.grads, [self.model.decay_range],
             beta1=tc.beta1, beta2=tc.beta2, eps=tc.eps, weight_decay=tc.weight_decay,
         )
-        self.sampler = sess.sampler(self.s.train_tokens, tc.batch_size,
-                                    self.model_config.block_size, self.rng)
+        self.sampler = BatchSampler(self.data.train, tc.batch_size, self.model_config.block_size,
+                                    self.rng)
         self.step = 0
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
@@ -163,10 +178,10 @@ class Trainer:
             self._restore(resume)
             self.folder.rewind(self.step)
         self.folder.write_config(
-            self.config.to_dict(), config_hash=self.config.hash, tokenizer=self.s.tokenizer_name,
+            self.config.to_dict(), config_hash=self.config.hash, tokenizer=self.tokenizer.kind,
             extra={"info": self.info()},
         )
-        self.folder.write_tokenizer(self.s.tokenizer_json)
+        self.folder.write_tokenizer(self.tokenizer_json)
         self.checkpoints = _scan_checkpoints(self.folder.checkpoints)
         self.recorder = _Recorder(self)
         self._metrics_buffer: list[dict] = []
@@ -174,16 +189,16 @@ class Trainer:
     # ---- facts ---------------------------------------------------------------------------
     def info(self) -> dict:
         return {
-            "param_count": self.model.param_count,
+            "param_count": self.model.n_params,
             "backend": self.backend.name,
             "ranks": self.dist.size,  # data-parallel processes (alpha.dist)
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "cpu": platform.processor() or platform.machine(),
             "python": platform.python_version(),
-            "data": self.s.data_description,
-            "train_tokens": len(self.s.train_tokens),
-            "val_tokens": len(self.s.val_tokens),
+            "data": self.data.description,
+            "train_tokens": len(self.data.train),
+            "val_tokens": len(self.data.val),
         }
 
     def say(self, text: str) -> None:
@@ -228,7 +243,7 @@ class Trainer:
     def _restore(self, ck: "ckpt_format.Checkpoint") -> None:
         h = ck.header
         try:
-            self.model.load_flat(ck.tensors["params"])
+            restore.load_params(self.model, ck)
             self.optimizer.load_state(h["optimizer"], ck.tensors["m"], ck.tensors["v"])
             if int(h["rng"]["seed"]) != self.rng.seed:
                 raise ValueError(f"seed {h['rng']['seed']} in the checkpoint, {self.rng.seed} now")
@@ -236,8 +251,8 @@ class Trainer:
                 self.rng.stream(name).position = int(position)  # in place: the model holds rng
             self.sampler.restore(h["data"])
         except (KeyError, ValueError, TypeError, AttributeError) as e:  # DataError: a ValueError
-            raise CheckpointError(f"checkpoint {ck.path} cannot be restored: "
-                                  f"{type(e).__name__}: {e}") from None
+            why = f"it lacks {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"checkpoint {ck.path} cannot be restored: {why}") from None
         self.step = ck.step  # checked by the checkpoint reader
         self.best_val_loss = _number(h.get("best_val_loss"))
         self.last_val_loss = _number(h.get("val_loss"))
@@ -261,12 +276,12 @@ class Trainer:
         self.remote = _start_remote(self)
         self.event("resume" if resumed else "start",
                    f"{'resumed at step ' + str(start_step) if resumed else 'started'}: "
-                   f"{self.model.param_count:,} parameters, {tc.iters} steps, "
+                   f"{self.model.n_params:,} parameters, {tc.iters} steps, "
                    f"backend {self.backend.name}",
                    payload={"step": start_step, "config_hash": self.config.hash})
-        self.say(f"run {self.folder.path}: {self.model.param_count / 1e6:.2f}M parameters, "
-                 f"vocab {self.model_config.vocab_size}, {len(self.s.train_tokens):,} training "
-                 f"tokens ({self.s.data_description})")
+        self.say(f"run {self.folder.path}: {self.model.n_params / 1e6:.2f}M parameters, "
+                 f"vocab {self.model_config.vocab_size}, {len(self.data.train):,} training "
+                 f"tokens ({self.data.description})")
         self._progress = Progress(tc.iters, stream=self.out, every=max(1, tc.log_interval),
                                   start=start_step) if self.out is not None else None
 
@@ -365,14 +380,14 @@ class Trainer:
         for micro in range(tc.accum_steps):
             ta = time.perf_counter()
             x, y = self.dist.shard(*self.sampler.next_batch())  # this rank's rows
-            ids, targets = model.upload_batch(x, y)
+            ids, targets = self._upload(x, y)
             tb = time.perf_counter()
-            loss = model.forward(ids, targets)
-            loss_value = model.loss_value(loss)
+            _, loss = model.forward(ids, targets)
+            loss_value = float(loss.to_array()[0])
             tc_ = time.perf_counter()
             if micro == tc.accum_steps - 1:
                 self.dist.begin_grad_sync(model)  # all-reduce buckets as backward fills them
-            model.backward(loss)
+            model.backward()
             td = time.perf_counter()
             loss_sum += loss_value
             t_data += tb - ta
@@ -447,16 +462,32 @@ class Trainer:
             rows, self._metrics_buffer = self._metrics_buffer, []
             self.recorder.call("metrics", rows)
 
+    # ---- batches -----------------------------------------------------------------------------
+    def _upload(self, x, y):
+        """(ids, targets) on the backend, (B, T) i32, from the sampler's flat arrays."""
+        T = self.model_config.block_size
+        B = len(x) // T
+        be = self.backend
+        return be.from_array(x, (B, T), "i32"), be.from_array(y, (B, T), "i32")
+
+    def _eval_loss(self, x, y) -> float:
+        self.model.eval()
+        try:
+            _, loss = self.model.forward(*self._upload(x, y))
+            return float(loss.to_array()[0])
+        finally:
+            self.model.train()
+
     # ---- evaluation and sampling ----------------------------------------------------------
     def evaluate(self) -> float:
         """Mean loss over eval_iters validation batches (the same batches at every eval)."""
         tc = self.train_config
-        sampler = sess.sampler(self.s.val_tokens, tc.batch_size, self.model_config.block_size,
+        sampler = BatchSampler(self.data.val, tc.batch_size, self.model_config.block_size,
                                Rng(tc.seed), stream="eval")
         total = 0.0
         for _ in range(tc.eval_iters):
             x, y = self.dist.shard(*sampler.next_batch())
-            total += self.model.eval_loss(*self.model.upload_batch(x, y))
+            total += self._eval_loss(x, y)
         val = self.dist.mean(total) / tc.eval_iters
         self.last_val_loss = val
         if math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
@@ -471,7 +502,7 @@ class Trainer:
             return ""  # rank 0 samples; the sampling stream never touches training
         sc = self.config.sample
         prompt = sc.prompt or "\n"
-        text = sess.generate(self.model, self.s.tokenizer, prompt, sc, self.rng.stream("sampling"))
+        text = generate(self.model, self.tokenizer, prompt, sc, self.rng.stream("sampling"))
         payload = {"prompt": prompt, "temperature": sc.temperature, "top_k": sc.top_k,
                    "top_p": sc.top_p, "max_tokens": sc.max_tokens}
         self.folder.sample({"step": self.step, "idx": 0, "text": text, "payload": payload,
@@ -489,15 +520,15 @@ class Trainer:
             "step": self.step,
             "config": self.config.to_dict(),
             "config_hash": self.config.hash,
-            "tokenizer_name": self.s.tokenizer_name,
-            "tokenizer": json.loads(self.s.tokenizer_json),
+            "tokenizer_name": self.tokenizer.kind,
+            "tokenizer": json.loads(self.tokenizer_json),
             "rng": self.rng.state(),
             "data": self.sampler.state(),
             "optimizer": self.optimizer.state(),
             "val_loss": val_loss,
             "best_val_loss": self.best_val_loss,
             "elapsed_s": self.elapsed_before + time.perf_counter() - self._t_start,
-            "param_table": self.model.param_table(),
+            "param_table": _param_table(self.model_config),
             "created": _now(),
         }
 
@@ -585,6 +616,12 @@ class Trainer:
 # --------------------------------------------------------------------------------------------
 
 
+def _param_table(cfg) -> list[dict]:
+    """The checkpoint's record of the flat layout: name, shape, offset and size of each."""
+    return [{"name": name, "shape": list(shape), "offset": off, "numel": math.prod(shape)}
+            for name, (off, shape) in param_offsets(cfg).items()]
+
+
 def _number(v) -> float | None:
     """A float from a checkpoint header field, None when it holds something else."""
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
@@ -623,7 +660,7 @@ def _start_remote(trainer: Trainer):
                                                     upload_checkpoints=trainer.upload_checkpoints)
         if warning:
             trainer.event("remote", warning, level="warning", record=False)
-            trainer.say(f"warning: {warning}")
+            trainer.warn(f"warning: {warning}")  # also with --quiet (qa)
         if reporter is not None:
             reporter.start()
         return reporter
@@ -645,7 +682,7 @@ def _close_remote(trainer: Trainer) -> None:
         if reporter.url:
             left = outbox_pending(trainer.folder.path)
             if left["bytes"] or left["uploads"]:
-                trainer.say(f"remote: the server did not take everything "
+                trainer.warn(f"remote: the server did not take everything "  # --quiet too (qa)
                             f"({reporter.last_error}); the rest waits in "
                             f"{trainer.folder.path} (remote-outbox.json): resume the run, or send "
                             f"it with `python -m alpha report {trainer.folder.path}`")

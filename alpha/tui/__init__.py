@@ -1,8 +1,8 @@
 """`python -m alpha tui`: the terminal dashboard.
 
-Pure parts, tested without a terminal: `tail` (following files by byte offset), `model` (what a
-run is, fed by run-folder rows or live-stream events), `charts` (sparklines, braille line charts),
-`text` (cells and widths), `state` (keys), `views` and `runview` (screens as text), `remote` (the
-server-sent-events client), `local` (run folders), `sampling` (the Models tab's generator).
-`app` is the thin curses layer that paints what `views` renders.
+Pure parts, tested without a terminal: `local` (run folders followed by byte offset, with
+alpha.core.jsonl_tail), `remote` (the live stream's client), `model` (what a run is, fed by either),
+`charts` (sparklines, braille line charts), `text` (cells and widths), `state` (keys), `views` and
+`runview` (screens as text), `sampling` (the Models tab's generator). `app` is the thin curses
+layer that paints what `views` renders.
 """

@@ -15,12 +15,14 @@ from __future__ import annotations
 import curses
 import locale
 import os
+import signal
 import sys
 import time
 
 from alpha.tui import views
 from alpha.tui.model import Runs
 from alpha.tui.state import Prompt, UiState, handle_key
+from alpha.tui.text import width as text_width
 
 TICK_S = 0.25  # longest sleep waiting for a key
 POLL_S = 0.5  # how often run files (or the stream's queue) are read
@@ -245,7 +247,7 @@ class App:
                     scr.addstr(y, x, text, self.styles.get(style, 0))
                 except curses.error:
                     pass
-                x += len(text) if text.isascii() else _cols(text)
+                x += text_width(text)
         scr.noutrefresh()
         curses.doupdate()
 
@@ -257,10 +259,8 @@ class App:
             close()
 
 
-def _cols(text: str) -> int:
-    from alpha.tui.text import width
-
-    return width(text)
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def run(source) -> int:
@@ -273,6 +273,8 @@ def run(source) -> int:
     os.environ.setdefault("ESCDELAY", "25")  # Esc answers at once, not after a second
     curses.use_env(False)  # the size comes from the terminal, never from stale LINES/COLUMNS
     app = App(source, unicode)
+    # SIGTERM (kill, a closing tmux pane) unwinds like `q`, so curses restores the terminal
+    signal.signal(signal.SIGTERM, _terminate)
     start = getattr(source, "start", None)
     if start is not None:
         start()

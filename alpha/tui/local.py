@@ -22,6 +22,7 @@ import socket
 import time
 
 from alpha.core.jsonl_tail import MAX_CHUNK_BYTES, JsonlTail
+from alpha.train.checkpoint import step_of
 from alpha.tui.model import Run, Runs
 
 SCAN_EVERY_S = 2.0  # new and deleted run folders
@@ -138,12 +139,12 @@ class _Followed:
         try:
             with os.scandir(folder) as it:
                 for entry in it:
-                    name = entry.name
-                    if not (name.startswith("step-") and name.endswith(".ckpt")):
+                    step = step_of(entry.name)
+                    if step is None:
                         continue
                     try:
-                        found[int(name[5:-5])] = {"path": entry.path, "size": entry.stat().st_size}
-                    except (ValueError, OSError):
+                        found[step] = {"path": entry.path, "size": entry.stat().st_size}
+                    except OSError:
                         continue
         except OSError:
             return

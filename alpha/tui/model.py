@@ -148,6 +148,33 @@ class Run:
         self.updated = time.time()
         self.version += 1
 
+    def add_history(self, rows: list) -> None:
+        """Metrics from before the live stream joined (the server's stored rows), put in front of
+        what the stream brought; rows the stream already gave are skipped."""
+        first = self.loss.steps[0] if self.loss else None
+        older = [r for r in rows if isinstance(r, dict) and _num(r.get("step")) is not None
+                 and (first is None or r["step"] < first)]
+        if not older:
+            return
+        kept = [(s, s.steps, s.values) for s in (self.loss, self.val_loss, self.lr,
+                                                  self.grad_norm)]
+        recent, last_row, best = list(self.recent), self.last_row, self.best_val
+        for s in (self.loss, self.val_loss, self.lr, self.grad_norm):
+            s.clear()
+        self.recent.clear()
+        for row in sorted(older, key=lambda r: r["step"]):
+            self.add_metric(row)
+        for s, steps, values in kept:
+            s.steps.extend(steps)
+            s.values.extend(values)
+        if last_row:
+            self.recent.clear()
+            self.recent.extend(recent)
+            self.last_row = last_row
+        if best is not None and (self.best_val is None or best < self.best_val):
+            self.best_val = best
+        self.version += 1
+
     def clear_metrics(self) -> None:
         for s in (self.loss, self.val_loss, self.lr, self.grad_norm):
             s.clear()
@@ -277,19 +304,19 @@ class Runs:
 
     def __init__(self):
         self.by_id: dict[str, Run] = {}
-        self._removed = 0
+        self._members = 0  # bumped when a run is added or removed
 
     def get(self, run_id: str) -> Run | None:
         return self.by_id.get(run_id)
 
     def add(self, run: Run) -> Run:
         self.by_id[run.run_id] = run
-        self._removed += 1
+        self._members += 1
         return run
 
     def remove(self, run_id: str) -> None:
         if self.by_id.pop(run_id, None) is not None:
-            self._removed += 1
+            self._members += 1
 
     def ordered(self, text: str = "") -> list[Run]:
         """Newest first (run ids start with their start time); `text` keeps the runs whose id,
@@ -303,4 +330,4 @@ class Runs:
 
     @property
     def version(self) -> int:
-        return self._removed + sum(r.version for r in self.by_id.values())
+        return self._members + sum(r.version for r in self.by_id.values())

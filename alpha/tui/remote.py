@@ -6,7 +6,9 @@ JSON data naming its `run_id`: `run_start`, `metrics`, `samples`, `events`, `run
 `heartbeat`; and a `: ping` comment every 15 s.
 
 A background thread holds the connection and queues parsed events; the screen's loop applies them
-(`RemoteSource.poll`), so the network never blocks a keypress. When the connection drops (or
+(`RemoteSource.poll`), so the network never blocks a keypress. The stream carries only what
+happens from now on, so a second thread fetches each run's earlier metrics once (the read API's
+`GET /api/runs/{id}/metrics?last=N`; a server without it just leaves the charts shorter). When the connection drops (or
 stays silent past READ_TIMEOUT_S: the pings stopped), the thread reconnects by itself with
 `Last-Event-ID`, backing off from 0.5 s to 5 s, and the header says so.
 """
@@ -19,6 +21,7 @@ import queue
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 from alpha.core.errors import ConfigError
 from alpha.tui.model import Run, Runs
@@ -26,6 +29,7 @@ from alpha.tui.model import Run, Runs
 LIVE_PATH = "/api/training/live"
 READ_TIMEOUT_S = 45.0  # three missed pings
 CONNECT_TIMEOUT_S = 5.0
+HISTORY_ROWS = 20000  # earlier metrics fetched per run when it first appears
 
 
 def live_url(url: str) -> str:
@@ -92,6 +96,10 @@ class RemoteSource:
         self._sock = None
         self._went_live = False
         self._thread = threading.Thread(target=self._loop, name="alpha-tui-remote", daemon=True)
+        self._wanted: queue.Queue = queue.Queue()  # run ids whose history to fetch
+        self._asked: set[str] = set()
+        self._history = threading.Thread(target=self._history_loop, name="alpha-tui-history",
+                                         daemon=True)
 
     def describe(self) -> str:
         host = urllib.parse.urlsplit(self.url).netloc
@@ -104,9 +112,11 @@ class RemoteSource:
     # ---- the connection thread --------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+        self._history.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._wanted.put(None)
         sock = self._sock
         if sock is not None:
             try:
@@ -171,6 +181,23 @@ class RemoteSource:
             self._sock = None
             conn.close()
 
+    def _history_loop(self) -> None:
+        base = self.url[: -len(LIVE_PATH)] if self.url.endswith(LIVE_PATH) else self.url
+        while not self._stop.is_set():
+            run_id = self._wanted.get()
+            if run_id is None:
+                return
+            url = (f"{base}/api/runs/{urllib.parse.quote(run_id, safe='')}/metrics"
+                   f"?last={HISTORY_ROWS}")
+            try:
+                with urllib.request.urlopen(url, timeout=30) as resp:
+                    body = json.loads(resp.read())
+            except Exception:  # noqa: BLE001 - no read API there: the live rows are enough
+                continue
+            rows = body.get("metrics") if isinstance(body, dict) else None
+            if isinstance(rows, list):
+                self.queue.put(("history", None, {"run_id": run_id, "rows": rows}))
+
     # ---- applying events (the screen's thread) ----------------------------------------------
     def poll(self, runs: Runs) -> bool:
         changed = False
@@ -178,12 +205,23 @@ class RemoteSource:
             try:
                 kind, _, body = self.queue.get_nowait()
             except queue.Empty:
-                return changed
+                break
             changed = True
             if kind == "status" or not isinstance(body, dict):
                 continue
             self.events_seen += 1
+            if kind == "history":
+                run = runs.get(str(body.get("run_id")))
+                if run is not None:
+                    run.add_history(body.get("rows") or [])
+                continue
             apply_event(runs, kind, body)
+        if changed:
+            for run_id in runs.by_id:
+                if run_id not in self._asked:
+                    self._asked.add(run_id)
+                    self._wanted.put(run_id)
+        return changed
 
     def refresh(self, runs: Runs) -> None:
         """`r`: nothing to re-read locally; the stream is the source (a snapshot follows every

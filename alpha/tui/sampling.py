@@ -1,7 +1,7 @@
 """Sampling from a checkpoint for the Models tab: text pieces as the model produces them.
 
 `stream_text` is the only place the dashboard touches the model: it loads the checkpoint the way
-`python -m alpha sample` does (alpha.train.session) and runs the inference engine's generator.
+`python -m alpha sample` does (alpha.train.restore) and runs the inference engine's generator.
 `Sampler` runs it on a thread and queues the pieces, so the screen keeps answering keys while the
 model works (the kernels run in C, outside the GIL), and Esc stops it between two tokens.
 """
@@ -20,14 +20,15 @@ def stream_text(checkpoint: str, prompt: str, max_tokens: int = MAX_TOKENS,
     """Yield pieces of text continuing `prompt`, sampled with the run's own settings
     (temperature, top-k, top-p, seed), then return a one-line summary of the speed."""
     from alpha.core.rng import Rng
-    from alpha.train import session
+    from alpha.model.inference import InferenceEngine
+    from alpha.train.restore import load_for_inference
 
-    config, tokenizer, model, ck = session.load_for_inference(checkpoint, "")
+    config, tokenizer, model, ck = load_for_inference(checkpoint, "")
     sc = config.sample
     specials = getattr(tokenizer, "special_tokens", {})
     stop_ids = [specials[s] for s in sc.stop if s in specials]
     ids = tokenizer.encode(prompt or "\n") or [0]
-    engine = model.engine()
+    engine = InferenceEngine(model)
     t0 = time.perf_counter()
     gen = engine.generate(ids, max_tokens=max_tokens, temperature=sc.temperature,
                           top_k=sc.top_k, top_p=sc.top_p, stop_tokens=stop_ids,

@@ -3,7 +3,7 @@
 The curses layer turns key codes into names (`"up"`, `"pgdn"`, `"enter"`, `"esc"`, `"tab"`,
 `"btab"`, `"backspace"`, `"home"`, `"end"`, or the character typed) and calls `handle_key`; it
 changes `UiState` and returns an action for the layer to carry out (`"quit"`, `"refresh"`,
-`"sample"`, `"cancel_sample"`) or None.
+`"open_prompt"`, `"sample"`, `"cancel_sample"`) or None.
 
 Modes take keys first: the help overlay (any key closes it), the sampling prompt (typing, Enter
 starts, Esc stops or closes), the run filter after `/` (typing, Enter keeps it, Esc clears it).
