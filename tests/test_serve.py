@@ -314,7 +314,7 @@ def test_slow_client_holds_up_nobody(srv):
 
 @pytest.fixture()
 def one_slot(outputs):
-    s = Server(outputs, "--max-batch", "1", "--max-queue", "1", "--drain-timeout", "60")
+    s = Server(outputs, "--max-batch", "1", "--max-queue", "8", "--drain-timeout", "60")
     yield s
     if s.proc.poll() is None:
         s.proc.kill()
@@ -358,18 +358,20 @@ def test_overload_disconnect_and_sigterm(one_slot):
     generated = _metric(srv, "alpha_generated_tokens_total")
     assert generated < 1000, generated  # the abandoned stream did not run to its end
     assert time.monotonic() - t0 < 60
-    # one running, one waiting, the third gets 429 with Retry-After
-    s1 = _start_stream(srv, LONG)
+    # 8 choices on one slot (seconds of work whatever the machine), one more request waiting:
+    # a request that would take the queue past --max-queue 8 gets 429 with Retry-After
+    s1 = _start_stream(srv, {**LONG, "n": 8})
     c2 = srv.conn()
     c2.request("POST", COMP, json.dumps({**LONG, "stream": False, "max_tokens": 5}),
                {"Content-Type": "application/json"})
     deadline = time.monotonic() + 60
-    while _metric(srv, "alpha_queue_depth") < 1:
+    while _metric(srv, "alpha_queue_depth") < 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    st, h, r = srv.request("POST", COMP, {"model": "long", "prompt": "x", "max_tokens": 2})
+    st, h, r = srv.request("POST", COMP, {"model": "long", "prompt": "x", "max_tokens": 2,
+                                          "n": 8})
     assert st == 429 and h["retry-after"] == "1" and r["error"]["type"] == "rate_limit_error"
-    s1.close()
+    s1.close()  # its 8 sequences leave; the waiting request runs
     assert c2.getresponse().status == 200
     c2.close()
     # SIGTERM during a stream: the stream finishes, new connections are refused, exit 0

@@ -18,38 +18,11 @@ import math
 import sys
 import time
 
+from alpha.bench import helios_coop
+
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def torch_matmul(n, dtype):
-    """cuBLAS TFLOP/s for an n^3 product in `dtype` ("f32" with TF32 off, "bf16", "f16"), or
-    None without torch and CUDA."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    torch.backends.cuda.matmul.allow_tf32 = False
-    t = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]
-    a = torch.rand(n, n, device="cuda", dtype=t) - 0.5
-    b = torch.rand(n, n, device="cuda", dtype=t) - 0.5
-    for _ in range(3):
-        torch.mm(a, b)
-    torch.cuda.synchronize()
-    reps = 20 if n <= 4096 else 10
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        torch.mm(a, b)
-    end.record()
-    torch.cuda.synchronize()
-    sec = start.elapsed_time(end) / 1000 / reps
-    del a, b
-    torch.cuda.empty_cache()
-    return 2 * n ** 3 / sec / 1e12
 
 
 def _fill(be, shape, seed=1):
@@ -169,7 +142,6 @@ def run(args=None) -> int:
     t0 = time.time()
     sizes = getattr(args, "sizes", None) or ([256] if cpu_device else [4096, 8192])
     if getattr(args, "tensor_cores", False):
-        from alpha.bench import helios_coop
         helios_coop.run(be, _say, sizes)
         _say(f"pipelines created: {be.pipes.created}; bench took {time.time() - t0:.1f} s")
         return 0
@@ -203,12 +175,11 @@ def run(args=None) -> int:
     _say("SGEMM fp32 (target >= 50% of cuBLAS fp32):")
     for n in sizes:
         tf = _sgemm(be, n, best[0] if best else None)
-        ref = None if cpu_device else torch_matmul(n, "f32")
+        ref = None if cpu_device else helios_coop.torch_matmul(n, "f32")
         ratio = f", cuBLAS fp32 {ref:.2f} TFLOP/s, {100 * tf / ref:.1f}%" if ref else \
             ", cuBLAS: torch with CUDA not importable"
         _say(f"  {n}^3: helios {tf:.3f} TFLOP/s{ratio}")
     if not cpu_device or be._coop_types():
-        from alpha.bench import helios_coop
         helios_coop.run(be, _say, sizes)
     _say(f"pipelines created: {be.pipes.created}; bench took {time.time() - t0:.1f} s")
     return 0

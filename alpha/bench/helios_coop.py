@@ -151,8 +151,36 @@ def time_matmul(be, n, dtype, src, reps, trans_b=False) -> float:
     return 2 * n ** 3 / sec / 1e12
 
 
+def torch_matmul(n, dtype):
+    """cuBLAS TFLOP/s for an n^3 product in `dtype` ("f32" with TF32 off, "bf16", "f16"), or
+    None without torch and CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    t = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]
+    a = torch.rand(n, n, device="cuda", dtype=t) - 0.5
+    b = torch.rand(n, n, device="cuda", dtype=t) - 0.5
+    for _ in range(3):
+        torch.mm(a, b)
+    torch.cuda.synchronize()
+    reps = 20 if n <= 4096 else 10
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        torch.mm(a, b)
+    end.record()
+    torch.cuda.synchronize()
+    sec = start.elapsed_time(end) / 1000 / reps
+    del a, b
+    torch.cuda.empty_cache()
+    return 2 * n ** 3 / sec / 1e12
+
+
 def run(be, say, sizes) -> None:
-    from alpha.bench.helios import torch_matmul
     from alpha.helios.kernels import coopmat as kcm
     configs = [c for c in kcm.CONFIGS
                if c.shared_bytes() <= be.dev.limits.maxComputeSharedMemorySize]

@@ -35,8 +35,8 @@ def register(sub):
                    help="requests waiting for a slot before new ones get 429 (default 128)")
     p.add_argument("--max-models", type=int, default=2, metavar="N",
                    help="models kept loaded; the least recently used is unloaded (default 2)")
-    p.add_argument("--prefill-chunk", type=int, default=64, metavar="N",
-                   help="prompt tokens prefilled per engine step (default 64)")
+    p.add_argument("--prefill-chunk", type=int, default=128, metavar="N",
+                   help="prompt tokens prefilled per engine step (default 128)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, seconds to let running streams finish (default 30)")
     p.add_argument("--cors-origin", default="*", metavar="ORIGIN",
