@@ -28,7 +28,7 @@ def test_migrate_sync_status_runs_export(tmp_path, capsys):
     write_run(out, "run-a", steps=25, checkpoints=(25,))
     write_run(out, "run-b", steps=7)
     assert main(["db", "migrate", "--outputs", out]) == 0
-    assert "schema version 1 (applied 1)" in capsys.readouterr().out
+    assert "schema version 2 (applied 1, 2)" in capsys.readouterr().out
     assert main(["db", "migrate", "--outputs", out]) == 0
     assert "already up to date" in capsys.readouterr().out
 
@@ -39,7 +39,7 @@ def test_migrate_sync_status_runs_export(tmp_path, capsys):
     assert main(["db", "status", "--outputs", out]) == 0
     text = capsys.readouterr().out
     assert f"sqlite file {out}/alpha.db" in text and "metrics         32" in text
-    assert "schema version  1" in text
+    assert "schema version  2" in text
 
     assert main(["db", "runs", "--outputs", out, "--limit", "1"]) == 0
     text = capsys.readouterr().out

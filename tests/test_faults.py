@@ -459,3 +459,31 @@ def test_resume_names_the_flags_it_ignores(tmp_path, data_file):
     assert "ignoring --tokenizer bpe, --vocab-size 300" in r.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["tokenizer"] == "" and config["tokenizer"] == "char"
+
+
+def test_sigterm_run_is_stopped_in_db_api_and_runs(tmp_path, data_file, monkeypatch):
+    """One word for a run the user stopped: `stopped` in the database (after `db sync`), in
+    /api/runs over real HTTP, and in `alpha runs`."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from watch_helpers import LocalServer, get_json
+
+    outputs = tmp_path / "outputs"
+    p = start("train", "--data", data_file, *TINY, *FOREVER, "--run-dir", str(outputs / "r1"),
+              cwd=str(tmp_path))
+    wait_for_lines(str(outputs / "r1" / "metrics.jsonl"), 3, p)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=WAIT_S)
+    assert p.returncode == 143, err
+    r = alpha("db", "sync", "--outputs", str(outputs), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    r = alpha("db", "runs", "--outputs", str(outputs), "--status", "stopped", cwd=str(tmp_path))
+    assert r.returncode == 0 and "r1" in r.stdout, (r.stdout, r.stderr)
+    r = alpha("runs", "--root", str(outputs), "--json", cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["status"] for line in r.stdout.splitlines()] == ["stopped"]
+    monkeypatch.delenv("TURSO_DATABASE_URL", raising=False)
+    with LocalServer(outputs) as s:
+        got = get_json(s.url + "/api/runs")
+        runs = got["runs"] if isinstance(got, dict) else got
+        assert [(x["run_id"], x["status"]) for x in runs] == [("r1", "stopped")]
+        assert get_json(s.url + "/api/runs/r1")["status"] == "stopped"

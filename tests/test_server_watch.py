@@ -265,7 +265,7 @@ def test_live_stream_snapshot_ingest_resume_and_local_tail(server, tmp_path):
     assert [int(e["id"]) for e in got] == sorted(int(e["id"]) for e in got)
     assert int(got[0]["id"]) > last_id and got[0]["data"]["rows"][0]["step"] == 5
     assert got[2]["data"] == {"run_id": "r1", "status": "stopped"}
-    assert get_json(server.url + "/api/runs/r1")["status"] == "failed"
+    assert get_json(server.url + "/api/runs/r1")["status"] == "stopped"
 
     # a local run folder: appended lines arrive within a second; a torn line waits
     run_dir = tmp_path / "outputs" / "local1"
@@ -299,3 +299,27 @@ def test_live_stream_snapshot_ingest_resume_and_local_tail(server, tmp_path):
     status, _, _ = call("GET", server.url + "/api/training/live",
                         headers={"Last-Event-ID": "abc"})
     assert status == 400
+
+
+def test_checkpoint_list_matches_download_and_skips_deleted(server, tmp_path):
+    """Each listed checkpoint downloads by its `path` and by its bare `file` name; one that
+    retention deleted is listed with exists: false (and its download is 404)."""
+    blobs = {}
+    for step in (10, 20):
+        name, data = f"step-{step}.ckpt", os.urandom(1000 + step)
+        sha = hashlib.sha256(data).hexdigest()
+        status, _, body = call("PUT", _upload_url(server, "r7", name, len(data), sha, 0), data,
+                               dict(AUTH))
+        assert status == 201, body
+        blobs[name] = data
+    os.remove(tmp_path / "outputs" / "r7" / "checkpoints" / "step-10.ckpt")  # retention
+    ck = get_json(server.url + "/api/runs/r7/checkpoints")["checkpoints"]
+    assert [(c["file"], c["path"], c["exists"]) for c in ck] == [
+        ("step-10.ckpt", "checkpoints/step-10.ckpt", False),
+        ("step-20.ckpt", "checkpoints/step-20.ckpt", True)]
+    base = server.url + "/api/runs/r7/download/"
+    for ref in (ck[1]["path"], ck[1]["file"]):
+        status, _, body = call("GET", base + ref)
+        assert status == 200 and body == blobs["step-20.ckpt"], (ref, status)
+    for ref in (ck[0]["path"], ck[0]["file"]):
+        assert call("GET", base + ref)[0] == 404

@@ -29,7 +29,7 @@ def register(sub):
     q = actions.add_parser("runs", help="recent runs")
     common(q)
     q.add_argument("--limit", type=int, default=20)
-    q.add_argument("--status", choices=("active", "completed", "stale", "failed"))
+    q.add_argument("--status", choices=("active", "completed", "stale", "failed", "stopped"))
     q = actions.add_parser("export", help="runs (and optionally metrics) as JSON")
     common(q)
     q.add_argument("--metrics", action="store_true", help="include every metric row")

@@ -1,8 +1,9 @@
 """`python -m alpha runs`: a table of the training runs under outputs/ (read from their folders).
 
 Columns: run id, domain, model shape, steps done / planned, last loss, best validation loss,
-checkpoints, status (the last lifecycle event: completed, interrupted, diverged; running when the
-run's metrics are still being written and nothing ended it).
+checkpoints, status (the last lifecycle event: completed, stopped (an `interrupted` event:
+Ctrl-C/SIGTERM), diverged; running when the run's metrics are still being written and nothing
+ended it).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def summarize(path: str) -> dict:
     for ev in read_jsonl(os.path.join(path, "events.jsonl")):
         kind = ev.get("kind")
         if kind in ("completed", "interrupted", "diverged"):
-            status = kind
+            status = "stopped" if kind == "interrupted" else kind  # the word the database uses
         elif kind in ("start", "resume"):
             status = "running"
         if kind == "eval" and isinstance(ev.get("payload"), dict):

@@ -6,7 +6,7 @@
     rec.checkpoint(step, path, size, checksum)
     rec.sample(step, idx, text)
     rec.event(step, level, kind, message, payload)
-    rec.finish("completed" | "failed")
+    rec.finish("completed" | "failed" | "stopped")
     rec.close()                               # waits at most `close_timeout` seconds
     rec.status()                              # {"enabled", "database", "written", "dropped", ...}
     rec.wait_ready(2.0)                       # None, or why the database is not taking rows
@@ -30,6 +30,7 @@ import threading
 import time
 
 from alpha.db import rows as R
+from alpha.db.schema import RUN_STATUSES
 
 QUEUE_ITEMS = 10_000
 BACKOFF_S = 10.0
@@ -348,7 +349,7 @@ class RunRecorder:
                 others.append(R.event_insert(run_id, step, level, kind_, message,
                                              payload or None, when))
             elif kind == "finish":
-                finish = arg if arg in ("active", "completed", "failed", "stale") else "failed"
+                finish = arg if arg in RUN_STATUSES else "failed"
         stmts = starts + R.metrics_upserts(run_id, metric_rows) + others
         if metric_rows or finish:
             stmts.append(R.run_progress(run_id))

@@ -34,24 +34,20 @@ METRIC_FIELDS = (  # the metrics.jsonl fields that get their own column; others 
     "timing_fwd_ms", "timing_bwd_ms", "timing_optim_ms", "timing_data_ms", "val_loss",
 )
 
-RUN_STATUSES = ("active", "completed", "stale", "failed")
+RUN_STATUSES_V1 = ("active", "completed", "stale", "failed")
+# "stopped": stopped by the user (Ctrl-C/SIGTERM; the trainer's `interrupted` event). Migration 2.
+RUN_STATUSES = ("active", "completed", "stale", "failed", "stopped")
 
-_M1 = [
-    """CREATE TABLE domains (
-        name TEXT PRIMARY KEY,
-        description TEXT NOT NULL DEFAULT '',
-        tokenizer TEXT NOT NULL DEFAULT '',
-        special_tokens TEXT NOT NULL DEFAULT '[]',   -- JSON list
-        defaults TEXT NOT NULL DEFAULT '{}'           -- JSON {model, train, sample} overrides
-    )""",
-    f"""CREATE TABLE runs (
+
+def _runs_table(statuses) -> str:
+    return f"""CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         run_id TEXT NOT NULL UNIQUE,
         config_hash TEXT,
         domain TEXT,
         tokenizer TEXT,
         status TEXT NOT NULL DEFAULT 'active'
-            CHECK (status IN ({", ".join(f"'{s}'" for s in RUN_STATUSES)})),
+            CHECK (status IN ({", ".join(f"'{s}'" for s in statuses)})),
         -- model config
         vocab_size INTEGER, n_layer INTEGER, n_head INTEGER, n_embd INTEGER,
         block_size INTEGER, ffn_dim INTEGER, activation TEXT, dropout REAL,
@@ -67,7 +63,18 @@ _M1 = [
         run_dir TEXT,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
+    )"""
+
+
+_M1 = [
+    """CREATE TABLE domains (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        tokenizer TEXT NOT NULL DEFAULT '',
+        special_tokens TEXT NOT NULL DEFAULT '[]',   -- JSON list
+        defaults TEXT NOT NULL DEFAULT '{}'           -- JSON {model, train, sample} overrides
     )""",
+    _runs_table(RUN_STATUSES_V1),
     "CREATE INDEX runs_recent ON runs (updated_at DESC)",
     "CREATE INDEX runs_status ON runs (status, updated_at DESC)",
     f"""CREATE TABLE metrics (
@@ -126,9 +133,30 @@ _M1 = [
     FROM runs r""",
 ]
 
+# Migration 2: runs.status may be 'stopped'. SQLite cannot change a CHECK in place, so the runs
+# table is rebuilt. Dropping the old one would cascade-delete its children (foreign keys are on and
+# cannot be turned off inside a transaction), so their rows are set aside first and put back after.
+_RUN_CHILDREN = ("metrics", "checkpoints", "samples", "events")
+_RUN_SUMMARY = [st for st in _M1 if st.startswith("CREATE VIEW run_summary")][0]
+_M2 = (
+    ["DROP VIEW run_summary",
+     _runs_table(RUN_STATUSES).replace("CREATE TABLE runs (", "CREATE TABLE runs_v2 (", 1),
+     "INSERT INTO runs_v2 SELECT * FROM runs"]
+    + [st for t in _RUN_CHILDREN
+       for st in (f"CREATE TABLE keep_{t} AS SELECT * FROM {t}", f"DELETE FROM {t}")]
+    + ["DROP TABLE runs",
+       "ALTER TABLE runs_v2 RENAME TO runs",
+       "CREATE INDEX runs_recent ON runs (updated_at DESC)",
+       "CREATE INDEX runs_status ON runs (status, updated_at DESC)"]
+    + [st for t in _RUN_CHILDREN
+       for st in (f"INSERT INTO {t} SELECT * FROM keep_{t}", f"DROP TABLE keep_{t}")]
+    + [_RUN_SUMMARY]
+)
+
 # (version, name, statements)
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "initial schema", _M1),
+    (2, "run status 'stopped'", _M2),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

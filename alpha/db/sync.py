@@ -14,7 +14,8 @@ recorder managed to write live. Properties:
 
 Run status rule (`decide_status`), applied to every run on every sync:
   1. The last lifecycle event in events.jsonl decides when it is terminal: `completed` ->
-     completed; `interrupted`, `diverged`, `failed`, `error`, `crashed` -> failed.
+     completed; `interrupted` (Ctrl-C/SIGTERM) -> stopped; `diverged`, `failed`, `error`,
+     `crashed` -> failed.
   2. Else a terminal status already in the database (set by the recorder's `finish`) is kept,
      unless a `start`/`resume` event on disk is newer than it (the run was resumed).
   3. Else the run is `active` while its process is alive and `stale` once it is gone. Alive means:
@@ -45,7 +46,7 @@ TXN_ROWS = 5000  # metric rows per transaction (10 INSERTs of 500); one HTTP req
 FINGERPRINT_BYTES = 256
 CHECKPOINT_MAGIC = b"ALPHACKP"  # alpha.train.checkpoint: the file ends with its sha256
 
-TERMINAL_EVENTS = {"completed": "completed", "interrupted": "failed", "diverged": "failed",
+TERMINAL_EVENTS = {"completed": "completed", "interrupted": "stopped", "diverged": "failed",
                    "failed": "failed", "error": "failed", "crashed": "failed"}
 START_EVENTS = ("start", "resume")
 
@@ -452,7 +453,7 @@ def decide_status(run_dir: str, db_status: str | None, db_updated_at: str | None
     terminal, last_start = _lifecycle(run_dir)
     if terminal:
         return terminal
-    if db_status in ("completed", "failed"):
+    if db_status in ("completed", "failed", "stopped"):
         updated = parse_time(db_updated_at)
         if last_start is None or updated is None or last_start <= updated:
             return db_status

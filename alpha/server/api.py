@@ -3,7 +3,8 @@
     GET /api/runs                      ?status=&domain=&limit=&offset=     newest first
     GET /api/runs/{id}
     GET /api/runs/{id}/metrics         ?last=N | ?from_step=S, limit, offset  (step order)
-    GET /api/runs/{id}/checkpoints
+    GET /api/runs/{id}/checkpoints           each with `path` for /download/ and `exists` (false
+                                             once retention deleted the file)
     GET /api/runs/{id}/samples         ?step=
     GET /api/runs/{id}/events          ?level=&kind=&from_id=&limit=&offset=
     GET /api/domains
@@ -17,6 +18,7 @@ those of alpha.db.queries. A database that cannot answer gives 503 with the reas
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 from alpha.core.errors import StoreError
@@ -84,8 +86,13 @@ def register(router, ctx):
     @_db
     def checkpoints(req):
         run_id = known_run(req)
-        return json_response({"run_id": run_id, "checkpoints": queries.checkpoints(
-            watch.store(), run_id, limit=_int(req, "limit"), offset=_int(req, "offset", 0))})
+        rows = queries.checkpoints(watch.store(), run_id, limit=_int(req, "limit"),
+                                   offset=_int(req, "offset", 0))
+        folder = os.path.join(req.ctx.outputs, run_id, "checkpoints")
+        for r in rows:  # `path` is what /download/ takes; retention may have deleted the file
+            r["path"] = f"checkpoints/{r['file']}"
+            r["exists"] = bool(r["file"]) and os.path.isfile(os.path.join(folder, r["file"]))
+        return json_response({"run_id": run_id, "checkpoints": rows})
 
     @_db
     def samples(req):

@@ -26,7 +26,7 @@ MAX_BODY = 16 << 20
 TYPES = ("run_start", "metrics", "samples", "event", "events", "heartbeat", "complete")
 TERMINAL = {"completed": "completed", "interrupted": "stopped", "diverged": "failed",
             "failed": "failed", "error": "failed", "crashed": "failed"}
-DB_STATUS = {"completed": "completed", "failed": "failed", "stopped": "failed"}
+DB_STATUS = {"completed": "completed", "failed": "failed", "stopped": "stopped"}
 
 
 def _rows(msg: dict, key: str = "rows") -> list[dict]:

@@ -15,7 +15,8 @@ by CHUNK_MAX.
 
 Download:
     GET /api/runs/{id}/download/{file}     a file of that run's folder, e.g. metrics.jsonl or
-                                           checkpoints/step-100.ckpt; single-range `Range:
+                                           checkpoints/step-100.ckpt (or step-100.ckpt, as the
+                                           checkpoint list names it); single-range `Range:
                                            bytes=a-b` requests answer 206, unsatisfiable 416.
 """
 
@@ -185,6 +186,8 @@ def register(router, ctx):
             check_name(p, "file name")
         run_dir = os.path.realpath(os.path.join(req.ctx.outputs, run_id))
         path = os.path.realpath(os.path.join(run_dir, *parts))
+        if len(parts) == 1 and not os.path.isfile(path):  # a bare checkpoint name, as listed
+            path = os.path.realpath(os.path.join(run_dir, "checkpoints", parts[0]))
         if not path.startswith(run_dir + os.sep) or not os.path.isfile(path):
             raise HTTPError(404, f"run {run_id} has no file {req.params['file'][:120]!r}",
                             code="file_not_found")

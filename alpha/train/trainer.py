@@ -347,7 +347,7 @@ class Trainer:
             self.event("interrupted", f"stopped {who} at step {self.step}; resume with "
                        f"--resume {final_ckpt}", level="warning",
                        payload={"signal": self._stop_signal or "SIGINT"})
-            self.recorder.call("finish", "failed")
+            self.recorder.call("finish", "stopped")
         else:
             self.event("diverged", f"{self.bad_in_a_row} steps in a row had NaN/Inf loss or "
                        f"gradients; stopped at step {self.step}", level="error")

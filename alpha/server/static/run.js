@@ -42,7 +42,8 @@
   const ckBody = A.el("tbody", {}, ckpts.checkpoints.map((c) => A.el("tr", {},
     A.el("td", {}, A.fmtInt(c.step)), A.el("td", {}, c.size ? `${(c.size / 1e6).toFixed(2)} MB` : "—"),
     A.el("td", { class: "hide-narrow muted" }, (c.checksum || "").slice(0, 16)),
-    A.el("td", {}, A.el("a", { href: `${api}/download/checkpoints/${encodeURIComponent(c.file)}`, download: c.file }, "download")))));
+    A.el("td", {}, c.exists === false ? A.el("span", { class: "muted" }, "deleted")
+      : A.el("a", { href: `${api}/download/${c.path || `checkpoints/${encodeURIComponent(c.file)}`}`, download: c.file }, "download")))));
 
   // samples by step
   const steps = [...new Set(samples.samples.map((s) => s.step))].sort((a, b) => b - a);

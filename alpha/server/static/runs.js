@@ -3,7 +3,7 @@
 (async function () {
   A.header("/runs");
   const main = A.$("#main");
-  const status = A.el("select", { id: "status" }, ["", "active", "completed", "failed", "stale"].map(
+  const status = A.el("select", { id: "status" }, ["", "active", "completed", "failed", "stopped", "stale"].map(
     (s) => A.el("option", { value: s }, s || "any status")));
   const domain = A.el("select", { id: "domain" }, A.el("option", { value: "" }, "any domain"));
   const body = A.el("tbody");
