@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import hashlib
 import json
+import math
 import mmap
 import os
 import struct
@@ -32,6 +33,7 @@ from alpha.core.atomic import atomic_open
 from alpha.core.backend import DTYPES
 from alpha.core.errors import CheckpointError
 from alpha.core.files import check_file
+from alpha.model.params import param_offsets
 
 MAGIC = b"ALPHACKP"
 FORMAT_VERSION = 1
@@ -280,3 +282,22 @@ def load(path: str, mapped: bool = False) -> Checkpoint:
         tensors[entry["name"]] = arr
     return Checkpoint(path=path, header=header, tensors=tensors, size=file_size,
                       checksum=digest.hex())
+
+
+def param_layout(cfg) -> list[dict]:
+    """The checkpoint's record of the flat layout: name, shape, offset and size of each."""
+    return [{"name": name, "shape": list(shape), "offset": off, "numel": math.prod(shape)}
+            for name, (off, shape) in param_offsets(cfg).items()]
+
+
+def val_losses(folder: str) -> dict:
+    """step -> val_loss of the checkpoints already in a folder (a resumed run prunes them too)."""
+    out = {}
+    for step, path in list_steps(folder).items():
+        try:
+            header = read_header(path)
+        except CheckpointError:
+            continue
+        val = header.get("val_loss")
+        out[step] = val if isinstance(val, (int, float)) else None
+    return out

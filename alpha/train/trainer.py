@@ -22,8 +22,8 @@ every RNG stream's position (data, dropout, sampling) and the data sampler's sta
 its own stream ("eval", restarted at each eval so every eval sees the same batches) and sampling its
 own ("sampling"); neither touches the training trajectory.
 
-The run folder (alpha.train.runfolder) is the source of truth; the database recorder
-(alpha.db.recorder, when present) gets a copy from a background thread and can never stop training.
+The run folder (alpha.train.runfolder) is the source of truth; the run database and the remote
+server get copies from background threads (alpha.train.reporting) and can never stop training.
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ from alpha.core.rng import Rng
 from alpha.dist import LOCAL
 from alpha.train import checkpoint as ckpt_format
 from alpha.model.gpt import GPT
-from alpha.model.params import param_offsets
 from alpha.tensor import get_backend
 from alpha.train import budget
 from alpha.train import data as D
-from alpha.train import restore
+from alpha.train import reporting, restore
 from alpha.train.data import BatchSampler
 from alpha.train.generate import generate
 from alpha.train.optim import AdamW, clip_coef, grad_norm
@@ -182,8 +181,8 @@ class Trainer:
             extra={"info": self.info()},
         )
         self.folder.write_tokenizer(self.tokenizer_json)
-        self.checkpoints = _scan_checkpoints(self.folder.checkpoints)
-        self.recorder = _Recorder(self)
+        self.checkpoints = ckpt_format.val_losses(self.folder.checkpoints)
+        self.recorder = reporting.Recorder(self)
         self._metrics_buffer: list[dict] = []
 
     # ---- facts ---------------------------------------------------------------------------
@@ -273,7 +272,7 @@ class Trainer:
             self.event("recorder", str(problem), level="warning", record=False)
             self.warn(f"warning: run database {problem}; this run is not being recorded there "
                       "(its folder has everything: run `python -m alpha db sync` later)")
-        self.remote = _start_remote(self)
+        self.remote = reporting.start_remote(self)
         self.event("resume" if resumed else "start",
                    f"{'resumed at step ' + str(start_step) if resumed else 'started'}: "
                    f"{self.model.n_params:,} parameters, {tc.iters} steps, "
@@ -322,7 +321,7 @@ class Trainer:
                 pass
             self.recorder.call("finish", "failed")
             self._close_recorder()
-            _close_remote(self)
+            reporting.close_remote(self)
             self.folder.close()
             raise
         finally:
@@ -353,7 +352,7 @@ class Trainer:
                        f"gradients; stopped at step {self.step}", level="error")
             self.recorder.call("finish", "failed")
         self._close_recorder()
-        _close_remote(self)
+        reporting.close_remote(self)
         self.folder.close()
         result = TrainResult(status=status, run_dir=self.folder.path, step=self.step,
                              loss=last_loss, val_loss=self.last_val_loss,
@@ -528,7 +527,7 @@ class Trainer:
             "val_loss": val_loss,
             "best_val_loss": self.best_val_loss,
             "elapsed_s": self.elapsed_before + time.perf_counter() - self._t_start,
-            "param_table": _param_table(self.model_config),
+            "param_table": ckpt_format.param_layout(self.model_config),
             "created": _now(),
         }
 
@@ -616,12 +615,6 @@ class Trainer:
 # --------------------------------------------------------------------------------------------
 
 
-def _param_table(cfg) -> list[dict]:
-    """The checkpoint's record of the flat layout: name, shape, offset and size of each."""
-    return [{"name": name, "shape": list(shape), "offset": off, "numel": math.prod(shape)}
-            for name, (off, shape) in param_offsets(cfg).items()]
-
-
 def _number(v) -> float | None:
     """A float from a checkpoint header field, None when it holds something else."""
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
@@ -635,61 +628,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _scan_checkpoints(folder: str) -> dict:
-    """step -> val_loss of the checkpoints already in a folder (a resumed run prunes them too)."""
-    out = {}
-    for step, path in ckpt_format.list_steps(folder).items():
-        try:
-            header = ckpt_format.read_header(path)
-        except CheckpointError:
-            continue
-        val = header.get("val_loss")
-        out[step] = val if isinstance(val, (int, float)) else None
-    return out
-
-
-def _start_remote(trainer: Trainer):
-    """The remote reporter (alpha.train.remote) when ALPHA_REMOTE_URL or ALPHA_WEBHOOK_URL is
-    set, else None. It follows the run folder from a background thread; it cannot stop training."""
-    if not trainer.dist.is_main:
-        return None  # rank 0 reports the run
-    try:
-        from alpha.train.remote import RemoteReporter
-
-        reporter, warning = RemoteReporter.from_env(trainer.folder.path,
-                                                    upload_checkpoints=trainer.upload_checkpoints)
-        if warning:
-            trainer.event("remote", warning, level="warning", record=False)
-            trainer.warn(f"warning: {warning}")  # also with --quiet (qa)
-        if reporter is not None:
-            reporter.start()
-        return reporter
-    except Exception as e:  # noqa: BLE001
-        trainer.event("remote_error", f"remote reporting: {type(e).__name__}: {e}",
-                      level="warning", record=False)
-        return None
-
-
-def _close_remote(trainer: Trainer) -> None:
-    """Let the reporter send what is left (bounded wait); say what still waits in the outbox."""
-    reporter = getattr(trainer, "remote", None)
-    if reporter is None:
-        return
-    try:
-        from alpha.train.remote import outbox_pending
-
-        reporter.close()
-        if reporter.url:
-            left = outbox_pending(trainer.folder.path)
-            if left["bytes"] or left["uploads"]:
-                trainer.warn(f"remote: the server did not take everything "  # --quiet too (qa)
-                            f"({reporter.last_error}); the rest waits in "
-                            f"{trainer.folder.path} (remote-outbox.json): resume the run, or send "
-                            f"it with `python -m alpha report {trainer.folder.path}`")
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def _remove_if_empty(folder: RunFolder) -> None:
     """A run that failed before it began leaves no folder behind (just its lock file)."""
     try:
@@ -698,45 +636,3 @@ def _remove_if_empty(folder: RunFolder) -> None:
         os.rmdir(folder.path)
     except OSError:
         pass
-
-
-class _Recorder:
-    """The database recorder, when alpha.db.recorder exists. Every call is guarded: an exception is
-    logged once per method as an event (in the run folder only) and never reaches training."""
-
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-        self.rec = None
-        self._failed: set[str] = set()
-        if not trainer.dist.is_main:
-            return  # rank 0 records the run
-        try:
-            from alpha.db.recorder import RunRecorder
-        except ImportError:
-            return
-        try:
-            self.rec = RunRecorder()
-        except Exception as e:  # noqa: BLE001 - the DB must never stop training
-            self._note("init", e)
-
-    def call(self, method: str, *args):
-        if self.rec is None:
-            return None
-        try:
-            return getattr(self.rec, method)(*args)
-        except Exception as e:  # noqa: BLE001
-            self._note(method, e)
-            return None
-
-    def close(self, timeout: float | None = None, on_wait=None) -> None:
-        self.call("close", timeout, on_wait)
-
-    def _note(self, method: str, e: Exception) -> None:
-        if method in self._failed:
-            return
-        self._failed.add(method)
-        try:
-            self.trainer.event("recorder_error", f"run database {method}: {type(e).__name__}: {e}",
-                               level="warning", record=False)
-        except Exception:  # noqa: BLE001
-            pass
