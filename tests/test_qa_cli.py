@@ -78,6 +78,14 @@ def test_serve_refuses_a_file_as_outputs(tmp_path):
     assert "--outputs runs.txt" in line
 
 
+def test_serve_refuses_an_outputs_folder_that_does_not_exist(tmp_path):
+    r = _alpha(tmp_path, "serve", "--outputs", str(tmp_path / "typo"), "--port", "0", timeout=30)
+    line = _one_line_exit_2(r)
+    assert f"outputs folder {tmp_path / 'typo'} does not exist" in line
+    assert "--outputs DIR" in line
+    assert not (tmp_path / "typo").exists()  # no folder, no alpha.db
+
+
 def test_quiet_training_still_warns_that_the_remote_server_missed_the_run(tmp_path):
     """--quiet drops the progress line, not the warnings: a run whose server never answered says
     where its reports wait (and how to send them) on stderr."""

@@ -196,6 +196,45 @@ def test_parameters(srv):
     assert r["usage"]["completion_tokens"] == 2
 
 
+SPECIALS = {"<unk>", "<|user|>", "<|assistant|>", "<|end_of_text|>"}
+
+
+def test_special_tokens_are_not_in_the_text(srv):
+    # the barely trained chat model often samples <|assistant|> mid-reply: find a seed that does
+    for seed in range(40):
+        body = _chat(max_tokens=40, temperature=1.0, seed=seed, n=8, logprobs=True)
+        r = srv.request("POST", CHAT, body)[2]
+        hit = [c for c in r["choices"]
+               if any(e["token"] in SPECIALS for e in c["logprobs"]["content"])]
+        if hit:
+            break
+    else:
+        pytest.fail("no seed made the chat model sample a special token")
+    for c in r["choices"]:
+        entries = c["logprobs"]["content"]
+        text = b"".join(bytes(e["bytes"]) for e in entries if e["token"] not in SPECIALS)
+        assert c["message"]["content"] == text.decode("utf-8", "replace")
+        assert not any(s in c["message"]["content"] for s in SPECIALS)
+    # every generated token still counts, special or not
+    assert r["usage"]["completion_tokens"] == sum(len(c["logprobs"]["content"])
+                                                  for c in r["choices"])
+    # streamed: the same text, no special token in any delta
+    st, events, done = srv.stream(CHAT, {**body, "stream": True,
+                                         "stream_options": {"include_usage": True}})
+    assert done and events[-1]["usage"] == r["usage"]
+    assert _stream_text(events, 8) == [c["message"]["content"] for c in r["choices"]]
+    # /v1/completions too, the prompt being the chat template itself
+    prompt = "<|user|>hello 3, how are you?<|assistant|>"
+    body = {"model": "chat", "prompt": prompt, "max_tokens": 40, "temperature": 1.0,
+            "seed": seed, "n": 8, "logprobs": 0}
+    r = srv.request("POST", COMP, body)[2]
+    assert any(t in SPECIALS for c in r["choices"] for t in c["logprobs"]["tokens"])
+    for c in r["choices"]:
+        assert not any(s in c["text"] for s in SPECIALS)
+    st, events, done = srv.stream(COMP, {**body, "stream": True})
+    assert _stream_text(events, 8) == [c["text"] for c in r["choices"]]
+
+
 @pytest.mark.parametrize("body,status,param", [
     (b"{not json", 400, None),
     (b"[1, 2]", 400, None),

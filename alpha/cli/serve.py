@@ -23,7 +23,7 @@ def register(sub):
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--outputs", default="outputs", metavar="DIR",
+    p.add_argument("--outputs", default=None, metavar="DIR",
                    help="the folder of runs to serve (default outputs)")
     p.add_argument("--model", action="append", default=[], metavar="RUN|CKPT",
                    help="load this run (id or folder) or checkpoint at start; repeatable")
@@ -52,6 +52,11 @@ def run(args) -> int:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     import os
+    if args.outputs is None:  # the default (a fresh watcher starts it, as `train` would)
+        args.outputs = "outputs"
+    elif not os.path.exists(args.outputs):
+        raise ConfigError(f"outputs folder {args.outputs} does not exist; train a model first "
+                          "or pass --outputs DIR")
     if os.path.exists(args.outputs) and not os.path.isdir(args.outputs):
         raise ConfigError(f"--outputs {args.outputs} is a file; give the folder that holds the "
                           "run folders")

@@ -50,7 +50,8 @@ def token_bytes(tokenizer, i: int) -> bytes:
 class TextStream:
     """Token ids in, text out as soon as it is final: a character cut in the middle of its UTF-8
     bytes, or text that may be the start of a stop string, is held back until the next token
-    decides it. `add` returns (new text, stopped); `finish` returns the rest."""
+    decides it. Special tokens (`<|assistant|>`, `<unk>`...) add no text, as in vLLM and
+    llama-server. `add` returns (new text, stopped); `finish` returns the rest."""
 
     def __init__(self, tokenizer, stops: list[str]):
         self.tokenizer = tokenizer
@@ -59,8 +60,11 @@ class TextStream:
         self.sent = 0  # characters of the decoded text already returned
         self.text = ""
         self.stopped = False
+        self.special = set(getattr(tokenizer, "special_by_id", ()))
 
     def add(self, token_id: int) -> tuple[str, bool]:
+        if token_id in self.special:
+            return "", False
         self.ids.append(token_id)
         full = self.tokenizer.decode(self.ids)
         for s in self.stops:
