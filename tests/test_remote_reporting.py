@@ -197,3 +197,28 @@ def test_reporter_waits_out_a_wrong_secret_and_announces_to_a_webhook(tmp_path, 
     texts = [p["content"] for p in posts]
     assert any("started" in t for t in texts) and any("once upon" in t for t in texts)
     assert any("finished" in t for t in texts) and "wrong" not in " ".join(texts)
+
+
+def test_report_with_the_server_down_exits_3(tmp_path):
+    """`alpha report` against a server that is not there: exit 3 (README: not delivered, try
+    again later), one accurate message, no traceback; nothing lost."""
+    import socket
+
+    from alpha.train.remote import outbox_pending
+
+    run_dir = tmp_path / "down-1"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"run_id": "down-1", "domain": "text"}))
+    _append(run_dir / "metrics.jsonl", {"step": 1, "loss": 3.0})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    env = {**os.environ, "ALPHA_REMOTE_URL": f"http://127.0.0.1:{port}",
+           "ALPHA_REMOTE_SECRET": SECRET}
+    env.pop("ALPHA_WEBHOOK_URL", None)
+    r = subprocess.run([sys.executable, "-m", "alpha", "report", str(run_dir), "--timeout", "3"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "not delivered" in r.stderr
+    assert "run this again later" in r.stderr
+    assert outbox_pending(str(run_dir))["bytes"] > 0

@@ -5,15 +5,18 @@ server missed at the end waits in the run folder (remote-outbox.json marks how f
 normally sent by the next `train --resume`. For a run that will not be resumed, this sends it:
 every line past the outbox's cursor, then the final checkpoint (every one with
 --upload-checkpoints). Exactly once, like the trainer's own reporting. Exits 0 when the outbox is
-empty, 1 when the server did not take everything (run it again later).
+empty, 3 when the server did not take everything (down, or refused a part: run it again later).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import sys
 
 from alpha.core.errors import ConfigError
+
+EXIT_NOT_DELIVERED = 3  # README, exit codes: nothing is lost, try again later
 
 
 def register(sub):
@@ -53,9 +56,10 @@ def run(args) -> int:
         raise ConfigError(f"the server refused ALPHA_REMOTE_SECRET ({refused[:8]}): set it to the "
                           f"server's UPLOAD_SECRET; nothing is lost, {run_dir} still holds it all")
     if left["bytes"] or left["uploads"]:
-        print(f"the server did not take everything ({reporter.last_error}): "
-              f"{left['bytes']} bytes and {len(left['uploads'])} uploads wait; run this again")
-        return 1
+        print(f"not delivered ({reporter.last_error}): {left['bytes']} bytes and "
+              f"{len(left['uploads'])} uploads wait in {run_dir}; run this again later",
+              file=sys.stderr)
+        return EXIT_NOT_DELIVERED
     return 0
 
 

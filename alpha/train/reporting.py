@@ -6,6 +6,8 @@ a warning event in the run folder (record=False: never sent back to the thing th
 
 from __future__ import annotations
 
+import os
+
 from alpha.db import recorder as db_recorder
 
 
@@ -37,15 +39,18 @@ def close_remote(trainer) -> None:
     if reporter is None:
         return
     try:
-        from alpha.train.remote import outbox_pending
+        from alpha.train.remote import OUTBOX_FILE, outbox_pending
 
         reporter.close()
         if reporter.url:
             left = outbox_pending(trainer.folder.path)
             if left["bytes"] or left["uploads"]:
+                # remote-outbox.json exists only once the server acknowledged something (qa)
+                where = " (remote-outbox.json)" if os.path.isfile(
+                    os.path.join(trainer.folder.path, OUTBOX_FILE)) else ""
                 trainer.warn(f"remote: the server did not take everything "  # --quiet too (qa)
                             f"({reporter.last_error}); the rest waits in "
-                            f"{trainer.folder.path} (remote-outbox.json): resume the run, or send "
+                            f"{trainer.folder.path}{where}: resume the run, or send "
                             f"it with `python -m alpha report {trainer.folder.path}`")
     except Exception:  # noqa: BLE001
         pass
