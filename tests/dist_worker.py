@@ -28,6 +28,15 @@ def value(rank: int, i: int) -> float:
     return struct.unpack("f", struct.pack("f", (x / 1000003.0 - 0.5) * 10.0 ** (i % 5)))[0]
 
 
+def report(row: dict, name: str) -> None:
+    """One JSON line on stdout, and the same row in `<name>-rank<N>.json` in the working folder:
+    mpirun forwards every rank's stdout through one pipe, where lines of several ranks can be cut
+    into each other, so the tests read the files."""
+    print(json.dumps(row), flush=True)
+    with open(f"{name}-rank{row['rank']}.json", "w", encoding="utf-8") as f:
+        json.dump(row, f)
+
+
 def collectives() -> None:
     mpi_module.MAX_COUNT = 4099  # a prime chunk size: every large buffer goes in uneven chunks
     world = start()
@@ -50,7 +59,7 @@ def collectives() -> None:
     out["mean"] = world.mean(float(world.rank))
     out["agree_none"] = world.agree(False)
     out["agree_one"] = world.agree(world.rank == world.size - 1)
-    print(json.dumps(out), flush=True)
+    report(out, "collectives")
     world.finish()
 
 
@@ -76,10 +85,9 @@ def diverge(argv: list[str]) -> None:
     trainer = Trainer(config, out=None, dist=world, hooks={"after_backward": nudge})
     try:
         trainer.train()
-        print(json.dumps({"rank": world.rank, "error": None}), flush=True)
+        report({"rank": world.rank, "error": None}, "diverge")
     except DistributedError as e:
-        print(json.dumps({"rank": world.rank, "error": str(e), "step": trainer.step}),
-              flush=True)
+        report({"rank": world.rank, "error": str(e), "step": trainer.step}, "diverge")
 
 
 if __name__ == "__main__":

@@ -119,13 +119,29 @@ def test_no_mpi_library_is_one_line_and_exit_2(work):
 # ---- real MPI -----------------------------------------------------------------------------
 
 
+def clear_rows(work, name: str, ranks: int) -> None:
+    for rank in range(ranks):
+        (work / f"{name}-rank{rank}.json").unlink(missing_ok=True)
+
+
+def rank_rows(work, name: str, ranks: int) -> list[dict]:
+    """The rows the worker's ranks wrote (tests/dist_worker.py `report`), by rank; a missing
+    rank's file is left out, so the caller's count assertion names the failure."""
+    rows = []
+    for rank in range(ranks):
+        path = work / f"{name}-rank{rank}.json"
+        if path.exists():
+            rows.append(json.loads(path.read_text(encoding="utf-8")))
+    return rows
+
+
 def test_collectives_match_a_float64_reference(work):
     need_mpi()
+    clear_rows(work, "collectives", 3)
     r = run(mpirun_cmd(3, sys.executable, WORKER, "collectives"), cwd=work)
     assert r.returncode == 0, r.stdout + r.stderr
-    rows = sorted((json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")),
-                  key=lambda row: row["rank"])
-    assert [row["rank"] for row in rows] == [0, 1, 2]
+    rows = rank_rows(work, "collectives", 3)
+    assert [row["rank"] for row in rows] == [0, 1, 2], r.stdout + r.stderr
     for row in rows:
         assert row["size"] == 3 and row["local_rank"] == row["rank"]
         assert row["threads"] == "1"  # 3 ranks share 2 CPUs: one kernel thread each
@@ -194,10 +210,11 @@ def test_resume_on_one_rank_and_on_two(work, runs):
 
 def test_parameters_that_drift_stop_every_rank(work):
     need_mpi()
+    clear_rows(work, "diverge", 2)
     r = run(mpirun_cmd(2, sys.executable, WORKER, "diverge", "--data", "data.txt", *TINY,
                        "--iters", "8", "--run-dir", "drift"),
             cwd=work, ALPHA_DIST_CHECK_EVERY="2")
-    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    rows = rank_rows(work, "diverge", 2)
     assert len(rows) == 2, r.stdout + r.stderr
     for row in rows:  # rank 1 nudged a parameter after step 3's backward; step 4 checks
         assert row["step"] == 4 and "parameters diverged across ranks at step 4" in row["error"]
