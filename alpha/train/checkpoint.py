@@ -301,3 +301,27 @@ def val_losses(folder: str) -> dict:
         val = header.get("val_loss")
         out[step] = val if isinstance(val, (int, float)) else None
     return out
+
+
+def prune(checkpoints: dict, keep_n: int, path_of) -> list[str]:
+    """Retention: keep the newest `keep_n` checkpoints and the best-val one (keep_n <= 0 keeps
+    them all). `checkpoints` (step -> val_loss) loses the pruned steps; `path_of(step)` names a
+    step's file. Returns the paths removed."""
+    if keep_n <= 0:
+        return []
+    steps = sorted(checkpoints)
+    keep = set(steps[-keep_n:])
+    with_val = [(v, s) for s, v in checkpoints.items() if v is not None and math.isfinite(v)]
+    if with_val:
+        keep.add(min(with_val)[1])
+    removed = []
+    for s in steps:
+        if s not in keep:
+            path = path_of(s)
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+            del checkpoints[s]
+    return removed

@@ -33,10 +33,8 @@ import json
 import math
 import os
 import platform
-import signal
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -49,7 +47,7 @@ from alpha.model.gpt import GPT
 from alpha.tensor import get_backend
 from alpha.train import budget
 from alpha.train import data as D
-from alpha.train import reporting, restore
+from alpha.train import reporting, restore, signals
 from alpha.train.data import BatchSampler
 from alpha.train.generate import generate
 from alpha.train.optim import AdamW, clip_coef, grad_norm
@@ -284,7 +282,7 @@ class Trainer:
         self._progress = Progress(tc.iters, stream=self.out, every=max(1, tc.log_interval),
                                   start=start_step) if self.out is not None else None
 
-        old_handlers = self._install_signal_handlers()
+        old_handlers = signals.install(self) if self.handle_sigint else {}
         t_start = self._t_start = time.perf_counter()
         status, last_loss, final_ckpt, sample_text = "completed", None, None, None
         torn = False
@@ -325,7 +323,7 @@ class Trainer:
             self.folder.close()
             raise
         finally:
-            self._restore_signal_handlers(old_handlers)
+            signals.restore(old_handlers)
             if self._progress is not None:
                 self._progress.close()
             self._flush_metrics()
@@ -544,7 +542,8 @@ class Trainer:
         }
         size, checksum = ckpt_format.save(path, self.checkpoint_header(val_loss), tensors)
         self.checkpoints[self.step] = val_loss
-        removed = self._prune_checkpoints()
+        removed = ckpt_format.prune(self.checkpoints, self.train_config.keep_checkpoints,
+                                        self.folder.checkpoint_path)
         self.event("checkpoint", f"saved {path} ({size / 1e6:.1f} MB)",
                    payload={"path": path, "size": size, "checksum": checksum,
                             "removed": removed}, record=False)
@@ -554,57 +553,6 @@ class Trainer:
 
     def _latest_checkpoint(self) -> str | None:
         return self.folder.checkpoint_path(max(self.checkpoints)) if self.checkpoints else None
-
-    def _prune_checkpoints(self) -> list[str]:
-        """Keep the last keep_checkpoints and the best-val one (0 keeps all)."""
-        keep_n = self.train_config.keep_checkpoints
-        if keep_n <= 0:
-            return []
-        steps = sorted(self.checkpoints)
-        keep = set(steps[-keep_n:])
-        with_val = [(v, s) for s, v in self.checkpoints.items()
-                    if v is not None and math.isfinite(v)]
-        if with_val:
-            keep.add(min(with_val)[1])
-        removed = []
-        for s in steps:
-            if s not in keep:
-                path = self.folder.checkpoint_path(s)
-                try:
-                    os.unlink(path)
-                    removed.append(path)
-                except OSError:
-                    pass
-                del self.checkpoints[s]
-        return removed
-
-    # ---- Ctrl-C and SIGTERM -------------------------------------------------------------------
-    def _install_signal_handlers(self) -> dict:
-        """Ctrl-C (SIGINT) and SIGTERM (what schedulers send before they kill) both ask the loop
-        to stop after the current step, with a checkpoint; a second one stops at once."""
-        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum, frame):
-            if self._stop_requested:  # the second signal: stop now
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            self._stop_signal = signal.Signals(signum).name
-            again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-            self.say(f"{self._stop_signal}: stopping after this step with a checkpoint "
-                     f"({again} again to stop at once)...")
-
-        old = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                old[sig] = signal.signal(sig, handler)
-            except ValueError:
-                pass
-        return old
-
-    def _restore_signal_handlers(self, old: dict) -> None:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
 
     @property
     def stop_signal(self) -> str | None:
