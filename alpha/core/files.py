@@ -9,6 +9,7 @@ message reads in its own terms.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -81,3 +82,12 @@ def parse_json(text: str, where: str, error: type = DataError):
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON value")
+
+
+def file_sha256(path: str) -> bytes:
+    """The sha256 of a whole file, read in 1 MiB blocks (token-cache sources, uploads)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()

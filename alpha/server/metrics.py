@@ -48,6 +48,16 @@ class _Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
+    def _render_values(self) -> list[str]:
+        """Counters and gauges: one line per label set in `self._values` (an unlabelled metric
+        shows 0 before its first update, so a scrape always finds it)."""
+        with self._lock:
+            items = sorted(self._values.items())
+        if not items and not self.label_names:
+            items = [((), 0.0)]
+        return self.header() + [f"{self.name}{_labels(self.label_names, k)} {_fmt(v)}"
+                                for k, v in items]
+
 
 class Counter(_Metric):
     kind = "counter"
@@ -64,12 +74,7 @@ class Counter(_Metric):
         return self._values.get(labels, 0.0)
 
     def render(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        if not items and not self.label_names:
-            items = [((), 0.0)]
-        return self.header() + [f"{self.name}{_labels(self.label_names, k)} {_fmt(v)}"
-                                for k, v in items]
+        return self._render_values()
 
 
 class Gauge(_Metric):
@@ -87,12 +92,7 @@ class Gauge(_Metric):
     def render(self) -> list[str]:
         if self._fn is not None:
             return self.header() + [f"{self.name} {_fmt(float(self._fn()))}"]
-        with self._lock:
-            items = sorted(self._values.items())
-        if not items and not self.label_names:
-            items = [((), 0.0)]
-        return self.header() + [f"{self.name}{_labels(self.label_names, k)} {_fmt(v)}"
-                                for k, v in items]
+        return self._render_values()
 
 
 class Histogram(_Metric):

@@ -30,6 +30,7 @@ import threading
 
 from alpha.core.atomic import fsync_dir
 from alpha.core.errors import StoreError
+from alpha.core.files import file_sha256
 from alpha.db import rows as R
 from alpha.server.http import HTTPError, Response, json_response
 from alpha.server.watch import check_name, get_watch
@@ -110,15 +111,7 @@ class _Upload:
                 return False
         except OSError:
             return False
-        return _sha256_file(self.final) == self.sha256
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return file_sha256(self.final).hex() == self.sha256
 
 
 def register(router, ctx):
@@ -168,7 +161,7 @@ def register(router, ctx):
             have += len(data)
             if have < up.size:
                 return json_response({"received": have, "complete": False})
-            if _sha256_file(up.part) != up.sha256:
+            if file_sha256(up.part).hex() != up.sha256:
                 for path in (up.part, up.meta):
                     os.unlink(path)
                 raise HTTPError(422, "the uploaded file's sha256 does not match: it was "

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 from alpha.core.atomic import atomic_open
 from alpha.core.errors import DataError
-from alpha.core.files import check_text_file
+from alpha.core.files import check_text_file, file_sha256
 from alpha.core.rng import Rng
 from alpha.train.progress import format_duration, format_rate
 
@@ -165,16 +165,6 @@ def cache_path_for(text_path: str, tokenizer, cache_dir: str | None = None) -> s
     directory = cache_dir or os.path.dirname(os.path.abspath(text_path))
     name = f"{os.path.basename(text_path)}.{tokenizer.kind}-{tokenizer.fingerprint()[:12]}.tokens"
     return os.path.join(directory, name)
-
-
-def file_sha256(path: str) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                return h.digest()
-            h.update(block)
 
 
 def open_token_cache(text_path: str, tokenizer, cache_dir: str | None = None,

@@ -38,6 +38,7 @@ import urllib.error
 import urllib.request
 
 from alpha.core.atomic import atomic_write
+from alpha.core.files import file_sha256
 from alpha.core.jsonl_tail import JsonlTail
 
 URL_ENV = "ALPHA_REMOTE_URL"
@@ -70,14 +71,6 @@ def _request(method: str, url: str, body: bytes | None, headers: dict, timeout: 
     except urllib.error.HTTPError as e:
         text = e.read()[:300].decode("utf-8", "replace")
         raise _Refused(e.code, text) from None
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def outbox_pending(run_dir: str) -> dict:
@@ -326,7 +319,7 @@ class RemoteReporter:
 
     def _upload(self, name: str, path: str) -> None:
         size = os.path.getsize(path)
-        sha = file_sha256(path)
+        sha = file_sha256(path).hex()
         base = f"{self.url}/api/upload/{self.run_id}/{name}"
         query = f"?size={size}&sha256={sha}"
         headers = {"Authorization": f"Bearer {self._secret}"}
