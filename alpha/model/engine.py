@@ -20,17 +20,15 @@ boundaries are at multiples of `prefill_chunk` from the prompt's start whatever 
 products are batch-invariant (`matmul_rows`, the fused `block_decode`), so a row's logits are the
 same bits alone or among 31 others; sampling draws from the sequence's own `Rng(seed)` stream.
 
-Sampling (per sequence): greedy at temperature 0; plain temperature sampling takes the softmax on
-the backend for all such rows at once; top-k / top-p, presence / frequency penalties and logprobs
-go through the host path (`sample_token`, the definition). Token events carry the sampled id and,
-when asked, its logprob and the top alternatives.
+Sampling: every row of a step at once, in C (`alpha.model.sampling.BatchSampler`: temperature,
+top-k, top-p, presence / frequency penalties, logprobs; each row from its own stream). Token
+events carry the sampled id and, when asked, its logprob and the top alternatives.
 
 Not here: text, stop strings, HTTP (alpha/server/openai.py), model loading (alpha/server/models.py).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import threading
@@ -40,8 +38,8 @@ from dataclasses import dataclass, field
 
 from alpha.core.errors import AlphaError
 from alpha.core.rng import Rng
-from alpha.model.inference import sample_from_probs, sample_token
 from alpha.model.kvcache import KVCache
+from alpha.model.sampling import BatchSampler, Pick, RowSpec
 
 
 class QueueFull(AlphaError):
@@ -64,17 +62,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logprobs: int | None = None  # None: no logprobs; k >= 0: the token's and the top k
 
-    def host_path(self) -> bool:
-        return (self.temperature > 0 and (self.top_k > 0 or self.top_p < 1.0)) \
-            or self.presence_penalty != 0 or self.frequency_penalty != 0 \
-            or self.logprobs is not None
 
-
-@dataclass
-class Token:
-    id: int
-    logprob: float | None = None
-    top: list[tuple[int, float]] | None = None  # [(id, logprob)] most likely first
+Token = Pick  # a sampled token: .id, .logprob, .top [(id, logprob)] most likely first
 
 
 @dataclass
@@ -90,6 +79,12 @@ class _Seq:
     next_input: int = -1  # the token to feed at the next decode step
     counts: dict = field(default_factory=dict)  # token id -> times generated (penalties)
     finished: bool = False
+    spec: RowSpec | None = None  # the sampler's view of params, stream and counts
+
+    def __post_init__(self):
+        p = self.params
+        self.spec = RowSpec(p.temperature, p.top_k, p.top_p, p.presence_penalty,
+                            p.frequency_penalty, p.logprobs, self.stream, self.counts)
 
 
 class Handle:
@@ -161,6 +156,7 @@ class Engine:
         self.last_used = time.monotonic()
         self.steps = 0
         self._V = self.cfg.vocab_size
+        self.sampler = BatchSampler(self._V)
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -312,49 +308,10 @@ class Engine:
     # ---- sampling ------------------------------------------------------------------------------
     def _sample(self, seqs: list[_Seq], logits) -> None:
         """One token for each sequence from its row of logits (M, V); emit; finish if due."""
-        be, V = self.backend, self._V
-        M = len(seqs)
-        plain = [i for i, s in enumerate(seqs)
-                 if s.params.temperature > 0 and not s.params.host_path()]
-        host = be.to_array(logits)
-        probs = None
-        if plain:  # softmax(logits / T) on the device, every row at once
-            inv = [1.0 / s.params.temperature if s.params.temperature > 0 else 1.0 for s in seqs]
-            scaled = be.empty((M, V), logits.dtype)
-            be.binary(scaled, "mul", logits, be.from_array(inv, (M, 1), logits.dtype))
-            be.softmax_forward(scaled, scaled)
-            probs = be.to_array(scaled)
+        picks = self.sampler.sample(self.backend.to_array(logits), [s.spec for s in seqs])
         now = time.monotonic()
-        for i, s in enumerate(seqs):
-            p = s.params
-            row = host[i * V:(i + 1) * V]
-            tok = Token(-1)
-            if p.host_path():
-                tok = self._sample_host(s, row)
-            elif p.temperature == 0:
-                tok.id = row.index(max(row))
-            else:
-                tok.id = sample_from_probs(probs[i * V:(i + 1) * V], s.stream.random())
+        for s, tok in zip(seqs, picks):
             self._emit(s, tok, now)
-
-    def _sample_host(self, s: _Seq, row) -> Token:
-        p = s.params
-        row = list(row)
-        if s.counts and (p.presence_penalty or p.frequency_penalty):
-            for t, c in s.counts.items():
-                row[t] -= p.presence_penalty + p.frequency_penalty * c
-        u = s.stream.random() if p.temperature > 0 else 0.0
-        tok = Token(sample_token(row, p.temperature, p.top_k, p.top_p, u))
-        if p.logprobs is not None:
-            m = max(row)
-            lse = m + math.log(math.fsum(math.exp(x - m) for x in row))
-            tok.logprob = row[tok.id] - lse
-            if p.logprobs > 0:
-                best = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:p.logprobs]
-                tok.top = [(t, row[t] - lse) for t in best]
-            else:
-                tok.top = []
-        return tok
 
     def _emit(self, s: _Seq, tok: Token, now: float) -> None:
         h = s.handle
