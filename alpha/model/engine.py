@@ -10,15 +10,17 @@ Each step of the scheduler loop:
   1. admit waiting sequences into free cache slots (FIFO); drop cancelled ones (their slot is
      free for the next admission at once);
   2. prefill prompts, chunk by chunk, up to `prefill_chunk` tokens per step (at least one chunk),
-     so a long prompt holds the running streams back by one chunk at most; a prompt whose last
-     chunk is done samples its first token;
+     so a long prompt holds the running streams back by one chunk at most; chunks of the same
+     length (e.g. many short prompts) share one forward; a prompt whose last chunk is done
+     samples its first token;
   3. one batched decode forward over every running sequence (each at its own cache length:
      `GPT.forward(..., cache=..., slots=...)`), then one sampled token per sequence.
 
-Determinism: a sequence's tokens depend only on its prompt, its parameters and its seed. Chunk
-boundaries are at multiples of `prefill_chunk` from the prompt's start whatever the load; decode
-products are batch-invariant (`matmul_rows`, the fused `block_decode`), so a row's logits are the
-same bits alone or among 31 others; sampling draws from the sequence's own `Rng(seed)` stream.
+Determinism: a sequence's tokens depend only on its prompt, its parameters and its seed. The
+cached forward's products are batch-invariant (`matmul_rows`, the fused `block_decode`), so a
+row's logits are the same bits alone or among 31 others, in decode and in prefill (chunk
+boundaries are at multiples of `prefill_chunk` from the prompt's start whatever the load, though
+the bits do not depend on them either); sampling draws from the sequence's own `Rng(seed)` stream.
 
 Sampling: every row of a step at once, in C (`alpha.model.sampling.BatchSampler`: temperature,
 top-k, top-p, presence / frequency penalties, logprobs; each row from its own stream). Token
@@ -33,6 +35,7 @@ import os
 import queue
 import threading
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -273,27 +276,48 @@ class Engine:
                           seconds=time.perf_counter() - t0)
 
     def _prefill(self) -> int:
-        """Run whole prompt chunks (at least one) up to `prefill_chunk` tokens in total."""
-        be, chunk, used = self.backend, self.prefill_chunk, 0
-        for s in list(self._prefilling):
-            while s.done_prompt < len(s.prompt) and not s.handle.dropped(s):
-                a = s.done_prompt
-                b = min(len(s.prompt), (a // chunk + 1) * chunk)
-                if used and used + (b - a) > chunk:
-                    return used
-                ids = be.from_array(s.prompt[a:b], (1, b - a), "i32")
-                logits = self.model.forward(ids, cache=self.cache, slots=[s.slot], last_only=True)
-                s.done_prompt = b
-                used += b - a
-                if b == len(s.prompt):
-                    with self._lock:
-                        self._prefilling.remove(s)
-                    self._sample([s], logits)
-                    with self._lock:
-                        if not s.finished:
-                            self._running.append(s)
+        """The next chunk of waiting prompts, FIFO, up to `prefill_chunk` tokens in all (at least
+        one chunk); chunks of the same length run as one forward (rows are batch-invariant)."""
+        chunk, used, picked = self.prefill_chunk, 0, []
+        for s in self._prefilling:
+            if s.handle.dropped(s):
+                continue
+            a = s.done_prompt
+            b = min(len(s.prompt), (a // chunk + 1) * chunk)
+            if used and used + (b - a) > chunk:
+                break
+            picked.append((s, a, b))
+            used += b - a
             if used >= chunk:
                 break
+        groups: dict[int, list] = {}
+        for s, a, b in picked:
+            groups.setdefault(b - a, []).append((s, a, b))
+        be = self.backend
+        for L, group in groups.items():
+            ids = be.from_array([t for s, a, b in group for t in s.prompt[a:b]], (len(group), L),
+                                "i32")
+            logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s, _, _ in group],
+                                        last_only=True)
+            done = []
+            for i, (s, a, b) in enumerate(group):
+                s.done_prompt = b
+                if b == len(s.prompt):
+                    done.append(i)
+            if not done:
+                continue
+            host = be.to_array(logits)
+            V = self._V
+            if len(done) < len(group):
+                host = array(host.typecode, b"".join(
+                    host[i * V:(i + 1) * V].tobytes() for i in done))
+            seqs = [group[i][0] for i in done]
+            with self._lock:
+                for s in seqs:
+                    self._prefilling.remove(s)
+            self._sample(seqs, host)
+            with self._lock:
+                self._running.extend(s for s in seqs if not s.finished)
         return used
 
     def _decode(self, seqs: list[_Seq]) -> None:
@@ -301,14 +325,14 @@ class Engine:
         ids = be.from_array([s.next_input for s in seqs], (len(seqs), 1), "i32")
         logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s in seqs],
                                     last_only=True)
-        self._sample(seqs, logits)
+        self._sample(seqs, be.to_array(logits))
         with self._lock:
             self._running = [s for s in self._running if not s.finished]
 
     # ---- sampling ------------------------------------------------------------------------------
-    def _sample(self, seqs: list[_Seq], logits) -> None:
-        """One token for each sequence from its row of logits (M, V); emit; finish if due."""
-        picks = self.sampler.sample(self.backend.to_array(logits), [s.spec for s in seqs])
+    def _sample(self, seqs: list[_Seq], host) -> None:
+        """One token for each sequence from its row of host logits (M * V); emit; finish if due."""
+        picks = self.sampler.sample(host, [s.spec for s in seqs])
         now = time.monotonic()
         for s, tok in zip(seqs, picks):
             self._emit(s, tok, now)
