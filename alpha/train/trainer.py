@@ -155,6 +155,7 @@ class Trainer:
 
         self.rng = self.dist.rng(tc.seed)  # distributed: dropout masks of the global batch
         self.model = GPT(self.model_config, self.backend, self.rng)
+        self.model.checkpointing = tc.activation_checkpointing  # recompute blocks in backward
         if init_from is not None:
             # a new run from another model's weights (train --init-from, alpha.interop): its
             # tokenizer and model config, step 0, a fresh optimizer
