@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from ckpt_helpers import step_both_ways
 from test_helios import _py
 from test_trainer import data_file, losses, tiny  # noqa: F401  (data_file: a fixture)
 
@@ -20,40 +21,11 @@ from alpha.train import checkpoint as ckpt_format
 from alpha.train import restore
 from alpha.train.trainer import Trainer
 
-# Both ways on one backend: the whole flat gradient buffer after two micro-batches (each a
-# forward and a backward adding into it), the losses and the dropout stream's position.
-BOTH_WAYS = """
-from alpha.core.config import ModelConfig
-from alpha.core.rng import Rng
-from alpha.model.gpt import GPT
-
-
-def step_both_ways(be, cfg):
-    out = {}
-    for checkpointing in (False, True):
-        model = GPT(cfg, be, Rng(5)).train()
-        model.checkpointing = checkpointing
-        data = Rng(9).stream("data")
-        B, T, V = 3, cfg.block_size, cfg.vocab_size
-        got = []
-        for _ in range(2):
-            ids = be.from_array(data.randint(B * T, V), (B, T), "i32")
-            targets = be.from_array(data.randint(B * T, V), (B, T), "i32")
-            _, loss = model.forward(ids, targets)
-            got.append(be.to_array(loss).tobytes().hex())
-            model.backward()
-        got.append(be.to_array(model.grads).tobytes().hex())
-        got.append(model.rng.state()["positions"]["dropout"])
-        out[checkpointing] = got
-    return out
-"""
-exec(BOTH_WAYS)  # step_both_ways, here and in the helios subprocess
-
 CFG = dict(n_layer=3, n_head=2, n_embd=16, block_size=8, vocab_size=13, dropout=0.2)
 
 
 def test_cpu_gradients_identical_bit_for_bit():
-    got = step_both_ways(get_backend("cpu"), ModelConfig(**CFG))  # noqa: F821
+    got = step_both_ways(get_backend("cpu"), ModelConfig(**CFG))
     plain, ckpt = got[False], got[True]
     assert plain[-1] > 0  # dropout drew masks
     assert plain == ckpt  # both losses, every gradient, the dropout stream: the same bits
@@ -62,17 +34,20 @@ def test_cpu_gradients_identical_bit_for_bit():
 def test_cpu_gradients_identical_swiglu_no_bias_untied():
     """Other block shapes go through the same `_block`: still the same bits."""
     cfg = ModelConfig(**dict(CFG, activation="swiglu", bias=False, tie_embeddings=False))
-    got = step_both_ways(get_backend("cpu"), cfg)  # noqa: F821
+    got = step_both_ways(get_backend("cpu"), cfg)
     assert got[False] == got[True]
 
 
 def test_helios_gradients_identical_bit_for_bit():
-    r = _py(BOTH_WAYS + f"""
-import json
-from alpha.tensor import get_backend
-got = step_both_ways(get_backend("helios"), ModelConfig(**{CFG!r}))
-print(json.dumps([got[False] == got[True], got[False][-1]]))
-""")
+    r = _py(f"""
+        import json, sys
+        sys.path.insert(0, "tests")
+        from ckpt_helpers import step_both_ways
+        from alpha.core.config import ModelConfig
+        from alpha.tensor import get_backend
+        got = step_both_ways(get_backend("helios"), ModelConfig(**{CFG!r}))
+        print(json.dumps([got[False] == got[True], got[False][-1]]))
+    """)
     assert r.returncode == 0, r.stderr[-3000:]
     same, dropout_words = json.loads(r.stdout.strip().splitlines()[-1])
     assert dropout_words > 0 and same
@@ -160,3 +135,26 @@ def test_memory_budget_counts_one_block_of_activations():
     ckpt = budget.estimate(cfg, 16, checkpointing=True)
     assert ckpt.weights_bytes == plain.weights_bytes
     assert ckpt.activation_bytes < 0.4 * plain.activation_bytes
+
+
+def test_two_mpi_ranks_with_checkpointing_match_without(tmp_path):
+    """Under mpirun each block's gradient bucket is reduced right after its recompute's backward
+    (tiny buckets: one per parameter or so); the losses are those of the same run without
+    checkpointing, bit for bit."""
+    from test_dist import MPIRUN, TEXT, TINY, alpha_cmd, mpirun_cmd, need_mpi, run
+    from test_dist import losses as dist_losses
+
+    need_mpi()
+    assert MPIRUN
+    (tmp_path / "data.txt").write_text(TEXT)
+    got = {}
+    for name, extra in (("plain", []), ("ckpt", ["--activation-checkpointing"])):
+        r = run(mpirun_cmd(2, *alpha_cmd("train", "--data", "data.txt", *TINY, "--iters", "4",
+                                         "--run-dir", name, "--distributed", *extra)),
+                cwd=tmp_path, ALPHA_DIST_BUCKET_MB="0.004")
+        assert r.returncode == 0, r.stdout + r.stderr
+        got[name] = dist_losses(str(tmp_path / name))
+    assert sorted(got["plain"]) == [1, 2, 3, 4]
+    assert got["plain"] == got["ckpt"]
+    saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert saved["train"]["activation_checkpointing"] is True
