@@ -72,6 +72,7 @@ FLAGS = {
     "--keep-checkpoints": ("train", "keep_checkpoints"),
     "--max-bad-steps": ("train", "max_bad_steps"),
     "--seed": ("train", "seed"),
+    "--activation-checkpointing": ("train", "activation_checkpointing"),
     # the samples shown while training
     "--sample-tokens": ("sample", "max_tokens"),
     "--temperature": ("sample", "temperature"),

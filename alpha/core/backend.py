@@ -73,6 +73,28 @@ def host_array(data, dtype: str) -> array:
     return array(code, data if isinstance(data, (array, list)) else list(data))
 
 
+class MemoryMeter:
+    """Bytes held by a backend's tensor storage now, and the most held at once (the high-water
+    mark) since the last `reset_peak`. Backends count where they allocate and free storage."""
+
+    __slots__ = ("in_use", "peak")
+
+    def __init__(self):
+        self.in_use = 0
+        self.peak = 0
+
+    def add(self, nbytes: int) -> None:
+        self.in_use += nbytes
+        if self.in_use > self.peak:
+            self.peak = self.in_use
+
+    def sub(self, nbytes: int) -> None:
+        self.in_use -= nbytes
+
+    def reset_peak(self) -> None:
+        self.peak = self.in_use
+
+
 def _dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise TypeError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
@@ -139,6 +161,17 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until all submitted work has finished (no-op on synchronous backends)."""
+
+    def memory_stats(self) -> dict[str, int]:
+        """{"in_use": bytes of tensor storage held now, "peak": the most held at once since
+        `reset_peak_memory()`}: the CPU backend counts its host allocations (all CPU backends
+        of the process together), helios its device memory (aligned ranges, staging excluded)."""
+        meter = self._memory_meter()
+        return {"in_use": meter.in_use, "peak": meter.peak}
+
+    def reset_peak_memory(self) -> None:
+        """Start a new high-water mark at what is held now."""
+        self._memory_meter().reset_peak()
 
     # ---- random numbers (bit-identical to alpha.core.rng on every backend) -------------------
     def rng_uniform(self, out: "Tensor", key: tuple[int, int], position: int) -> None:

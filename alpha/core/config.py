@@ -106,6 +106,8 @@ class TrainConfig:
     keep_checkpoints: int = 3  # checkpoints kept besides the best-val one
     max_bad_steps: int = 5  # consecutive NaN/Inf steps before training stops
     seed: int = 1337  # one seed for every RNG stream
+    # memory (alpha.autograd.checkpoint)
+    activation_checkpointing: bool = False  # keep block inputs only, recompute blocks in backward
 
     def __post_init__(self):
         _check_types(self)

@@ -31,6 +31,7 @@ import math
 from array import array
 
 from alpha.autograd import ops
+from alpha.autograd.checkpoint import checkpoint
 from alpha.autograd.tape import Tape, Var
 from alpha.core.config import ModelConfig
 from alpha.core.errors import CheckpointError
@@ -71,6 +72,10 @@ class GPT:
             off += n
         self.tape = Tape(backend)
         self.training = True
+        # activation checkpointing (TrainConfig.activation_checkpointing): the training forward
+        # keeps each block's input only; the backward recomputes the block on `_block_tape`
+        self.checkpointing = False
+        self._block_tape: Tape | None = None
         self._positions: dict[int, object] = {}  # T -> i32 tensor 0..T-1
         self._rope: tuple | None = None  # (cos, sin) (block_size, head_dim/2) with pos=rope
         self._loss: Var | None = None
@@ -197,7 +202,10 @@ class GPT:
             x = ops.add(t, x, pos)
         x = ops.dropout(t, x, pdrop, drop)  # (B, T, C)
         for i in range(cfg.n_layer):
-            x = self._block(x, i, drop)
+            if self.checkpointing and t.recording:
+                x = self._checkpointed_block(x, i, drop)
+            else:
+                x = self._block(x, i, drop)
         x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
         head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
         logits = ops.linear(t, x, head, transpose_w=True)  # (B, T, V)
@@ -228,6 +236,26 @@ class GPT:
         m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
         m = ops.linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))
         return ops.add(t, x, ops.dropout(t, m, pdrop, drop))
+
+    def _checkpointed_block(self, x: Var, i: int, drop) -> Var:
+        """`_block` i through `alpha.autograd.checkpoint`: recomputed in the backward pass."""
+        if self._block_tape is None:
+            self._block_tape = Tape(self.backend)
+        h = f"h.{i}."
+        params = tuple(v for name, v in self.vars.items() if name.startswith(h))
+
+        def block(tape: Tape, xin: Var, stream) -> Var:
+            return self._block_on(tape, xin, i, stream)
+        return checkpoint(self.tape, self._block_tape, block, x, drop, params)
+
+    def _block_on(self, tape: Tape, x: Var, i: int, drop) -> Var:
+        """`_block` recorded on `tape` instead of the model's: the very same code (whatever
+        options it grows), so a recomputed block cannot drift from the one it replaces."""
+        main, self.tape = self.tape, tape
+        try:
+            return self._block(x, i, drop)
+        finally:
+            self.tape = main
 
     # ---- inference: the same forward with a KV cache ------------------------------------------
     def _forward_cached(self, ids, cache: KVCache, slots, last_only: bool):
