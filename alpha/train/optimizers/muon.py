@@ -107,3 +107,7 @@ class Muon(Optimizer):
 
     def state_tensors(self) -> dict:
         return {**self.adamw.state_tensors(), "muon_momentum": self.buf}
+
+    def load_state(self, state: dict, tensors: dict) -> None:
+        super().load_state(state, tensors)
+        self.adamw.step = self.step  # the two step together (AdamW's bias correction)
