@@ -123,20 +123,6 @@ def test_optimizers_match_float64_reference_on_cpu():
     assert check_backend("cpu") == []
 
 
-def test_optimizers_match_float64_reference_on_helios():
-    from test_helios import _py
-
-    r = _py("""
-        import sys
-        sys.path.insert(0, "tests")
-        import test_optimizers
-        failures = test_optimizers.check_backend("helios")
-        print("\\n".join(failures))
-        sys.exit(1 if failures else 0)
-    """)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-
-
 # ---- training, checkpoints and resume ---------------------------------------------------------
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
