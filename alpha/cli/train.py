@@ -18,7 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, OPTIMIZERS, TOKENIZERS, ModelConfig, RunConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, OPTIMIZERS, POSITIONS, TOKENIZERS, ModelConfig,
+    RunConfig,
     SampleConfig, TrainConfig,
     load_config_file,
 )
@@ -41,6 +42,9 @@ FLAGS = {
     "--tie": ("model", "tie_embeddings"),
     "--dropout": ("model", "dropout"),
     "--layernorm-eps": ("model", "layernorm_eps"),
+    "--pos": ("model", "pos"),
+    "--rope-theta": ("model", "rope_theta"),
+    "--attn-softcap": ("model", "attn_softcap"),
     # data and layout
     "--data": ("train", "data"),
     "--val-data": ("train", "val_data"),
@@ -78,6 +82,7 @@ FLAGS = {
     "--keep-checkpoints": ("train", "keep_checkpoints"),
     "--max-bad-steps": ("train", "max_bad_steps"),
     "--seed": ("train", "seed"),
+    "--activation-checkpointing": ("train", "activation_checkpointing"),
     # the samples shown while training
     "--sample-tokens": ("sample", "max_tokens"),
     "--temperature": ("sample", "temperature"),
@@ -86,7 +91,7 @@ FLAGS = {
     "--prompt": ("sample", "prompt"),
 }
 CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
-           "dtype": MATMUL_DTYPES, "optimizer": OPTIMIZERS}
+           "dtype": MATMUL_DTYPES, "pos": POSITIONS, "optimizer": OPTIMIZERS}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 
