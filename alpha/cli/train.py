@@ -19,8 +19,7 @@ import sys
 
 from alpha.core.config import (
     ACTIVATIONS, BACKENDS, MATMUL_DTYPES, OPTIMIZERS, POSITIONS, TOKENIZERS, ModelConfig,
-    RunConfig,
-    SampleConfig, TrainConfig,
+    RunConfig, SampleConfig, TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
