@@ -93,10 +93,17 @@ class TrainConfig:
     keep_checkpoints: int = 3  # checkpoints kept besides the best-val one
     max_bad_steps: int = 5  # consecutive NaN/Inf steps before training stops
     seed: int = 1337  # one seed for every RNG stream
+    # stability, data order and observability (issue 14 items 2, 4, 6: trainer)
+    spike_threshold: float = 0.0  # skip a step whose pre-clip gradient norm exceeds this (0 = off)
+    emb_grad_scale: float = 1.0  # scale the gradient from the embedding lookup (GLM-130B; 1 = off)
+    packed: bool = False  # every window of the corpus once per epoch, in a shuffled order
+    layer_stats_interval: int = 0  # steps between per-layer gradient-norm rows (0 = off)
+    strict_planning: bool = False  # planning warnings (tokens/param, passes, intervals) are errors
 
     def __post_init__(self):
         _check_types(self)
         _positive(self, "batch_size", "iters", "accum_steps", "eval_iters")
+        _non_negative(self, "spike_threshold", "emb_grad_scale", "layer_stats_interval")
         _non_negative(
             self, "warmup_iters", "eval_interval", "sample_interval", "checkpoint_interval",
             "log_interval", "keep_checkpoints", "seed", "weight_decay", "grad_clip", "min_lr",
