@@ -71,6 +71,7 @@ class GPT:
         self._itape: InferenceTape | None = None  # the cached forward's scratch (made on first use)
         self._block_params: list[tuple] | None = None  # per layer, for block_decode
         self.fused_decode = True  # False once the backend declines block_decode
+        self.emb_grad_scale = 1.0  # gradient factor into wte/wpe from the lookup (the trainer's)
         if init:
             self.init_weights()
 
@@ -178,7 +179,10 @@ class GPT:
 
         tok = ops.embedding(t, ids, p["wte"])  # (B, T, C)
         pos = ops.embedding(t, self._positions_for(T), p["wpe"])  # (T, C)
-        x = ops.dropout(t, ops.add(t, tok, pos), pdrop, drop)  # (B, T, C)
+        x = ops.add(t, tok, pos)  # (B, T, C)
+        # train.emb_grad_scale (GLM-130B): only the gradient into the lookup tables shrinks
+        x = ops.grad_scale(t, x, self.emb_grad_scale)
+        x = ops.dropout(t, x, pdrop, drop)  # (B, T, C)
         for i in range(cfg.n_layer):
             x = self._block(x, i, drop)
         x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
