@@ -9,18 +9,21 @@ One optimizer step (`step` counts from 1):
   accum_steps micro-batches, each: batch from the data stream, forward (dropout stream), backward;
   the gradients of the micro-batches ADD into the model's flat gradient buffer, and the 1/accum
   averaging is folded, with the clip factor, into AdamW's `grad_scale` — the buffer is never
-  rescaled. A NaN/Inf loss or gradient skips the update (the step still counts and its data is
-  consumed) and logs an event; `max_bad_steps` of them in a row stop the run with a checkpoint
-  (`TrainingDiverged`).
+  rescaled. A NaN/Inf loss or gradient, or a gradient norm above `spike_threshold`, skips the
+  update (the step still counts and its data is consumed) and logs an event; `max_bad_steps` of
+  them in a row stop the run with a checkpoint (`TrainingDiverged`; alpha.train.stability).
+  Every step writes one metrics line (alpha.train.metrics: phase times, MFU, epoch, skip counts).
 
 Cadence (0 turns each off): eval_interval (and the last step), sample_interval (and the last
 step), checkpoint_interval (the last step always gets one). Retention keeps the newest
 keep_checkpoints checkpoints plus the best-val one; keep_checkpoints=0 keeps them all.
 
 What makes resume exact: a checkpoint holds the parameters, both AdamW moments, the optimizer step,
-every RNG stream's position (data, dropout, sampling) and the data sampler's state. Evaluation uses
-its own stream ("eval", restarted at each eval so every eval sees the same batches) and sampling its
-own ("sampling"); neither touches the training trajectory.
+every RNG stream's position (data, dropout, sampling), the data sampler's state (random or packed
+order, alpha.train.sampler) and the skip counters. Evaluation and
+sampling (alpha.train.evaluation) use their own streams; neither touches the training trajectory.
+A new run's plan is checked first (alpha.train.planning): warnings, or errors with
+strict_planning.
 
 The run folder (alpha.train.runfolder) is the source of truth; the run database and the remote
 server get copies from background threads (alpha.train.reporting) and can never stop training.
@@ -40,16 +43,14 @@ from dataclasses import dataclass
 
 from alpha.core.config import RunConfig, diff_fields
 from alpha.core.errors import AlphaError, CheckpointError, ConfigError
-from alpha.core.rng import Rng
 from alpha.dist import LOCAL
 from alpha.train import checkpoint as ckpt_format
 from alpha.model.gpt import GPT
 from alpha.tensor import get_backend
 from alpha.train import budget
 from alpha.train import data as D
-from alpha.train import layer_stats, metrics, planning, reporting, restore, signals
+from alpha.train import evaluation, layer_stats, metrics, planning, reporting, restore, signals
 from alpha.train.data import BatchSampler
-from alpha.train.generate import generate
 from alpha.train.optim import AdamW, clip_coef, grad_norm
 from alpha.train.progress import Progress, format_duration
 from alpha.train.runfolder import RunFolder
@@ -311,7 +312,7 @@ class Trainer:
                 last = step == tc.iters
                 if _due(step, tc.eval_interval) or (last and tc.eval_interval):
                     t_eval = time.perf_counter()
-                    row["val_loss"] = self.evaluate()
+                    row["val_loss"] = evaluation.evaluate(self)
                     row["eval_ms"] = (time.perf_counter() - t_eval) * 1000.0
                 self._emit_metrics(row, t_start)
                 if not math.isfinite(row["loss"]) or row.get("skipped"):
@@ -319,7 +320,7 @@ class Trainer:
                         status = "diverged"
                         break
                 if _due(step, tc.sample_interval) or (last and tc.sample_interval):
-                    sample_text = self.sample()
+                    sample_text = evaluation.sample(self)
                 if _due(step, tc.checkpoint_interval) or last:
                     final_ckpt = self.save_checkpoint(row.get("val_loss"))
         except KeyboardInterrupt:
@@ -393,7 +394,7 @@ class Trainer:
         for micro in range(tc.accum_steps):
             ta = time.perf_counter()
             x, y = self.dist.shard(*self.sampler.next_batch())  # this rank's rows
-            ids, targets = self._upload(x, y)
+            ids, targets = evaluation.upload(be, x, y, self.model_config.block_size)
             tb = time.perf_counter()
             _, loss = model.forward(ids, targets)
             loss_value = float(loss.to_array()[0])  # a read-back: the forward has run
@@ -479,56 +480,6 @@ class Trainer:
         if self._metrics_buffer:
             rows, self._metrics_buffer = self._metrics_buffer, []
             self.recorder.call("metrics", rows)
-
-    # ---- batches -----------------------------------------------------------------------------
-    def _upload(self, x, y):
-        """(ids, targets) on the backend, (B, T) i32, from the sampler's flat arrays."""
-        T = self.model_config.block_size
-        B = len(x) // T
-        be = self.backend
-        return be.from_array(x, (B, T), "i32"), be.from_array(y, (B, T), "i32")
-
-    def _eval_loss(self, x, y) -> float:
-        self.model.eval()
-        try:
-            _, loss = self.model.forward(*self._upload(x, y))
-            return float(loss.to_array()[0])
-        finally:
-            self.model.train()
-
-    # ---- evaluation and sampling ----------------------------------------------------------
-    def evaluate(self) -> float:
-        """Mean loss over eval_iters validation batches (the same batches at every eval)."""
-        tc = self.train_config
-        sampler = BatchSampler(self.data.val, tc.batch_size, self.model_config.block_size,
-                               Rng(tc.seed), stream="eval")
-        total = 0.0
-        for _ in range(tc.eval_iters):
-            x, y = self.dist.shard(*sampler.next_batch())
-            total += self._eval_loss(x, y)
-        val = self.dist.mean(total) / tc.eval_iters
-        self.last_val_loss = val
-        if math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
-            self.best_val_loss = val
-        self.event("eval", f"step {self.step}: val loss {val:.4f}", payload={"val_loss": val},
-                   record=False)
-        return val
-
-    def sample(self) -> str:
-        """One sample from the sampling stream, logged to samples.jsonl (never alters training)."""
-        if not self.dist.is_main:
-            return ""  # rank 0 samples; the sampling stream never touches training
-        sc = self.config.sample
-        prompt = sc.prompt or "\n"
-        text = generate(self.model, self.tokenizer, prompt, sc, self.rng.stream("sampling"))
-        payload = {"prompt": prompt, "temperature": sc.temperature, "top_k": sc.top_k,
-                   "top_p": sc.top_p, "max_tokens": sc.max_tokens}
-        self.folder.sample({"step": self.step, "idx": 0, "text": text, "payload": payload,
-                            "time": _now()})
-        self.recorder.call("sample", self.step, 0, text)
-        self.say(f"--- sample at step {self.step} ---\n{prompt if prompt != chr(10) else ''}"
-                 f"{text}\n---")
-        return text
 
     # ---- checkpoints ---------------------------------------------------------------------
     def checkpoint_header(self, val_loss: float | None) -> dict:
