@@ -18,10 +18,10 @@ Cadence (0 turns each off): eval_interval (and the last step), sample_interval (
 step), checkpoint_interval (the last step always gets one). Retention keeps the newest
 keep_checkpoints checkpoints plus the best-val one; keep_checkpoints=0 keeps them all.
 
-What makes resume exact: a checkpoint holds the parameters, both AdamW moments, the optimizer step,
+What makes resume exact: a checkpoint holds the parameters, the optimizer's state and step,
 every RNG stream's position (data, dropout, sampling), the data sampler's state (random or packed
-order, alpha.train.sampler) and the skip counters. Evaluation and
-sampling (alpha.train.evaluation) use their own streams; neither touches the training trajectory.
+order, alpha.train.sampler) and the skip counters. Evaluation and sampling
+(alpha.train.evaluation) use their own streams; neither touches the training trajectory.
 A new run's plan is checked first (alpha.train.planning): warnings, or errors with
 strict_planning.
 
@@ -51,7 +51,8 @@ from alpha.train import budget
 from alpha.train import data as D
 from alpha.train import evaluation, layer_stats, metrics, planning, reporting, restore, signals
 from alpha.train.data import BatchSampler
-from alpha.train.optim import AdamW, clip_coef, grad_norm
+from alpha.train.optim import clip_coef, grad_norm
+from alpha.train.optimizers import build_optimizer
 from alpha.train.progress import Progress, format_duration
 from alpha.train.runfolder import RunFolder
 from alpha.train.schedule import lr_for
@@ -163,10 +164,7 @@ class Trainer:
             # a new run from another model's weights (train --init-from, alpha.interop): its
             # tokenizer and model config, step 0, a fresh optimizer
             restore.load_params(self.model, init_from)
-        self.optimizer = AdamW(
-            self.backend, self.model.params, self.model.grads, [self.model.decay_range],
-            beta1=tc.beta1, beta2=tc.beta2, eps=tc.eps, weight_decay=tc.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.backend, self.model, tc)  # --optimizer
         self.model.emb_grad_scale = tc.emb_grad_scale
         self.sampler = BatchSampler(self.data.train, tc.batch_size, self.model_config.block_size,
                                     self.rng, mode="packed" if tc.packed else "random")
@@ -252,7 +250,7 @@ class Trainer:
         h = ck.header
         try:
             restore.load_params(self.model, ck)
-            self.optimizer.load_state(h["optimizer"], ck.tensors["m"], ck.tensors["v"])
+            self.optimizer.load_state(h["optimizer"], ck.tensors)
             if int(h["rng"]["seed"]) != self.rng.seed:
                 raise ValueError(f"seed {h['rng']['seed']} in the checkpoint, {self.rng.seed} now")
             for name, position in h["rng"]["positions"].items():
@@ -512,9 +510,9 @@ class Trainer:
         n = self.model.params.numel
         tensors = {
             "params": (be.to_array(self.model.params), (n,), "f32"),
-            "m": (be.to_array(self.optimizer.m), (n,), "f32"),
-            "v": (be.to_array(self.optimizer.v), (n,), "f32"),
         }
+        for name, t in self.optimizer.state_tensors().items():  # AdamW's m, v; Lion's lion_m...
+            tensors[name] = (be.to_array(t), (t.numel,), "f32")
         size, checksum = ckpt_format.save(path, self.checkpoint_header(val_loss), tensors)
         self.checkpoints[self.step] = val_loss
         removed = ckpt_format.prune(self.checkpoints, self.train_config.keep_checkpoints,
