@@ -4,20 +4,21 @@ materialised score matrix.
 With `with_matmul_dtype("bf16")` the products of the forward and backward run through
 `ops_matmul` (tensor cores where the device has them) instead of the fused SIMT kernels of
 `ops_nn`, batched over every (sequence, head): S = scale * Q K^T (B*H, T, T), P = causal
-softmax(S) (and the log-sum-exp), out = P V; the backward recomputes P, then dV = P^T dO,
-dP = dO V^T, dS = P * (dP - rowsum(P * dP)), dQ = scale * dS K, dK = scale * dS^T Q, added into
-dqkv. Scores, P and dS are fp32 (the softmax and its backward stay fp32); the matmul inputs are
-rounded to bf16 like every matmul in this mode, once per operand (heads are first copied to a
-head-major layout, then packed). Memory: up to three (B*H, T, T) fp32 matrices at a time
-(GPT-2 small at batch 16: 805 MB each). fp32 training keeps the fused kernels (these products
-would run on the SIMT path there).
+softmax(S) (and the log-sum-exp), out = P V; the backward recomputes S and P = exp(S - lse)
+(the forward's log-sum-exp), then dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P * dP)),
+dQ = scale * dS K, dK = scale * dS^T Q, added into dqkv. S and dP are fp32 and the softmax
+arithmetic is fp32; the row kernels (`kernels/attn_probs.py`) write P and dS straight in the
+matmuls' 16-bit input type (no packing pass, no fp32 copies); q, k, v and dO are copied to a
+head-major layout, then packed. Memory: two (B*H, T, T) fp32 matrices and one 16-bit one at a
+time (GPT-2 small at batch 16: 805 MB each fp32). fp32 training keeps the fused kernels (these
+products would run on the SIMT path there).
 """
 
 from __future__ import annotations
 
 import math
 
-from alpha.helios.kernels import rows as krows
+from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.runtime import MAX_GROUPS
 
 
@@ -34,9 +35,11 @@ class AttentionOps:
         S = self.rt.new((B * H, T, T))
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
         self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src)
-        self._causal_softmax(S, lo, B * H, T)
+        P = self._probs_tensor(S, src)
+        self._rows_kernel(kap.causal_softmax_probs, src, [P, S, lo], B * H * T, T)
+        del S
         o = self.rt.new((B * H, T, hs))
-        self._mm(o, self._packed_as(S, src), v, False, False, False, 1.0, dt, src)
+        self._mm(o, P, v, False, False, False, 1.0, dt, src)
         dst = out if out.is_contiguous else self.rt.new(out.shape)
         self.rt.copy(dst.view(B, T, H, hs), o.view(B, H, T, hs).permute(0, 2, 1, 3))
         if dst is not out:
@@ -54,26 +57,22 @@ class AttentionOps:
         dt, src, scale = self.matmul_dtype, self._attention_src(B, H, T, C), 1.0 / math.sqrt(hs)
         q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
         (do,) = self._heads(dout, B, T, H, hs, 1, src)
-        P = self.rt.new((B * H, T, T))
-        self._mm(P, q, k, False, True, False, scale, dt, src)
-        self._causal_softmax(P, self.rt.new((B * H, T)), B * H, T)
+        lo = self.rt.contig(lse)
+        R = B * H * T
+        S = self.rt.new((B * H, T, T))
+        self._mm(S, q, k, False, True, False, scale, dt, src)
         grads = [self.rt.new((B * H, T, hs)) for _ in range(3)]  # dq, dk, dv
-        P16 = self._packed_as(P, src)
-        self._mm(grads[2], P16, do, True, False, False, 1.0, dt, src)
-        del P16
+        P = self._probs_tensor(S, src)  # recomputed from S and the forward's log-sum-exp
+        self._rows_kernel(kap.causal_probs, src, [P, S, lo], R, T)
+        self._mm(grads[2], P, do, True, False, False, 1.0, dt, src)
+        del P
         dP = self.rt.new((B * H, T, T))
         self._mm(dP, do, v, False, True, False, 1.0, dt, src)
-        dS = self.rt.new((B * H, T, T))
-        z = dS.storage.alloc
-        self.dev.fill_zero(z.block.buffer, z.offset, z.size)
-        R = B * H * T
-        self.rt.launch(("softmax_bwd", False), lambda: krows.softmax_backward(False),
-                       [self.rt.addr(dS), self.rt.addr(dP), self.rt.addr(P), R, T],
-                       (min(R, MAX_GROUPS), 1, 1))
-        del P, dP
-        dS16 = self._packed_as(dS, src)
-        self._mm(grads[0], dS16, k, False, False, False, scale, dt, src)
-        self._mm(grads[1], dS16, q, True, False, False, scale, dt, src)
+        dS = self._probs_tensor(S, src)
+        self._rows_kernel(kap.causal_softmax_grad, src, [dS, S, dP, lo], R, T)
+        del S, dP
+        self._mm(grads[0], dS, k, False, False, False, scale, dt, src)
+        self._mm(grads[1], dS, q, True, False, False, scale, dt, src)
         g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
         parts = g.view(B, T, 3, H, hs).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hs)
         for p in range(3):
@@ -82,12 +81,22 @@ class AttentionOps:
             self.rt.copy(dqkv, g)
 
     def _attention_src(self, B, H, T, C) -> str:
-        """The matmuls' input type: 16-bit bits packed once per operand where tensor cores
-        take them (every packed tensor has an even element count), else fp32 (the SIMT kernel
-        rounds as it loads)."""
+        """The matmuls' input type: 16-bit bits where tensor cores take them (the row kernels
+        write P and dS as pairs of 16-bit values: T even; every packed tensor has an even
+        element count), else fp32 (the SIMT kernel rounds as it loads)."""
         dt = self.matmul_dtype
-        even = (B * H * T * T) % 2 == 0 and (B * T * C) % 2 == 0
+        even = T % 2 == 0 and (B * T * C) % 2 == 0
         return dt if dt in self._coop_types() and even else "f32"
+
+    def _probs_tensor(self, S, src):
+        """A new tensor of S's shape for P or dS in the matmuls' input type."""
+        return self.rt.new(S.shape, "f32" if src == "f32" else "u16")
+
+    def _rows_kernel(self, builder, src, tensors, R, T) -> None:
+        """One of the `attn_probs` row kernels over R rows of T scores."""
+        self.rt.launch((builder.__name__, src), lambda: builder(src),
+                       [self.rt.addr(t) for t in tensors] + [R, T],
+                       (min(R, MAX_GROUPS), 1, 1))
 
     def _packed_as(self, t, src):
         """Contiguous t as the matmuls' inputs: itself for fp32, else a packed u16 copy."""
@@ -103,10 +112,3 @@ class AttentionOps:
         v = self.rt.contig(t).view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)
         return [self._packed_as(self.rt.contig(v[p]).view(B * H, T, hs), src)
                 for p in range(parts)]
-
-    def _causal_softmax(self, S, lse, R, T) -> None:
-        """S (R, T, T) in place: causal softmax of each row; lse (R * T values) its log-sum-exp."""
-        rows = R * T
-        self.rt.launch(("causal_softmax",), krows.causal_softmax,
-                       [self.rt.addr(S), self.rt.addr(S), self.rt.addr(lse), rows, T],
-                       (min(rows, MAX_GROUPS), 1, 1))

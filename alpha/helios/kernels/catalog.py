@@ -4,6 +4,7 @@ validate (`spirv-val`) and disassemble, and what `bench helios` can warm up."""
 from __future__ import annotations
 
 from alpha.helios.kernels import attention as katt
+from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import matmul as kmm
@@ -60,7 +61,12 @@ def builders() -> dict:
         "log_softmax_forward": lambda: krows.softmax_forward(True),
         "softmax_backward": lambda: krows.softmax_backward(False),
         "log_softmax_backward": lambda: krows.softmax_backward(True),
-        "causal_softmax": krows.causal_softmax,
+        "causal_softmax_probs_f32": lambda: kap.causal_softmax_probs("f32"),
+        "causal_softmax_probs_bf16": lambda: kap.causal_softmax_probs("bf16"),
+        "causal_probs_f16": lambda: kap.causal_probs("f16"),
+        "causal_probs_f32": lambda: kap.causal_probs("f32"),
+        "causal_softmax_grad_bf16": lambda: kap.causal_softmax_grad("bf16"),
+        "causal_softmax_grad_f32": lambda: kap.causal_softmax_grad("f32"),
         "layernorm_forward": lambda: krows.layernorm_forward(True),
         "layernorm_forward_nobias": lambda: krows.layernorm_forward(False),
         "layernorm_backward_dx": krows.layernorm_backward_dx,
