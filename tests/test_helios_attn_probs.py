@@ -76,3 +76,37 @@ def test_attention_row_kernels_match_float64_and_round_once():
     res = json.loads(r.stdout.split("RESULT", 1)[1])
     assert all(e < 1e-5 for e in res["err"].values()), res["err"]
     assert all(n == 0 for n in res["bits"].values()), res["bits"]
+
+
+def test_pack_heads_is_a_rounded_head_major_copy():
+    r = _py("""
+        import random, struct
+        from array import array
+        from alpha.tensor import get_backend
+        from alpha.helios.kernels import attn_probs as kap
+        be = get_backend("helios")
+        rt = be.rt
+        rng = random.Random(3)
+        B, T, H, hs, parts = 2, 5, 3, 4, 3
+        C, W = H * hs, parts * H * hs
+        xs = [rng.uniform(-4, 4) for _ in range(B * T * W)]
+        x = be.from_array(array("f", xs), (B, T, W))
+        bad = 0
+        for p in range(parts):
+            out = rt.new((B * H, T, hs), "u16")
+            n = B * H * T * hs // 2
+            rt.launch(("pack_heads", "bf16"), lambda: kap.pack_heads("bf16"),
+                      [rt.addr(out), rt.addr(x) + 4 * p * C, n, T, H, hs, W], (1, 1, 1))
+            got = list(be.to_array(out))
+            for b in range(B):
+                for h in range(H):
+                    for t in range(T):
+                        for d in range(hs):
+                            v = xs[(b * T + t) * W + p * C + h * hs + d]
+                            u = struct.unpack("<I", struct.pack("<f", v))[0]
+                            want = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+                            bad += got[((b * H + h) * T + t) * hs + d] != want
+        print("BAD", bad)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split("BAD")[-1].strip() == "0", r.stdout[-500:]

@@ -8,10 +8,12 @@ softmax(S) (and the log-sum-exp), out = P V; the backward recomputes S and P = e
 (the forward's log-sum-exp), then dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P * dP)),
 dQ = scale * dS K, dK = scale * dS^T Q, added into dqkv. S and dP are fp32 and the softmax
 arithmetic is fp32; the row kernels (`kernels/attn_probs.py`) write P and dS straight in the
-matmuls' 16-bit input type (no packing pass, no fp32 copies); q, k, v and dO are copied to a
-head-major layout, then packed. Memory: two (B*H, T, T) fp32 matrices and one 16-bit one at a
-time (GPT-2 small at batch 16: 805 MB each fp32). fp32 training keeps the fused kernels (these
-products would run on the SIMT path there).
+matmuls' 16-bit input type (no packing pass, no fp32 copies), and q, k, v and dO go to a
+head-major 16-bit layout in one pass. The tensor-core products skip what causality masks
+(`coopmat.CAUSAL`: tiles above the diagonal, K ranges where P or dS are zero), about half the
+work. Memory: two (B*H, T, T) fp32 matrices and one 16-bit one at a time (GPT-2 small at
+batch 16: 805 MB each fp32). fp32 training keeps the fused kernels (these products would run
+on the SIMT path there).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 
 from alpha.helios.kernels import attn_probs as kap
-from alpha.helios.runtime import MAX_GROUPS
+from alpha.helios.runtime import MAX_GROUPS, groups
 
 
 class AttentionOps:
@@ -34,12 +36,12 @@ class AttentionOps:
         q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
         S = self.rt.new((B * H, T, T))
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
-        self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src)
+        self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src, "skip_upper")
         P = self._probs_tensor(S, src)
         self._rows_kernel(kap.causal_softmax_probs, src, [P, S, lo], B * H * T, T)
         del S
         o = self.rt.new((B * H, T, hs))
-        self._mm(o, P, v, False, False, False, 1.0, dt, src)
+        self._mm(o, P, v, False, False, False, 1.0, dt, src, "k_to_m")
         dst = out if out.is_contiguous else self.rt.new(out.shape)
         self.rt.copy(dst.view(B, T, H, hs), o.view(B, H, T, hs).permute(0, 2, 1, 3))
         if dst is not out:
@@ -60,19 +62,19 @@ class AttentionOps:
         lo = self.rt.contig(lse)
         R = B * H * T
         S = self.rt.new((B * H, T, T))
-        self._mm(S, q, k, False, True, False, scale, dt, src)
+        self._mm(S, q, k, False, True, False, scale, dt, src, "skip_upper")
         grads = [self.rt.new((B * H, T, hs)) for _ in range(3)]  # dq, dk, dv
         P = self._probs_tensor(S, src)  # recomputed from S and the forward's log-sum-exp
         self._rows_kernel(kap.causal_probs, src, [P, S, lo], R, T)
-        self._mm(grads[2], P, do, True, False, False, 1.0, dt, src)
+        self._mm(grads[2], P, do, True, False, False, 1.0, dt, src, "k_from_m")
         del P
         dP = self.rt.new((B * H, T, T))
-        self._mm(dP, do, v, False, True, False, 1.0, dt, src)
+        self._mm(dP, do, v, False, True, False, 1.0, dt, src, "skip_upper")
         dS = self._probs_tensor(S, src)
         self._rows_kernel(kap.causal_softmax_grad, src, [dS, S, dP, lo], R, T)
         del S, dP
-        self._mm(grads[0], dS, k, False, False, False, scale, dt, src)
-        self._mm(grads[1], dS, q, True, False, False, scale, dt, src)
+        self._mm(grads[0], dS, k, False, False, False, scale, dt, src, "k_to_m")
+        self._mm(grads[1], dS, q, True, False, False, scale, dt, src, "k_from_m")
         g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
         parts = g.view(B, T, 3, H, hs).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hs)
         for p in range(3):
@@ -108,7 +110,16 @@ class AttentionOps:
 
     def _heads(self, t, B, T, H, hs, parts, src):
         """The `parts` column blocks of t (B, T, parts * H * hs) as head-major (B*H, T, hs)
-        matmul inputs."""
-        v = self.rt.contig(t).view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)
+        matmul inputs: fp32 copies, or 16-bit ones packed in one pass (hs even)."""
+        t = self.rt.contig(t)
+        if src != "f32" and hs % 2 == 0:
+            n, W = B * H * T * hs // 2, parts * H * hs
+            outs = [self.rt.new((B * H, T, hs), "u16") for _ in range(parts)]
+            for p, u in enumerate(outs):
+                self.rt.launch(("pack_heads", src), lambda: kap.pack_heads(src),
+                               [self.rt.addr(u), self.rt.addr(t) + 4 * p * H * hs, n, T, H,
+                                hs, W], (groups(n), 1, 1))
+            return outs
+        v = t.view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)
         return [self._packed_as(self.rt.contig(v[p]).view(B * H, T, hs), src)
                 for p in range(parts)]

@@ -92,3 +92,23 @@ def causal_softmax_grad(out_t: str) -> Kernel:
             return k.select(j < n, pj * (dp[base + j] - d), 0.0)
         _store_row(k, out_t, ds, base, T, grad)
     return k
+
+
+def pack_heads(dtype: str) -> Kernel:
+    """out (B*H, T, hs) 16-bit (pairs in u32 words) = one column block of x (B, T, W) f32, head
+    h at columns h*hs..: the head-major, rounded copy of q, k, v or dO the matmuls read, in one
+    pass (a strided copy and then a packing pass moved the bytes twice). hs must be even."""
+    k = Kernel(f"pack_heads_{dtype}", (256, 1, 1),
+               [("out", "u32*"), ("x", "f32*"), ("n", "u32"), ("T", "u32"), ("H", "u32"),
+                ("hs", "u32"), ("W", "u32")])
+    out, x, n, T, H, hs, W = k.params()
+    bits = _bf16_bits if dtype == "bf16" else _f16_bits
+    with k.loop(k.gid, n, k.nthreads) as i:
+        e = i * 2
+        d = e % hs
+        r = e / hs  # (b*H + h) * T + t
+        t = r % T
+        bh = r / T
+        src = ((bh / H) * T + t) * W + (bh % H) * hs + d
+        out[i] = bits(k, x[src]) | (bits(k, x[src + 1]) << 16)
+    return k
