@@ -23,6 +23,7 @@ ACTIVATIONS = ("gelu", "relu", "silu", "swiglu")
 TOKENIZERS = ("char", "bpe", "word")
 BACKENDS = ("cpu", "helios")
 MATMUL_DTYPES = ("f32", "bf16")
+POSITIONS = ("learned", "rope")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class ModelConfig:
     tie_embeddings: bool = True  # LM head shares the token embedding matrix
     dropout: float = 0.0  # dropout probability on embeddings, attention output and MLP output
     layernorm_eps: float = 1e-5  # epsilon inside every layernorm
+    # positions and attention scores (helper "rope"; GPT-2: learned, 0)
+    pos: str = "learned"  # learned (GPT-2's wpe) | rope (rotary q, k; NeoX half-split pairs)
+    rope_theta: float = 10000.0  # rope's base: pair i turns at theta^(-2i/head_dim) per position
+    attn_softcap: float = 0.0  # scores -> c*tanh(scores/c) before the softmax (Gemma 2); 0 = off
 
     def __post_init__(self):
         _check_types(self)
@@ -52,6 +57,14 @@ class ModelConfig:
         _fraction(self, "dropout", upper_open=True)
         if not self.layernorm_eps > 0:
             raise ConfigError(f"layernorm_eps={self.layernorm_eps} must be > 0")
+        _choice(self, "pos", POSITIONS)
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ConfigError(f"pos=rope needs an even head dim, got n_embd/n_head="
+                              f"{self.head_dim}")
+        if not self.rope_theta > 1:
+            raise ConfigError(f"rope_theta={self.rope_theta} must be > 1")
+        if not (self.attn_softcap >= 0 and math.isfinite(self.attn_softcap)):
+            raise ConfigError(f"attn_softcap={self.attn_softcap} must be >= 0 (0 = off)")
 
     @property
     def head_dim(self) -> int:
@@ -93,6 +106,8 @@ class TrainConfig:
     keep_checkpoints: int = 3  # checkpoints kept besides the best-val one
     max_bad_steps: int = 5  # consecutive NaN/Inf steps before training stops
     seed: int = 1337  # one seed for every RNG stream
+    # memory (alpha.autograd.checkpoint)
+    activation_checkpointing: bool = False  # keep block inputs only, recompute blocks in backward
 
     def __post_init__(self):
         _check_types(self)
