@@ -12,8 +12,8 @@ matmuls' 16-bit input type (no packing pass, no fp32 copies), and q, k, v and dO
 head-major 16-bit layout in one pass. The tensor-core products skip what causality masks
 (`coopmat.CAUSAL`: tiles above the diagonal, K ranges where P or dS are zero), about half the
 work. Memory: two (B*H, T, T) fp32 matrices and one 16-bit one at a time (GPT-2 small at
-batch 16: 805 MB each fp32). fp32 training keeps the fused kernels (these products would run
-on the SIMT path there).
+batch 16: 805 MB each fp32). fp32 training and attention with a softcap keep the fused
+SIMT kernels (`ops_nn`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from alpha.helios.runtime import MAX_GROUPS, groups
 
 
 class AttentionOps:
-    def _attention_forward(self, out, lse, qkv, n_head) -> None:
-        if self.matmul_dtype == "f32":
-            return super()._attention_forward(out, lse, qkv, n_head)
+    def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
+        if self.matmul_dtype == "f32" or softcap:  # softcap: the SIMT kernels' (or theirs to
+            #                                         decline); the front passes it only if set
+            return super()._attention_forward(out, lse, qkv, n_head,
+                                              *((softcap,) if softcap else ()))
         B, T, C = out.shape
         if B * T == 0:
             return
@@ -49,9 +51,10 @@ class AttentionOps:
         if lo is not lse:
             self.rt.copy(lse, lo)
 
-    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
-        if self.matmul_dtype == "f32":
-            return super()._attention_backward(dqkv, dout, qkv, out, lse, n_head)
+    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
+        if self.matmul_dtype == "f32" or softcap:
+            return super()._attention_backward(dqkv, dout, qkv, out, lse, n_head,
+                                               *((softcap,) if softcap else ()))
         B, T, C = out.shape
         if B * T == 0:
             return
