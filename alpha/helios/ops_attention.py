@@ -26,8 +26,9 @@ from alpha.helios.runtime import MAX_GROUPS, groups
 
 class AttentionOps:
     def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
-        if self.matmul_dtype == "f32" or softcap:  # softcap: the SIMT kernels' (or theirs to
-            #                                         decline); the front passes it only if set
+        # a softcap stays on the SIMT kernels (which run or decline it); like the front,
+        # softcap is passed on only when set
+        if self.matmul_dtype == "f32" or softcap:
             return super()._attention_forward(out, lse, qkv, n_head,
                                               *((softcap,) if softcap else ()))
         B, T, C = out.shape
