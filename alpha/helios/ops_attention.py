@@ -12,25 +12,25 @@ matmuls' 16-bit input type (no packing pass, no fp32 copies), and q, k, v and dO
 head-major 16-bit layout in one pass. The tensor-core products skip what causality masks
 (`coopmat.CAUSAL`: tiles above the diagonal, K ranges where P or dS are zero), about half the
 work. Memory: two (B*H, T, T) fp32 matrices and one 16-bit one at a time (GPT-2 small at
-batch 16: 805 MB each fp32). fp32 training and attention with a softcap keep the fused
-SIMT kernels (`ops_nn`).
+batch 16: 805 MB each fp32). fp32 training keeps the fused SIMT kernels (`ops_nn`). A
+softcap c caps S in place (c * tanh(S / c)) before the softmax; the backward keeps the cap's
+derivative 1 - tanh^2 as one more (B*H, T, T) fp32 matrix, which the gradient kernel
+multiplies into dS.
 """
 
 from __future__ import annotations
 
 import math
 
+from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.runtime import MAX_GROUPS, groups
 
 
 class AttentionOps:
     def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
-        # a softcap stays on the SIMT kernels (which run or decline it); like the front,
-        # softcap is passed on only when set
-        if self.matmul_dtype == "f32" or softcap:
-            return super()._attention_forward(out, lse, qkv, n_head,
-                                              *((softcap,) if softcap else ()))
+        if self.matmul_dtype == "f32":
+            return super()._attention_forward(out, lse, qkv, n_head, softcap)
         B, T, C = out.shape
         if B * T == 0:
             return
@@ -40,6 +40,8 @@ class AttentionOps:
         S = self.rt.new((B * H, T, T))
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
         self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src, "skip_upper")
+        if softcap:
+            self._softcap(S, None, softcap)
         P = self._probs_tensor(S, src)
         self._rows_kernel(kap.causal_softmax_probs, src, [P, S, lo], B * H * T, T)
         del S
@@ -53,9 +55,8 @@ class AttentionOps:
             self.rt.copy(lse, lo)
 
     def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
-        if self.matmul_dtype == "f32" or softcap:
-            return super()._attention_backward(dqkv, dout, qkv, out, lse, n_head,
-                                               *((softcap,) if softcap else ()))
+        if self.matmul_dtype == "f32":
+            return super()._attention_backward(dqkv, dout, qkv, out, lse, n_head, softcap)
         B, T, C = out.shape
         if B * T == 0:
             return
@@ -67,6 +68,9 @@ class AttentionOps:
         R = B * H * T
         S = self.rt.new((B * H, T, T))
         self._mm(S, q, k, False, True, False, scale, dt, src, "skip_upper")
+        cap_grad = self.rt.new(S.shape) if softcap else None
+        if softcap:
+            self._softcap(S, cap_grad, softcap)
         grads = [self.rt.new((B * H, T, hs)) for _ in range(3)]  # dq, dk, dv
         P = self._probs_tensor(S, src)  # recomputed from S and the forward's log-sum-exp
         self._rows_kernel(kap.causal_probs, src, [P, S, lo], R, T)
@@ -75,8 +79,10 @@ class AttentionOps:
         dP = self.rt.new((B * H, T, T))
         self._mm(dP, do, v, False, True, False, 1.0, dt, src, "skip_upper")
         dS = self._probs_tensor(S, src)
-        self._rows_kernel(kap.causal_softmax_grad, src, [dS, S, dP, lo], R, T)
-        del S, dP
+        capped = cap_grad is not None  # back through the cap: dS *= 1 - tanh(S / c)^2
+        self._rows_kernel(kap.causal_softmax_grad, src,
+                          [dS, S, dP, lo] + ([cap_grad] if capped else []), R, T, capped)
+        del S, dP, cap_grad
         self._mm(grads[0], dS, k, False, False, False, scale, dt, src, "k_to_m")
         self._mm(grads[1], dS, q, True, False, False, scale, dt, src, "k_from_m")
         g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
@@ -85,6 +91,17 @@ class AttentionOps:
             self._axpy(parts[p], grads[p].view(B, H, T, hs), 1.0)
         if g is not dqkv:
             self.rt.copy(dqkv, g)
+
+    def _softcap(self, S, grad, softcap: float) -> None:
+        """S = c * tanh(S / c) in place; with `grad`, also grad = 1 - tanh(S / c)^2."""
+        inv = 1.0 / softcap
+
+        def body(k, ins, s):
+            th = katt.tanh_clamped(k, ins[0] * s[0])
+            return [th * s[1]] if grad is None else [th * s[1], 1.0 - th * th]
+        operands = [(S, "inout")] + ([] if grad is None else [(grad, "out")])
+        self.rt.map("softcap" if grad is None else "softcap_and_grad", operands, S.shape, body,
+                    [inv, float(softcap)], ["f32", "f32"])
 
     def _attention_src(self, B, H, T, C) -> str:
         """The matmuls' input type: 16-bit bits where tensor cores take them (the row kernels
@@ -98,9 +115,9 @@ class AttentionOps:
         """A new tensor of S's shape for P or dS in the matmuls' input type."""
         return self.rt.new(S.shape, "f32" if src == "f32" else "u16")
 
-    def _rows_kernel(self, builder, src, tensors, R, T) -> None:
+    def _rows_kernel(self, builder, src, tensors, R, T, *variant) -> None:
         """One of the `attn_probs` row kernels over R rows of T scores."""
-        self.rt.launch((builder.__name__, src), lambda: builder(src),
+        self.rt.launch((builder.__name__, src) + variant, lambda: builder(src, *variant),
                        [self.rt.addr(t) for t in tensors] + [R, T],
                        (min(R, MAX_GROUPS), 1, 1))
 

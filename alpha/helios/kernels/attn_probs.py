@@ -75,11 +75,16 @@ def causal_probs(out_t: str) -> Kernel:
     return k
 
 
-def causal_softmax_grad(out_t: str) -> Kernel:
-    """dS (R, T) = P * (dP - rowsum(P * dP)), P = exp(S - lse[r]) for the keys seen, 0 beyond."""
-    k = Kernel(f"causal_softmax_grad_{out_t}", (ROW_LOCAL, 1, 1),
-               _params(out_t, ["ds", "s", "dp", "lse"]))
-    ds, s, dp, lse, R, T = k.params()
+def causal_softmax_grad(out_t: str, capped: bool = False) -> Kernel:
+    """dS (R, T) = P * (dP - rowsum(P * dP)), P = exp(S - lse[r]) for the keys seen, 0 beyond;
+    `capped`: times dcap (R, T), the softcap's derivative at each score."""
+    names = ["ds", "s", "dp", "lse"] + (["dcap"] if capped else [])
+    k = Kernel(f"causal_softmax_grad_{out_t}{'_capped' if capped else ''}", (ROW_LOCAL, 1, 1),
+               _params(out_t, names))
+    ps = k.params()
+    ds, s, dp, lse = ps[:4]
+    dcap = ps[4] if capped else None
+    R, T = ps[-2:]
     sh = k.shared("f32", ROW_LOCAL)
     with rows(k, R) as r:
         base = r * T
@@ -89,7 +94,8 @@ def causal_softmax_grad(out_t: str) -> Kernel:
 
         def grad(j):
             pj = k.exp(s[base + j] - m)
-            return k.select(j < n, pj * (dp[base + j] - d), 0.0)
+            g = pj * (dp[base + j] - d)
+            return k.select(j < n, g * dcap[base + j] if capped else g, 0.0)
         _store_row(k, out_t, ds, base, T, grad)
     return k
 
