@@ -82,6 +82,7 @@ class GPT:
         self._itape: InferenceTape | None = None  # the cached forward's scratch (made on first use)
         self._block_params: list[tuple] | None = None  # per layer, for block_decode
         self.fused_decode = True  # False once the backend declines block_decode
+        self.emb_grad_scale = 1.0  # gradient factor into wte/wpe from the lookup (the trainer's)
         if init:
             self.init_weights()
 
@@ -200,6 +201,8 @@ class GPT:
         if cfg.pos == "learned":
             pos = ops.embedding(t, self._positions_for(T), p["wpe"])  # (T, C)
             x = ops.add(t, x, pos)
+        # train.emb_grad_scale (GLM-130B): only the gradient into the lookup tables shrinks
+        x = ops.grad_scale(t, x, self.emb_grad_scale)
         x = ops.dropout(t, x, pdrop, drop)  # (B, T, C)
         for i in range(cfg.n_layer):
             if self.checkpointing and t.recording:
