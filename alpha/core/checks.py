@@ -12,6 +12,7 @@ one family of ops (`pointwise`, `rowwise`, `matmul_shapes`, ...) and return the 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 
@@ -158,6 +159,12 @@ def rowwise_backward(op: str, floats, dx, dout, out) -> None:
     need_shape(op, "dout", dout, out.shape, ("out", out))
     need_shape(op, "dx", dx, out.shape, ("out", out))
     need_last_dim(op, out)
+
+
+def positive_cap(op: str, cap: float) -> None:
+    """A soft-cap's c: a finite number > 0."""
+    if not (isinstance(cap, (int, float)) and 0 < cap < math.inf):
+        raise ValueError(f"{op}: cap={cap!r} must be a finite number > 0")
 
 
 def swiglu_half(op: str, x, other, other_name: str) -> int:
