@@ -18,8 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, TOKENIZERS, ModelConfig, RunConfig, SampleConfig,
-    TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, NORMS, TOKENIZERS, ModelConfig, RunConfig,
+    SampleConfig, TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -40,6 +40,9 @@ FLAGS = {
     "--bias": ("model", "bias"),
     "--tie": ("model", "tie_embeddings"),
     "--dropout": ("model", "dropout"),
+    "--norm": ("model", "norm"),
+    "--qk-norm": ("model", "qk_norm"),
+    "--logit-softcap": ("model", "logit_softcap"),
     "--layernorm-eps": ("model", "layernorm_eps"),
     # data and layout
     "--data": ("train", "data"),
@@ -77,7 +80,7 @@ FLAGS = {
     "--prompt": ("sample", "prompt"),
 }
 CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
-           "dtype": MATMUL_DTYPES}
+           "dtype": MATMUL_DTYPES, "norm": NORMS}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 

@@ -538,7 +538,7 @@ class Backend:
 
     def block_decode(self, x: "Tensor", cache: "Tensor", slots: Sequence[int],
                      positions: Sequence[int], params: tuple, n_head: int, activation: str,
-                     eps: float) -> None:
+                     eps: float, **options) -> None:
         """Optional (raise NotImplementedError("need block_decode") to decline): one GPT block for
         one new token of each of M sequences, fused, with the exact bits of the model's op-by-op
         cached forward (alpha/model/gpt.py). x (M, C) the residual stream, updated in place;
@@ -546,7 +546,9 @@ class Backend:
         written, rows 0..positions[i] attended; params: the block's 12 tensors ln_1.{w,b},
         attn.c_attn.{w,b}, attn.c_proj.{w,b}, ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b}
         (biases None when the model has none). Rows must not depend on each other. (The hook
-        checks `params`: it can remember a tuple it has seen.)"""
+        checks `params`: it can remember a tuple it has seen.) `options` are the model's
+        non-GPT-2 settings, given only when set: `rope=(cos, sin)` (tables as `rope_forward`'s,
+        q and k rotated before k is cached), `softcap=c`; a hook that lacks one declines."""
         op = "block_decode"
         if x.ndim != 2 or cache.ndim != 3 or cache.shape[2] != 2 * x.shape[1]:
             raise ValueError(f"{op}: x {x.shape} must be (M, C) and cache {cache.shape} "
@@ -563,7 +565,8 @@ class Backend:
         for s, p in zip(slots, positions):
             if not (0 <= s < S and 0 <= p < T):
                 raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
-        self._block_decode(x, cache, slots, positions, params, n_head, activation, eps)
+        self._block_decode(x, cache, slots, positions, params, n_head, activation, eps,
+                           **options)
 
     # ---- optimizer ---------------------------------------------------------------------------
     def adamw_step(self, param: "Tensor", grad: "Tensor", m: "Tensor", v: "Tensor", *, lr: float,

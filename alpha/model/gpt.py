@@ -4,6 +4,11 @@
                -> n_layer x Block: x = x + dropout(attn(ln_1(x)));  x = x + dropout(mlp(ln_2(x)))
                -> ln_f -> logits = x @ wte^T (or lm_head.weight^T) -> mean cross-entropy
 
+Options beyond GPT-2 (`ModelConfig`): `norm="rmsnorm"` makes ln_1, ln_2 and ln_f RMSNorms (weight
+only); `qk_norm` RMS-normalises every head of q and k right after c_attn (ops.qk_norm, on the
+packed qkv, before rope and attention; the KV cache holds the normalised k); `logit_softcap` c
+maps the logits to c * tanh(logits / c) before the loss, and in inference before sampling.
+
 All parameters live in ONE flat buffer (`params`), their gradients in another (`grads`), laid out by
 `alpha.model.params.param_table`; each named parameter is a view. The optimizer state (AdamW m, v)
 is the trainer's: two more flat buffers of the same length, updated over `decay_ranges`.
@@ -181,9 +186,11 @@ class GPT:
         x = ops.dropout(t, ops.add(t, tok, pos), pdrop, drop)  # (B, T, C)
         for i in range(cfg.n_layer):
             x = self._block(x, i, drop)
-        x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
+        x = self._norm(t, x, "ln_f.")
         head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
         logits = ops.linear(t, x, head, transpose_w=True)  # (B, T, V)
+        if cfg.logit_softcap:
+            logits = ops.softcap(t, logits, cfg.logit_softcap)
         if targets is None:
             self._loss = None
             return logits.data, None
@@ -191,18 +198,43 @@ class GPT:
         self._loss = loss
         return logits.data, loss.data
 
+    def _norm(self, t, x: Var, prefix: str) -> Var:
+        """ln_1, ln_2 or ln_f (`prefix` "h.{i}.ln_1." ...): GPT-2's LayerNorm, or RMSNorm."""
+        p, eps = self.vars, self.cfg.layernorm_eps
+        if self.cfg.norm == "rmsnorm":
+            return ops.rmsnorm(t, x, p[prefix + "weight"], eps)
+        return ops.layernorm(t, x, p[prefix + "weight"], p.get(prefix + "bias"), eps)
+
+    def _qk_norm(self, t, qkv: Var, h: str) -> Var:
+        """The packed qkv with every head of q and k RMS-normalised (qk_norm), else as is."""
+        if not self.cfg.qk_norm:
+            return qkv
+        p = self.vars
+        return ops.qk_norm(t, qkv, p[h + "attn.q_norm.weight"], p[h + "attn.k_norm.weight"],
+                           self.cfg.n_head, self.cfg.layernorm_eps)
+
+    def _decode_options(self) -> dict:
+        """The non-GPT-2 settings `block_decode` must support (or decline) for this model."""
+        cfg, out = self.cfg, {}
+        if cfg.norm != "layernorm":
+            out["norm"] = cfg.norm
+        if cfg.qk_norm:
+            out["qk_norm"] = True
+        return out
+
     def _block(self, x: Var, i: int, drop) -> Var:
         cfg, t, p = self.cfg, self.tape, self.vars
         h = f"h.{i}."
-        eps, pdrop = cfg.layernorm_eps, cfg.dropout
+        pdrop = cfg.dropout
         # attention: x = x + dropout(c_proj(attention(c_attn(ln_1(x)))))
-        a = ops.layernorm(t, x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), eps)
+        a = self._norm(t, x, h + "ln_1.")
         qkv = ops.linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"))
+        qkv = self._qk_norm(t, qkv, h)  # (B, T, 3C)
         a = ops.attention(t, qkv, cfg.n_head)  # (B, T, C)
         a = ops.linear(t, a, p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"))
         x = ops.add(t, x, ops.dropout(t, a, pdrop, drop))
         # MLP: x = x + dropout(c_proj(act(c_fc(ln_2(x)))))
-        m = ops.layernorm(t, x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), eps)
+        m = self._norm(t, x, h + "ln_2.")
         m = ops.linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))  # (B, T, H|2H)
         m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
         m = ops.linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))
@@ -238,10 +270,11 @@ class GPT:
                                             for n in BLOCK_PARAMS)
                                       for i in range(cfg.n_layer)]
             x2 = x.data.view(B, C)
+            options = self._decode_options()
             try:
                 for i in range(cfg.n_layer):
                     be.block_decode(x2, cache.layers[i], slots, starts, self._block_params[i],
-                                    cfg.n_head, cfg.activation, cfg.layernorm_eps)
+                                    cfg.n_head, cfg.activation, cfg.layernorm_eps, **options)
             except NotImplementedError:
                 if i:  # a backend declines before doing anything, never halfway
                     raise
@@ -254,13 +287,17 @@ class GPT:
 
         if last_only and T > 1:
             x = Var(x.data.narrow(1, T - 1, 1))  # (B, 1, C) strided
-        x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
+        x = self._norm(t, x, "ln_f.")
         head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
+        cap = cfg.logit_softcap
         if last_only:
             logits = t.buffer((B, V), x.data.dtype)
             be.matmul_rows(logits, x.data.view(B, C), head.data, trans_b=True)
+            if cap:
+                be.softcap_forward(logits, logits, cap)
             return logits
-        return self._linear(t, x, head, None, rows, transpose_w=True).data  # (B, T, V)
+        logits = self._linear(t, x, head, None, rows, transpose_w=True)  # (B, T, V)
+        return (ops.softcap(t, logits, cap) if cap else logits).data
 
     def _linear(self, t, x: Var, w: Var, b: Var | None, rows: bool, transpose_w=False) -> Var:
         """ops.linear, or with `rows` the batch-invariant product (`matmul_rows`)."""
@@ -281,11 +318,12 @@ class GPT:
         each row attends over its own sequence."""
         cfg, p, be = self.cfg, self.vars, self.backend
         h = f"h.{i}."
-        eps, C = cfg.layernorm_eps, cfg.n_embd
+        C = cfg.n_embd
         B, T, _ = x.data.shape
-        a = ops.layernorm(t, x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), eps)
+        a = self._norm(t, x, h + "ln_1.")
         qkv = self._linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
-                           rows).data  # (B, T, 3C)
+                           rows)
+        qkv = self._qk_norm(t, qkv, h).data  # (B, T, 3C): q, k normalised before k is cached
         att = t.buffer((B, T, C), qkv.dtype)
         layer = cache.layers[i]
         s0 = slots[0]
@@ -304,7 +342,7 @@ class GPT:
         a = self._linear(t, Var(att), p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
                          rows)
         x = ops.add(t, x, a)
-        m = ops.layernorm(t, x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), eps)
+        m = self._norm(t, x, h + "ln_2.")
         m = self._linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), rows)
         if rows and B > 1:  # activations one row at a time, as the fused block does
             g = t.buffer((B, T, cfg.hidden_dim), m.data.dtype)

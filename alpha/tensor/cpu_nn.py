@@ -334,12 +334,16 @@ class CPUNNOps:
                                 ptr(buf), N, 1.0, 0)
         self._wback(out, buf)
 
-    def _block_decode(self, x, cache, slots, positions, params, n_head, activation, eps) -> None:
+    def _block_decode(self, x, cache, slots, positions, params, n_head, activation, eps,
+                      **options) -> None:
         """In one C call (`csrc/decode.c`), bit-identical to the GPT's op-by-op cached forward
         and, row by row, to the same call with M = 1. The params tuple's checks are done here,
         once per tuple, and remembered with its pointers (the model passes the same tuple every
-        token), so a call costs a few microseconds of Python."""
+        token), so a call costs a few microseconds of Python. GPT-2's block only: any of the
+        `options` (rope, softcap) is declined, and the model runs that block op by op."""
         op = "block_decode"
+        if options:
+            raise NotImplementedError(f"need block_decode with {', '.join(sorted(options))}")
         M, C = x.shape
         T = cache.shape[1]
         seen = self.__dict__.setdefault("_block_params", {})  # key -> (params, checked args)
