@@ -1037,6 +1037,10 @@ def check_threads(ctx):
         step("layernorm_backward", lambda: be.layernorm_backward(
             out("ln dx", (256, 320)), out("ln dweight", (320,)), out("ln dbias", (320,)), dy, x,
             w1, mean, rstd))
+        rms, rrstd = out("rmsnorm", (256, 320)), out("rms rstd", (256,))
+        step("rmsnorm", lambda: be.rmsnorm_forward(rms, rrstd, x, w1, 1e-5))
+        step("rmsnorm_backward", lambda: be.rmsnorm_backward(
+            out("rms dx", (256, 320)), out("rms dweight", (320,)), dy, x, w1, rrstd))
         step("embedding_backward", lambda: be.embedding_backward(
             out("embedding_backward", (50, 300)), big.narrow(0, 0, 2048), ids))
         step("crossentropy", lambda: be.crossentropy_forward(
