@@ -389,3 +389,18 @@ def test_cli_trains_and_samples_with_options(tmp_path):
     one_line_error(alpha("train", "--data", str(data), "--norm", "batchnorm"), "--norm")
     one_line_error(alpha("train", "--data", str(data), "--logit-softcap", "-1"),
                    "logit_softcap")
+
+
+def test_hf_export_refuses_each_option():
+    """GPT-2 has none of these: export refuses them, naming the setting."""
+    from alpha.core.errors import InteropError
+    from alpha.interop.compat import not_gpt2
+    from alpha.interop.hf_gpt2 import check_exportable
+
+    assert not_gpt2(ModelConfig()) is None
+    for opts, name in ((dict(norm="rmsnorm"), "norm=rmsnorm"), (dict(qk_norm=True), "qk_norm"),
+                       (dict(logit_softcap=30.0), "logit_softcap=30.0"),
+                       (dict(activation="relu2"), "activation=relu2")):
+        assert name in not_gpt2(ModelConfig(**opts))
+        with pytest.raises(InteropError, match=name):
+            check_exportable(ModelConfig(**opts))

@@ -18,8 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, NORMS, TOKENIZERS, ModelConfig, RunConfig,
-    SampleConfig, TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, NORMS, POSITIONS, TOKENIZERS, ModelConfig,
+    RunConfig, SampleConfig, TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -44,6 +44,9 @@ FLAGS = {
     "--qk-norm": ("model", "qk_norm"),
     "--logit-softcap": ("model", "logit_softcap"),
     "--layernorm-eps": ("model", "layernorm_eps"),
+    "--pos": ("model", "pos"),
+    "--rope-theta": ("model", "rope_theta"),
+    "--attn-softcap": ("model", "attn_softcap"),
     # data and layout
     "--data": ("train", "data"),
     "--val-data": ("train", "val_data"),
@@ -72,6 +75,7 @@ FLAGS = {
     "--keep-checkpoints": ("train", "keep_checkpoints"),
     "--max-bad-steps": ("train", "max_bad_steps"),
     "--seed": ("train", "seed"),
+    "--activation-checkpointing": ("train", "activation_checkpointing"),
     # the samples shown while training
     "--sample-tokens": ("sample", "max_tokens"),
     "--temperature": ("sample", "temperature"),
@@ -80,7 +84,7 @@ FLAGS = {
     "--prompt": ("sample", "prompt"),
 }
 CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
-           "dtype": MATMUL_DTYPES, "norm": NORMS}
+           "dtype": MATMUL_DTYPES, "norm": NORMS, "pos": POSITIONS}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 

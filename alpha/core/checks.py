@@ -118,6 +118,12 @@ def need_qkv(op: str, qkv, n_head: int) -> tuple[int, int, int, int]:
     return B, T, C, C // n_head
 
 
+def need_softcap(op: str, softcap: float) -> None:
+    """An attention logit cap: 0 (off) or a finite positive number."""
+    if not (softcap >= 0 and math.isfinite(softcap)):
+        raise ValueError(f"{op}: softcap={softcap} must be 0 (off) or a positive number")
+
+
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """A shape as a tuple of non-negative ints; ValueError otherwise."""
     shape = tuple(shape)

@@ -24,6 +24,7 @@ NORMS = ("layernorm", "rmsnorm")
 TOKENIZERS = ("char", "bpe", "word")
 BACKENDS = ("cpu", "helios")
 MATMUL_DTYPES = ("f32", "bf16")
+POSITIONS = ("learned", "rope")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class ModelConfig:
     qk_norm: bool = False  # RMSNorm each head's q and k (per-layer weights of head_dim, Gemma 3)
     logit_softcap: float = 0.0  # logits -> c*tanh(logits/c) before the loss and sampling; 0 = off
     layernorm_eps: float = 1e-5  # epsilon inside every layernorm
+    # positions and attention scores (helper "rope"; GPT-2: learned, 0)
+    pos: str = "learned"  # learned (GPT-2's wpe) | rope (rotary q, k; NeoX half-split pairs)
+    rope_theta: float = 10000.0  # rope's base: pair i turns at theta^(-2i/head_dim) per position
+    attn_softcap: float = 0.0  # scores -> c*tanh(scores/c) before the softmax (Gemma 2); 0 = off
 
     def __post_init__(self):
         _check_types(self)
@@ -60,6 +65,14 @@ class ModelConfig:
             raise ConfigError(f"logit_softcap={self.logit_softcap} must be >= 0 (0 = off)")
         if not self.layernorm_eps > 0:
             raise ConfigError(f"layernorm_eps={self.layernorm_eps} must be > 0")
+        _choice(self, "pos", POSITIONS)
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ConfigError(f"pos=rope needs an even head dim, got n_embd/n_head="
+                              f"{self.head_dim}")
+        if not self.rope_theta > 1:
+            raise ConfigError(f"rope_theta={self.rope_theta} must be > 1")
+        if not (self.attn_softcap >= 0 and math.isfinite(self.attn_softcap)):
+            raise ConfigError(f"attn_softcap={self.attn_softcap} must be >= 0 (0 = off)")
 
     @property
     def head_dim(self) -> int:
@@ -101,6 +114,8 @@ class TrainConfig:
     keep_checkpoints: int = 3  # checkpoints kept besides the best-val one
     max_bad_steps: int = 5  # consecutive NaN/Inf steps before training stops
     seed: int = 1337  # one seed for every RNG stream
+    # memory (alpha.autograd.checkpoint)
+    activation_checkpointing: bool = False  # keep block inputs only, recompute blocks in backward
 
     def __post_init__(self):
         _check_types(self)

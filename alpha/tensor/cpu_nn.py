@@ -281,19 +281,19 @@ class CPUNNOps:
         self._wback(dlogits, buf)
 
     # ---- fused causal self-attention ----------------------------------------------------------
-    def _attention_forward(self, out, lse, qkv, n_head) -> None:
+    def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
         if B * T * C == 0:
             return
         ob, lb = self._wbuf(out, False), self._wbuf(lse, False)
         qkv = self._contig(qkv)
         if self.k.attention_forward(ptr(ob), ptr(lb), ptr(qkv), B, T, C,
-                                    n_head):
+                                    n_head, softcap):
             raise oom("attention_forward")
         self._wback(out, ob)
         self._wback(lse, lb)
 
-    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
+    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
         if B * T * C == 0:
             return
@@ -302,11 +302,11 @@ class CPUNNOps:
         out, lse = self._contig(out), self._contig(lse)
         if self.k.attention_backward(ptr(buf), ptr(dout),
                                      ptr(qkv), ptr(out),
-                                     ptr(lse), B, T, C, n_head):
+                                     ptr(lse), B, T, C, n_head, softcap):
             raise oom("attention_backward")
         self._wback(dqkv, buf)
 
-    def _kv_attention(self, out, q, k, v, n_head, start) -> None:
+    def _kv_attention(self, out, q, k, v, n_head, start, softcap=0.0) -> None:
         B, Tq, C = q.shape
         if B * Tq * C == 0:
             return
@@ -314,8 +314,26 @@ class CPUNNOps:
         buf = self._wbuf(out, False)
         if self.k.kv_attention(ptr(buf), ptr(q), q.strides[0], q.strides[1], ptr(k),
                                k.strides[0], k.strides[1], ptr(v), v.strides[0], v.strides[1],
-                               B, Tq, C, n_head, start):
+                               B, Tq, C, n_head, start, softcap):
             raise oom("kv_attention")
+        self._wback(out, buf)
+
+    # ---- rotary position embedding --------------------------------------------------------------
+    def _rope_forward(self, out, qkv, positions, cos, sin, n_head) -> None:
+        self._rope(self.k.rope_forward, out, False, qkv, positions, cos, sin, n_head)
+
+    def _rope_backward(self, dqkv, dout, positions, cos, sin, n_head) -> None:
+        self._rope(self.k.rope_backward, dqkv, True, dout, positions, cos, sin, n_head)
+
+    def _rope(self, fn, out, add, x, positions, cos, sin, n_head) -> None:
+        B, T, C3 = x.shape
+        if B * T == 0:
+            return
+        buf = self._wbuf(out, add)
+        x, positions = self._contig(x), self._contig(positions)
+        cos, sin = self._contig(cos), self._contig(sin)
+        fn(ptr(buf), ptr(x), ptr(positions), positions.numel, ptr(cos), ptr(sin), B * T,
+           C3 // 3, n_head)
         self._wback(out, buf)
 
     # ---- the batch-invariant product and the fused decode block (for inference) --------------
@@ -339,8 +357,9 @@ class CPUNNOps:
         """In one C call (`csrc/decode.c`), bit-identical to the GPT's op-by-op cached forward
         and, row by row, to the same call with M = 1. The params tuple's checks are done here,
         once per tuple, and remembered with its pointers (the model passes the same tuple every
-        token), so a call costs a few microseconds of Python. GPT-2's block only: any of the
-        `options` (rope, softcap) is declined, and the model runs that block op by op."""
+        token), so a call costs a few microseconds of Python. GPT-2's block only (relu2 too):
+        any of the `options` (rope, softcap, norm, qk_norm) is declined, and the model runs that
+        block op by op."""
         op = "block_decode"
         if options:
             raise NotImplementedError(f"need block_decode with {', '.join(sorted(options))}")

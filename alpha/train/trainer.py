@@ -135,7 +135,8 @@ class Trainer:
         self.model_config = self.config.model
         self.train_config = tc = self.config.train
         if self.backend.name == "cpu":  # host memory; a GPU's is the device's to refuse
-            warning = budget.check(self.model_config, tc.batch_size, tc.accum_steps)
+            warning = budget.check(self.model_config, tc.batch_size, tc.accum_steps,
+                                   checkpointing=tc.activation_checkpointing)
             if warning:
                 self.warn(f"warning: {warning}")
         self.data = D.run_data(config, self.tokenizer, log)
@@ -155,6 +156,7 @@ class Trainer:
 
         self.rng = self.dist.rng(tc.seed)  # distributed: dropout masks of the global batch
         self.model = GPT(self.model_config, self.backend, self.rng)
+        self.model.checkpointing = tc.activation_checkpointing  # recompute blocks in backward
         if init_from is not None:
             # a new run from another model's weights (train --init-from, alpha.interop): its
             # tokenizer and model config, step 0, a fresh optimizer
