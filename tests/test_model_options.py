@@ -141,7 +141,8 @@ def test_forward_matches_naive_float64(opts):
 
 # ---- gradients ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("opts", [ALL, dict(ALL, bias=False, tie_embeddings=False)])
+@pytest.mark.parametrize("opts", [ALL, dict(ALL, bias=False, tie_embeddings=False),
+                                  dict(ALL, pos="rope")])
 def test_model_gradients_match_finite_differences(opts):
     cfg = tiny(**opts)
     m = perturbed(cfg, seed=5)
@@ -223,7 +224,8 @@ def test_defaults_are_gpt2_and_options_are_checked():
 
 # ---- inference: the KV-cache forward computes the training forward's function ------------------
 
-@pytest.mark.parametrize("opts", [ALL, dict(qk_norm=True, bias=False, tie_embeddings=False)])
+@pytest.mark.parametrize("opts", [ALL, dict(qk_norm=True, bias=False, tie_embeddings=False),
+                                  dict(ALL, pos="rope")])  # qk-norm then rope, k cached turned
 def test_engine_matches_training_forward(opts):
     cfg = tiny(**opts, n_layer=2)
     m = perturbed(cfg).eval()
