@@ -18,8 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, NORMS, POSITIONS, TOKENIZERS, ModelConfig,
-    RunConfig, SampleConfig, TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, NORMS, OPTIMIZERS, POSITIONS, TOKENIZERS,
+    ModelConfig, RunConfig, SampleConfig, TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -66,6 +66,15 @@ FLAGS = {
     "--weight-decay": ("train", "weight_decay"),
     "--grad-clip": ("train", "grad_clip"),
     "--accum": ("train", "accum_steps"),
+    # the optimizer (alpha/train/optimizers)
+    "--optimizer": ("train", "optimizer"),
+    "--sgd-momentum": ("train", "sgd_momentum"),
+    "--sgd-nesterov": ("train", "sgd_nesterov"),
+    "--adafactor-eps": ("train", "adafactor_eps"),
+    "--adafactor-clip": ("train", "adafactor_clip"),
+    "--adafactor-decay": ("train", "adafactor_decay"),
+    "--muon-lr": ("train", "muon_lr"),
+    "--muon-momentum": ("train", "muon_momentum"),
     # cadence
     "--eval-interval": ("train", "eval_interval"),
     "--eval-iters": ("train", "eval_iters"),
@@ -84,7 +93,7 @@ FLAGS = {
     "--prompt": ("sample", "prompt"),
 }
 CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
-           "dtype": MATMUL_DTYPES, "norm": NORMS, "pos": POSITIONS}
+           "dtype": MATMUL_DTYPES, "pos": POSITIONS, "optimizer": OPTIMIZERS, "norm": NORMS}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 

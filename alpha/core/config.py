@@ -25,6 +25,7 @@ TOKENIZERS = ("char", "bpe", "word")
 BACKENDS = ("cpu", "helios")
 MATMUL_DTYPES = ("f32", "bf16")
 POSITIONS = ("learned", "rope")
+OPTIMIZERS = ("adamw", "lion", "adafactor", "sgd", "muon")  # alpha/train/optimizers
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,15 @@ class TrainConfig:
     weight_decay: float = 0.1  # decoupled weight decay (not on norms, biases, embeddings)
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     accum_steps: int = 1  # micro-batches per optimizer step
+    # the optimizer (alpha/train/optimizers; lr, betas, eps and weight_decay above are shared)
+    optimizer: str = "adamw"  # adamw | lion | adafactor | sgd | muon
+    sgd_momentum: float = 0.9  # sgd: momentum (0 = plain SGD)
+    sgd_nesterov: bool = False  # sgd: Nesterov momentum
+    adafactor_eps: float = 1e-30  # adafactor: added to g^2 (the paper's eps1)
+    adafactor_clip: float = 1.0  # adafactor: an update's RMS is clipped to this (the paper's d)
+    adafactor_decay: float = 0.8  # adafactor: second-moment decay 1 - step^-adafactor_decay
+    muon_lr: float = 0.02  # muon: peak lr of the blocks' matrices (the rest uses lr)
+    muon_momentum: float = 0.95  # muon: Nesterov momentum of the blocks' matrices
     # cadence (0 turns each off)
     eval_interval: int = 250  # steps between validation passes
     eval_iters: int = 20  # batches per validation pass
@@ -134,6 +144,17 @@ class TrainConfig:
         _fraction(self, "beta2", upper_open=True)
         if not self.eps > 0:
             raise ConfigError(f"eps={self.eps} must be > 0")
+        _choice(self, "optimizer", OPTIMIZERS)
+        _fraction(self, "sgd_momentum", upper_open=True)
+        _fraction(self, "muon_momentum", upper_open=True)
+        if not (self.muon_lr > 0 and math.isfinite(self.muon_lr)):
+            raise ConfigError(f"muon_lr={self.muon_lr} must be a positive number")
+        if not (self.adafactor_eps > 0 and math.isfinite(self.adafactor_eps)):
+            raise ConfigError(f"adafactor_eps={self.adafactor_eps} must be a positive number")
+        if not (self.adafactor_clip > 0 and math.isfinite(self.adafactor_clip)):
+            raise ConfigError(f"adafactor_clip={self.adafactor_clip} must be a positive number")
+        if not 0 < self.adafactor_decay <= 1:
+            raise ConfigError(f"adafactor_decay={self.adafactor_decay} must be in (0, 1]")
         if self.tokenizer:
             _choice(self, "tokenizer", TOKENIZERS)
         _choice(self, "backend", BACKENDS)

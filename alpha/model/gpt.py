@@ -295,7 +295,10 @@ class GPT:
             self._itape = InferenceTape(be)
         t = self._itape
         t.reset()
-        rows = T == 1  # decode: products row by row (batch-invariant), maybe fused
+        # products row by row (matmul_rows), prefill too: a row's bits depend neither on the other
+        # rows of the batch nor on where its prompt was cut into chunks, so the server may prefill
+        # several prompts in one forward; one new token per row may run fused (block_decode)
+        rows = True
 
         positions = be.from_array([s + j for s in starts for j in range(T)], (B, T), "i32")
         x = ops.embedding(t, ids, p["wte"])  # (B, T, C)
@@ -303,7 +306,7 @@ class GPT:
             pos = ops.embedding(t, positions, p["wpe"])  # (B, T, C): each row's own positions
             x = ops.add(t, x, pos)
         options = self._decode_options()
-        fused = rows and self.fused_decode
+        fused = T == 1 and self.fused_decode
         if fused:
             if self._block_params is None:
                 self._block_params = [tuple(self.vars[f"h.{i}.{n}"].data
