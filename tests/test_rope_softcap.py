@@ -355,3 +355,12 @@ def test_cli_trains_samples_serves_and_refuses_export(tmp_path):
         assert status == 200 and body["choices"][0]["text"], body
     finally:
         assert srv.stop() == 0
+
+
+def test_activation_checkpointing_recomputes_rope_and_softcap_exactly():
+    """A recomputed block (activation checkpointing) turns q, k and caps the scores again: the
+    losses, gradients and dropout stream are the same bits as without."""
+    from ckpt_helpers import step_both_ways
+
+    out = step_both_ways(CPU, tiny(dropout=0.1))
+    assert out[False] == out[True]

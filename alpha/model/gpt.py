@@ -86,6 +86,7 @@ class GPT:
         self._itape: InferenceTape | None = None  # the cached forward's scratch (made on first use)
         self._block_params: list[tuple] | None = None  # per layer, for block_decode
         self.fused_decode = True  # False once the backend declines block_decode
+        self.emb_grad_scale = 1.0  # gradient factor into wte/wpe from the lookup (the trainer's)
         if init:
             self.init_weights()
 
@@ -204,6 +205,8 @@ class GPT:
         if cfg.pos == "learned":
             pos = ops.embedding(t, self._positions_for(T), p["wpe"])  # (T, C)
             x = ops.add(t, x, pos)
+        # train.emb_grad_scale (GLM-130B): only the gradient into the lookup tables shrinks
+        x = ops.grad_scale(t, x, self.emb_grad_scale)
         x = ops.dropout(t, x, pdrop, drop)  # (B, T, C)
         for i in range(cfg.n_layer):
             if self.checkpointing and t.recording:
@@ -331,15 +334,14 @@ class GPT:
         if last_only and T > 1:
             x = Var(x.data.narrow(1, T - 1, 1))  # (B, 1, C) strided
         x = self._norm(t, x, "ln_f.")
-        head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
         cap = cfg.logit_softcap
-        if last_only:
+        if last_only:  # the head as (C, V) rows: see KVCache.head_t
             logits = t.buffer((B, V), x.data.dtype)
-            be.matmul_rows(logits, x.data.view(B, C), head.data, trans_b=True)
+            be.matmul_rows(logits, x.data.view(B, C), cache.head_t)
             if cap:
                 be.softcap_forward(logits, logits, cap)
             return logits
-        logits = self._linear(t, x, head, None, rows, transpose_w=True)  # (B, T, V)
+        logits = self._linear(t, x, Var(cache.head_t), None, rows)  # (B, T, V)
         return (ops.softcap(t, logits, cap) if cap else logits).data
 
     def _linear(self, t, x: Var, w: Var, b: Var | None, rows: bool, transpose_w=False) -> Var:
