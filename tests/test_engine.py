@@ -132,3 +132,26 @@ def test_prefill_chunks_and_queue_limit():
         h2.cancel()
     finally:
         eng.close()
+
+
+def test_prefill_logits_do_not_depend_on_batch_or_chunks():
+    """A prompt's prefill logits are the same bits alone, batched with other prompts of its
+    length (the engine's grouped prefill), or cut into chunks (products are `matmul_rows`)."""
+    m = _model()
+    V = m.cfg.vocab_size
+    st = Stream((6, 6))
+    prompts = [st.randint(12, V) for _ in range(5)]
+    cache = KVCache(m, 5)
+
+    def prefill(slots, cuts=(0, 12)):
+        for s in slots:
+            cache.reset(s)
+        for a, b in zip(cuts, cuts[1:]):
+            ids = CPU.from_array([t for s in slots for t in prompts[s][a:b]], (len(slots), b - a),
+                                 "i32")
+            out = list(m.forward(ids, cache=cache, slots=slots, last_only=True).to_array())
+        return {s: out[i * V:(i + 1) * V] for i, s in enumerate(slots)}
+
+    alone = {s: prefill([s])[s] for s in range(5)}
+    assert prefill([3, 0, 4, 1, 2]) == alone
+    assert prefill([2, 4], cuts=(0, 5, 8, 12)) == {s: alone[s] for s in (2, 4)}

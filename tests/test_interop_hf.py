@@ -413,7 +413,7 @@ def test_user_mistakes_exit_2_with_one_line(hf, tok_dir, tmp_path, capsys):
                      checkpoint_header(cfg, gpt2.load_folder(tok_dir), {}),
                      {"params": (array("f", [0.0]) * n, (n,), "f32")})
     one_line_error("export", "--checkpoint", str(tmp_path / "swiglu.ckpt"), "--out",
-                   str(tmp_path / "e"), match="activation=swiglu cannot be exported")
+                   str(tmp_path / "e"), match="cannot export as Hugging Face GPT-2: activation=swiglu")
     assert not os.path.exists(tmp_path / "e")
     one_line_error("train", "--resume", str(tmp_path / "swiglu.ckpt"),
                    match="holds weights only")

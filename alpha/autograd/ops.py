@@ -168,19 +168,36 @@ def embedding(t: Tape, ids, table: Var) -> Var:
 
 # ---- attention ------------------------------------------------------------------------------
 
-def attention(t: Tape, qkv: Var, n_head: int) -> Var:
-    """Fused causal self-attention: qkv (B, T, 3C) packed [q | k | v] -> out (B, T, C)."""
+def attention(t: Tape, qkv: Var, n_head: int, softcap: float = 0.0) -> Var:
+    """Fused causal self-attention: qkv (B, T, 3C) packed [q | k | v] -> out (B, T, C). With
+    softcap c > 0 the scaled scores are capped to c * tanh(s / c) before the softmax."""
     be = t.backend
     B, T, C3 = qkv.data.shape
     dtype = qkv.data.dtype
     out = t.buffer((B, T, C3 // 3), dtype)
     lse = t.buffer((B, n_head, T), dtype)  # log-sum-exp per query, saved for the backward
-    be.attention_forward(out, lse, qkv.data, n_head)
+    be.attention_forward(out, lse, qkv.data, n_head, softcap)
     y = Var(out)
 
     if t.recording:
         def backward():
-            be.attention_backward(t.grad(qkv), y.grad, qkv.data, out, lse, n_head)
+            be.attention_backward(t.grad(qkv), y.grad, qkv.data, out, lse, n_head, softcap)
+        t.record(y, backward)
+    return y
+
+
+def rope(t: Tape, qkv: Var, positions, cos, sin, n_head: int) -> Var:
+    """Rotary positions on packed qkv (B, T, 3C): q and k of every head turned by their
+    positions (i32 (B, T) or (T,)), v unchanged; cos, sin the (L, hs/2) tables of
+    `alpha.model.rope.tables`. Returns a new packed qkv."""
+    be = t.backend
+    out = t.buffer(qkv.data.shape, qkv.data.dtype)
+    be.rope_forward(out, qkv.data, positions, cos, sin, n_head)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            be.rope_backward(t.grad(qkv), y.grad, positions, cos, sin, n_head)
         t.record(y, backward)
     return y
 

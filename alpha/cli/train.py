@@ -18,8 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, TOKENIZERS, ModelConfig, RunConfig, SampleConfig,
-    TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, OPTIMIZERS, POSITIONS, TOKENIZERS, ModelConfig,
+    RunConfig, SampleConfig, TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -41,6 +41,9 @@ FLAGS = {
     "--tie": ("model", "tie_embeddings"),
     "--dropout": ("model", "dropout"),
     "--layernorm-eps": ("model", "layernorm_eps"),
+    "--pos": ("model", "pos"),
+    "--rope-theta": ("model", "rope_theta"),
+    "--attn-softcap": ("model", "attn_softcap"),
     # data and layout
     "--data": ("train", "data"),
     "--val-data": ("train", "val_data"),
@@ -60,6 +63,15 @@ FLAGS = {
     "--weight-decay": ("train", "weight_decay"),
     "--grad-clip": ("train", "grad_clip"),
     "--accum": ("train", "accum_steps"),
+    # the optimizer (alpha/train/optimizers)
+    "--optimizer": ("train", "optimizer"),
+    "--sgd-momentum": ("train", "sgd_momentum"),
+    "--sgd-nesterov": ("train", "sgd_nesterov"),
+    "--adafactor-eps": ("train", "adafactor_eps"),
+    "--adafactor-clip": ("train", "adafactor_clip"),
+    "--adafactor-decay": ("train", "adafactor_decay"),
+    "--muon-lr": ("train", "muon_lr"),
+    "--muon-momentum": ("train", "muon_momentum"),
     # cadence
     "--eval-interval": ("train", "eval_interval"),
     "--eval-iters": ("train", "eval_iters"),
@@ -69,6 +81,7 @@ FLAGS = {
     "--keep-checkpoints": ("train", "keep_checkpoints"),
     "--max-bad-steps": ("train", "max_bad_steps"),
     "--seed": ("train", "seed"),
+    "--activation-checkpointing": ("train", "activation_checkpointing"),
     # the samples shown while training
     "--sample-tokens": ("sample", "max_tokens"),
     "--temperature": ("sample", "temperature"),
@@ -77,7 +90,7 @@ FLAGS = {
     "--prompt": ("sample", "prompt"),
 }
 CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
-           "dtype": MATMUL_DTYPES}
+           "dtype": MATMUL_DTYPES, "pos": POSITIONS, "optimizer": OPTIMIZERS}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 

@@ -12,6 +12,7 @@ one family of ops (`pointwise`, `rowwise`, `matmul_shapes`, ...) and return the 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 
@@ -115,6 +116,12 @@ def need_qkv(op: str, qkv, n_head: int) -> tuple[int, int, int, int]:
     if n_head < 1 or C % n_head:
         raise ValueError(f"{op}: C={C} of qkv {qkv.shape} is not divisible by n_head={n_head}")
     return B, T, C, C // n_head
+
+
+def need_softcap(op: str, softcap: float) -> None:
+    """An attention logit cap: 0 (off) or a finite positive number."""
+    if not (softcap >= 0 and math.isfinite(softcap)):
+        raise ValueError(f"{op}: softcap={softcap} must be 0 (off) or a positive number")
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:

@@ -23,6 +23,8 @@ ACTIVATIONS = ("gelu", "relu", "silu", "swiglu")
 TOKENIZERS = ("char", "bpe", "word")
 BACKENDS = ("cpu", "helios")
 MATMUL_DTYPES = ("f32", "bf16")
+POSITIONS = ("learned", "rope")
+OPTIMIZERS = ("adamw", "lion", "adafactor", "sgd", "muon")  # alpha/train/optimizers
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class ModelConfig:
     tie_embeddings: bool = True  # LM head shares the token embedding matrix
     dropout: float = 0.0  # dropout probability on embeddings, attention output and MLP output
     layernorm_eps: float = 1e-5  # epsilon inside every layernorm
+    # positions and attention scores (helper "rope"; GPT-2: learned, 0)
+    pos: str = "learned"  # learned (GPT-2's wpe) | rope (rotary q, k; NeoX half-split pairs)
+    rope_theta: float = 10000.0  # rope's base: pair i turns at theta^(-2i/head_dim) per position
+    attn_softcap: float = 0.0  # scores -> c*tanh(scores/c) before the softmax (Gemma 2); 0 = off
 
     def __post_init__(self):
         _check_types(self)
@@ -52,6 +58,14 @@ class ModelConfig:
         _fraction(self, "dropout", upper_open=True)
         if not self.layernorm_eps > 0:
             raise ConfigError(f"layernorm_eps={self.layernorm_eps} must be > 0")
+        _choice(self, "pos", POSITIONS)
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ConfigError(f"pos=rope needs an even head dim, got n_embd/n_head="
+                              f"{self.head_dim}")
+        if not self.rope_theta > 1:
+            raise ConfigError(f"rope_theta={self.rope_theta} must be > 1")
+        if not (self.attn_softcap >= 0 and math.isfinite(self.attn_softcap)):
+            raise ConfigError(f"attn_softcap={self.attn_softcap} must be >= 0 (0 = off)")
 
     @property
     def head_dim(self) -> int:
@@ -84,6 +98,15 @@ class TrainConfig:
     weight_decay: float = 0.1  # decoupled weight decay (not on norms, biases, embeddings)
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     accum_steps: int = 1  # micro-batches per optimizer step
+    # the optimizer (alpha/train/optimizers; lr, betas, eps and weight_decay above are shared)
+    optimizer: str = "adamw"  # adamw | lion | adafactor | sgd | muon
+    sgd_momentum: float = 0.9  # sgd: momentum (0 = plain SGD)
+    sgd_nesterov: bool = False  # sgd: Nesterov momentum
+    adafactor_eps: float = 1e-30  # adafactor: added to g^2 (the paper's eps1)
+    adafactor_clip: float = 1.0  # adafactor: an update's RMS is clipped to this (the paper's d)
+    adafactor_decay: float = 0.8  # adafactor: second-moment decay 1 - step^-adafactor_decay
+    muon_lr: float = 0.02  # muon: peak lr of the blocks' matrices (the rest uses lr)
+    muon_momentum: float = 0.95  # muon: Nesterov momentum of the blocks' matrices
     # cadence (0 turns each off)
     eval_interval: int = 250  # steps between validation passes
     eval_iters: int = 20  # batches per validation pass
@@ -93,6 +116,8 @@ class TrainConfig:
     keep_checkpoints: int = 3  # checkpoints kept besides the best-val one
     max_bad_steps: int = 5  # consecutive NaN/Inf steps before training stops
     seed: int = 1337  # one seed for every RNG stream
+    # memory (alpha.autograd.checkpoint)
+    activation_checkpointing: bool = False  # keep block inputs only, recompute blocks in backward
 
     def __post_init__(self):
         _check_types(self)
@@ -111,6 +136,17 @@ class TrainConfig:
         _fraction(self, "beta2", upper_open=True)
         if not self.eps > 0:
             raise ConfigError(f"eps={self.eps} must be > 0")
+        _choice(self, "optimizer", OPTIMIZERS)
+        _fraction(self, "sgd_momentum", upper_open=True)
+        _fraction(self, "muon_momentum", upper_open=True)
+        if not (self.muon_lr > 0 and math.isfinite(self.muon_lr)):
+            raise ConfigError(f"muon_lr={self.muon_lr} must be a positive number")
+        if not (self.adafactor_eps > 0 and math.isfinite(self.adafactor_eps)):
+            raise ConfigError(f"adafactor_eps={self.adafactor_eps} must be a positive number")
+        if not (self.adafactor_clip > 0 and math.isfinite(self.adafactor_clip)):
+            raise ConfigError(f"adafactor_clip={self.adafactor_clip} must be a positive number")
+        if not 0 < self.adafactor_decay <= 1:
+            raise ConfigError(f"adafactor_decay={self.adafactor_decay} must be in (0, 1]")
         if self.tokenizer:
             _choice(self, "tokenizer", TOKENIZERS)
         _choice(self, "backend", BACKENDS)

@@ -43,6 +43,9 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, Backend):
         self.dev.fill_zero(a.block.buffer, a.offset, a.size)
         return t
 
+    def _memory_meter(self):
+        return self.dev.device_pool.meter
+
     def _from_array(self, host, shape, dtype) -> Tensor:
         t = self.rt.new(shape, dtype)
         self.rt.write_bytes(t.storage.alloc, 0, host.tobytes())

@@ -13,6 +13,7 @@ import bisect
 import ctypes
 from ctypes import byref
 
+from alpha.core.backend import MemoryMeter
 from alpha.helios import vk
 
 ALIGN = 256
@@ -118,9 +119,11 @@ class Pool:
         self.block_size = block_size
         self.blocks: list[Block] = []
         self.spare: list[Block] = []  # emptied dedicated blocks, oldest first
+        self.meter = MemoryMeter()  # bytes of live allocations (Backend.memory_stats)
 
     def alloc(self, nbytes: int) -> Allocation:
         size = max(ALIGN, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
+        self.meter.add(size)
         if size > self.block_size:
             for i, b in enumerate(self.spare):
                 if size <= b.size <= 2 * size:  # reuse in queue order, like any freed range
@@ -136,6 +139,7 @@ class Pool:
         return Allocation(self, b, b.alloc(size), size)
 
     def release(self, a: Allocation) -> None:
+        self.meter.sub(a.size)
         a.block.release(a.offset, a.size)
         if a.block.used == 0 and a.block.size > self.block_size:
             self.blocks.remove(a.block)  # a dedicated block: keep a few, give the rest back

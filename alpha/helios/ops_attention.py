@@ -10,21 +10,24 @@ dqkv. Scores, P and dS are fp32 (the softmax and its backward stay fp32); the ma
 rounded to bf16 like every matmul in this mode, once per operand (heads are first copied to a
 head-major layout, then packed). Memory: up to three (B*H, T, T) fp32 matrices at a time
 (GPT-2 small at batch 16: 805 MB each). fp32 training keeps the fused kernels (these products
-would run on the SIMT path there).
+would run on the SIMT path there). A softcap c caps S in place (c * tanh(S / c)) before the
+softmax; the backward keeps the cap's derivative 1 - tanh^2 as one more (B*H, T, T) matrix and
+multiplies dS by it.
 """
 
 from __future__ import annotations
 
 import math
 
+from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import rows as krows
 from alpha.helios.runtime import MAX_GROUPS
 
 
 class AttentionOps:
-    def _attention_forward(self, out, lse, qkv, n_head) -> None:
+    def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         if self.matmul_dtype == "f32":
-            return super()._attention_forward(out, lse, qkv, n_head)
+            return super()._attention_forward(out, lse, qkv, n_head, softcap)
         B, T, C = out.shape
         if B * T == 0:
             return
@@ -34,6 +37,8 @@ class AttentionOps:
         S = self.rt.new((B * H, T, T))
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
         self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src)
+        if softcap:
+            self._softcap(S, None, softcap)
         self._causal_softmax(S, lo, B * H, T)
         o = self.rt.new((B * H, T, hs))
         self._mm(o, self._packed_as(S, src), v, False, False, False, 1.0, dt, src)
@@ -44,9 +49,9 @@ class AttentionOps:
         if lo is not lse:
             self.rt.copy(lse, lo)
 
-    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
+    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
         if self.matmul_dtype == "f32":
-            return super()._attention_backward(dqkv, dout, qkv, out, lse, n_head)
+            return super()._attention_backward(dqkv, dout, qkv, out, lse, n_head, softcap)
         B, T, C = out.shape
         if B * T == 0:
             return
@@ -56,6 +61,9 @@ class AttentionOps:
         (do,) = self._heads(dout, B, T, H, hs, 1, src)
         P = self.rt.new((B * H, T, T))
         self._mm(P, q, k, False, True, False, scale, dt, src)
+        cap_grad = self.rt.new(P.shape) if softcap else None
+        if softcap:
+            self._softcap(P, cap_grad, softcap)
         self._causal_softmax(P, self.rt.new((B * H, T)), B * H, T)
         grads = [self.rt.new((B * H, T, hs)) for _ in range(3)]  # dq, dk, dv
         P16 = self._packed_as(P, src)
@@ -71,6 +79,10 @@ class AttentionOps:
                        [self.rt.addr(dS), self.rt.addr(dP), self.rt.addr(P), R, T],
                        (min(R, MAX_GROUPS), 1, 1))
         del P, dP
+        if cap_grad is not None:  # back through the cap: dS *= 1 - tanh(S / c)^2
+            self.rt.map("softcap_grad", [(dS, "inout"), (cap_grad, "in")], dS.shape,
+                        lambda k, ins, s: [ins[0] * ins[1]])
+            del cap_grad
         dS16 = self._packed_as(dS, src)
         self._mm(grads[0], dS16, k, False, False, False, scale, dt, src)
         self._mm(grads[1], dS16, q, True, False, False, scale, dt, src)
@@ -80,6 +92,17 @@ class AttentionOps:
             self._axpy(parts[p], grads[p].view(B, H, T, hs), 1.0)
         if g is not dqkv:
             self.rt.copy(dqkv, g)
+
+    def _softcap(self, S, grad, softcap: float) -> None:
+        """S = c * tanh(S / c) in place; with `grad`, also grad = 1 - tanh(S / c)^2."""
+        inv = 1.0 / softcap
+
+        def body(k, ins, s):
+            th = katt.tanh_clamped(k, ins[0] * s[0])
+            return [th * s[1]] if grad is None else [th * s[1], 1.0 - th * th]
+        operands = [(S, "inout")] + ([] if grad is None else [(grad, "out")])
+        self.rt.map("softcap" if grad is None else "softcap_and_grad", operands, S.shape, body,
+                    [inv, float(softcap)], ["f32", "f32"])
 
     def _attention_src(self, B, H, T, C) -> str:
         """The matmuls' input type: 16-bit bits packed once per operand where tensor cores

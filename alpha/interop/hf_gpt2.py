@@ -23,14 +23,13 @@ import re
 
 from alpha.core.config import ModelConfig
 from alpha.core.errors import ConfigError, InteropError
+from alpha.interop.compat import TO_HF_ACTIVATION, not_gpt2
 
 ARCHITECTURE = "GPT2LMHeadModel"
 MODEL_TYPE = "gpt2"
 EOT_TOKEN = "<|endoftext|>"  # GPT-2's end-of-text token (bos, eos and unk of its tokenizer)
 HEAD_DIM = 64  # OpenAI's GPT-2 sizes all have 64-wide heads: n_head = n_embd / 64 when unknown
 
-# Alpha activation -> HF activation_function (gelu is the tanh approximation, HF's gelu_new)
-TO_HF_ACTIVATION = {"gelu": "gelu_new", "relu": "relu", "silu": "silu"}
 # HF activation_function -> Alpha (gelu_fast and gelu_pytorch_tanh are the same tanh formula)
 FROM_HF_ACTIVATION = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
                       "relu": "relu", "silu": "silu", "swish": "silu"}
@@ -75,11 +74,9 @@ def alpha_name(name: str) -> str | None:
 
 def check_exportable(cfg: ModelConfig) -> None:
     """InteropError naming the first setting HF's GPT-2 has no way to express."""
-    if cfg.activation not in TO_HF_ACTIVATION:
-        raise InteropError(
-            f"activation={cfg.activation} cannot be exported as Hugging Face GPT-2: its MLP is "
-            "c_fc -> activation -> c_proj with one input projection, and a gated (SwiGLU) MLP "
-            f"needs two; models with activation {', '.join(TO_HF_ACTIVATION)} export")
+    reason = not_gpt2(cfg)
+    if reason is not None:
+        raise InteropError(f"cannot export as Hugging Face GPT-2: {reason}")
 
 
 def hf_config(cfg: ModelConfig, bos_token_id: int | None, eos_token_id: int | None) -> dict:

@@ -4,6 +4,10 @@
                -> n_layer x Block: x = x + dropout(attn(ln_1(x)));  x = x + dropout(mlp(ln_2(x)))
                -> ln_f -> logits = x @ wte^T (or lm_head.weight^T) -> mean cross-entropy
 
+Options beyond GPT-2 (ModelConfig): `pos="rope"` drops wpe and turns q and k of every head by
+their positions inside attention (`ops.rope` on the packed qkv, tables from `alpha.model.rope`);
+`attn_softcap` caps the attention scores (c * tanh(s / c)) before the softmax.
+
 All parameters live in ONE flat buffer (`params`), their gradients in another (`grads`), laid out by
 `alpha.model.params.param_table`; each named parameter is a view. The optimizer state (AdamW m, v)
 is the trainer's: two more flat buffers of the same length, updated over `decay_ranges`.
@@ -27,12 +31,14 @@ import math
 from array import array
 
 from alpha.autograd import ops
+from alpha.autograd.checkpoint import checkpoint
 from alpha.autograd.tape import Tape, Var
 from alpha.core.config import ModelConfig
 from alpha.core.errors import CheckpointError
 from alpha.core.rng import Rng
 from alpha.model import params as P
 from alpha.model.kvcache import InferenceTape, KVCache  # noqa: F401  (KVCache: re-exported)
+from alpha.model.rope import tables as rope_tables
 
 # a block's parameters in the order the fused `block_decode` takes them
 BLOCK_PARAMS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
@@ -66,7 +72,12 @@ class GPT:
             off += n
         self.tape = Tape(backend)
         self.training = True
+        # activation checkpointing (TrainConfig.activation_checkpointing): the training forward
+        # keeps each block's input only; the backward recomputes the block on `_block_tape`
+        self.checkpointing = False
+        self._block_tape: Tape | None = None
         self._positions: dict[int, object] = {}  # T -> i32 tensor 0..T-1
+        self._rope: tuple | None = None  # (cos, sin) (block_size, head_dim/2) with pos=rope
         self._loss: Var | None = None
         self._itape: InferenceTape | None = None  # the cached forward's scratch (made on first use)
         self._block_params: list[tuple] | None = None  # per layer, for block_decode
@@ -154,6 +165,15 @@ class GPT:
             pos = self._positions[T] = self.backend.from_array(range(T), (T,), "i32")
         return pos
 
+    def _rope_tables(self) -> tuple:
+        """(cos, sin) tensors (block_size, head_dim/2) for pos=rope, made once."""
+        if self._rope is None:
+            cfg = self.cfg
+            shape = (cfg.block_size, cfg.head_dim // 2)
+            self._rope = tuple(self.backend.from_array(a, shape, self.dtype) for a in
+                               rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_theta))
+        return self._rope
+
     def forward(self, ids, targets=None, *, cache: KVCache | None = None, slots=None,
                 last_only: bool = False):
         """ids (B, T) i32 -> (logits (B, T, V), loss (1,) or None). In training mode the tape
@@ -176,11 +196,16 @@ class GPT:
         drop = self.rng.stream("dropout") if self.training and cfg.dropout > 0 else None
         pdrop = cfg.dropout
 
-        tok = ops.embedding(t, ids, p["wte"])  # (B, T, C)
-        pos = ops.embedding(t, self._positions_for(T), p["wpe"])  # (T, C)
-        x = ops.dropout(t, ops.add(t, tok, pos), pdrop, drop)  # (B, T, C)
+        x = ops.embedding(t, ids, p["wte"])  # (B, T, C)
+        if cfg.pos == "learned":
+            pos = ops.embedding(t, self._positions_for(T), p["wpe"])  # (T, C)
+            x = ops.add(t, x, pos)
+        x = ops.dropout(t, x, pdrop, drop)  # (B, T, C)
         for i in range(cfg.n_layer):
-            x = self._block(x, i, drop)
+            if self.checkpointing and t.recording:
+                x = self._checkpointed_block(x, i, drop)
+            else:
+                x = self._block(x, i, drop)
         x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
         head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
         logits = ops.linear(t, x, head, transpose_w=True)  # (B, T, V)
@@ -198,7 +223,11 @@ class GPT:
         # attention: x = x + dropout(c_proj(attention(c_attn(ln_1(x)))))
         a = ops.layernorm(t, x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), eps)
         qkv = ops.linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"))
-        a = ops.attention(t, qkv, cfg.n_head)  # (B, T, C)
+        if cfg.pos == "rope":  # q, k turned by their positions 0..T-1
+            cos, sin = self._rope_tables()
+            T = qkv.data.shape[1]
+            qkv = ops.rope(t, qkv, self._positions_for(T), cos, sin, cfg.n_head)
+        a = ops.attention(t, qkv, cfg.n_head, cfg.attn_softcap)  # (B, T, C)
         a = ops.linear(t, a, p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"))
         x = ops.add(t, x, ops.dropout(t, a, pdrop, drop))
         # MLP: x = x + dropout(c_proj(act(c_fc(ln_2(x)))))
@@ -207,6 +236,26 @@ class GPT:
         m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
         m = ops.linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))
         return ops.add(t, x, ops.dropout(t, m, pdrop, drop))
+
+    def _checkpointed_block(self, x: Var, i: int, drop) -> Var:
+        """`_block` i through `alpha.autograd.checkpoint`: recomputed in the backward pass."""
+        if self._block_tape is None:
+            self._block_tape = Tape(self.backend)
+        h = f"h.{i}."
+        params = tuple(v for name, v in self.vars.items() if name.startswith(h))
+
+        def block(tape: Tape, xin: Var, stream) -> Var:
+            return self._block_on(tape, xin, i, stream)
+        return checkpoint(self.tape, self._block_tape, block, x, drop, params)
+
+    def _block_on(self, tape: Tape, x: Var, i: int, drop) -> Var:
+        """`_block` recorded on `tape` instead of the model's: the very same code (whatever
+        options it grows), so a recomputed block cannot drift from the one it replaces."""
+        main, self.tape = self.tape, tape
+        try:
+            return self._block(x, i, drop)
+        finally:
+            self.tape = main
 
     # ---- inference: the same forward with a KV cache ------------------------------------------
     def _forward_cached(self, ids, cache: KVCache, slots, last_only: bool):
@@ -224,13 +273,18 @@ class GPT:
             self._itape = InferenceTape(be)
         t = self._itape
         t.reset()
-        rows = T == 1  # decode: products row by row (batch-invariant), maybe fused
+        # products row by row (matmul_rows), prefill too: a row's bits depend neither on the other
+        # rows of the batch nor on where its prompt was cut into chunks, so the server may prefill
+        # several prompts in one forward; one new token per row may run fused (block_decode)
+        rows = True
 
         positions = be.from_array([s + j for s in starts for j in range(T)], (B, T), "i32")
-        tok = ops.embedding(t, ids, p["wte"])  # (B, T, C)
-        pos = ops.embedding(t, positions, p["wpe"])  # (B, T, C): each row's own positions
-        x = ops.add(t, tok, pos)
-        fused = rows and self.fused_decode
+        x = ops.embedding(t, ids, p["wte"])  # (B, T, C)
+        if cfg.pos == "learned":
+            pos = ops.embedding(t, positions, p["wpe"])  # (B, T, C): each row's own positions
+            x = ops.add(t, x, pos)
+        options = self._decode_options()
+        fused = T == 1 and self.fused_decode
         if fused:
             if self._block_params is None:
                 self._block_params = [tuple(self.vars[f"h.{i}.{n}"].data
@@ -241,14 +295,14 @@ class GPT:
             try:
                 for i in range(cfg.n_layer):
                     be.block_decode(x2, cache.layers[i], slots, starts, self._block_params[i],
-                                    cfg.n_head, cfg.activation, cfg.layernorm_eps)
+                                    cfg.n_head, cfg.activation, cfg.layernorm_eps, **options)
             except NotImplementedError:
                 if i:  # a backend declines before doing anything, never halfway
                     raise
                 self.fused_decode = fused = False
         if not fused:
             for i in range(cfg.n_layer):
-                x = self._block_cached(t, x, i, cache, slots, starts, rows)
+                x = self._block_cached(t, x, i, cache, slots, starts, rows, positions)
         for s in slots:
             cache.lengths[s] += T
 
@@ -276,9 +330,20 @@ class GPT:
             be.binary(out2, "add", out2, b.data)
         return Var(out)
 
-    def _block_cached(self, t, x: Var, i: int, cache: KVCache, slots, starts, rows) -> Var:
+    def _decode_options(self) -> dict:
+        """The non-GPT-2 settings `block_decode` must honour (or decline), only those set."""
+        cfg, options = self.cfg, {}
+        if cfg.pos == "rope":
+            options["rope"] = self._rope_tables()
+        if cfg.attn_softcap:
+            options["softcap"] = cfg.attn_softcap
+        return options
+
+    def _block_cached(self, t, x: Var, i: int, cache: KVCache, slots, starts, rows,
+                      positions) -> Var:
         """`_block` in eval mode over a KV cache: the new positions' k, v go into their slots and
-        each row attends over its own sequence."""
+        each row attends over its own sequence. positions (B, T) i32: each row's own (rope
+        turns q and k by them, so the cache holds turned keys)."""
         cfg, p, be = self.cfg, self.vars, self.backend
         h = f"h.{i}."
         eps, C = cfg.layernorm_eps, cfg.n_embd
@@ -286,6 +351,12 @@ class GPT:
         a = ops.layernorm(t, x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), eps)
         qkv = self._linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
                            rows).data  # (B, T, 3C)
+        if cfg.pos == "rope":
+            cos, sin = self._rope_tables()
+            turned = t.buffer(qkv.shape, qkv.dtype)
+            be.rope_forward(turned, qkv, positions, cos, sin, cfg.n_head)
+            qkv = turned
+        cap = cfg.attn_softcap
         att = t.buffer((B, T, C), qkv.dtype)
         layer = cache.layers[i]
         s0 = slots[0]
@@ -293,14 +364,14 @@ class GPT:
             span = layer.narrow(0, s0, B)
             be.copy(span.narrow(1, starts[0], T), qkv.narrow(2, C, 2 * C))
             be.kv_attention(att, qkv.narrow(2, 0, C), span.narrow(2, 0, C), span.narrow(2, C, C),
-                            cfg.n_head, starts[0])
+                            cfg.n_head, starts[0], cap)
         else:  # sequences of different lengths: one row at a time
             for b, (s, start) in enumerate(zip(slots, starts)):
                 span = layer.narrow(0, s, 1)
                 q = qkv.narrow(0, b, 1)
                 be.copy(span.narrow(1, start, T), q.narrow(2, C, 2 * C))
                 be.kv_attention(att.narrow(0, b, 1), q.narrow(2, 0, C), span.narrow(2, 0, C),
-                                span.narrow(2, C, C), cfg.n_head, start)
+                                span.narrow(2, C, C), cfg.n_head, start, cap)
         a = self._linear(t, Var(att), p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
                          rows)
         x = ops.add(t, x, a)

@@ -33,7 +33,9 @@ def _entries(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...], bool]]:
         ]
     if not cfg.tie_embeddings:
         decay.append(("lm_head.weight", (V, C)))
-    no_decay += [("wte", (V, C)), ("wpe", (cfg.block_size, C))]
+    no_decay.append(("wte", (V, C)))
+    if cfg.pos == "learned":  # rope has no position parameters
+        no_decay.append(("wpe", (cfg.block_size, C)))
     for i in range(cfg.n_layer):
         p = f"h.{i}."
         no_decay.append((p + "ln_1.weight", (C,)))

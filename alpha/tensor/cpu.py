@@ -22,7 +22,8 @@ from alpha.tensor.cpu_kernels import (
 )
 from alpha.tensor.cpu_matmul import matmul as sgemm
 from alpha.tensor.cpu_nn import CPUNNOps
-from alpha.tensor.cpu_storage import CPUStorage
+from alpha.tensor.cpu_optim import CPUOptimOps
+from alpha.tensor.cpu_storage import METER, CPUStorage
 from alpha.tensor.tensor import Tensor, broadcast_strides
 
 _BIN = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5}
@@ -35,7 +36,7 @@ assert set(_BIN) == set(BINARY_OPS) and set(_UN) == set(UNARY_OPS)
 assert set(_SCALAR) == set(SCALAR_OPS)
 
 
-class CPUBackend(CPUNNOps, Backend):
+class CPUBackend(CPUNNOps, CPUOptimOps, Backend):
     name = "cpu"
 
     def __init__(self):
@@ -77,6 +78,9 @@ class CPUBackend(CPUNNOps, Backend):
 
     def _zeros(self, shape, dtype) -> Tensor:
         return self._empty(shape, dtype)  # CPUStorage memory starts zeroed
+
+    def _memory_meter(self):
+        return METER
 
     def _from_array(self, host, shape, dtype) -> Tensor:
         t = self._empty(shape, dtype)

@@ -1,5 +1,5 @@
 """The CPU backend's neural-network ops: softmax, layernorm, activations, dropout, embeddings,
-fused cross-entropy, fused attention and AdamW — each one C call on arguments the front
+fused cross-entropy and fused attention — each one C call on arguments the front
 (`alpha.core.backend.Backend`) has checked.
 
 A mixin of `alpha.tensor.cpu.CPUBackend` (which provides `k`, the kernels, and the contiguity
@@ -197,19 +197,19 @@ class CPUNNOps:
         self._wback(dlogits, buf)
 
     # ---- fused causal self-attention ----------------------------------------------------------
-    def _attention_forward(self, out, lse, qkv, n_head) -> None:
+    def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
         if B * T * C == 0:
             return
         ob, lb = self._wbuf(out, False), self._wbuf(lse, False)
         qkv = self._contig(qkv)
         if self.k.attention_forward(ptr(ob), ptr(lb), ptr(qkv), B, T, C,
-                                    n_head):
+                                    n_head, softcap):
             raise oom("attention_forward")
         self._wback(out, ob)
         self._wback(lse, lb)
 
-    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
+    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
         if B * T * C == 0:
             return
@@ -218,11 +218,11 @@ class CPUNNOps:
         out, lse = self._contig(out), self._contig(lse)
         if self.k.attention_backward(ptr(buf), ptr(dout),
                                      ptr(qkv), ptr(out),
-                                     ptr(lse), B, T, C, n_head):
+                                     ptr(lse), B, T, C, n_head, softcap):
             raise oom("attention_backward")
         self._wback(dqkv, buf)
 
-    def _kv_attention(self, out, q, k, v, n_head, start) -> None:
+    def _kv_attention(self, out, q, k, v, n_head, start, softcap=0.0) -> None:
         B, Tq, C = q.shape
         if B * Tq * C == 0:
             return
@@ -230,8 +230,26 @@ class CPUNNOps:
         buf = self._wbuf(out, False)
         if self.k.kv_attention(ptr(buf), ptr(q), q.strides[0], q.strides[1], ptr(k),
                                k.strides[0], k.strides[1], ptr(v), v.strides[0], v.strides[1],
-                               B, Tq, C, n_head, start):
+                               B, Tq, C, n_head, start, softcap):
             raise oom("kv_attention")
+        self._wback(out, buf)
+
+    # ---- rotary position embedding --------------------------------------------------------------
+    def _rope_forward(self, out, qkv, positions, cos, sin, n_head) -> None:
+        self._rope(self.k.rope_forward, out, False, qkv, positions, cos, sin, n_head)
+
+    def _rope_backward(self, dqkv, dout, positions, cos, sin, n_head) -> None:
+        self._rope(self.k.rope_backward, dqkv, True, dout, positions, cos, sin, n_head)
+
+    def _rope(self, fn, out, add, x, positions, cos, sin, n_head) -> None:
+        B, T, C3 = x.shape
+        if B * T == 0:
+            return
+        buf = self._wbuf(out, add)
+        x, positions = self._contig(x), self._contig(positions)
+        cos, sin = self._contig(cos), self._contig(sin)
+        fn(ptr(buf), ptr(x), ptr(positions), positions.numel, ptr(cos), ptr(sin), B * T,
+           C3 // 3, n_head)
         self._wback(out, buf)
 
     # ---- the batch-invariant product and the fused decode block (for inference) --------------
@@ -250,12 +268,16 @@ class CPUNNOps:
                                 ptr(buf), N, 1.0, 0)
         self._wback(out, buf)
 
-    def _block_decode(self, x, cache, slots, positions, params, n_head, activation, eps) -> None:
+    def _block_decode(self, x, cache, slots, positions, params, n_head, activation, eps,
+                      **options) -> None:
         """In one C call (`csrc/decode.c`), bit-identical to the GPT's op-by-op cached forward
         and, row by row, to the same call with M = 1. The params tuple's checks are done here,
         once per tuple, and remembered with its pointers (the model passes the same tuple every
-        token), so a call costs a few microseconds of Python."""
+        token), so a call costs a few microseconds of Python. GPT-2's block only: any of the
+        `options` (rope, softcap) is declined, and the model runs that block op by op."""
         op = "block_decode"
+        if options:
+            raise NotImplementedError(f"need block_decode with {', '.join(sorted(options))}")
         M, C = x.shape
         T = cache.shape[1]
         seen = self.__dict__.setdefault("_block_params", {})  # key -> (params, checked args)
@@ -298,17 +320,3 @@ class CPUNNOps:
                 raise ValueError(f"{op}: param {i} is {got}; expected contiguous f32 {want}")
             ptrs.append(ptr(t))
         return tuple(ptrs), H, act
-
-    # ---- optimizer ---------------------------------------------------------------------------
-    def _adamw_step(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
-                    grad_scale) -> None:
-        n = param.numel
-        if n == 0:
-            return
-        pb, mb, vb = self._wbuf(param, True), self._wbuf(m, True), self._wbuf(v, True)
-        grad = self._contig(grad)
-        self.k.adamw_step(ptr(pb), ptr(grad), ptr(mb), ptr(vb), n, lr, beta1,
-                          beta2, eps, weight_decay, step, grad_scale)
-        self._wback(param, pb)
-        self._wback(m, mb)
-        self._wback(v, vb)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ctypes
 
-from alpha.core.backend import DTYPES
+from alpha.core.backend import DTYPES, MemoryMeter
 
 ALIGN = 64
+METER = MemoryMeter()  # bytes held by every live CPUStorage of the process (memory_stats)
 
 
 class CPUStorage:
@@ -21,6 +22,13 @@ class CPUStorage:
         self.raw = (ctypes.c_char * (nbytes + ALIGN))()  # zero-filled by ctypes
         base = ctypes.addressof(self.raw)
         self.ptr = (base + ALIGN - 1) // ALIGN * ALIGN  # address of element 0
+        METER.add(nbytes)
+
+    def __del__(self):
+        try:
+            METER.sub(self.nbytes)
+        except Exception:  # interpreter shutdown: the module may be gone
+            pass
 
     def view(self, dtype: str, offset: int = 0, count: int | None = None) -> memoryview:
         """A typed memoryview over `count` elements starting at element `offset`."""

@@ -23,6 +23,7 @@ from typing import Sequence
 from alpha.core import rng as _rng
 from alpha.core.backend import BINARY_OPS, DTYPES, FLOAT_DTYPES, UNARY_OPS, Backend
 from alpha.core.checks import reduced_shape
+from alpha.tensor import reference_attention as ref_attn
 from alpha.tensor.tensor import Tensor
 
 GELU_K = math.sqrt(2.0 / math.pi)
@@ -465,66 +466,28 @@ class ReferenceBackend(Backend):
             result += [(e[j] / s - (1.0 if j == t else 0.0)) * g for j in range(V)]
         _add_into(dlogits, result)
 
-    # ---- fused causal self-attention ----------------------------------------------------------
-    def _scores(self, X, b, h, t, T, C, hs) -> list[float]:
-        """Scaled scores of query t against keys 0..t (batch b, head h) from packed qkv X."""
-        scale = 1.0 / math.sqrt(hs)
-        qo = (b * T + t) * 3 * C + h * hs
-        result = []
-        for s in range(t + 1):
-            ko = (b * T + s) * 3 * C + C + h * hs
-            result.append(scale * sum(X[qo + d] * X[ko + d] for d in range(hs)))
-        return result
-
-    def _attention_forward(self, out, lse, qkv, n_head) -> None:
+    # ---- fused causal self-attention (the math: alpha.tensor.reference_attention) ---------
+    def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
-        hs = C // n_head
-        X = _read(qkv)
-        y = [0.0] * (B * T * C)
-        lses = [0.0] * (B * n_head * T)
-        for b in range(B):
-            for h in range(n_head):
-                for t in range(T):
-                    sc = self._scores(X, b, h, t, T, C, hs)
-                    m = max(sc)
-                    lse_t = m + math.log(sum(_exp(v - m) for v in sc))
-                    lses[(b * n_head + h) * T + t] = lse_t
-                    for s, v in enumerate(sc):
-                        p = _exp(v - lse_t)
-                        vo = (b * T + s) * 3 * C + 2 * C + h * hs
-                        for d in range(hs):
-                            y[(b * T + t) * C + h * hs + d] += p * X[vo + d]
+        y, lses = ref_attn.attention_forward(_read(qkv), B, T, C, n_head, softcap)
         _write(out, y)
         _write(lse, lses)
 
-    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
+    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
-        hs = C // n_head
-        X, G, L = _read(qkv), _read(dout), _read(lse)
-        C3 = 3 * C
-        scale = 1.0 / math.sqrt(hs)
-        dX = [0.0] * len(X)
-        for b in range(B):
-            for h in range(n_head):
-                for t in range(T):
-                    sc = self._scores(X, b, h, t, T, C, hs)
-                    P = [_exp(v - L[(b * n_head + h) * T + t]) for v in sc]
-                    go = (b * T + t) * C + h * hs
-                    qo = (b * T + t) * C3 + h * hs
-                    dP = []
-                    for s in range(t + 1):
-                        vo = (b * T + s) * C3 + 2 * C + h * hs
-                        dP.append(sum(G[go + d] * X[vo + d] for d in range(hs)))
-                        for d in range(hs):
-                            dX[vo + d] += P[s] * G[go + d]  # dv
-                    D = sum(p * dp for p, dp in zip(P, dP))
-                    for s in range(t + 1):
-                        dS = P[s] * (dP[s] - D) * scale
-                        ko = (b * T + s) * C3 + C + h * hs
-                        for d in range(hs):
-                            dX[qo + d] += dS * X[ko + d]  # dq
-                            dX[ko + d] += dS * X[qo + d]  # dk
-        _add_into(dqkv, dX)
+        _add_into(dqkv, ref_attn.attention_backward(_read(qkv), _read(dout), _read(lse), B, T,
+                                                    C, n_head, softcap))
+
+    # ---- rotary position embedding --------------------------------------------------------
+    def _rope_forward(self, out, qkv, positions, cos, sin, n_head) -> None:
+        B, T, C3 = qkv.shape
+        _write(out, ref_attn.rope(_read(qkv), _read(positions), _read(cos), _read(sin), B * T,
+                                  C3 // 3, n_head, False))
+
+    def _rope_backward(self, dqkv, dout, positions, cos, sin, n_head) -> None:
+        B, T, C3 = dout.shape
+        _add_into(dqkv, ref_attn.rope(_read(dout), _read(positions), _read(cos), _read(sin),
+                                      B * T, C3 // 3, n_head, True))
 
     # ---- inference (the serving engine) -------------------------------------------------
     def _matmul_rows(self, out, a, b, trans_b) -> None:
@@ -533,29 +496,10 @@ class ReferenceBackend(Backend):
 
     # (no _block_decode: the model runs the block op by op)
 
-    def _kv_attention(self, out, q, k, v, n_head, start) -> None:
+    def _kv_attention(self, out, q, k, v, n_head, start, softcap=0.0) -> None:
         B, Tq, C = q.shape
-        hs = C // n_head
-        Tk = k.shape[1]
-        Q, K, V = _read(q), _read(k), _read(v)
-        scale = 1.0 / math.sqrt(hs)
-        y = [0.0] * (B * Tq * C)
-        for b in range(B):
-            for h in range(n_head):
-                for i in range(Tq):
-                    qo = (b * Tq + i) * C + h * hs
-                    sc = []
-                    for s in range(start + i + 1):
-                        ko = (b * Tk + s) * C + h * hs
-                        sc.append(scale * sum(Q[qo + d] * K[ko + d] for d in range(hs)))
-                    m = max(sc)
-                    e = [_exp(x - m) for x in sc]
-                    tot = sum(e)
-                    for s, es in enumerate(e):
-                        vo = (b * Tk + s) * C + h * hs
-                        for d in range(hs):
-                            y[qo + d] += es / tot * V[vo + d]
-        _write(out, y)
+        _write(out, ref_attn.kv_attention(_read(q), _read(k), _read(v), B, Tq, k.shape[1], C,
+                                          n_head, start, softcap))
 
     # ---- optimizer ---------------------------------------------------------------------------
     def _adamw_step(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,

@@ -6,7 +6,9 @@ an allocation deep inside the first step.
 The estimate, in float32 values:
     parameters, gradients, AdamW m and v     4 x P, and 3 x P host copies for checkpoints
     activations kept for backward            B*T*(n_layer*(10*C + 3*H) + 2*C) plus B*T*V*2 for
-                                             the logits and their gradient
+                                             the logits and their gradient; with activation
+                                             checkpointing one block's (10*C + 3*H) plus each
+                                             block's input and its gradient (2*C per block)
 and backward's temporaries are taken as large as the activations again (a bound, measured to
 be within 2x of the peak RSS on the CPU backend). The host's free memory is MemAvailable from
 /proc/meminfo.
@@ -39,7 +41,8 @@ class Estimate:
                 f"block {block} {_gib(self.activation_bytes)}")
 
 
-def estimate(cfg, batch_size: int, accum_steps: int = 1) -> Estimate:
+def estimate(cfg, batch_size: int, accum_steps: int = 1,
+             checkpointing: bool = False) -> Estimate:
     """The memory a training step of `cfg` at `batch_size` needs (accumulation does not add:
     micro-batches run one after the other)."""
     from alpha.model.params import num_params
@@ -47,7 +50,10 @@ def estimate(cfg, batch_size: int, accum_steps: int = 1) -> Estimate:
     P = num_params(cfg)
     B, T, C, V = batch_size, cfg.block_size, cfg.n_embd, cfg.vocab_size
     H = cfg.hidden_dim * (2 if cfg.activation == "swiglu" else 1)
-    kept = B * T * (cfg.n_layer * (10 * C + 3 * H) + 2 * C) + 2 * B * T * V
+    if checkpointing:  # alpha.autograd.checkpoint: one block's intermediates at a time
+        kept = B * T * (cfg.n_layer * 2 * C + (10 * C + 3 * H) + 2 * C) + 2 * B * T * V
+    else:
+        kept = B * T * (cfg.n_layer * (10 * C + 3 * H) + 2 * C) + 2 * B * T * V
     # params, grads, m, v on the device, and the three host copies a checkpoint is written from
     return Estimate(params=P, weights_bytes=7 * 4 * P, activation_bytes=2 * 4 * kept)
 
@@ -64,10 +70,11 @@ def available_bytes() -> int | None:
     return None
 
 
-def check(cfg, batch_size: int, accum_steps: int = 1, available: int | None = None) -> str | None:
+def check(cfg, batch_size: int, accum_steps: int = 1, available: int | None = None,
+          checkpointing: bool = False) -> str | None:
     """MemoryBudgetError when the run cannot fit in the memory available; a warning (str) when
     it takes more than WARN_ABOVE of it; None when it fits comfortably or nothing is known."""
-    est = estimate(cfg, batch_size, accum_steps)
+    est = estimate(cfg, batch_size, accum_steps, checkpointing)
     free = available_bytes() if available is None else available
     if not free:
         return None

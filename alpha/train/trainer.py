@@ -17,7 +17,7 @@ Cadence (0 turns each off): eval_interval (and the last step), sample_interval (
 step), checkpoint_interval (the last step always gets one). Retention keeps the newest
 keep_checkpoints checkpoints plus the best-val one; keep_checkpoints=0 keeps them all.
 
-What makes resume exact: a checkpoint holds the parameters, both AdamW moments, the optimizer step,
+What makes resume exact: a checkpoint holds the parameters, the optimizer's state and step,
 every RNG stream's position (data, dropout, sampling) and the data sampler's state. Evaluation uses
 its own stream ("eval", restarted at each eval so every eval sees the same batches) and sampling its
 own ("sampling"); neither touches the training trajectory.
@@ -50,7 +50,8 @@ from alpha.train import data as D
 from alpha.train import reporting, restore, signals
 from alpha.train.data import BatchSampler
 from alpha.train.generate import generate
-from alpha.train.optim import AdamW, clip_coef, grad_norm
+from alpha.train.optim import clip_coef, grad_norm
+from alpha.train.optimizers import build_optimizer
 from alpha.train.progress import Progress, format_duration
 from alpha.train.runfolder import RunFolder
 from alpha.train.schedule import lr_for
@@ -135,7 +136,8 @@ class Trainer:
         self.model_config = self.config.model
         self.train_config = tc = self.config.train
         if self.backend.name == "cpu":  # host memory; a GPU's is the device's to refuse
-            warning = budget.check(self.model_config, tc.batch_size, tc.accum_steps)
+            warning = budget.check(self.model_config, tc.batch_size, tc.accum_steps,
+                                   checkpointing=tc.activation_checkpointing)
             if warning:
                 self.warn(f"warning: {warning}")
         self.data = D.run_data(config, self.tokenizer, log)
@@ -155,14 +157,12 @@ class Trainer:
 
         self.rng = self.dist.rng(tc.seed)  # distributed: dropout masks of the global batch
         self.model = GPT(self.model_config, self.backend, self.rng)
+        self.model.checkpointing = tc.activation_checkpointing  # recompute blocks in backward
         if init_from is not None:
             # a new run from another model's weights (train --init-from, alpha.interop): its
             # tokenizer and model config, step 0, a fresh optimizer
             restore.load_params(self.model, init_from)
-        self.optimizer = AdamW(
-            self.backend, self.model.params, self.model.grads, [self.model.decay_range],
-            beta1=tc.beta1, beta2=tc.beta2, eps=tc.eps, weight_decay=tc.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.backend, self.model, tc)  # --optimizer
         self.sampler = BatchSampler(self.data.train, tc.batch_size, self.model_config.block_size,
                                     self.rng)
         self.step = 0
@@ -241,7 +241,7 @@ class Trainer:
         h = ck.header
         try:
             restore.load_params(self.model, ck)
-            self.optimizer.load_state(h["optimizer"], ck.tensors["m"], ck.tensors["v"])
+            self.optimizer.load_state(h["optimizer"], ck.tensors)
             if int(h["rng"]["seed"]) != self.rng.seed:
                 raise ValueError(f"seed {h['rng']['seed']} in the checkpoint, {self.rng.seed} now")
             for name, position in h["rng"]["positions"].items():
@@ -537,9 +537,9 @@ class Trainer:
         n = self.model.params.numel
         tensors = {
             "params": (be.to_array(self.model.params), (n,), "f32"),
-            "m": (be.to_array(self.optimizer.m), (n,), "f32"),
-            "v": (be.to_array(self.optimizer.v), (n,), "f32"),
         }
+        for name, t in self.optimizer.state_tensors().items():  # AdamW's m, v; Lion's lion_m...
+            tensors[name] = (be.to_array(t), (t.numel,), "f32")
         size, checksum = ckpt_format.save(path, self.checkpoint_header(val_loss), tensors)
         self.checkpoints[self.step] = val_loss
         removed = ckpt_format.prune(self.checkpoints, self.train_config.keep_checkpoints,

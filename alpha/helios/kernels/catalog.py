@@ -7,6 +7,7 @@ from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import matmul as kmm
+from alpha.helios.kernels import rope as krope
 from alpha.helios.kernels import rows as krows
 
 
@@ -84,6 +85,16 @@ def builders() -> dict:
         "attention_backward_dv_tiled": lambda: katt.attention_backward_kv_tiled(8, "dv"),
         "attention_forward_tiled64": lambda: katt.attention_forward_tiled(64),
         "attention_backward_dk_tiled64": lambda: katt.attention_backward_kv_tiled(64, "dk"),
+        # the softcap variants (a compile-time cap: every builder takes it)
+        "attention_forward_cap": lambda: katt.attention_forward(128, 2.5),
+        "attention_backward_dq_cap": lambda: katt.attention_backward_dq(128, 2.5),
+        "attention_backward_dkv_cap": lambda: katt.attention_backward_dkv(128, 2.5),
+        "attention_forward_tiled_cap": lambda: katt.attention_forward_tiled(8, 30.0),
+        "attention_backward_dq_tiled_cap": lambda: katt.attention_backward_dq_tiled(8, 30.0),
+        "attention_backward_dk_tiled_cap": lambda: katt.attention_backward_kv_tiled(8, "dk",
+                                                                                    30.0),
+        "rope_forward": lambda: krope.rope(False),
+        "rope_backward": lambda: krope.rope(True),
     }
     out["matmul_default_ck_bf16"] = lambda: kmm.matmul_kernel(kmm.DEFAULT, True, False, "bf16")
     out["pack16_bf16"] = lambda: kcm.pack16_kernel("bf16")

@@ -9,6 +9,10 @@
  * the backward recomputes P = exp(S - lse) the same way, and accumulates dK and dV in per-task
  * buffers added into dqkv once. Every (b, h) is computed by one thread in a fixed order, so the
  * result is bit-identical for any thread count.
+ *
+ * With a softcap c > 0 (Gemma 2) every scaled score s is replaced by c * tanh(s / c) before the
+ * softmax; the backward multiplies dS by the cap's derivative 1 - tanh(s / c)^2. c = 0 is off:
+ * the scores are then exactly GPT-2's (no extra rounding).
  */
 #include "alpha.h"
 #include "alpha_math.h"
@@ -21,6 +25,7 @@ typedef struct {
     float *out, *lse, *dqkv;
     const float *qkv, *dout, *fout, *flse;
     int64_t B, T, C, nh;
+    float softcap;
     int failed;
 } attn_ctx;
 
@@ -37,6 +42,12 @@ static inline vf vload(const float *p) {
 }
 
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* s[0..n) = cap * tanh(s / cap) in place (cap > 0). */
+static void softcap_scores(float *s, int64_t n, float cap) {
+    float inv = 1.0f / cap;
+    for (int64_t j = 0; j < n; j++) s[j] = cap * alpha_tanhf(s[j] * inv);
+}
 
 /* C[q, j] = sum_k A[q, k] * B[k, j] for q < QB, j < n, over K. A rows have stride lda, B rows
  * ldb, C rows ldc; C is overwritten. Both products of attention have this shape: scores
@@ -151,6 +162,7 @@ static void attn_fwd_task(void *vctx, int64_t begin, int64_t end) {
                     continue;
                 }
                 int64_t L = t0 + q + 1; /* causal: keys 0..t0+q */
+                if (c->softcap > 0.0f) softcap_scores(s, L, c->softcap);
                 float m = -INFINITY;
                 for (int64_t j = 0; j < L; j++) m = s[j] > m ? s[j] : m;
                 for (int64_t j = 0; j < L; j++) s[j] = alpha_expf(s[j] - m);
@@ -177,8 +189,8 @@ static void attn_fwd_task(void *vctx, int64_t begin, int64_t end) {
 
 /* out (B, T, C), lse (B, nh, T) from qkv (B, T, 3C). Returns 0, or -1 if out of memory. */
 int attention_forward(float *out, float *lse, const float *qkv, int64_t B, int64_t T, int64_t C,
-                      int64_t nh) {
-    attn_ctx c = {out, lse, NULL, qkv, NULL, NULL, NULL, B, T, C, nh, 0};
+                      int64_t nh, float softcap) {
+    attn_ctx c = {out, lse, NULL, qkv, NULL, NULL, NULL, B, T, C, nh, softcap, 0};
     alpha_parallel_for(B * nh, 1, attn_fwd_task, &c);
     return c.failed ? -1 : 0;
 }
@@ -222,7 +234,17 @@ static void attn_bwd_task(void *vctx, int64_t begin, int64_t end) {
                 const float *g = dOb + q * hs;
                 float D = 0.0f;
                 for (int64_t d = 0; d < hs; d++) D += g[d] * o[d];
-                for (int64_t j = 0; j < L; j++) {
+                float cap = c->softcap;
+                if (cap > 0.0f) {
+                    float inv = 1.0f / cap;
+                    for (int64_t j = 0; j < L; j++) {
+                        float th = alpha_tanhf(p[j] * inv);
+                        float pj = alpha_expf(cap * th - lse);
+                        p[j] = pj;
+                        dp[j] = pj * (dp[j] - D) * (1.0f - th * th) * scale; /* through the cap */
+                    }
+                }
+                for (int64_t j = 0; cap <= 0.0f && j < L; j++) {
                     float pj = alpha_expf(p[j] - lse);
                     p[j] = pj;
                     dp[j] = pj * (dp[j] - D) * scale; /* dS, scaled back through S = scale QK */
@@ -251,8 +273,9 @@ static void attn_bwd_task(void *vctx, int64_t begin, int64_t end) {
 
 /* Adds into dqkv (B, T, 3C). Returns 0, or -1 if out of memory. */
 int attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                       const float *lse, int64_t B, int64_t T, int64_t C, int64_t nh) {
-    attn_ctx c = {NULL, NULL, dqkv, qkv, dout, out, lse, B, T, C, nh, 0};
+                       const float *lse, int64_t B, int64_t T, int64_t C, int64_t nh,
+                       float softcap) {
+    attn_ctx c = {NULL, NULL, dqkv, qkv, dout, out, lse, B, T, C, nh, softcap, 0};
     alpha_parallel_for(B * nh, 1, attn_bwd_task, &c);
     return c.failed ? -1 : 0;
 }
@@ -264,6 +287,7 @@ typedef struct {
     const float *q, *k, *v;
     int64_t qsb, qst, ksb, kst, vsb, vst; /* batch and time strides, elements; dim stride 1 */
     int64_t Tq, C, nh, start;
+    float softcap;
     int failed;
     const int64_t *starts, *slots; /* per batch row (kv_attention_rows), else NULL */
 } kv_ctx;
@@ -294,6 +318,7 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
             for (; d < hs; d++) dot += q[d] * kj[d];
             for (int l = 0; l < 8; l++) dot += lanes[l];
             s[j] = dot * scale;
+            if (c->softcap > 0.0f) softcap_scores(s + j, 1, c->softcap);
             m = s[j] > m ? s[j] : m;
         }
         for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
@@ -337,8 +362,9 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
  * Query tq sits at position start + tq and sees keys 0..start + tq. */
 int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
                  int64_t ksb, int64_t kst, const float *v, int64_t vsb, int64_t vst, int64_t B,
-                 int64_t Tq, int64_t C, int64_t nh, int64_t start) {
-    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, Tq, C, nh, start, 0, NULL, NULL};
+                 int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap) {
+    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, Tq, C, nh, start, softcap, 0, NULL,
+                NULL};
     int64_t per = (start + Tq) * (C / nh);
     alpha_parallel_for(B * nh * Tq, per >= 16384 ? 1 : 16384 / per, kv_task, &c);
     return c.failed ? -1 : 0;
@@ -351,10 +377,11 @@ int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const flo
 int kv_attention_rows(float *out, const float *q, int64_t qsb, const float *k, int64_t ksb,
                       int64_t kst, const float *v, int64_t vsb, int64_t vst,
                       const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
-                      int64_t nh) {
+                      int64_t nh, float softcap) {
     int64_t longest = 0;
     for (int64_t b = 0; b < B; b++) longest = starts[b] > longest ? starts[b] : longest;
-    kv_ctx c = {out, q, k, v, qsb, 0, ksb, kst, vsb, vst, 1, C, nh, longest, 0, starts, slots};
+    kv_ctx c = {out, q, k, v, qsb, 0, ksb, kst, vsb, vst, 1, C, nh, longest, softcap, 0, starts,
+                slots};
     alpha_parallel_for(B * nh, 1, kv_task, &c);
     return c.failed ? -1 : 0;
 }

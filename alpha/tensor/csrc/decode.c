@@ -25,11 +25,11 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *x, con
                        const float *bias, int64_t N, int64_t C, float eps);
 int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
                  int64_t ksb, int64_t kst, const float *v, int64_t vsb, int64_t vst, int64_t B,
-                 int64_t Tq, int64_t C, int64_t nh, int64_t start);
+                 int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap);
 int kv_attention_rows(float *out, const float *q, int64_t qsb, const float *k, int64_t ksb,
                       int64_t kst, const float *v, int64_t vsb, int64_t vst,
                       const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
-                      int64_t nh);
+                      int64_t nh, float softcap);
 void ew_binary_contig(float *out, const float *a, const float *b, int64_t n, int op, float s);
 void gelu_forward(float *out, const float *x, int64_t n);
 void relu_forward(float *out, const float *x, int64_t n);
@@ -83,10 +83,10 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
     if (M == 1) {
         float *slot = cache + slots[0] * slot_stride;
         rc = kv_attention(att, qkv, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, 1, C, nh,
-                          positions[0]);
+                          positions[0], 0.0f); /* no softcap: the model declines it here */
     } else {
         rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C, cache + C,
-                               slot_stride, 2 * C, slots, positions, M, C, nh);
+                               slot_stride, 2 * C, slots, positions, M, C, nh, 0.0f);
     }
     linear_rows(y, att, proj_w, proj_b, M, C, C);
     ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
