@@ -54,7 +54,8 @@ VAL_FRACTION = 0.1  # Alpha's split: the last int(0.1 n) tokens are validation
 # config (within 5%) and must not take longer; bench/shakespeare_gap.md has its figures.
 RECIPES = {
     "baby": ({}, {}),
-    "modern": ({}, {}),  # filled in once rope / rmsnorm / relu2 / muon are on main
+    "modern": ({"pos": "rope", "activation": "swiglu", "ffn_dim": 344},
+               {"optimizer": "muon"}),
 }
 TWIN_DRAWS = ("init", "data", "eval", "vocab")
 
@@ -353,7 +354,7 @@ def group_order(name: str) -> tuple:
 
 def summarize(runs: list[dict]) -> dict:
     """Mean, sample std, standard error and range of the val losses, mean wall time."""
-    out = {"runs": len(runs), "wall_s_mean": sum(r["wall_s"] for r in runs) / len(runs),
+    out = {"runs": len(runs), "wall_s_mean": sum(r.get("wall_s", 0) for r in runs) / len(runs),
            "n_params": runs[0].get("n_params")}
     for key in ("val_loss", "val_full"):
         vals = [r[key] for r in runs]
@@ -370,8 +371,8 @@ def report(results: list[dict], iters: int) -> dict:
     for r in sorted(results, key=lambda r: (label(r), r["seed"])):
         ok = "meets" if r["val_loss"] <= TARGET_LOSS else "misses"
         print(f"  {label(r):<34} seed {r['seed']:<6} val {r['val_loss']:.4f} ({ok} "
-              f"<= {TARGET_LOSS}), full val {r['val_full']:.4f}, train {r['train_loss']:.4f}, "
-              f"wall {r['wall_s']:.1f}s")
+              f"<= {TARGET_LOSS}), full val {r['val_full']:.4f}, train {r['train_loss']:.4f}"
+              + (f", wall {r['wall_s']:.1f}s" if "wall_s" in r else ""))
     groups = sorted(dict.fromkeys(label(r) for r in results), key=group_order)
     summary = {g: summarize([r for r in results if label(r) == g]) for g in groups}
     print("  per group: mean +- standard error (sample std) [min..max]")
@@ -379,7 +380,8 @@ def report(results: list[dict], iters: int) -> dict:
         v, f = m["val_loss"], m["val_full"]
         print(f"  {g:<34} {m['runs']:>2} runs  val {v['mean']:.4f} +- {v['se']:.4f} "
               f"({v['std']:.4f}) [{v['min']:.4f}..{v['max']:.4f}]  full val {f['mean']:.4f} +- "
-              f"{f['se']:.4f} ({f['std']:.4f})  wall {m['wall_s_mean']:.1f}s")
+              f"{f['se']:.4f} ({f['std']:.4f})"
+              + (f"  wall {m['wall_s_mean']:.1f}s" if m["wall_s_mean"] else ""))
     if len(groups) > 1:
         base = summary[groups[0]]
         print(f"  against {groups[0]}: difference of means (in standard errors of the difference)")
@@ -390,7 +392,9 @@ def report(results: list[dict], iters: int) -> dict:
                 d = m[key]["mean"] - base[key]["mean"]
                 se = math.hypot(m[key]["se"], base[key]["se"])
                 parts.append(f"{key} {d:+.4f} ({d / se if se else 0:+.1f} se)")
-            print(f"  {g:<34} {', '.join(parts)}, wall x{m['wall_s_mean'] / base['wall_s_mean']:.2f}")
+            wall = (f", wall x{m['wall_s_mean'] / base['wall_s_mean']:.2f}"
+                    if m["wall_s_mean"] and base["wall_s_mean"] else "")
+            print(f"  {g:<34} {', '.join(parts)}{wall}")
     return summary
 
 
@@ -415,8 +419,15 @@ def main() -> int:
     p.add_argument("--deadline", type=float, default=0.0,
                    help="start no new run after this many minutes (0: none)")
     p.add_argument("--out", default="", help="append each run's JSON line to this file")
+    p.add_argument("--report", metavar="FILE", help="only summarize the JSON lines of FILE "
+                   "(--out of earlier calls, or bench/shakespeare_gap_runs.jsonl)")
     p.add_argument("--one", choices=("alpha", "torch"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+        report(results, args.iters)
+        return 0
     if not os.path.isfile(args.data):
         print(f"error: {args.data} not found (pass --data FILE)", file=sys.stderr)
         return 2
