@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from ckpt_helpers import step_both_ways
 from test_helios import _py
 from test_trainer import data_file, losses, tiny  # noqa: F401  (data_file: a fixture)
@@ -31,10 +32,13 @@ def test_cpu_gradients_identical_bit_for_bit():
     assert plain == ckpt  # both losses, every gradient, the dropout stream: the same bits
 
 
-def test_cpu_gradients_identical_swiglu_no_bias_untied():
+@pytest.mark.parametrize("options", [
+    dict(activation="swiglu", bias=False, tie_embeddings=False),
+    dict(pos="rope", attn_softcap=2.0),
+], ids=["swiglu-nobias-untied", "rope-softcap"])
+def test_cpu_gradients_identical_other_blocks(options):
     """Other block shapes go through the same `_block`: still the same bits."""
-    cfg = ModelConfig(**dict(CFG, activation="swiglu", bias=False, tie_embeddings=False))
-    got = step_both_ways(get_backend("cpu"), cfg)
+    got = step_both_ways(get_backend("cpu"), ModelConfig(**dict(CFG, **options)))
     assert got[False] == got[True]
 
 
