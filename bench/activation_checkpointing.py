@@ -1,14 +1,16 @@
 """Activation checkpointing: peak memory and step time of config B training, with and without.
 
-    python3 bench/activation_checkpointing.py               # CPU backend, 3 timed steps each
+    python3 bench/activation_checkpointing.py               # CPU backend, 2 x 3 timed steps each
     python3 bench/activation_checkpointing.py --steps 5 --batch 8
     python3 bench/activation_checkpointing.py --backend helios
 
 Config B: vocab 4096 (BPE-sized), 6 layers, 6 heads, 384 dim, block 256, at the trainer's default
 batch (TrainConfig.batch_size, 16) unless --batch says otherwise. A step is what the trainer does:
 zero the gradients, forward, backward, finite check, gradient-norm clip, AdamW. The first
-`--warmup` steps are not timed. The reference for every ratio is the run without checkpointing,
-measured in the same invocation.
+`--warmup` steps of a process are not timed. The reference for every ratio is the run without
+checkpointing, measured in the same invocation: the two modes run in alternating processes
+(`--repeat` pairs), and the step time compared is the best step of each mode (the least disturbed
+by other work on a shared machine; the median is printed beside it).
 
 Memory, two measures, each run in its own process:
 - tensor peak: the backend's high-water mark of the bytes its tensors hold
@@ -84,7 +86,7 @@ def measure_alpha(backend: str, checkpointing: bool, batch: int, steps: int, war
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return {"what": f"alpha {backend}", "checkpointing": checkpointing,
-            "ms_per_step": 1000 * sum(times) / len(times), "tensor_peak": be.memory_stats()["peak"],
+            "step_ms": [1000 * t for t in times], "tensor_peak": be.memory_stats()["peak"],
             "tensor_fixed": fixed, "params": model.n_params, "peak_rss": peak_rss_bytes(),
             "losses": losses}
 
@@ -121,7 +123,7 @@ def measure_torch(checkpointing: bool, batch: int, steps: int, warmup: int) -> d
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return {"what": "pytorch " + torch.__version__, "checkpointing": checkpointing,
-            "ms_per_step": 1000 * sum(times) / len(times), "peak_rss": peak_rss_bytes()}
+            "step_ms": [1000 * t for t in times], "peak_rss": peak_rss_bytes()}
 
 
 # ---- the driver ---------------------------------------------------------------------------------
@@ -141,6 +143,29 @@ def run_child(args, what: str, checkpointing: bool) -> dict | None:
               file=sys.stderr)
         return None
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def alternate(args, what: str) -> tuple[dict | None, dict | None]:
+    """Off, on, off, on... (`--repeat` pairs, each run a fresh process) so that both modes see
+    the machine's load alike; step times pooled over the repeats, memory the largest seen."""
+    got: dict[bool, list[dict]] = {False: [], True: []}
+    for _ in range(args.repeat):
+        for checkpointing in (False, True):
+            r = run_child(args, what, checkpointing)
+            if r is None:
+                return None, None
+            got[checkpointing].append(r)
+    out = []
+    for runs in got.values():
+        merged = dict(runs[0])
+        steps = sorted(ms for r in runs for ms in r["step_ms"])
+        merged["ms_per_step"] = steps[0]
+        merged["ms_median"] = steps[len(steps) // 2]
+        for key in ("tensor_peak", "peak_rss"):
+            if key in merged:
+                merged[key] = max(r[key] for r in runs)
+        out.append(merged)
+    return out[0], out[1]
 
 
 def have_torch() -> bool:
@@ -166,7 +191,8 @@ def report(args, off: dict, on: dict, torch_off: dict | None, torch_on: dict | N
           f"({'busy: timings are noisy' if load >= (os.cpu_count() or 1) else 'quiet'})")
     print()
     print(f"{'':34}{'off':>14}{'on':>14}{'on/off':>9}")
-    rows = [("step time", off["ms_per_step"], on["ms_per_step"], "ms"),
+    rows = [("step time (best step)", off["ms_per_step"], on["ms_per_step"], "ms"),
+            ("step time (median step)", off["ms_median"], on["ms_median"], "ms"),
             ("tensor peak (backend high-water)", off["tensor_peak"], on["tensor_peak"], "b"),
             ("peak RSS (process)", off["peak_rss"], on["peak_rss"], "b")]
     for name, a, b, unit in rows:
@@ -174,7 +200,7 @@ def report(args, off: dict, on: dict, torch_off: dict | None, torch_on: dict | N
         fb = f"{b:10.0f} ms" if unit == "ms" else mib(b)
         print(f"{name:34}{fa:>14}{fb:>14}{b / a:9.3f}")
     if torch_off and torch_on:
-        for name, key, unit in (("pytorch step time", "ms_per_step", "ms"),
+        for name, key, unit in (("pytorch step time (best)", "ms_per_step", "ms"),
                                 ("pytorch peak RSS", "peak_rss", "b")):
             a, b = torch_off[key], torch_on[key]
             fa = f"{a:10.0f} ms" if unit == "ms" else mib(a)
@@ -214,6 +240,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=TrainConfig().batch_size)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=2, help="off/on process pairs, alternated")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch second opinion")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--on", action="store_true", help=argparse.SUPPRESS)
@@ -225,14 +252,12 @@ def main(argv=None) -> int:
             out = measure_alpha(args.child, args.on, args.batch, args.steps, args.warmup)
         print(json.dumps(out))
         return 0
-    off = run_child(args, args.backend, False)
-    on = run_child(args, args.backend, True)
+    off, on = alternate(args, args.backend)
     if off is None or on is None:
         return 1
     torch_off = torch_on = None
     if have_torch() and not args.no_torch:
-        torch_off = run_child(args, "torch", False)
-        torch_on = run_child(args, "torch", True)
+        torch_off, torch_on = alternate(args, "torch")
     return report(args, off, on, torch_off, torch_on)
 
 
