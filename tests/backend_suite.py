@@ -901,6 +901,60 @@ def check_kv_attention(ctx):
                      list(ctx.be.to_array(kv.be)), list(ctx.be.to_array(full.be)), (2, 6, 8))
 
 
+# (B, T, C, n_head, softcap): small caps bend every score; hs 4 takes helios's tiled kernels,
+# hs 19 its row kernels (and the CPU kernel's tails).
+SOFTCAP_CASES = [(2, 5, 12, 3, 0.5), (1, 37, 38, 2, 2.0)]
+
+
+@check
+def check_attention_softcap(ctx):
+    for B, T, C, nh, cap in SOFTCAP_CASES:
+        qkv = ctx.rand((B, T, 3 * C), -1.5, 1.5)
+        out, lse = ctx.zeros((B, T, C)), ctx.zeros((B, nh, T))
+        ctx.call("attention_forward", out, lse, qkv, nh, cap)
+        label = f"attention softcap={cap} B,T,C,nh={B},{T},{C},{nh}"
+        ctx.close(f"{label} out", out)
+        ctx.close(f"{label} lse", lse)
+        dqkv = ctx.rand((B, T, 3 * C))
+        ctx.call("attention_backward", dqkv, ctx.rand((B, T, C)), qkv, out, lse, nh, cap)
+        ctx.close(f"{label} dqkv (adds)", dqkv, rtol=1e-4, atol=1e-4)
+    # kv_attention with the cap: strided views, a start offset
+    B, Tmax, C, nh, cap = 2, 9, 12, 3, 0.7
+    for start, Tq in [(0, 4), (5, 1)]:
+        cache = ctx.rand((B, Tmax, 3 * C), -1.5, 1.5)
+        q = cache.narrow(1, start, Tq).narrow(2, 0, C)
+        out = ctx.zeros((B, Tq, C))
+        ctx.call("kv_attention", out, q, cache.narrow(2, C, C), cache.narrow(2, 2 * C, C), nh,
+                 start, cap)
+        ctx.close(f"kv_attention softcap={cap} start={start} Tq={Tq}", out)
+
+
+@check
+def check_rope(ctx):
+    from alpha.model.rope import tables
+
+    for B, T, C, nh, L in [(2, 5, 12, 3, 8), (1, 3, 40, 2, 16)]:
+        hs = C // nh
+        cos, sin = (ctx.tensor(list(a), (L, hs // 2)) for a in tables(L, hs, 10000.0))
+        qkv = ctx.rand((B, T, 3 * C), -2.0, 2.0, layout="s" if B == 2 else "c")
+        for shape in ((T,), (B, T)):  # shared positions, then each row's own
+            pos = ctx.ints(shape, L)
+            label = f"rope B,T,C,nh={B},{T},{C},{nh} positions {shape}"
+            out = ctx.zeros((B, T, 3 * C))
+            ctx.call("rope_forward", out, qkv, pos, cos, sin, nh)
+            ctx.close(f"{label} forward", out)
+            dqkv = ctx.rand((B, T, 3 * C))
+            ctx.call("rope_backward", dqkv, ctx.rand((B, T, 3 * C)), pos, cos, sin, nh)
+            ctx.close(f"{label} backward (adds)", dqkv)
+    cos, sin = (ctx.tensor(list(a), (4, 2)) for a in tables(4, 4, 10000.0))
+    ctx.raises("rope position past the tables", ValueError, "rope_forward",
+               ctx.zeros((1, 2, 12)), ctx.zeros((1, 2, 12)), ctx.tensor([0, 4], (2,), "i32"),
+               cos, sin, 1, names=("position 4", "[0, 4)"))
+    ctx.raises("rope odd head size", ValueError, "rope_forward", ctx.zeros((1, 2, 9)),
+               ctx.zeros((1, 2, 9)), ctx.tensor([0, 1], (2,), "i32"), cos, sin, 1,
+               names=("head size 3",))
+
+
 # ---- optimizer -------------------------------------------------------------------------------
 
 

@@ -22,8 +22,8 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
         "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
 
 METRIC_FIELDS = ("step", "loss", "lr", "grad_norm", "clip_coef", "tokens_per_sec", "ms_per_iter",
-                 "elapsed_s", "timing_fwd_ms", "timing_bwd_ms", "timing_optim_ms",
-                 "timing_data_ms")
+                 "elapsed_s", "data_ms", "forward_ms", "backward_ms", "optimizer_ms", "mfu",
+                 "epoch", "nan_skips", "spike_skips")
 
 
 @pytest.fixture
@@ -55,14 +55,19 @@ def losses(run_dir):
 # ---- resume ---------------------------------------------------------------------------------
 
 
-def test_resume_is_bit_exact(data_file, tmp_path):
+@pytest.mark.parametrize("arch", [{}, {"pos": "rope", "rope_theta": 500.0, "attn_softcap": 3.0}],
+                         ids=["gpt2", "rope-softcap"])
+def test_resume_is_bit_exact(data_file, tmp_path, arch):
     """Resuming from step 3 reproduces steps 4..6 of the uninterrupted run exactly (dropout and
-    gradient accumulation on, so every RNG stream and the sampler position matter)."""
-    cfg = tiny(data_file, tmp_path / "a", accum_steps=2, model={"dropout": 0.1},
+    gradient accumulation on, so every RNG stream and the sampler position matter), for GPT-2
+    and for a model with the architecture options (saved in the checkpoint's config)."""
+    cfg = tiny(data_file, tmp_path / "a", accum_steps=2, model={"dropout": 0.1, **arch},
                sample_interval=2)
     full = Trainer(cfg, out=None).train()
     assert full.status == "completed" and full.step == 6
     ck = ckpt_format.load(str(tmp_path / "a" / "checkpoints" / "step-3.ckpt"))
+    for key, value in arch.items():
+        assert ck.header["config"]["model"][key] == value
     resumed = Trainer(cfg, resume=ck, run_dir=str(tmp_path / "b"), out=None).train()
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert len(a) == 6 and len(b) == 3

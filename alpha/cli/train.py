@@ -18,8 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, POSITIONS, TOKENIZERS, ModelConfig, RunConfig,
-    SampleConfig, TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, OPTIMIZERS, POSITIONS, TOKENIZERS, ModelConfig,
+    RunConfig, SampleConfig, TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -63,6 +63,15 @@ FLAGS = {
     "--weight-decay": ("train", "weight_decay"),
     "--grad-clip": ("train", "grad_clip"),
     "--accum": ("train", "accum_steps"),
+    # the optimizer (alpha/train/optimizers)
+    "--optimizer": ("train", "optimizer"),
+    "--sgd-momentum": ("train", "sgd_momentum"),
+    "--sgd-nesterov": ("train", "sgd_nesterov"),
+    "--adafactor-eps": ("train", "adafactor_eps"),
+    "--adafactor-clip": ("train", "adafactor_clip"),
+    "--adafactor-decay": ("train", "adafactor_decay"),
+    "--muon-lr": ("train", "muon_lr"),
+    "--muon-momentum": ("train", "muon_momentum"),
     # cadence
     "--eval-interval": ("train", "eval_interval"),
     "--eval-iters": ("train", "eval_iters"),
@@ -73,6 +82,12 @@ FLAGS = {
     "--max-bad-steps": ("train", "max_bad_steps"),
     "--seed": ("train", "seed"),
     "--activation-checkpointing": ("train", "activation_checkpointing"),
+    # stability, data order, observability (trainer)
+    "--spike-threshold": ("train", "spike_threshold"),
+    "--emb-grad-scale": ("train", "emb_grad_scale"),
+    "--packed": ("train", "packed"),
+    "--layer-stats-interval": ("train", "layer_stats_interval"),
+    "--strict-planning": ("train", "strict_planning"),
     # the samples shown while training
     "--sample-tokens": ("sample", "max_tokens"),
     "--temperature": ("sample", "temperature"),
@@ -81,7 +96,7 @@ FLAGS = {
     "--prompt": ("sample", "prompt"),
 }
 CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
-           "dtype": MATMUL_DTYPES, "pos": POSITIONS}
+           "dtype": MATMUL_DTYPES, "pos": POSITIONS, "optimizer": OPTIMIZERS}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 

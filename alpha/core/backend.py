@@ -34,6 +34,7 @@ from array import array
 from typing import Sequence
 
 from alpha.core import checks as ck
+from alpha.core.backend_optim import OptimizerOps
 
 # What the annotations below call Tensor: alpha.tensor.Tensor, not imported (core sits under it).
 Tensor = "alpha.tensor.Tensor"
@@ -101,7 +102,7 @@ def _dtype(dtype: str) -> str:
     return dtype
 
 
-class Backend:
+class Backend(OptimizerOps):
     """The protocol and its checking front. Subclasses set `name` and implement the `_<op>` hooks;
     `floats` lists the dtypes their float ops take (the reference adds f64)."""
 
@@ -602,19 +603,4 @@ class Backend:
         self._block_decode(x, cache, slots, positions, params, n_head, activation, eps,
                            **options)
 
-    # ---- optimizer ---------------------------------------------------------------------------
-    def adamw_step(self, param: "Tensor", grad: "Tensor", m: "Tensor", v: "Tensor", *, lr: float,
-                   beta1: float, beta2: float, eps: float, weight_decay: float, step: int,
-                   grad_scale: float = 1.0) -> None:
-        """One AdamW update, in place, on flat f32 buffers of equal size:
-        g = grad * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-        mhat = m / (1 - b1^step); vhat = v / (1 - b2^step);
-        param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param)."""
-        op = "adamw_step"
-        ck.need_float(op, self.floats, ("param", param), ("grad", grad), ("m", m), ("v", v))
-        for name, t in (("grad", grad), ("m", m), ("v", v)):
-            ck.need_numel(op, name, t, "param", param)
-        if step < 1:
-            raise ValueError(f"{op}: step={step} must be >= 1")
-        self._adamw_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
-                         grad_scale)
+    # (the optimizer ops are in alpha/core/backend_optim.py: adamw, lion, sgd, muon, adafactor)

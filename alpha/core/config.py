@@ -24,6 +24,7 @@ TOKENIZERS = ("char", "bpe", "word")
 BACKENDS = ("cpu", "helios")
 MATMUL_DTYPES = ("f32", "bf16")
 POSITIONS = ("learned", "rope")
+OPTIMIZERS = ("adamw", "lion", "adafactor", "sgd", "muon")  # alpha/train/optimizers
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,15 @@ class TrainConfig:
     weight_decay: float = 0.1  # decoupled weight decay (not on norms, biases, embeddings)
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     accum_steps: int = 1  # micro-batches per optimizer step
+    # the optimizer (alpha/train/optimizers; lr, betas, eps and weight_decay above are shared)
+    optimizer: str = "adamw"  # adamw | lion | adafactor | sgd | muon
+    sgd_momentum: float = 0.9  # sgd: momentum (0 = plain SGD)
+    sgd_nesterov: bool = False  # sgd: Nesterov momentum
+    adafactor_eps: float = 1e-30  # adafactor: added to g^2 (the paper's eps1)
+    adafactor_clip: float = 1.0  # adafactor: an update's RMS is clipped to this (the paper's d)
+    adafactor_decay: float = 0.8  # adafactor: second-moment decay 1 - step^-adafactor_decay
+    muon_lr: float = 0.02  # muon: peak lr of the blocks' matrices (the rest uses lr)
+    muon_momentum: float = 0.95  # muon: Nesterov momentum of the blocks' matrices
     # cadence (0 turns each off)
     eval_interval: int = 250  # steps between validation passes
     eval_iters: int = 20  # batches per validation pass
@@ -108,10 +118,17 @@ class TrainConfig:
     seed: int = 1337  # one seed for every RNG stream
     # memory (alpha.autograd.checkpoint)
     activation_checkpointing: bool = False  # keep block inputs only, recompute blocks in backward
+    # stability, data order and observability (issue 14 items 2, 4, 6: trainer)
+    spike_threshold: float = 0.0  # skip a step whose pre-clip gradient norm exceeds this (0 = off)
+    emb_grad_scale: float = 1.0  # scale the gradient from the embedding lookup (GLM-130B; 1 = off)
+    packed: bool = False  # every window of the corpus once per epoch, in a shuffled order
+    layer_stats_interval: int = 0  # steps between per-layer gradient-norm rows (0 = off)
+    strict_planning: bool = False  # planning warnings (tokens/param, passes, intervals) are errors
 
     def __post_init__(self):
         _check_types(self)
         _positive(self, "batch_size", "iters", "accum_steps", "eval_iters")
+        _non_negative(self, "spike_threshold", "emb_grad_scale", "layer_stats_interval")
         _non_negative(
             self, "warmup_iters", "eval_interval", "sample_interval", "checkpoint_interval",
             "log_interval", "keep_checkpoints", "seed", "weight_decay", "grad_clip", "min_lr",
@@ -126,6 +143,17 @@ class TrainConfig:
         _fraction(self, "beta2", upper_open=True)
         if not self.eps > 0:
             raise ConfigError(f"eps={self.eps} must be > 0")
+        _choice(self, "optimizer", OPTIMIZERS)
+        _fraction(self, "sgd_momentum", upper_open=True)
+        _fraction(self, "muon_momentum", upper_open=True)
+        if not (self.muon_lr > 0 and math.isfinite(self.muon_lr)):
+            raise ConfigError(f"muon_lr={self.muon_lr} must be a positive number")
+        if not (self.adafactor_eps > 0 and math.isfinite(self.adafactor_eps)):
+            raise ConfigError(f"adafactor_eps={self.adafactor_eps} must be a positive number")
+        if not (self.adafactor_clip > 0 and math.isfinite(self.adafactor_clip)):
+            raise ConfigError(f"adafactor_clip={self.adafactor_clip} must be a positive number")
+        if not 0 < self.adafactor_decay <= 1:
+            raise ConfigError(f"adafactor_decay={self.adafactor_decay} must be in (0, 1]")
         if self.tokenizer:
             _choice(self, "tokenizer", TOKENIZERS)
         _choice(self, "backend", BACKENDS)

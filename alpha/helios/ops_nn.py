@@ -11,8 +11,14 @@ from array import array
 
 from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import elementwise as kel
+from alpha.helios.kernels import rope as krope
 from alpha.helios.kernels import rows as krows
 from alpha.helios.runtime import MAX_GROUPS, column_chunks, groups, positions
+
+
+def _cap_key(softcap: float) -> tuple:
+    """The attention pipelines' cache-key suffix: GPT-2's kernels keep their plain keys."""
+    return (softcap,) if softcap else ()
 
 
 class NNOps:
@@ -152,7 +158,12 @@ class NNOps:
         return [sh[i] for i in positions(t)]
 
     def _find_outside(self, ids, V, ignore):
-        for i, v in enumerate(self._ids_on_host(ids)):
+        host = self._ids_on_host(ids)
+        # min and max run in C: the Python loop cost ~1 ms per 16k ids, three times a step,
+        # while the GPU waited for the step's first dispatches
+        if not len(host) or (min(host) >= (-1 if ignore else 0) and max(host) < V):
+            return None
+        for i, v in enumerate(host):
             if not (0 <= v < V or (ignore and v == -1)):
                 return i, v
         return None
@@ -177,15 +188,15 @@ class NNOps:
             return
         d = dtable if dtable.is_contiguous else self.rt.contig(dtable)
         dout = self.rt.contig(dout)
-        host = list(self._ids_on_host(ids))
-        perm = sorted(range(N), key=host.__getitem__)  # stable: token order within an id
-        seg, uid = [0], []
-        for p, i in enumerate(perm):
-            if not uid or host[i] != uid[-1]:
-                if uid:
-                    seg.append(p)
-                uid.append(host[i])
-        seg.append(N)
+        self.dev.submit()  # the GPU works through what is recorded while the host sorts
+        host = self._ids_on_host(ids)
+        # sort (id, position) pairs as single ints (no key function): stable within an id
+        keyed = sorted([v * N + i for i, v in enumerate(host)])
+        perm = [x % N for x in keyed]
+        ids_sorted = [x // N for x in keyed]
+        starts = [p for p in range(1, N) if ids_sorted[p] != ids_sorted[p - 1]]
+        seg = [0] + starts + [N]
+        uid = [ids_sorted[p] for p in [0] + starts]
         ts = [self._from_array(array("i", v), (len(v),), "i32") for v in (perm, seg, uid)]
         U = len(uid)
         addrs = [self.rt.addr(t) for t in [d, dout] + ts]
@@ -214,7 +225,7 @@ class NNOps:
                                       f"{limit // 2})")
         return cls
 
-    def _attention_forward(self, out, lse, qkv, n_head) -> None:
+    def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
         hs = C // n_head
         if B * T == 0:
@@ -223,7 +234,7 @@ class NNOps:
         o = out if out.is_contiguous else self.rt.new(out.shape)
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
         self._attn_fwd(o, lo, qkv, qkv.narrow(2, C, C), qkv.narrow(2, 2 * C, C), B, T, 0,
-                       n_head, hs, True)
+                       n_head, hs, True, softcap)
         if o is not out:
             self.rt.copy(out, o)
         if lo is not lse:
@@ -235,19 +246,21 @@ class NNOps:
         limit = 16 if self.dev.device_type == "cpu" else katt.MAX_TILED_HS
         return hs <= limit
 
-    def _attn_fwd(self, out, lse, q, k, v, B, Tq, start, H, hs, write_lse):
+    def _attn_fwd(self, out, lse, q, k, v, B, Tq, start, H, hs, write_lse, softcap):
         values = [self.rt.addr(out), self.rt.addr(lse), self.rt.addr(q), self.rt.addr(k),
                   self.rt.addr(v), q.strides[0], q.strides[1], k.strides[0], k.strides[1],
                   out.strides[0], out.strides[1], Tq, start, H, hs, 1.0 / math.sqrt(hs),
                   int(write_lse)]
         if self._tiled_attention(hs):
-            self.rt.launch(("attn_fwd_tiled", hs), lambda: katt.attention_forward_tiled(hs),
+            self.rt.launch(("attn_fwd_tiled", hs) + _cap_key(softcap),
+                           lambda: katt.attention_forward_tiled(hs, softcap),
                            values, ((Tq + katt.BLOCK - 1) // katt.BLOCK, H, B))
             return
         mk = self._keys_class(start + Tq)
-        self.rt.launch(("attn_fwd", mk), lambda: katt.attention_forward(mk), values, (Tq, H, B))
+        self.rt.launch(("attn_fwd", mk) + _cap_key(softcap),
+                       lambda: katt.attention_forward(mk, softcap), values, (Tq, H, B))
 
-    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head) -> None:
+    def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
         hs = C // n_head
         if B * T == 0:
@@ -267,17 +280,18 @@ class NNOps:
                   T, H, hs, 1.0 / math.sqrt(hs)]
         if self._tiled_attention(hs):
             blocks = ((T + katt.BLOCK - 1) // katt.BLOCK, H, B)
-            self.rt.launch(("attn_bwd_dq_tiled", hs),
-                           lambda: katt.attention_backward_dq_tiled(hs), values, blocks)
+            self.rt.launch(("attn_bwd_dq_tiled", hs) + _cap_key(softcap),
+                           lambda: katt.attention_backward_dq_tiled(hs, softcap), values, blocks)
             for which in ("dk", "dv"):
-                self.rt.launch(("attn_bwd_kv_tiled", hs, which),
-                               lambda: katt.attention_backward_kv_tiled(hs, which), values, blocks)
+                self.rt.launch(("attn_bwd_kv_tiled", hs, which) + _cap_key(softcap),
+                               lambda: katt.attention_backward_kv_tiled(hs, which, softcap),
+                               values, blocks)
         else:
             mk = self._keys_class(T)
-            self.rt.launch(("attn_bwd_dq", mk), lambda: katt.attention_backward_dq(mk), values,
-                           (T, H, B))
-            self.rt.launch(("attn_bwd_dkv", mk), lambda: katt.attention_backward_dkv(mk), values,
-                           (T, H, B))
+            self.rt.launch(("attn_bwd_dq", mk) + _cap_key(softcap),
+                           lambda: katt.attention_backward_dq(mk, softcap), values, (T, H, B))
+            self.rt.launch(("attn_bwd_dkv", mk) + _cap_key(softcap),
+                           lambda: katt.attention_backward_dkv(mk, softcap), values, (T, H, B))
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 
@@ -286,7 +300,7 @@ class NNOps:
 
     # (no _block_decode: the model runs the block op by op)
 
-    def _kv_attention(self, out, q, k, v, n_head, start) -> None:
+    def _kv_attention(self, out, q, k, v, n_head, start, softcap=0.0) -> None:
         B, Tq, C = q.shape
         if B * Tq == 0:
             return
@@ -295,7 +309,30 @@ class NNOps:
         if k.strides[2] != 1 or v.strides != k.strides:
             k, v = self.rt.contig(k), self.rt.contig(v)
         o = out if out.is_contiguous else self.rt.new(out.shape)
-        self._attn_fwd(o, o, q, k, v, B, Tq, start, n_head, C // n_head, False)
+        self._attn_fwd(o, o, q, k, v, B, Tq, start, n_head, C // n_head, False, softcap)
+        if o is not out:
+            self.rt.copy(out, o)
+
+    # ---- rotary position embedding (kernels/rope.py) -------------------------------------------
+    def _rope_forward(self, out, qkv, positions, cos, sin, n_head) -> None:
+        self._rope(False, out, qkv, positions, cos, sin, n_head)
+
+    def _rope_backward(self, dqkv, dout, positions, cos, sin, n_head) -> None:
+        self._rope(True, dqkv, dout, positions, cos, sin, n_head)
+
+    def _rope(self, backward, out, x, positions, cos, sin, n_head) -> None:
+        B, T, C3 = x.shape
+        C = C3 // 3
+        n = B * T * C  # one invocation per (row, rotated pair or v element)
+        if n == 0:
+            return
+        o = out if out.is_contiguous else self.rt.contig(out)  # (a backward adds into it)
+        x, positions = self.rt.contig(x), self.rt.contig(positions)
+        cos, sin = self.rt.contig(cos), self.rt.contig(sin)
+        self.rt.launch(("rope", backward), lambda: krope.rope(backward),
+                       [self.rt.addr(o), self.rt.addr(x), self.rt.addr(positions),
+                        self.rt.addr(cos), self.rt.addr(sin), n, C, C // n_head // 2,
+                        positions.numel], (groups(n), 1, 1))
         if o is not out:
             self.rt.copy(out, o)
 

@@ -10,38 +10,39 @@ Each step of the scheduler loop:
   1. admit waiting sequences into free cache slots (FIFO); drop cancelled ones (their slot is
      free for the next admission at once);
   2. prefill prompts, chunk by chunk, up to `prefill_chunk` tokens per step (at least one chunk),
-     so a long prompt holds the running streams back by one chunk at most; a prompt whose last
-     chunk is done samples its first token;
+     so a long prompt holds the running streams back by one chunk at most; chunks of the same
+     length (e.g. many short prompts) share one forward; a prompt whose last chunk is done
+     samples its first token;
   3. one batched decode forward over every running sequence (each at its own cache length:
      `GPT.forward(..., cache=..., slots=...)`), then one sampled token per sequence.
 
-Determinism: a sequence's tokens depend only on its prompt, its parameters and its seed. Chunk
-boundaries are at multiples of `prefill_chunk` from the prompt's start whatever the load; decode
-products are batch-invariant (`matmul_rows`, the fused `block_decode`), so a row's logits are the
-same bits alone or among 31 others; sampling draws from the sequence's own `Rng(seed)` stream.
+Determinism: a sequence's tokens depend only on its prompt, its parameters and its seed. The
+cached forward's products are batch-invariant (`matmul_rows`, the fused `block_decode`), so a
+row's logits are the same bits alone or among 31 others, in decode and in prefill (chunk
+boundaries are at multiples of `prefill_chunk` from the prompt's start whatever the load, though
+the bits do not depend on them either); sampling draws from the sequence's own `Rng(seed)` stream.
 
-Sampling (per sequence): greedy at temperature 0; plain temperature sampling takes the softmax on
-the backend for all such rows at once; top-k / top-p, presence / frequency penalties and logprobs
-go through the host path (`sample_token`, the definition). Token events carry the sampled id and,
-when asked, its logprob and the top alternatives.
+Sampling: every row of a step at once, in C (`alpha.model.sampling.BatchSampler`: temperature,
+top-k, top-p, presence / frequency penalties, logprobs; each row from its own stream). Token
+events carry the sampled id and, when asked, its logprob and the top alternatives.
 
 Not here: text, stop strings, HTTP (alpha/server/openai.py), model loading (alpha/server/models.py).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import threading
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
 from alpha.core.errors import AlphaError
 from alpha.core.rng import Rng
-from alpha.model.inference import sample_from_probs, sample_token
 from alpha.model.kvcache import KVCache
+from alpha.model.sampling import BatchSampler, Pick, RowSpec
 
 
 class QueueFull(AlphaError):
@@ -64,17 +65,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logprobs: int | None = None  # None: no logprobs; k >= 0: the token's and the top k
 
-    def host_path(self) -> bool:
-        return (self.temperature > 0 and (self.top_k > 0 or self.top_p < 1.0)) \
-            or self.presence_penalty != 0 or self.frequency_penalty != 0 \
-            or self.logprobs is not None
 
-
-@dataclass
-class Token:
-    id: int
-    logprob: float | None = None
-    top: list[tuple[int, float]] | None = None  # [(id, logprob)] most likely first
+Token = Pick  # a sampled token: .id, .logprob, .top [(id, logprob)] most likely first
 
 
 @dataclass
@@ -90,6 +82,12 @@ class _Seq:
     next_input: int = -1  # the token to feed at the next decode step
     counts: dict = field(default_factory=dict)  # token id -> times generated (penalties)
     finished: bool = False
+    spec: RowSpec | None = None  # the sampler's view of params, stream and counts
+
+    def __post_init__(self):
+        p = self.params
+        self.spec = RowSpec(p.temperature, p.top_k, p.top_p, p.presence_penalty,
+                            p.frequency_penalty, p.logprobs, self.stream, self.counts)
 
 
 class Handle:
@@ -161,6 +159,7 @@ class Engine:
         self.last_used = time.monotonic()
         self.steps = 0
         self._V = self.cfg.vocab_size
+        self.sampler = BatchSampler(self._V)
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -277,27 +276,48 @@ class Engine:
                           seconds=time.perf_counter() - t0)
 
     def _prefill(self) -> int:
-        """Run whole prompt chunks (at least one) up to `prefill_chunk` tokens in total."""
-        be, chunk, used = self.backend, self.prefill_chunk, 0
-        for s in list(self._prefilling):
-            while s.done_prompt < len(s.prompt) and not s.handle.dropped(s):
-                a = s.done_prompt
-                b = min(len(s.prompt), (a // chunk + 1) * chunk)
-                if used and used + (b - a) > chunk:
-                    return used
-                ids = be.from_array(s.prompt[a:b], (1, b - a), "i32")
-                logits = self.model.forward(ids, cache=self.cache, slots=[s.slot], last_only=True)
-                s.done_prompt = b
-                used += b - a
-                if b == len(s.prompt):
-                    with self._lock:
-                        self._prefilling.remove(s)
-                    self._sample([s], logits)
-                    with self._lock:
-                        if not s.finished:
-                            self._running.append(s)
+        """The next chunk of waiting prompts, FIFO, up to `prefill_chunk` tokens in all (at least
+        one chunk); chunks of the same length run as one forward (rows are batch-invariant)."""
+        chunk, used, picked = self.prefill_chunk, 0, []
+        for s in self._prefilling:
+            if s.handle.dropped(s):
+                continue
+            a = s.done_prompt
+            b = min(len(s.prompt), (a // chunk + 1) * chunk)
+            if used and used + (b - a) > chunk:
+                break
+            picked.append((s, a, b))
+            used += b - a
             if used >= chunk:
                 break
+        groups: dict[int, list] = {}
+        for s, a, b in picked:
+            groups.setdefault(b - a, []).append((s, a, b))
+        be = self.backend
+        for L, group in groups.items():
+            ids = be.from_array([t for s, a, b in group for t in s.prompt[a:b]], (len(group), L),
+                                "i32")
+            logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s, _, _ in group],
+                                        last_only=True)
+            done = []
+            for i, (s, a, b) in enumerate(group):
+                s.done_prompt = b
+                if b == len(s.prompt):
+                    done.append(i)
+            if not done:
+                continue
+            host = be.to_array(logits)
+            V = self._V
+            if len(done) < len(group):
+                host = array(host.typecode, b"".join(
+                    host[i * V:(i + 1) * V].tobytes() for i in done))
+            seqs = [group[i][0] for i in done]
+            with self._lock:
+                for s in seqs:
+                    self._prefilling.remove(s)
+            self._sample(seqs, host)
+            with self._lock:
+                self._running.extend(s for s in seqs if not s.finished)
         return used
 
     def _decode(self, seqs: list[_Seq]) -> None:
@@ -305,56 +325,17 @@ class Engine:
         ids = be.from_array([s.next_input for s in seqs], (len(seqs), 1), "i32")
         logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s in seqs],
                                     last_only=True)
-        self._sample(seqs, logits)
+        self._sample(seqs, be.to_array(logits))
         with self._lock:
             self._running = [s for s in self._running if not s.finished]
 
     # ---- sampling ------------------------------------------------------------------------------
-    def _sample(self, seqs: list[_Seq], logits) -> None:
-        """One token for each sequence from its row of logits (M, V); emit; finish if due."""
-        be, V = self.backend, self._V
-        M = len(seqs)
-        plain = [i for i, s in enumerate(seqs)
-                 if s.params.temperature > 0 and not s.params.host_path()]
-        host = be.to_array(logits)
-        probs = None
-        if plain:  # softmax(logits / T) on the device, every row at once
-            inv = [1.0 / s.params.temperature if s.params.temperature > 0 else 1.0 for s in seqs]
-            scaled = be.empty((M, V), logits.dtype)
-            be.binary(scaled, "mul", logits, be.from_array(inv, (M, 1), logits.dtype))
-            be.softmax_forward(scaled, scaled)
-            probs = be.to_array(scaled)
+    def _sample(self, seqs: list[_Seq], host) -> None:
+        """One token for each sequence from its row of host logits (M * V); emit; finish if due."""
+        picks = self.sampler.sample(host, [s.spec for s in seqs])
         now = time.monotonic()
-        for i, s in enumerate(seqs):
-            p = s.params
-            row = host[i * V:(i + 1) * V]
-            tok = Token(-1)
-            if p.host_path():
-                tok = self._sample_host(s, row)
-            elif p.temperature == 0:
-                tok.id = row.index(max(row))
-            else:
-                tok.id = sample_from_probs(probs[i * V:(i + 1) * V], s.stream.random())
+        for s, tok in zip(seqs, picks):
             self._emit(s, tok, now)
-
-    def _sample_host(self, s: _Seq, row) -> Token:
-        p = s.params
-        row = list(row)
-        if s.counts and (p.presence_penalty or p.frequency_penalty):
-            for t, c in s.counts.items():
-                row[t] -= p.presence_penalty + p.frequency_penalty * c
-        u = s.stream.random() if p.temperature > 0 else 0.0
-        tok = Token(sample_token(row, p.temperature, p.top_k, p.top_p, u))
-        if p.logprobs is not None:
-            m = max(row)
-            lse = m + math.log(math.fsum(math.exp(x - m) for x in row))
-            tok.logprob = row[tok.id] - lse
-            if p.logprobs > 0:
-                best = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:p.logprobs]
-                tok.top = [(t, row[t] - lse) for t in best]
-            else:
-                tok.top = []
-        return tok
 
     def _emit(self, s: _Seq, tok: Token, now: float) -> None:
         h = s.handle

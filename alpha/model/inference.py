@@ -2,8 +2,9 @@
 cache (`GPT.forward(..., cache=...)`, the one model definition), and token sampling.
 
 `prefill` runs the prompt through the model and fills the cache; `decode` runs one new token
-against it. Plain temperature sampling takes the softmax on the backend; top-k / top-p run on the
-host (`sample_token`, the definition of what sampling does).
+against it. Tokens are drawn by the C sampler the server uses (`alpha.model.sampling`, where
+`sample_token` defines what sampling does), so `alpha sample` and a served request with the same
+seed and settings pick the same tokens.
 
 `generate` yields token ids as they are sampled; its return value (the StopIteration value) says
 why it stopped: "stop" (a stop token, not yielded) or "length".
@@ -17,14 +18,11 @@ Not here: serving many requests at once (alpha/model/engine.py batches them), be
 
 from __future__ import annotations
 
-import bisect
-import heapq
-import itertools
-import math
 from typing import Iterator, Sequence
 
 from alpha.core.rng import Rng
 from alpha.model.kvcache import KVCache
+from alpha.model.sampling import BatchSampler, RowSpec
 
 
 class InferenceEngine:
@@ -34,7 +32,7 @@ class InferenceEngine:
         self.cache = KVCache(model, batch_size, max_len)
         self.max_len = self.cache.max_len
         self.dtype = model.dtype
-        self._probs = None  # (scaled, softmax) (1, V) for plain temperature sampling
+        self.sampler = BatchSampler(self.cfg.vocab_size)
 
     @property
     def pos(self) -> int:
@@ -111,19 +109,9 @@ class InferenceEngine:
         ctx = list(prompt[-self.max_len:])
         logits = self.prefill([ctx])
         be = self.backend
-        plain = temperature > 0 and top_k == 0 and top_p >= 1.0  # softmax on the device
-        if plain and self._probs is None:
-            self._probs = (be.empty(logits.shape, self.dtype),
-                           be.empty(logits.shape, self.dtype))  # (1, V) scaled, softmax
+        spec = [RowSpec(temperature, top_k, top_p, stream=stream)]
         for n in range(max_tokens):
-            if plain:
-                scaled, probs = self._probs
-                be.binary_scalar(scaled, "mul", logits, 1.0 / temperature)
-                be.softmax_forward(probs, scaled)
-                tok = sample_from_probs(be.to_array(probs), stream.random())
-            else:
-                u = stream.random() if temperature > 0 else 0.0
-                tok = sample_token(be.to_array(logits), temperature, top_k, top_p, u)
+            tok = self.sampler.sample(be.to_array(logits), spec)[0].id
             if tok in stops:
                 return "stop"
             yield tok
@@ -137,37 +125,3 @@ class InferenceEngine:
                 logits = self.decode(tok)
         return "length"
 
-
-def sample_token(logits: Sequence[float], temperature: float, top_k: int = 0, top_p: float = 1.0,
-                 u: float = 0.0) -> int:
-    """One token from a row of logits, given a uniform u in [0, 1).
-
-    temperature 0: the argmax (the lowest id among ties). Otherwise softmax(logits / temperature)
-    restricted to the top_k most likely (0 = all), then to the smallest most-likely prefix whose
-    mass reaches top_p (1.0 = all), renormalised; u picks the first candidate whose cumulative
-    mass exceeds u * total (float64 math; candidates in id order, or by probability when top_k or
-    top_p filter them)."""
-    if temperature == 0:
-        return logits.index(max(logits))
-    V = len(logits)
-    if 0 < top_k < V:
-        cand = heapq.nlargest(top_k, range(V), key=logits.__getitem__)  # sorted, stable
-    elif top_p < 1.0:
-        cand = sorted(range(V), key=logits.__getitem__, reverse=True)  # stable: ties by id
-    else:
-        cand = None  # every id, in id order
-    vals = logits if cand is None else [logits[i] for i in cand]
-    m = max(vals)
-    inv_t = 1.0 / temperature
-    cum = list(itertools.accumulate([math.exp((x - m) * inv_t) for x in vals]))  # unnormalised
-    if top_p < 1.0:  # cand is sorted by probability here
-        cum = cum[:bisect.bisect_left(cum, top_p * cum[-1]) + 1]
-    j = min(bisect.bisect_right(cum, u * cum[-1]), len(cum) - 1)
-    return j if cand is None else cand[j]
-
-
-def sample_from_probs(probs: Sequence[float], u: float) -> int:
-    """The first id whose cumulative probability exceeds u * total (what `sample_token` does with
-    no top-k/top-p, given probabilities already computed, e.g. by the backend's softmax)."""
-    cum = list(itertools.accumulate(probs))
-    return min(bisect.bisect_right(cum, u * cum[-1]), len(cum) - 1)

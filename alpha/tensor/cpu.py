@@ -22,6 +22,7 @@ from alpha.tensor.cpu_kernels import (
 )
 from alpha.tensor.cpu_matmul import matmul as sgemm
 from alpha.tensor.cpu_nn import CPUNNOps
+from alpha.tensor.cpu_optim import CPUOptimOps
 from alpha.tensor.cpu_storage import METER, CPUStorage
 from alpha.tensor.tensor import Tensor, broadcast_strides
 
@@ -35,7 +36,7 @@ assert set(_BIN) == set(BINARY_OPS) and set(_UN) == set(UNARY_OPS)
 assert set(_SCALAR) == set(SCALAR_OPS)
 
 
-class CPUBackend(CPUNNOps, Backend):
+class CPUBackend(CPUNNOps, CPUOptimOps, Backend):
     name = "cpu"
 
     def __init__(self):

@@ -73,6 +73,10 @@ _SIGNATURES = {
     "alpha_sgemm_rows": (None, [_I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _F,
                                 _INT]),
     "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),
+    "lion_step": (None, [_P, _P, _P, _I64, _D, _D, _D, _D, _D]),
+    "sgd_step": (None, [_P, _P, _P, _I64, _D, _D, _INT, _D, _D]),
+    "muon_momentum": (None, [_P, _P, _P, _I64, _D, _INT, _D]),
+    "adafactor_step": (_INT, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _D, _D, _D]),
     "rng_uniform": (None, [_P, _I64, _U32, _U32, _U64]),
     "rng_normal": (None, [_P, _I64, _U32, _U32, _U64, _D, _D]),
 }

@@ -1,5 +1,5 @@
 """The CPU backend's neural-network ops: softmax, layernorm, activations, dropout, embeddings,
-fused cross-entropy, fused attention and AdamW — each one C call on arguments the front
+fused cross-entropy and fused attention — each one C call on arguments the front
 (`alpha.core.backend.Backend`) has checked.
 
 A mixin of `alpha.tensor.cpu.CPUBackend` (which provides `k`, the kernels, and the contiguity
@@ -320,17 +320,3 @@ class CPUNNOps:
                 raise ValueError(f"{op}: param {i} is {got}; expected contiguous f32 {want}")
             ptrs.append(ptr(t))
         return tuple(ptrs), H, act
-
-    # ---- optimizer ---------------------------------------------------------------------------
-    def _adamw_step(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
-                    grad_scale) -> None:
-        n = param.numel
-        if n == 0:
-            return
-        pb, mb, vb = self._wbuf(param, True), self._wbuf(m, True), self._wbuf(v, True)
-        grad = self._contig(grad)
-        self.k.adamw_step(ptr(pb), ptr(grad), ptr(mb), ptr(vb), n, lr, beta1,
-                          beta2, eps, weight_decay, step, grad_scale)
-        self._wback(param, pb)
-        self._wback(m, mb)
-        self._wback(v, vb)

@@ -1,12 +1,8 @@
-"""AdamW over flat buffers, plus the global gradient norm.
+"""What every optimizer step shares: the global gradient norm, the clip factor, and the runs of
+the flat buffers that share a weight-decay setting. The optimizers themselves are in
+`alpha.train.optimizers` (one file each).
 
-The model keeps all parameters in one flat f32 buffer and all gradients in another, laid out from
-its parameter table; the moments `m` and `v` are two more buffers of the same size. So one update
-is a handful of `backend.adamw_step` calls: one per run of parameters that share a weight-decay
-setting. Weight decay is decoupled (AdamW, Loshchilov & Hutter) and applied only inside the
-model's decay ranges (matmul weights); norms, biases and embeddings are not decayed.
-
-Clipping never touches the gradient buffer: its factor is passed as adamw's `grad_scale`.
+Clipping never touches the gradient buffer: its factor is passed as the update's `grad_scale`.
 """
 
 from __future__ import annotations
@@ -49,50 +45,3 @@ def clip_coef(norm: float, max_norm: float) -> float:
     if max_norm <= 0 or not math.isfinite(norm) or norm <= max_norm:
         return 1.0
     return max_norm / (norm + 1e-6)
-
-
-class AdamW:
-    """AdamW state for one flat parameter buffer: the moments and the step count."""
-
-    def __init__(self, backend, params, grads, decay_ranges, *, beta1: float, beta2: float,
-                 eps: float, weight_decay: float):
-        if params.numel != grads.numel:
-            raise ValueError(f"params ({params.numel}) and grads ({grads.numel}) differ in size")
-        self.backend = backend
-        self.params = params.view(-1)
-        self.grads = grads.view(-1)
-        self.m = backend.zeros((self.params.numel,), "f32")
-        self.v = backend.zeros((self.params.numel,), "f32")
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.weight_decay = weight_decay
-        self.step = 0  # updates applied so far (bias correction uses step + 1)
-        self.segments = merge_segments(self.params.numel, decay_ranges)
-
-    def update(self, lr: float, grad_scale: float = 1.0) -> None:
-        self.step += 1
-        for start, length, decays in self.segments:
-            self.backend.adamw_step(
-                self.params.narrow(0, start, length),
-                self.grads.narrow(0, start, length),
-                self.m.narrow(0, start, length),
-                self.v.narrow(0, start, length),
-                lr=lr,
-                beta1=self.beta1,
-                beta2=self.beta2,
-                eps=self.eps,
-                weight_decay=self.weight_decay if decays else 0.0,
-                step=self.step,
-                grad_scale=grad_scale,
-            )
-
-    # ---- checkpoints ---------------------------------------------------------------------
-    def state(self) -> dict:
-        return {"step": self.step}
-
-    def load_state(self, state: dict, m_data, v_data) -> None:
-        n = self.params.numel
-        if len(m_data) != n or len(v_data) != n:
-            raise ValueError(f"optimizer moments hold {len(m_data)}/{len(v_data)} values, need {n}")
-        self.step = int(state["step"])
-        self.m = self.backend.from_array(m_data, (n,), "f32")
-        self.v = self.backend.from_array(v_data, (n,), "f32")

@@ -9,6 +9,11 @@ Backward (three passes, no atomics, deterministic):
   dv_j  += sum_t P_tj dout_t                                 (`attention_backward_dkv`, per key)
 q, k, v, out are addressed as base + b*sb + t*st + h*hs + d (d contiguous), so packed qkv and
 KV-cache views need no copies.
+
+Every builder takes `softcap` (a compile-time constant, part of the pipeline's cache key): with
+c > 0 each scaled score s is capped to c * tanh(s / c) before the softmax (Gemma 2), and the
+backward's dS is multiplied by the cap's derivative 1 - tanh(s / c)^2. c = 0 builds exactly the
+GPT-2 kernels.
 """
 
 from __future__ import annotations
@@ -24,6 +29,33 @@ FWD_PARAMS = [("out", "f32*"), ("lse", "f32*"), ("q", "f32*"), ("k", "f32*"), ("
               ("hs", "u32"), ("scale", "f32"), ("write_lse", "u32")]
 
 
+def tanh_clamped(k, x):
+    """tanh, with x clamped to [-15, 15] first: tanh(15) is 1.0 in f32, and a driver's
+    exp-based tanh would give inf / inf = NaN far out."""
+    return k.tanh(k.fmin(k.fmax(x, -15.0), 15.0))
+
+
+def _cap(k, s, softcap: float):
+    """The capped score c * tanh(s / c); s itself when softcap is 0."""
+    return tanh_clamped(k, s * (1.0 / softcap)) * softcap if softcap else s
+
+
+def _cap_grad(k, s, softcap: float):
+    """(capped score, d capped / d s) of a scaled score s; (s, None) when softcap is 0."""
+    if not softcap:
+        return s, None
+    th = tanh_clamped(k, s * (1.0 / softcap))
+    return th * softcap, 1.0 - th * th
+
+
+def _times(x, g):
+    return x if g is None else x * g
+
+
+def _suffix(softcap: float) -> str:
+    return f"_cap{softcap:g}".replace(".", "p").replace("-", "m") if softcap else ""
+
+
 def _dot(k, p, pbase, q, qbase, n):
     acc = k.var("f32", 0.0)
     with k.loop(0, n) as d:
@@ -31,8 +63,8 @@ def _dot(k, p, pbase, q, qbase, n):
     return acc.get()
 
 
-def attention_forward(max_keys: int) -> Kernel:
-    k = Kernel("attention_forward", (LOCAL, 1, 1), FWD_PARAMS)
+def attention_forward(max_keys: int, softcap: float = 0.0) -> Kernel:
+    k = Kernel("attention_forward" + _suffix(softcap), (LOCAL, 1, 1), FWD_PARAMS)
     (out, lse, q, kk, v, qsb, qst, ksb, kst, osb, ost, Tq, start, H, hs, scale,
      write_lse) = k.params()
     S = k.shared("f32", max_keys)
@@ -43,7 +75,7 @@ def attention_forward(max_keys: int) -> Kernel:
     qbase = b * qsb + t * qst + h * hs
     mx = k.var("f32", NEG_INF)
     with k.loop(lid, nkeys, LOCAL) as j:
-        s = _dot(k, q, qbase, kk, b * ksb + j * kst + h * hs, hs) * scale
+        s = _cap(k, _dot(k, q, qbase, kk, b * ksb + j * kst + h * hs, hs) * scale, softcap)
         S[j] = s
         mx.set(k.fmax(mx.get(), s))
     m = k.reduce_max(mx.get(), sh)
@@ -88,8 +120,8 @@ def attention_backward_d() -> Kernel:
     return k
 
 
-def attention_backward_dq(max_keys: int) -> Kernel:
-    k = Kernel("attention_backward_dq", (LOCAL, 1, 1), BWD_PARAMS)
+def attention_backward_dq(max_keys: int, softcap: float = 0.0) -> Kernel:
+    k = Kernel("attention_backward_dq" + _suffix(softcap), (LOCAL, 1, 1), BWD_PARAMS)
     dq, dk, dv, dout, q, kk, v, lse, D, sb, st, dsb, dst, T, H, hs, scale = k.params()
     S = k.shared("f32", max_keys)
     t, h, b = k.group_id(0), k.group_id(1), k.group_id(2)
@@ -100,9 +132,10 @@ def attention_backward_dq(max_keys: int) -> Kernel:
     gbase = b * dsb + t * dst + h * hs
     with k.loop(lid, t + 1, LOCAL) as j:
         kbase = b * sb + j * st + h * hs
-        p = k.exp(_dot(k, q, qbase, kk, kbase, hs) * scale - L)
+        s, g = _cap_grad(k, _dot(k, q, qbase, kk, kbase, hs) * scale, softcap)
+        p = k.exp(s - L)
         dp = _dot(k, dout, gbase, v, kbase, hs)
-        S[j] = p * (dp - Dt) * scale
+        S[j] = _times(p * (dp - Dt), g) * scale
     k.barrier()
     with k.loop(lid, hs, LOCAL) as d:
         acc = k.var("f32", 0.0)
@@ -112,8 +145,8 @@ def attention_backward_dq(max_keys: int) -> Kernel:
     return k
 
 
-def attention_backward_dkv(max_keys: int) -> Kernel:
-    k = Kernel("attention_backward_dkv", (LOCAL, 1, 1), BWD_PARAMS)
+def attention_backward_dkv(max_keys: int, softcap: float = 0.0) -> Kernel:
+    k = Kernel("attention_backward_dkv" + _suffix(softcap), (LOCAL, 1, 1), BWD_PARAMS)
     dq, dk, dv, dout, q, kk, v, lse, D, sb, st, dsb, dst, T, H, hs, scale = k.params()
     P = k.shared("f32", max_keys)
     G = k.shared("f32", max_keys)
@@ -125,10 +158,11 @@ def attention_backward_dkv(max_keys: int) -> Kernel:
         row = (b * H + h) * T + t
         qbase = b * sb + t * st + h * hs
         gbase = b * dsb + t * dst + h * hs
-        p = k.exp(_dot(k, q, qbase, kk, kbase, hs) * scale - lse[row])
+        s, g = _cap_grad(k, _dot(k, q, qbase, kk, kbase, hs) * scale, softcap)
+        p = k.exp(s - lse[row])
         dp = _dot(k, dout, gbase, v, kbase, hs)
         P[t - j] = p
-        G[t - j] = p * (dp - D[row]) * scale
+        G[t - j] = _times(p * (dp - D[row]), g) * scale
     k.barrier()
     with k.loop(lid, hs, LOCAL) as d:
         ak = k.var("f32", 0.0)
@@ -178,9 +212,9 @@ def _dot_tile(k, regs, tile, row, HS):
     return acc
 
 
-def attention_forward_tiled(HS: int) -> Kernel:
+def attention_forward_tiled(HS: int, softcap: float = 0.0) -> Kernel:
     BK = _tile_rows(HS, True)
-    k = Kernel(f"attention_forward_tiled{HS}", (BLOCK, 1, 1), FWD_PARAMS)
+    k = Kernel(f"attention_forward_tiled{HS}" + _suffix(softcap), (BLOCK, 1, 1), FWD_PARAMS)
     (out, lse, q, kk, v, qsb, qst, ksb, kst, osb, ost, Tq, start, H, hs, scale,
      write_lse) = k.params()
     Ks, Vs = k.shared("f32", BK * HS), k.shared("f32", BK * HS)
@@ -200,7 +234,8 @@ def attention_forward_tiled(HS: int) -> Kernel:
         _stage(k, lid, [Ks, Vs], BK, HS, kt, nkeys, [(kk, kvbase, kst), (v, kvbase, kst)])
         k.barrier()
         with k.if_(valid & (kt <= limit)):
-            s = [k.select(kt + j <= limit, _dot_tile(k, qr, Ks, j, HS), NEG_INF) for j in range(BK)]
+            s = [k.select(kt + j <= limit, _cap(k, _dot_tile(k, qr, Ks, j, HS), softcap), NEG_INF)
+                 for j in range(BK)]
             mt = m.get()
             for sj in s:
                 mt = k.fmax(mt, sj)
@@ -227,9 +262,9 @@ def attention_forward_tiled(HS: int) -> Kernel:
     return k
 
 
-def attention_backward_dq_tiled(HS: int) -> Kernel:
+def attention_backward_dq_tiled(HS: int, softcap: float = 0.0) -> Kernel:
     BK = _tile_rows(HS, False)
-    k = Kernel(f"attention_backward_dq_tiled{HS}", (BLOCK, 1, 1), BWD_PARAMS)
+    k = Kernel(f"attention_backward_dq_tiled{HS}" + _suffix(softcap), (BLOCK, 1, 1), BWD_PARAMS)
     dq, dk, dv, dout, q, kk, v, lse, D, sb, st, dsb, dst, T, H, hs, scale = k.params()
     Ks, Vs = k.shared("f32", BK * HS), k.shared("f32", BK * HS)
     qb, h, b = k.group_id(0), k.group_id(1), k.group_id(2)
@@ -252,8 +287,9 @@ def attention_backward_dq_tiled(HS: int) -> Kernel:
         with k.if_(valid & (kt <= tc)):
             ds = []
             for j in range(BK):
-                p = k.select(kt + j <= tc, k.exp(_dot_tile(k, qr, Ks, j, HS) - L), 0.0)
-                ds.append(p * (_dot_tile(k, gr, Vs, j, HS) - Dt))
+                s, g = _cap_grad(k, _dot_tile(k, qr, Ks, j, HS), softcap)
+                p = k.select(kt + j <= tc, k.exp(s - L), 0.0)
+                ds.append(_times(p * (_dot_tile(k, gr, Vs, j, HS) - Dt), g))
             for d in range(HS):
                 a = acc[d].get()
                 for j in range(BK):
@@ -266,10 +302,11 @@ def attention_backward_dq_tiled(HS: int) -> Kernel:
     return k
 
 
-def attention_backward_kv_tiled(HS: int, which: str) -> Kernel:
+def attention_backward_kv_tiled(HS: int, which: str, softcap: float = 0.0) -> Kernel:
     """which "dv": dv_j += sum_t P_tj dout_t; "dk": dk_j += scale sum_t dS_tj q_t."""
     BK = _tile_rows(HS, False)
-    k = Kernel(f"attention_backward_{which}_tiled{HS}", (BLOCK, 1, 1), BWD_PARAMS)
+    k = Kernel(f"attention_backward_{which}_tiled{HS}" + _suffix(softcap), (BLOCK, 1, 1),
+               BWD_PARAMS)
     dq, dk, dv, dout, q, kk, v, lse, D, sb, st, dsb, dst, T, H, hs, scale = k.params()
     Qs, Gs = k.shared("f32", BK * HS), k.shared("f32", BK * HS)
     Ls, Ds = k.shared("f32", BK), k.shared("f32", BK)
@@ -296,8 +333,10 @@ def attention_backward_kv_tiled(HS: int, which: str) -> Kernel:
             for r in range(BK):
                 t = tt + r
                 ok = (t >= jc) & (t < T)
-                p = k.select(ok, k.exp(_dot_tile(k, kr, Qs, r, HS) - Ls[r]), 0.0)
-                w.append(p if which == "dv" else p * (_dot_tile(k, vr, Gs, r, HS) - Ds[r]))
+                s, g = _cap_grad(k, _dot_tile(k, kr, Qs, r, HS), softcap)
+                p = k.select(ok, k.exp(s - Ls[r]), 0.0)
+                w.append(p if which == "dv" else _times(p * (_dot_tile(k, vr, Gs, r, HS) - Ds[r]),
+                                                        g))
             src = Gs if which == "dv" else Qs
             for d in range(HS):
                 a = acc[d].get()

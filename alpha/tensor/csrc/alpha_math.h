@@ -1,7 +1,7 @@
 /* Branch-free float math that the compiler can vectorise (glibc's expf is a scalar call).
  *
  * alpha_expf: Cody-Waite range reduction + the Cephes degree-6 polynomial, about 1 ulp; exact
- * overflow to inf, gradual underflow to 0, NaN in -> NaN out. Written with plain selects and
+ * overflow to inf, gradual underflow to 0, NaN in -> NaN out. alpha_tanhf is built on it. Written with plain selects and
  * bit casts so `-O3 -march=native` turns loops over it into AVX2/AVX-512 code, and so the vector
  * body and scalar tail give the same bits (results never depend on where a chunk starts).
  */
@@ -51,6 +51,22 @@ static inline float alpha_expf(float x) {
 /* 1 / (1 + exp(-x)): 0 for very negative x, 1 for very positive, no NaN from inf/inf. */
 static inline float alpha_sigmoidf(float x) {
     return 1.0f / (1.0f + alpha_expf(-x));
+}
+
+/* tanh, branch-free (Cephes tanhf): x + x^3 P(x^2) for |x| < 0.625, where 1 - 2 / (e^2|x| + 1)
+ * would lose digits to cancellation, and that form (sign restored) beyond; about 2 ulp. */
+static inline float alpha_tanhf(float x) {
+    float z = x < 0.0f ? -x : x;
+    float s = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * s + 2.06390887954e-2f;
+    p = p * s - 5.37397155531e-2f;
+    p = p * s + 1.33314422036e-1f;
+    p = p * s - 3.33332819422e-1f;
+    float small = p * s * x + x;
+    float big = 1.0f - 2.0f / (alpha_expf(z + z) + 1.0f); /* 1 for large z, never inf/inf */
+    big = x < 0.0f ? -big : big;
+    return z < 0.625f ? small : big;
 }
 
 /* Lanes of hand-split reductions (sum += x[i] becomes lanes[i % 32] += x[i], lanes added in

@@ -46,7 +46,7 @@ static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 /* s[0..n) = cap * tanh(s / cap) in place (cap > 0). */
 static void softcap_scores(float *s, int64_t n, float cap) {
     float inv = 1.0f / cap;
-    for (int64_t j = 0; j < n; j++) s[j] = cap * tanhf(s[j] * inv);
+    for (int64_t j = 0; j < n; j++) s[j] = cap * alpha_tanhf(s[j] * inv);
 }
 
 /* C[q, j] = sum_k A[q, k] * B[k, j] for q < QB, j < n, over K. A rows have stride lda, B rows
@@ -238,7 +238,7 @@ static void attn_bwd_task(void *vctx, int64_t begin, int64_t end) {
                 if (cap > 0.0f) {
                     float inv = 1.0f / cap;
                     for (int64_t j = 0; j < L; j++) {
-                        float th = tanhf(p[j] * inv);
+                        float th = alpha_tanhf(p[j] * inv);
                         float pj = alpha_expf(cap * th - lse);
                         p[j] = pj;
                         dp[j] = pj * (dp[j] - D) * (1.0f - th * th) * scale; /* through the cap */

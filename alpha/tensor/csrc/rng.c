@@ -61,6 +61,13 @@ void rng_uniform(float *out, int64_t n, uint32_t k0, uint32_t k1, uint64_t posit
     alpha_parallel_for((n + 4 * PIECE - 1) / (4 * PIECE), 1, uniform_task, &c);
 }
 
+/* Word `position` of the stream with key (k0, k1) (one draw: the sampler's, sample.c). */
+uint32_t rng_word(uint32_t k0, uint32_t k1, uint64_t position) {
+    uint32_t w[4];
+    philox(position / 4, k0, k1, w);
+    return w[position % 4];
+}
+
 static inline uint32_t word_at(uint32_t k0, uint32_t k1, uint64_t pos, uint64_t *cur,
                                uint32_t w[4]) {
     if (pos / 4 != *cur) {
