@@ -7,6 +7,7 @@ warm-up) on helios, the top functions by own time. A development aid for bench/g
 from __future__ import annotations
 
 import argparse
+from array import array
 import cProfile
 import os
 import pstats
@@ -36,7 +37,8 @@ def main() -> int:
     opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.95,
                 eps=1e-8, weight_decay=0.1)
     data = rng.stream("data")
-    xs, ys = data.randint(B * T, V), data.randint(B * T, V)
+    # array('i') like the trainer's BatchSampler (from_array converts a list element by element)
+    xs, ys = array("i", data.randint(B * T, V)), array("i", data.randint(B * T, V))
 
     def step():
         ids, targets = (be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32"))

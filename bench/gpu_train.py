@@ -17,6 +17,7 @@ dense bf16) for every run, so the column compares runs directly.
 from __future__ import annotations
 
 import argparse
+from array import array
 import json
 import os
 import subprocess
@@ -56,7 +57,8 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.95,
                 eps=1e-8, weight_decay=0.1)
     data = rng.stream("data")
-    xs, ys = data.randint(B * T, V), data.randint(B * T, V)
+    # array('i') like the trainer's BatchSampler (from_array converts a list element by element)
+    xs, ys = array("i", data.randint(B * T, V)), array("i", data.randint(B * T, V))
     times, losses = [], []
     for i in range(warmup + steps):
         if i == warmup and profile:

@@ -4,15 +4,18 @@ materialised score matrix.
 With `with_matmul_dtype("bf16")` the products of the forward and backward run through
 `ops_matmul` (tensor cores where the device has them) instead of the fused SIMT kernels of
 `ops_nn`, batched over every (sequence, head): S = scale * Q K^T (B*H, T, T), P = causal
-softmax(S) (and the log-sum-exp), out = P V; the backward recomputes P, then dV = P^T dO,
-dP = dO V^T, dS = P * (dP - rowsum(P * dP)), dQ = scale * dS K, dK = scale * dS^T Q, added into
-dqkv. Scores, P and dS are fp32 (the softmax and its backward stay fp32); the matmul inputs are
-rounded to bf16 like every matmul in this mode, once per operand (heads are first copied to a
-head-major layout, then packed). Memory: up to three (B*H, T, T) fp32 matrices at a time
-(GPT-2 small at batch 16: 805 MB each). fp32 training keeps the fused kernels (these products
-would run on the SIMT path there). A softcap c caps S in place (c * tanh(S / c)) before the
-softmax; the backward keeps the cap's derivative 1 - tanh^2 as one more (B*H, T, T) matrix and
-multiplies dS by it.
+softmax(S) (and the log-sum-exp), out = P V; the backward recomputes S and P = exp(S - lse)
+(the forward's log-sum-exp), then dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P * dP)),
+dQ = scale * dS K, dK = scale * dS^T Q, added into dqkv. S and dP are fp32 and the softmax
+arithmetic is fp32; the row kernels (`kernels/attn_probs.py`) write P and dS straight in the
+matmuls' 16-bit input type (no packing pass, no fp32 copies), and q, k, v and dO go to a
+head-major 16-bit layout in one pass. The tensor-core products skip what causality masks
+(`coopmat.CAUSAL`: tiles above the diagonal, K ranges where P or dS are zero), about half the
+work. Memory: two (B*H, T, T) fp32 matrices and one 16-bit one at a time (GPT-2 small at
+batch 16: 805 MB each fp32). fp32 training keeps the fused SIMT kernels (`ops_nn`). A
+softcap c caps S in place (c * tanh(S / c)) before the softmax; the backward keeps the cap's
+derivative 1 - tanh^2 as one more (B*H, T, T) fp32 matrix, which the gradient kernel
+multiplies into dS.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from __future__ import annotations
 import math
 
 from alpha.helios.kernels import attention as katt
-from alpha.helios.kernels import rows as krows
-from alpha.helios.runtime import MAX_GROUPS
+from alpha.helios.kernels import attn_probs as kap
+from alpha.helios.runtime import MAX_GROUPS, groups
 
 
 class AttentionOps:
@@ -36,12 +39,14 @@ class AttentionOps:
         q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
         S = self.rt.new((B * H, T, T))
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
-        self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src)
+        self._mm(S, q, k, False, True, False, 1.0 / math.sqrt(hs), dt, src, "skip_upper")
         if softcap:
             self._softcap(S, None, softcap)
-        self._causal_softmax(S, lo, B * H, T)
+        P = self._probs_tensor(S, src)
+        self._rows_kernel(kap.causal_softmax_probs, src, [P, S, lo], B * H * T, T)
+        del S
         o = self.rt.new((B * H, T, hs))
-        self._mm(o, self._packed_as(S, src), v, False, False, False, 1.0, dt, src)
+        self._mm(o, P, v, False, False, False, 1.0, dt, src, "k_to_m")
         dst = out if out.is_contiguous else self.rt.new(out.shape)
         self.rt.copy(dst.view(B, T, H, hs), o.view(B, H, T, hs).permute(0, 2, 1, 3))
         if dst is not out:
@@ -59,33 +64,27 @@ class AttentionOps:
         dt, src, scale = self.matmul_dtype, self._attention_src(B, H, T, C), 1.0 / math.sqrt(hs)
         q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
         (do,) = self._heads(dout, B, T, H, hs, 1, src)
-        P = self.rt.new((B * H, T, T))
-        self._mm(P, q, k, False, True, False, scale, dt, src)
-        cap_grad = self.rt.new(P.shape) if softcap else None
-        if softcap:
-            self._softcap(P, cap_grad, softcap)
-        self._causal_softmax(P, self.rt.new((B * H, T)), B * H, T)
-        grads = [self.rt.new((B * H, T, hs)) for _ in range(3)]  # dq, dk, dv
-        P16 = self._packed_as(P, src)
-        self._mm(grads[2], P16, do, True, False, False, 1.0, dt, src)
-        del P16
-        dP = self.rt.new((B * H, T, T))
-        self._mm(dP, do, v, False, True, False, 1.0, dt, src)
-        dS = self.rt.new((B * H, T, T))
-        z = dS.storage.alloc
-        self.dev.fill_zero(z.block.buffer, z.offset, z.size)
+        lo = self.rt.contig(lse)
         R = B * H * T
-        self.rt.launch(("softmax_bwd", False), lambda: krows.softmax_backward(False),
-                       [self.rt.addr(dS), self.rt.addr(dP), self.rt.addr(P), R, T],
-                       (min(R, MAX_GROUPS), 1, 1))
-        del P, dP
-        if cap_grad is not None:  # back through the cap: dS *= 1 - tanh(S / c)^2
-            self.rt.map("softcap_grad", [(dS, "inout"), (cap_grad, "in")], dS.shape,
-                        lambda k, ins, s: [ins[0] * ins[1]])
-            del cap_grad
-        dS16 = self._packed_as(dS, src)
-        self._mm(grads[0], dS16, k, False, False, False, scale, dt, src)
-        self._mm(grads[1], dS16, q, True, False, False, scale, dt, src)
+        S = self.rt.new((B * H, T, T))
+        self._mm(S, q, k, False, True, False, scale, dt, src, "skip_upper")
+        cap_grad = self.rt.new(S.shape) if softcap else None
+        if softcap:
+            self._softcap(S, cap_grad, softcap)
+        grads = [self.rt.new((B * H, T, hs)) for _ in range(3)]  # dq, dk, dv
+        P = self._probs_tensor(S, src)  # recomputed from S and the forward's log-sum-exp
+        self._rows_kernel(kap.causal_probs, src, [P, S, lo], R, T)
+        self._mm(grads[2], P, do, True, False, False, 1.0, dt, src, "k_from_m")
+        del P
+        dP = self.rt.new((B * H, T, T))
+        self._mm(dP, do, v, False, True, False, 1.0, dt, src, "skip_upper")
+        dS = self._probs_tensor(S, src)
+        capped = cap_grad is not None  # back through the cap: dS *= 1 - tanh(S / c)^2
+        self._rows_kernel(kap.causal_softmax_grad, src,
+                          [dS, S, dP, lo] + ([cap_grad] if capped else []), R, T, capped)
+        del S, dP, cap_grad
+        self._mm(grads[0], dS, k, False, False, False, scale, dt, src, "k_to_m")
+        self._mm(grads[1], dS, q, True, False, False, scale, dt, src, "k_from_m")
         g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
         parts = g.view(B, T, 3, H, hs).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hs)
         for p in range(3):
@@ -105,12 +104,22 @@ class AttentionOps:
                     [inv, float(softcap)], ["f32", "f32"])
 
     def _attention_src(self, B, H, T, C) -> str:
-        """The matmuls' input type: 16-bit bits packed once per operand where tensor cores
-        take them (every packed tensor has an even element count), else fp32 (the SIMT kernel
-        rounds as it loads)."""
+        """The matmuls' input type: 16-bit bits where tensor cores take them (the row kernels
+        write P and dS as pairs of 16-bit values: T even; every packed tensor has an even
+        element count), else fp32 (the SIMT kernel rounds as it loads)."""
         dt = self.matmul_dtype
-        even = (B * H * T * T) % 2 == 0 and (B * T * C) % 2 == 0
+        even = T % 2 == 0 and (B * T * C) % 2 == 0
         return dt if dt in self._coop_types() and even else "f32"
+
+    def _probs_tensor(self, S, src):
+        """A new tensor of S's shape for P or dS in the matmuls' input type."""
+        return self.rt.new(S.shape, "f32" if src == "f32" else "u16")
+
+    def _rows_kernel(self, builder, src, tensors, R, T, *variant) -> None:
+        """One of the `attn_probs` row kernels over R rows of T scores."""
+        self.rt.launch((builder.__name__, src) + variant, lambda: builder(src, *variant),
+                       [self.rt.addr(t) for t in tensors] + [R, T],
+                       (min(R, MAX_GROUPS), 1, 1))
 
     def _packed_as(self, t, src):
         """Contiguous t as the matmuls' inputs: itself for fp32, else a packed u16 copy."""
@@ -122,14 +131,16 @@ class AttentionOps:
 
     def _heads(self, t, B, T, H, hs, parts, src):
         """The `parts` column blocks of t (B, T, parts * H * hs) as head-major (B*H, T, hs)
-        matmul inputs."""
-        v = self.rt.contig(t).view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)
+        matmul inputs: fp32 copies, or 16-bit ones packed in one pass (hs even)."""
+        t = self.rt.contig(t)
+        if src != "f32" and hs % 2 == 0:
+            n, W = B * H * T * hs // 2, parts * H * hs
+            outs = [self.rt.new((B * H, T, hs), "u16") for _ in range(parts)]
+            for p, u in enumerate(outs):
+                self.rt.launch(("pack_heads", src), lambda: kap.pack_heads(src),
+                               [self.rt.addr(u), self.rt.addr(t) + 4 * p * H * hs, n, T, H,
+                                hs, W], (groups(n), 1, 1))
+            return outs
+        v = t.view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)
         return [self._packed_as(self.rt.contig(v[p]).view(B * H, T, hs), src)
                 for p in range(parts)]
-
-    def _causal_softmax(self, S, lse, R, T) -> None:
-        """S (R, T, T) in place: causal softmax of each row; lse (R * T values) its log-sum-exp."""
-        rows = R * T
-        self.rt.launch(("causal_softmax",), krows.causal_softmax,
-                       [self.rt.addr(S), self.rt.addr(S), self.rt.addr(lse), rows, T],
-                       (min(rows, MAX_GROUPS), 1, 1))

@@ -85,7 +85,10 @@ class MatmulOps:
                          [self.rt.addr(out), self.rt.addr(x), n], (_groups(n), 1, 1))
 
     # ---- shared front ----------------------------------------------------------------------
-    def _mm(self, out, a, b, trans_a, trans_b, accumulate, alpha, dtype, src) -> None:
+    def _mm(self, out, a, b, trans_a, trans_b, accumulate, alpha, dtype, src,
+            causal=None) -> None:
+        """causal: a `coopmat.CAUSAL` hint for the products of causal attention (tensor cores
+        only: the SIMT kernel computes everything, which gives the same result)."""
         if a.ndim < 2 or b.ndim < 2:
             raise ValueError(f"matmul: a {a.shape} and b {b.shape} need at least 2 dims")
         # a few rows of fp32 (decode): the SIMT kernel rounding as it loads, not two packing
@@ -119,7 +122,8 @@ class MatmulOps:
         if o is not out and accumulate:
             self.rt.copy(o, out)
         if dtype != "f32" and tensor_cores:
-            self._coop(o, opa, opb, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src)
+            self._coop(o, opa, opb, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src,
+                       causal)
         elif dtype == "f16":
             raise NotImplementedError(f"need tensor cores for f16 matmuls ({self.dev.name} has "
                                       "none usable); bf16 runs everywhere")
@@ -150,14 +154,14 @@ class MatmulOps:
         return u
 
     # ---- tensor cores ----------------------------------------------------------------------
-    def _coop(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src):
+    def _coop(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src, causal):
         sam, sak = a.strides[-2:]
         sbk, sbn = b.strides[-2:]
         a_k = sak == 1 or (sam != 1 and sak <= sam)
         b_n = sbn == 1 or (sbk != 1 and sbn <= sbk)
         esize = 4 if src == "f32" else 2
-        cfg = self.coop_config or self._coop_shape(M, N, nb)
-        splits = self._split_k(cfg.BM, cfg.BN, cfg.BK, M, N, K, nb)
+        cfg = self.coop_config or self._coop_shape(M, N, K, nb)
+        splits = 1 if causal else self._split_k(cfg.BM, cfg.BN, cfg.BK, M, N, K, nb)
         Ks = K // splits
         inner_a, inner_b = (K if a_k else M), (N if b_n else K)
         others = [sam if a_k else sak, sbk if b_n else sbn]
@@ -169,8 +173,8 @@ class MatmulOps:
                and inner_a % 8 == 0 and inner_b % 8 == 0 and Ks % 8 == 0
                and all(s % 8 == 0 for s in others)
                and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
-        key = ("coopmat", cfg, dtype, src, a_k, b_n, vec)
-        build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec)  # noqa: E731
+        key = ("coopmat", cfg, dtype, src, a_k, b_n, vec, causal)
+        build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec, causal)  # noqa
         grid = (-(-N // cfg.BN), -(-M // cfg.BM))
         if splits > 1:
             part = self.rt.new((splits, M, N))
@@ -186,10 +190,14 @@ class MatmulOps:
                   sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
         self._run(key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N)
 
-    def _coop_shape(self, M, N, nb):
-        """128x128 tiles once they give every multiprocessor work, else 64x64."""
-        if -(-M // 128) * -(-N // 128) * nb >= 256:
-            return kcm.DEFAULT
+    def _coop_shape(self, M, N, K, nb):
+        """128x128 tiles once they give every multiprocessor work, counting the K slices of
+        split-K (weight gradients: 768 x 768 .. 3072 x 768 products over K = B*T), else 64x64.
+        The weight gradients of GPT-2 small ran at ~107 TFLOP/s in 64x64 tiles."""
+        D = kcm.DEFAULT
+        tiles = -(-M // D.BM) * -(-N // D.BN) * nb
+        if tiles * self._split_k(D.BM, D.BN, D.BK, M, N, K, nb) >= 256:
+            return D
         return kcm.SMALL
 
     # ---- SIMT --------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ validate (`spirv-val`) and disassemble, and what `bench helios` can warm up."""
 from __future__ import annotations
 
 from alpha.helios.kernels import attention as katt
+from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import matmul as kmm
+from alpha.helios.kernels import optim as kopt
 from alpha.helios.kernels import rope as krope
 from alpha.helios.kernels import rows as krows
 
@@ -29,6 +31,12 @@ def coopmat_builders() -> dict:
                                 f"{'n' if b_n else 'k'}{'_vec' if vec else ''}")
                         out[name] = (lambda d=dtype, s=src, a=a_k, b=b_n, v=vec:
                                      kcm.coopmat_kernel(kcm.DEFAULT, d, s, a, b, v))
+    # the causal attention products, in the layouts ops_attention gives them
+    for causal, a_k, b_n in (("skip_upper", True, False), ("k_to_m", True, True),
+                             ("k_from_m", False, True)):
+        out[f"coopmat_bf16_{causal}"] = (lambda c=causal, a=a_k, b=b_n:
+                                         kcm.coopmat_kernel(kcm.DEFAULT, "bf16", "bf16", a, b,
+                                                            True, c))
     for cfg in kcm.CONFIGS:
         out[f"coopmat_bf16_{cfg.BM}x{cfg.BN}x{cfg.BK}_{cfg.WM}x{cfg.WN}"] = (
             lambda cfg=cfg: kcm.coopmat_kernel(cfg, "bf16", "bf16", True, False, True))
@@ -55,13 +63,36 @@ def builders() -> dict:
                               lambda k, i, s: [i[0] + i[1] * kel.gelu_grad(k, i[2])]),
         "adamw": _map("adamw", (9,), [(f, (1,), "inout"), (f, (1,), "in"), (f, (1,), "inout"),
                                       (f, (1,), "inout")], ["f32"] * 8, kel.adamw_body),
+        # the optimizers (kernels/optim.py)
+        "lion_step": _map("lion_step", (9,), [(f, (1,), "inout"), (f, (1,), "in"),
+                                              (f, (1,), "inout")], ["f32"] * 5, kopt.lion_body),
+        "sgd_step_nesterov": _map("sgd_step", (9,), [(f, (1,), "inout"), (f, (1,), "in"),
+                                                     (f, (1,), "inout")], ["f32"] * 4,
+                                  kopt.sgd_body(True)),
+        "muon_momentum": _map("muon_momentum", (9,), [(f, (1,), "out"), (f, (1,), "in"),
+                                                      (f, (1,), "inout")], ["f32"] * 2,
+                              kopt.muon_momentum_body(True)),
+        "adafactor_u_factored": _map("adafactor_u", (3, 5), [(f, (5, 1), "out"), (f, (5, 1), "in"),
+                                                             (f, (1, 0), "in"), (f, (0, 1), "in"),
+                                                             (f, (0, 0), "in")], ["f32"] * 2,
+                                     kopt.adafactor_u_body(True)),
+        "adafactor_apply": _map("adafactor_apply", (9,), [(f, (1,), "inout"), (f, (1,), "in"),
+                                                          (f, (0,), "in")], ["f32"] * 4,
+                                kopt.adafactor_apply_body),
         "row_sum": lambda: krows.row_reduce("sum"),
         "row_max": lambda: krows.row_reduce("max"),
         "softmax_forward": lambda: krows.softmax_forward(False),
         "log_softmax_forward": lambda: krows.softmax_forward(True),
         "softmax_backward": lambda: krows.softmax_backward(False),
         "log_softmax_backward": lambda: krows.softmax_backward(True),
-        "causal_softmax": krows.causal_softmax,
+        "causal_softmax_probs_f32": lambda: kap.causal_softmax_probs("f32"),
+        "causal_softmax_probs_bf16": lambda: kap.causal_softmax_probs("bf16"),
+        "causal_probs_f16": lambda: kap.causal_probs("f16"),
+        "causal_probs_f32": lambda: kap.causal_probs("f32"),
+        "causal_softmax_grad_bf16": lambda: kap.causal_softmax_grad("bf16"),
+        "causal_softmax_grad_f32": lambda: kap.causal_softmax_grad("f32"),
+        "causal_softmax_grad_bf16_capped": lambda: kap.causal_softmax_grad("bf16", True),
+        "pack_heads_bf16": lambda: kap.pack_heads("bf16"),
         "layernorm_forward": lambda: krows.layernorm_forward(True),
         "layernorm_forward_nobias": lambda: krows.layernorm_forward(False),
         "layernorm_backward_dx": krows.layernorm_backward_dx,

@@ -28,6 +28,7 @@ straight from global memory, letting the driver tile, were correct but ran at 5-
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from alpha.spirv.dsl import Kernel, Val
@@ -42,6 +43,7 @@ NONPRIVATE = 0x20
 SUBGROUP = 32  # the kernels assume 32-wide subgroups (NVIDIA); the backend checks the device
 FRAG = 16  # 16x16x16 fragments (what every NVIDIA coopmat device lists for bf16 and f16)
 UNIT = 8  # 16-bit elements per 16-byte shared unit
+CAUSAL = (None, "skip_upper", "k_to_m", "k_from_m")  # see coopmat_kernel
 
 
 @dataclass(frozen=True)
@@ -152,17 +154,26 @@ def _f16_bits(k: Kernel, x: Val) -> Val:
 
 
 def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
-                   a_kcontig: bool = True, b_ncontig: bool = True, vec: bool = True) -> Kernel:
+                   a_kcontig: bool = True, b_ncontig: bool = True, vec: bool = True,
+                   causal: str | None = None) -> Kernel:
     """dtype: the 16-bit type the matrix units multiply ("bf16" | "f16"); src: the element type
-    of A and B in memory (dtype itself, or "f32" to convert on the way into shared memory)."""
+    of A and B in memory (dtype itself, or "f32" to convert on the way into shared memory).
+
+    causal: the products of causal attention, where row m of a score matrix only sees columns
+    n <= m, skip what is known to be masked (one batch entry = one (sequence, head)):
+    "skip_upper" leaves C tiles entirely above the diagonal unwritten (S = Q K^T, dP = dO V^T:
+    the row kernels never read there); "k_to_m" ends K at the tile's last row (P V, dS K: A is
+    zero for k > m); "k_from_m" starts K at the tile's first row (P^T dO, dS^T Q: A = X^T with
+    X zero for k < m)."""
     BM, BN, BK, WM, WN = cfg.BM, cfg.BN, cfg.BK, cfg.WM, cfg.WN
     assert src in (dtype, "f32") and BK % FRAG == 0 and WM % FRAG == 0 and WN % FRAG == 0
+    assert causal in CAUSAL
     nt = cfg.threads
     params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS]
     name = (f"coopmat_{dtype}_{src}_{BM}x{BN}x{BK}_{WM}x{WN}_{'k' if a_kcontig else 'm'}"
             f"{'n' if b_ncontig else 'k'}{'_vec' if vec else ''}"
             f"{'' if cfg.smem == 'u32x4' else '_' + cfg.smem}"
-            f"{'' if cfg.prefetch else '_direct'}")
+            f"{'' if cfg.prefetch else '_direct'}{'_' + causal if causal else ''}")
     k = Kernel(name, (nt, 1, 1), params, version=(1, 6))
     cp = _Coop(k, dtype)
     c_addr, a_addr, b_addr, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = k.params()
@@ -364,12 +375,20 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                     nxt = k.fn.op("OpCooperativeMatrixMulAddKHR", afr[i], bfr, cur, type=tC)
                     k.fn.op("OpStore", acc[i][j], nxt)
 
-    # prologue: tile 0 into buffer 0
-    stage(k.const(0, "u32"))
-    store_shared(k.const(0, "u32"))
+    body = contextlib.ExitStack()
+    if causal == "skip_upper":  # uniform per workgroup: the barriers inside stay legal
+        body.enter_context(k.if_(n0 <= m0 + (BM - 1)))
+    t0, k_end = k.const(0, "u32"), K
+    if causal == "k_to_m":
+        k_end = k.umin(K, m0 + BM)
+    elif causal == "k_from_m":
+        t0 = m0 / BK
+    # prologue: the first tile into buffer t0 & 1 (the buffers alternate with t's parity)
+    stage(t0 * BK)
+    store_shared(t0 & 1)
     k.barrier()
-    steps = (K + (BK - 1)) / BK
-    with k.loop(0, steps) as t:
+    steps = (k_end + (BK - 1)) / BK
+    with k.loop(t0, steps) as t:
         has_next = (t + 1) < steps
         with k.if_(has_next):
             stage((t + 1) * BK)
@@ -428,6 +447,7 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                             k.fn.op("OpStore", cp.elem_ptr(c_buf, "c_f32", ci), res.id,
                                     [ALIGNED, 4])
                 _subgroup_barrier(k)
+    body.close()
     k.shared_bytes = cfg.shared_bytes(a_kcontig, b_ncontig)
     return k
 

@@ -320,24 +320,3 @@ def embedding_backward_segments() -> Kernel:
             dst = uid[g].bits("u32") * C + c
             dtable[dst] = dtable[dst] + acc.get()
     return k
-
-
-def causal_softmax() -> Kernel:
-    """Rows of (B*H*T, T) attention scores, row r being query r % T: out[j] = softmax over keys
-    j <= r % T (0 beyond), lse[r] = the row's log-sum-exp. out may be x (in place)."""
-    k = Kernel("causal_softmax", (ROW_LOCAL, 1, 1),
-               [("out", "f32*"), ("x", "f32*"), ("lse", "f32*"), ("R", "u32"), ("T", "u32")])
-    out, x, lse, R, T = k.params()
-    sh = k.shared("f32", ROW_LOCAL)
-    lid = k.local_id(0)
-    with rows(k, R) as r:
-        base = r * T
-        n = r % T + 1  # keys this query sees
-        mx = _row_max(k, x, base, n, sh)
-        s = _row_sum(k, lambda j: k.exp(x[base + j] - mx), n, sh)
-        inv = 1.0 / s
-        with k.loop(lid, T, ROW_LOCAL) as j:
-            out[base + j] = k.select(j < n, k.exp(x[base + j] - mx) * inv, 0.0)
-        with k.if_(lid.eq(0)):
-            lse[r] = mx + k.log(s)
-    return k
