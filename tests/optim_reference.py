@@ -88,16 +88,19 @@ def newton_schulz(G, steps=5):
     return X
 
 
-def muon(p, g, st, shape, lr, mu):
+def muon(p, g, st, shape, lr, mu, blocks=1):
     """The speedrun's Muon for one matrix stored (fan_in, fan_out): Nesterov momentum,
-    orthogonalised, scaled by max(1, fan_out / fan_in)^0.5 (PyTorch's rows / cols)."""
+    orthogonalised, scaled by max(1, fan_out / fan_in)^0.5 (PyTorch's rows / cols). blocks=3:
+    a packed [q | k | v] weight, whose three column blocks are three matrices."""
     R, C = shape
     buf = st.setdefault("buf", [0.0] * len(p))
     for i in range(len(p)):
         buf[i] = mu * buf[i] + g[i]
     upd = [g[i] + mu * buf[i] for i in range(len(p))]
-    O = newton_schulz([upd[i * C:(i + 1) * C] for i in range(R)])
-    scale = max(1.0, C / R) ** 0.5
-    for i in range(R):
-        for j in range(C):
-            p[i * C + j] -= lr * scale * O[i][j]
+    w = C // blocks
+    for k in range(blocks):
+        O = newton_schulz([upd[i * C + k * w:i * C + (k + 1) * w] for i in range(R)])
+        scale = max(1.0, w / R) ** 0.5
+        for i in range(R):
+            for j in range(w):
+                p[i * C + k * w + j] -= lr * scale * O[i][j]

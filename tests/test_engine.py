@@ -3,6 +3,7 @@ and op-by-op decode), its tokens the same whatever else runs, and prompts are pr
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -155,3 +156,27 @@ def test_prefill_logits_do_not_depend_on_batch_or_chunks():
     alone = {s: prefill([s])[s] for s in range(5)}
     assert prefill([3, 0, 4, 1, 2]) == alone
     assert prefill([2, 4], cuts=(0, 5, 8, 12)) == {s: alone[s] for s in (2, 4)}
+
+
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_matmul_rows_rows_are_bitwise_those_of_one_row(trans_b):
+    """Any row count (the 8-row tiles, the 4-row groups, column tails) gives each row the bits of
+    the same row alone, and the float64 product within float32 rounding."""
+    st = Stream((8, 8))
+    M, K, N = 37, 45, 301
+    a = st.normal(M * K)
+    b = st.normal(K * N)
+    A = CPU.from_array(a, (M, K))
+    B = CPU.from_array(b, (N, K) if trans_b else (K, N))
+    out = CPU.empty((M, N))
+    CPU.matmul_rows(out, A, B, trans_b=trans_b)
+    got = out.to_array()
+    for m in (0, 5, 8, 17, 36):
+        one = CPU.empty((1, N))
+        CPU.matmul_rows(one, CPU.from_array(a[m * K:(m + 1) * K], (1, K)), B, trans_b=trans_b)
+        assert one.to_array() == got[m * N:(m + 1) * N], m
+    for m in (0, 36):
+        for n in (0, 47, 48, 300):
+            want = math.fsum(a[m * K + k] * (b[n * K + k] if trans_b else b[k * N + n])
+                             for k in range(K))
+            assert abs(got[m * N + n] - want) <= 1e-4 * (1 + abs(want))

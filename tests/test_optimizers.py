@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import random
-import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +22,13 @@ from alpha.train.optimizers import build_optimizer
 from alpha.train.optimizers.muon import is_hidden_matrix
 from alpha.train.trainer import Trainer
 
-# A model's layout in miniature: two block matrices (one wide, one tall: Muon transposes it) and
-# an untied head in the decay range; an embedding and a norm's weight and bias outside it.
-TABLE = [("h.0.attn.c_attn.weight", (6, 18)), ("h.0.mlp.c_proj.weight", (24, 6)),
-         ("lm_head.weight", (11, 6)), ("wte", (11, 6)), ("h.0.ln_1.weight", (6,)),
-         ("h.0.ln_1.bias", (6,))]
-N_DECAY = 6 * 18 + 24 * 6 + 11 * 6
+# A model's layout in miniature: block matrices (c_attn: Muon's q, k, v apart; a wide c_fc; a
+# tall c_proj, which Muon transposes) and an untied head in the decay range; an embedding and a
+# norm's weight and bias outside it.
+TABLE = [("h.0.attn.c_attn.weight", (6, 18)), ("h.0.mlp.c_fc.weight", (6, 24)),
+         ("h.0.mlp.c_proj.weight", (24, 6)), ("lm_head.weight", (11, 6)), ("wte", (11, 6)),
+         ("h.0.ln_1.weight", (6,)), ("h.0.ln_1.bias", (6,))]
+N_DECAY = 6 * 18 + 6 * 24 + 24 * 6 + 11 * 6
 STEPS = 4
 SCALES = [1.0, 0.5, 1.0, 0.25]  # grad_scale per step (the trainer's clip and 1/accum factor)
 
@@ -77,7 +78,8 @@ def reference_run(case, tc, p0, grads):
                 st.setdefault("v", [0.0] * n)
                 ref.adamw(pp, g, st, tc.lr, tc.beta1, tc.beta2, tc.eps, wd, step)
             elif opt == "muon":
-                ref.muon(pp, g, st, shape, tc.muon_lr, tc.muon_momentum)
+                blocks = 3 if name.endswith("c_attn.weight") else 1  # q, k, v apart
+                ref.muon(pp, g, st, shape, tc.muon_lr, tc.muon_momentum, blocks)
             elif opt == "lion":
                 st.setdefault("m", [0.0] * n)
                 ref.lion(pp, g, st, tc.lr, tc.beta1, tc.beta2, wd)
@@ -123,6 +125,20 @@ def test_optimizers_match_float64_reference_on_cpu():
     assert check_backend("cpu") == []
 
 
+def test_optimizers_match_float64_reference_on_helios():
+    from test_helios import _py
+
+    r = _py("""
+        import sys
+        sys.path.insert(0, "tests")
+        import test_optimizers
+        failures = test_optimizers.check_backend("helios")
+        print("\\n".join(failures))
+        sys.exit(1 if failures else 0)
+    """)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+
+
 # ---- training, checkpoints and resume ---------------------------------------------------------
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
@@ -149,22 +165,48 @@ def losses(run_dir):
         return [json.loads(line)["loss"] for line in f if line.strip()]
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "lion", "adafactor", "sgd", "muon"])
-def test_training_goes_down_and_resumes_bit_exactly(tmp_path, optimizer):
-    cfg = tiny(tmp_path, "a", optimizer)
-    full = Trainer(cfg, out=None).train()
-    assert full.status == "completed" and full.step == 16
-    a = losses(tmp_path / "a")
-    assert sum(a[-3:]) / 3 < sum(a[:3]) / 3 - 0.15, a  # it learns
-    ck = ckpt_format.load(str(tmp_path / "a" / "checkpoints" / "step-8.ckpt"))
-    assert ck.header["optimizer"] == {"name": optimizer, "step": 8}
-    Trainer(cfg, resume=ck, run_dir=str(tmp_path / "b"), out=None).train()
-    assert losses(tmp_path / "b") == a[8:]  # bit for bit
-    ta = ckpt_format.load(str(tmp_path / "a" / "checkpoints" / "step-16.ckpt")).tensors
-    tb = ckpt_format.load(str(tmp_path / "b" / "checkpoints" / "step-16.ckpt")).tensors
+def run_and_resume(tmp_path, optimizer, iters=16, **train) -> list[float]:
+    """Train `iters` steps (a checkpoint halfway), resume a second run from the halfway
+    checkpoint, and check the resumed losses, parameters and every optimizer state tensor are
+    the uninterrupted run's bit for bit. Returns the uninterrupted run's losses."""
+    tmp_path = Path(tmp_path)
+    half = iters // 2
+    cfg = tiny(tmp_path, f"{optimizer}-a", optimizer, iters=iters, checkpoint_interval=half,
+               **train)
+    full = Trainer(cfg, out=None, handle_sigint=False).train()
+    assert full.status == "completed" and full.step == iters
+    a = losses(tmp_path / f"{optimizer}-a")
+    ck = ckpt_format.load(str(tmp_path / f"{optimizer}-a" / "checkpoints" / f"step-{half}.ckpt"))
+    assert ck.header["optimizer"] == {"name": optimizer, "step": half}
+    Trainer(cfg, resume=ck, run_dir=str(tmp_path / f"{optimizer}-b"), out=None,
+            handle_sigint=False).train()
+    assert losses(tmp_path / f"{optimizer}-b") == a[half:], optimizer  # bit for bit
+    last = f"checkpoints/step-{iters}.ckpt"
+    ta = ckpt_format.load(str(tmp_path / f"{optimizer}-a" / last)).tensors
+    tb = ckpt_format.load(str(tmp_path / f"{optimizer}-b" / last)).tensors
     assert set(ta) == set(tb) and len(ta) >= 2
     for name in ta:
-        assert ta[name] == tb[name], name  # parameters and every optimizer state tensor
+        assert ta[name] == tb[name], (optimizer, name)  # params and every state tensor
+    return a
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lion", "adafactor", "sgd", "muon"])
+def test_training_goes_down_and_resumes_bit_exactly(tmp_path, optimizer):
+    a = run_and_resume(tmp_path, optimizer)
+    assert sum(a[-3:]) / 3 < sum(a[:3]) / 3 - 0.15, a  # it learns
+
+
+def test_resume_is_bit_exact_on_helios(tmp_path):
+    from test_helios import _py
+
+    r = _py("""
+        import sys
+        sys.path.insert(0, "tests")
+        import test_optimizers
+        for name in ("adamw", "lion", "adafactor", "sgd", "muon"):
+            test_optimizers.run_and_resume(sys.argv[1], name, iters=6, backend="helios")
+    """, argv=[str(tmp_path)], timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
 
 def test_checkpoint_from_before_the_choice_still_resumes(tmp_path):
@@ -204,3 +246,23 @@ def test_bad_optimizer_flags_exit_2_with_one_line(tmp_path):
 
     one_line_error(alpha("train", "--optimizer", "adam"), "--optimizer", "adam")
     one_line_error(alpha("train", "--muon-lr", "-1", "--optimizer", "muon"), "muon_lr=-1.0")
+
+
+def test_optimizer_ops_check_their_arguments():
+    from alpha.tensor import get_backend
+
+    be = get_backend("cpu")
+    f = lambda *shape: be.zeros(shape)  # noqa: E731
+    with pytest.raises(ValueError, match="lion_step: m"):
+        be.lion_step(f(5), f(5), f(6), lr=0.1, beta1=0.9, beta2=0.99, weight_decay=0.0)
+    with pytest.raises(TypeError, match="sgd_step: grad has dtype i32"):
+        be.sgd_step(f(5), be.zeros((5,), "i32"), f(5), lr=0.1, momentum=0.9, nesterov=False,
+                    weight_decay=0.0)
+    with pytest.raises(ValueError, match="muon_momentum: out .* must be contiguous"):
+        be.muon_momentum(f(4, 3).transpose(), f(3, 4), f(3, 4), momentum=0.9)
+    with pytest.raises(ValueError, match="adafactor_step: col has shape"):
+        be.adafactor_step(f(2, 3), f(2, 3), f(2), f(2), lr=0.1, beta2=0.5, eps=1e-30, clip=1.0,
+                          weight_decay=0.0)
+    with pytest.raises(ValueError, match="adafactor_step: beta2=1.0"):
+        be.adafactor_step(f(4), f(4), f(4), None, lr=0.1, beta2=1.0, eps=1e-30, clip=1.0,
+                          weight_decay=0.0)

@@ -22,8 +22,8 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
         "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
 
 METRIC_FIELDS = ("step", "loss", "lr", "grad_norm", "clip_coef", "tokens_per_sec", "ms_per_iter",
-                 "elapsed_s", "timing_fwd_ms", "timing_bwd_ms", "timing_optim_ms",
-                 "timing_data_ms")
+                 "elapsed_s", "data_ms", "forward_ms", "backward_ms", "optimizer_ms", "mfu",
+                 "epoch", "nan_skips", "spike_skips")
 
 
 @pytest.fixture

@@ -94,6 +94,22 @@ def dropout(t: Tape, x: Var, p: float, stream) -> Var:
     return y
 
 
+def grad_scale(t: Tape, x: Var, s: float) -> Var:
+    """Identity forward; the backward multiplies the gradient by s (GLM-130B's embedding
+    gradient shrink: x*s + detach(x)*(1 - s)). Returns x itself when s is 1."""
+    if s == 1.0 or not t.recording:
+        return x
+    be = t.backend
+    y = Var(x.data)
+
+    def backward():
+        dy = y.grad
+        be.binary_scalar(dy, "mul", dy, s)  # in place: nothing reads y's gradient after this
+        t.accumulate(x, dy)
+    t.record(y, backward)
+    return y
+
+
 def _pointwise(t: Tape, x: Var, forward, backward_op, out_last: int | None = None) -> Var:
     """An activation: out = f(x), dx += f'(x) * dout (backend forward/backward pair)."""
     shape = x.data.shape if out_last is None else x.data.shape[:-1] + (out_last,)

@@ -16,7 +16,7 @@ from alpha.core.errors import AlphaError
 
 # A command is listed here once its module alpha/cli/<name>.py exists.
 COMMANDS = ["train", "sample", "eval", "tokenizer", "runs", "bench", "doctor", "db", "serve",
-            "tui", "spirv", "export", "import", "report"]
+            "tui", "spirv", "export", "import", "report", "events"]
 MODULES = {"import": "import_"}  # commands whose name is a Python keyword -> their module
 
 

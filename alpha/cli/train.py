@@ -82,6 +82,12 @@ FLAGS = {
     "--max-bad-steps": ("train", "max_bad_steps"),
     "--seed": ("train", "seed"),
     "--activation-checkpointing": ("train", "activation_checkpointing"),
+    # stability, data order, observability (trainer)
+    "--spike-threshold": ("train", "spike_threshold"),
+    "--emb-grad-scale": ("train", "emb_grad_scale"),
+    "--packed": ("train", "packed"),
+    "--layer-stats-interval": ("train", "layer_stats_interval"),
+    "--strict-planning": ("train", "strict_planning"),
     # the samples shown while training
     "--sample-tokens": ("sample", "max_tokens"),
     "--temperature": ("sample", "temperature"),

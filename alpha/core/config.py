@@ -118,10 +118,17 @@ class TrainConfig:
     seed: int = 1337  # one seed for every RNG stream
     # memory (alpha.autograd.checkpoint)
     activation_checkpointing: bool = False  # keep block inputs only, recompute blocks in backward
+    # stability, data order and observability (issue 14 items 2, 4, 6: trainer)
+    spike_threshold: float = 0.0  # skip a step whose pre-clip gradient norm exceeds this (0 = off)
+    emb_grad_scale: float = 1.0  # scale the gradient from the embedding lookup (GLM-130B; 1 = off)
+    packed: bool = False  # every window of the corpus once per epoch, in a shuffled order
+    layer_stats_interval: int = 0  # steps between per-layer gradient-norm rows (0 = off)
+    strict_planning: bool = False  # planning warnings (tokens/param, passes, intervals) are errors
 
     def __post_init__(self):
         _check_types(self)
         _positive(self, "batch_size", "iters", "accum_steps", "eval_iters")
+        _non_negative(self, "spike_threshold", "emb_grad_scale", "layer_stats_interval")
         _non_negative(
             self, "warmup_iters", "eval_interval", "sample_interval", "checkpoint_interval",
             "log_interval", "keep_checkpoints", "seed", "weight_decay", "grad_clip", "min_lr",

@@ -82,6 +82,7 @@ class GPT:
         self._itape: InferenceTape | None = None  # the cached forward's scratch (made on first use)
         self._block_params: list[tuple] | None = None  # per layer, for block_decode
         self.fused_decode = True  # False once the backend declines block_decode
+        self.emb_grad_scale = 1.0  # gradient factor into wte/wpe from the lookup (the trainer's)
         if init:
             self.init_weights()
 
@@ -200,6 +201,8 @@ class GPT:
         if cfg.pos == "learned":
             pos = ops.embedding(t, self._positions_for(T), p["wpe"])  # (T, C)
             x = ops.add(t, x, pos)
+        # train.emb_grad_scale (GLM-130B): only the gradient into the lookup tables shrinks
+        x = ops.grad_scale(t, x, self.emb_grad_scale)
         x = ops.dropout(t, x, pdrop, drop)  # (B, T, C)
         for i in range(cfg.n_layer):
             if self.checkpointing and t.recording:
@@ -246,7 +249,9 @@ class GPT:
 
         def block(tape: Tape, xin: Var, stream) -> Var:
             return self._block_on(tape, xin, i, stream)
-        return checkpoint(self.tape, self._block_tape, block, x, drop, params)
+        last = i == self.cfg.n_layer - 1  # its backward comes first: no need to recompute it
+        return checkpoint(self.tape, self._block_tape, block, x, drop, params,
+                          recompute=not last)
 
     def _block_on(self, tape: Tape, x: Var, i: int, drop) -> Var:
         """`_block` recorded on `tape` instead of the model's: the very same code (whatever
@@ -309,12 +314,11 @@ class GPT:
         if last_only and T > 1:
             x = Var(x.data.narrow(1, T - 1, 1))  # (B, 1, C) strided
         x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
-        head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
-        if last_only:
+        if last_only:  # the head as (C, V) rows: see KVCache.head_t
             logits = t.buffer((B, V), x.data.dtype)
-            be.matmul_rows(logits, x.data.view(B, C), head.data, trans_b=True)
+            be.matmul_rows(logits, x.data.view(B, C), cache.head_t)
             return logits
-        return self._linear(t, x, head, None, rows, transpose_w=True).data  # (B, T, V)
+        return self._linear(t, x, Var(cache.head_t), None, rows).data  # (B, T, V)
 
     def _linear(self, t, x: Var, w: Var, b: Var | None, rows: bool, transpose_w=False) -> Var:
         """ops.linear, or with `rows` the batch-invariant product (`matmul_rows`)."""

@@ -8,6 +8,11 @@ and the scratch memory of the GPT's cached (inference) forward.
 to each row's slot, so sequences of different lengths share one batched forward. `reset(s)` frees
 a slot for a new sequence (its rows are simply overwritten later).
 
+`head_t` is the LM head transposed, (C, V), copied when the cache is made: the cached forward's
+logits are x @ head_t, whose rows are contiguous along V, the fast form of `matmul_rows` (~2x the
+(V, C) dot-product form at batch 32). So a cache belongs to the weights it was made with: make a
+new one after the parameters change (the engines make theirs when they are made).
+
 `InferenceTape` is the tape of the cached forward: it never records, and its buffers are views of
 one flat buffer per request index, grown to the largest size seen, so a server whose batch size
 changes every step holds one set of scratch buffers, not one per shape.
@@ -34,6 +39,9 @@ class KVCache:
         self.k = [c.narrow(2, 0, C) for c in self.layers]  # (S, Tmax, C) strided views
         self.v = [c.narrow(2, C, C) for c in self.layers]
         self.lengths = [0] * slots
+        head = model.vars["wte" if cfg.tie_embeddings else "lm_head.weight"].data  # (V, C)
+        self.head_t = model.backend.empty((C, cfg.vocab_size), model.dtype)
+        model.backend.copy(self.head_t, head.transpose(0, 1))
 
     def reset(self, slot: int | None = None) -> None:
         """Forget one slot (or all): its next forward starts at position 0."""
@@ -43,7 +51,7 @@ class KVCache:
             self.lengths[slot] = 0
 
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in self.layers)
+        return sum(c.nbytes for c in self.layers) + self.head_t.nbytes
 
 
 class InferenceTape(Tape):

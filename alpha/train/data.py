@@ -22,9 +22,7 @@ text in chunks cut at safe boundaries (`Tokenizer.safe_cut`), so a 1 GB file is 
 and the tokens equal those of encoding the whole text at once. The file is written to a temporary
 name, fsynced and renamed. Reading maps it with `mmap` and `memoryview.cast`: nothing is copied.
 
-`BatchSampler` draws (x, y) batches — random windows whose starts come from the Rng's "data"
-stream, or sequential packed windows — and its `state()`/`restore()` make a resumed run draw
-exactly the batches the uninterrupted run would have.
+The batches are drawn by `BatchSampler` (alpha.train.sampler, re-exported here).
 """
 
 from __future__ import annotations
@@ -43,8 +41,8 @@ from dataclasses import dataclass
 from alpha.core.atomic import atomic_open
 from alpha.core.errors import DataError
 from alpha.core.files import check_text_file, file_sha256
-from alpha.core.rng import Rng
 from alpha.train.progress import format_duration, format_rate
+from alpha.train.sampler import MODES, BatchSampler  # noqa: F401  (re-exported)
 
 MAGIC = b"ALPHATOK"
 VERSION = 2  # 2: the tokens' crc32 (a version-1 cache is rebuilt)
@@ -438,119 +436,3 @@ def run_data(config, tokenizer, log=None) -> RunData:
             raise DataError(f"the default corpus gives {len(toks)} {what} tokens, fewer than "
                             f"block_size + 1 = {block + 1}; use a smaller --block")
     return RunData(train, val, default_data.describe())
-
-
-# --------------------------------------------------------------------------------------------
-# the batch sampler
-
-MODES = ("random", "sequential")
-
-
-class BatchSampler:
-    """(x, y) batches of `batch_size` windows of `block_size` tokens; y is x shifted by one.
-
-    mode "random": each window starts at a position drawn with `randint` from the Rng stream
-    `stream` ("data"); "sequential": packed consecutive windows (stride block_size) from the
-    start, wrapping around at the end (`epoch` counts the wraps).
-
-    x and y are `array('i')` of length batch_size * block_size, row-major (B, T) — ready for
-    `backend.from_array(x, (B, T), dtype="i32")`.
-
-    `state()` is a small dict; `restore(state)` (on a sampler over the same tokens and shape)
-    continues with exactly the batches the saved sampler would have drawn next. In random mode
-    the Rng stream's position is part of the state, so restoring the Rng alone also works.
-    """
-
-    def __init__(self, tokens, batch_size: int, block_size: int, rng: Rng | int | None = None,
-                 *, mode: str = "random", stream: str = "data"):
-        if mode not in MODES:
-            raise DataError(f"unknown sampler mode {mode!r} (known: {', '.join(MODES)})")
-        if batch_size < 1 or block_size < 1:
-            raise DataError(f"batch_size={batch_size} and block_size={block_size} must be >= 1")
-        if isinstance(tokens, array):
-            tokens = memoryview(tokens)  # array.extend refuses arrays of another type code
-        n = len(tokens)
-        if n < block_size + 1:
-            raise DataError(f"{n} tokens are too few for block_size={block_size} "
-                            f"(need at least {block_size + 1})")
-        self.tokens = tokens
-        self.n_tokens = n
-        self.batch_size = batch_size
-        self.block_size = block_size
-        self.mode = mode
-        if rng is None:
-            rng = Rng(0)
-        elif isinstance(rng, int):
-            rng = Rng(rng)
-        self.rng = rng
-        self.stream_name = stream
-        self.stream = rng.stream(stream)
-        self.cursor = 0  # sequential mode: start of the next window
-        self.epoch = 0  # sequential mode: completed passes over the tokens
-        self.batches = 0  # batches drawn so far
-
-    @property
-    def windows_per_epoch(self) -> int:
-        """Sequential windows in one pass over the tokens."""
-        return (self.n_tokens - 1) // self.block_size
-
-    def starts(self) -> list[int]:
-        """The window starts of the next batch (advances the sampler)."""
-        B, T = self.batch_size, self.block_size
-        if self.mode == "random":
-            return self.stream.randint(B, self.n_tokens - T)
-        out = []
-        for _ in range(B):
-            if self.cursor + T + 1 > self.n_tokens:
-                self.cursor = 0
-                self.epoch += 1
-            out.append(self.cursor)
-            self.cursor += T
-        return out
-
-    def next_batch(self) -> tuple[array, array]:
-        T = self.block_size
-        tokens = self.tokens
-        x = array("i")
-        y = array("i")
-        for s in self.starts():
-            window = tokens[s: s + T + 1]
-            x.extend(window[:T])
-            y.extend(window[1:])
-        self.batches += 1
-        return x, y
-
-    __next__ = next_batch
-
-    def __iter__(self):
-        return self
-
-    def state(self) -> dict:
-        return {
-            "mode": self.mode,
-            "batch_size": self.batch_size,
-            "block_size": self.block_size,
-            "n_tokens": self.n_tokens,
-            "stream": self.stream_name,
-            "seed": self.rng.seed,
-            "position": self.stream.position,
-            "cursor": self.cursor,
-            "epoch": self.epoch,
-            "batches": self.batches,
-        }
-
-    def restore(self, state: dict) -> None:
-        """Continue from `state` (from `state()`); DataError when it belongs to another setup."""
-        if not isinstance(state, dict):
-            raise DataError("sampler state must be a dict from BatchSampler.state()")
-        for key in ("mode", "batch_size", "block_size", "n_tokens"):
-            if state.get(key) != getattr(self, key):
-                raise DataError(f"cannot resume the batch sampler: saved {key}={state.get(key)!r}, "
-                                f"now {getattr(self, key)!r} (did the data or config change?)")
-        if state.get("seed", self.rng.seed) != self.rng.seed:
-            raise DataError(f"cannot resume the batch sampler: saved seed={state.get('seed')}, "
-                            f"now {self.rng.seed}")
-        self.stream.position = int(state["position"])
-        self.cursor = int(state["cursor"])
-        self.epoch = int(state["epoch"])
-        self.batches = int(state["batches"])

@@ -6,6 +6,7 @@
       metrics.jsonl       one JSON object per optimizer step (val_loss on eval steps)
       events.jsonl        one JSON object per event (start, eval, checkpoint, bad step, stop...)
       samples.jsonl       one JSON object per generated sample
+      layer_stats.jsonl   per-layer gradient and parameter norms (alpha.train.layer_stats)
       train.log           the human-readable log (the progress lines and events)
       checkpoints/        step-<N>.ckpt (see alpha.train.checkpoint)
       .lock               holds the pid of the process writing here (see `lock`)
@@ -86,6 +87,7 @@ class RunFolder:
         self.metrics_path = os.path.join(path, "metrics.jsonl")
         self.events_path = os.path.join(path, "events.jsonl")
         self.samples_path = os.path.join(path, "samples.jsonl")
+        self.layer_stats_path = os.path.join(path, "layer_stats.jsonl")  # --layer-stats-interval
         self.log_path = os.path.join(path, "train.log")
         self.lock_path = os.path.join(path, LOCK_NAME)
         self._files: dict[str, object] = {}
@@ -144,7 +146,8 @@ class RunFolder:
         """Undo what a writer killed mid-write left behind (call it holding the lock): cut a torn
         last line off each log, remove temporary files. Returns one note per repair."""
         notes = []
-        for path in (self.metrics_path, self.events_path, self.samples_path, self.log_path):
+        for path in (self.metrics_path, self.events_path, self.samples_path, self.layer_stats_path,
+                     self.log_path):
             cut = cut_torn_tail(path)
             if cut:
                 notes.append(f"dropped a torn last line of {os.path.basename(path)} "
@@ -206,13 +209,16 @@ class RunFolder:
     def sample(self, row: dict) -> None:
         self._append(self.samples_path, json.dumps(json_safe(row)) + "\n")
 
+    def layer_stats(self, row: dict) -> None:
+        self._append(self.layer_stats_path, json.dumps(json_safe(row)) + "\n")
+
     def log(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         self._append(self.log_path, f"{stamp} {line}\n")
 
     def rewind(self, step: int) -> None:
-        """Drop metric and sample lines past `step` (a resumed run rewrites them)."""
-        for path in (self.metrics_path, self.samples_path):
+        """Drop metric, sample and layer-stats lines past `step` (a resumed run rewrites them)."""
+        for path in (self.metrics_path, self.samples_path, self.layer_stats_path):
             if not os.path.isfile(path):
                 continue
             rows = read_jsonl(path)

@@ -9,18 +9,21 @@ One optimizer step (`step` counts from 1):
   accum_steps micro-batches, each: batch from the data stream, forward (dropout stream), backward;
   the gradients of the micro-batches ADD into the model's flat gradient buffer, and the 1/accum
   averaging is folded, with the clip factor, into AdamW's `grad_scale` — the buffer is never
-  rescaled. A NaN/Inf loss or gradient skips the update (the step still counts and its data is
-  consumed) and logs an event; `max_bad_steps` of them in a row stop the run with a checkpoint
-  (`TrainingDiverged`).
+  rescaled. A NaN/Inf loss or gradient, or a gradient norm above `spike_threshold`, skips the
+  update (the step still counts and its data is consumed) and logs an event; `max_bad_steps` of
+  them in a row stop the run with a checkpoint (`TrainingDiverged`; alpha.train.stability).
+  Every step writes one metrics line (alpha.train.metrics: phase times, MFU, epoch, skip counts).
 
 Cadence (0 turns each off): eval_interval (and the last step), sample_interval (and the last
 step), checkpoint_interval (the last step always gets one). Retention keeps the newest
 keep_checkpoints checkpoints plus the best-val one; keep_checkpoints=0 keeps them all.
 
 What makes resume exact: a checkpoint holds the parameters, the optimizer's state and step,
-every RNG stream's position (data, dropout, sampling) and the data sampler's state. Evaluation uses
-its own stream ("eval", restarted at each eval so every eval sees the same batches) and sampling its
-own ("sampling"); neither touches the training trajectory.
+every RNG stream's position (data, dropout, sampling), the data sampler's state (random or packed
+order, alpha.train.sampler) and the skip counters. Evaluation and sampling
+(alpha.train.evaluation) use their own streams; neither touches the training trajectory.
+A new run's plan is checked first (alpha.train.planning): warnings, or errors with
+strict_planning.
 
 The run folder (alpha.train.runfolder) is the source of truth; the run database and the remote
 server get copies from background threads (alpha.train.reporting) and can never stop training.
@@ -40,21 +43,20 @@ from dataclasses import dataclass
 
 from alpha.core.config import RunConfig, diff_fields
 from alpha.core.errors import AlphaError, CheckpointError, ConfigError
-from alpha.core.rng import Rng
 from alpha.dist import LOCAL
 from alpha.train import checkpoint as ckpt_format
 from alpha.model.gpt import GPT
 from alpha.tensor import get_backend
 from alpha.train import budget
 from alpha.train import data as D
-from alpha.train import reporting, restore, signals
+from alpha.train import evaluation, layer_stats, metrics, planning, reporting, restore, signals
 from alpha.train.data import BatchSampler
-from alpha.train.generate import generate
 from alpha.train.optim import clip_coef, grad_norm
 from alpha.train.optimizers import build_optimizer
 from alpha.train.progress import Progress, format_duration
 from alpha.train.runfolder import RunFolder
 from alpha.train.schedule import lr_for
+from alpha.train.stability import StepGuard
 
 METRICS_FLUSH_EVERY = 10  # rows per recorder.metrics call
 DB_WAIT_S = 2.0  # at start, how long the first database connection may take before a warning
@@ -163,12 +165,19 @@ class Trainer:
             # tokenizer and model config, step 0, a fresh optimizer
             restore.load_params(self.model, init_from)
         self.optimizer = build_optimizer(self.backend, self.model, tc)  # --optimizer
+        self.model.emb_grad_scale = tc.emb_grad_scale
         self.sampler = BatchSampler(self.data.train, tc.batch_size, self.model_config.block_size,
-                                    self.rng)
+                                    self.rng, mode="packed" if tc.packed else "random")
         self.step = 0
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
-        self.bad_in_a_row = 0
+        self.guard = StepGuard(tc.spike_threshold)  # NaN/Inf and spike skips, counted
+        self.meter = metrics.StepMeter(self)  # derived figures of a metrics line (MFU, epoch)
+        self.plan_warnings = [] if resume else planning.check(
+            tc, self.model.n_params, self.model_config.block_size, len(self.data.train),
+            len(self.data.val))
+        if self.plan_warnings and tc.strict_planning:
+            raise planning.PlanningError(self.plan_warnings)
         self.elapsed_before = 0.0  # training seconds before a resume
         self._t_start = time.perf_counter()
         if resume:
@@ -247,6 +256,7 @@ class Trainer:
             for name, position in h["rng"]["positions"].items():
                 self.rng.stream(name).position = int(position)  # in place: the model holds rng
             self.sampler.restore(h["data"])
+            self.guard.restore(h.get("counters"))
         except (KeyError, ValueError, TypeError, AttributeError) as e:  # DataError: a ValueError
             why = f"it lacks {e}" if isinstance(e, KeyError) else str(e)
             raise CheckpointError(f"checkpoint {ck.path} cannot be restored: {why}") from None
@@ -279,6 +289,9 @@ class Trainer:
         self.say(f"run {self.folder.path}: {self.model.n_params / 1e6:.2f}M parameters, "
                  f"vocab {self.model_config.vocab_size}, {len(self.data.train):,} training "
                  f"tokens ({self.data.description})")
+        for warning in self.plan_warnings:  # planning guardrails (alpha.train.planning)
+            self.event("planning", warning, level="warning", record=False)
+            self.warn(f"warning: {warning}")
         self._progress = Progress(tc.iters, stream=self.out, every=max(1, tc.log_interval),
                                   start=start_step) if self.out is not None else None
 
@@ -298,14 +311,16 @@ class Trainer:
                 step = self.step
                 last = step == tc.iters
                 if _due(step, tc.eval_interval) or (last and tc.eval_interval):
-                    row["val_loss"] = self.evaluate()
+                    t_eval = time.perf_counter()
+                    row["val_loss"] = evaluation.evaluate(self)
+                    row["eval_ms"] = (time.perf_counter() - t_eval) * 1000.0
                 self._emit_metrics(row, t_start)
                 if not math.isfinite(row["loss"]) or row.get("skipped"):
                     if self.bad_in_a_row >= tc.max_bad_steps:
                         status = "diverged"
                         break
                 if _due(step, tc.sample_interval) or (last and tc.sample_interval):
-                    sample_text = self.sample()
+                    sample_text = evaluation.sample(self)
                 if _due(step, tc.checkpoint_interval) or last:
                     final_ckpt = self.save_checkpoint(row.get("val_loss"))
         except KeyboardInterrupt:
@@ -346,8 +361,9 @@ class Trainer:
                        payload={"signal": self._stop_signal or "SIGINT"})
             self.recorder.call("finish", "stopped")
         else:
-            self.event("diverged", f"{self.bad_in_a_row} steps in a row had NaN/Inf loss or "
-                       f"gradients; stopped at step {self.step}", level="error")
+            what, todo = self.guard.why_stopped()
+            self.event("diverged", f"{self.bad_in_a_row} steps in a row {what}; stopped at step "
+                       f"{self.step}", level="error")
             self.recorder.call("finish", "failed")
         self._close_recorder()
         reporting.close_remote(self)
@@ -358,9 +374,8 @@ class Trainer:
                              elapsed_s=elapsed, sample=sample_text, signal=self._stop_signal)
         if status == "diverged":
             raise TrainingDiverged(
-                f"training stopped at step {self.step}: {self.bad_in_a_row} steps in a row had "
-                f"NaN/Inf loss or gradients (checkpoint {final_ckpt}); lower --lr or set "
-                "--grad-clip, then --resume it"
+                f"training stopped at step {self.step}: {self.bad_in_a_row} steps in a row "
+                f"{what} (checkpoint {final_ckpt}); {todo}, then --resume it"
             )
         return result
 
@@ -372,19 +387,24 @@ class Trainer:
         t_data = t_fwd = t_bwd = 0.0
         self.step += 1
         step = self.step
+        # where this step's batches come from, for a spike_skip event (a small dict)
+        drawn_from = self.sampler.state() if tc.spike_threshold > 0 else None
         model.zero_grad()
         loss_sum = 0.0
         for micro in range(tc.accum_steps):
             ta = time.perf_counter()
             x, y = self.dist.shard(*self.sampler.next_batch())  # this rank's rows
-            ids, targets = self._upload(x, y)
+            ids, targets = evaluation.upload(be, x, y, self.model_config.block_size)
             tb = time.perf_counter()
             _, loss = model.forward(ids, targets)
-            loss_value = float(loss.to_array()[0])
+            loss_value = float(loss.to_array()[0])  # a read-back: the forward has run
             tc_ = time.perf_counter()
             if micro == tc.accum_steps - 1:
                 self.dist.begin_grad_sync(model)  # all-reduce buckets as backward fills them
             model.backward()
+            # a GPU runs the backward after it is recorded: wait here so backward_ms holds it
+            # (the finite check below reads back the gradients at once anyway)
+            be.synchronize()
             td = time.perf_counter()
             loss_sum += loss_value
             t_data += tb - ta
@@ -395,48 +415,50 @@ class Trainer:
         if hook is not None:
             hook(self, step)
         te = time.perf_counter()
+        t_bwd += te - td  # the gradient all-reduce's wait (distributed) counts as backward
         loss_mean = self.dist.mean(loss_sum) / tc.accum_steps
         summed = tc.accum_steps * self.dist.size  # gradients summed over micro-batches and ranks
         lr = lr_for(tc, step)
         finite = math.isfinite(loss_mean) and be.all_finite(model.grads)
-        norm = coef = None
-        skipped = False
-        if finite:
-            norm = grad_norm(be, model.grads) / summed
-            if not math.isfinite(norm):
-                finite = False
-        if finite:
+        norm = grad_norm(be, model.grads) / summed if finite else None
+        stats = None
+        t_stats_start = time.perf_counter()
+        if _due(step, tc.layer_stats_interval):
+            stats = layer_stats.layer_norms(model, summed)
+        t_stats = time.perf_counter()
+        verdict = self.guard.verdict(loss_mean, finite, norm)
+        coef = None
+        if verdict is None:
             coef = clip_coef(norm, tc.grad_clip)
             self.optimizer.update(lr, grad_scale=coef / summed)
-            self.bad_in_a_row = 0
+        elif verdict == "spike":
+            self.event("spike_skip", f"step {step}: gradient norm {norm:.4g} > spike threshold "
+                       f"{tc.spike_threshold:g}, update skipped ({self.bad_in_a_row} in a row)",
+                       level="warning",
+                       payload={"step": step, "grad_norm": norm, "loss": loss_mean,
+                                "threshold": tc.spike_threshold, "batch": drawn_from,
+                                "bad_in_a_row": self.bad_in_a_row})
         else:
-            skipped = True
-            self.bad_in_a_row += 1
             what = "loss" if not math.isfinite(loss_mean) else "gradient"
             self.event("bad_step", f"step {step}: NaN/Inf {what}, update skipped "
                        f"({self.bad_in_a_row} in a row)", level="warning",
                        payload={"loss": loss_mean, "bad_in_a_row": self.bad_in_a_row})
         be.synchronize()
         t_end = time.perf_counter()
-        dt = t_end - t0
-        tokens = tc.batch_size * self.model_config.block_size * tc.accum_steps
-        row = {
-            "step": step,
-            "loss": loss_mean,
-            "lr": lr,
-            "grad_norm": norm,
-            "clip_coef": coef,
-            "tokens_per_sec": tokens / dt if dt > 0 else 0.0,
-            "ms_per_iter": dt * 1000.0,
-            "elapsed_s": 0.0,  # filled in by _emit_metrics
-            "timing_fwd_ms": t_fwd * 1000.0,
-            "timing_bwd_ms": t_bwd * 1000.0,
-            "timing_optim_ms": (t_end - te) * 1000.0,
-            "timing_data_ms": t_data * 1000.0,
-        }
-        if skipped:
+        if stats is not None:
+            self.folder.layer_stats({"step": step, **stats})
+        # the phases; a layer-stats row's own cost is in that row, not in optimizer_ms
+        phases = {"data_ms": t_data, "forward_ms": t_fwd, "backward_ms": t_bwd,
+                  "optimizer_ms": (t_end - te) - (t_stats - t_stats_start)}
+        row = self.meter.row(step, loss_mean, lr, norm, coef, t_end - t0, phases)
+        if verdict is not None:
             row["skipped"] = True
         return row
+
+    @property
+    def bad_in_a_row(self) -> int:
+        """Skipped steps in a row (NaN/Inf or spikes), from the step guard."""
+        return self.guard.bad_in_a_row
 
     def _emit_metrics(self, row: dict, t_start: float) -> None:
         row["elapsed_s"] = self.elapsed_before + time.perf_counter() - t_start
@@ -459,56 +481,6 @@ class Trainer:
             rows, self._metrics_buffer = self._metrics_buffer, []
             self.recorder.call("metrics", rows)
 
-    # ---- batches -----------------------------------------------------------------------------
-    def _upload(self, x, y):
-        """(ids, targets) on the backend, (B, T) i32, from the sampler's flat arrays."""
-        T = self.model_config.block_size
-        B = len(x) // T
-        be = self.backend
-        return be.from_array(x, (B, T), "i32"), be.from_array(y, (B, T), "i32")
-
-    def _eval_loss(self, x, y) -> float:
-        self.model.eval()
-        try:
-            _, loss = self.model.forward(*self._upload(x, y))
-            return float(loss.to_array()[0])
-        finally:
-            self.model.train()
-
-    # ---- evaluation and sampling ----------------------------------------------------------
-    def evaluate(self) -> float:
-        """Mean loss over eval_iters validation batches (the same batches at every eval)."""
-        tc = self.train_config
-        sampler = BatchSampler(self.data.val, tc.batch_size, self.model_config.block_size,
-                               Rng(tc.seed), stream="eval")
-        total = 0.0
-        for _ in range(tc.eval_iters):
-            x, y = self.dist.shard(*sampler.next_batch())
-            total += self._eval_loss(x, y)
-        val = self.dist.mean(total) / tc.eval_iters
-        self.last_val_loss = val
-        if math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
-            self.best_val_loss = val
-        self.event("eval", f"step {self.step}: val loss {val:.4f}", payload={"val_loss": val},
-                   record=False)
-        return val
-
-    def sample(self) -> str:
-        """One sample from the sampling stream, logged to samples.jsonl (never alters training)."""
-        if not self.dist.is_main:
-            return ""  # rank 0 samples; the sampling stream never touches training
-        sc = self.config.sample
-        prompt = sc.prompt or "\n"
-        text = generate(self.model, self.tokenizer, prompt, sc, self.rng.stream("sampling"))
-        payload = {"prompt": prompt, "temperature": sc.temperature, "top_k": sc.top_k,
-                   "top_p": sc.top_p, "max_tokens": sc.max_tokens}
-        self.folder.sample({"step": self.step, "idx": 0, "text": text, "payload": payload,
-                            "time": _now()})
-        self.recorder.call("sample", self.step, 0, text)
-        self.say(f"--- sample at step {self.step} ---\n{prompt if prompt != chr(10) else ''}"
-                 f"{text}\n---")
-        return text
-
     # ---- checkpoints ---------------------------------------------------------------------
     def checkpoint_header(self, val_loss: float | None) -> dict:
         return {
@@ -521,6 +493,7 @@ class Trainer:
             "tokenizer": json.loads(self.tokenizer_json),
             "rng": self.rng.state(),
             "data": self.sampler.state(),
+            "counters": {**self.guard.counts(), "bad_in_a_row": self.guard.bad_in_a_row},
             "optimizer": self.optimizer.state(),
             "val_loss": val_loss,
             "best_val_loss": self.best_val_loss,

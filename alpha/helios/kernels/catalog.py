@@ -8,6 +8,7 @@ from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import matmul as kmm
+from alpha.helios.kernels import optim as kopt
 from alpha.helios.kernels import rope as krope
 from alpha.helios.kernels import rows as krows
 
@@ -62,6 +63,22 @@ def builders() -> dict:
                               lambda k, i, s: [i[0] + i[1] * kel.gelu_grad(k, i[2])]),
         "adamw": _map("adamw", (9,), [(f, (1,), "inout"), (f, (1,), "in"), (f, (1,), "inout"),
                                       (f, (1,), "inout")], ["f32"] * 8, kel.adamw_body),
+        # the optimizers (kernels/optim.py)
+        "lion_step": _map("lion_step", (9,), [(f, (1,), "inout"), (f, (1,), "in"),
+                                              (f, (1,), "inout")], ["f32"] * 5, kopt.lion_body),
+        "sgd_step_nesterov": _map("sgd_step", (9,), [(f, (1,), "inout"), (f, (1,), "in"),
+                                                     (f, (1,), "inout")], ["f32"] * 4,
+                                  kopt.sgd_body(True)),
+        "muon_momentum": _map("muon_momentum", (9,), [(f, (1,), "out"), (f, (1,), "in"),
+                                                      (f, (1,), "inout")], ["f32"] * 2,
+                              kopt.muon_momentum_body(True)),
+        "adafactor_u_factored": _map("adafactor_u", (3, 5), [(f, (5, 1), "out"), (f, (5, 1), "in"),
+                                                             (f, (1, 0), "in"), (f, (0, 1), "in"),
+                                                             (f, (0, 0), "in")], ["f32"] * 2,
+                                     kopt.adafactor_u_body(True)),
+        "adafactor_apply": _map("adafactor_apply", (9,), [(f, (1,), "inout"), (f, (1,), "in"),
+                                                          (f, (0,), "in")], ["f32"] * 4,
+                                kopt.adafactor_apply_body),
         "row_sum": lambda: krows.row_reduce("sum"),
         "row_max": lambda: krows.row_reduce("max"),
         "softmax_forward": lambda: krows.softmax_forward(False),

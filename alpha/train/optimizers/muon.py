@@ -11,8 +11,8 @@ Per matrix W, with g = grad * grad_scale:
 with the quintic coefficients (a, b, c) = (3.4445, -4.7750, 2.0315), which push every singular
 value of X towards ~1 (roughly into [0.7, 1.2]) in a few steps. Alpha stores W as (in, out), the
 transpose of PyTorch's (out, in): fan_out / fan_in is PyTorch's rows / cols, so the scale is the
-speedrun's. Each weight is one matrix (c_attn's q, k and v together). No weight decay on them
-(as in the speedrun). The matrices' lr follows the schedule: muon_lr * lr / peak lr. The
+speedrun's. c_attn's q, k and v (its three column blocks) are orthogonalised as three matrices,
+as the speedrun's separate c_q, c_k, c_v are. No weight decay on them (as in the speedrun). The matrices' lr follows the schedule: muon_lr * lr / peak lr. The
 speedrun runs Newton-Schulz in bfloat16; here it is f32.
 
 State: AdamW's `m`, `v` (over the parameters' whole size, zero on the matrices) and one buffer
@@ -32,6 +32,16 @@ NS_EPS = 1e-7
 def is_hidden_matrix(name: str, shape) -> bool:
     """A matrix Muon orthogonalises: 2-D and inside a block (h.<i>.*)."""
     return len(shape) == 2 and name.startswith("h.")
+
+
+def column_blocks(name: str, shape) -> list[tuple[int, int]]:
+    """The (start, width) column blocks orthogonalised one by one: q, k, v of c_attn (packed
+    [q | k | v] along its output columns), the whole matrix otherwise."""
+    cols = shape[1]
+    if name.endswith("attn.c_attn.weight") and cols % 3 == 0:
+        w = cols // 3
+        return [(0, w), (w, w), (2 * w, w)]
+    return [(0, cols)]
 
 
 def newton_schulz(be, X, scratch, steps: int = NS_STEPS):
@@ -68,42 +78,47 @@ class Muon(Optimizer):
         self.adamw = AdamW(backend, model, tc,
                            skip=[(e.offset, e.offset + e.numel) for e in mats])
         self.buf = backend.zeros((sum(e.numel for e in mats),), "f32")
-        self.mats = []  # (param view, grad view, momentum view)
+        self.mats = []  # (param view, grad view, momentum view, column blocks)
         off = 0
         for e in mats:
             mom = self.buf.narrow(0, off, e.numel).view(e.shape)
-            self.mats.append((view(model.params, e), view(model.grads, e), mom))
+            self.mats.append((view(model.params, e), view(model.grads, e), mom,
+                              column_blocks(e.name, e.shape)))
             off += e.numel
         self._scratch: dict = {}  # shape -> work tensors
 
-    def _work(self, shape):
-        """Work tensors for a matrix of `shape` (in, out), shared by matrices of one shape."""
-        w = self._scratch.get(shape)
+    def _work(self, key, make):
+        """Work tensors, shared by the matrices of one shape (`make` builds them once)."""
+        w = self._scratch.get(key)
         if w is None:
-            be = self.backend
-            r, c = min(shape), max(shape)
-            w = {"G": be.empty(shape), "X": be.empty((r, c)), "Y": be.empty((r, c)),
-                 "sq": be.empty((r, c)), "A": be.empty((r, r)), "B": be.empty((r, r)),
-                 "nrm": be.empty((1, 1))}
-            self._scratch[shape] = w
+            w = self._scratch[key] = make()
         return w
+
+    def _ns_work(self, r: int, c: int) -> dict:
+        be = self.backend
+        return self._work((r, c), lambda: {
+            "X": be.empty((r, c)), "Y": be.empty((r, c)), "sq": be.empty((r, c)),
+            "A": be.empty((r, r)), "B": be.empty((r, r)), "nrm": be.empty((1, 1))})
 
     def update(self, lr: float, grad_scale: float = 1.0) -> None:
         self.step += 1
         self.adamw.update(lr, grad_scale)
         be = self.backend
         lr_mat = lr * self.lr_ratio
-        for param, grad, mom in self.mats:
-            rows, cols = param.shape  # (fan_in, fan_out)
-            w = self._work(param.shape)
-            be.muon_momentum(w["G"], grad, mom, momentum=self.momentum, nesterov=True,
+        for param, grad, mom, blocks in self.mats:
+            G = self._work(("G",) + param.shape, lambda: be.empty(param.shape))
+            be.muon_momentum(G, grad, mom, momentum=self.momentum, nesterov=True,
                              grad_scale=grad_scale)
-            tall = rows > cols
-            X = w["X"]
-            be.copy(X, w["G"].transpose() if tall else w["G"])
-            O = newton_schulz(be, X, w)
-            scale = max(1.0, cols / rows) ** 0.5
-            be.axpy(param, O.transpose() if tall else O, -lr_mat * scale)
+            rows = param.shape[0]  # fan_in
+            for start, cols in blocks:  # cols: this block's fan_out
+                Gb = G.narrow(1, start, cols) if cols != param.shape[1] else G
+                tall = rows > cols
+                w = self._ns_work(min(rows, cols), max(rows, cols))
+                be.copy(w["X"], Gb.transpose() if tall else Gb)
+                O = newton_schulz(be, w["X"], w)
+                scale = max(1.0, cols / rows) ** 0.5
+                pb = param.narrow(1, start, cols) if cols != param.shape[1] else param
+                be.axpy(pb, O.transpose() if tall else O, -lr_mat * scale)
 
     def state_tensors(self) -> dict:
         return {**self.adamw.state_tensors(), "muon_momentum": self.buf}
