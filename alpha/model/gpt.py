@@ -271,7 +271,9 @@ class GPT:
 
         def block(tape: Tape, xin: Var, stream) -> Var:
             return self._block_on(tape, xin, i, stream)
-        return checkpoint(self.tape, self._block_tape, block, x, drop, params)
+        last = i == self.cfg.n_layer - 1  # its backward comes first: no need to recompute it
+        return checkpoint(self.tape, self._block_tape, block, x, drop, params,
+                          recompute=not last)
 
     def _block_on(self, tape: Tape, x: Var, i: int, drop) -> Var:
         """`_block` recorded on `tape` instead of the model's: the very same code (whatever

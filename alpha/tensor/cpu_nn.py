@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from array import array
 
+from alpha.core import checks as ck
 from alpha.tensor.cpu_kernels import oom, ptr
 
 
@@ -357,12 +358,16 @@ class CPUNNOps:
         """In one C call (`csrc/decode.c`), bit-identical to the GPT's op-by-op cached forward
         and, row by row, to the same call with M = 1. The params tuple's checks are done here,
         once per tuple, and remembered with its pointers (the model passes the same tuple every
-        token), so a call costs a few microseconds of Python. GPT-2's block only (relu2 too):
-        any of the `options` (rope, softcap, norm, qk_norm) is declined, and the model runs that
-        block op by op."""
+        token), so a call costs a few microseconds of Python. `options`: rope=(cos, sin) and
+        softcap=c are done in the same C call; any other (norm, qk_norm) is declined
+        (NotImplementedError) and the model runs that block op by op."""
         op = "block_decode"
-        if options:
-            raise NotImplementedError(f"need block_decode with {', '.join(sorted(options))}")
+        unknown = set(options) - {"rope", "softcap"}
+        if unknown:
+            raise NotImplementedError(f"need block_decode with {', '.join(sorted(unknown))}")
+        cos, sin = options.get("rope") or (None, None)
+        softcap = float(options.get("softcap", 0.0))
+        ck.need_softcap(op, softcap)
         M, C = x.shape
         T = cache.shape[1]
         seen = self.__dict__.setdefault("_block_params", {})  # key -> (params, checked args)
@@ -374,11 +379,25 @@ class CPUNNOps:
                 seen.clear()
             seen[key] = hit  # holds `params`, so its id is not reused while remembered
         _, ptrs, H, act = hit
+        if cos is not None:
+            self._check_rope_tables(op, cos, sin, C // n_head, positions)
         idx = array("q", slots) + array("q", positions)
         base = idx.buffer_info()[0]
         if self.k.block_decode(ptr(x), M, ptr(cache), T * 2 * C, base, base + 8 * M, *ptrs, C, H,
-                               n_head, act, eps):
+                               n_head, act, eps, None if cos is None else ptr(cos),
+                               None if sin is None else ptr(sin), softcap):
             raise oom(op)
+
+    @staticmethod
+    def _check_rope_tables(op, cos, sin, hs, positions) -> None:
+        for name, t in (("cos", cos), ("sin", sin)):
+            if (t.shape != cos.shape or t.ndim != 2 or t.shape[1] != hs // 2 or t.dtype != "f32"
+                    or not t.is_contiguous):
+                raise ValueError(f"{op}: rope {name} {t.shape} {t.dtype} must be contiguous f32 "
+                                 f"(L, {hs // 2})")
+        if max(positions) >= cos.shape[0]:
+            raise ValueError(f"{op}: position {max(positions)} is outside the rope tables' "
+                             f"[0, {cos.shape[0]})")
 
     _ACTS = {"gelu": 0, "relu": 1, "silu": 2, "swiglu": 3, "relu2": 4}  # decode.c's ACT_*
 
