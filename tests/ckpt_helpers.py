@@ -1,8 +1,9 @@
-"""Activation checkpointing's shared check, imported by tests/test_checkpointing.py and run
-inside its helios subprocess: one model's training step both ways on one backend."""
+"""Activation checkpointing's shared checks, imported by tests/test_checkpointing.py and run
+inside its helios subprocess: one model's training steps both ways on one backend."""
 
 from __future__ import annotations
 
+from alpha.core.config import ModelConfig
 from alpha.core.rng import Rng
 from alpha.model.gpt import GPT
 
@@ -27,3 +28,19 @@ def step_both_ways(be, cfg) -> dict:
         got.append(model.rng.state()["positions"]["dropout"])
         out[checkpointing] = got
     return out
+
+
+def peak_of_step(be, checkpointing: bool) -> int:
+    """Bytes of tensor storage at the high-water mark of one training step of a six-block model,
+    over what the model held before it (parameters and gradients)."""
+    cfg = ModelConfig(n_layer=6, n_head=2, n_embd=32, block_size=32, vocab_size=64, dropout=0.1)
+    model = GPT(cfg, be, Rng(1)).train()
+    model.checkpointing = checkpointing
+    ids = be.from_array(Rng(2).stream("data").randint(4 * 32, 64), (4, 32), "i32")
+    be.synchronize()
+    be.reset_peak_memory()
+    before = be.memory_stats()["in_use"]
+    model.forward(ids, ids)
+    model.backward()
+    be.synchronize()
+    return be.memory_stats()["peak"] - before

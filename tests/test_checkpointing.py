@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from ckpt_helpers import step_both_ways
+import pytest
+from ckpt_helpers import peak_of_step, step_both_ways
 from test_helios import _py
 from test_trainer import data_file, losses, tiny  # noqa: F401  (data_file: a fixture)
 
@@ -31,49 +32,40 @@ def test_cpu_gradients_identical_bit_for_bit():
     assert plain == ckpt  # both losses, every gradient, the dropout stream: the same bits
 
 
-def test_cpu_gradients_identical_swiglu_no_bias_untied():
+@pytest.mark.parametrize("options", [
+    dict(activation="swiglu", bias=False, tie_embeddings=False),
+    dict(pos="rope", attn_softcap=2.0),
+], ids=["swiglu-nobias-untied", "rope-softcap"])
+def test_cpu_gradients_identical_other_blocks(options):
     """Other block shapes go through the same `_block`: still the same bits."""
-    cfg = ModelConfig(**dict(CFG, activation="swiglu", bias=False, tie_embeddings=False))
-    got = step_both_ways(get_backend("cpu"), cfg)
+    got = step_both_ways(get_backend("cpu"), ModelConfig(**dict(CFG, **options)))
     assert got[False] == got[True]
 
 
-def test_helios_gradients_identical_bit_for_bit():
+def test_helios_gradients_identical_and_less_device_memory():
     r = _py(f"""
         import json, sys
         sys.path.insert(0, "tests")
-        from ckpt_helpers import step_both_ways
+        from ckpt_helpers import peak_of_step, step_both_ways
         from alpha.core.config import ModelConfig
         from alpha.tensor import get_backend
-        got = step_both_ways(get_backend("helios"), ModelConfig(**{CFG!r}))
-        print(json.dumps([got[False] == got[True], got[False][-1]]))
+        from ckpt_helpers import peak_of_step
+        be = get_backend("helios")
+        got = step_both_ways(be, ModelConfig(**{CFG!r}))
+        peaks = [peak_of_step(be, False), peak_of_step(be, True)]
+        print(json.dumps([got[False] == got[True], got[False][-1], peaks]))
     """)
     assert r.returncode == 0, r.stderr[-3000:]
-    same, dropout_words = json.loads(r.stdout.strip().splitlines()[-1])
+    same, dropout_words, (plain, ckpt) = json.loads(r.stdout.strip().splitlines()[-1])
     assert dropout_words > 0 and same
-
-
-def _peak_of_step(be, checkpointing: bool) -> int:
-    """Bytes of tensor storage at the high-water mark of one training step, over what the model
-    held before it (parameters and gradients)."""
-    cfg = ModelConfig(n_layer=6, n_head=2, n_embd=32, block_size=32, vocab_size=64, dropout=0.1)
-    model = GPT(cfg, be, Rng(1)).train()
-    model.checkpointing = checkpointing
-    ids = be.from_array(Rng(2).stream("data").randint(4 * 32, 64), (4, 32), "i32")
-    be.synchronize()
-    be.reset_peak_memory()
-    before = be.memory_stats()["in_use"]
-    model.forward(ids, ids)
-    model.backward()
-    be.synchronize()
-    return be.memory_stats()["peak"] - before
+    assert 0 < ckpt < 0.5 * plain, (ckpt, plain)  # device memory: the pool's high-water mark
 
 
 def test_checkpointing_lowers_the_peak_tensor_memory():
     """Six blocks: without checkpointing the step holds six blocks' intermediates and their
     gradients, with it one block's plus a (B, T, C) input and gradient per block."""
     be = get_backend("cpu")
-    plain, ckpt = _peak_of_step(be, False), _peak_of_step(be, True)
+    plain, ckpt = peak_of_step(be, False), peak_of_step(be, True)
     assert 0 < ckpt < 0.5 * plain, (ckpt, plain)
 
 

@@ -10,7 +10,9 @@ backward resets `sub`, runs `fn` again on it — recording this time — from th
 backward from y's gradient, and hands x its gradient. Every checkpointed segment runs on the same
 `sub`, and `sub` hands out its pooled buffers again at each reset, so at any moment the
 intermediates of ONE segment exist, not of all of them: that is the memory saved, at the price of
-a second forward per segment.
+a second forward per segment — but for the last one (`recompute=False`), whose backward comes
+right after the forward ends: it records on `sub` at once, and nothing else runs on `sub` before
+its backward walks it.
 
 Why the gradients are the same bits as without checkpointing:
 - the recompute calls the same ops on the same input values and parameters, in the same order,
@@ -36,32 +38,41 @@ import copy
 from alpha.autograd.tape import Tape, Var
 
 
-def checkpoint(t: Tape, sub: Tape, fn, x: Var, stream, params: tuple) -> Var:
+def checkpoint(t: Tape, sub: Tape, fn, x: Var, stream, params: tuple, *,
+               recompute: bool = True) -> Var:
     """y = fn(sub, x, stream) with its intermediates recomputed in the backward pass.
 
     fn(tape, x, stream) -> Var builds the segment on `tape` from x, drawing dropout masks from
-    `stream` (or None). When `t` is not recording (eval) this is simply fn on `t`."""
+    `stream` (or None). When `t` is not recording (eval) this is simply fn on `t`.
+
+    recompute=False is for the segment whose backward runs first of all those on `sub` (the last
+    block): it records on `sub` in the forward already, and its backward walks those buffers
+    without a second forward. Nothing else resets `sub` between the two, so it costs no memory
+    (its intermediates are the one segment's worth `sub` holds) and saves one recompute."""
     if not t.recording:
         return fn(t, x, stream)
     be = t.backend
     start = None if stream is None else stream.position  # where the segment's draws begin
 
     sub.reset()
-    sub.recording = False
-    out = fn(sub, x, stream)  # values only; the buffers go back to `sub` at its next reset
+    sub.recording = not recompute
+    xin = Var(x.data)  # the segment's own input Var: its gradient starts empty
+    out = fn(sub, xin, stream)  # the buffers go back to `sub` at its next reset
     y = Var(t.buffer(out.data.shape, out.data.dtype))
     be.copy(y.data, out.data)
 
     def backward():
         _ = params  # held by this closure for the gradient sync's sake (see the module doc)
-        replay = None
-        if stream is not None:
-            replay = copy.copy(stream)  # the same key (and rank layout), back at `start`
-            replay.position = start
-        sub.reset()
-        sub.recording = True
-        xin = Var(x.data)  # the segment's own input Var: its gradient starts empty
-        out = fn(sub, xin, replay)
+        nonlocal xin, out
+        if recompute:
+            replay = None
+            if stream is not None:
+                replay = copy.copy(stream)  # the same key (and rank layout), back at `start`
+                replay.position = start
+            sub.reset()
+            sub.recording = True
+            xin = Var(x.data)
+            out = fn(sub, xin, replay)
         sub.backward(out, y.grad)
         if not x.requires_grad or xin.grad is None:
             return
