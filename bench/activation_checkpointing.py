@@ -217,6 +217,8 @@ def report(args, off: dict, on: dict, torch_off: dict | None, torch_on: dict | N
             fa = f"{a:10.0f} ms" if unit == "ms" else mib(a)
             fb = f"{b:10.0f} ms" if unit == "ms" else mib(b)
             print(f"{name:38}{fa:>14}{fb:>14}{b / a:9.3f}")
+    elif args.no_torch:
+        print("(--no-torch: no PyTorch second opinion)")
     else:
         print("(PyTorch is not installed: no second opinion)")
     same = off["losses"] == on["losses"]
