@@ -143,8 +143,9 @@ def main(argv=None) -> int:
         ref = torch[name] if torch else None
         cols = (f"{ref * 1e3:>10.2f}{t / ref:>8.2f}" if ref else f"{'not installed':>18}")
         print(f"{name + ' fwd+bwd':<22}{t * 1e3:>10.2f}{cols}")
-    print(f"softcap cost in Alpha's attention: x{alpha['attention_softcap'] / alpha['attention']:.2f}"
-          + (f" (torch x{torch['attention_softcap'] / torch['attention']:.2f})" if torch else ""))
+    cost = alpha["attention_softcap"] / alpha["attention"]
+    ref = f" (torch x{torch['attention_softcap'] / torch['attention']:.2f})" if torch else ""
+    print(f"softcap cost in Alpha's attention: x{cost:.2f}{ref}")
     base = train_step(args.budget * 4)
     modern = train_step(args.budget * 4, pos="rope", attn_softcap=CAP)
     print(f"config A train step: GPT-2 {base * 1e3:.1f} ms, rope + softcap {modern * 1e3:.1f} ms "

@@ -234,8 +234,8 @@ def test_positions_matter_and_cpu_matches_reference():
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
 def test_cached_inference_equals_the_full_forward(backend):
     """Rows at different positions (their own `starts`): each row's logits equal the full
-    forward of its sequence (f64 reference: to 1e-12; CPU f32, whose fused block declines rope
-    and the softcap: to f32 rounding)."""
+    forward of its sequence (f64 reference: to 1e-12; CPU f32, decoding through its fused
+    block: to f32 rounding)."""
     be = get_backend(backend)
     cfg = tiny(n_embd=16, n_head=2, vocab_size=13)
     dtype = "f64" if backend == "reference" else "f32"
@@ -258,7 +258,7 @@ def test_cached_inference_equals_the_full_forward(backend):
             want = full[s][lens[s] * 13:(lens[s] + 1) * 13]
             assert_close(out[r * 13:(r + 1) * 13], want, 0, tol, f"slot {s} pos {lens[s]}")
             lens[s] += 1
-    assert not m.fused_decode  # the CPU block declined (the reference has none)
+    assert m.fused_decode == (backend == "cpu")  # the reference has no fused block
 
 
 def test_helios_model_matches_cpu_and_its_cache():
@@ -364,3 +364,38 @@ def test_activation_checkpointing_recomputes_rope_and_softcap_exactly():
 
     out = step_both_ways(CPU, tiny(dropout=0.1))
     assert out[False] == out[True]
+
+
+def test_cpu_fused_decode_with_rope_and_softcap_is_bit_identical():
+    """The CPU's one-call block (`block_decode`) turns q, k and caps the scores itself: batched
+    decode of sequences at different positions gives the op-by-op path's exact bits, with 1 and
+    2 threads, and the fused block is used (not declined)."""
+    from alpha.tensor import build
+
+    cfg = tiny(n_embd=48, n_head=3, vocab_size=40, block_size=12)
+    m = GPT(cfg, CPU, init=False).eval()
+    m.load_state_dict(perturbed(cfg).state_dict())
+    toks = Stream((5, 5)).randint(20, cfg.vocab_size)
+    runs = []
+    before = build.num_threads()
+    try:
+        for threads, fused in ((1, False), (1, True), (2, True)):
+            build.set_num_threads(threads)
+            m.fused_decode = fused
+            cache = KVCache(m, slots=2)
+            m.forward(CPU.from_array(toks[:2], (1, 2), "i32"), cache=cache, slots=[0])
+            m.forward(CPU.from_array(toks[2:7], (1, 5), "i32"), cache=cache, slots=[1])
+            rows = []
+            for t in range(7, 12):  # both sequences, one new token each, at positions 2.. and 5..
+                ids = CPU.from_array(toks[2 * t - 7:2 * t - 5], (2, 1), "i32")
+                rows.append(list(m.forward(ids, cache=cache, slots=[0, 1],
+                                           last_only=True).to_array()))
+            one = KVCache(m, slots=1)  # and batch 1 (M = 1 takes kv_attention, not the rows)
+            for t in toks[12:16]:
+                rows.append(list(m.forward(CPU.from_array([t], (1, 1), "i32"), cache=one,
+                                           last_only=True).to_array()))
+            assert m.fused_decode == fused  # the CPU backend did not decline the fused block
+            runs.append(rows)
+    finally:
+        build.set_num_threads(before)
+    assert runs[0] == runs[1] == runs[2]

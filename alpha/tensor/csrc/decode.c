@@ -6,8 +6,9 @@
  * only the Python and ctypes overhead between the ~14 ops of a block is gone (it cost as much as
  * the block's arithmetic at batch 1).
  *
- *   h = layernorm(x; ln_1)                  q|k|v = h @ c_attn (+ b); cache[pos] = k|v
- *   att = kv_attention(q, cache k, v)       x = x + (att @ attn.c_proj (+ b))
+ *   h = layernorm(x; ln_1)                  q|k|v = h @ c_attn (+ b); [rope: q, k turned]
+ *   cache[pos] = k|v                        att = kv_attention(q, cache k, v [, softcap])
+ *   x = x + (att @ attn.c_proj (+ b))
  *   h = layernorm(x; ln_2)                  f = h @ c_fc (+ b);  g = act(f)
  *   x = x + (g @ mlp.c_proj (+ b))
  *
@@ -30,13 +31,16 @@ int kv_attention_rows(float *out, const float *q, int64_t qsb, const float *k, i
                       int64_t kst, const float *v, int64_t vsb, int64_t vst,
                       const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
                       int64_t nh, float softcap);
+void rope_forward(float *out, const float *x, const int32_t *pos, int64_t npos, const float *cos,
+                  const float *sin, int64_t N, int64_t C, int64_t nh);
 void ew_binary_contig(float *out, const float *a, const float *b, int64_t n, int op, float s);
 void gelu_forward(float *out, const float *x, int64_t n);
 void relu_forward(float *out, const float *x, int64_t n);
+void relu2_forward(float *out, const float *x, int64_t n);
 void silu_forward(float *out, const float *x, int64_t n);
 void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
 
-enum { ACT_GELU, ACT_RELU, ACT_SILU, ACT_SWIGLU };
+enum { ACT_GELU, ACT_RELU, ACT_SILU, ACT_SWIGLU, ACT_RELU2 };
 #define EW_ADD 0 /* elementwise.c's B_ADD */
 
 /* out (M, n_out) = x (M, n_in) @ w (n_in, n_out) + b, each row as the model's linear computes
@@ -56,7 +60,8 @@ static void linear_rows(float *out, const float *x, const float *w, const float 
  * positions[i] of slot slots[i] is written, rows 0..positions[i] are attended. p: the 12
  * parameters in order ln_1.{weight,bias}, attn.c_attn.{weight,bias}, attn.c_proj.{weight,bias},
  * ln_2.{weight,bias}, mlp.c_fc.{weight,bias}, mlp.c_proj.{weight,bias} (biases may be NULL);
- * H the MLP hidden size (c_fc has 2H outputs for SwiGLU).
+ * H the MLP hidden size (c_fc has 2H outputs for SwiGLU). rope_cos, rope_sin: rope's (L, hs/2)
+ * tables (positions < L), or NULL for learned positions; softcap: the attention score cap, 0 off.
  *
  * Batch invariance: every row goes through exactly the arithmetic of M = 1 (the products are
  * alpha_sgemm_rows; layernorm and attention compute each row by itself, whichever thread; the
@@ -67,9 +72,11 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
                  const float *attn_w, const float *attn_b, const float *proj_w,
                  const float *proj_b, const float *ln2_w, const float *ln2_b, const float *fc_w,
                  const float *fc_b, const float *mlp_w, const float *mlp_b, int64_t C, int64_t H,
-                 int64_t nh, int act, float eps) {
+                 int64_t nh, int act, float eps, const float *rope_cos, const float *rope_sin,
+                 float softcap) {
     int64_t F = act == ACT_SWIGLU ? 2 * H : H;
-    float *buf = (float *)malloc((size_t)(M * (6 * C + F + H + 2)) * sizeof(float));
+    int64_t extra = rope_cos ? M * 3 * C + M : 0; /* turned qkv, then M int32 positions */
+    float *buf = (float *)malloc((size_t)(M * (6 * C + F + H + 2) + extra) * sizeof(float));
     if (!buf) return -1;
     float *h = buf, *qkv = h + M * C, *att = qkv + M * 3 * C, *y = att + M * C;
     float *f = y + M * C, *g = f + M * F, *stats = g + M * H;
@@ -77,16 +84,23 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
 
     layernorm_forward(h, stats, stats + M, x, ln1_w, ln1_b, M, C, eps); /* row by row */
     linear_rows(qkv, h, attn_w, attn_b, M, C, 3 * C);
+    if (rope_cos) { /* the op-by-op path's rope_forward call, on the same rows */
+        float *turned = stats + 2 * M;
+        int32_t *pos32 = (int32_t *)(turned + M * 3 * C);
+        for (int64_t i = 0; i < M; i++) pos32[i] = (int32_t)positions[i];
+        rope_forward(turned, qkv, pos32, M, rope_cos, rope_sin, M, C, nh);
+        qkv = turned;
+    }
     for (int64_t i = 0; i < M; i++) /* this position's [k | v] into the sequence's cache */
         memcpy(cache + slots[i] * slot_stride + positions[i] * 2 * C, qkv + i * 3 * C + C,
                2 * C * sizeof(float));
     if (M == 1) {
         float *slot = cache + slots[0] * slot_stride;
         rc = kv_attention(att, qkv, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, 1, C, nh,
-                          positions[0], 0.0f); /* no softcap: the model declines it here */
+                          positions[0], softcap);
     } else {
         rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C, cache + C,
-                               slot_stride, 2 * C, slots, positions, M, C, nh, 0.0f);
+                               slot_stride, 2 * C, slots, positions, M, C, nh, softcap);
     }
     linear_rows(y, att, proj_w, proj_b, M, C, C);
     ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
@@ -99,6 +113,7 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
         case ACT_GELU: gelu_forward(gi, fi, H); break;
         case ACT_RELU: relu_forward(gi, fi, H); break;
         case ACT_SILU: silu_forward(gi, fi, H); break;
+        case ACT_RELU2: relu2_forward(gi, fi, H); break;
         default: swiglu_forward(gi, fi, 1, H); break;
         }
     }
