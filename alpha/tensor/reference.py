@@ -24,6 +24,7 @@ from alpha.core import rng as _rng
 from alpha.core.backend import BINARY_OPS, DTYPES, FLOAT_DTYPES, UNARY_OPS, Backend
 from alpha.core.checks import reduced_shape
 from alpha.tensor import reference_attention as ref_attn
+from alpha.tensor import reference_optim as ref_opt
 from alpha.tensor.tensor import Tensor
 
 GELU_K = math.sqrt(2.0 / math.pi)
@@ -374,6 +375,31 @@ class ReferenceBackend(Backend):
         if dbias is not None:
             _add_into(dbias, db)
 
+    def _rmsnorm_forward(self, out, rstd, x, weight, eps) -> None:
+        C = x.shape[-1]
+        w = _read(weight)
+        ys, rstds = [], []
+        for row in _rows(_read(x), C):
+            r = 1.0 / math.sqrt(sum(v * v for v in row) / C + eps)
+            ys += [v * r * w[i] for i, v in enumerate(row)]
+            rstds.append(r)
+        _write(out, ys)
+        _write(rstd, rstds)
+
+    def _rmsnorm_backward(self, dx, dweight, dout, x, weight, rstd) -> None:
+        C = x.shape[-1]
+        w = _read(weight)
+        dw, dxs = [0.0] * C, []
+        for row, g, r in zip(_rows(_read(x), C), _rows(_read(dout), C), _read(rstd)):
+            norm = [v * r for v in row]
+            dnorm = [g[i] * w[i] for i in range(C)]
+            dnorm_norm_mean = sum(dn * nv for dn, nv in zip(dnorm, norm)) / C
+            dxs += [r * (dnorm[i] - norm[i] * dnorm_norm_mean) for i in range(C)]
+            for i in range(C):
+                dw[i] += g[i] * norm[i]
+        _add_into(dx, dxs)
+        _add_into(dweight, dw)
+
     def _pointwise(self, out, x, fn) -> None:
         _write(out, [fn(v) for v in _read(x)])
 
@@ -397,6 +423,18 @@ class ReferenceBackend(Backend):
 
     def _silu_backward(self, dx, dout, x) -> None:
         self._pointwise_backward(dx, dout, x, _silu_grad)
+
+    def _relu2_forward(self, out, x) -> None:
+        self._pointwise(out, x, lambda v: v * v if v > 0 else 0.0)
+
+    def _relu2_backward(self, dx, dout, x) -> None:
+        self._pointwise_backward(dx, dout, x, lambda v: 2.0 * v if v > 0 else 0.0)
+
+    def _softcap_forward(self, out, x, cap) -> None:
+        self._pointwise(out, x, lambda v: cap * math.tanh(v / cap))
+
+    def _softcap_backward(self, dx, dout, out, cap) -> None:
+        self._pointwise_backward(dx, dout, out, lambda y: 1.0 - (y / cap) * (y / cap))
 
     def _swiglu_forward(self, out, x, H) -> None:
         result = []
@@ -517,6 +555,37 @@ class ReferenceBackend(Backend):
         _write(param, P)
         _write(m, M)
         _write(v, Vv)
+
+    def _lion_step(self, param, grad, m, lr, beta1, beta2, weight_decay, grad_scale) -> None:
+        P, M = _read(param), _read(m)
+        ref_opt.lion(P, _read(grad), M, lr, beta1, beta2, weight_decay, grad_scale)
+        _write(param, P)
+        _write(m, M)
+
+    def _sgd_step(self, param, grad, buf, lr, momentum, nesterov, weight_decay,
+                  grad_scale) -> None:
+        P, B = _read(param), _read(buf)
+        ref_opt.sgd(P, _read(grad), B, lr, momentum, nesterov, weight_decay, grad_scale)
+        _write(param, P)
+        _write(buf, B)
+
+    def _muon_momentum(self, out, grad, buf, momentum, nesterov, grad_scale) -> None:
+        O, B = [0.0] * out.numel, _read(buf)
+        ref_opt.muon_momentum(O, _read(grad), B, momentum, nesterov, grad_scale)
+        _write(out, O)
+        _write(buf, B)
+
+    def _adafactor_step(self, param, grad, row, col, lr, beta2, eps, clip, weight_decay,
+                        grad_scale) -> None:
+        P, Rw = _read(param), _read(row)
+        Cl = _read(col) if col is not None else None
+        R, C = param.shape if col is not None else (1, param.numel)
+        ref_opt.adafactor(P, _read(grad), Rw, Cl, R, C, lr, beta2, eps, clip, weight_decay,
+                          grad_scale)
+        _write(param, P)
+        _write(row, Rw)
+        if col is not None:
+            _write(col, Cl)
 
 
 def _contig(shape) -> list[int]:
