@@ -125,6 +125,11 @@ def test_optimizers_match_float64_reference_on_cpu():
     assert check_backend("cpu") == []
 
 
+def test_reference_backend_defines_the_same_updates():
+    """The reference backend (the living definition of every op) runs the same rules."""
+    assert check_backend("reference") == []
+
+
 def test_optimizers_match_float64_reference_on_helios():
     from test_helios import _py
 
@@ -266,3 +271,12 @@ def test_optimizer_ops_check_their_arguments():
     with pytest.raises(ValueError, match="adafactor_step: beta2=1.0"):
         be.adafactor_step(f(4), f(4), f(4), None, lr=0.1, beta2=1.0, eps=1e-30, clip=1.0,
                           weight_decay=0.0)
+
+
+def test_muon_orthogonalises_packed_weights_part_by_part():
+    from alpha.train.optimizers.muon import column_blocks
+
+    assert column_blocks("h.0.attn.c_attn.weight", (4, 12)) == [(0, 4), (4, 4), (8, 4)]
+    assert column_blocks("h.0.mlp.c_fc.weight", (4, 16), "swiglu") == [(0, 8), (8, 8)]
+    assert column_blocks("h.0.mlp.c_fc.weight", (4, 16), "gelu") == [(0, 16)]
+    assert column_blocks("h.0.mlp.c_proj.weight", (16, 4)) == [(0, 4)]
