@@ -488,3 +488,17 @@ def test_sigterm_run_is_stopped_in_db_api_and_runs(tmp_path, data_file, monkeypa
         runs = got["runs"] if isinstance(got, dict) else got
         assert [(x["run_id"], x["status"]) for x in runs] == [("r1", "stopped")]
         assert get_json(s.url + "/api/runs/r1")["status"] == "stopped"
+
+
+def test_memory_budget_counts_the_optimizer_state():
+    """Lion and SGD keep one value per parameter, AdamW two: the estimate says so."""
+    from alpha.core.config import ModelConfig
+    from alpha.train import budget
+
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=100)
+    P = budget.estimate(cfg, 4).params
+    adamw = budget.estimate(cfg, 4, optimizer="adamw").weights_bytes
+    lion = budget.estimate(cfg, 4, optimizer="lion").weights_bytes
+    assert adamw == 7 * 4 * P  # params, grads, m, v + three host copies
+    assert adamw - lion == 2 * 4 * P  # one state buffer on the device and its host copy
+    assert budget.estimate(cfg, 4, optimizer="muon").weights_bytes == adamw

@@ -4,7 +4,10 @@ about when it will press on what is free) instead of swapping the machine to a h
 an allocation deep inside the first step.
 
 The estimate, in float32 values:
-    parameters, gradients, AdamW m and v     4 x P, and 3 x P host copies for checkpoints
+    parameters, gradients, optimizer state   (2 + S) x P, and (1 + S) x P host copies for
+                                             checkpoints; S values per parameter: AdamW and
+                                             Muon 2 (Muon: momentum for matrices, AdamW's m, v
+                                             for the rest), Lion and SGD 1, Adafactor at most 1
     activations kept for backward            B*T*(n_layer*(10*C + 3*H) + 2*C) plus B*T*V*2 for
                                              the logits and their gradient; with activation
                                              checkpointing one block's (10*C + 3*H) plus each
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 
 from alpha.core.errors import MemoryBudgetError
 
+# optimizer state values per parameter (a bound: Adafactor's factored moments are far smaller)
+STATE_VALUES = {"adamw": 2, "muon": 2, "lion": 1, "sgd": 1, "adafactor": 1}
 REFUSE_ABOVE = 1.0  # of the available memory: refuse
 WARN_ABOVE = 0.6  # of the available memory: warn that it may swap or crowd the machine
 GIB = 1 << 30
@@ -29,7 +34,7 @@ GIB = 1 << 30
 @dataclass
 class Estimate:
     params: int  # parameter count
-    weights_bytes: int  # parameters, gradients and both AdamW moments
+    weights_bytes: int  # parameters, gradients and the optimizer's state
     activation_bytes: int  # what the forward keeps for backward, and backward's temporaries
 
     @property
@@ -38,12 +43,12 @@ class Estimate:
 
     def describe(self, batch: int, block: int) -> str:
         return (f"about {_gib(self.total_bytes)}: {self.params:,} parameters with gradients "
-                f"and AdamW state {_gib(self.weights_bytes)}, activations at batch {batch} x "
+                f"and optimizer state {_gib(self.weights_bytes)}, activations at batch {batch} x "
                 f"block {block} {_gib(self.activation_bytes)}")
 
 
 def estimate(cfg, batch_size: int, accum_steps: int = 1,
-             checkpointing: bool = False) -> Estimate:
+             checkpointing: bool = False, optimizer: str = "adamw") -> Estimate:
     """The memory a training step of `cfg` at `batch_size` needs (accumulation does not add:
     micro-batches run one after the other)."""
     from alpha.model.params import num_params
@@ -56,8 +61,10 @@ def estimate(cfg, batch_size: int, accum_steps: int = 1,
         kept = B * T * (cfg.n_layer * 2 * C + block + 2 * C) + 2 * B * T * V
     else:
         kept = B * T * (cfg.n_layer * block + 2 * C) + 2 * B * T * V
-    # params, grads, m, v on the device, and the three host copies a checkpoint is written from
-    return Estimate(params=P, weights_bytes=7 * 4 * P, activation_bytes=2 * 4 * kept)
+    # params, grads and the state on the device, and the host copies a checkpoint is written from
+    state = STATE_VALUES.get(optimizer, 2)
+    weights = (2 + state) * P + (1 + state) * P
+    return Estimate(params=P, weights_bytes=4 * weights, activation_bytes=2 * 4 * kept)
 
 
 def available_bytes() -> int | None:
@@ -73,10 +80,10 @@ def available_bytes() -> int | None:
 
 
 def check(cfg, batch_size: int, accum_steps: int = 1, available: int | None = None,
-          checkpointing: bool = False) -> str | None:
+          checkpointing: bool = False, optimizer: str = "adamw") -> str | None:
     """MemoryBudgetError when the run cannot fit in the memory available; a warning (str) when
     it takes more than WARN_ABOVE of it; None when it fits comfortably or nothing is known."""
-    est = estimate(cfg, batch_size, accum_steps, checkpointing)
+    est = estimate(cfg, batch_size, accum_steps, checkpointing, optimizer)
     free = available_bytes() if available is None else available
     if not free:
         return None

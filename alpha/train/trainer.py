@@ -139,7 +139,8 @@ class Trainer:
         self.train_config = tc = self.config.train
         if self.backend.name == "cpu":  # host memory; a GPU's is the device's to refuse
             warning = budget.check(self.model_config, tc.batch_size, tc.accum_steps,
-                                   checkpointing=tc.activation_checkpointing)
+                                   checkpointing=tc.activation_checkpointing,
+                                   optimizer=tc.optimizer)
             if warning:
                 self.warn(f"warning: {warning}")
         self.data = D.run_data(config, self.tokenizer, log)

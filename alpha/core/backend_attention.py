@@ -1,0 +1,160 @@
+"""The attention ops of the Backend protocol (`alpha.core.backend`), with their checking front:
+fused causal self-attention for training, attention over a KV cache, rotary position embedding,
+and the two inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode`).
+Each public method checks its arguments and calls the `_<op>` hook, like every other op.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from alpha.core import checks as ck
+
+# What the annotations below call Tensor: alpha.tensor.Tensor, not imported (core sits under it).
+Tensor = "alpha.tensor.Tensor"
+
+
+class AttentionOps:
+    """Mixed into `Backend`; `self.floats` is the backend's float dtypes, `self._find_outside`
+    its range check of i32 tensors."""
+
+    # ---- fused causal self-attention ----------------------------------------------------------
+    def attention_forward(self, out: "Tensor", lse: "Tensor", qkv: "Tensor", n_head: int,
+                          softcap: float = 0.0) -> None:
+        """qkv (B, T, 3C) packed as [q | k | v], head h at columns h*hs:(h+1)*hs of each part;
+        out (B, T, C); lse (B, n_head, T) f32: the log-sum-exp of each query's scaled scores,
+        saved for the backward. Causal, scale 1/sqrt(hs). With softcap c > 0 every scaled score
+        s becomes c * tanh(s / c) before the softmax (Gemma 2's attention logit cap)."""
+        op = "attention_forward"
+        ck.need_float(op, self.floats, ("out", out), ("lse", lse), ("qkv", qkv))
+        B, T, C, hs = ck.need_qkv(op, qkv, n_head)
+        ck.need_shape(op, "out", out, (B, T, C), ("qkv", qkv))
+        ck.need_shape(op, "lse", lse, (B, n_head, T), f"qkv {qkv.shape} and n_head={n_head}")
+        ck.need_softcap(op, softcap)
+        if softcap:
+            self._attention_forward(out, lse, qkv, n_head, softcap)
+        else:  # the hooks' GPT-2 signature: a backend without softcap never sees the argument
+            self._attention_forward(out, lse, qkv, n_head)
+
+    def attention_backward(self, dqkv: "Tensor", dout: "Tensor", qkv: "Tensor", out: "Tensor",
+                           lse: "Tensor", n_head: int, softcap: float = 0.0) -> None:
+        """Adds into dqkv (B, T, 3C); `softcap` as given to the forward."""
+        op = "attention_backward"
+        ck.need_float(op, self.floats, ("dqkv", dqkv), ("dout", dout), ("qkv", qkv),
+                      ("out", out), ("lse", lse))
+        B, T, C, hs = ck.need_qkv(op, qkv, n_head)
+        ck.need_shape(op, "dqkv", dqkv, qkv.shape, ("qkv", qkv))
+        ck.need_shape(op, "dout", dout, (B, T, C), ("qkv", qkv))
+        ck.need_shape(op, "out", out, (B, T, C), ("qkv", qkv))
+        ck.need_shape(op, "lse", lse, (B, n_head, T), f"qkv {qkv.shape} and n_head={n_head}")
+        ck.need_softcap(op, softcap)
+        if softcap:
+            self._attention_backward(dqkv, dout, qkv, out, lse, n_head, softcap)
+        else:
+            self._attention_backward(dqkv, dout, qkv, out, lse, n_head)
+
+    def kv_attention(self, out: "Tensor", q: "Tensor", k: "Tensor", v: "Tensor", n_head: int,
+                     start: int, softcap: float = 0.0) -> None:
+        """Inference attention with a KV cache. q (B, Tq, C) holds positions start..start+Tq-1;
+        k, v (B, Tmax, C) hold positions 0..start+Tq-1 (the rest is ignored); out (B, Tq, C).
+        Causal: query at position p sees keys 0..p. q, k, v may be strided views. `softcap` as
+        in `attention_forward`."""
+        op = "kv_attention"
+        ck.need_float(op, self.floats, ("out", out), ("q", q), ("k", k), ("v", v))
+        ck.kv_shapes(op, out, q, k, v, n_head, start)
+        ck.need_softcap(op, softcap)
+        if softcap:
+            self._kv_attention(out, q, k, v, n_head, start, softcap)
+        else:
+            self._kv_attention(out, q, k, v, n_head, start)
+
+    # ---- rotary position embedding (rope) ------------------------------------------------------
+    def rope_forward(self, out: "Tensor", qkv: "Tensor", positions: "Tensor", cos: "Tensor",
+                     sin: "Tensor", n_head: int) -> None:
+        """out (B, T, 3C) = qkv with q and k of every head rotated by its position; v copied.
+        positions i32 (B, T), or (T,) shared by every row, each in [0, L); cos, sin (L, hs/2)
+        the tables of cos(p * f_i), sin(p * f_i) (`alpha.model.rope.tables`). The pairs are
+        GPT-NeoX's / LLaMA's half-split ones: (x_i, x_{i+hs/2}) for i < hs/2 turns by
+        p * f_i: y_i = x_i cos - x_{i+hs/2} sin, y_{i+hs/2} = x_{i+hs/2} cos + x_i sin."""
+        op = "rope_forward"
+        ck.need_float(op, self.floats, ("out", out), ("qkv", qkv), ("cos", cos), ("sin", sin))
+        self._rope_checks(op, qkv, positions, cos, sin, n_head)
+        ck.need_shape(op, "out", out, qkv.shape, ("qkv", qkv))
+        self._rope_forward(out, qkv, positions, cos, sin, n_head)
+
+    def rope_backward(self, dqkv: "Tensor", dout: "Tensor", positions: "Tensor", cos: "Tensor",
+                      sin: "Tensor", n_head: int) -> None:
+        """dqkv += the transposed rotation of dout (q and k parts; v's gradient passes)."""
+        op = "rope_backward"
+        ck.need_float(op, self.floats, ("dqkv", dqkv), ("dout", dout), ("cos", cos),
+                      ("sin", sin))
+        self._rope_checks(op, dout, positions, cos, sin, n_head)
+        ck.need_shape(op, "dqkv", dqkv, dout.shape, ("dout", dout))
+        self._rope_backward(dqkv, dout, positions, cos, sin, n_head)
+
+    def _rope_checks(self, op, qkv, positions, cos, sin, n_head) -> None:
+        B, T, C, hs = ck.need_qkv(op, qkv, n_head)
+        if hs % 2:
+            raise ValueError(f"{op}: head size {hs} must be even")
+        ck.need_dtype(op, "positions", positions, ("i32",))
+        if positions.shape not in ((B, T), (T,)):
+            raise ValueError(f"{op}: positions {positions.shape} must be ({B}, {T}) or ({T},)")
+        if cos.ndim != 2 or cos.shape[1] != hs // 2:
+            raise ValueError(f"{op}: cos {cos.shape} must be (L, {hs // 2})")
+        ck.need_shape(op, "sin", sin, cos.shape, ("cos", cos))
+        bad = self._find_outside(positions, cos.shape[0], False)
+        if bad is not None:
+            raise ValueError(f"{op}: position {bad[1]} (index {bad[0]}) is outside the "
+                             f"tables' [0, {cos.shape[0]})")
+
+    # ---- inference: batch invariance and the fused decode block -----------------------------
+    def matmul_rows(self, out: "Tensor", a: "Tensor", b: "Tensor", *,
+                    trans_b: bool = False) -> None:
+        """out (M, N) = a (M, K) @ op(b), with every row computed exactly as it would be alone
+        (M = 1): the same bits whatever M. Batched decode uses it, so a sequence's tokens never
+        depend on what else is in the batch. A backend whose matmul already has that property
+        may answer with its matmul."""
+        op = "matmul_rows"
+        ck.need_float(op, self.floats, ("out", out), ("a", a), ("b", b))
+        if a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
+            raise ValueError(f"{op}: out {out.shape}, a {a.shape}, b {b.shape} must be 2-D")
+        M, K = a.shape
+        N, Kb = b.shape if trans_b else b.shape[::-1]
+        if Kb != K or out.shape != (M, N):
+            raise ValueError(f"{op}: shapes do not match: out {out.shape}, a {a.shape}, "
+                             f"b {b.shape}{' (trans_b)' if trans_b else ''}")
+        self._matmul_rows(out, a, b, trans_b)
+
+    def block_decode(self, x: "Tensor", cache: "Tensor", slots: Sequence[int],
+                     positions: Sequence[int], params: tuple, n_head: int, activation: str,
+                     eps: float, **options) -> None:
+        """Optional (raise NotImplementedError("need block_decode") to decline): one GPT block for
+        one new token of each of M sequences, fused, with the exact bits of the model's op-by-op
+        cached forward (alpha/model/gpt.py). x (M, C) the residual stream, updated in place;
+        cache (S, Tmax, 2C) rows [k | v] of this layer: row positions[i] of slot slots[i] is
+        written, rows 0..positions[i] attended; params: the block's 12 tensors ln_1.{w,b},
+        attn.c_attn.{w,b}, attn.c_proj.{w,b}, ln_2.{w,b}, mlp.c_fc.{w,b}, mlp.c_proj.{w,b}
+        (biases None when the model has none). Rows must not depend on each other. (The hook
+        checks `params`: it can remember a tuple it has seen.) `options` are the model's
+        non-GPT-2 settings, given only when set: `rope=(cos, sin)` (tables as `rope_forward`'s,
+        q and k rotated before k is cached), `softcap=c`, `norm="rmsnorm"` (ln_1 and ln_2 as
+        RMSNorm, their biases None), `qk_norm=True` (q and k heads RMS-normalised before rope;
+        the weights are not passed); a hook that lacks one declines."""
+        op = "block_decode"
+        if x.ndim != 2 or cache.ndim != 3 or cache.shape[2] != 2 * x.shape[1]:
+            raise ValueError(f"{op}: x {x.shape} must be (M, C) and cache {cache.shape} "
+                             "(S, T, 2C)")
+        M = x.shape[0]
+        fl = self.floats
+        if x.dtype not in fl or cache.dtype not in fl or not (x.is_contiguous
+                                                              and cache.is_contiguous):
+            raise ValueError(f"{op}: x and cache must be contiguous f32")
+        S, T = cache.shape[0], cache.shape[1]
+        if len(slots) != M or len(positions) != M:
+            raise ValueError(f"{op}: {len(slots)} slots and {len(positions)} positions for "
+                             f"{M} rows")
+        for s, p in zip(slots, positions):
+            if not (0 <= s < S and 0 <= p < T):
+                raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
+        self._block_decode(x, cache, slots, positions, params, n_head, activation, eps,
+                           **options)
