@@ -111,6 +111,7 @@ def run_alpha(data: str, iters: int, seed: int, recipe: str = "baby") -> dict:
     from array import array
 
     from alpha.core.config import resolve
+    from alpha.train.evaluation import upload
     from alpha.train.trainer import Trainer
 
     model_over, train_over = parse_recipe(recipe)
@@ -129,12 +130,14 @@ def run_alpha(data: str, iters: int, seed: int, recipe: str = "baby") -> dict:
         val, B, T = trainer.data.val, TRAIN["batch_size"], MODEL["block_size"]
         starts = full_val_starts(len(val))
         total = 0.0
+        trainer.model.eval()
         for b in range(0, len(starts), B):
             x, y = array("i"), array("i")
             for s in starts[b:b + B]:
                 x.extend(val[s:s + T])
                 y.extend(val[s + 1:s + T + 1])
-            total += trainer._eval_loss(x, y)
+            _, loss = trainer.model.forward(*upload(trainer.backend, x, y, T))
+            total += float(loss.to_array()[0])
     return {"framework": "alpha cpu", "recipe": recipe, "val_loss": result.val_loss,
             "val_full": total / (len(starts) // B), "train_loss": result.loss, "wall_s": wall,
             "train_s": result.elapsed_s, "n_params": trainer.model.n_params}
