@@ -27,15 +27,17 @@ def main() -> int:
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
     from alpha.tensor import get_backend
-    from alpha.train.optim import AdamW, clip_coef, grad_norm
+    from alpha.core.config import TrainConfig
+    from alpha.train.optim import clip_coef, grad_norm
+    from alpha.train.optimizers import build_optimizer
 
     B, T, V = 16, 1024, 50304
     cfg = ModelConfig(vocab_size=V, n_layer=12, n_head=12, n_embd=768, block_size=T)
     be = get_backend("helios").with_matmul_dtype(args.dtype)
     rng = Rng(0)
     model = GPT(cfg, be, rng)
-    opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.95,
-                eps=1e-8, weight_decay=0.1)
+    opt = build_optimizer(be, model, TrainConfig(optimizer="adamw", beta1=0.9, beta2=0.95,
+                                                 eps=1e-8, weight_decay=0.1))
     data = rng.stream("data")
     # array('i') like the trainer's BatchSampler (from_array converts a list element by element)
     xs, ys = array("i", data.randint(B * T, V)), array("i", data.randint(B * T, V))

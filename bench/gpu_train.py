@@ -44,7 +44,9 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
     from alpha.tensor import get_backend
-    from alpha.train.optim import AdamW, clip_coef, grad_norm
+    from alpha.core.config import TrainConfig
+    from alpha.train.optim import clip_coef, grad_norm
+    from alpha.train.optimizers import build_optimizer
 
     B, T, V = c["batch"], c["block_size"], c["vocab_size"]
     cfg = ModelConfig(vocab_size=V, n_layer=c["n_layer"], n_head=c["n_head"],
@@ -54,8 +56,8 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         be.dev.batch_limit = batch_limit
     rng = Rng(0)
     model = GPT(cfg, be, rng)
-    opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.95,
-                eps=1e-8, weight_decay=0.1)
+    opt = build_optimizer(be, model, TrainConfig(optimizer="adamw", beta1=0.9, beta2=0.95,
+                                                 eps=1e-8, weight_decay=0.1))
     data = rng.stream("data")
     # array('i') like the trainer's BatchSampler (from_array converts a list element by element)
     xs, ys = array("i", data.randint(B * T, V)), array("i", data.randint(B * T, V))

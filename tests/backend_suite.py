@@ -761,13 +761,67 @@ def check_layernorm(ctx):
             ctx.close(f"{label} dbias", db, **_red_tol(rows))
 
 
+@check
+def check_rmsnorm(ctx):
+    for shape, layout in [((1, 1), "c"), ((3, 7), "c"), ((2, 3, 33), "c"), ((4, 64), "c"),
+                          ((5, 6), "t"), ((3, 9), "n"), ((2, 5, 8), "s")]:
+        C = shape[-1]
+        x = ctx.rand(shape, -2, 2, layout=layout)
+        w = ctx.rand((C,), 0.5, 1.5)
+        out, rstd = ctx.zeros(shape), ctx.zeros(shape[:-1])
+        ctx.call("rmsnorm_forward", out, rstd, x, w, 1e-5)
+        label = f"rmsnorm {layout}{shape}"
+        ctx.close(f"{label} out", out, atol=1e-4)
+        ctx.close(f"{label} rstd", rstd)
+        dout = ctx.rand(shape)
+        dx, dw = ctx.rand(shape), ctx.rand((C,))
+        ctx.call("rmsnorm_backward", dx, dw, dout, x, w, rstd)
+        ctx.close(f"{label} dx", dx, rtol=1e-4, atol=1e-4)
+        ctx.close(f"{label} dweight", dw, **_red_tol(math.prod(shape[:-1]) * 4))
+    # qk-norm's layout: the heads of q inside a packed qkv (B, T, 3C) -> rows (B*T, H) of hs,
+    # written into another packed qkv (strided outputs, gradients added into strided views)
+    B, T, H, hs = 2, 3, 4, 5
+    qkv = ctx.rand((B * T, 3 * H, hs), -2, 2)
+    out3, dx3 = ctx.zeros((B * T, 3 * H, hs)), ctx.rand((B * T, 3 * H, hs))
+    dout3 = ctx.rand((B * T, 3 * H, hs))
+    w, dw = ctx.rand((hs,), 0.5, 1.5), ctx.rand((hs,))
+    rstd = ctx.zeros((B * T, H))
+    heads = [t.narrow(1, H, H) for t in (out3, qkv, dx3, dout3)]  # the k part
+    ctx.call("rmsnorm_forward", heads[0], rstd, heads[1], w, 1e-5)
+    ctx.call("rmsnorm_backward", heads[2], dw, heads[3], heads[1], w, rstd)
+    ctx.close("rmsnorm of k heads in a packed qkv (the rest untouched)", out3, atol=1e-4)
+    ctx.close("rmsnorm_backward into k heads of a packed dqkv", dx3, rtol=1e-4, atol=1e-4)
+    ctx.close("rmsnorm_backward dweight over heads", dw, **_red_tol(B * T * H * 4))
+
+
+@check
+def check_softcap(ctx):
+    for cap in (1.0, 15.0):
+        for shape, layout in [((1,), "c"), ((7,), "c"), ((3, 33), "c"), ((5, 6), "t"),
+                              ((3, 9), "n")]:
+            x = ctx.rand(shape, -4 * cap, 4 * cap, layout=layout)
+            out = ctx.zeros(shape)
+            ctx.call("softcap_forward", out, x, cap)
+            ctx.close(f"softcap_forward cap={cap} {layout}{shape}", out, atol=1e-5 * cap)
+            dx = ctx.rand(shape)
+            ctx.call("softcap_backward", dx, ctx.rand(shape, layout=layout), out, cap)
+            ctx.close(f"softcap_backward cap={cap} {layout}{shape} (adds into dx)", dx)
+    x = ctx.tensor([-1e30, -50.0, 0.0, 50.0, 1e30], (5,))  # saturates at +-cap, no NaN
+    out = ctx.zeros((5,))
+    ctx.call("softcap_forward", out, x, 30.0)
+    ctx.close("softcap_forward saturates", out)
+    x = ctx.rand((4, 6), -3, 3)
+    ctx.call("softcap_forward", x, x, 2.0)
+    ctx.close("softcap_forward in place (out aliases x)", x)
+
+
 ACT_SHAPES = [((1,), "c"), ((7,), "c"), ((3, 33), "c"), ((2, 3, 65), "c"), ((5, 6), "t"),
               ((3, 9), "n")]
 
 
 @check
 def check_activations(ctx):
-    for act in ("gelu", "relu", "silu"):
+    for act in ("gelu", "relu", "silu", "relu2"):
         for shape, layout in ACT_SHAPES:
             x = ctx.rand(shape, -4, 4, layout=layout)
             out = ctx.zeros(shape)
@@ -782,6 +836,11 @@ def check_activations(ctx):
     ctx.call("relu_backward", dx, ctx.tensor([1.0] * 5, (5,)), x)
     ctx.equal("relu_forward at 0", out)
     ctx.equal("relu_backward at 0 (x > 0 only)", dx)
+    out, dx = ctx.zeros((5,)), ctx.zeros((5,))
+    ctx.call("relu2_forward", out, x)
+    ctx.call("relu2_backward", dx, ctx.tensor([1.0] * 5, (5,)), x)
+    ctx.equal("relu2_forward at 0", out)
+    ctx.equal("relu2_backward at 0", dx)
     for shape, layout in [((1, 2), "c"), ((3, 14), "c"), ((2, 3, 66), "c"), ((4, 8), "n"),
                           ((6, 4), "t")]:
         x = ctx.rand(shape, -4, 4, layout=layout)
@@ -1032,6 +1091,10 @@ def check_threads(ctx):
         step("layernorm_backward", lambda: be.layernorm_backward(
             out("ln dx", (256, 320)), out("ln dweight", (320,)), out("ln dbias", (320,)), dy, x,
             w1, mean, rstd))
+        rms, rrstd = out("rmsnorm", (256, 320)), out("rms rstd", (256,))
+        step("rmsnorm", lambda: be.rmsnorm_forward(rms, rrstd, x, w1, 1e-5))
+        step("rmsnorm_backward", lambda: be.rmsnorm_backward(
+            out("rms dx", (256, 320)), out("rms dweight", (320,)), dy, x, w1, rrstd))
         step("embedding_backward", lambda: be.embedding_backward(
             out("embedding_backward", (50, 300)), big.narrow(0, 0, 2048), ids))
         step("crossentropy", lambda: be.crossentropy_forward(
@@ -1101,6 +1164,12 @@ def check_errors_shape(ctx):
       None, names=[(3,)])
     r("layernorm_backward dx", ValueError, "layernorm_backward", f(2, 5), f(4), f(4), f(2, 4),
       f(2, 4), f(4), f(2), f(2), names=[(2, 5)])
+    r("rmsnorm weight", ValueError, "rmsnorm_forward", f(2, 4), f(2), f(2, 4), f(5),
+      names=[(5,)])
+    r("rmsnorm_backward rstd", ValueError, "rmsnorm_backward", f(2, 4), f(4), f(2, 4), f(2, 4),
+      f(4), f(3), names=[(3,)])
+    r("relu2_backward", ValueError, "relu2_backward", f(6,), f(6,), f(7,), names=[(7,)])
+    r("softcap_forward", ValueError, "softcap_forward", f(5,), f(6,), 30.0, names=[(5,), (6,)])
     r("gelu_forward", ValueError, "gelu_forward", f(5,), f(6,), names=[(5,), (6,)])
     r("gelu_backward", ValueError, "gelu_backward", f(6,), f(5,), f(6,), names=[(5,)])
     r("relu_backward", ValueError, "relu_backward", f(6,), f(6,), f(7,), names=[(7,)])
@@ -1204,6 +1273,7 @@ def check_errors_args(ctx):
     r("sum repeated axis", ValueError, "sum", f(1), f(2, 3), [0, -2], names=["repeated"])
     r("swiglu odd", ValueError, "swiglu_forward", f(2, 1), f(2, 3), names=[(2, 3)])
     r("dropout p", ValueError, "dropout_forward", f(4), f(4), f(4), 1.0, names=["p=1.0"])
+    r("softcap cap", ValueError, "softcap_forward", f(4), f(4), 0.0, names=["cap=0.0"])
     r("attention n_head", ValueError, "attention_forward", f(1, 4, 4), f(1, 3, 4), f(1, 4, 12),
       3, names=["n_head=3"])
     r("kv_attention positions", ValueError, "kv_attention", f(1, 2, 4), f(1, 2, 4),

@@ -130,7 +130,49 @@ def test_layernorm(bias):
     check_grads(lambda t: ops.layernorm(t, x, g, b), leaves)
 
 
-@pytest.mark.parametrize("act", ["gelu", "relu", "silu", "swiglu"])
+def test_rmsnorm():
+    s = Stream((1, 15))
+    x, g = leaf(s, (2, 3, 6)), leaf(s, (6,))
+    check_grads(lambda t: ops.rmsnorm(t, x, g), {"x": x, "g": g})
+
+
+def test_qk_norm_on_packed_qkv():
+    """q and k heads normalised with their own weights, v passed through; gradients reach the
+    whole packed qkv and both weights."""
+    s = Stream((1, 16))
+    n_head, hs = 2, 3
+    qkv, wq, wk = leaf(s, (2, 3, 3 * n_head * hs)), leaf(s, (hs,)), leaf(s, (hs,))
+    check_grads(lambda t: ops.qk_norm(t, qkv, wq, wk, n_head), {"qkv": qkv, "wq": wq, "wk": wk},
+                entries=36)
+
+
+def test_qk_norm_forward_is_rmsnorm_per_head():
+    s = Stream((1, 17))
+    n_head, hs, C = 2, 4, 8
+    qkv, wq, wk = leaf(s, (1, 2, 3 * C)), leaf(s, (hs,)), leaf(s, (hs,))
+    y = ops.qk_norm(Tape(REF), qkv, wq, wk, n_head, 1e-5).data.to_array()
+    x = qkv.data.to_array()
+    for row in range(2):
+        for part, w in ((0, wq), (1, wk), (2, None)):
+            for h in range(n_head):
+                at = row * 3 * C + part * C + h * hs
+                head = x[at:at + hs]
+                if w is None:
+                    want = head
+                else:
+                    r = 1.0 / math.sqrt(math.fsum(v * v for v in head) / hs + 1e-5)
+                    want = [v * r * wi for v, wi in zip(head, w.data.to_array())]
+                assert y[at:at + hs] == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("cap", [0.5, 30.0])
+def test_softcap(cap):
+    s = Stream((1, 18))
+    x = leaf(s, (2, 3, 5), scale=2.0 * cap)
+    check_grads(lambda t: ops.softcap(t, x, cap), {"x": x}, entries=30)
+
+
+@pytest.mark.parametrize("act", ["gelu", "relu", "silu", "swiglu", "relu2"])
 def test_activations(act):
     s = Stream((1, 6))
     x = leaf(s, (2, 3, 8))

@@ -110,3 +110,25 @@ def test_pack_heads_is_a_rounded_head_major_copy():
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split("BAD")[-1].strip() == "0", r.stdout[-500:]
+
+
+def test_a_packing_is_reused_only_while_nothing_wrote_gpu_memory():
+    """ops_matmul._packed's memo (tensor cores pack fp32 operands to bf16 before a product): the
+    same view again gives the same packing; a write to the device (a fill) makes a new one with
+    the new values."""
+    r = _py("""
+        from array import array
+        from alpha.tensor import get_backend
+        lp = get_backend("helios").with_matmul_dtype("bf16")
+        t = lp.from_array(array("f", [0.5 * i for i in range(24)]), (4, 6))
+        u1 = lp._packed(t, "bf16")
+        u2 = lp._packed(t, "bf16")
+        u3 = lp._packed(t.transpose(0, 1), "bf16")
+        lp.fill(t, 1.0)
+        u4 = lp._packed(t, "bf16")
+        print("SAME", u1 is u2, u3 is not u1, u4 is not u1)
+        print("BITS", sorted(set(lp.to_array(u4))), list(lp.to_array(u1))[:3])
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "SAME True True True" in r.stdout, r.stdout
+    assert "BITS [16256] [0, 16128, 16256]" in r.stdout, r.stdout

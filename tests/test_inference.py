@@ -85,7 +85,7 @@ def test_engine_f32_reference_and_cpu():
 
 
 @pytest.mark.parametrize("act,bias", list(itertools.product(
-    ["gelu", "relu", "silu", "swiglu"], [True, False])))
+    ["gelu", "relu", "silu", "swiglu", "relu2"], [True, False])))
 def test_cpu_fused_decode_is_bit_identical(act, bias):
     """The CPU backend's one-call block (`block_decode`) gives the op-by-op decode's exact bits,
     with 1 and 2 threads."""

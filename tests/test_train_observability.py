@@ -217,3 +217,52 @@ def _wait(cond, proc, timeout=30.0):
         if time.monotonic() > end:
             raise AssertionError("timed out waiting for events --follow")
         time.sleep(0.05)
+
+
+# ---- the readers of a run folder ----------------------------------------------------------------
+
+
+def test_dashboard_and_database_read_the_new_lines(data_file, tmp_path):
+    """The TUI's run model and the database sync take a run with every new option (spike skip
+    included): no errors, the new keys come back from the database as they were written, and
+    layer_stats.jsonl is a file of its own that neither reads as metrics."""
+    from alpha.db import queries
+    from alpha.db.store import open_store
+    from alpha.db.sync import sync_from_disk
+    from alpha.tui.model import Run
+
+    outputs = tmp_path / "outputs"
+    cfg = tiny(data_file, outputs / "run-new", iters=4, packed=True, spike_threshold=50.0,
+               layer_stats_interval=2, emb_grad_scale=0.5, eval_interval=2)
+
+    def hook(trainer, step):
+        if step == 3:
+            be = trainer.backend
+            be.binary_scalar(trainer.model.grads, "mul", trainer.model.grads, 1000.0)
+
+    Trainer(cfg, out=None, hooks={"after_backward": hook}).train()
+    metrics = rows(outputs / "run-new" / "metrics.jsonl")
+    events = rows(outputs / "run-new" / "events.jsonl")
+    assert any(e["kind"] == "spike_skip" for e in events)
+
+    run = Run("run-new", str(outputs / "run-new"))
+    for row in metrics:
+        run.add_metric(row)
+    for row in events:
+        run.add_event(row)
+    assert run.last_row["step"] == 4 and run.status == "completed"
+
+    store = open_store(f"file:{tmp_path / 'alpha.db'}", timeout=5.0, retries=1)
+    try:
+        store.migrate()
+        report = sync_from_disk(store, str(outputs))
+        assert report.problems == []
+        back = queries.metrics(store, "run-new")
+        assert [r["step"] for r in back] == [1, 2, 3, 4]
+        for got, want in zip(back, metrics):
+            for key in ("forward_ms", "mfu", "epoch", "nan_skips", "spike_skips"):
+                assert got[key] == pytest.approx(want[key], rel=1e-12), key
+        kinds = [e["kind"] for e in queries.events(store, "run-new")]
+        assert "spike_skip" in kinds and "layer_stats" not in kinds
+    finally:
+        store.close()

@@ -148,3 +148,22 @@ def test_emb_grad_scale_is_saved_and_changes_training(data_file, tmp_path):
     assert config["train"]["emb_grad_scale"] == 0.1
     ck = ckpt_format.load(os.path.join(tmp_path, "b", "checkpoints", "step-3.ckpt"))
     assert ck.header["config"]["train"]["emb_grad_scale"] == 0.1
+
+
+def test_all_new_options_resume_bit_exactly_in_place(data_file, tmp_path):
+    """emb_grad_scale, packed, spike_threshold and layer stats together, dropout on: resuming in
+    the same folder from step 3 rewrites steps 4..6 (metrics and layer stats) with the same bits."""
+    cfg = tiny(data_file, tmp_path / "a", iters=6, emb_grad_scale=0.3, packed=True,
+               spike_threshold=100.0, layer_stats_interval=2, model={"dropout": 0.1})
+    Trainer(cfg, out=None).train()
+    keys = ("loss", "grad_norm", "epoch", "nan_skips", "spike_skips")
+    before = [[r[k] for k in keys] for r in rows(tmp_path / "a" / "metrics.jsonl")]
+    stats_before = [(r["step"], r["grad_norm"], r["param_norm"])
+                    for r in rows(tmp_path / "a" / "layer_stats.jsonl")]
+    ck = ckpt_format.load(str(tmp_path / "a" / "checkpoints" / "step-3.ckpt"))
+    Trainer(cfg, resume=ck, out=None).train()
+    after = [[r[k] for k in keys] for r in rows(tmp_path / "a" / "metrics.jsonl")]
+    stats_after = [(r["step"], r["grad_norm"], r["param_norm"])
+                   for r in rows(tmp_path / "a" / "layer_stats.jsonl")]
+    assert after == before
+    assert stats_after == stats_before and [s[0] for s in stats_after] == [2, 4, 6]

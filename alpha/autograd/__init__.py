@@ -2,7 +2,7 @@
 differentiable ops, each forward beside its backward (`ops.py`)."""
 
 from alpha.autograd.ops import (  # noqa: F401
-    ACTIVATIONS, add, attention, crossentropy, dropout, embedding, gelu, layernorm, linear, relu,
-    silu, swiglu,
+    ACTIVATIONS, add, attention, crossentropy, dropout, embedding, gelu, layernorm, linear, qk_norm,
+    relu, relu2, rmsnorm, silu, softcap, swiglu,
 )
 from alpha.autograd.tape import Tape, Var  # noqa: F401

@@ -142,7 +142,12 @@ def swiglu(t: Tape, x: Var) -> Var:
                       out_last=x.data.shape[-1] // 2)
 
 
-ACTIVATIONS = {"gelu": gelu, "relu": relu, "silu": silu, "swiglu": swiglu}
+def relu2(t: Tape, x: Var) -> Var:
+    """relu(x)^2, the nanoGPT speedrun's MLP activation."""
+    return _pointwise(t, x, t.backend.relu2_forward, t.backend.relu2_backward)
+
+
+ACTIVATIONS = {"gelu": gelu, "relu": relu, "silu": silu, "swiglu": swiglu, "relu2": relu2}
 
 
 # ---- normalisation --------------------------------------------------------------------------
@@ -161,6 +166,56 @@ def layernorm(t: Tape, x: Var, w: Var, b: Var | None, eps: float = 1e-5) -> Var:
         def backward():
             be.layernorm_backward(t.grad(x), w.grad, None if b is None else b.grad, y.grad,
                                   x.data, w.data, mean, rstd)
+        t.record(y, backward)
+    return y
+
+
+def rmsnorm(t: Tape, x: Var, w: Var, eps: float = 1e-5) -> Var:
+    """RMSNorm over the last dim: x * rsqrt(mean(x^2) + eps) * w. x (..., C); w (C,)."""
+    be = t.backend
+    out = t.buffer(x.data.shape, x.data.dtype)
+    rstd = t.buffer(x.data.shape[:-1], x.data.dtype)  # (...,) saved for the backward
+    be.rmsnorm_forward(out, rstd, x.data, w.data, eps)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            be.rmsnorm_backward(t.grad(x), w.grad, y.grad, x.data, w.data, rstd)
+        t.record(y, backward)
+    return y
+
+
+def qk_norm(t: Tape, qkv: Var, wq: Var, wk: Var, n_head: int, eps: float = 1e-5) -> Var:
+    """QK-norm on a packed qkv (B, T, 3C) -> a new packed qkv: every head of q is RMS-normalised
+    over its hs = C / n_head dims with the weight wq (hs,), every head of k with wk (hs,) (one
+    weight per projection, shared by the heads: Gemma 3's and Qwen 3's q_norm/k_norm); v is
+    copied. The kernels walk the heads in place: rows (B*T, n_head) at strides (3C, hs)."""
+    be = t.backend
+    B, T, C3 = qkv.data.shape
+    H, hs = 3 * n_head, C3 // (3 * n_head)
+    dtype = qkv.data.dtype
+    out = t.buffer((B, T, C3), dtype)
+    x3 = qkv.data.view(B * T, H, hs)  # (BT, [q heads | k heads | v heads], hs)
+    o3 = out.view(B * T, H, hs)
+    parts = ((0, wq), (n_head, wk))  # (first head, weight) of q and of k
+    rstds = [t.buffer((B * T, n_head), dtype) for _ in parts]
+    for (h0, w), rstd in zip(parts, rstds):
+        be.rmsnorm_forward(o3.narrow(1, h0, n_head), rstd, x3.narrow(1, h0, n_head), w.data, eps)
+    be.copy(o3.narrow(1, 2 * n_head, n_head), x3.narrow(1, 2 * n_head, n_head))  # v
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            g3 = t.grad(qkv).view(B * T, H, hs)
+            dy = y.grad
+            if not dy.is_contiguous:
+                dy = t.buffer((B, T, C3), dtype)
+                be.copy(dy, y.grad)
+            dy3 = dy.view(B * T, H, hs)
+            for (h0, w), rstd in zip(parts, rstds):
+                be.rmsnorm_backward(g3.narrow(1, h0, n_head), w.grad, dy3.narrow(1, h0, n_head),
+                                    x3.narrow(1, h0, n_head), w.data, rstd)
+            be.axpy(g3.narrow(1, 2 * n_head, n_head), dy3.narrow(1, 2 * n_head, n_head))
         t.record(y, backward)
     return y
 
@@ -219,6 +274,22 @@ def rope(t: Tape, qkv: Var, positions, cos, sin, n_head: int) -> Var:
 
 
 # ---- loss -----------------------------------------------------------------------------------
+
+def softcap(t: Tape, x: Var, cap: float) -> Var:
+    """cap * tanh(x / cap): Gemma 2's logit soft-cap, before the cross-entropy (and in sampling).
+    Its own elementwise op rather than fused into the cross-entropy, because the capped logits
+    are what the model returns and what inference samples from."""
+    be = t.backend
+    out = t.buffer(x.data.shape, x.data.dtype)
+    be.softcap_forward(out, x.data, cap)
+    y = Var(out)
+
+    if t.recording:
+        def backward():
+            be.softcap_backward(t.grad(x), y.grad, out, cap)
+        t.record(y, backward)
+    return y
+
 
 def crossentropy(t: Tape, logits: Var, targets) -> Var:
     """Mean cross-entropy over the positions whose target is not -1 (PyTorch's ignore_index

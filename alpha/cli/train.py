@@ -18,8 +18,8 @@ import re
 import sys
 
 from alpha.core.config import (
-    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, OPTIMIZERS, POSITIONS, TOKENIZERS, ModelConfig,
-    RunConfig, SampleConfig, TrainConfig,
+    ACTIVATIONS, BACKENDS, MATMUL_DTYPES, NORMS, OPTIMIZERS, POSITIONS, TOKENIZERS,
+    ModelConfig, RunConfig, SampleConfig, TrainConfig,
     load_config_file,
 )
 from alpha.core.errors import CheckpointError
@@ -40,6 +40,9 @@ FLAGS = {
     "--bias": ("model", "bias"),
     "--tie": ("model", "tie_embeddings"),
     "--dropout": ("model", "dropout"),
+    "--norm": ("model", "norm"),
+    "--qk-norm": ("model", "qk_norm"),
+    "--logit-softcap": ("model", "logit_softcap"),
     "--layernorm-eps": ("model", "layernorm_eps"),
     "--pos": ("model", "pos"),
     "--rope-theta": ("model", "rope_theta"),
@@ -96,7 +99,7 @@ FLAGS = {
     "--prompt": ("sample", "prompt"),
 }
 CHOICES = {"activation": ACTIVATIONS, "tokenizer": TOKENIZERS, "backend": BACKENDS,
-           "dtype": MATMUL_DTYPES, "pos": POSITIONS, "optimizer": OPTIMIZERS}
+           "dtype": MATMUL_DTYPES, "pos": POSITIONS, "optimizer": OPTIMIZERS, "norm": NORMS}
 METAVARS = {"data": "FILE", "val_data": "FILE", "run_dir": "DIR"}
 _CLASSES = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 

@@ -345,6 +345,35 @@ class Backend(OptimizerOps):
         ck.need_shape(op, "rstd", rstd, x.shape[:-1], ("x", x))
         self._layernorm_backward(dx, dweight, dbias, dout, x, weight, mean, rstd)
 
+    def rmsnorm_forward(self, out: "Tensor", rstd: "Tensor", x: "Tensor", weight: "Tensor",
+                        eps: float = 1e-5) -> None:
+        """RMSNorm over the last dim C: out = x * rstd * weight with rstd (...) =
+        1 / sqrt(mean(x^2) + eps), saved for the backward. No mean subtraction, no bias. x and
+        out may be strided views (qk-norm normalises the heads inside a packed qkv)."""
+        op = "rmsnorm_forward"
+        ck.need_float(op, self.floats, ("out", out), ("rstd", rstd), ("x", x),
+                      ("weight", weight))
+        C = ck.need_last_dim(op, x)
+        ck.need_shape(op, "out", out, x.shape, ("x", x))
+        ck.need_shape(op, "weight", weight, (C,), ("x", x))
+        ck.need_shape(op, "rstd", rstd, x.shape[:-1], ("x", x))
+        self._rmsnorm_forward(out, rstd, x, weight, float(eps))
+
+    def rmsnorm_backward(self, dx: "Tensor", dweight: "Tensor", dout: "Tensor", x: "Tensor",
+                         weight: "Tensor", rstd: "Tensor") -> None:
+        """Adds into dx and dweight: with n = x * rstd and dn = dout * weight,
+        dx += rstd * (dn - n * mean(dn * n)); dweight += sum over rows of dout * n."""
+        op = "rmsnorm_backward"
+        ck.need_float(op, self.floats, ("dx", dx), ("dweight", dweight), ("dout", dout),
+                      ("x", x), ("weight", weight), ("rstd", rstd))
+        C = ck.need_last_dim(op, x)
+        ck.need_shape(op, "dx", dx, x.shape, ("x", x))
+        ck.need_shape(op, "dout", dout, x.shape, ("x", x))
+        ck.need_shape(op, "dweight", dweight, (C,), ("x", x))
+        ck.need_shape(op, "weight", weight, (C,), ("x", x))
+        ck.need_shape(op, "rstd", rstd, x.shape[:-1], ("x", x))
+        self._rmsnorm_backward(dx, dweight, dout, x, weight, rstd)
+
     def gelu_forward(self, out: "Tensor", x: "Tensor") -> None:
         """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
         ck.pointwise("gelu_forward", self.floats, out, x)
@@ -371,6 +400,30 @@ class Backend(OptimizerOps):
     def silu_backward(self, dx: "Tensor", dout: "Tensor", x: "Tensor") -> None:
         ck.pointwise_backward("silu_backward", self.floats, dx, dout, x)
         self._silu_backward(dx, dout, x)
+
+    def relu2_forward(self, out: "Tensor", x: "Tensor") -> None:
+        """relu(x)^2 (the nanoGPT speedrun's MLP activation)."""
+        ck.pointwise("relu2_forward", self.floats, out, x)
+        self._relu2_forward(out, x)
+
+    def relu2_backward(self, dx: "Tensor", dout: "Tensor", x: "Tensor") -> None:
+        """dx += 2 relu(x) dout."""
+        ck.pointwise_backward("relu2_backward", self.floats, dx, dout, x)
+        self._relu2_backward(dx, dout, x)
+
+    def softcap_forward(self, out: "Tensor", x: "Tensor", cap: float) -> None:
+        """out = cap * tanh(x / cap), cap > 0 (Gemma 2's logit soft-capping). out may alias x."""
+        op = "softcap_forward"
+        ck.pointwise(op, self.floats, out, x)
+        ck.positive_cap(op, cap)
+        self._softcap_forward(out, x, float(cap))
+
+    def softcap_backward(self, dx: "Tensor", dout: "Tensor", out: "Tensor", cap: float) -> None:
+        """dx += dout * (1 - (out / cap)^2), from the forward's output (tanh' = 1 - tanh^2)."""
+        op = "softcap_backward"
+        ck.pointwise_backward(op, self.floats, dx, dout, out)
+        ck.positive_cap(op, cap)
+        self._softcap_backward(dx, dout, out, float(cap))
 
     def swiglu_forward(self, out: "Tensor", x: "Tensor") -> None:
         """x (..., 2H) -> out (..., H) = silu(x[..., :H]) * x[..., H:]. The hook also gets H."""
@@ -583,7 +636,9 @@ class Backend(OptimizerOps):
         (biases None when the model has none). Rows must not depend on each other. (The hook
         checks `params`: it can remember a tuple it has seen.) `options` are the model's
         non-GPT-2 settings, given only when set: `rope=(cos, sin)` (tables as `rope_forward`'s,
-        q and k rotated before k is cached), `softcap=c`; a hook that lacks one declines."""
+        q and k rotated before k is cached), `softcap=c`, `norm="rmsnorm"` (ln_1 and ln_2 as
+        RMSNorm, their biases None), `qk_norm=True` (q and k heads RMS-normalised before rope;
+        the weights are not passed); a hook that lacks one declines."""
         op = "block_decode"
         if x.ndim != 2 or cache.ndim != 3 or cache.shape[2] != 2 * x.shape[1]:
             raise ValueError(f"{op}: x {x.shape} must be (M, C) and cache {cache.shape} "

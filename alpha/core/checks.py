@@ -167,6 +167,12 @@ def rowwise_backward(op: str, floats, dx, dout, out) -> None:
     need_last_dim(op, out)
 
 
+def positive_cap(op: str, cap: float) -> None:
+    """A soft-cap's c: a finite number > 0."""
+    if not (isinstance(cap, (int, float)) and 0 < cap < math.inf):
+        raise ValueError(f"{op}: cap={cap!r} must be a finite number > 0")
+
+
 def swiglu_half(op: str, x, other, other_name: str) -> int:
     """x (..., 2H) and `other` (..., H); returns H."""
     if x.ndim < 1 or x.shape[-1] % 2:

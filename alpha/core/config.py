@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, fields
 
 from alpha.core.errors import ConfigError
 
-ACTIVATIONS = ("gelu", "relu", "silu", "swiglu")
+ACTIVATIONS = ("gelu", "relu", "silu", "swiglu", "relu2")
+NORMS = ("layernorm", "rmsnorm")
 TOKENIZERS = ("char", "bpe", "word")
 BACKENDS = ("cpu", "helios")
 MATMUL_DTYPES = ("f32", "bf16")
@@ -35,10 +36,14 @@ class ModelConfig:
     n_embd: int = 128  # residual stream width
     block_size: int = 128  # longest context the model sees (positional embeddings)
     ffn_dim: int = 0  # MLP hidden width; 0 means 4*n_embd
-    activation: str = "gelu"  # gelu (tanh approximation) | relu | silu | swiglu
+    activation: str = "gelu"  # gelu (tanh approximation) | relu | silu | swiglu | relu2 (relu^2)
     bias: bool = True  # biases in linear layers and layernorms
     tie_embeddings: bool = True  # LM head shares the token embedding matrix
     dropout: float = 0.0  # dropout probability on embeddings, attention output and MLP output
+    # normalisation and the LM head's logits (helper "norm"; GPT-2: layernorm, no qk-norm, 0)
+    norm: str = "layernorm"  # ln_1, ln_2, ln_f: layernorm | rmsnorm (weight only, no bias)
+    qk_norm: bool = False  # RMSNorm each head's q and k (per-layer weights of head_dim, Gemma 3)
+    logit_softcap: float = 0.0  # logits -> c*tanh(logits/c) before the loss and sampling; 0 = off
     layernorm_eps: float = 1e-5  # epsilon inside every layernorm
     # positions and attention scores (helper "rope"; GPT-2: learned, 0)
     pos: str = "learned"  # learned (GPT-2's wpe) | rope (rotary q, k; NeoX half-split pairs)
@@ -56,6 +61,9 @@ class ModelConfig:
             raise ConfigError(f"ffn_dim={self.ffn_dim} must be >= 0 (0 means 4*n_embd)")
         _choice(self, "activation", ACTIVATIONS)
         _fraction(self, "dropout", upper_open=True)
+        _choice(self, "norm", NORMS)
+        if not (self.logit_softcap >= 0 and math.isfinite(self.logit_softcap)):
+            raise ConfigError(f"logit_softcap={self.logit_softcap} must be >= 0 (0 = off)")
         if not self.layernorm_eps > 0:
             raise ConfigError(f"layernorm_eps={self.layernorm_eps} must be > 0")
         _choice(self, "pos", POSITIONS)

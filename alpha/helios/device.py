@@ -292,6 +292,7 @@ class Device:
                                                      flags=vk.CMD_ONE_TIME_SUBMIT)
         self._fence_ptr = vk.NH()
         self.dispatches = 0  # total dispatches recorded (for tests and stats)
+        self.writes = 0  # recorded commands + direct host writes: GPU memory may have changed
         self.batch_limit = GPU_BATCH_LIMIT if self.device_type in ("discrete", "integrated") \
             else BATCH_LIMIT
         self.profiling = os.environ.get("ALPHA_HELIOS_PROFILE") == "1"
@@ -386,6 +387,7 @@ class Device:
             self._profile_mark(cb, program.name)
         self.count += 1
         self.dispatches += 1
+        self.writes += 1
         if self.count >= self.batch_limit:
             self.submit()
 
@@ -399,6 +401,7 @@ class Device:
         if self.profiling:
             self._profile_mark(cb, "vkCmdCopyBuffer")
         self.count += 1
+        self.writes += 1
 
     def fill_zero(self, buffer: int, offset: int, size: int) -> None:
         cb = self.begin()
@@ -406,6 +409,7 @@ class Device:
             self._barrier(cb)
         self.f.CmdFillBuffer(cb, buffer, offset, size, 0)
         self.count += 1
+        self.writes += 1
 
     def submit(self) -> None:
         """Submit the recorded batch without waiting."""

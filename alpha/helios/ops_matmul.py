@@ -26,6 +26,7 @@ SIMT_ROWS = 64  # fp32 products with fewer rows than this skip the tensor cores 
 class MatmulOps:
     matmul_dtype = "f32"  # the precision of f32 matmuls: f32 | bf16 | f16 (inputs rounded)
     coop_config = None  # a kcm.CoopConfig forcing the tensor-core tile shape (benchmarks)
+    _pack_memo = ()  # [(source allocation, view key, u16 packing, device.writes stamp)]
 
     def with_matmul_dtype(self, dtype: str):
         """This backend (same device, same memory) with f32 matmuls in `dtype`."""
@@ -96,12 +97,14 @@ class MatmulOps:
         rows = math.prod(a.shape[:-2]) * a.shape[-1 if trans_a else -2]
         tensor_cores = dtype in self._coop_types() and not (
             src == "f32" and dtype == "bf16" and rows < SIMT_ROWS)
+        packed = None  # device.writes once the operands are packed
         if src == "f32" and tensor_cores:
             # one rounding pass per operand, then the 16-bit kernel: converting inside the
             # matmul would redo it for every tile that reads the element (measured 4x slower)
             pa, pb = self._packed(a, dtype), self._packed(b, dtype)
             if pa is not None and pb is not None:
                 a, b, src = pa, pb, dtype
+                packed = self.dev.writes
         opa = a.transpose(-2, -1) if trans_a else a
         opb = b.transpose(-2, -1) if trans_b else b
         batch = opa.shape[:-2]
@@ -132,6 +135,10 @@ class MatmulOps:
                        None if dtype == "f32" else dtype)
         if o is not out:
             self.rt.copy(out, o)
+        if packed is None:
+            self._pack_memo = []
+        else:  # this product wrote o and out (and fresh scratch) only
+            self._restamp(packed, (o.storage.alloc, out.storage.alloc))
 
     def _run(self, key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N):
         """Dispatch over the batch in slices of at most MAX_GROUPS workgroups."""
@@ -144,14 +151,31 @@ class MatmulOps:
             self.rt.launch(key, build, values, (grid[0], grid[1], nbi))
 
     def _packed(self, t, dtype):
-        """t's values as `dtype` bits in a new u16 tensor of t's shape, or None when t has an
-        odd number of elements (the f32-reading kernel takes those)."""
+        """t's values as `dtype` bits in a u16 tensor of t's shape, or None when t has an odd
+        number of elements (the f32-reading kernel takes those). A packing stays in
+        `_pack_memo` while nothing but these packings and the products that read them has
+        written GPU memory: a linear layer's backward multiplies dY twice in a row (dX = dY W,
+        dW = dY^T X), and dY (the logits' gradient: 3.3 GB in GPT-2 small) is packed once."""
         if t.numel % 2 or t.numel == 0:
             return None
+        key = (t.offset, t.shape, t.strides, dtype)
+        for alloc, k, u, stamp in self._pack_memo:
+            if alloc is t.storage.alloc and k == key and stamp == self.dev.writes:
+                return u
+        before, alloc = self.dev.writes, t.storage.alloc
         t = self.rt.contig(t)
         u = self.rt.new(t.shape, "u16")
         self.pack16(u.view(t.numel), t.view(t.numel), dtype)
+        self._restamp(before)  # the copy and the packing wrote fresh tensors only
+        self._pack_memo.append((alloc, key, u, self.dev.writes))
         return u
+
+    def _restamp(self, before: int, written=()) -> None:
+        """The writes since `before` were ours and went to fresh tensors or to the allocations
+        in `written`: the packings valid then stay valid, except those of `written`."""
+        now = self.dev.writes
+        self._pack_memo = [(a, k, u, now) for a, k, u, st in self._pack_memo
+                           if st == before and all(a is not w for w in written)]
 
     # ---- tensor cores ----------------------------------------------------------------------
     def _coop(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src, causal):

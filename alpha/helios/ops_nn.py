@@ -1,4 +1,4 @@
-"""The model-level ops of HeliosBackend: softmax, layernorm, activations, dropout, embeddings,
+"""The model-level ops of HeliosBackend: softmax, layernorm, rmsnorm, activations, soft-cap, dropout, embeddings,
 cross-entropy, attention and AdamW (forward/backward pairs side by side), as the hooks of the
 checking front (`alpha.core.backend.Backend`). A mixin of HeliosBackend that reaches the device
 only through `self.rt`, the runtime (alpha/helios/runtime.py).
@@ -93,6 +93,29 @@ class NNOps:
             if t is not tmp:
                 self.rt.copy(t, tmp)
 
+    def _rmsnorm_forward(self, out, rstd, x, weight, eps) -> None:
+        self._row_op(("rms_fwd",), krows.rmsnorm_forward, [out, rstd], [x, weight],
+                     [float(eps)])
+
+    def _rmsnorm_backward(self, dx, dweight, dout, x, weight, rstd) -> None:
+        C = x.shape[-1]
+        self._row_op(("rms_bwd_dx",), krows.rmsnorm_backward_dx, [dx], [dout, x, weight, rstd],
+                     add=True)
+        R = x.numel // C
+        if not R:
+            return
+        dw = dweight if dweight.is_contiguous else self.rt.contig(dweight)
+        ins = [self.rt.contig(t) for t in (dout, x, rstd)]
+        rows, chunks = column_chunks(R, C)
+        part = self.rt.new((chunks, C))
+        self.rt.launch(("rms_bwd_params",), krows.rmsnorm_params_partial,
+                       [self.rt.addr(t) for t in [part] + ins] + [R, C, rows],
+                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1))
+        self.rt.launch(("colsum_finish", True), lambda: krows.colsum_finish(True),
+                       [self.rt.addr(dw), self.rt.addr(part), chunks, C], (groups(C), 1, 1))
+        if dw is not dweight:
+            self.rt.copy(dweight, dw)
+
     # ---- activations ---------------------------------------------------------------------------
     def _act_fwd(self, op, out, x, fn):
         self.rt.map(op, [(out, "out"), (x, "in")], x.shape, lambda k, ins, s: [fn(k, ins[1])])
@@ -112,6 +135,21 @@ class NNOps:
 
     def _relu_backward(self, dx, dout, x) -> None:
         self._act_bwd("relu_backward", dx, dout, x, lambda k, v: k.select(v > 0.0, 1.0, 0.0))
+
+    def _relu2_forward(self, out, x) -> None:
+        self._act_fwd("relu2_forward", out, x, lambda k, v: k.select(v > 0.0, v * v, 0.0))
+
+    def _relu2_backward(self, dx, dout, x) -> None:
+        self._act_bwd("relu2_backward", dx, dout, x, lambda k, v: k.select(v > 0.0, 2.0 * v, 0.0))
+
+    def _softcap_forward(self, out, x, cap) -> None:
+        self.rt.map("softcap_forward", [(out, "out"), (x, "in")], x.shape,
+                    lambda k, ins, s: [kel.softcap_forward(k, ins[1], s[0])], [cap], ["f32"])
+
+    def _softcap_backward(self, dx, dout, out, cap) -> None:
+        self.rt.map("softcap_backward", [(dx, "inout"), (dout, "in"), (out, "in")], out.shape,
+                    lambda k, ins, s: [ins[0] + ins[1] * kel.softcap_grad(k, ins[2], s[0])],
+                    [cap], ["f32"])
 
     def _silu_forward(self, out, x) -> None:
         self._act_fwd("silu_forward", out, x, kel.silu_forward)

@@ -131,6 +131,7 @@ class Runtime:
         dev = self.dev
         if dev.direct_upload and not dev.busy:
             ctypes.memmove(alloc.host_ptr + byte_off, data, len(data))
+            dev.writes += 1
             return
         staging = dev.host_pool.alloc(len(data))
         ctypes.memmove(staging.host_ptr, data, len(data))

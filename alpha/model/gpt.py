@@ -6,7 +6,11 @@
 
 Options beyond GPT-2 (ModelConfig): `pos="rope"` drops wpe and turns q and k of every head by
 their positions inside attention (`ops.rope` on the packed qkv, tables from `alpha.model.rope`);
-`attn_softcap` caps the attention scores (c * tanh(s / c)) before the softmax.
+`attn_softcap` caps the attention scores (c * tanh(s / c)) before the softmax. `norm="rmsnorm"`
+makes ln_1, ln_2 and ln_f RMSNorms (weight only); `qk_norm` RMS-normalises every head of q and k
+right after c_attn (ops.qk_norm on the packed qkv, before rope; the KV cache holds the normalised
+k); `logit_softcap` c maps the logits to c * tanh(logits / c) before the loss, and in inference
+before sampling.
 
 All parameters live in ONE flat buffer (`params`), their gradients in another (`grads`), laid out by
 `alpha.model.params.param_table`; each named parameter is a view. The optimizer state (AdamW m, v)
@@ -209,9 +213,11 @@ class GPT:
                 x = self._checkpointed_block(x, i, drop)
             else:
                 x = self._block(x, i, drop)
-        x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
+        x = self._norm(t, x, "ln_f.")
         head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
         logits = ops.linear(t, x, head, transpose_w=True)  # (B, T, V)
+        if cfg.logit_softcap:
+            logits = ops.softcap(t, logits, cfg.logit_softcap)
         if targets is None:
             self._loss = None
             return logits.data, None
@@ -219,13 +225,29 @@ class GPT:
         self._loss = loss
         return logits.data, loss.data
 
+    def _norm(self, t, x: Var, prefix: str) -> Var:
+        """ln_1, ln_2 or ln_f (`prefix` "h.{i}.ln_1." ...): GPT-2's LayerNorm, or RMSNorm."""
+        p, eps = self.vars, self.cfg.layernorm_eps
+        if self.cfg.norm == "rmsnorm":
+            return ops.rmsnorm(t, x, p[prefix + "weight"], eps)
+        return ops.layernorm(t, x, p[prefix + "weight"], p.get(prefix + "bias"), eps)
+
+    def _qk_norm(self, t, qkv: Var, h: str) -> Var:
+        """The packed qkv with every head of q and k RMS-normalised (qk_norm), else as is."""
+        if not self.cfg.qk_norm:
+            return qkv
+        p = self.vars
+        return ops.qk_norm(t, qkv, p[h + "attn.q_norm.weight"], p[h + "attn.k_norm.weight"],
+                           self.cfg.n_head, self.cfg.layernorm_eps)
+
     def _block(self, x: Var, i: int, drop) -> Var:
         cfg, t, p = self.cfg, self.tape, self.vars
         h = f"h.{i}."
-        eps, pdrop = cfg.layernorm_eps, cfg.dropout
+        pdrop = cfg.dropout
         # attention: x = x + dropout(c_proj(attention(c_attn(ln_1(x)))))
-        a = ops.layernorm(t, x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), eps)
+        a = self._norm(t, x, h + "ln_1.")
         qkv = ops.linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"))
+        qkv = self._qk_norm(t, qkv, h)  # (B, T, 3C)
         if cfg.pos == "rope":  # q, k turned by their positions 0..T-1
             cos, sin = self._rope_tables()
             T = qkv.data.shape[1]
@@ -234,7 +256,7 @@ class GPT:
         a = ops.linear(t, a, p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"))
         x = ops.add(t, x, ops.dropout(t, a, pdrop, drop))
         # MLP: x = x + dropout(c_proj(act(c_fc(ln_2(x)))))
-        m = ops.layernorm(t, x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), eps)
+        m = self._norm(t, x, h + "ln_2.")
         m = ops.linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))  # (B, T, H|2H)
         m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
         m = ops.linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))
@@ -313,12 +335,16 @@ class GPT:
 
         if last_only and T > 1:
             x = Var(x.data.narrow(1, T - 1, 1))  # (B, 1, C) strided
-        x = ops.layernorm(t, x, p["ln_f.weight"], p.get("ln_f.bias"), cfg.layernorm_eps)
+        x = self._norm(t, x, "ln_f.")
+        cap = cfg.logit_softcap
         if last_only:  # the head as (C, V) rows: see KVCache.head_t
             logits = t.buffer((B, V), x.data.dtype)
             be.matmul_rows(logits, x.data.view(B, C), cache.head_t)
+            if cap:
+                be.softcap_forward(logits, logits, cap)
             return logits
-        return self._linear(t, x, Var(cache.head_t), None, rows).data  # (B, T, V)
+        logits = self._linear(t, x, Var(cache.head_t), None, rows)  # (B, T, V)
+        return (ops.softcap(t, logits, cap) if cap else logits).data
 
     def _linear(self, t, x: Var, w: Var, b: Var | None, rows: bool, transpose_w=False) -> Var:
         """ops.linear, or with `rows` the batch-invariant product (`matmul_rows`)."""
@@ -341,6 +367,10 @@ class GPT:
             options["rope"] = self._rope_tables()
         if cfg.attn_softcap:
             options["softcap"] = cfg.attn_softcap
+        if cfg.norm != "layernorm":
+            options["norm"] = cfg.norm
+        if cfg.qk_norm:
+            options["qk_norm"] = True
         return options
 
     def _block_cached(self, t, x: Var, i: int, cache: KVCache, slots, starts, rows,
@@ -350,11 +380,12 @@ class GPT:
         turns q and k by them, so the cache holds turned keys)."""
         cfg, p, be = self.cfg, self.vars, self.backend
         h = f"h.{i}."
-        eps, C = cfg.layernorm_eps, cfg.n_embd
+        C = cfg.n_embd
         B, T, _ = x.data.shape
-        a = ops.layernorm(t, x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), eps)
+        a = self._norm(t, x, h + "ln_1.")
         qkv = self._linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
-                           rows).data  # (B, T, 3C)
+                           rows)
+        qkv = self._qk_norm(t, qkv, h).data  # (B, T, 3C): q, k normalised before k is cached
         if cfg.pos == "rope":
             cos, sin = self._rope_tables()
             turned = t.buffer(qkv.shape, qkv.dtype)
@@ -379,7 +410,7 @@ class GPT:
         a = self._linear(t, Var(att), p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
                          rows)
         x = ops.add(t, x, a)
-        m = ops.layernorm(t, x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), eps)
+        m = self._norm(t, x, h + "ln_2.")
         m = self._linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), rows)
         if rows and B > 1:  # activations one row at a time, as the fused block does
             g = t.buffer((B, T, cfg.hidden_dim), m.data.dtype)

@@ -7,6 +7,10 @@ Names are GPT-2's (as in nanoGPT), so loading GPT-2 weights is a key copy. Matmu
 Order: every parameter that gets weight decay (the 2-D matmul weights of the blocks, and an untied
 LM head) comes first, as one contiguous range; the rest (embeddings, layernorm weights, biases)
 follow as a second range. AdamW is then two calls, one per range (`decay_ranges`).
+
+Options beyond GPT-2: `norm="rmsnorm"` drops the norms' biases (ln_1, ln_2, ln_f keep a weight);
+`qk_norm` adds per layer `attn.q_norm.weight` and `attn.k_norm.weight` (head_dim,), initialised
+to 1 and never decayed, like every norm weight.
 """
 
 from __future__ import annotations
@@ -36,24 +40,30 @@ def _entries(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...], bool]]:
     no_decay.append(("wte", (V, C)))
     if cfg.pos == "learned":  # rope has no position parameters
         no_decay.append(("wpe", (cfg.block_size, C)))
+    ln_bias = cfg.bias and cfg.norm == "layernorm"  # rmsnorm has a weight only
     for i in range(cfg.n_layer):
         p = f"h.{i}."
         no_decay.append((p + "ln_1.weight", (C,)))
+        if ln_bias:
+            no_decay.append((p + "ln_1.bias", (C,)))
         if cfg.bias:
             no_decay += [
-                (p + "ln_1.bias", (C,)),
                 (p + "attn.c_attn.bias", (3 * C,)),
                 (p + "attn.c_proj.bias", (C,)),
             ]
+        if cfg.qk_norm:  # one weight for every head of q, one for k
+            no_decay += [(p + "attn.q_norm.weight", (cfg.head_dim,)),
+                         (p + "attn.k_norm.weight", (cfg.head_dim,))]
         no_decay.append((p + "ln_2.weight", (C,)))
+        if ln_bias:
+            no_decay.append((p + "ln_2.bias", (C,)))
         if cfg.bias:
             no_decay += [
-                (p + "ln_2.bias", (C,)),
                 (p + "mlp.c_fc.bias", (fc_out,)),
                 (p + "mlp.c_proj.bias", (C,)),
             ]
     no_decay.append(("ln_f.weight", (C,)))
-    if cfg.bias:
+    if ln_bias:
         no_decay.append(("ln_f.bias", (C,)))
     return [(n, s, DECAY) for n, s in decay] + [(n, s, NO_DECAY) for n, s in no_decay]
 
@@ -86,7 +96,7 @@ def decay_ranges(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
 def init_std(cfg: ModelConfig, name: str) -> float | None:
     """GPT-2 init: the std of a normal init, or None for constants (biases 0, norm weights 1).
     Residual projections (attn.c_proj, mlp.c_proj) are scaled by 1/sqrt(2 * n_layer)."""
-    if name.endswith(".bias") or ".ln_" in name or name.startswith("ln_f"):
+    if name.endswith(".bias") or ".ln_" in name or name.startswith("ln_f") or "_norm." in name:
         return None
     if name.endswith("c_proj.weight"):
         return 0.02 / math.sqrt(2 * cfg.n_layer)

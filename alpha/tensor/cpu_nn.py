@@ -14,6 +14,30 @@ from alpha.core import checks as ck
 from alpha.tensor.cpu_kernels import oom, ptr
 
 
+def row_layout(t) -> tuple[int, int, int] | None:
+    """(inner, so, si) when the rows of t (every index but the last, which must be contiguous)
+    start at (r // inner) * so + (r % inner) * si elements from t's first one — a contiguous
+    tensor, or the heads of a packed qkv narrowed to q or k; None for any other layout."""
+    C = t.shape[-1]
+    if C > 1 and t.strides[-1] != 1:
+        return None
+    merged: list[tuple[int, int]] = []  # (size, stride) of the row dims, contiguous runs merged
+    for n, st in zip(t.shape[:-1], t.strides[:-1]):
+        if n == 1:
+            continue
+        if merged and merged[-1][1] == st * n:
+            merged[-1] = (merged[-1][0] * n, st)
+        else:
+            merged.append((n, st))
+    if not merged:
+        return (1, C, 0)
+    if len(merged) == 1:
+        return (1, merged[0][1], 0)
+    if len(merged) == 2:
+        return (merged[1][0], merged[0][1], merged[1][1])
+    return None
+
+
 class CPUNNOps:
     # ---- softmax ------------------------------------------------------------------------------
     def _rowwise_fwd(self, fn, out, x) -> None:
@@ -80,6 +104,44 @@ class CPUNNOps:
         if dbias is not None:
             self._wback(dbias, dbb)
 
+    # ---- rmsnorm (also qk-norm's, over the heads inside a packed qkv) ------------------------
+    def _rmsnorm_forward(self, out, rstd, x, weight, eps) -> None:
+        C = x.shape[-1]
+        N = x.numel // C
+        if N == 0:
+            return
+        layout = row_layout(x)
+        if layout is None or layout != row_layout(out):  # rows the kernel cannot walk: copy
+            x, layout = self._contig(x), (1, C, 0)
+            ob = self._wbuf(out, False)
+        else:
+            ob = out
+        rb = self._wbuf(rstd, False)
+        self.k.rmsnorm_forward(ptr(ob), ptr(rb), ptr(x), ptr(self._contig(weight)), N, C,
+                               *layout, eps)
+        self._wback(out, ob)
+        self._wback(rstd, rb)
+
+    def _rmsnorm_backward(self, dx, dweight, dout, x, weight, rstd) -> None:
+        C = x.shape[-1]
+        N = x.numel // C
+        if N == 0:
+            return
+        layout = row_layout(x)
+        if layout is None or not layout == row_layout(dx) == row_layout(dout):
+            x, dout, layout = self._contig(x), self._contig(dout), (1, C, 0)
+            dxb = self._wbuf(dx, True)
+        else:
+            dxb = dx
+        dwb = self._wbuf(dweight, True)
+        rc = self.k.rmsnorm_backward(ptr(dxb), ptr(dwb), ptr(dout), ptr(x),
+                                     ptr(self._contig(weight)), ptr(self._contig(rstd)), N, C,
+                                     *layout)
+        if rc:
+            raise oom("rmsnorm_backward")
+        self._wback(dx, dxb)
+        self._wback(dweight, dwb)
+
     # ---- activations --------------------------------------------------------------------------
     def _pointwise(self, fn, out, x) -> None:
         if x.numel == 0:
@@ -108,6 +170,28 @@ class CPUNNOps:
 
     def _relu_backward(self, dx, dout, x) -> None:
         self._pointwise_bwd(self.k.relu_backward, dx, dout, x)
+
+    def _relu2_forward(self, out, x) -> None:
+        self._pointwise(self.k.relu2_forward, out, x)
+
+    def _relu2_backward(self, dx, dout, x) -> None:
+        self._pointwise_bwd(self.k.relu2_backward, dx, dout, x)
+
+    def _softcap_forward(self, out, x, cap) -> None:
+        if x.numel == 0:
+            return
+        xc = self._contig(x)
+        buf = self._wbuf(out, False)
+        self.k.softcap_forward(ptr(buf), ptr(xc), x.numel, cap)
+        self._wback(out, buf)
+
+    def _softcap_backward(self, dx, dout, out, cap) -> None:
+        if out.numel == 0:
+            return
+        buf = self._wbuf(dx, True)
+        dout, out = self._contig(dout), self._contig(out)
+        self.k.softcap_backward(ptr(buf), ptr(dout), ptr(out), out.numel, cap)
+        self._wback(dx, buf)
 
     def _silu_forward(self, out, x) -> None:
         self._pointwise(self.k.silu_forward, out, x)
@@ -275,7 +359,8 @@ class CPUNNOps:
         and, row by row, to the same call with M = 1. The params tuple's checks are done here,
         once per tuple, and remembered with its pointers (the model passes the same tuple every
         token), so a call costs a few microseconds of Python. `options`: rope=(cos, sin) and
-        softcap=c are done in the same C call; any other is declined (NotImplementedError)."""
+        softcap=c are done in the same C call; any other (norm, qk_norm) is declined
+        (NotImplementedError) and the model runs that block op by op."""
         op = "block_decode"
         unknown = set(options) - {"rope", "softcap"}
         if unknown:
@@ -314,7 +399,7 @@ class CPUNNOps:
             raise ValueError(f"{op}: position {max(positions)} is outside the rope tables' "
                              f"[0, {cos.shape[0]})")
 
-    _ACTS = {"gelu": 0, "relu": 1, "silu": 2, "swiglu": 3}  # decode.c's ACT_*
+    _ACTS = {"gelu": 0, "relu": 1, "silu": 2, "swiglu": 3, "relu2": 4}  # decode.c's ACT_*
 
     def _block_decode_args(self, op, params, C, n_head, activation):
         """(pointers, H, activation code) for `block_decode`, after checking every param."""

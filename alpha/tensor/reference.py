@@ -374,6 +374,31 @@ class ReferenceBackend(Backend):
         if dbias is not None:
             _add_into(dbias, db)
 
+    def _rmsnorm_forward(self, out, rstd, x, weight, eps) -> None:
+        C = x.shape[-1]
+        w = _read(weight)
+        ys, rstds = [], []
+        for row in _rows(_read(x), C):
+            r = 1.0 / math.sqrt(sum(v * v for v in row) / C + eps)
+            ys += [v * r * w[i] for i, v in enumerate(row)]
+            rstds.append(r)
+        _write(out, ys)
+        _write(rstd, rstds)
+
+    def _rmsnorm_backward(self, dx, dweight, dout, x, weight, rstd) -> None:
+        C = x.shape[-1]
+        w = _read(weight)
+        dw, dxs = [0.0] * C, []
+        for row, g, r in zip(_rows(_read(x), C), _rows(_read(dout), C), _read(rstd)):
+            norm = [v * r for v in row]
+            dnorm = [g[i] * w[i] for i in range(C)]
+            dnorm_norm_mean = sum(dn * nv for dn, nv in zip(dnorm, norm)) / C
+            dxs += [r * (dnorm[i] - norm[i] * dnorm_norm_mean) for i in range(C)]
+            for i in range(C):
+                dw[i] += g[i] * norm[i]
+        _add_into(dx, dxs)
+        _add_into(dweight, dw)
+
     def _pointwise(self, out, x, fn) -> None:
         _write(out, [fn(v) for v in _read(x)])
 
@@ -397,6 +422,18 @@ class ReferenceBackend(Backend):
 
     def _silu_backward(self, dx, dout, x) -> None:
         self._pointwise_backward(dx, dout, x, _silu_grad)
+
+    def _relu2_forward(self, out, x) -> None:
+        self._pointwise(out, x, lambda v: v * v if v > 0 else 0.0)
+
+    def _relu2_backward(self, dx, dout, x) -> None:
+        self._pointwise_backward(dx, dout, x, lambda v: 2.0 * v if v > 0 else 0.0)
+
+    def _softcap_forward(self, out, x, cap) -> None:
+        self._pointwise(out, x, lambda v: cap * math.tanh(v / cap))
+
+    def _softcap_backward(self, dx, dout, out, cap) -> None:
+        self._pointwise_backward(dx, dout, out, lambda y: 1.0 - (y / cap) * (y / cap))
 
     def _swiglu_forward(self, out, x, H) -> None:
         result = []

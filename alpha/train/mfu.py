@@ -115,7 +115,7 @@ def _cpu_fma_peak() -> float:
     lib.alpha_fma_peak.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
     threads = build.num_threads()
     tasks = 1 if threads == 1 else 4 * threads
-    iters = 1 << 19
+    iters = 1 << 21  # as `alpha bench kernels`: long enough to keep both FMA ports busy
     best = 0.0
     for _ in range(5):
         t = time.perf_counter()

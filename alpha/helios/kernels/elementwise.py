@@ -177,6 +177,17 @@ def sigmoid(k, x):
     return 1.0 / (1.0 + k.exp(-x))
 
 
+def softcap_forward(k, x, cap):
+    """cap * tanh(x / cap): the logit soft-cap."""
+    return cap * _tanh(k, x / cap)
+
+
+def softcap_grad(k, out, cap):
+    """d(softcap)/dx from the forward's output: 1 - (out / cap)^2."""
+    y = out / cap
+    return 1.0 - y * y
+
+
 def gelu_forward(k, x):
     u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x)
     return 0.5 * x * (1.0 + _tanh(k, u))

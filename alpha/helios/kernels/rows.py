@@ -1,7 +1,8 @@
 """Row kernels: one workgroup per row of a (R, C) contiguous matrix, shared-memory tree reductions
-in a fixed order (deterministic): row sum/max, softmax and log-softmax (+backward), layernorm
-(+backward), fused cross-entropy (+backward); and two-stage column kernels (rows in a fixed order): column sums,
-layernorm weight/bias gradients, embedding scatter-add grouped by id. Plus the flat partial
+in a fixed order (deterministic): row sum/max, softmax and log-softmax (+backward), layernorm and
+rmsnorm (+backward), fused cross-entropy (+backward); and two-stage column kernels (rows in a fixed
+order): column sums, layernorm/rmsnorm weight (and bias) gradients, embedding scatter-add grouped
+by id. Plus the flat partial
 reductions behind sum_squares / all_finite, and the Philox uniform generator.
 
 Rows are visited with a grid-stride loop over workgroups, so R may exceed the 65535 group limit.
@@ -142,6 +143,41 @@ def layernorm_backward_dx() -> Kernel:
             i = base + j
             xhat = (x[i] - mu) * rs
             dx[i] = dx[i] + rs * (w[j] * dout[i] - a - xhat * bm)
+    return k
+
+
+def rmsnorm_forward() -> Kernel:
+    k = Kernel("rmsnorm_forward", (ROW_LOCAL, 1, 1),
+               [("out", "f32*"), ("rstd", "f32*"), ("x", "f32*"), ("w", "f32*"), ("R", "u32"),
+                ("C", "u32"), ("eps", "f32")])
+    out, rstd, x, w, R, C, eps = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    lid = k.local_id(0)
+    with rows(k, R) as r:
+        base = r * C
+        ms = _row_sum(k, lambda j: x[base + j] * x[base + j], C, sh) / C.to("f32")
+        rs = 1.0 / k.sqrt(ms + eps)
+        with k.loop(lid, C, ROW_LOCAL) as j:
+            out[base + j] = x[base + j] * rs * w[j]
+        with k.if_(lid.eq(0)):
+            rstd[r] = rs
+    return k
+
+
+def rmsnorm_backward_dx() -> Kernel:
+    k = Kernel("rmsnorm_backward", (ROW_LOCAL, 1, 1),
+               [("dx", "f32*"), ("dout", "f32*"), ("x", "f32*"), ("w", "f32*"), ("rstd", "f32*"),
+                ("R", "u32"), ("C", "u32")])
+    dx, dout, x, w, rstd, R, C = k.params()
+    sh = k.shared("f32", ROW_LOCAL)
+    lid = k.local_id(0)
+    with rows(k, R) as r:
+        base = r * C
+        rs = rstd[r]
+        bm = _row_sum(k, lambda j: w[j] * dout[base + j] * (x[base + j] * rs), C, sh) / C.to("f32")
+        with k.loop(lid, C, ROW_LOCAL) as j:
+            i = base + j
+            dx[i] = dx[i] + rs * (w[j] * dout[i] - x[i] * rs * bm)
     return k
 
 
@@ -289,6 +325,23 @@ def layernorm_params_partial(has_bias: bool) -> Kernel:
         pw[chunk * C + c] = aw.get()
         if pb is not None:
             pb[chunk * C + c] = ab.get()
+    return k
+
+
+def rmsnorm_params_partial() -> Kernel:
+    k = Kernel("rmsnorm_backward_params", (COL_LOCAL, 1, 1),
+               [("pw", "f32*"), ("dout", "f32*"), ("x", "f32*"), ("rstd", "f32*"), ("L", "u32"),
+                ("C", "u32"), ("rows", "u32")])
+    pw, dout, x, rstd, L, C, rows_per = k.params()
+    c = k.group_id(0) * COL_LOCAL + k.local_id(0)
+    chunk = k.group_id(1)
+    with k.if_(c < C):
+        aw = k.var("f32", 0.0)
+        start = chunk * rows_per
+        with k.loop(start, k.umin(start + rows_per, L)) as r:
+            i = r * C + c
+            aw.set(aw.get() + dout[i] * (x[i] * rstd[r]))
+        pw[chunk * C + c] = aw.get()
     return k
 
 

@@ -1,4 +1,5 @@
-/* Activations, forward/backward pairs: GELU (tanh approximation), ReLU, SiLU, SwiGLU.
+/* Activations, forward/backward pairs: GELU (tanh approximation), ReLU, ReLU^2, SiLU, SwiGLU;
+ * and the logit soft-cap c * tanh(x / c), whose backward reads the forward's output.
  * Forward overwrites out; backward adds into dx. Contiguous f32.
  *
  * GELU uses 0.5 (1 + tanh(u)) = sigmoid(2u), which has no cancellation for negative x, and
@@ -6,6 +7,8 @@
  */
 #include "alpha.h"
 #include "alpha_math.h"
+
+#include <math.h>
 
 #define PIECE 16384
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
@@ -15,6 +18,7 @@ typedef struct {
     float *out;
     const float *a, *b;
     int64_t n;
+    float s; /* a scalar: the soft-cap's c */
 } act_ctx;
 
 /* Defines NAME_task over fixed PIECE-sized chunks with BODY run for each index i. */
@@ -24,7 +28,9 @@ typedef struct {
         float *o = c->out;                                                                     \
         const float *a = c->a;                                                                 \
         const float *b = c->b;                                                                 \
+        float s = c->s;                                                                        \
         (void)b;                                                                               \
+        (void)s;                                                                               \
         int64_t e = end * PIECE < c->n ? end * PIECE : c->n;                                   \
         for (int64_t i = begin * PIECE; i < e; i++) { BODY; }                                  \
     }
@@ -48,11 +54,21 @@ FLAT_TASK(gelu_fwd, o[i] = gelu(a[i]))
 FLAT_TASK(gelu_bwd, o[i] += b[i] * gelu_grad(a[i]))
 FLAT_TASK(relu_fwd, o[i] = a[i] > 0.0f ? a[i] : 0.0f)
 FLAT_TASK(relu_bwd, o[i] += a[i] > 0.0f ? b[i] : 0.0f)
+FLAT_TASK(relu2_fwd, o[i] = a[i] > 0.0f ? a[i] * a[i] : 0.0f)
+FLAT_TASK(relu2_bwd, o[i] += a[i] > 0.0f ? 2.0f * a[i] * b[i] : 0.0f)
+FLAT_TASK(softcap_fwd, o[i] = s * tanhf(a[i] / s))
+FLAT_TASK(softcap_bwd, o[i] += b[i] * (1.0f - (a[i] / s) * (a[i] / s)))
 FLAT_TASK(silu_fwd, o[i] = a[i] * alpha_sigmoidf(a[i]))
 FLAT_TASK(silu_bwd, o[i] += b[i] * silu_grad(a[i]))
 
+static void run_flat_s(alpha_task_fn fn, float *out, const float *a, const float *b, int64_t n,
+                       float s) {
+    act_ctx c = {out, a, b, n, s};
+    alpha_parallel_for((n + PIECE - 1) / PIECE, 4, fn, &c);
+}
+
 static void run_flat(alpha_task_fn fn, float *out, const float *a, const float *b, int64_t n) {
-    act_ctx c = {out, a, b, n};
+    act_ctx c = {out, a, b, n, 0.0f};
     alpha_parallel_for((n + PIECE - 1) / PIECE, 4, fn, &c);
 }
 
@@ -66,6 +82,23 @@ void relu_forward(float *out, const float *x, int64_t n) { run_flat(relu_fwd_tas
 
 void relu_backward(float *dx, const float *dout, const float *x, int64_t n) {
     run_flat(relu_bwd_task, dx, x, dout, n);
+}
+
+void relu2_forward(float *out, const float *x, int64_t n) {
+    run_flat(relu2_fwd_task, out, x, x, n);
+}
+
+void relu2_backward(float *dx, const float *dout, const float *x, int64_t n) {
+    run_flat(relu2_bwd_task, dx, x, dout, n);
+}
+
+void softcap_forward(float *out, const float *x, int64_t n, float cap) {
+    run_flat_s(softcap_fwd_task, out, x, x, n, cap);
+}
+
+/* dx += dout * (1 - (out / cap)^2) */
+void softcap_backward(float *dx, const float *dout, const float *out, int64_t n, float cap) {
+    run_flat_s(softcap_bwd_task, dx, out, dout, n, cap);
 }
 
 void silu_forward(float *out, const float *x, int64_t n) { run_flat(silu_fwd_task, out, x, x, n); }

@@ -36,10 +36,11 @@ void rope_forward(float *out, const float *x, const int32_t *pos, int64_t npos, 
 void ew_binary_contig(float *out, const float *a, const float *b, int64_t n, int op, float s);
 void gelu_forward(float *out, const float *x, int64_t n);
 void relu_forward(float *out, const float *x, int64_t n);
+void relu2_forward(float *out, const float *x, int64_t n);
 void silu_forward(float *out, const float *x, int64_t n);
 void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
 
-enum { ACT_GELU, ACT_RELU, ACT_SILU, ACT_SWIGLU };
+enum { ACT_GELU, ACT_RELU, ACT_SILU, ACT_SWIGLU, ACT_RELU2 };
 #define EW_ADD 0 /* elementwise.c's B_ADD */
 
 /* out (M, n_out) = x (M, n_in) @ w (n_in, n_out) + b, each row as the model's linear computes
@@ -112,6 +113,7 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
         case ACT_GELU: gelu_forward(gi, fi, H); break;
         case ACT_RELU: relu_forward(gi, fi, H); break;
         case ACT_SILU: silu_forward(gi, fi, H); break;
+        case ACT_RELU2: relu2_forward(gi, fi, H); break;
         default: swiglu_forward(gi, fi, 1, H); break;
         }
     }
