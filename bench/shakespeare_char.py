@@ -54,8 +54,8 @@ VAL_FRACTION = 0.1  # Alpha's split: the last int(0.1 n) tokens are validation
 # config (within 5%) and must not take longer; bench/shakespeare_gap.md has its figures.
 RECIPES = {
     "baby": ({}, {}),
-    "modern": ({"pos": "rope", "activation": "swiglu", "ffn_dim": 344},
-               {"optimizer": "muon"}),
+    "modern": ({"pos": "rope", "norm": "rmsnorm", "activation": "relu2"},
+               {"optimizer": "muon", "iters": 1200}),
 }
 TWIN_DRAWS = ("init", "data", "eval", "vocab")
 
