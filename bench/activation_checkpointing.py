@@ -57,11 +57,12 @@ def peak_rss_bytes() -> int:
 
 
 def measure_alpha(backend: str, checkpointing: bool, batch: int, steps: int, warmup: int) -> dict:
-    from alpha.core.config import ModelConfig
+    from alpha.core.config import ModelConfig, TrainConfig
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
     from alpha.tensor import get_backend
-    from alpha.train.optim import AdamW, clip_coef, grad_norm
+    from alpha.train.optim import clip_coef, grad_norm
+    from alpha.train.optimizers import build_optimizer
 
     cfg = ModelConfig(**CONFIG_B)
     B, T, V = batch, cfg.block_size, cfg.vocab_size
@@ -69,8 +70,7 @@ def measure_alpha(backend: str, checkpointing: bool, batch: int, steps: int, war
     rng = Rng(0)
     model = GPT(cfg, be, rng).train()
     model.checkpointing = checkpointing
-    opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.99,
-                eps=1e-8, weight_decay=0.1)
+    opt = build_optimizer(be, model, TrainConfig())  # the default: AdamW
     data = rng.stream("data")
     xs, ys = data.randint(B * T, V), data.randint(B * T, V)
     be.synchronize()
@@ -217,6 +217,8 @@ def report(args, off: dict, on: dict, torch_off: dict | None, torch_on: dict | N
             fa = f"{a:10.0f} ms" if unit == "ms" else mib(a)
             fb = f"{b:10.0f} ms" if unit == "ms" else mib(b)
             print(f"{name:38}{fa:>14}{fb:>14}{b / a:9.3f}")
+    elif args.no_torch:
+        print("(--no-torch: no PyTorch second opinion)")
     else:
         print("(PyTorch is not installed: no second opinion)")
     same = off["losses"] == on["losses"]

@@ -8,7 +8,9 @@ Config B: 6 layers, 6 heads, 384 wide, block 256, byte-level BPE with 4096 token
 no special tokens, so every stream runs to max_tokens), GPT-2 init weights (speed does not depend
 on training). Each client streams /v1/completions with its own seed; per wave the table gives time
 to first token (p50, p99), per-stream decode tokens/s (after the first token), aggregate tokens/s
-(all tokens / the wave's wall time) and failed requests.
+(all tokens / the wave's wall time) and failed requests. Every wave and `alpha sample` run
+`--repeat` times, interleaved, and the best throughput of each is kept (the worst TTFT, every
+failure): on a machine shared with other jobs a run is only ever slowed down.
 
 The ratios that matter: single-stream server decode / `alpha sample` decode (target >= 0.9) and
 aggregate at 32 streams / single stream (target >= 8 on 2 cores). The machine's load average is
@@ -18,11 +20,11 @@ printed: on a busy machine every figure is lower, the ratios less so.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -90,41 +92,46 @@ def start_server(outputs: str, model: str, max_batch: int):
 
 
 def one_stream(port: int, model: str, tokens: int, seed: int) -> dict:
-    """Stream one completion; the client's view of its timing."""
+    """Stream one completion; the client's view of its timing. A raw socket and a substring test
+    per event, the usage JSON parsed once: the load generator shares the server's cores, so it
+    should cost as little as it can (http.client plus json.loads per event cost ~5% of a wave)."""
     t0 = time.perf_counter()
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0.8,
-            "seed": seed, "stream": True, "stream_options": {"include_usage": True}}
+    body = json.dumps({"model": model, "prompt": PROMPT, "max_tokens": tokens,
+                       "temperature": 0.8, "seed": seed, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
+    head = (f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
     try:
-        c.request("POST", "/v1/completions", json.dumps(body),
-                  {"Content-Type": "application/json"})
-        r = c.getresponse()
-        if r.status != 200:
-            return {"ok": False, "why": f"status {r.status}"}
-        first = last = None
-        usage, done = None, False
-        for raw in r:
-            line = raw.decode().rstrip("\n")
-            if not line.startswith("data: "):
-                continue
-            if line == "data: [DONE]":
-                done = True
-                break
-            ev = json.loads(line[6:])
-            if ev.get("usage"):
-                usage = ev["usage"]
-            if ev["choices"] and ev["choices"][0]["text"]:
-                last = time.perf_counter()
-                first = first or last
-        if not done or usage is None or first is None:
+        with socket.create_connection(("127.0.0.1", port), timeout=600) as sock:
+            sock.sendall(head + body)
+            buf, first, last = b"", None, None
+            while b"data: [DONE]" not in buf:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                now = time.perf_counter()
+                at = max(0, len(buf) - 7)  # a marker ending in the new bytes starts here or later
+                buf += data
+                while True:
+                    at = buf.find(b'"text":"', at)
+                    if at < 0:
+                        break
+                    if buf[at + 8:at + 9] != b'"':  # an event with text: a token arrived
+                        last = now
+                        first = first or now
+                    at += 8
+        status = buf.split(b" ", 2)[1] if buf.startswith(b"HTTP/1.1 ") else b"?"
+        if status != b"200":
+            return {"ok": False, "why": f"status {status.decode()}"}
+        m = re.search(rb'"usage":\{"prompt_tokens":\d+,"completion_tokens":(\d+)', buf)
+        if b"data: [DONE]" not in buf or not m or first is None:
             return {"ok": False, "why": "incomplete stream"}
-        n = usage["completion_tokens"]
+        n = int(m.group(1))
         return {"ok": True, "ttft": first - t0, "tokens": n, "end": last,
                 "decode_tps": (n - 1) / (last - first) if last > first else 0.0}
-    except (OSError, ValueError) as e:
+    except OSError as e:
         return {"ok": False, "why": str(e)}
-    finally:
-        c.close()
 
 
 def wave(port: int, model: str, streams: int, tokens: int) -> dict:
@@ -146,10 +153,23 @@ def wave(port: int, model: str, streams: int, tokens: int) -> dict:
             "aggregate_tps": sum(r["tokens"] for r in ok) / wall, "wall": wall}
 
 
+def _best(runs: list[dict]) -> dict:
+    """Repeats of one wave: the best throughputs (a shared machine only ever slows a run down),
+    the worst time to first token, every failure."""
+    best = dict(max(runs, key=lambda r: r["aggregate_tps"]))
+    best["stream_tps"] = max(r["stream_tps"] for r in runs)
+    best["ttft_p99"] = max(r["ttft_p99"] for r in runs)
+    best["failed"] = sum(r["failed"] for r in runs)
+    best["all"] = [r["aggregate_tps"] for r in runs]
+    return best
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", default="1,8,32", help="concurrent clients per wave")
     ap.add_argument("--tokens", type=int, default=96, help="tokens per stream")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of every wave and of alpha sample, interleaved; the best of each")
     args = ap.parse_args()
     waves = [int(x) for x in args.streams.split(",")]
     load = os.getloadavg()[0]
@@ -158,20 +178,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         outputs = os.path.join(tmp, "outputs")
         ckpt = make_checkpoint(os.path.join(outputs, "bench-b"))
-        ref = alpha_sample(ckpt, args.tokens)
-        print(f"alpha sample (batch 1, same checkpoint): decode {ref:,.1f} tok/s")
+        refs, runs = [], {n: [] for n in waves}
         proc, port = start_server(outputs, "bench-b", max(waves))
         try:
             one_stream(port, "bench-b", 4, 1)  # warm: the model is loaded, kernels built
-            rows = [wave(port, "bench-b", n, args.tokens) for n in waves]
+            for _ in range(args.repeat):
+                refs.append(alpha_sample(ckpt, args.tokens))
+                for n in waves:
+                    runs[n].append(wave(port, "bench-b", n, args.tokens))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
+    ref = max(refs)
+    print(f"alpha sample (batch 1, same checkpoint): decode {ref:,.1f} tok/s (best of "
+          f"{len(refs)}: {', '.join(f'{x:.0f}' for x in refs)})")
+    rows = [_best(runs[n]) for n in waves]
     print(f"{'streams':>7} {'failed':>6} {'TTFT p50':>9} {'TTFT p99':>9} {'tok/s/stream':>12} "
-          f"{'aggregate':>10}")
+          f"{'aggregate':>10}  aggregate of each run")
     for r in rows:
         print(f"{r['streams']:>7} {r['failed']:>6} {r['ttft_p50']:>8.3f}s {r['ttft_p99']:>8.3f}s "
-              f"{r['stream_tps']:>12.1f} {r['aggregate_tps']:>10.1f}")
+              f"{r['stream_tps']:>12.1f} {r['aggregate_tps']:>10.1f}  "
+              + ", ".join(f"{x:.0f}" for x in r["all"]))
     single = next((r for r in rows if r["streams"] == 1), None)
     if single:
         print(f"single stream server decode / alpha sample: {single['stream_tps'] / ref:.2f}x "

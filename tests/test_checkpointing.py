@@ -1,6 +1,7 @@
 """Activation checkpointing (--activation-checkpointing): the gradients are the same bits with and
-without it — dropout on, two micro-batches adding into the gradient buffer — on the CPU and on
-helios (lavapipe, in a subprocess); the peak tensor memory of a step really drops; a training run
+without it — dropout on, two micro-batches adding into the gradient buffer, GPT-2's block and
+the blocks of the architecture options — on the CPU and on helios (lavapipe, in a subprocess);
+the peak tensor memory of a step really drops (host and device); a training run
 with it follows the plain run's losses bit for bit and resumes exactly; the data-parallel
 gradient sync still sees which op completes each block's parameters."""
 
@@ -23,6 +24,9 @@ from alpha.train import restore
 from alpha.train.trainer import Trainer
 
 CFG = dict(n_layer=3, n_head=2, n_embd=16, block_size=8, vocab_size=13, dropout=0.2)
+# every block option of issue 14 at once
+MODERN = dict(pos="rope", attn_softcap=2.0, norm="rmsnorm", qk_norm=True, logit_softcap=5.0,
+              activation="relu2")
 
 
 def test_cpu_gradients_identical_bit_for_bit():
@@ -35,7 +39,9 @@ def test_cpu_gradients_identical_bit_for_bit():
 @pytest.mark.parametrize("options", [
     dict(activation="swiglu", bias=False, tie_embeddings=False),
     dict(pos="rope", attn_softcap=2.0),
-], ids=["swiglu-nobias-untied", "rope-softcap"])
+    dict(norm="rmsnorm", qk_norm=True, logit_softcap=5.0, activation="relu2"),
+    MODERN,
+], ids=["swiglu-nobias-untied", "rope-softcap", "rmsnorm-qknorm-relu2", "all"])
 def test_cpu_gradients_identical_other_blocks(options):
     """Other block shapes go through the same `_block`: still the same bits."""
     got = step_both_ways(get_backend("cpu"), ModelConfig(**dict(CFG, **options)))
@@ -52,12 +58,15 @@ def test_helios_gradients_identical_and_less_device_memory():
         from ckpt_helpers import peak_of_step
         be = get_backend("helios")
         got = step_both_ways(be, ModelConfig(**{CFG!r}))
+        modern = step_both_ways(be, ModelConfig(**{dict(CFG, **MODERN)!r}))
         peaks = [peak_of_step(be, False), peak_of_step(be, True)]
-        print(json.dumps([got[False] == got[True], got[False][-1], peaks]))
+        print(json.dumps([got[False] == got[True], got[False][-1], modern[False] == modern[True],
+                          peaks]))
     """)
     assert r.returncode == 0, r.stderr[-3000:]
-    same, dropout_words, (plain, ckpt) = json.loads(r.stdout.strip().splitlines()[-1])
-    assert dropout_words > 0 and same
+    same, dropout_words, same_modern, (plain, ckpt) = json.loads(
+        r.stdout.strip().splitlines()[-1])
+    assert dropout_words > 0 and same and same_modern
     assert 0 < ckpt < 0.5 * plain, (ckpt, plain)  # device memory: the pool's high-water mark
 
 

@@ -125,6 +125,11 @@ def test_optimizers_match_float64_reference_on_cpu():
     assert check_backend("cpu") == []
 
 
+def test_reference_backend_defines_the_same_updates():
+    """The reference backend (the living definition of every op) runs the same rules."""
+    assert check_backend("reference") == []
+
+
 def test_optimizers_match_float64_reference_on_helios():
     from test_helios import _py
 
@@ -266,3 +271,46 @@ def test_optimizer_ops_check_their_arguments():
     with pytest.raises(ValueError, match="adafactor_step: beta2=1.0"):
         be.adafactor_step(f(4), f(4), f(4), None, lr=0.1, beta2=1.0, eps=1e-30, clip=1.0,
                           weight_decay=0.0)
+
+
+def test_muon_orthogonalises_packed_weights_part_by_part():
+    from alpha.train.optimizers.muon import column_blocks
+
+    assert column_blocks("h.0.attn.c_attn.weight", (4, 12)) == [(0, 4), (4, 4), (8, 4)]
+    assert column_blocks("h.0.mlp.c_fc.weight", (4, 16), "swiglu") == [(0, 8), (8, 8)]
+    assert column_blocks("h.0.mlp.c_fc.weight", (4, 16), "gelu") == [(0, 16)]
+    assert column_blocks("h.0.mlp.c_proj.weight", (16, 4)) == [(0, 4)]
+
+
+def test_cpu_kernels_do_not_depend_on_the_thread_count():
+    """Every update rule on buffers big enough to be split: 1 and 4 threads give the same bits."""
+    from alpha.tensor import build, get_backend
+
+    be = get_backend("cpu")
+    R, C = 300, 250  # adafactor splits rows and 64-column blocks; the others 16K pieces
+    rnd = random.Random(3)
+    p0 = [rnd.gauss(0, 1) for _ in range(R * C)]
+    g0 = [rnd.gauss(0, 1) for _ in range(R * C)]
+
+    def run():
+        t = {k: be.from_array(p0, (R, C)) for k in ("p", "s")}
+        g = be.from_array(g0, (R, C))
+        row, col, out = be.zeros((R,)), be.zeros((C,)), be.zeros((R, C))
+        be.lion_step(t["p"], g, t["s"], lr=0.1, beta1=0.9, beta2=0.99, weight_decay=0.1)
+        be.sgd_step(t["p"], g, t["s"], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)
+        be.muon_momentum(out, g, t["s"], momentum=0.95)
+        be.adafactor_step(t["p"], g, row, col, lr=0.1, beta2=0.5, eps=1e-30, clip=1.0,
+                          weight_decay=0.1)
+        be.adafactor_step(out.view(R * C), g, t["s"].view(R * C), None, lr=0.1, beta2=0.5,
+                          eps=1e-30, clip=1.0, weight_decay=0.1)
+        return [be.to_array(x).tobytes() for x in (t["p"], t["s"], row, col, out)]
+
+    before = build.num_threads()
+    try:
+        build.set_num_threads(1)
+        one = run()
+        build.set_num_threads(4)
+        four = run()
+    finally:
+        build.set_num_threads(before)
+    assert one == four

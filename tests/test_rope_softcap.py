@@ -168,9 +168,14 @@ def perturbed(cfg, backend=REF, dtype="f64", seed=1, scale=0.3):
     return m
 
 
-def test_config_table_and_export_refusal():
+def test_config_table_budget_and_export_refusal():
+    from alpha.train.budget import estimate
+
     assert "wpe" not in dict(param_table(tiny()))
     assert "wpe" in dict(param_table(tiny(pos="learned")))
+    # the memory estimate counts rope's turned qkv (3C a position, each layer)
+    rope, learned = estimate(tiny(), 4), estimate(tiny(pos="learned"), 4)
+    assert rope.activation_bytes - learned.activation_bytes == 2 * 4 * 4 * 8 * 2 * 3 * 8
     assert not_gpt2(tiny(attn_softcap=0.0)).startswith("pos=rope")
     assert not_gpt2(tiny(pos="learned")).startswith("attn_softcap=1.5")
     assert not_gpt2(tiny(pos="learned", attn_softcap=0.0)) is None

@@ -167,6 +167,20 @@ class Request:
         return self.stream(200, "text/event-stream; charset=utf-8", extra)
 
 
+def event_text(data, *, event: str | None = None, id: str | int | None = None) -> str:
+    """One SSE event: optional `id:` and `event:` lines, then `data:` (a dict/list is sent as
+    compact JSON; a string as is, one `data:` line per line), then the blank line."""
+    if not isinstance(data, str):
+        data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    lines = []
+    if id is not None:
+        lines.append(f"id: {id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return "\n".join(lines) + "\n\n"
+
+
 class ClientGone(Exception):
     """The client closed the connection while we were streaming to it."""
 
@@ -196,17 +210,8 @@ class Stream:
             raise ClientGone(str(e)) from None
 
     def event(self, data, *, event: str | None = None, id: str | int | None = None) -> None:
-        """One SSE event: optional `id:` and `event:` lines, then `data:` (a dict/list is sent as
-        compact JSON; a string as is, one `data:` line per line), then the blank line."""
-        if not isinstance(data, str):
-            data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        lines = []
-        if id is not None:
-            lines.append(f"id: {id}")
-        if event is not None:
-            lines.append(f"event: {event}")
-        lines.extend(f"data: {line}" for line in data.split("\n"))
-        self.write("\n".join(lines) + "\n\n")
+        """One SSE event (see `event_text`), written at once."""
+        self.write(event_text(data, event=event, id=id))
 
     def comment(self, text: str = "ping") -> None:
         """An SSE comment line (`: ping`), which keeps idle connections and proxies alive."""

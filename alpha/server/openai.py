@@ -18,7 +18,7 @@ import time
 from alpha.core.errors import AlphaError
 from alpha.model.engine import EngineClosed, QueueFull, SamplingParams
 from alpha.server.chat import PLAIN_STOP, TextStream, render_chat, token_bytes
-from alpha.server.http import ClientGone, HTTPError, json_response
+from alpha.server.http import ClientGone, HTTPError, event_text, json_response
 from alpha.server.models import ModelRegistry, UnknownModel
 from alpha.server.openai_params import Params, chat_params, completion_params
 
@@ -199,9 +199,12 @@ class _Generation:
         self.reason: list[str | None] = [None] * total
         self.offset = [0] * total  # completions logprobs: characters before each token
 
-    def _events(self):
-        """(choice index, kind, value) until every choice is closed; watches the client."""
+    def _events(self, idle=None):
+        """(choice index, kind, value) until every choice is closed; watches the client.
+        `idle()`, when given, is called each time no event is waiting (before blocking)."""
         while not all(self.closed):
+            if idle is not None and self.handle.events.empty():
+                idle()
             ev = self.handle.get(timeout=POLL_S)
             if ev is None:
                 if self.req.client_gone():
@@ -313,32 +316,45 @@ class _Generation:
         return {"text": text or "", "index": i, "logprobs": lp, "finish_reason": reason}
 
     def stream(self) -> None:
+        """The chunks as SSE events. Events already waiting are written together (one write,
+        one wake-up of the client): a request that falls behind a busy engine catches up in
+        fewer system calls instead of falling further behind."""
         s = self.req.sse()
+        self._out = []
         if self.chat:
             for i in range(len(self.text)):
-                s.event(self._chunk([self._delta_choice(i, None, role=True)]))
-        for i, kind, value in self._events():
+                self._send(self._chunk([self._delta_choice(i, None, role=True)]))
+        for i, kind, value in self._events(idle=lambda: self._flush(s)):
             if kind == "token":
                 seen = len(self.logprobs[i])
                 text = self._token(i, value)
                 entries = self.logprobs[i][seen:]
                 if text or entries:
-                    s.event(self._chunk([self._delta_choice(i, text, entries=entries)]))
+                    self._send(self._chunk([self._delta_choice(i, text, entries=entries)]))
                 if self.reason[i] == "stop" and self.text[i].stopped:
-                    self._end_choice(s, i, "stop")
+                    self._end_choice(i, "stop")
             elif kind == "done":
-                self._end_choice(s, i, value)
+                self._end_choice(i, value)
             else:
-                s.event(self._error(value).response().body.decode())
+                self._send(self._error(value).response().body.decode())
                 break
         if self.p.include_usage:
-            s.event(self._chunk([], usage=True))
-        s.write("data: [DONE]\n\n")
+            self._send(self._chunk([], usage=True))
+        self._send("[DONE]")
+        self._flush(s)
 
-    def _end_choice(self, s, i: int, reason: str) -> None:
+    def _send(self, data) -> None:
+        self._out.append(event_text(data))
+
+    def _flush(self, s) -> None:
+        if self._out:
+            s.write("".join(self._out))
+            self._out = []
+
+    def _end_choice(self, i: int, reason: str) -> None:
         self.reason[i] = reason
         self.api.finished.inc(1, reason)
         rest = self.text[i].finish()
         if rest:
-            s.event(self._chunk([self._delta_choice(i, rest)]))
-        s.event(self._chunk([self._delta_choice(i, None, reason=reason)]))
+            self._send(self._chunk([self._delta_choice(i, rest)]))
+        self._send(self._chunk([self._delta_choice(i, None, reason=reason)]))

@@ -24,6 +24,7 @@ from alpha.core import rng as _rng
 from alpha.core.backend import BINARY_OPS, DTYPES, FLOAT_DTYPES, UNARY_OPS, Backend
 from alpha.core.checks import reduced_shape
 from alpha.tensor import reference_attention as ref_attn
+from alpha.tensor import reference_optim as ref_opt
 from alpha.tensor.tensor import Tensor
 
 GELU_K = math.sqrt(2.0 / math.pi)
@@ -554,6 +555,37 @@ class ReferenceBackend(Backend):
         _write(param, P)
         _write(m, M)
         _write(v, Vv)
+
+    def _lion_step(self, param, grad, m, lr, beta1, beta2, weight_decay, grad_scale) -> None:
+        P, M = _read(param), _read(m)
+        ref_opt.lion(P, _read(grad), M, lr, beta1, beta2, weight_decay, grad_scale)
+        _write(param, P)
+        _write(m, M)
+
+    def _sgd_step(self, param, grad, buf, lr, momentum, nesterov, weight_decay,
+                  grad_scale) -> None:
+        P, B = _read(param), _read(buf)
+        ref_opt.sgd(P, _read(grad), B, lr, momentum, nesterov, weight_decay, grad_scale)
+        _write(param, P)
+        _write(buf, B)
+
+    def _muon_momentum(self, out, grad, buf, momentum, nesterov, grad_scale) -> None:
+        O, B = [0.0] * out.numel, _read(buf)
+        ref_opt.muon_momentum(O, _read(grad), B, momentum, nesterov, grad_scale)
+        _write(out, O)
+        _write(buf, B)
+
+    def _adafactor_step(self, param, grad, row, col, lr, beta2, eps, clip, weight_decay,
+                        grad_scale) -> None:
+        P, Rw = _read(param), _read(row)
+        Cl = _read(col) if col is not None else None
+        R, C = param.shape if col is not None else (1, param.numel)
+        ref_opt.adafactor(P, _read(grad), Rw, Cl, R, C, lr, beta2, eps, clip, weight_decay,
+                          grad_scale)
+        _write(param, P)
+        _write(row, Rw)
+        if col is not None:
+            _write(col, Cl)
 
 
 def _contig(shape) -> list[int]:

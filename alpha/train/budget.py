@@ -8,7 +8,8 @@ The estimate, in float32 values:
     activations kept for backward            B*T*(n_layer*(10*C + 3*H) + 2*C) plus B*T*V*2 for
                                              the logits and their gradient; with activation
                                              checkpointing one block's (10*C + 3*H) plus each
-                                             block's input and its gradient (2*C per block)
+                                             block's input and its gradient (2*C per block);
+                                             rope adds its turned qkv (3*C) to a block's
 and backward's temporaries are taken as large as the activations again (a bound, measured to
 be within 2x of the peak RSS on the CPU backend). The host's free memory is MemAvailable from
 /proc/meminfo.
@@ -50,10 +51,11 @@ def estimate(cfg, batch_size: int, accum_steps: int = 1,
     P = num_params(cfg)
     B, T, C, V = batch_size, cfg.block_size, cfg.n_embd, cfg.vocab_size
     H = cfg.hidden_dim * (2 if cfg.activation == "swiglu" else 1)
+    block = 10 * C + 3 * H + (3 * C if cfg.pos == "rope" else 0)  # rope: the turned qkv
     if checkpointing:  # alpha.autograd.checkpoint: one block's intermediates at a time
-        kept = B * T * (cfg.n_layer * 2 * C + (10 * C + 3 * H) + 2 * C) + 2 * B * T * V
+        kept = B * T * (cfg.n_layer * 2 * C + block + 2 * C) + 2 * B * T * V
     else:
-        kept = B * T * (cfg.n_layer * (10 * C + 3 * H) + 2 * C) + 2 * B * T * V
+        kept = B * T * (cfg.n_layer * block + 2 * C) + 2 * B * T * V
     # params, grads, m, v on the device, and the three host copies a checkpoint is written from
     return Estimate(params=P, weights_bytes=7 * 4 * P, activation_bytes=2 * 4 * kept)
 

@@ -8,8 +8,6 @@
 #include "alpha.h"
 #include "alpha_math.h"
 
-#include <math.h>
-
 #define PIECE 16384
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
@@ -56,7 +54,7 @@ FLAT_TASK(relu_fwd, o[i] = a[i] > 0.0f ? a[i] : 0.0f)
 FLAT_TASK(relu_bwd, o[i] += a[i] > 0.0f ? b[i] : 0.0f)
 FLAT_TASK(relu2_fwd, o[i] = a[i] > 0.0f ? a[i] * a[i] : 0.0f)
 FLAT_TASK(relu2_bwd, o[i] += a[i] > 0.0f ? 2.0f * a[i] * b[i] : 0.0f)
-FLAT_TASK(softcap_fwd, o[i] = s * tanhf(a[i] / s))
+FLAT_TASK(softcap_fwd, o[i] = s * alpha_tanhf(a[i] / s))
 FLAT_TASK(softcap_bwd, o[i] += b[i] * (1.0f - (a[i] / s) * (a[i] / s)))
 FLAT_TASK(silu_fwd, o[i] = a[i] * alpha_sigmoidf(a[i]))
 FLAT_TASK(silu_bwd, o[i] += b[i] * silu_grad(a[i]))

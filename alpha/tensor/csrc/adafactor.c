@@ -5,8 +5,9 @@
  *                   u = g / sqrt(row_i / mean(row) * col_j)
  *   vector (n):     v = b2 v + (1 - b2) g2;  u = g / sqrt(v)
  *   u /= max(1, rms(u) / clip);  param = param - lr * wd * param - lr * u
- * Means and the RMS accumulate in float64. Rows are independent (parallel); the column sums and
- * the RMS are added in row order, so the result does not depend on the thread count. */
+ * Means and the RMS accumulate in float64. Rows are independent, and so are columns (each
+ * column's sum runs over the rows in order); the RMS adds per-row sums in row order: the result
+ * does not depend on the thread count. */
 #include "alpha.h"
 
 #include <math.h>
@@ -18,6 +19,7 @@ typedef struct {
     int64_t R, C;
     double b2, eps1, gs, rmean, scale, lr, wd;
     double *partial;  /* (R,): per-row sums of u^2 */
+    float *crs;  /* (C,): 1 / sqrt(col_j) */
 } ada_ctx;
 
 /* row_i = b2 row_i + (1 - b2) * mean_j g2 */
@@ -34,10 +36,33 @@ static void ada_rows(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
+/* col_j = b2 col_j + (1 - b2) * mean_i g2, for a range of columns: each column's sum runs over
+ * the rows in order whichever task does it, so the split does not change a bit. */
+#define COLS 64
+static void ada_cols(void *vctx, int64_t begin, int64_t end) {
+    ada_ctx *c = (ada_ctx *)vctx;
+    int64_t j0 = begin * COLS, j1 = end * COLS < c->C ? end * COLS : c->C;
+    double sums[COLS];
+    for (int64_t jb = j0; jb < j1; jb += COLS) {
+        int64_t w = j1 - jb < COLS ? j1 - jb : COLS;
+        for (int64_t j = 0; j < w; j++) sums[j] = 0.0;
+        for (int64_t i = 0; i < c->R; i++) {
+            const float *g = c->grad + i * c->C + jb;
+            for (int64_t j = 0; j < w; j++) {
+                float gj = (float)(g[j] * c->gs);
+                sums[j] += (double)(gj * gj) + c->eps1;
+            }
+        }
+        for (int64_t j = 0; j < w; j++)
+            c->col[jb + j] = (float)(c->b2 * c->col[jb + j]
+                                     + (1.0 - c->b2) * (sums[j] / (double)c->R));
+    }
+}
+
 /* the update of row i, unscaled: u_ij = g_ij * rsqrt(row_i / rmean) * rsqrt(col_j) */
 static inline float ada_u(const ada_ctx *c, int64_t i, int64_t j, float rf) {
     float g = (float)(c->grad[i * c->C + j] * c->gs);
-    return g * rf / sqrtf(c->col[j]);
+    return g * rf * c->crs[j];
 }
 
 static void ada_rms(void *vctx, int64_t begin, int64_t end) {
@@ -95,26 +120,19 @@ int adafactor_step(float *param, const float *grad, float *row, float *col, int6
                    double weight_decay, double grad_scale) {
     int64_t n = R * C;
     double *partial = malloc(sizeof(double) * (size_t)(col ? R : n));
-    double *colsum = col ? calloc((size_t)C, sizeof(double)) : NULL;
-    if (!partial || (col && !colsum)) {
+    float *crs = col ? malloc(sizeof(float) * (size_t)C) : NULL;
+    if (!partial || (col && !crs)) {
         free(partial);
-        free(colsum);
+        free(crs);
         return -1;
     }
     ada_ctx c = {param, row, col, grad, R, C, beta2, eps1, grad_scale, 0.0, 1.0, lr,
-                 weight_decay, partial};
+                 weight_decay, partial, crs};
     double ss = 0.0;
     if (col) {
         alpha_parallel_for(R, 16, ada_rows, &c);
-        for (int64_t i = 0; i < R; i++) {  /* column sums in row order */
-            const float *g = grad + i * C;
-            for (int64_t j = 0; j < C; j++) {
-                float gj = (float)(g[j] * grad_scale);
-                colsum[j] += (double)(gj * gj) + eps1;
-            }
-        }
-        for (int64_t j = 0; j < C; j++)
-            col[j] = (float)(beta2 * col[j] + (1.0 - beta2) * (colsum[j] / (double)R));
+        alpha_parallel_for((C + COLS - 1) / COLS, 1, ada_cols, &c);
+        for (int64_t j = 0; j < C; j++) crs[j] = 1.0f / sqrtf(col[j]);
         double rs = 0.0;
         for (int64_t i = 0; i < R; i++) rs += row[i];
         c.rmean = rs / (double)R;
@@ -131,6 +149,6 @@ int adafactor_step(float *param, const float *grad, float *row, float *col, int6
     else
         alpha_parallel_for(n, 16384, vec_apply, &c);
     free(partial);
-    free(colsum);
+    free(crs);
     return 0;
 }

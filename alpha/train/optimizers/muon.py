@@ -12,8 +12,9 @@ with the quintic coefficients (a, b, c) = (3.4445, -4.7750, 2.0315), which push 
 value of X towards ~1 (roughly into [0.7, 1.2]) in a few steps. Alpha stores W as (in, out), the
 transpose of PyTorch's (out, in): fan_out / fan_in is PyTorch's rows / cols, so the scale is the
 speedrun's. c_attn's q, k and v (its three column blocks) are orthogonalised as three matrices,
-as the speedrun's separate c_q, c_k, c_v are. No weight decay on them (as in the speedrun). The matrices' lr follows the schedule: muon_lr * lr / peak lr. The
-speedrun runs Newton-Schulz in bfloat16; here it is f32.
+as the speedrun's separate c_q, c_k, c_v are (and a swiglu c_fc's gate and up as two). No weight
+decay on them (as in the speedrun). The matrices' lr follows the schedule: muon_lr * lr / peak
+lr. The speedrun runs Newton-Schulz in bfloat16; here it is f32.
 
 State: AdamW's `m`, `v` (over the parameters' whole size, zero on the matrices) and one buffer
 `muon_momentum` holding the matrices' momenta in table order.
@@ -34,14 +35,20 @@ def is_hidden_matrix(name: str, shape) -> bool:
     return len(shape) == 2 and name.startswith("h.")
 
 
-def column_blocks(name: str, shape) -> list[tuple[int, int]]:
+def column_blocks(name: str, shape, activation: str = "") -> list[tuple[int, int]]:
     """The (start, width) column blocks orthogonalised one by one: q, k, v of c_attn (packed
-    [q | k | v] along its output columns), the whole matrix otherwise."""
+    [q | k | v] along its output columns), gate and up of a swiglu c_fc ([gate | up]), the whole
+    matrix otherwise."""
     cols = shape[1]
-    if name.endswith("attn.c_attn.weight") and cols % 3 == 0:
-        w = cols // 3
-        return [(0, w), (w, w), (2 * w, w)]
-    return [(0, cols)]
+    parts = 1
+    if name.endswith("attn.c_attn.weight"):
+        parts = 3
+    elif name.endswith("mlp.c_fc.weight") and activation == "swiglu":
+        parts = 2
+    if cols % parts:
+        parts = 1
+    w = cols // parts
+    return [(k * w, w) for k in range(parts)]
 
 
 def newton_schulz(be, X, scratch, steps: int = NS_STEPS):
@@ -75,6 +82,7 @@ class Muon(Optimizer):
         self.lr_ratio = tc.muon_lr / tc.lr  # the matrices' lr relative to the schedule's
         self.step = 0
         mats = [e for e in entries(model) if is_hidden_matrix(e.name, e.shape)]
+        activation = getattr(getattr(model, "cfg", None), "activation", "")
         self.adamw = AdamW(backend, model, tc,
                            skip=[(e.offset, e.offset + e.numel) for e in mats])
         self.buf = backend.zeros((sum(e.numel for e in mats),), "f32")
@@ -83,7 +91,7 @@ class Muon(Optimizer):
         for e in mats:
             mom = self.buf.narrow(0, off, e.numel).view(e.shape)
             self.mats.append((view(model.params, e), view(model.grads, e), mom,
-                              column_blocks(e.name, e.shape)))
+                              column_blocks(e.name, e.shape, activation)))
             off += e.numel
         self._scratch: dict = {}  # shape -> work tensors
 
