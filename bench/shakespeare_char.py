@@ -17,7 +17,7 @@ framework and reports the mean, the standard error and the difference in standar
 also reports `val_full`, the loss over every validation window (stride block_size), which has no
 eval-sampling noise. See bench/shakespeare_gap.md for what was measured with it.
 
-Every run is its own process with 2 threads (`ALPHA_NUM_THREADS=2`, torch.set_num_threads(2));
+Every run is its own process with `--threads` threads (2: `ALPHA_NUM_THREADS=2`, torch 2 threads);
 `--jobs N` runs N of them at once (on a machine with 2N cores). `--torch-device cuda` trains the
 PyTorch twin on a GPU instead (its random draws still come from the CPU generator, so they are the
 same draws; TF32 off), which leaves the CPU cores to Alpha. `--twin VARIANT` makes the twin take
@@ -54,8 +54,8 @@ VAL_FRACTION = 0.1  # Alpha's split: the last int(0.1 n) tokens are validation
 # config (within 5%) and must not take longer; bench/shakespeare_gap.md has its figures.
 RECIPES = {
     "baby": ({}, {}),
-    "modern": ({"pos": "rope", "activation": "swiglu", "ffn_dim": 344},
-               {"optimizer": "muon"}),
+    "modern": ({"pos": "rope", "norm": "rmsnorm", "activation": "relu2"},
+               {"optimizer": "muon", "iters": 1200}),
 }
 TWIN_DRAWS = ("init", "data", "eval", "vocab")
 
@@ -80,14 +80,43 @@ def full_val_starts(n_val: int) -> list[int]:
 # ---- Alpha ------------------------------------------------------------------------------------
 
 
+def parse_recipe(spec: str) -> tuple[dict, dict]:
+    """"NAME[:key=value...]" -> (model overrides, train overrides): a recipe of RECIPES with some
+    fields changed (e.g. "modern:muon_lr=0.04:iters=1600"), for tuning. Values are JSON when they
+    parse as JSON, else strings; a key goes to the model when ModelConfig has that field."""
+    import dataclasses
+
+    sys.path.insert(0, ROOT)
+    from alpha.core.config import ModelConfig
+
+    name, *sets = spec.split(":")
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
+    model_over, train_over = dict(RECIPES[name][0]), dict(RECIPES[name][1])
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    for item in sets:
+        key, eq, text = item.partition("=")
+        if not eq:
+            raise ValueError(f"recipe {spec!r}: {item!r} is not key=value")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        (model_over if key in model_fields else train_over)[key] = value
+    return model_over, train_over
+
+
 def run_alpha(data: str, iters: int, seed: int, recipe: str = "baby") -> dict:
     sys.path.insert(0, ROOT)
     from array import array
 
     from alpha.core.config import resolve
+    from alpha.train.evaluation import upload
     from alpha.train.trainer import Trainer
 
-    model_over, train_over = RECIPES[recipe]
+    model_over, train_over = parse_recipe(recipe)
+    # a recipe's own step count scales with --iters (a quick look shortens every recipe alike)
+    iters = round(train_over.pop("iters", TRAIN["iters"]) * iters / TRAIN["iters"])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         train = {**TRAIN, **train_over, "iters": iters, "data": data, "tokenizer": "char",
@@ -101,12 +130,14 @@ def run_alpha(data: str, iters: int, seed: int, recipe: str = "baby") -> dict:
         val, B, T = trainer.data.val, TRAIN["batch_size"], MODEL["block_size"]
         starts = full_val_starts(len(val))
         total = 0.0
+        trainer.model.eval()
         for b in range(0, len(starts), B):
             x, y = array("i"), array("i")
             for s in starts[b:b + B]:
                 x.extend(val[s:s + T])
                 y.extend(val[s + 1:s + T + 1])
-            total += trainer._eval_loss(x, y)
+            _, loss = trainer.model.forward(*upload(trainer.backend, x, y, T))
+            total += float(loss.to_array()[0])
     return {"framework": "alpha cpu", "recipe": recipe, "val_loss": result.val_loss,
             "val_full": total / (len(starts) // B), "train_loss": result.loss, "wall_s": wall,
             "train_s": result.elapsed_s, "n_params": trainer.model.n_params}
@@ -166,7 +197,7 @@ def run_torch(data: str, iters: int, seed: int, draws: frozenset, device: str) -
     sys.path.insert(0, HERE)
     from train_speed import torch_gpt, torch_optimizer
 
-    torch.set_num_threads(2 if device == "cpu" else 1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")) if device == "cpu" else 1)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(seed)
@@ -264,10 +295,10 @@ def parse_twin(text: str) -> frozenset:
     return parts
 
 
-def child_env(torch_side: bool) -> dict:
+def child_env(torch_side: bool, threads: int) -> dict:
     env = dict(os.environ)
-    env["ALPHA_NUM_THREADS"] = "2"
-    env["OMP_NUM_THREADS"] = "2"
+    env["ALPHA_NUM_THREADS"] = str(threads)
+    env["OMP_NUM_THREADS"] = str(threads)
     if torch_side:
         sys.path.insert(0, HERE)
         from train_speed import machine_busy
@@ -311,7 +342,7 @@ def run_jobs(jobs: list[dict], args) -> list[dict]:
                 log = open(os.path.join(logs, f"{len(results) + len(running)}.log"), "w")
                 proc = subprocess.Popen(job_cmd(job, args), stdout=subprocess.PIPE,
                                         stderr=log if quiet else None, text=True, cwd=ROOT,
-                                        env=child_env(job["side"] == "torch"))
+                                        env=child_env(job["side"] == "torch", args.threads))
                 running.append((job, proc, log))
         time.sleep(0.2)
         for item in list(running):
@@ -405,15 +436,17 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1337, help="the first seed")
     p.add_argument("--seeds", type=int, default=1, help="how many seeds, from --seed up")
     p.add_argument("--torch-seeds", type=int, default=0, help="PyTorch seeds (default --seeds)")
-    p.add_argument("--jobs", type=int, default=1, help="CPU runs at a time (2 threads each)")
+    p.add_argument("--jobs", type=int, default=1, help="CPU runs at a time (--threads each)")
     p.add_argument("--torch-device", default="cpu", help="cpu, or cuda for the PyTorch twin")
     p.add_argument("--torch-jobs", type=int, default=0,
                    help="PyTorch runs at a time on the GPU (--torch-device cuda; default 2)")
     p.add_argument("--twin", action="append", default=None, metavar="VARIANT",
                    help="own (default), all, or init/data/eval/vocab joined with '+': which draws "
                         "the PyTorch twin takes from Alpha (repeat for several)")
-    p.add_argument("--recipes", default="baby", help="Alpha recipes, comma-separated: "
-                                                     + ", ".join(RECIPES))
+    p.add_argument("--recipes", default="baby",
+                   help="Alpha recipes, comma-separated: " + ", ".join(RECIPES)
+                   + "; NAME:key=value:... changes fields of one (tuning)")
+    p.add_argument("--threads", type=int, default=2, help="threads per run")
     p.add_argument("--no-torch", action="store_true", help="Alpha only")
     p.add_argument("--no-alpha", action="store_true", help="PyTorch only")
     p.add_argument("--deadline", type=float, default=0.0,
@@ -433,13 +466,15 @@ def main() -> int:
         return 2
     recipes = args.recipes.split(",")
     try:
+        for r in recipes:
+            parse_recipe(r)
+    except (ValueError, ImportError) as e:
+        print(f"error: --recipes: {e}", file=sys.stderr)
+        return 2
+    try:
         twins = [parse_twin(t) for t in (args.twin or ["own"])]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if any(r not in RECIPES for r in recipes):
-        print(f"error: --recipes {args.recipes}: known recipes are {', '.join(RECIPES)}",
-              file=sys.stderr)
         return 2
     if args.one == "alpha":
         print(json.dumps(run_alpha(args.data, args.iters, args.seed, recipes[0])))
