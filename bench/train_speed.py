@@ -220,12 +220,13 @@ def measure_torch(name: str, steps: int, warmup: int, decode: int) -> dict:
 
 def measure_alpha(name: str, steps: int, warmup: int, decode: int) -> dict:
     sys.path.insert(0, ROOT)
-    from alpha.core.config import ModelConfig
+    from alpha.core.config import ModelConfig, TrainConfig
     from alpha.core.rng import Rng
     from alpha.model.inference import InferenceEngine
     from alpha.model.gpt import GPT
     from alpha.tensor import get_backend
-    from alpha.train.optim import AdamW, clip_coef, grad_norm
+    from alpha.train.optim import clip_coef, grad_norm
+    from alpha.train.optimizers import build_optimizer
 
     c = CONFIGS[name]
     B, T, V = c["batch"], c["block_size"], c["vocab_size"]
@@ -234,8 +235,8 @@ def measure_alpha(name: str, steps: int, warmup: int, decode: int) -> dict:
     be = get_backend("cpu")
     rng = Rng(0)
     model = GPT(cfg, be, rng)
-    opt = AdamW(be, model.params, model.grads, [model.decay_range], beta1=0.9, beta2=0.99,
-                eps=1e-8, weight_decay=0.1)
+    opt = build_optimizer(be, model, TrainConfig(optimizer="adamw", beta1=0.9, beta2=0.99,
+                                                 eps=1e-8, weight_decay=0.1))
     data = rng.stream("data")
     xs = data.randint(B * T, V)
     ys = data.randint(B * T, V)
