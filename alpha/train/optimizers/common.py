@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from alpha.train.optim import merge_segments
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -73,3 +75,45 @@ class Optimizer:
         for key, t in own.items():
             be.copy(t, be.from_array(tensors[key], t.shape, "f32"))
         self.step = int(state["step"])
+
+
+def without(segments, skip):
+    """`segments` (start, length, decays) minus the [start, end) ranges in `skip`."""
+    out = []
+    for start, length, decays in segments:
+        pieces = [(start, start + length)]
+        for a, b in skip:
+            pieces = [q for s, e in pieces for q in ((s, min(e, a)), (max(s, b), e)) if q[1] > q[0]]
+        out += [(s, e - s, decays) for s, e in pieces]
+    return out
+
+
+class Elementwise(Optimizer):
+    """An optimizer whose rule is elementwise (AdamW, Lion, SGD): its state is buffers of the
+    parameters' size, and one update is one backend step per run of parameters that share a
+    weight-decay setting. Subclasses list their buffers in `buffers` as (checkpoint name,
+    attribute) and implement `update` over `runs()`."""
+
+    buffers: tuple = ()
+
+    def __init__(self, backend, model, weight_decay: float, skip=()):
+        params, grads = model.params.view(-1), model.grads.view(-1)
+        if params.numel != grads.numel:
+            raise ValueError(f"params ({params.numel}) and grads ({grads.numel}) differ in size")
+        self.backend = backend
+        self.params, self.grads = params, grads
+        for _, attr in self.buffers:
+            setattr(self, attr, backend.zeros((params.numel,), "f32"))
+        self.weight_decay = weight_decay
+        self.step = 0  # updates applied so far
+        self.segments = without(merge_segments(params.numel, [model.decay_range]), skip)
+
+    def runs(self):
+        """(param, grad, [state views], weight decay) for each run of the flat buffers."""
+        for start, length, decays in self.segments:
+            yield (self.params.narrow(0, start, length), self.grads.narrow(0, start, length),
+                   [getattr(self, attr).narrow(0, start, length) for _, attr in self.buffers],
+                   self.weight_decay if decays else 0.0)
+
+    def state_tensors(self) -> dict:
+        return {name: getattr(self, attr) for name, attr in self.buffers}

@@ -9,32 +9,19 @@ paper's advice is an lr 3-10x smaller than AdamW's and a weight decay 3-10x larg
 
 from __future__ import annotations
 
-from alpha.train.optim import merge_segments
-from alpha.train.optimizers.common import Optimizer
+from alpha.train.optimizers.common import Elementwise
 
 
-class Lion(Optimizer):
+class Lion(Elementwise):
     name = "lion"
+    buffers = (("lion_m", "m"),)
 
     def __init__(self, backend, model, tc):
-        self.backend = backend
-        self.params, self.grads = model.params.view(-1), model.grads.view(-1)
-        self.m = backend.zeros((self.params.numel,), "f32")
+        super().__init__(backend, model, tc.weight_decay)
         self.beta1, self.beta2 = tc.beta1, tc.beta2
-        self.weight_decay = tc.weight_decay
-        self.step = 0
-        self.segments = merge_segments(self.params.numel, [model.decay_range])
 
     def update(self, lr: float, grad_scale: float = 1.0) -> None:
         self.step += 1
-        for start, length, decays in self.segments:
-            self.backend.lion_step(
-                self.params.narrow(0, start, length),
-                self.grads.narrow(0, start, length),
-                self.m.narrow(0, start, length),
-                lr=lr, beta1=self.beta1, beta2=self.beta2,
-                weight_decay=self.weight_decay if decays else 0.0, grad_scale=grad_scale,
-            )
-
-    def state_tensors(self) -> dict:
-        return {"lion_m": self.m}
+        for param, grad, (m,), wd in self.runs():
+            self.backend.lion_step(param, grad, m, lr=lr, beta1=self.beta1, beta2=self.beta2,
+                                   weight_decay=wd, grad_scale=grad_scale)

@@ -6,32 +6,19 @@ weight decay, coupled, inside the model's decay range), buf = momentum buf + g, 
 
 from __future__ import annotations
 
-from alpha.train.optim import merge_segments
-from alpha.train.optimizers.common import Optimizer
+from alpha.train.optimizers.common import Elementwise
 
 
-class SGD(Optimizer):
+class SGD(Elementwise):
     name = "sgd"
+    buffers = (("sgd_momentum", "buf"),)
 
     def __init__(self, backend, model, tc):
-        self.backend = backend
-        self.params, self.grads = model.params.view(-1), model.grads.view(-1)
-        self.buf = backend.zeros((self.params.numel,), "f32")
+        super().__init__(backend, model, tc.weight_decay)
         self.momentum, self.nesterov = tc.sgd_momentum, tc.sgd_nesterov
-        self.weight_decay = tc.weight_decay
-        self.step = 0
-        self.segments = merge_segments(self.params.numel, [model.decay_range])
 
     def update(self, lr: float, grad_scale: float = 1.0) -> None:
         self.step += 1
-        for start, length, decays in self.segments:
-            self.backend.sgd_step(
-                self.params.narrow(0, start, length),
-                self.grads.narrow(0, start, length),
-                self.buf.narrow(0, start, length),
-                lr=lr, momentum=self.momentum, nesterov=self.nesterov,
-                weight_decay=self.weight_decay if decays else 0.0, grad_scale=grad_scale,
-            )
-
-    def state_tensors(self) -> dict:
-        return {"sgd_momentum": self.buf}
+        for param, grad, (buf,), wd in self.runs():
+            self.backend.sgd_step(param, grad, buf, lr=lr, momentum=self.momentum,
+                                  nesterov=self.nesterov, weight_decay=wd, grad_scale=grad_scale)
