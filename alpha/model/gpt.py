@@ -80,6 +80,7 @@ class GPT:
         # keeps each block's input only; the backward recomputes the block on `_block_tape`
         self.checkpointing = False
         self._block_tape: Tape | None = None
+        self._layer_params: list[tuple] | None = None  # per layer, for _checkpointed_block
         self._positions: dict[int, object] = {}  # T -> i32 tensor 0..T-1
         self._rope: tuple | None = None  # (cos, sin) (block_size, head_dim/2) with pos=rope
         self._loss: Var | None = None
@@ -266,14 +267,22 @@ class GPT:
         """`_block` i through `alpha.autograd.checkpoint`: recomputed in the backward pass."""
         if self._block_tape is None:
             self._block_tape = Tape(self.backend)
-        h = f"h.{i}."
-        params = tuple(v for name, v in self.vars.items() if name.startswith(h))
+        params = self._layer_vars()[i]
 
         def block(tape: Tape, xin: Var, stream) -> Var:
             return self._block_on(tape, xin, i, stream)
         last = i == self.cfg.n_layer - 1  # its backward comes first: no need to recompute it
         return checkpoint(self.tape, self._block_tape, block, x, drop, params,
                           recompute=not last)
+
+    def _layer_vars(self) -> list[tuple]:
+        """Per layer, the Vars of its parameters (what a checkpointed block's op holds), made
+        once."""
+        if self._layer_params is None:
+            self._layer_params = [tuple(v for name, v in self.vars.items()
+                                        if name.startswith(f"h.{i}."))
+                                  for i in range(self.cfg.n_layer)]
+        return self._layer_params
 
     def _block_on(self, tape: Tape, x: Var, i: int, drop) -> Var:
         """`_block` recorded on `tape` instead of the model's: the very same code (whatever
@@ -300,19 +309,19 @@ class GPT:
             self._itape = InferenceTape(be)
         t = self._itape
         t.reset()
-        # products row by row (matmul_rows), prefill too: a row's bits depend neither on the other
-        # rows of the batch nor on where its prompt was cut into chunks, so the server may prefill
-        # several prompts in one forward; one new token per row may run fused (block_decode)
-        rows = True
+        # products row by row (matmul_rows, `_rows_linear`), prefill too: a row's bits depend
+        # neither on the other rows of the batch nor on where its prompt was cut into chunks, so
+        # the server may prefill several prompts in one forward; one new token per row may run
+        # fused (block_decode)
 
         positions = be.from_array([s + j for s in starts for j in range(T)], (B, T), "i32")
         x = ops.embedding(t, ids, p["wte"])  # (B, T, C)
         if cfg.pos == "learned":
             pos = ops.embedding(t, positions, p["wpe"])  # (B, T, C): each row's own positions
             x = ops.add(t, x, pos)
-        options = self._decode_options()
         fused = T == 1 and self.fused_decode
         if fused:
+            options = self._decode_options()
             if self._block_params is None:
                 self._block_params = [tuple(self.vars[f"h.{i}.{n}"].data
                                             if f"h.{i}.{n}" in self.vars else None
@@ -329,7 +338,7 @@ class GPT:
                 self.fused_decode = fused = False
         if not fused:
             for i in range(cfg.n_layer):
-                x = self._block_cached(t, x, i, cache, slots, starts, rows, positions)
+                x = self._block_cached(t, x, i, cache, slots, starts, positions)
         for s in slots:
             cache.lengths[s] += T
 
@@ -343,19 +352,16 @@ class GPT:
             if cap:
                 be.softcap_forward(logits, logits, cap)
             return logits
-        logits = self._linear(t, x, Var(cache.head_t), None, rows)  # (B, T, V)
+        logits = self._rows_linear(t, x, Var(cache.head_t), None)  # (B, T, V)
         return (ops.softcap(t, logits, cap) if cap else logits).data
 
-    def _linear(self, t, x: Var, w: Var, b: Var | None, rows: bool, transpose_w=False) -> Var:
-        """ops.linear, or with `rows` the batch-invariant product (`matmul_rows`)."""
-        if not rows:
-            return ops.linear(t, x, w, b, transpose_w=transpose_w)
+    def _rows_linear(self, t, x: Var, w: Var, b: Var | None) -> Var:
+        """x @ w (+ b) as the batch-invariant product (`matmul_rows`): w is (K, N)."""
         be = self.backend
-        K = x.data.shape[-1]
-        N = w.data.shape[0] if transpose_w else w.data.shape[1]
+        K, N = w.data.shape
         out = t.buffer(x.data.shape[:-1] + (N,), x.data.dtype)
         out2 = out.view(-1, N)
-        be.matmul_rows(out2, x.data.view(-1, K), w.data, trans_b=transpose_w)
+        be.matmul_rows(out2, x.data.view(-1, K), w.data)
         if b is not None:
             be.binary(out2, "add", out2, b.data)
         return Var(out)
@@ -373,7 +379,7 @@ class GPT:
             options["qk_norm"] = True
         return options
 
-    def _block_cached(self, t, x: Var, i: int, cache: KVCache, slots, starts, rows,
+    def _block_cached(self, t, x: Var, i: int, cache: KVCache, slots, starts,
                       positions) -> Var:
         """`_block` in eval mode over a KV cache: the new positions' k, v go into their slots and
         each row attends over its own sequence. positions (B, T) i32: each row's own (rope
@@ -383,8 +389,7 @@ class GPT:
         C = cfg.n_embd
         B, T, _ = x.data.shape
         a = self._norm(t, x, h + "ln_1.")
-        qkv = self._linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
-                           rows)
+        qkv = self._rows_linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"))
         qkv = self._qk_norm(t, qkv, h).data  # (B, T, 3C): q, k normalised before k is cached
         if cfg.pos == "rope":
             cos, sin = self._rope_tables()
@@ -407,12 +412,12 @@ class GPT:
                 be.copy(span.narrow(1, start, T), q.narrow(2, C, 2 * C))
                 be.kv_attention(att.narrow(0, b, 1), q.narrow(2, 0, C), span.narrow(2, 0, C),
                                 span.narrow(2, C, C), cfg.n_head, start, cap)
-        a = self._linear(t, Var(att), p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
-                         rows)
+        a = self._rows_linear(t, Var(att), p[h + "attn.c_proj.weight"],
+                              p.get(h + "attn.c_proj.bias"))
         x = ops.add(t, x, a)
         m = self._norm(t, x, h + "ln_2.")
-        m = self._linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), rows)
-        if rows and B > 1:  # activations one row at a time, as the fused block does
+        m = self._rows_linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))
+        if B > 1:  # activations one row at a time, as the fused block does
             g = t.buffer((B, T, cfg.hidden_dim), m.data.dtype)
             act = getattr(be, cfg.activation + "_forward")
             for b in range(B):
@@ -420,7 +425,7 @@ class GPT:
             m = Var(g)
         else:
             m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
-        m = self._linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), rows)
+        m = self._rows_linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))
         return ops.add(t, x, m)
 
     def backward(self) -> None:
