@@ -14,6 +14,7 @@ from alpha.core.errors import CheckpointError
 from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, decay_ranges, num_params, param_offsets, param_table
 from alpha.tensor import get_backend
+from model_checks import assert_grads_match_fd
 
 REF = get_backend("reference")
 
@@ -127,31 +128,7 @@ def test_model_gradients_match_finite_differences(act, bias, tied):
         [v + 0.3 * z for v, z in zip(m.params.to_array(), s.normal(m.n_params))],
         (m.n_params,), "f64"))
     ids, tg, _, _ = batch(REF)
-    m.zero_grad()
-    m.forward(ids, tg)
-    m.backward()
-    grads = list(m.grads.to_array())
-    base = list(m.params.to_array())
-
-    def loss_at(vals):
-        REF.copy(m.params, REF.from_array(vals, (m.n_params,), "f64"))
-        return m.forward(ids, tg)[1].item()
-
-    m.eval()
-    pick = Stream((13, 1))
-    h = 1e-5
-    for name, (off, shape) in param_offsets(cfg).items():
-        n = math.prod(shape)
-        for j in pick.randint(2, n):
-            i = off + j
-            vals = list(base)
-            vals[i] = base[i] + h
-            fp = loss_at(vals)
-            vals[i] = base[i] - h
-            fm = loss_at(vals)
-            fd = (fp - fm) / (2 * h)
-            assert abs(fd - grads[i]) <= 1e-6 * (1 + abs(fd)), (name, j, fd, grads[i])
-    REF.copy(m.params, REF.from_array(base, (m.n_params,), "f64"))
+    assert_grads_match_fd(m, ids, tg, Stream((13, 1)))
 
 
 def test_gradients_accumulate_until_zero_grad():

@@ -15,6 +15,7 @@ from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, InferenceEngine
 from alpha.model.params import decay_ranges, param_offsets, param_table
 from alpha.tensor import get_backend
+from model_checks import assert_grads_match_fd, perturbed
 
 REF = get_backend("reference")
 CPU = get_backend("cpu")
@@ -25,16 +26,6 @@ def tiny(**kw) -> ModelConfig:
     base = dict(vocab_size=11, n_layer=1, n_head=2, n_embd=8, block_size=6)
     base.update(kw)
     return ModelConfig(**base)
-
-
-def perturbed(cfg, backend=REF, dtype="f64", seed=1, scale=0.3):
-    """Weights far enough from the init (norm weights != 1) that every option shows."""
-    m = GPT(cfg, backend, Rng(seed), dtype=dtype)
-    s = Stream((seed, 77))
-    backend.copy(m.params, backend.from_array(
-        [v + scale * z for v, z in zip(m.params.to_array(), s.normal(m.n_params))],
-        (m.n_params,), dtype))
-    return m
 
 
 def batch(be, B=2, T=5, V=11):
@@ -147,30 +138,7 @@ def test_model_gradients_match_finite_differences(opts):
     cfg = tiny(**opts)
     m = perturbed(cfg, seed=5)
     ids, tg, _, _ = batch(REF)
-    m.zero_grad()
-    m.forward(ids, tg)
-    m.backward()
-    grads = list(m.grads.to_array())
-    base = list(m.params.to_array())
-
-    def loss_at(vals):
-        REF.copy(m.params, REF.from_array(vals, (m.n_params,), "f64"))
-        return m.forward(ids, tg)[1].item()
-
-    m.eval()
-    pick = Stream((13, 2))
-    h = 1e-5
-    for name, (off, shape) in param_offsets(cfg).items():
-        n = math.prod(shape)
-        for j in pick.randint(2, n):
-            i = off + j
-            vals = list(base)
-            vals[i] = base[i] + h
-            fp = loss_at(vals)
-            vals[i] = base[i] - h
-            fm = loss_at(vals)
-            fd = (fp - fm) / (2 * h)
-            assert abs(fd - grads[i]) <= 1e-6 * (1 + abs(fd)), (name, j, fd, grads[i])
+    assert_grads_match_fd(m, ids, tg, Stream((13, 2)))
 
 
 def test_cpu_matches_reference_with_options():

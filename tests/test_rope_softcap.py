@@ -14,13 +14,14 @@ import pytest
 
 from alpha.core.config import ModelConfig
 from alpha.core.errors import ConfigError
-from alpha.core.rng import Rng, Stream
+from alpha.core.rng import Stream
 from alpha.interop.compat import not_gpt2
 from alpha.model import GPT, KVCache
-from alpha.model.params import param_offsets, param_table
+from alpha.model.params import param_table
 from alpha.model.rope import tables
 from alpha.tensor import get_backend
 from conftest import require_peer
+from model_checks import assert_grads_match_fd, perturbed
 
 REF = get_backend("reference")
 CPU = get_backend("cpu")
@@ -159,15 +160,6 @@ def tiny(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
-def perturbed(cfg, backend=REF, dtype="f64", seed=1, scale=0.3):
-    m = GPT(cfg, backend, Rng(seed), dtype=dtype)
-    s = Stream((seed, 77))
-    backend.copy(m.params, backend.from_array(
-        [v + scale * z for v, z in zip(m.params.to_array(), s.normal(m.n_params))],
-        (m.n_params,), dtype))
-    return m
-
-
 def test_config_table_budget_and_export_refusal():
     from alpha.train.budget import estimate
 
@@ -191,24 +183,7 @@ def test_model_gradients_match_finite_differences():
     s = Stream((9, 1))
     ids = REF.from_array(s.randint(10, 11), (2, 5), "i32")
     tg = REF.from_array(s.randint(10, 11), (2, 5), "i32")
-    m.zero_grad()
-    m.forward(ids, tg)
-    m.backward()
-    grads, base = list(m.grads.to_array()), list(m.params.to_array())
-    m.eval()
-    pick, h = Stream((13, 2)), 1e-5
-    for name, (off, shape) in param_offsets(cfg).items():
-        for j in pick.randint(2, math.prod(shape)):
-            i = off + j
-            vals = list(base)
-            vals[i] = base[i] + h
-            REF.copy(m.params, REF.from_array(vals, (m.n_params,), "f64"))
-            fp = m.forward(ids, tg)[1].item()
-            vals[i] = base[i] - h
-            REF.copy(m.params, REF.from_array(vals, (m.n_params,), "f64"))
-            fm = m.forward(ids, tg)[1].item()
-            fd = (fp - fm) / (2 * h)
-            assert abs(fd - grads[i]) <= 1e-6 * (1 + abs(fd)), (name, j, fd, grads[i])
+    assert_grads_match_fd(m, ids, tg, Stream((13, 2)))
 
 
 def test_positions_matter_and_cpu_matches_reference():
