@@ -1,7 +1,7 @@
 """helios's replayed decode step (`decode_step`, alpha/helios/replay.py) on lavapipe: greedy tokens
 equal to the op-by-op cached forward on helios and to the CPU backend's, rows of different
 lengths in any slots, batch-invariant bits, no per-token recording, the model options it takes,
-and the ones it declines. The kernels themselves are spirv-validated by tests/test_spirv.py."""
+the ones it declines, and the greedy `argmax_rows`. The kernels themselves are spirv-validated by tests/test_spirv.py."""
 
 from __future__ import annotations
 
@@ -36,9 +36,12 @@ def decode(model, steps, order=(2, 0, 1), tokens=6):
     for _ in range(tokens):
         nxt = [cur[s].index(max(cur[s])) for s in order]
         toks.append(nxt)
-        lg = be.to_array(model.forward(be.from_array(nxt, (len(order), 1), "i32"), cache=cache,
-                                       slots=list(order), last_only=True))
+        logits = model.forward(be.from_array(nxt, (len(order), 1), "i32"), cache=cache,
+                               slots=list(order), last_only=True)
+        greedy = be.argmax_rows(logits)  # helios: computed by the replayed step itself
+        lg = be.to_array(logits)
         cur = {s: list(lg[i * V:(i + 1) * V]) for i, s in enumerate(order)}
+        assert greedy == [cur[s].index(max(cur[s])) for s in order], greedy
         rows.append(cur)
     recorded = (be.dev.dispatches - before) if be.name == "helios" else 0
     return toks, rows, recorded
@@ -73,6 +76,13 @@ def check(cfg, replayed=True):
         assert [r[0] for r in r_one] == [r[0] for r in r_rep]
     print(cfg.norm, cfg.activation, cfg.pos, "tokens", t_rep[:2], "max |diff|", worst)
 
+
+inf = float("inf")
+ties = hel.from_array([1, 3, 3, 0, -inf, -inf, -inf, -inf, 0, 0, 0, 0, -1, 5, 2, 5], (4, 4))
+assert hel.argmax_rows(ties) == [1, 0, 0, 1]  # the lowest index among equal maxima
+wide = [float((i * 7919) % 1000) for i in range(3 * 700)]
+want = [max(range(700), key=lambda j, r=r: (wide[r * 700 + j], -j)) for r in range(3)]
+assert hel.argmax_rows(hel.from_array(wide, (3, 700))) == want
 
 base = dict(vocab_size=96, n_layer=2, n_head=2, n_embd=64, block_size=40)
 check(ModelConfig(**base))

@@ -1,6 +1,7 @@
 """The attention ops of the Backend protocol (`alpha.core.backend`), with their checking front:
 fused causal self-attention for training, attention over a KV cache, rotary position embedding,
-and the two inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode`).
+and the inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode` and
+whole-step `decode_step`, greedy `argmax_rows`).
 Each public method checks its arguments and calls the `_<op>` hook, like every other op.
 """
 
@@ -158,6 +159,23 @@ class AttentionOps:
                 raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
         self._block_decode(x, cache, slots, positions, params, n_head, activation, eps,
                            **options)
+
+    def argmax_rows(self, x: "Tensor") -> list[int]:
+        """x (M, N) float -> each row's index of its largest value (the lowest among equal
+        ones), on the host: greedy decoding. A backend may compute it where x lives (helios: on
+        the GPU, or already in the decode step that wrote x); one that lacks `_argmax_rows`
+        gets this default, which reads x back."""
+        op = "argmax_rows"
+        ck.need_float(op, self.floats, ("x", x))
+        if x.ndim != 2 or x.shape[1] == 0:
+            raise ValueError(f"{op}: x {x.shape} must be (M, N) with N > 0")
+        try:
+            return self._argmax_rows(x)
+        except NotImplementedError:
+            pass
+        vals, N = self.to_array(x), x.shape[1]
+        rows = (vals[i * N:(i + 1) * N] for i in range(x.shape[0]))
+        return [row.index(max(row)) for row in rows]
 
     def decode_step(self, ids: "Tensor", caches: Sequence["Tensor"], slots: Sequence[int],
                     positions: Sequence[int], params: tuple, n_head: int, activation: str,

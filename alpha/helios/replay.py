@@ -11,10 +11,12 @@ constants, and attention loops to each row's own length, so nothing is recorded 
 Everything else (weights, the cache, the scratch activations) is at a fixed address, read live:
 new weights in the same tensors are used by the next token without re-recording.
 
-A token is 2 + 5 * n_layer dispatches (`kernels/decode.py`): the embedding, per layer
+A token is 3 + 5 * n_layer dispatches (`kernels/decode.py`): the embedding, per layer
 [norm + qkv product], [k, v into the cache + attention], [c_proj + residual], [norm + c_fc +
 activation], [mlp c_proj + residual], then [ln_f + head], whose logits are written straight
-into host memory (read without a copy: `Runtime.read_bytes`). The products are fp32 whatever the
+into host memory (read without a copy: `Runtime.read_bytes`), and their argmax, which
+`argmax_rows` answers without a dispatch or a copy (greedy decoding reads M ids, not M * V
+logits). The products are fp32 whatever the
 backend's matmul dtype, like `matmul_rows`, and batch-invariant: a row's bits do not depend on M
 or on the other rows. They are not the op-by-op path's bits (K is summed in slices, the norms
 are fused), only the same tokens within fp32 rounding.
@@ -34,7 +36,7 @@ from ctypes import byref
 
 from alpha.helios import vk
 from alpha.helios.kernels import decode as kdec
-from alpha.helios.runtime import HeliosStorage, groups
+from alpha.helios.runtime import MAX_GROUPS, HeliosStorage, groups
 from alpha.tensor.tensor import Tensor
 
 MAX_RECORDED = 32  # recorded steps kept (a server's batch size changes as requests come and go)
@@ -65,6 +67,19 @@ class DecodeOps:
         replays.move_to_end(key)
         return rep.run(self._ids_on_host(ids), slots, positions)
 
+    def _argmax_rows(self, x) -> list[int]:
+        if x.dtype != "f32":
+            raise NotImplementedError("need argmax_rows for f64")
+        for rep in self.__dict__.get("_replays", {}).values():  # computed by the step already
+            if rep.owns(x):
+                return list(self.rt.host_values(rep.greedy))
+        M, N = x.shape
+        x = self.rt.contig(x)
+        ids = self.rt.new((M,), "u32")
+        self.rt.launch(("argmax_rows",), kdec.argmax_rows,
+                       [self.rt.addr(ids), self.rt.addr(x), M, N], (min(M, MAX_GROUPS), 1, 1))
+        return list(self.rt.host_values(ids))
+
 
 class DecodeReplay:
     """One recorded decode step of M rows (see the module docstring)."""
@@ -91,12 +106,10 @@ class DecodeReplay:
         dev = self.dev
         # the arguments: host-visible device memory where there is some, else host memory
         self.args = (dev.device_pool if dev.direct_upload else dev.host_pool).alloc(12 * M)
-        # the logits go straight to host memory the host reads without a copy
-        if dev.host_coherent:
-            alloc = dev.host_pool.alloc(4 * M * V)
-            self.logits = Tensor(be, HeliosStorage(alloc, 4 * M * V), (M, V), "f32")
-        else:
-            self.logits = rt.new((M, V))
+        # the logits and their argmax (greedy decoding: `argmax_rows`) go straight to host
+        # memory, which the host reads without a copy
+        self.logits, self.greedy = self._host_tensor((M, V), "f32"), self._host_tensor((M,), "u32")
+        self.stamp = -1  # dev.writes after the last run: the greedy ids are x's while it holds
         A = rt.addr
         args = self.args.address
         learned = wpe is not None
@@ -118,8 +131,23 @@ class DecodeReplay:
             steps.append(self._gemv(self.x, self.hid, mw, mb, None, "residual", eps))
         steps.append(self._gemv(self.logits, self.x, head_t, None, (norm, lnf_w, lnf_b),
                                 "softcap" if logit_softcap else None, eps, logit_softcap))
+        steps.append((("argmax_rows",), kdec.argmax_rows, [A(self.greedy), A(self.logits), M, V],
+                      (min(M, MAX_GROUPS), 1, 1)))
         self.dispatches = len(steps)
         self.cb, self.fence = self._record(steps)
+
+    def _host_tensor(self, shape, dtype) -> Tensor:
+        """A tensor in host memory where it is coherent (read with no copy), else on the GPU."""
+        dev = self.dev
+        if not dev.host_coherent:
+            return self.be.rt.new(shape, dtype)
+        n = 4 * math.prod(shape)
+        return Tensor(self.be, HeliosStorage(dev.host_pool.alloc(n), n), shape, dtype)
+
+    def owns(self, x) -> bool:
+        """x is this step's logits, unchanged since its last run."""
+        return (x.storage is self.logits.storage and x.offset == 0
+                and x.shape == self.logits.shape and self.stamp == self.dev.writes)
 
     @staticmethod
     def _check(params, caches, C, F, V) -> None:
@@ -199,6 +227,7 @@ class DecodeReplay:
         ctypes.memmove(self.args.host_ptr, data.buffer_info()[0], 12 * self.M)
         dev.writes += 1  # GPU memory will change (the matmul packing memo must not trust it)
         dev.submit_recorded(self.cb, self.fence)
+        self.stamp = dev.writes
         return self.logits
 
     def release(self) -> None:

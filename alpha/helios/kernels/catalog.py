@@ -145,6 +145,7 @@ def builders() -> dict:
     out["decode_attention_cap"] = lambda: kdec.decode_attention(256, 30.0)
     out["decode_embed"] = lambda: kdec.decode_embed(False)
     out["decode_embed_pos"] = lambda: kdec.decode_embed(True)
+    out["argmax_rows"] = kdec.argmax_rows
     out["matmul_default_ck_bf16"] = lambda: kmm.matmul_kernel(kmm.DEFAULT, True, False, "bf16")
     out["pack16_bf16"] = lambda: kcm.pack16_kernel("bf16")
     out["pack16_f16"] = lambda: kcm.pack16_kernel("f16")

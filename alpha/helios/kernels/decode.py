@@ -190,3 +190,44 @@ def decode_embed(learned_pos: bool) -> Kernel:
             v = v + wpe[args[2 * M + m] * C + c]
         x[i] = v
     return k
+
+
+ARGMAX_LOCAL = 256
+
+
+def argmax_rows() -> Kernel:
+    """ids[r] = the index of row r's largest value, the lowest among equal ones (x (R, N));
+    one workgroup per row (grid-stride over rows), a fixed-order tree in shared memory."""
+    k = Kernel("argmax_rows", (ARGMAX_LOCAL, 1, 1),
+               [("ids", "u32*"), ("x", "f32*"), ("R", "u32"), ("N", "u32")])
+    ids, x, R, N = k.params()
+    vals = k.shared("f32", ARGMAX_LOCAL)
+    idx = k.shared("u32", ARGMAX_LOCAL)
+    lid = k.local_id(0)
+    with k.loop(k.group_id(0), R, k.num_groups(0)) as r:
+        base = r * N
+        best = k.var("f32", katt.NEG_INF)
+        at = k.var("u32", 0xFFFFFFFF)
+        with k.loop(lid, N, ARGMAX_LOCAL) as j:  # ascending j: only a larger value wins
+            v = x[base + j]
+            with k.if_(v > best.get()):
+                best.set(v)
+                at.set(j)
+        vals[lid] = best.get()
+        idx[lid] = at.get()
+        s = ARGMAX_LOCAL // 2
+        while s >= 1:
+            k.barrier()
+            with k.if_(lid < s):
+                v, i = vals[lid + s], idx[lid + s]
+                mine, mi = vals[lid], idx[lid]
+                with k.if_((v > mine) | (v.eq(mine) & (i < mi))):
+                    vals[lid] = v
+                    idx[lid] = i
+            s //= 2
+        k.barrier()
+        with k.if_(lid.eq(0)):
+            found = idx[0]
+            ids[r] = k.select(found < N, found, 0)  # a row of NaNs or -infs: 0
+        k.barrier()
+    return k
