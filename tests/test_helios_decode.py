@@ -1,7 +1,8 @@
 """helios's replayed decode step (`decode_step`, alpha/helios/replay.py) on lavapipe: greedy tokens
 equal to the op-by-op cached forward on helios and to the CPU backend's, rows of different
 lengths in any slots, batch-invariant bits, no per-token recording, the model options it takes,
-the ones it declines, and the greedy `argmax_rows`. The kernels themselves are spirv-validated by tests/test_spirv.py."""
+the ones it declines, and the greedy `argmax_rows`. The kernels themselves are spirv-validated
+by tests/test_spirv.py."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ before running another.
 Inference is this same forward with a KV cache (`forward(ids, cache=..., slots=...)`, see
 `alpha.model.kvcache`): eval mode, no tape, positions offset by each sequence's cache length, and
 attention over each sequence's own cache (`kv_attention`). One new token per sequence (decode)
-runs each block as the backend's fused `block_decode` when it has one (the same bits; at small
+runs as the backend's whole-step `decode_step` when it has one (helios: a replayed command
+buffer), else each block as its fused `block_decode` when it has one (the same bits; at small
 batches the Python between ops costs as much as their arithmetic) and otherwise op by op; its
 products are `matmul_rows`, so every row's logits are the same bits whatever else is in the
 batch (what makes a served request's tokens independent of the other requests).
