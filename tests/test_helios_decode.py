@@ -75,6 +75,8 @@ def check(cfg, replayed=True):
         # batch invariance: slot 0's rows alone (M = 1) are the bits it had among three
         t_one, r_one, _ = decode(mh, True, order=(0,))
         assert [r[0] for r in r_one] == [r[0] for r in r_rep]
+        # every decode() made a new cache: the steps recorded over freed ones were dropped
+        assert len(hel._replays) <= 2, len(hel._replays)
     print(cfg.norm, cfg.activation, cfg.pos, "tokens", t_rep[:2], "max |diff|", worst)
 
 

@@ -278,6 +278,7 @@ class Device:
         self.free_cmds: list[tuple[int, int]] = []  # (command buffer, fence) ready for reuse
         self.in_flight: list[tuple[int, int]] = []
         self.replays_in_flight: list[int] = []  # fences of recorded command buffers (replay.py)
+        self._submit_infos: dict[int, tuple] = {}  # their VkSubmitInfo, by command buffer
         self.cmd = None
         self.count = 0
         self.pending_host = []  # staging allocations to release after the next full wait
@@ -436,10 +437,12 @@ class Device:
         what the stream has recorded so far; `synchronize` waits for it too, and leaves it
         recorded (only its fence is reset)."""
         self.submit()
-        cbs = (ctypes.c_void_p * 1)(cb)
-        sinfo = vk.SubmitInfo(sType=vk.ST_SUBMIT_INFO, commandBufferCount=1,
-                              pCommandBuffers=addressof(cbs))
-        vk.check(self.f.QueueSubmit(self.queue, 1, byref(sinfo), fence), "vkQueueSubmit")
+        info = self._submit_infos.get(cb)
+        if info is None:  # made once per command buffer: a token's host work stays small
+            cbs = (ctypes.c_void_p * 1)(cb)
+            info = self._submit_infos[cb] = (cbs, vk.SubmitInfo(
+                sType=vk.ST_SUBMIT_INFO, commandBufferCount=1, pCommandBuffers=addressof(cbs)))
+        vk.check(self.f.QueueSubmit(self.queue, 1, byref(info[1]), fence), "vkQueueSubmit")
         self.replays_in_flight.append(fence)
 
     def _wait(self, fence: int) -> None:

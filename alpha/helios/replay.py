@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import math
 import struct
+import weakref
 from array import array
 from collections import OrderedDict
 from ctypes import byref
@@ -59,7 +60,11 @@ class DecodeOps:
                tuple(sorted(options.items())))
         replays = self.__dict__.setdefault("_replays", OrderedDict())
         rep = replays.get(key)
-        if rep is None or rep.caches is not caches or rep.params is not params:
+        if rep is None or not rep.matches(caches, params):
+            for k, r in list(replays.items()):  # steps over freed caches or weights go
+                if k == key or not r.alive():
+                    del replays[k]
+                    r.release()
             rep = DecodeReplay(self, M, caches, params, n_head, activation, eps, **options)
             replays[key] = rep
             if len(replays) > MAX_RECORDED:
@@ -87,8 +92,10 @@ class DecodeReplay:
     def __init__(self, be, M, caches, params, n_head, activation, eps, softcap=0.0,
                  norm="layernorm", logit_softcap=0.0):
         self.be, self.dev, self.M = be, be.dev, M
-        self.caches, self.params = caches, params  # held: their ids key the recording
         wte, wpe, blocks, lnf_w, lnf_b, head_t = params
+        # the memory it reads, by weak reference: a step over freed memory is never replayed,
+        # and a kept step holds no cache or model alive
+        self._refs = [weakref.ref(t.storage.alloc) for t in self._keyed(caches, params)]
         V, C = wte.shape
         F = blocks[0][8].shape[1]
         S, Tmax = caches[0].shape[:2]
@@ -143,6 +150,20 @@ class DecodeReplay:
             return self.be.rt.new(shape, dtype)
         n = 4 * math.prod(shape)
         return Tensor(self.be, HeliosStorage(dev.host_pool.alloc(n), n), shape, dtype)
+
+    @staticmethod
+    def _keyed(caches, params) -> list:
+        """The tensors whose memory identifies a recording: the caches, the weights' flat
+        buffer (wte is a view of it), the cache's transposed head."""
+        return list(caches) + [params[0], params[5]]
+
+    def matches(self, caches, params) -> bool:
+        keyed = self._keyed(caches, params)
+        return len(keyed) == len(self._refs) and all(
+            r() is t.storage.alloc for r, t in zip(self._refs, keyed))
+
+    def alive(self) -> bool:
+        return all(r() is not None for r in self._refs)
 
     def owns(self, x) -> bool:
         """x is this step's logits, unchanged since its last run."""
