@@ -69,11 +69,14 @@ def measure_alpha(batch: int, tokens: int, dtype: str, replay: bool, check: int)
     data = rng.stream("data")
     prompts = [data.randint(PROMPT, c["vocab_size"]) for _ in range(batch)]
     _greedy(engine, be, prompts, tokens)  # untimed: pipelines, the recording, GPU clocks
+    be.dev.profile.clear()
     toks, prefill, decode, host = _greedy(engine, be, prompts, tokens)
     res = {"run": f"alpha-{dtype}" + ("" if replay else "-ops"), "batch": batch,
            "decode_tok_s": batch * tokens / decode, "prefill_s": prefill,
            "host_ms_per_step": 1e3 * host / tokens, "device": be.dev.name,
            "replayed": model.step_decode}
+    if be.dev.profiling:
+        res["profile"] = be.dev.profile_table()
     if check:  # the same weights and prompts on the CPU backend: the same tokens?
         cpu = get_backend("cpu")
         ref = GPT(cfg, cpu, Rng(0), init=False).eval()
@@ -122,6 +125,9 @@ def main() -> int:
                    default=["alpha-f32", "alpha-bf16", "alpha-f32-ops", "torch-eager"])
     p.add_argument("--check", type=int, default=16,
                    help="tokens per sequence the alpha-f32 run compares with the CPU backend")
+    p.add_argument("--profile", action="store_true",
+                   help="then alpha-f32 once more per batch with ALPHA_HELIOS_PROFILE=1: GPU "
+                        "time per kernel of the timed pass (timestamps after every dispatch)")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -135,28 +141,39 @@ def main() -> int:
         print("RESULT " + json.dumps(res))
         return 0
     results = []
-    for batch in args.batches:
-        for run in args.runs:
-            cmd = [sys.executable, os.path.abspath(__file__), "--one", run, str(batch),
-                   "--tokens", str(args.tokens), "--check", str(args.check)]
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
-            line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
-            if r.returncode != 0 or not line:
-                print(f"{run} batch {batch} failed:\n{r.stderr.strip()[-2000:]}", flush=True)
-                continue
-            results.append(json.loads(line[-1][7:]))
-            res = results[-1]
-            extra = f", check {res['check']}" if "check" in res else ""
-            print(f"{run} batch {batch}: {res['decode_tok_s']:.0f} tok/s{extra}", flush=True)
+    plan = [(batch, run, False) for batch in args.batches for run in args.runs]
+    if args.profile:
+        plan += [(batch, "alpha-f32", True) for batch in args.batches]
+    for batch, run, profile in plan:
+        cmd = [sys.executable, os.path.abspath(__file__), "--one", run, str(batch),
+               "--tokens", str(args.tokens), "--check", str(0 if profile else args.check)]
+        env = dict(os.environ, ALPHA_HELIOS_PROFILE="1" if profile else "0")
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                           env=env)
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+        if r.returncode != 0 or not line:
+            print(f"{run} batch {batch} failed:\n{r.stderr.strip()[-2000:]}", flush=True)
+            continue
+        res = json.loads(line[-1][7:])
+        if profile:
+            print(f"GPU time per kernel, {run} batch {batch}, {args.tokens} tokens "
+                  f"(wall {res['decode_tok_s']:.0f} tok/s with timestamps):\n"
+                  f"{res['profile']}", flush=True)
+            continue
+        results.append(res)
+        extra = f", check {res['check']}" if "check" in res else ""
+        print(f"{run} batch {batch}: {res['decode_tok_s']:.0f} tok/s{extra}", flush=True)
     c = B_CFG
     print(f"\ndecode, config B (vocab {c['vocab_size']}, {c['n_layer']} layers, {c['n_embd']} "
           f"wide), {PROMPT}-token prompt, {args.tokens} tokens per sequence")
-    print(f"{'run':<14}{'batch':>6}{'tok/s':>10}{'vs torch':>10}")
+    print(f"{'run':<15}{'batch':>6}{'tok/s':>10}{'vs torch':>10}{'host ms/step':>14}")
     for res in results:
         ref = next((r for r in results if r["run"] == "torch-eager"
                     and r["batch"] == res["batch"]), None)
         ratio = f"{res['decode_tok_s'] / ref['decode_tok_s']:.2f}x" if ref else "-"
-        print(f"{res['run']:<14}{res['batch']:>6}{res['decode_tok_s']:>10.0f}{ratio:>10}")
+        host = f"{res['host_ms_per_step']:.3f}" if "host_ms_per_step" in res else "-"
+        print(f"{res['run']:<15}{res['batch']:>6}{res['decode_tok_s']:>10.0f}{ratio:>10}"
+              f"{host:>14}")
     if results:
         print(f"device: {results[0]['device']}")
     print(json.dumps(results))
