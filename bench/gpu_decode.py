@@ -8,7 +8,8 @@ Config B of bench/train_speed.py (vocab 4096, 6 layers, 6 heads, 384 wide, block
 weights, a 32-token prompt per sequence, then `--tokens` decoded tokens per sequence (greedy:
 `argmax_rows`, which helios answers from the replayed step's own argmax; torch.argmax for
 PyTorch). tok/s counts decoded tokens of all sequences over the decode time (prefill excluded);
-every run decodes once untimed first (pipelines, the recording, GPU clocks), then again timed.
+every run decodes untimed for a second first (pipelines, the recording, GPU clocks), then once
+timed.
 Runs: alpha-f32 and alpha-bf16 (the replayed decode step, alpha/helios/replay.py: its products
 are fp32 in both; bf16 changes the prefill), alpha-f32-ops (the op-by-op cached forward, what
 decode was before the replay), torch-eager. Each run is its own process.
@@ -32,6 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 B_CFG = dict(vocab_size=4096, n_layer=6, n_head=6, n_embd=384, block_size=256)
 PROMPT = 32
+WARMUP_S = 1.0  # untimed decoding first: the GPU idles at 345 MHz until it has had work
 
 
 def _greedy(engine, be, prompts, tokens):
@@ -68,7 +70,9 @@ def measure_alpha(batch: int, tokens: int, dtype: str, replay: bool, check: int)
     engine = InferenceEngine(model, batch_size=batch)
     data = rng.stream("data")
     prompts = [data.randint(PROMPT, c["vocab_size"]) for _ in range(batch)]
-    _greedy(engine, be, prompts, tokens)  # untimed: pipelines, the recording, GPU clocks
+    warm = time.perf_counter()
+    while time.perf_counter() - warm < WARMUP_S:  # untimed: pipelines, recording, GPU clocks
+        _greedy(engine, be, prompts, tokens)
     be.dev.profile.clear()
     toks, prefill, decode, host = _greedy(engine, be, prompts, tokens)
     res = {"run": f"alpha-{dtype}" + ("" if replay else "-ops"), "batch": batch,
@@ -98,7 +102,9 @@ def measure_torch(batch: int, tokens: int) -> dict:
                       c["block_size"]).cuda().eval()
     prompt = torch.randint(0, c["vocab_size"], (batch, PROMPT), device="cuda")
     with torch.no_grad():
-        for _ in range(2):  # the first pass untimed, as for Alpha
+        warm, passes = time.perf_counter(), 0
+        while passes < 2 or time.perf_counter() - warm < WARMUP_S:  # the last pass is timed
+            passes += 1
             caches = [{} for _ in range(c["n_layer"])]
             torch.cuda.synchronize()
             t0 = time.perf_counter()

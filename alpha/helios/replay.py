@@ -104,7 +104,7 @@ class DecodeReplay:
         while keys < Tmax:
             keys *= 2
         limits = self.dev.limits
-        if 4 * (keys + kdec.ATT_LOCAL) > limits.maxComputeSharedMemorySize \
+        if 4 * (keys + 2 * kdec.ATT_LOCAL) > limits.maxComputeSharedMemorySize \
                 or limits.maxComputeWorkGroupInvocations < kdec.NC * 16:
             raise NotImplementedError(f"need decode_step for a cache of {Tmax} positions")
         rt = be.rt
@@ -124,13 +124,15 @@ class DecodeReplay:
                   [A(self.x), A(wte), A(wpe) if learned else A(wte), args, M, C],
                   (groups(M * C), 1, 1))]
         hs = C // n_head
-        att_key = ("decode_attention", keys, softcap)
-        att_build = lambda: kdec.decode_attention(keys, softcap)  # noqa: E731
+        if hs > kdec.ATT_LOCAL:
+            raise NotImplementedError(f"need decode_step for heads of {hs} > {kdec.ATT_LOCAL}")
+        att_key = ("decode_attention", keys, hs, softcap)
+        att_build = lambda: kdec.decode_attention(keys, hs, softcap)  # noqa: E731
         for cache, blk in zip(caches, blocks):
             ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb = blk
             steps.append(self._gemv(self.qkv, self.x, aw, ab, (norm, ln1w, ln1b), None, eps))
             steps.append((att_key, att_build,
-                          [A(self.att), A(self.qkv), A(cache), args, M, C, hs, Tmax * 2 * C,
+                          [A(self.att), A(self.qkv), A(cache), args, M, C, Tmax * 2 * C,
                            1.0 / math.sqrt(hs)], (n_head, M, 1)))
             steps.append(self._gemv(self.x, self.att, pw, pb, None, "residual", eps))
             steps.append(self._gemv(self.hid, self.x, fw, fb, (norm, ln2w, ln2b), activation,
@@ -203,8 +205,11 @@ class DecodeReplay:
                 kind = "layernorm_nobias"
             nb = nb if nb is not None else a
         has_bias = bias is not None
-        key = ("decode_gemv", KS, kind, epilogue, has_bias)
-        return (key, lambda: kdec.decode_gemv(KS, kind, epilogue, has_bias),
+        staged = kdec.stage_class(K) if kind is not None else 0
+        if kdec.gemv_shared_bytes(KS, staged) > self.dev.limits.maxComputeSharedMemorySize:
+            staged = 0  # normalised as loaded: slower, no shared-memory bound on K
+        key = ("decode_gemv", KS, kind, epilogue, has_bias, staged)
+        return (key, lambda: kdec.decode_gemv(KS, kind, epilogue, has_bias, staged),
                 [A(out), A(a), A(w), A(bias) if has_bias else A(a), A(nw), A(nb), self.M, K, N,
                  float(eps), float(cap)],
                 (-(-N // kdec.NC), -(-self.M // kdec.MR), 1))

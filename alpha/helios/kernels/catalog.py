@@ -139,10 +139,14 @@ def builders() -> dict:
         for epi in kdec.EPILOGUES:
             out[f"decode_gemv_{norm}_{epi}"] = (lambda n=norm, e=epi:
                                                 kdec.decode_gemv(8, n, e, True))
+    for norm in kdec.NORMS[1:]:
+        out[f"decode_gemv_{norm}_staged"] = (lambda n=norm:
+                                             kdec.decode_gemv(8, n, "gelu", True, 384))
     out["decode_gemv_nobias_ks4"] = lambda: kdec.decode_gemv(4, "layernorm", None, False)
     out["decode_gemv_ks16"] = lambda: kdec.decode_gemv(16, None, "residual", True)
-    out["decode_attention"] = lambda: kdec.decode_attention(256)
-    out["decode_attention_cap"] = lambda: kdec.decode_attention(256, 30.0)
+    out["decode_attention"] = lambda: kdec.decode_attention(256, 64)
+    out["decode_attention_hs48"] = lambda: kdec.decode_attention(512, 48)
+    out["decode_attention_cap"] = lambda: kdec.decode_attention(256, 32, 30.0)
     out["decode_embed"] = lambda: kdec.decode_embed(False)
     out["decode_embed_pos"] = lambda: kdec.decode_embed(True)
     out["argmax_rows"] = kdec.argmax_rows
