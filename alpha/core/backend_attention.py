@@ -1,6 +1,7 @@
 """The attention ops of the Backend protocol (`alpha.core.backend`), with their checking front:
 fused causal self-attention for training, attention over a KV cache, rotary position embedding,
-and the two inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode`).
+and the inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode` and
+`decode_step`).
 Each public method checks its arguments and calls the `_<op>` hook, like every other op.
 """
 
@@ -158,3 +159,44 @@ class AttentionOps:
                 raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
         self._block_decode(x, cache, slots, positions, params, n_head, activation, eps,
                            **options)
+
+    def decode_step(self, logits: "Tensor", ids: "Tensor", caches: Sequence["Tensor"],
+                    slots: Sequence[int], positions: Sequence[int], weights: tuple, n_head: int,
+                    activation: str, eps: float, **options) -> None:
+        """Optional (raise NotImplementedError("need decode_step") to decline): the model's whole
+        cached forward for one new token of each of M sequences, in one call, with the exact bits
+        of the op-by-op path: logits (M, V) = layernorm(blocks(wte[ids] + wpe[positions]); ln_f)
+        @ head_t, every block as `block_decode` runs it (caches[l], weights' params[l]; the
+        options likewise). ids (M, 1) i32; weights = (wte (V, C), wpe (P, C) or None under rope,
+        params (one 12-tuple per layer, as `block_decode` takes), ln_f weight, ln_f bias or None,
+        head_t (C, V): the LM head transposed, `KVCache.head_t`). The logit softcap is not
+        here (the model applies it). Row i's cache row positions[i] of slot slots[i] is written in
+        every layer. (The hook may remember a `weights` tuple it has seen.)"""
+        op = "decode_step"
+        wte, wpe, params, ln_w, ln_b, head_t = weights
+        M = ids.shape[0]
+        V, C = wte.shape
+        if ids.shape != (M, 1) or ids.dtype != "i32" or not ids.is_contiguous:
+            raise ValueError(f"{op}: ids {ids.shape} {ids.dtype} must be contiguous i32 (M, 1)")
+        ck.need_float(op, self.floats, ("logits", logits))
+        if logits.shape != (M, V) or not logits.is_contiguous:
+            raise ValueError(f"{op}: logits {logits.shape} must be contiguous ({M}, {V})")
+        if len(caches) != len(params) or not caches:
+            raise ValueError(f"{op}: {len(caches)} caches for {len(params)} layers")
+        if len(slots) != M or len(positions) != M or len(set(slots)) != M:
+            raise ValueError(f"{op}: {M} rows need {M} distinct slots and positions, got "
+                             f"{list(slots)} and {list(positions)}")
+        for c in caches:
+            if c.ndim != 3 or c.shape != caches[0].shape or c.shape[2] != 2 * C \
+                    or c.dtype not in self.floats or not c.is_contiguous:
+                raise ValueError(f"{op}: cache {c.shape} must be contiguous (S, T, {2 * C}), "
+                                 "the same for every layer")
+        S, T = caches[0].shape[:2]
+        for s, p in zip(slots, positions):
+            if not (0 <= s < S and 0 <= p < T):
+                raise ValueError(f"{op}: slot {s} position {p} does not fit cache "
+                                 f"{caches[0].shape}")
+        if head_t.shape != (C, V):
+            raise ValueError(f"{op}: head_t {head_t.shape} must be ({C}, {V})")
+        self._decode_step(logits, ids, caches, slots, positions, weights, n_head, activation,
+                          eps, **options)

@@ -42,6 +42,7 @@ class KVCache:
         head = model.vars["wte" if cfg.tie_embeddings else "lm_head.weight"].data  # (V, C)
         self.head_t = model.backend.empty((C, cfg.vocab_size), model.dtype)
         model.backend.copy(self.head_t, head.transpose(0, 1))
+        self.step_weights = None  # the model's `decode_step` weights with this head_t, made once
 
     def reset(self, slot: int | None = None) -> None:
         """Forget one slot (or all): its next forward starts at position 0."""
