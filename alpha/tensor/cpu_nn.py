@@ -449,7 +449,7 @@ class CPUNNOps:
                 seen.clear()
             seen[key] = hit  # holds `weights`, so its id is not reused while remembered
         _, fixed, layer_ptrs, H, act = hit
-        wte, wpe, n_pos, ln_w, ln_b, head_t = fixed
+        wte, wpe, n_pos, ln_w, ln_b, head_t, head_ld = fixed
         if cos is not None:
             self._check_rope_tables(op, cos, sin, C // n_head, positions)
         cache_ptrs = (ctypes.c_void_p * len(caches))(*[ptr(c) for c in caches])
@@ -458,7 +458,7 @@ class CPUNNOps:
         T = caches[0].shape[1]
         rc = self.k.decode_step(ptr(logits), ptr(ids), M, wte, V, wpe, n_pos, len(caches),
                                 cache_ptrs, T * 2 * C, base, base + 8 * M, layer_ptrs, ln_w,
-                                ln_b, head_t, C, H, n_head, act, eps,
+                                ln_b, head_t, head_ld, C, H, n_head, act, eps,
                                 None if cos is None else ptr(cos),
                                 None if sin is None else ptr(sin), softcap)
         if rc == -2:
@@ -481,10 +481,13 @@ class CPUNNOps:
                               ("wpe", wpe, (wpe.shape[0] if wpe is not None else 0, C))):
             if t is None and name in ("wpe", "ln_f bias"):
                 continue
-            if t is None or t.shape != want or t.dtype != "f32" or not t.is_contiguous:
+            rows = t is not None and t.ndim == 2 and t.strides[1] == 1 \
+                and t.strides[0] >= t.shape[1]  # head_t's rows may be padded
+            if t is None or t.shape != want or t.dtype != "f32" or not (
+                    t.is_contiguous or (name == "head_t" and rows)):
                 got = "None" if t is None else f"{t.shape} {t.dtype}"
                 raise ValueError(f"{op}: {name} is {got}; expected contiguous f32 {want}")
         fixed = (ptr(wte), None if wpe is None else ptr(wpe),
                  0 if wpe is None else wpe.shape[0], ptr(ln_w),
-                 None if ln_b is None else ptr(ln_b), ptr(head_t))
+                 None if ln_b is None else ptr(ln_b), ptr(head_t), head_t.strides[0])
         return fixed, (ctypes.c_void_p * len(layer_ptrs))(*layer_ptrs), H, act

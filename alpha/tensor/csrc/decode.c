@@ -195,13 +195,14 @@ void embedding_forward(float *out, const int32_t *ids, const float *table, int64
  * The same functions in the same order as the op-by-op path, so the same bits. ids (M) i32 and
  * positions (M) are checked here: -2 if one is outside the tables. caches: L pointers to the
  * layers' (S, Tmax, 2C) blocks; params: L * 12 pointers, each layer's as `block_decode` takes
- * them; wpe NULL with rope. Returns 0, -1 if out of memory, -2 for a bad id or position. */
+ * them; wpe NULL with rope; head_t's rows head_ld apart. Returns 0, -1 if out of memory, -2 for a bad id or position. */
 int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, int64_t V,
                 const float *wpe, int64_t n_pos, int64_t L, float *const *caches,
                 int64_t slot_stride, const int64_t *slots, const int64_t *positions,
                 const float *const *params, const float *lnf_w, const float *lnf_b,
-                const float *head_t, int64_t C, int64_t H, int64_t nh, int act, float eps,
-                const float *rope_cos, const float *rope_sin, float softcap) {
+                const float *head_t, int64_t head_ld, int64_t C, int64_t H, int64_t nh,
+                int act, float eps, const float *rope_cos, const float *rope_sin,
+                float softcap) {
     for (int64_t i = 0; i < M; i++)
         if (ids[i] < 0 || ids[i] >= V || positions[i] < 0 || (wpe && positions[i] >= n_pos))
             return -2;
@@ -227,7 +228,7 @@ int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, 
     }
     if (!rc) {
         layernorm_forward(h, stats, stats + M, x, lnf_w, lnf_b, M, C, eps);
-        alpha_sgemm_rows(M, V, C, h, C, 1, head_t, V, 1, logits, V, 1.0f, 0);
+        alpha_sgemm_rows(M, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
     }
 done:
     free(x);
