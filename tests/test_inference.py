@@ -104,14 +104,14 @@ def test_cpu_fused_decode_is_bit_identical(act, bias):
                                      (2, True, True)):
             build.set_num_threads(threads)
             eng = InferenceEngine(m)
-            eng.fused, m.fused_step = fused, step
+            m.fused_decode, m.step_decode = fused, step
             rows = [list(eng.prefill([toks[:3]]).to_array())]
             rows += [list(eng.decode(t).to_array()) for t in toks[3:]]
-            assert (eng.fused, m.fused_step) == (fused, step)  # the CPU declined neither
+            assert (m.fused_decode, m.step_decode) == (fused, step)  # the CPU declined neither
             runs.append(rows)
     finally:
         build.set_num_threads(before)
-        m.fused_step = True
+        m.fused_decode = m.step_decode = True
     assert runs[0] == runs[1] == runs[2] == runs[3]
 
 

@@ -362,7 +362,7 @@ def test_cpu_fused_decode_with_rope_and_softcap_is_bit_identical():
         for threads, fused, step in ((1, False, False), (1, True, False), (1, True, True),
                                      (2, True, True)):
             build.set_num_threads(threads)
-            m.fused_decode, m.fused_step = fused, step
+            m.fused_decode, m.step_decode = fused, step
             cache = KVCache(m, slots=2)
             m.forward(CPU.from_array(toks[:2], (1, 2), "i32"), cache=cache, slots=[0])
             m.forward(CPU.from_array(toks[2:7], (1, 5), "i32"), cache=cache, slots=[1])
@@ -375,7 +375,7 @@ def test_cpu_fused_decode_with_rope_and_softcap_is_bit_identical():
             for t in toks[12:16]:
                 rows.append(list(m.forward(CPU.from_array([t], (1, 1), "i32"), cache=one,
                                            last_only=True).to_array()))
-            assert (m.fused_decode, m.fused_step) == (fused, step)  # neither declined
+            assert (m.fused_decode, m.step_decode) == (fused, step)  # neither declined
             runs.append(rows)
     finally:
         build.set_num_threads(before)

@@ -47,7 +47,6 @@ class KVCache:
         pad = 16 if model.backend.name == "cpu" else 0
         self.head_t = model.backend.empty((C, V + pad), model.dtype).narrow(1, 0, V)
         model.backend.copy(self.head_t, head.transpose(0, 1))
-        self.step_weights = None  # the model's `decode_step` weights with this head_t, made once
 
     def reset(self, slot: int | None = None) -> None:
         """Forget one slot (or all): its next forward starts at position 0."""

@@ -426,32 +426,39 @@ class CPUNNOps:
             ptrs.append(ptr(t))
         return tuple(ptrs), H, act
 
-    def _decode_step(self, logits, ids, caches, slots, positions, weights, n_head, activation,
-                     eps, **options) -> None:
+    def _decode_step(self, ids, caches, slots, positions, params, n_head, activation, eps,
+                     **options):
         """One C call for the whole step (`csrc/decode.c` `decode_step`: the embedding, every
         block as `_block_decode` runs it, ln_f and the head), so the same bits as the model's
-        op-by-op path. The weights' checks and pointers are remembered with the tuple (the
-        model passes the same one every step); declines what `_block_decode` declines."""
+        op-by-op path, and the engine's thread gives up the interpreter lock once a step. The
+        params' checks and pointers are remembered with the tuple (the model passes the same one
+        every step), and so are the logits it returns (one tensor per batch size, per tuple: two
+        models decoding at once on two threads never share one). Declines what `_block_decode`
+        declines (norm, qk_norm)."""
         op = "decode_step"
-        unknown = set(options) - {"rope", "softcap"}
+        unknown = set(options) - {"rope", "softcap", "logit_softcap"}
         if unknown:
             raise NotImplementedError(f"need decode_step with {', '.join(sorted(unknown))}")
         cos, sin = options.get("rope") or (None, None)
         softcap = float(options.get("softcap", 0.0))
         ck.need_softcap(op, softcap)
-        M, (V, C) = ids.shape[0], weights[0].shape
-        seen = self.__dict__.setdefault("_step_weights", {})  # key -> (weights, checked args)
-        key = (id(weights), n_head, activation)
+        M, (V, C) = len(slots), params[0].shape
+        seen = self.__dict__.setdefault("_step_params", {})  # key -> (params, checked args)
+        key = (id(params), n_head, activation)
         hit = seen.get(key)
-        if hit is None or hit[0] is not weights:
-            hit = (weights,) + self._decode_step_args(op, weights, n_head, activation)
+        if hit is None or hit[0] is not params:
+            hit = (params,) + self._decode_step_args(op, params, n_head, activation) + ({},)
             if len(seen) > 16:
                 seen.clear()
-            seen[key] = hit  # holds `weights`, so its id is not reused while remembered
-        _, fixed, layer_ptrs, H, act = hit
+            seen[key] = hit  # holds `params`, so its id is not reused while remembered
+        _, fixed, layer_ptrs, H, act, outs = hit
         wte, wpe, n_pos, ln_w, ln_b, head_t, head_ld = fixed
         if cos is not None:
             self._check_rope_tables(op, cos, sin, C // n_head, positions)
+        logits = outs.get(M)
+        if logits is None:
+            logits = outs[M] = self.empty((M, V), "f32")
+        ids = self._contig(ids)
         cache_ptrs = (ctypes.c_void_p * len(caches))(*[ptr(c) for c in caches])
         idx = array("q", slots) + array("q", positions)
         base = idx.buffer_info()[0]
@@ -466,14 +473,18 @@ class CPUNNOps:
                              f"position table ({n_pos})")
         if rc:
             raise oom(op)
+        cap = options.get("logit_softcap")
+        if cap:
+            self.softcap_forward(logits, logits, cap)
+        return logits
 
-    def _decode_step_args(self, op, weights, n_head, activation):
+    def _decode_step_args(self, op, params, n_head, activation):
         """(fixed pointers, per-layer pointer array, H, activation code) for `decode_step`, after
         checking every weight."""
-        wte, wpe, params, ln_w, ln_b, head_t = weights
+        wte, wpe, blocks, ln_w, ln_b, head_t = params
         V, C = wte.shape
         layer_ptrs, H, act = [], 0, 0
-        for p in params:
+        for p in blocks:
             ptrs, H, act = self._block_decode_args(op, p, C, n_head, activation)
             layer_ptrs.extend(ptrs)
         for name, t, want in (("wte", wte, (V, C)), ("ln_f weight", ln_w, (C,)),
