@@ -189,8 +189,8 @@ class AttentionOps:
         (L, C) or None with rope, blocks: per layer `block_decode`'s 12 tensors, ln_f weight,
         ln_f bias or None, head_t (C, V)). `options` as `block_decode`'s, plus
         `logit_softcap=c`. Rows must not depend on each other. helios replays one recorded
-        command buffer (alpha/helios/replay.py); a backend that declines gets the model's
-        per-block path."""
+        command buffer (alpha/helios/replay.py), the CPU makes one C call (csrc/decode.c); a
+        backend that declines gets the model's per-block path."""
         op = "decode_step"
         M = len(slots)
         if ids.dtype != "i32" or ids.numel != M or ids.shape not in ((M, 1), (M,)):
