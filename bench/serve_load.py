@@ -3,6 +3,7 @@
 
     python bench/serve_load.py                 # 1, 8, 32 streams; a table and the ratios
     python bench/serve_load.py --tokens 64 --streams 1,32
+    python bench/serve_load.py --profile       # and where the engine's time went, per wave
 
 Config B: 6 layers, 6 heads, 384 wide, block 256, byte-level BPE with 4096 tokens (merges made up,
 no special tokens, so every stream runs to max_tokens), GPT-2 init weights (speed does not depend
@@ -15,6 +16,11 @@ failure): on a machine shared with other jobs a run is only ever slowed down.
 The ratios that matter: single-stream server decode / `alpha sample` decode (target >= 0.9) and
 aggregate at 32 streams / single stream (target >= 8 on 2 cores). The machine's load average is
 printed: on a busy machine every figure is lower, the ratios less so.
+
+--profile runs the server with ALPHA_ENGINE_PROFILE=1 and prints the engine's line for every wave
+(alpha/model/engine_profile.py: the engine thread's time between steps, in prefill, in the decode
+forward split into weight products / attention / the rest, in sampling and in handing tokens
+out), beside the client's view of that wave.
 """
 
 from __future__ import annotations
@@ -76,18 +82,28 @@ def alpha_sample(ckpt: str, tokens: int) -> float:
     return float(m.group(2).replace(",", ""))
 
 
-def start_server(outputs: str, model: str, max_batch: int):
+def start_server(outputs: str, model: str, max_batch: int, profile: list | None = None):
+    """The server process and its port. With `profile` (a list), the engine profiles its waves
+    and their lines are appended to the list as they come."""
+    env = {k: v for k, v in os.environ.items() if k != "ALPHA_API_KEY"}
+    if profile is not None:
+        env["ALPHA_ENGINE_PROFILE"] = "1"
     p = subprocess.Popen([sys.executable, "-m", "alpha", "serve", "--port", "0", "--outputs",
                           outputs, "--model", model, "--max-batch", str(max_batch)],
                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env={k: v for k, v in os.environ.items() if k != "ALPHA_API_KEY"})
+                         env=env)
+
+    def drain():
+        for line in p.stderr:
+            if profile is not None and line.startswith("engine profile"):
+                profile.append(line.strip())
     while True:
         line = p.stderr.readline()
         if not line:
             raise SystemExit("the server did not start")
         m = re.search(r"serving on http://[\d.]+:(\d+)", line)
         if m:
-            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+            threading.Thread(target=drain, daemon=True).start()
             return p, int(m.group(1))
 
 
@@ -153,6 +169,18 @@ def wave(port: int, model: str, streams: int, tokens: int) -> dict:
             "aggregate_tps": sum(r["tokens"] for r in ok) / wall, "wall": wall}
 
 
+def _profile_line(run: dict, lines: list) -> str:
+    """The client's view of a wave, then the engine's line for it (it comes once the engine is
+    idle, a moment after the last client is done)."""
+    deadline = time.monotonic() + 5
+    while len(lines) < 2 and time.monotonic() < deadline:  # [warm-up, this wave] or more
+        time.sleep(0.05)
+    engine = lines.pop() if len(lines) >= 2 else "(no engine profile line)"
+    lines[:] = lines[:1]
+    return (f"{run['streams']} streams: {run['wall']:.2f} s, {run['aggregate_tps']:.0f} tok/s "
+            f"aggregate\n  {engine}")
+
+
 def _best(runs: list[dict]) -> dict:
     """Repeats of one wave: the best throughputs (a shared machine only ever slows a run down),
     the worst time to first token, every failure."""
@@ -170,6 +198,8 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=96, help="tokens per stream")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of every wave and of alpha sample, interleaved; the best of each")
+    ap.add_argument("--profile", action="store_true",
+                    help="print the engine's time split for every wave (ALPHA_ENGINE_PROFILE)")
     args = ap.parse_args()
     waves = [int(x) for x in args.streams.split(",")]
     load = os.getloadavg()[0]
@@ -179,13 +209,16 @@ def main() -> int:
         outputs = os.path.join(tmp, "outputs")
         ckpt = make_checkpoint(os.path.join(outputs, "bench-b"))
         refs, runs = [], {n: [] for n in waves}
-        proc, port = start_server(outputs, "bench-b", max(waves))
+        profile = [] if args.profile else None
+        proc, port = start_server(outputs, "bench-b", max(waves), profile)
         try:
             one_stream(port, "bench-b", 4, 1)  # warm: the model is loaded, kernels built
             for _ in range(args.repeat):
                 refs.append(alpha_sample(ckpt, args.tokens))
                 for n in waves:
                     runs[n].append(wave(port, "bench-b", n, args.tokens))
+                    if profile is not None:
+                        print(_profile_line(runs[n][-1], profile), flush=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)

@@ -41,8 +41,8 @@ def test_decode_logits_are_batch_invariant_bitwise(act, bias, tied):
     lengths = list(cache.lengths)
     toks = st.randint(S, V)
 
-    def step(slots, fused):
-        m.fused_decode = fused
+    def step(slots, fused):  # fused: the CPU's one-call step (decode_step); else op by op
+        m.fused_decode = m.step_decode = fused
         for s in slots:
             cache.lengths[s] = lengths[s]
         ids = CPU.from_array([toks[s] for s in slots], (len(slots), 1), "i32")
@@ -55,8 +55,8 @@ def test_decode_logits_are_batch_invariant_bitwise(act, bias, tied):
             assert step([s], fused)[s] == everyone[s], (fused, s)
         some = step([31, 2, 17, 9, 5], fused)  # any order, any subset
         assert all(some[s] == everyone[s] for s in some)
-    assert m.fused_decode is False  # (the last loop ran op by op)
-    m.fused_decode = True
+    assert m.fused_decode is m.step_decode is False  # (the last loop ran op by op)
+    m.fused_decode = m.step_decode = True
     # the fused block and the op-by-op path agree bit for bit
     assert step(list(range(S)), True) == step(list(range(S)), False)
 

@@ -87,8 +87,8 @@ def test_engine_f32_reference_and_cpu():
 @pytest.mark.parametrize("act,bias", list(itertools.product(
     ["gelu", "relu", "silu", "swiglu", "relu2"], [True, False])))
 def test_cpu_fused_decode_is_bit_identical(act, bias):
-    """The CPU backend's one-call block (`block_decode`) gives the op-by-op decode's exact bits,
-    with 1 and 2 threads."""
+    """The CPU backend's one-call block (`block_decode`) and one-call step (`decode_step`) give
+    the op-by-op decode's exact bits, with 1 and 2 threads."""
     cpu = get_backend("cpu")
     from alpha.tensor import build
 
@@ -100,17 +100,19 @@ def test_cpu_fused_decode_is_bit_identical(act, bias):
     runs = []
     before = build.num_threads()
     try:
-        for threads, fused in ((1, False), (1, True), (2, True)):
+        for threads, fused, step in ((1, False, False), (1, True, False), (1, True, True),
+                                     (2, True, True)):
             build.set_num_threads(threads)
             eng = InferenceEngine(m)
-            eng.fused = fused
+            m.fused_decode, m.step_decode = fused, step
             rows = [list(eng.prefill([toks[:3]]).to_array())]
             rows += [list(eng.decode(t).to_array()) for t in toks[3:]]
-            assert eng.fused == fused  # the CPU backend did not decline the fused op
+            assert (m.fused_decode, m.step_decode) == (fused, step)  # the CPU declined neither
             runs.append(rows)
     finally:
         build.set_num_threads(before)
-    assert runs[0] == runs[1] == runs[2]
+        m.fused_decode = m.step_decode = True
+    assert runs[0] == runs[1] == runs[2] == runs[3]
 
 
 # ---- sampling -------------------------------------------------------------------------------

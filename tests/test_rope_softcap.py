@@ -347,9 +347,9 @@ def test_activation_checkpointing_recomputes_rope_and_softcap_exactly():
 
 
 def test_cpu_fused_decode_with_rope_and_softcap_is_bit_identical():
-    """The CPU's one-call block (`block_decode`) turns q, k and caps the scores itself: batched
-    decode of sequences at different positions gives the op-by-op path's exact bits, with 1 and
-    2 threads, and the fused block is used (not declined)."""
+    """The CPU's one-call block (`block_decode`) and step (`decode_step`) turn q, k and cap the
+    scores themselves: batched decode of sequences at different positions gives the op-by-op
+    path's exact bits, with 1 and 2 threads, and the fused ops are used (not declined)."""
     from alpha.tensor import build
 
     cfg = tiny(n_embd=48, n_head=3, vocab_size=40, block_size=12)
@@ -359,9 +359,10 @@ def test_cpu_fused_decode_with_rope_and_softcap_is_bit_identical():
     runs = []
     before = build.num_threads()
     try:
-        for threads, fused in ((1, False), (1, True), (2, True)):
+        for threads, fused, step in ((1, False, False), (1, True, False), (1, True, True),
+                                     (2, True, True)):
             build.set_num_threads(threads)
-            m.fused_decode = fused
+            m.fused_decode, m.step_decode = fused, step
             cache = KVCache(m, slots=2)
             m.forward(CPU.from_array(toks[:2], (1, 2), "i32"), cache=cache, slots=[0])
             m.forward(CPU.from_array(toks[2:7], (1, 5), "i32"), cache=cache, slots=[1])
@@ -374,8 +375,8 @@ def test_cpu_fused_decode_with_rope_and_softcap_is_bit_identical():
             for t in toks[12:16]:
                 rows.append(list(m.forward(CPU.from_array([t], (1, 1), "i32"), cache=one,
                                            last_only=True).to_array()))
-            assert m.fused_decode == fused  # the CPU backend did not decline the fused block
+            assert (m.fused_decode, m.step_decode) == (fused, step)  # neither declined
             runs.append(rows)
     finally:
         build.set_num_threads(before)
-    assert runs[0] == runs[1] == runs[2]
+    assert runs[0] == runs[1] == runs[2] == runs[3]

@@ -1,6 +1,7 @@
 """The attention ops of the Backend protocol (`alpha.core.backend`), with their checking front:
 fused causal self-attention for training, attention over a KV cache, rotary position embedding,
-and the two inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode`).
+and the inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode` and
+whole-step `decode_step`, greedy `argmax_rows`).
 Each public method checks its arguments and calls the `_<op>` hook, like every other op.
 """
 
@@ -158,3 +159,60 @@ class AttentionOps:
                 raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
         self._block_decode(x, cache, slots, positions, params, n_head, activation, eps,
                            **options)
+
+    def argmax_rows(self, x: "Tensor") -> list[int]:
+        """x (M, N) float -> each row's index of its largest value (the lowest among equal
+        ones), on the host: greedy decoding. A backend may compute it where x lives (helios: on
+        the GPU, or already in the decode step that wrote x); one that lacks `_argmax_rows`
+        gets this default, which reads x back."""
+        op = "argmax_rows"
+        ck.need_float(op, self.floats, ("x", x))
+        if x.ndim != 2 or x.shape[1] == 0:
+            raise ValueError(f"{op}: x {x.shape} must be (M, N) with N > 0")
+        try:
+            return self._argmax_rows(x)
+        except NotImplementedError:
+            pass
+        vals, N = self.to_array(x), x.shape[1]
+        rows = (vals[i * N:(i + 1) * N] for i in range(x.shape[0]))
+        return [row.index(max(row)) for row in rows]
+
+    def decode_step(self, ids: "Tensor", caches: Sequence["Tensor"], slots: Sequence[int],
+                    positions: Sequence[int], params: tuple, n_head: int, activation: str,
+                    eps: float, **options) -> "Tensor":
+        """Optional (raise NotImplementedError("need decode_step") to decline, before doing
+        anything): the GPT's whole cached forward for one new token of each of M sequences,
+        returning the last position's logits (M, V) f32 in a tensor the backend owns (read it
+        before the next decode_step, which overwrites it). ids (M, 1) or (M,) i32 in [0, V);
+        caches: per layer the (S, Tmax, 2C) [k | v] rows (written and attended as in
+        `block_decode`); slots, positions as `block_decode`'s; params = (wte (V, C), wpe
+        (L, C) or None with rope, blocks: per layer `block_decode`'s 12 tensors, ln_f weight,
+        ln_f bias or None, head_t (C, V)). `options` as `block_decode`'s, plus
+        `logit_softcap=c`. Rows must not depend on each other. helios replays one recorded
+        command buffer (alpha/helios/replay.py), the CPU makes one C call (csrc/decode.c); a
+        backend that declines gets the model's per-block path."""
+        op = "decode_step"
+        M = len(slots)
+        if ids.dtype != "i32" or ids.numel != M or ids.shape not in ((M, 1), (M,)):
+            raise ValueError(f"{op}: ids {ids.dtype} {ids.shape} must be i32 ({M}, 1)")
+        if len(params) != 6 or len(params[2]) != len(caches) or not caches:
+            raise ValueError(f"{op}: params must be (wte, wpe, blocks, ln_f weight, ln_f bias, "
+                             f"head_t) with one block per cache ({len(caches)})")
+        V = params[0].shape[0]
+        bad = self._find_outside(ids, V, False)
+        if bad is not None:
+            raise ValueError(f"{op}: token id {bad[1]} (row {bad[0]}) is outside [0, {V})")
+        cache = caches[0]
+        if cache.ndim != 3 or any(c.shape != cache.shape for c in caches):
+            raise ValueError(f"{op}: every cache must be (S, T, 2C) of one shape")
+        S, T = cache.shape[0], cache.shape[1]
+        if len(positions) != M or len(set(slots)) != M:
+            raise ValueError(f"{op}: {M} distinct slots and {len(positions)} positions")
+        for s, p in zip(slots, positions):
+            if not (0 <= s < S and 0 <= p < T):
+                raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
+        wpe = params[1]
+        if wpe is not None and max(positions, default=0) >= wpe.shape[0]:
+            raise ValueError(f"{op}: position {max(positions)} is outside wpe {wpe.shape}")
+        return self._decode_step(ids, caches, slots, positions, params, n_head, activation,
+                                 eps, **options)

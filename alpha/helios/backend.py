@@ -22,12 +22,13 @@ from alpha.helios.ops_attention import AttentionOps
 from alpha.helios.ops_matmul import MatmulOps
 from alpha.helios.ops_nn import NNOps
 from alpha.helios.ops_optim import OptimOps
+from alpha.helios.replay import DecodeOps
 from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups
 from alpha.tensor import host_rng
 from alpha.tensor.tensor import Tensor
 
 
-class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, Backend):
+class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend):
     name = "helios"
 
     def __init__(self):

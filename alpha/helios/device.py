@@ -277,6 +277,8 @@ class Device:
         self.cmd_pool = pool.value
         self.free_cmds: list[tuple[int, int]] = []  # (command buffer, fence) ready for reuse
         self.in_flight: list[tuple[int, int]] = []
+        self.replays_in_flight: list[int] = []  # fences of recorded command buffers (replay.py)
+        self._submit_infos: dict[int, tuple] = {}  # their VkSubmitInfo, by command buffer
         self.cmd = None
         self.count = 0
         self.pending_host = []  # staging allocations to release after the next full wait
@@ -430,20 +432,39 @@ class Device:
         vk.check(f.QueueSubmit(self.queue, 1, byref(sinfo), fence), "vkQueueSubmit")
         self.in_flight.append((cb, fence))
 
+    def submit_recorded(self, cb: int, fence: int) -> None:
+        """Submit a command buffer recorded once and replayed (alpha/helios/replay.py) after
+        what the stream has recorded so far; `synchronize` waits for it too, and leaves it
+        recorded (only its fence is reset)."""
+        self.submit()
+        info = self._submit_infos.get(cb)
+        if info is None:  # made once per command buffer: a token's host work stays small
+            cbs = (ctypes.c_void_p * 1)(cb)
+            info = self._submit_infos[cb] = (cbs, vk.SubmitInfo(
+                sType=vk.ST_SUBMIT_INFO, commandBufferCount=1, pCommandBuffers=addressof(cbs)))
+        vk.check(self.f.QueueSubmit(self.queue, 1, byref(info[1]), fence), "vkQueueSubmit")
+        self.replays_in_flight.append(fence)
+
+    def _wait(self, fence: int) -> None:
+        fp = vk.NH(fence)
+        while True:
+            res = self.f.WaitForFences(self.device, 1, byref(fp), 1, 10_000_000_000)
+            if res != 2:  # VK_TIMEOUT: keep waiting
+                break
+        vk.check(res, "vkWaitForFences")
+        vk.check(self.f.ResetFences(self.device, 1, byref(fp)), "vkResetFences")
+
     def synchronize(self) -> None:
         """Submit what is recorded and wait for everything in flight."""
         self.submit()
         f = self.f
+        for fence in self.replays_in_flight:
+            self._wait(fence)
+        self.replays_in_flight.clear()
         for cb, fence in self.in_flight:
-            fp = vk.NH(fence)
-            while True:
-                res = f.WaitForFences(self.device, 1, byref(fp), 1, 10_000_000_000)
-                if res != 2:  # VK_TIMEOUT: keep waiting
-                    break
-            vk.check(res, "vkWaitForFences")
+            self._wait(fence)
             if self.profiling:
                 self._profile_collect(cb)
-            vk.check(f.ResetFences(self.device, 1, byref(fp)), "vkResetFences")
             vk.check(f.ResetCommandBuffer(cb, 0), "vkResetCommandBuffer")
             self.free_cmds.append((cb, fence))
         self.in_flight.clear()
@@ -454,7 +475,7 @@ class Device:
 
     @property
     def busy(self) -> bool:
-        return self.cmd is not None or bool(self.in_flight)
+        return self.cmd is not None or bool(self.in_flight) or bool(self.replays_in_flight)
 
     # ---- timestamps ----------------------------------------------------------------------------
     def gpu_seconds(self, record, repeat: int = 1) -> float:

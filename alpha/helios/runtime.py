@@ -145,7 +145,10 @@ class Runtime:
         if n == 0:
             dev.synchronize()
             return b""
-        if alloc.host_ptr and dev.device_type in ("cpu", "integrated"):
+        # host memory (the replayed decode step's logits live there) or a CPU-side device: the
+        # mapping is read straight after the wait
+        if alloc.host_ptr and (dev.device_type in ("cpu", "integrated")
+                               or (alloc.pool is dev.host_pool and dev.host_coherent)):
             dev.synchronize()
             return ctypes.string_at(alloc.host_ptr + byte_off, n)
         staging = dev.host_pool.alloc(n)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from alpha.core.errors import AlphaError
 from alpha.core.rng import Rng
+from alpha.model import engine_profile
 from alpha.model.kvcache import KVCache
 from alpha.model.sampling import BatchSampler, Pick, RowSpec
 
@@ -158,8 +159,10 @@ class Engine:
         self._closed = False
         self.last_used = time.monotonic()
         self.steps = 0
+        self._prefill_sampled = 0  # sequences whose first token the last step's prefill sampled
         self._V = self.cfg.vocab_size
         self.sampler = BatchSampler(self._V)
+        self.profile = engine_profile.from_env(self.backend, name)  # None unless asked for
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -219,6 +222,8 @@ class Engine:
                 with self._cv:
                     while not self._closed and not (self._waiting or self._prefilling
                                                     or self._running):
+                        if self.profile is not None:
+                            self.profile.idle()
                         self._cv.wait(1.0)
                     if self._closed:
                         break
@@ -265,12 +270,15 @@ class Engine:
 
     def _step(self) -> None:
         t0 = time.perf_counter()
+        self._lap("between")
         prefilled = self._prefill()
         with self._lock:
             running = [s for s in self._running if not s.handle.dropped(s)]
         if running:
             self._decode(running)
         self.steps += 1
+        if self.profile is not None:
+            self.profile.step(len(running), len(running) + self._prefill_sampled)
         if self.observer is not None:
             self.observer("step", batch=len(running), prefill_tokens=prefilled,
                           seconds=time.perf_counter() - t0)
@@ -294,11 +302,13 @@ class Engine:
         for s, a, b in picked:
             groups.setdefault(b - a, []).append((s, a, b))
         be = self.backend
+        self._prefill_sampled = 0
         for L, group in groups.items():
             ids = be.from_array([t for s, a, b in group for t in s.prompt[a:b]], (len(group), L),
                                 "i32")
             logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s, _, _ in group],
                                         last_only=True)
+            self._lap("prefill")
             done = []
             for i, (s, a, b) in enumerate(group):
                 s.done_prompt = b
@@ -312,6 +322,7 @@ class Engine:
                 host = array(host.typecode, b"".join(
                     host[i * V:(i + 1) * V].tobytes() for i in done))
             seqs = [group[i][0] for i in done]
+            self._prefill_sampled += len(seqs)
             with self._lock:
                 for s in seqs:
                     self._prefilling.remove(s)
@@ -325,6 +336,7 @@ class Engine:
         ids = be.from_array([s.next_input for s in seqs], (len(seqs), 1), "i32")
         logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s in seqs],
                                     last_only=True)
+        self._lap("forward")
         self._sample(seqs, be.to_array(logits))
         with self._lock:
             self._running = [s for s in self._running if not s.finished]
@@ -333,9 +345,15 @@ class Engine:
     def _sample(self, seqs: list[_Seq], host) -> None:
         """One token for each sequence from its row of host logits (M * V); emit; finish if due."""
         picks = self.sampler.sample(host, [s.spec for s in seqs])
+        self._lap("sample")
         now = time.monotonic()
         for s, tok in zip(seqs, picks):
             self._emit(s, tok, now)
+        self._lap("emit")
+
+    def _lap(self, phase: str) -> None:
+        if self.profile is not None:
+            self.profile.lap(phase)
 
     def _emit(self, s: _Seq, tok: Token, now: float) -> None:
         h = s.handle

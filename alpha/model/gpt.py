@@ -23,7 +23,8 @@ before running another.
 Inference is this same forward with a KV cache (`forward(ids, cache=..., slots=...)`, see
 `alpha.model.kvcache`): eval mode, no tape, positions offset by each sequence's cache length, and
 attention over each sequence's own cache (`kv_attention`). One new token per sequence (decode)
-runs each block as the backend's fused `block_decode` when it has one (the same bits; at small
+runs as the backend's whole-step `decode_step` when it has one (helios: a replayed command
+buffer), else each block as its fused `block_decode` when it has one (the same bits; at small
 batches the Python between ops costs as much as their arithmetic) and otherwise op by op; its
 products are `matmul_rows`, so every row's logits are the same bits whatever else is in the
 batch (what makes a served request's tokens independent of the other requests).
@@ -87,6 +88,8 @@ class GPT:
         self._itape: InferenceTape | None = None  # the cached forward's scratch (made on first use)
         self._block_params: list[tuple] | None = None  # per layer, for block_decode
         self.fused_decode = True  # False once the backend declines block_decode
+        self.step_decode = True  # False once the backend declines decode_step
+        self._step_params: tuple | None = None  # (cache, params) for decode_step
         self.emb_grad_scale = 1.0  # gradient factor into wte/wpe from the lookup (the trainer's)
         if init:
             self.init_weights()
@@ -309,6 +312,10 @@ class GPT:
             self._itape = InferenceTape(be)
         t = self._itape
         t.reset()
+        if T == 1 and last_only and self.step_decode:  # the whole step in one backend op
+            logits = self._decode_step(ids, cache, slots, starts)
+            if logits is not None:
+                return logits
         # products row by row (matmul_rows, `_rows_linear`), prefill too: a row's bits depend
         # neither on the other rows of the batch nor on where its prompt was cut into chunks, so
         # the server may prefill several prompts in one forward; one new token per row may run
@@ -354,6 +361,32 @@ class GPT:
             return logits
         logits = self._rows_linear(t, x, Var(cache.head_t), None)  # (B, T, V)
         return (ops.softcap(t, logits, cap) if cap else logits).data
+
+    def _decode_step(self, ids, cache: KVCache, slots, starts):
+        """The decode step as the backend's `decode_step` (helios replays one recorded command
+        buffer per batch size: alpha/helios/replay.py): the logits (B, V), or None once the
+        backend declines (then the per-block path below runs, for good)."""
+        cfg, be = self.cfg, self.backend
+        if self._step_params is None or self._step_params[0] is not cache:
+            p = self.vars
+            blocks = tuple(tuple(p[f"h.{i}.{n}"].data if f"h.{i}.{n}" in p else None
+                                 for n in BLOCK_PARAMS) for i in range(cfg.n_layer))
+            params = (p["wte"].data, p["wpe"].data if cfg.pos == "learned" else None, blocks,
+                      p["ln_f.weight"].data, p["ln_f.bias"].data if "ln_f.bias" in p else None,
+                      cache.head_t)
+            self._step_params = (cache, params)
+        options = self._decode_options()
+        if cfg.logit_softcap:
+            options["logit_softcap"] = cfg.logit_softcap
+        try:
+            logits = be.decode_step(ids, cache.layers, slots, starts, self._step_params[1],
+                                    cfg.n_head, cfg.activation, cfg.layernorm_eps, **options)
+        except NotImplementedError:
+            self.step_decode = False
+            return None
+        for s in slots:
+            cache.lengths[s] += 1
+        return logits
 
     def _rows_linear(self, t, x: Var, w: Var, b: Var | None) -> Var:
         """x @ w (+ b) as the batch-invariant product (`matmul_rows`): w is (K, N)."""

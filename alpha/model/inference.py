@@ -41,12 +41,13 @@ class InferenceEngine:
 
     @property
     def fused(self) -> bool:
-        """Whether decode runs each block as the backend's fused `block_decode`."""
-        return self.model.fused_decode
+        """Whether decode runs fused: the whole step as the backend's `decode_step`, or each
+        block as its `block_decode` (False: op by op)."""
+        return self.model.step_decode or self.model.fused_decode
 
     @fused.setter
     def fused(self, value: bool) -> None:
-        self.model.fused_decode = value
+        self.model.fused_decode = self.model.step_decode = value
 
     def reset(self) -> None:
         """Forget the cache (a new sequence starts at position 0)."""

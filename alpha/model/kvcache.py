@@ -8,7 +8,7 @@ and the scratch memory of the GPT's cached (inference) forward.
 to each row's slot, so sequences of different lengths share one batched forward. `reset(s)` frees
 a slot for a new sequence (its rows are simply overwritten later).
 
-`head_t` is the LM head transposed, (C, V), copied when the cache is made: the cached forward's
+`head_t` is the LM head transposed, (C, V) (rows padded on CPU), copied when the cache is made: the cached forward's
 logits are x @ head_t, whose rows are contiguous along V, the fast form of `matmul_rows` (~2x the
 (V, C) dot-product form at batch 32). So a cache belongs to the weights it was made with: make a
 new one after the parameters change (the engines make theirs when they are made).
@@ -40,7 +40,12 @@ class KVCache:
         self.v = [c.narrow(2, C, C) for c in self.layers]
         self.lengths = [0] * slots
         head = model.vars["wte" if cfg.tie_embeddings else "lm_head.weight"].data  # (V, C)
-        self.head_t = model.backend.empty((C, cfg.vocab_size), model.dtype)
+        V = cfg.vocab_size
+        # on CPU the rows are padded by 16 floats: with V a multiple of 1024 a row is a multiple
+        # of 4 KB, so a panel's rows all fall in the same few cache sets and the product reads
+        # it from L3 again and again (the padded head runs ~1.4x faster at batch 32)
+        pad = 16 if model.backend.name == "cpu" else 0
+        self.head_t = model.backend.empty((C, V + pad), model.dtype).narrow(1, 0, V)
         model.backend.copy(self.head_t, head.transpose(0, 1))
 
     def reset(self, slot: int | None = None) -> None:

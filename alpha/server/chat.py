@@ -61,12 +61,21 @@ class TextStream:
         self.text = ""
         self.stopped = False
         self.special = set(getattr(tokenizer, "special_by_id", ()))
+        # ids[:done] decode to `done_text`, ending on a whole character: every tokenizer here
+        # decodes by concatenation (of strings, or of bytes then UTF-8), so the text of all ids is
+        # done_text + the decoded rest, and a token costs a decode of the last few ids, not of
+        # all of them (which made a stream's text quadratic in its length)
+        self.done = 0
+        self.done_text = ""
 
     def add(self, token_id: int) -> tuple[str, bool]:
         if token_id in self.special:
             return "", False
         self.ids.append(token_id)
-        full = self.tokenizer.decode(self.ids)
+        rest = self.tokenizer.decode(self.ids[self.done:])
+        full = self.done_text + rest
+        if not rest.endswith("\ufffd"):
+            self.done, self.done_text = len(self.ids), full
         for s in self.stops:
             at = full.find(s, max(0, self.sent - len(s) + 1))
             if at >= 0:

@@ -76,6 +76,9 @@ _SIGNATURES = {
     "rope_backward": (None, [_P, _P, _P, _I64, _P, _P, _I64, _I64, _I64]),
     "block_decode": (_INT, [_P, _I64, _P, _I64, _P, _P] + [_P] * 12
                      + [_I64, _I64, _I64, _INT, _F, _P, _P, _F]),
+    "decode_profile": (None, [_INT, _P]),
+    "decode_step": (_INT, [_P, _P, _I64, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P, _P, _P, _P,
+                           _P, _I64, _I64, _I64, _I64, _INT, _F, _P, _P, _F]),
     "alpha_sgemm_rows": (None, [_I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _F,
                                 _INT]),
     "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),

@@ -8,6 +8,7 @@ helpers `_contig`, `_wbuf`, `_wback`); split out so each file holds one concern.
 
 from __future__ import annotations
 
+import ctypes
 from array import array
 
 from alpha.core import checks as ck
@@ -424,3 +425,80 @@ class CPUNNOps:
                 raise ValueError(f"{op}: param {i} is {got}; expected contiguous f32 {want}")
             ptrs.append(ptr(t))
         return tuple(ptrs), H, act
+
+    def _decode_step(self, ids, caches, slots, positions, params, n_head, activation, eps,
+                     **options):
+        """One C call for the whole step (`csrc/decode.c` `decode_step`: the embedding, every
+        block as `_block_decode` runs it, ln_f and the head), so the same bits as the model's
+        op-by-op path, and the engine's thread gives up the interpreter lock once a step. The
+        params' checks and pointers are remembered with the tuple (the model passes the same one
+        every step), and so are the logits it returns (one tensor per batch size, per tuple: two
+        models decoding at once on two threads never share one). Declines what `_block_decode`
+        declines (norm, qk_norm)."""
+        op = "decode_step"
+        unknown = set(options) - {"rope", "softcap", "logit_softcap"}
+        if unknown:
+            raise NotImplementedError(f"need decode_step with {', '.join(sorted(unknown))}")
+        cos, sin = options.get("rope") or (None, None)
+        softcap = float(options.get("softcap", 0.0))
+        ck.need_softcap(op, softcap)
+        M, (V, C) = len(slots), params[0].shape
+        seen = self.__dict__.setdefault("_step_params", {})  # key -> (params, checked args)
+        key = (id(params), n_head, activation)
+        hit = seen.get(key)
+        if hit is None or hit[0] is not params:
+            hit = (params,) + self._decode_step_args(op, params, n_head, activation) + ({},)
+            if len(seen) > 16:
+                seen.clear()
+            seen[key] = hit  # holds `params`, so its id is not reused while remembered
+        _, fixed, layer_ptrs, H, act, outs = hit
+        wte, wpe, n_pos, ln_w, ln_b, head_t, head_ld = fixed
+        if cos is not None:
+            self._check_rope_tables(op, cos, sin, C // n_head, positions)
+        logits = outs.get(M)
+        if logits is None:
+            logits = outs[M] = self.empty((M, V), "f32")
+        ids = self._contig(ids)
+        cache_ptrs = (ctypes.c_void_p * len(caches))(*[ptr(c) for c in caches])
+        idx = array("q", slots) + array("q", positions)
+        base = idx.buffer_info()[0]
+        T = caches[0].shape[1]
+        rc = self.k.decode_step(ptr(logits), ptr(ids), M, wte, V, wpe, n_pos, len(caches),
+                                cache_ptrs, T * 2 * C, base, base + 8 * M, layer_ptrs, ln_w,
+                                ln_b, head_t, head_ld, C, H, n_head, act, eps,
+                                None if cos is None else ptr(cos),
+                                None if sin is None else ptr(sin), softcap)
+        if rc == -2:
+            raise ValueError(f"{op}: an id is outside [0, {V}) or a position outside the "
+                             f"position table ({n_pos})")
+        if rc:
+            raise oom(op)
+        cap = options.get("logit_softcap")
+        if cap:
+            self.softcap_forward(logits, logits, cap)
+        return logits
+
+    def _decode_step_args(self, op, params, n_head, activation):
+        """(fixed pointers, per-layer pointer array, H, activation code) for `decode_step`, after
+        checking every weight."""
+        wte, wpe, blocks, ln_w, ln_b, head_t = params
+        V, C = wte.shape
+        layer_ptrs, H, act = [], 0, 0
+        for p in blocks:
+            ptrs, H, act = self._block_decode_args(op, p, C, n_head, activation)
+            layer_ptrs.extend(ptrs)
+        for name, t, want in (("wte", wte, (V, C)), ("ln_f weight", ln_w, (C,)),
+                              ("ln_f bias", ln_b, (C,)), ("head_t", head_t, (C, V)),
+                              ("wpe", wpe, (wpe.shape[0] if wpe is not None else 0, C))):
+            if t is None and name in ("wpe", "ln_f bias"):
+                continue
+            rows = t is not None and t.ndim == 2 and t.strides[1] == 1 \
+                and t.strides[0] >= t.shape[1]  # head_t's rows may be padded
+            if t is None or t.shape != want or t.dtype != "f32" or not (
+                    t.is_contiguous or (name == "head_t" and rows)):
+                got = "None" if t is None else f"{t.shape} {t.dtype}"
+                raise ValueError(f"{op}: {name} is {got}; expected contiguous f32 {want}")
+        fixed = (ptr(wte), None if wpe is None else ptr(wpe),
+                 0 if wpe is None else wpe.shape[0], ptr(ln_w),
+                 None if ln_b is None else ptr(ln_b), ptr(head_t), head_t.strides[0])
+        return fixed, (ctypes.c_void_p * len(layer_ptrs))(*layer_ptrs), H, act

@@ -6,6 +6,7 @@ from __future__ import annotations
 from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.kernels import coopmat as kcm
+from alpha.helios.kernels import decode as kdec
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import flash as kfl
 from alpha.helios.kernels import matmul as kmm
@@ -143,6 +144,22 @@ def builders() -> dict:
         "rope_forward": lambda: krope.rope(False),
         "rope_backward": lambda: krope.rope(True),
     }
+    # the replayed decode step (kernels/decode.py): every prologue and epilogue
+    for norm in kdec.NORMS:
+        for epi in kdec.EPILOGUES:
+            out[f"decode_gemv_{norm}_{epi}"] = (lambda n=norm, e=epi:
+                                                kdec.decode_gemv(8, n, e, True))
+    for norm in kdec.NORMS[1:]:
+        out[f"decode_gemv_{norm}_staged"] = (lambda n=norm:
+                                             kdec.decode_gemv(8, n, "gelu", True, 384))
+    out["decode_gemv_nobias_ks4"] = lambda: kdec.decode_gemv(4, "layernorm", None, False)
+    out["decode_gemv_ks16"] = lambda: kdec.decode_gemv(16, None, "residual", True)
+    out["decode_attention"] = lambda: kdec.decode_attention(256, 64)
+    out["decode_attention_hs48"] = lambda: kdec.decode_attention(512, 48)
+    out["decode_attention_cap"] = lambda: kdec.decode_attention(256, 32, 30.0)
+    out["decode_embed"] = lambda: kdec.decode_embed(False)
+    out["decode_embed_pos"] = lambda: kdec.decode_embed(True)
+    out["argmax_rows"] = kdec.argmax_rows
     out["matmul_default_ck_bf16"] = lambda: kmm.matmul_kernel(kmm.DEFAULT, True, False, "bf16")
     out["pack16_bf16"] = lambda: kcm.pack16_kernel("bf16")
     out["pack16_f16"] = lambda: kcm.pack16_kernel("f16")

@@ -292,6 +292,86 @@ typedef struct {
     const int64_t *starts, *slots; /* per batch row (kv_attention_rows), else NULL */
 } kv_ctx;
 
+/* s[j] = (q . k_j) * scale for j < n, keys k_j = k + j * kst. One query against many keys, so
+ * the work is per key: with hs a multiple of VW each key is hs / VW vector FMAs into two
+ * accumulators, then a fixed tree over the lanes (halves added, then quarters ...), the same
+ * for every key, so a score's bits depend only on q and its key; the keys are independent, so
+ * the out-of-order core overlaps their reductions (the old one-key chain of scalar adds cost ~60
+ * cycles a key, most of a decode step's attention). Other head sizes: 8 lanes, scalar. */
+static void kv_scores(float *s, const float *q, const float *k, int64_t kst, int64_t n,
+                      int64_t hs, float scale) {
+    if (hs % VW == 0) {
+        for (int64_t j = 0; j < n; j++) {
+            const float *kj = k + j * kst;
+            vf a0 = vload(q) * vload(kj), a1 = {0};
+            int64_t d = VW;
+            for (; d + 2 * VW <= hs; d += 2 * VW) {
+                a1 += vload(q + d) * vload(kj + d);
+                a0 += vload(q + d + VW) * vload(kj + d + VW);
+            }
+            if (d < hs) a1 += vload(q + d) * vload(kj + d);
+            vf v = a0 + a1;
+            float half[VW / 2];
+            for (int l = 0; l < VW / 2; l++) half[l] = v[l] + v[l + VW / 2];
+            for (int w = VW / 4; w >= 1; w /= 2)
+                for (int l = 0; l < w; l++) half[l] += half[l + w];
+            s[j] = half[0] * scale;
+        }
+        return;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        const float *kj = k + j * kst;
+        float lanes[8] = {0}; /* head dims are short: 8 lanes, not ALPHA_LANES */
+        int64_t d = 0;
+        for (; d + 8 <= hs; d += 8)
+            for (int l = 0; l < 8; l++) lanes[l] += q[d + l] * kj[d + l];
+        float dot = 0.0f;
+        for (; d < hs; d++) dot += q[d] * kj[d];
+        for (int l = 0; l < 8; l++) dot += lanes[l];
+        s[j] = dot * scale;
+    }
+}
+
+/* acc[0..hs) = sum_j p[j] * v_j, v_j = v + j * vst: keys in two interleaved chains (even, odd)
+ * added at the end, so the FMA latency is hidden; a fixed order whatever the thread. */
+static void kv_values(float *acc, const float *p, const float *v, int64_t vst, int64_t n,
+                      int64_t hs) {
+    int64_t d0 = 0;
+    for (; d0 + 2 * VW <= hs; d0 += 2 * VW) {
+        vf e0 = {0}, e1 = {0}, o0 = {0}, o1 = {0};
+        int64_t j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const float *va = v + j * vst + d0, *vb = va + vst;
+            e0 += p[j] * vload(va);
+            e1 += p[j] * vload(va + VW);
+            o0 += p[j + 1] * vload(vb);
+            o1 += p[j + 1] * vload(vb + VW);
+        }
+        if (j < n) {
+            const float *va = v + j * vst + d0;
+            e0 += p[j] * vload(va);
+            e1 += p[j] * vload(va + VW);
+        }
+        vstore(acc + d0, e0 + o0);
+        vstore(acc + d0 + VW, e1 + o1);
+    }
+    for (; d0 + VW <= hs; d0 += VW) {
+        vf e = {0}, o = {0};
+        int64_t j = 0;
+        for (; j + 2 <= n; j += 2) {
+            e += p[j] * vload(v + j * vst + d0);
+            o += p[j + 1] * vload(v + (j + 1) * vst + d0);
+        }
+        if (j < n) e += p[j] * vload(v + j * vst + d0);
+        vstore(acc + d0, e + o);
+    }
+    for (; d0 < hs; d0++) {
+        float a = 0.0f;
+        for (int64_t j = 0; j < n; j++) a += p[j] * v[j * vst + d0];
+        acc[d0] = a;
+    }
+}
+
 static void kv_task(void *vctx, int64_t begin, int64_t end) {
     kv_ctx *c = (kv_ctx *)vctx;
     int64_t Tq = c->Tq, C = c->C, nh = c->nh, hs = C / nh;
@@ -307,50 +387,18 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
         const float *q = c->q + b * c->qsb + tq * c->qst + h * hs;
         int64_t kb = c->slots ? c->slots[b] : b; /* the cache row block of this batch row */
         int64_t n = (c->starts ? c->starts[b] : c->start) + tq + 1;
+        kv_scores(s, q, c->k + kb * c->ksb + h * hs, c->kst, n, hs, scale);
+        if (c->softcap > 0.0f) softcap_scores(s, n, c->softcap);
         float m = -INFINITY;
-        for (int64_t j = 0; j < n; j++) {
-            const float *kj = c->k + kb * c->ksb + j * c->kst + h * hs;
-            float lanes[8] = {0}; /* head dims are short: 8 lanes, not ALPHA_LANES */
-            int64_t d = 0;
-            for (; d + 8 <= hs; d += 8)
-                for (int l = 0; l < 8; l++) lanes[l] += q[d + l] * kj[d + l];
-            float dot = 0.0f;
-            for (; d < hs; d++) dot += q[d] * kj[d];
-            for (int l = 0; l < 8; l++) dot += lanes[l];
-            s[j] = dot * scale;
-            if (c->softcap > 0.0f) softcap_scores(s + j, 1, c->softcap);
-            m = s[j] > m ? s[j] : m;
-        }
+        for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
         for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n; j++) sum += s[j];
-        const float *v0 = c->v + kb * c->vsb + h * hs;
-        int64_t d0 = 0;
-        for (; d0 + 4 * VW <= hs; d0 += 4 * VW) { /* 4 independent register accumulators */
-            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            for (int64_t j = 0; j < n; j++) {
-                const float *vj = v0 + j * c->vst + d0;
-                float p = s[j];
-                a0 += p * vload(vj);
-                a1 += p * vload(vj + VW);
-                a2 += p * vload(vj + 2 * VW);
-                a3 += p * vload(vj + 3 * VW);
-            }
-            vstore(acc + d0, a0);
-            vstore(acc + d0 + VW, a1);
-            vstore(acc + d0 + 2 * VW, a2);
-            vstore(acc + d0 + 3 * VW, a3);
-        }
-        for (; d0 + VW <= hs; d0 += VW) {
-            vf a = {0};
-            for (int64_t j = 0; j < n; j++) a += s[j] * vload(v0 + j * c->vst + d0);
-            vstore(acc + d0, a);
-        }
-        for (; d0 < hs; d0++) {
-            float a = 0.0f;
-            for (int64_t j = 0; j < n; j++) a += s[j] * v0[j * c->vst + d0];
-            acc[d0] = a;
-        }
+        float lanes[VW] = {0}, sum = 0.0f; /* the sum in VW lanes, then in order */
+        int64_t j = 0;
+        for (; j + VW <= n; j += VW)
+            for (int l = 0; l < VW; l++) lanes[l] += s[j + l];
+        for (; j < n; j++) sum += s[j];
+        for (int l = 0; l < VW; l++) sum += lanes[l];
+        kv_values(acc, s, c->v + kb * c->vsb + h * hs, c->vst, n, hs);
         float inv = 1.0f / sum;
         float *o = c->out + (b * Tq + tq) * C + h * hs;
         for (int64_t d = 0; d < hs; d++) o[d] = acc[d] * inv;

@@ -16,8 +16,10 @@
  */
 #include "alpha.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
                       int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float *c,
@@ -42,6 +44,37 @@ void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
 
 enum { ACT_GELU, ACT_RELU, ACT_SILU, ACT_SWIGLU, ACT_RELU2 };
 #define EW_ADD 0 /* elementwise.c's B_ADD */
+
+/* The engine's profile (ALPHA_ENGINE_PROFILE, alpha/model/engine_profile.py): while on, every
+ * call adds its nanoseconds in the weight products, in attention and in the rest (norms,
+ * activations, residual adds, cache writes). Off, it costs one relaxed load per call. */
+enum { PROF_PRODUCTS, PROF_ATTENTION, PROF_OTHER, PROF_N };
+static _Atomic int64_t prof_ns[PROF_N];
+static atomic_int prof_on;
+
+static int64_t prof_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Turns the counters on or off; out (3 int64), when given, gets their sums so far, which restart
+ * from zero. */
+void decode_profile(int on, int64_t *out) {
+    for (int i = 0; i < PROF_N; i++) {
+        int64_t v = atomic_exchange(&prof_ns[i], 0);
+        if (out) out[i] = v;
+    }
+    atomic_store(&prof_on, on);
+}
+
+/* adds the time since *t to counter `what` and restarts *t (only while profiling) */
+static inline void prof_lap(int on, int64_t *t, int what) {
+    if (!on) return;
+    int64_t now = prof_now();
+    atomic_fetch_add_explicit(&prof_ns[what], now - *t, memory_order_relaxed);
+    *t = now;
+}
 
 /* out (M, n_out) = x (M, n_in) @ w (n_in, n_out) + b, each row as the model's linear computes
  * one row (the batch-invariant product, then the bias added row by row) */
@@ -96,9 +129,13 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
     float *h = buf, *qkv = h + M * C, *att = qkv + M * 3 * C, *y = att + M * C;
     float *f = y + M * C, *g = f + M * F, *stats = g + M * H;
     int rc = 0;
+    int prof = atomic_load_explicit(&prof_on, memory_order_relaxed);
+    int64_t t = prof ? prof_now() : 0;
 
     layernorm_forward(h, stats, stats + M, x, ln1_w, ln1_b, M, C, eps); /* row by row */
+    prof_lap(prof, &t, PROF_OTHER);
     linear_rows(qkv, h, attn_w, attn_b, M, C, 3 * C);
+    prof_lap(prof, &t, PROF_PRODUCTS);
     if (rope_cos) { /* the op-by-op path's rope_forward call, on the same rows */
         float *turned = stats + 2 * M;
         int32_t *pos32 = (int32_t *)(turned + M * 3 * C);
@@ -109,6 +146,7 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
     for (int64_t i = 0; i < M; i++) /* this position's [k | v] into the sequence's cache */
         memcpy(cache + slots[i] * slot_stride + positions[i] * 2 * C, qkv + i * 3 * C + C,
                2 * C * sizeof(float));
+    prof_lap(prof, &t, PROF_OTHER);
     if (M == 1) {
         float *slot = cache + slots[0] * slot_stride;
         rc = kv_attention(att, qkv, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, 1, C, nh,
@@ -117,11 +155,15 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
         rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C, cache + C,
                                slot_stride, 2 * C, slots, positions, M, C, nh, softcap);
     }
+    prof_lap(prof, &t, PROF_ATTENTION);
     linear_rows(y, att, proj_w, proj_b, M, C, C);
+    prof_lap(prof, &t, PROF_PRODUCTS);
     ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
 
     layernorm_forward(h, stats, stats + M, x, ln2_w, ln2_b, M, C, eps);
+    prof_lap(prof, &t, PROF_OTHER);
     linear_rows(f, h, fc_w, fc_b, M, C, F);
+    prof_lap(prof, &t, PROF_PRODUCTS);
     for (int64_t i = 0; i < M; i++) {
         float *gi = g + i * H, *fi = f + i * F;
         switch (act) {
@@ -132,7 +174,64 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
         default: swiglu_forward(gi, fi, 1, H); break;
         }
     }
+    prof_lap(prof, &t, PROF_OTHER);
     linear_rows(y, g, mlp_w, mlp_b, M, H, C);
+    prof_lap(prof, &t, PROF_PRODUCTS);
     ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
+    prof_lap(prof, &t, PROF_OTHER);
+    return rc;
+}
+
+void embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C);
+
+/* A whole decode step, one new token for each of M sequences, in one call (the Backend protocol's
+ * `decode_step`): the model's cached forward for T = 1 with every block fused, so the engine's
+ * thread gives up and takes back the interpreter lock once a step instead of once an op (with 32
+ * request threads waking every step, each take-back can wait behind them).
+ *
+ *   x = wte[ids] (+ wpe[positions])         x = block_decode(x) for each of the L layers
+ *   logits = layernorm(x; ln_f) @ head_t    (head_t the LM head transposed, (C, V))
+ *
+ * The same functions in the same order as the op-by-op path, so the same bits. ids (M) i32 and
+ * positions (M) are checked here: -2 if one is outside the tables. caches: L pointers to the
+ * layers' (S, Tmax, 2C) blocks; params: L * 12 pointers, each layer's as `block_decode` takes
+ * them; wpe NULL with rope; head_t's rows head_ld apart. Returns 0, -1 if out of memory, -2 for a bad id or position. */
+int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, int64_t V,
+                const float *wpe, int64_t n_pos, int64_t L, float *const *caches,
+                int64_t slot_stride, const int64_t *slots, const int64_t *positions,
+                const float *const *params, const float *lnf_w, const float *lnf_b,
+                const float *head_t, int64_t head_ld, int64_t C, int64_t H, int64_t nh,
+                int act, float eps, const float *rope_cos, const float *rope_sin,
+                float softcap) {
+    for (int64_t i = 0; i < M; i++)
+        if (ids[i] < 0 || ids[i] >= V || positions[i] < 0 || (wpe && positions[i] >= n_pos))
+            return -2;
+    float *x = (float *)malloc((size_t)(M * (3 * C + 2)) * sizeof(float));
+    int32_t *pos32 = (int32_t *)malloc((size_t)M * sizeof(int32_t));
+    int rc = 0;
+    if (!x || !pos32) {
+        rc = -1;
+        goto done;
+    }
+    float *pos = x + M * C, *h = pos + M * C, *stats = h + M * C;
+    embedding_forward(x, ids, wte, M, C);
+    if (wpe) {
+        for (int64_t i = 0; i < M; i++) pos32[i] = (int32_t)positions[i];
+        embedding_forward(pos, pos32, wpe, M, C);
+        ew_binary_contig(x, x, pos, M * C, EW_ADD, 0.0f);
+    }
+    for (int64_t l = 0; l < L && !rc; l++) {
+        const float *const *p = params + 12 * l;
+        rc = block_decode(x, M, caches[l], slot_stride, slots, positions, p[0], p[1], p[2], p[3],
+                          p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], C, H, nh, act, eps,
+                          rope_cos, rope_sin, softcap);
+    }
+    if (!rc) {
+        layernorm_forward(h, stats, stats + M, x, lnf_w, lnf_b, M, C, eps);
+        alpha_sgemm_rows(M, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
+    }
+done:
+    free(x);
+    free(pos32);
     return rc;
 }
