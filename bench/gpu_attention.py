@@ -51,9 +51,9 @@ def check_exact(be) -> list[float]:
     return hf.rel_errors(got, hf.reference(x, dy, B, T, C, H))
 
 
-def time_alpha(be, B, T, C, H, reps, flash=True) -> float:
+def time_alpha(be, B, T, C, H, reps, flash=True, prefetch=True) -> float:
     lp = be.with_matmul_dtype("bf16")
-    lp.flash = flash
+    lp.flash, lp.flash_prefetch = flash, prefetch
     rng = random.Random(2)
     n = B * T * 3 * C
     qkv = lp.from_array(array("f", [rng.uniform(-1, 1) for _ in range(n)]), (B, T, 3 * C))
@@ -127,6 +127,7 @@ def main() -> int:
     print(f"attention forward + backward, B {B}, T {T}, C {C}, {H} heads "
           f"(TFLOP/s count the causal half of 7 matmuls)")
     rows = [("alpha helios bf16 flash", time_alpha(be, B, T, C, H, args.reps)),
+            ("alpha flash, no prefetch", time_alpha(be, B, T, C, H, args.reps, True, False)),
             ("alpha bf16 materialised", time_alpha(be, B, T, C, H, args.reps, False))]
     try:
         import torch
@@ -137,7 +138,7 @@ def main() -> int:
             print("PyTorch has no CUDA here: no reference")
     except ImportError:
         print("PyTorch is not installed: no reference")
-    ref = rows[2][1] if len(rows) > 2 else None
+    ref = rows[3][1] if len(rows) > 3 else None
     for name, sec in rows:
         ratio = f"{ref / sec:.2f}x" if ref else "-"
         print(f"{name:<26}{1000 * sec:>9.2f} ms{flops / sec / 1e12:>8.1f} TFLOP/s"

@@ -33,6 +33,8 @@ against float64; the coopmat kernels pass spirv-val there and are checked on the
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from alpha.helios.kernels.coopmat import (ALIGNED, COL_MAJOR, FRAG, NONPRIVATE, ROW_MAJOR,
                                           SCOPE_SUBGROUP, USE_A, USE_ACC, USE_B, _Coop,
                                           _bf16_bits, _subgroup_barrier)
@@ -54,13 +56,14 @@ def block(mode: str) -> int:
 class _Flash:
     """One flash kernel under construction: shared tiles, the lane layout, the products."""
 
-    def __init__(self, name: str, params: list, mode: str):
+    def __init__(self, name: str, params: list, mode: str, prefetch: bool = True):
         assert mode in MODES
+        self.prefetch = prefetch
         self.real = mode == "coopmat"
         self.nsg = SUBGROUPS[mode]
         self.BT = self.nsg * FRAG
         self.nt = self.nsg * 32
-        k = self.k = Kernel(f"{name}_{mode}", (self.nt, 1, 1), params,
+        k = self.k = Kernel(f"{name}_{mode}{'' if prefetch else '_direct'}", (self.nt, 1, 1), params,
                             version=(1, 6) if self.real else (1, 5))
         m = self.m = k.m
         self.fn = k.fn
@@ -137,20 +140,68 @@ class _Flash:
     def load_tile(self, dst, src: Val, T: Val, head: Val, row0: Val) -> None:
         """Rows row0.. of one head of a (B*H, T, 64) bf16 tensor into a shared tile (zeros past
         T): 16 bytes per invocation and step."""
+        self.put(dst, self.fetch(src, T, head, row0))
+
+    def fetch(self, src: Val, T: Val, head: Val, row0: Val, regs=None) -> list:
+        """`load_tile`'s global loads into Function variables (`regs`: reuse those)."""
         k, fn = self.k, self.fn
         buf = self.buffer(src, self.u4, 16, "u16x8")
         zero = self.m.constant_composite(self.u4, *[self.m.constant(self.u32, 0)] * 4)
-        for i in range(self.BT * 8 // self.nt):
+        n = self.BT * 8 // self.nt
+        regs = regs or [fn.variable(self.m.type_pointer("Function", self.u4)) for _ in range(n)]
+        for i, v in enumerate(regs):
             u = self.tid + i * self.nt
             r, cu = u >> 3, u & 7
-            v = fn.variable(self.m.type_pointer("Function", self.u4))
             fn.op("OpStore", v, zero)
             with k.if_(row0 + r < T):
                 fn.op("OpStore", v, self.gload(buf, "u16x8", (head * T + row0 + r) * 8 + cu,
                                                self.u4, self.ga))
-            p = fn.op("OpAccessChain", dst, (r * UNITS + cu).id,
+        return regs
+
+    def put(self, dst, regs) -> None:
+        fn = self.fn
+        for i, v in enumerate(regs):
+            u = self.tid + i * self.nt
+            p = fn.op("OpAccessChain", dst, ((u >> 3) * UNITS + (u & 7)).id,
                       type=self.m.type_pointer("Workgroup", self.u4))
             fn.op("OpStore", p, fn.op("OpLoad", v, type=self.u4), *self.na)
+
+    @contextmanager
+    def walk(self, start: Val, end: Val, T: Val, head: Val, srcs, extra=None):
+        """for t in [start, end): tile t of srcs[0] in X and of srcs[1] in Y (rows t * BT..),
+        `extra(row0)` run beside the shared stores; yields t. With `prefetch` the next tiles'
+        global loads are issued before this tile's products and stored after them."""
+        k, BT = self.k, self.BT
+        if not self.prefetch:
+            with k.loop(start, end) as t:
+                self.barrier()
+                for dst, src in zip((self.X, self.Y), srcs):
+                    self.load_tile(dst, src, T, head, t * BT)
+                if extra:
+                    extra(t * BT)
+                self.barrier()
+                yield t
+            return
+        regs = [self.fetch(src, T, head, start * BT) for src in srcs]
+        self.barrier()  # the operands held in registers were read from PB
+        for dst, r in zip((self.X, self.Y), regs):
+            self.put(dst, r)
+        if extra:
+            extra(start * BT)
+        self.barrier()
+        with k.loop(start, end) as t:
+            more = (t + 1) < end
+            with k.if_(more):
+                for src, r in zip(srcs, regs):
+                    self.fetch(src, T, head, (t + 1) * BT, r)
+            yield t
+            self.barrier()
+            with k.if_(more):
+                for dst, r in zip((self.X, self.Y), regs):
+                    self.put(dst, r)
+                if extra:
+                    extra((t + 1) * BT)
+            self.barrier()
 
     def barrier(self) -> None:
         self.k.barrier()
@@ -330,10 +381,10 @@ HEAD_PARAMS = [("q", "u64"), ("k", "u64"), ("v", "u64")]
 SHAPE_PARAMS = [("T", "u32"), ("H", "u32"), ("scale", "f32")]
 
 
-def flash_forward(mode: str = "coopmat") -> Kernel:
+def flash_forward(mode: str = "coopmat", prefetch: bool = True) -> Kernel:
     """out (B, T, H*64) and lse (B*H, T) of causal attention; grid (query tiles, B*H)."""
     f = _Flash("flash_fwd", [("out", "f32*"), ("lse", "f32*")] + HEAD_PARAMS + SHAPE_PARAMS,
-               mode)
+               mode, prefetch)
     k = f.k
     out, lse, qa, ka, va, T, H, scale = k.params()
     BT = f.BT
@@ -346,12 +397,8 @@ def flash_forward(mode: str = "coopmat") -> Kernel:
     m = k.var("f32", NEG)
     lsum = k.var("f32", 0.0)  # this invocation's half of the row sum
     o = [k.var("f32", 0.0) for _ in range(HD // 2)]
-    with k.loop(0, qt + 1) as t:
+    with f.walk(k.const(0, "u32"), qt + 1, T, bh, (ka, va)) as t:
         k0 = t * BT
-        f.barrier()
-        f.load_tile(f.X, ka, T, bh, k0)
-        f.load_tile(f.Y, va, T, bh, k0)
-        f.barrier()
         f.product(qa_, (f.X, "T"))
         f.sync()
         cols = f.cols(BT)
@@ -387,10 +434,10 @@ def flash_forward(mode: str = "coopmat") -> Kernel:
     return f.finish()
 
 
-def flash_backward_q(mode: str = "coopmat") -> Kernel:
+def flash_backward_q(mode: str = "coopmat", prefetch: bool = True) -> Kernel:
     """dqkv[..., 0:C] += dQ; grid (query tiles, B*H). dd: D = rowsum(dO * O) (B*H, T)."""
     f = _Flash("flash_bwd_q", [("dqkv", "f32*"), ("lse", "f32*"), ("dd", "f32*")]
-               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode)
+               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode, prefetch)
     k = f.k
     dqkv, lse, dd, qa, ka, va, doa, T, H, scale = k.params()
     BT = f.BT
@@ -408,12 +455,8 @@ def flash_backward_q(mode: str = "coopmat") -> Kernel:
     doa_ = f.held(doa, T, bh, q0)
     C = H * HD
     dq = f.accumulators(dqkv, ((bh / H) * T + qrow) * (3 * C) + (bh % H) * HD, scale, ok)
-    with k.loop(0, qt + 1) as t:
+    with f.walk(k.const(0, "u32"), qt + 1, T, bh, (ka, va)) as t:
         k0 = t * BT
-        f.barrier()
-        f.load_tile(f.X, ka, T, bh, k0)
-        f.load_tile(f.Y, va, T, bh, k0)
-        f.barrier()
         f.product(qa_, (f.X, "T"))
         f.sync()
         cols = f.cols(BT)
@@ -429,10 +472,10 @@ def flash_backward_q(mode: str = "coopmat") -> Kernel:
     return f.finish()
 
 
-def flash_backward_kv(mode: str = "coopmat") -> Kernel:
+def flash_backward_kv(mode: str = "coopmat", prefetch: bool = True) -> Kernel:
     """dqkv[..., C:2C] += dK, dqkv[..., 2C:3C] += dV; grid (key tiles, B*H)."""
     f = _Flash("flash_bwd_kv", [("dqkv", "f32*"), ("lse", "f32*"), ("dd", "f32*")]
-               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode)
+               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode, prefetch)
     k = f.k
     dqkv, lse, dd, qa, ka, va, doa, T, H, scale = k.params()
     BT = f.BT
@@ -450,11 +493,8 @@ def flash_backward_kv(mode: str = "coopmat") -> Kernel:
     row = ((bh / H) * T + krow) * (3 * C) + (bh % H) * HD
     dk = f.accumulators(dqkv, row + C, scale, ok)
     dv = f.accumulators(dqkv, row + 2 * C, k.const(1.0, "f32"), ok)
-    with k.loop(kt, nq) as t:
-        q0 = t * BT
-        f.barrier()
-        f.load_tile(f.X, qa, T, bh, q0)
-        f.load_tile(f.Y, doa, T, bh, q0)
+
+    def stage_ld(q0):
         i = f.tid % BT
         lv = k.var("f32", 0.0)
         with k.if_(q0 + i < T):
@@ -463,7 +503,9 @@ def flash_backward_kv(mode: str = "coopmat") -> Kernel:
             with k.if_(f.tid >= BT):
                 lv.set(dd[bh * T + q0 + i])
         f.st_r(f.tid, lv.get(), LD)
-        f.barrier()
+
+    with f.walk(kt, nq, T, bh, (qa, doa), stage_ld) as t:
+        q0 = t * BT
         f.product(ka_, (f.X, "T"))
         f.sync()
         cols = f.cols(BT)
@@ -474,7 +516,8 @@ def flash_backward_kv(mode: str = "coopmat") -> Kernel:
         f.product(("pb",), (f.Y, "N"), dv)
         f.product(va_, (f.Y, "T"))
         f.sync()
-        f.write_pairs([pj * (x - f.ld_r(c + BT, LD)) for pj, c, x in zip(p, cols, f.read_row(BT))])
+        f.write_pairs([pj * (x - f.ld_r(c + BT, LD))
+                       for pj, c, x in zip(p, cols, f.read_row(BT))])
         f.sync()
         f.product(("pb",), (f.X, "N"), dk)
     f.store_acc(dk)
