@@ -34,6 +34,7 @@ class AttentionOps:
     # with scalar products (lavapipe: the tests)
     flash = True
     flash_prefetch = True  # the next tiles' loads in flight during the products (benchmarks)
+    flash_lazy = True  # forward: O rescaled only when a row's max moves a lot (benchmarks)
 
     def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         if self.matmul_dtype == "f32":
@@ -118,8 +119,8 @@ class AttentionOps:
         q, k, v = self._heads(qkv, B, T, H, kfl.HD, 3, "bf16")
         dst = out if out.is_contiguous else self.rt.new(out.shape)
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
-        a, pf = self.rt.addr, self.flash_prefetch
-        self.rt.launch(("flash_fwd", mode, pf), lambda: kfl.flash_forward(mode, pf),
+        a, pf, lazy = self.rt.addr, self.flash_prefetch, self.flash_lazy
+        self.rt.launch(("flash_fwd", mode, pf, lazy), lambda: kfl.flash_forward(mode, pf, lazy),
                        [a(dst), a(lo), a(q), a(k), a(v), T, H, 1.0 / math.sqrt(kfl.HD)],
                        (-(-T // kfl.block(mode)), B * H, 1))
         if dst is not out:
