@@ -43,12 +43,12 @@ HEAD_PARAMS = [("q", "u64"), ("k", "u64"), ("v", "u64")]
 SHAPE_PARAMS = [("T", "u32"), ("H", "u32"), ("scale", "f32")]
 
 
-def flash_forward(mode: str = "coopmat", prefetch: bool = True, lazy: bool = True) -> Kernel:
+def flash_forward(mode: str = "coopmat", lazy: bool = True) -> Kernel:
     """out (B, T, H*64) and lse (B*H, T) of causal attention; grid (query tiles, B*H)."""
     if lazy:
-        return _forward_lazy(mode, prefetch)
+        return _forward_lazy(mode)
     f = _Flash("flash_fwd", [("out", "f32*"), ("lse", "f32*")] + HEAD_PARAMS + SHAPE_PARAMS,
-               mode, prefetch)
+               mode)
     k = f.k
     out, lse, qa, ka, va, T, H, scale = k.params()
     BT = f.BT
@@ -101,13 +101,13 @@ def flash_forward(mode: str = "coopmat", prefetch: bool = True, lazy: bool = Tru
 LAZY = 8.0  # the running max moves only when a row's max exceeds it by this (e^8 ~ 3000)
 
 
-def _forward_lazy(mode: str, prefetch: bool) -> Kernel:
+def _forward_lazy(mode: str) -> Kernel:
     """The forward with O in accumulators, rescaled only when a row's max grows by more than
     LAZY over the max its P values use (FlashAttention-4's conditional rescaling: P = exp(S -
     m_used) stays below e^LAZY, the sum and O use the same m_used; past the first tiles the max
     rarely moves), instead of O_part through shared memory on every tile."""
     f = _Flash("flash_fwd_lazy", [("out", "f32*"), ("lse", "f32*")] + HEAD_PARAMS
-               + SHAPE_PARAMS, mode, prefetch)
+               + SHAPE_PARAMS, mode)
     k = f.k
     out, lse, qa, ka, va, T, H, scale = k.params()
     BT = f.BT
@@ -156,10 +156,10 @@ def _forward_lazy(mode: str, prefetch: bool) -> Kernel:
     return f.finish()
 
 
-def flash_backward_q(mode: str = "coopmat", prefetch: bool = True) -> Kernel:
+def flash_backward_q(mode: str = "coopmat") -> Kernel:
     """dqkv[..., 0:C] += dQ; grid (query tiles, B*H). dd: D = rowsum(dO * O) (B*H, T)."""
     f = _Flash("flash_bwd_q", [("dqkv", "f32*"), ("lse", "f32*"), ("dd", "f32*")]
-               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode, prefetch)
+               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode)
     k = f.k
     dqkv, lse, dd, qa, ka, va, doa, T, H, scale = k.params()
     BT = f.BT
@@ -194,10 +194,10 @@ def flash_backward_q(mode: str = "coopmat", prefetch: bool = True) -> Kernel:
     return f.finish()
 
 
-def flash_backward_kv(mode: str = "coopmat", prefetch: bool = True) -> Kernel:
+def flash_backward_kv(mode: str = "coopmat") -> Kernel:
     """dqkv[..., C:2C] += dK, dqkv[..., 2C:3C] += dV; grid (key tiles, B*H)."""
     f = _Flash("flash_bwd_kv", [("dqkv", "f32*"), ("lse", "f32*"), ("dd", "f32*")]
-               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode, prefetch)
+               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode)
     k = f.k
     dqkv, lse, dd, qa, ka, va, doa, T, H, scale = k.params()
     BT = f.BT
