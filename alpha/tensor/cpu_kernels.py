@@ -79,6 +79,8 @@ _SIGNATURES = {
     "decode_profile": (None, [_INT, _P]),
     "decode_step": (_INT, [_P, _P, _I64, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P, _P, _P, _P,
                            _P, _I64, _I64, _I64, _I64, _INT, _F, _P, _P, _F]),
+    "prefill_step": (_INT, [_P, _P, _I64, _I64, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P, _P,
+                            _P, _P, _P, _I64, _I64, _I64, _I64, _INT, _F, _P, _P, _F]),
     "alpha_sgemm_rows": (None, [_I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _F,
                                 _INT]),
     "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),
