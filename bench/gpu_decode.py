@@ -8,7 +8,8 @@ Config B of bench/train_speed.py (vocab 4096, 6 layers, 6 heads, 384 wide, block
 weights, a 32-token prompt per sequence, then `--tokens` decoded tokens per sequence (greedy:
 `argmax_rows`, which helios answers from the replayed step's own argmax; torch.argmax for
 PyTorch). tok/s counts decoded tokens of all sequences over the decode time (prefill excluded);
-every run decodes once untimed first (pipelines, the recording, GPU clocks), then again timed.
+every run decodes untimed for a second first (pipelines, the recording, GPU clocks), then once
+timed.
 Runs: alpha-f32 and alpha-bf16 (the replayed decode step, alpha/helios/replay.py: its products
 are fp32 in both; bf16 changes the prefill), alpha-f32-ops (the op-by-op cached forward, what
 decode was before the replay), torch-eager. Each run is its own process.
@@ -32,6 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 B_CFG = dict(vocab_size=4096, n_layer=6, n_head=6, n_embd=384, block_size=256)
 PROMPT = 32
+WARMUP_S = 1.0  # untimed decoding first: the GPU idles at 345 MHz until it has had work
 
 
 def _greedy(engine, be, prompts, tokens):
@@ -68,12 +70,17 @@ def measure_alpha(batch: int, tokens: int, dtype: str, replay: bool, check: int)
     engine = InferenceEngine(model, batch_size=batch)
     data = rng.stream("data")
     prompts = [data.randint(PROMPT, c["vocab_size"]) for _ in range(batch)]
-    _greedy(engine, be, prompts, tokens)  # untimed: pipelines, the recording, GPU clocks
+    warm = time.perf_counter()
+    while time.perf_counter() - warm < WARMUP_S:  # untimed: pipelines, recording, GPU clocks
+        _greedy(engine, be, prompts, tokens)
+    be.dev.profile.clear()
     toks, prefill, decode, host = _greedy(engine, be, prompts, tokens)
     res = {"run": f"alpha-{dtype}" + ("" if replay else "-ops"), "batch": batch,
            "decode_tok_s": batch * tokens / decode, "prefill_s": prefill,
            "host_ms_per_step": 1e3 * host / tokens, "device": be.dev.name,
            "replayed": model.step_decode}
+    if be.dev.profiling:
+        res["profile"] = be.dev.profile_table()
     if check:  # the same weights and prompts on the CPU backend: the same tokens?
         cpu = get_backend("cpu")
         ref = GPT(cfg, cpu, Rng(0), init=False).eval()
@@ -95,7 +102,9 @@ def measure_torch(batch: int, tokens: int) -> dict:
                       c["block_size"]).cuda().eval()
     prompt = torch.randint(0, c["vocab_size"], (batch, PROMPT), device="cuda")
     with torch.no_grad():
-        for _ in range(2):  # the first pass untimed, as for Alpha
+        warm, passes = time.perf_counter(), 0
+        while passes < 2 or time.perf_counter() - warm < WARMUP_S:  # the last pass is timed
+            passes += 1
             caches = [{} for _ in range(c["n_layer"])]
             torch.cuda.synchronize()
             t0 = time.perf_counter()
@@ -122,6 +131,9 @@ def main() -> int:
                    default=["alpha-f32", "alpha-bf16", "alpha-f32-ops", "torch-eager"])
     p.add_argument("--check", type=int, default=16,
                    help="tokens per sequence the alpha-f32 run compares with the CPU backend")
+    p.add_argument("--profile", action="store_true",
+                   help="then alpha-f32 once more per batch with ALPHA_HELIOS_PROFILE=1: GPU "
+                        "time per kernel of the timed pass (timestamps after every dispatch)")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -135,28 +147,39 @@ def main() -> int:
         print("RESULT " + json.dumps(res))
         return 0
     results = []
-    for batch in args.batches:
-        for run in args.runs:
-            cmd = [sys.executable, os.path.abspath(__file__), "--one", run, str(batch),
-                   "--tokens", str(args.tokens), "--check", str(args.check)]
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
-            line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
-            if r.returncode != 0 or not line:
-                print(f"{run} batch {batch} failed:\n{r.stderr.strip()[-2000:]}", flush=True)
-                continue
-            results.append(json.loads(line[-1][7:]))
-            res = results[-1]
-            extra = f", check {res['check']}" if "check" in res else ""
-            print(f"{run} batch {batch}: {res['decode_tok_s']:.0f} tok/s{extra}", flush=True)
+    plan = [(batch, run, False) for batch in args.batches for run in args.runs]
+    if args.profile:
+        plan += [(batch, "alpha-f32", True) for batch in args.batches]
+    for batch, run, profile in plan:
+        cmd = [sys.executable, os.path.abspath(__file__), "--one", run, str(batch),
+               "--tokens", str(args.tokens), "--check", str(0 if profile else args.check)]
+        env = dict(os.environ, ALPHA_HELIOS_PROFILE="1" if profile else "0")
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                           env=env)
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+        if r.returncode != 0 or not line:
+            print(f"{run} batch {batch} failed:\n{r.stderr.strip()[-2000:]}", flush=True)
+            continue
+        res = json.loads(line[-1][7:])
+        if profile:
+            print(f"GPU time per kernel, {run} batch {batch}, {args.tokens} tokens "
+                  f"(wall {res['decode_tok_s']:.0f} tok/s with timestamps):\n"
+                  f"{res['profile']}", flush=True)
+            continue
+        results.append(res)
+        extra = f", check {res['check']}" if "check" in res else ""
+        print(f"{run} batch {batch}: {res['decode_tok_s']:.0f} tok/s{extra}", flush=True)
     c = B_CFG
     print(f"\ndecode, config B (vocab {c['vocab_size']}, {c['n_layer']} layers, {c['n_embd']} "
           f"wide), {PROMPT}-token prompt, {args.tokens} tokens per sequence")
-    print(f"{'run':<14}{'batch':>6}{'tok/s':>10}{'vs torch':>10}")
+    print(f"{'run':<15}{'batch':>6}{'tok/s':>10}{'vs torch':>10}{'host ms/step':>14}")
     for res in results:
         ref = next((r for r in results if r["run"] == "torch-eager"
                     and r["batch"] == res["batch"]), None)
         ratio = f"{res['decode_tok_s'] / ref['decode_tok_s']:.2f}x" if ref else "-"
-        print(f"{res['run']:<14}{res['batch']:>6}{res['decode_tok_s']:>10.0f}{ratio:>10}")
+        host = f"{res['host_ms_per_step']:.3f}" if "host_ms_per_step" in res else "-"
+        print(f"{res['run']:<15}{res['batch']:>6}{res['decode_tok_s']:>10.0f}{ratio:>10}"
+              f"{host:>14}")
     if results:
         print(f"device: {results[0]['device']}")
     print(json.dumps(results))

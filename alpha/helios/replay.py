@@ -104,7 +104,7 @@ class DecodeReplay:
         while keys < Tmax:
             keys *= 2
         limits = self.dev.limits
-        if 4 * (keys + kdec.ATT_LOCAL) > limits.maxComputeSharedMemorySize \
+        if 4 * (keys + 2 * kdec.ATT_LOCAL) > limits.maxComputeSharedMemorySize \
                 or limits.maxComputeWorkGroupInvocations < kdec.NC * 16:
             raise NotImplementedError(f"need decode_step for a cache of {Tmax} positions")
         rt = be.rt
@@ -124,13 +124,15 @@ class DecodeReplay:
                   [A(self.x), A(wte), A(wpe) if learned else A(wte), args, M, C],
                   (groups(M * C), 1, 1))]
         hs = C // n_head
-        att_key = ("decode_attention", keys, softcap)
-        att_build = lambda: kdec.decode_attention(keys, softcap)  # noqa: E731
+        if hs > kdec.ATT_LOCAL:
+            raise NotImplementedError(f"need decode_step for heads of {hs} > {kdec.ATT_LOCAL}")
+        att_key = ("decode_attention", keys, hs, softcap)
+        att_build = lambda: kdec.decode_attention(keys, hs, softcap)  # noqa: E731
         for cache, blk in zip(caches, blocks):
             ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb = blk
             steps.append(self._gemv(self.qkv, self.x, aw, ab, (norm, ln1w, ln1b), None, eps))
             steps.append((att_key, att_build,
-                          [A(self.att), A(self.qkv), A(cache), args, M, C, hs, Tmax * 2 * C,
+                          [A(self.att), A(self.qkv), A(cache), args, M, C, Tmax * 2 * C,
                            1.0 / math.sqrt(hs)], (n_head, M, 1)))
             steps.append(self._gemv(self.x, self.att, pw, pb, None, "residual", eps))
             steps.append(self._gemv(self.hid, self.x, fw, fb, (norm, ln2w, ln2b), activation,
@@ -203,8 +205,11 @@ class DecodeReplay:
                 kind = "layernorm_nobias"
             nb = nb if nb is not None else a
         has_bias = bias is not None
-        key = ("decode_gemv", KS, kind, epilogue, has_bias)
-        return (key, lambda: kdec.decode_gemv(KS, kind, epilogue, has_bias),
+        staged = kdec.stage_class(K) if kind is not None else 0
+        if kdec.gemv_shared_bytes(KS, staged) > self.dev.limits.maxComputeSharedMemorySize:
+            staged = 0  # normalised as loaded: slower, no shared-memory bound on K
+        key = ("decode_gemv", KS, kind, epilogue, has_bias, staged)
+        return (key, lambda: kdec.decode_gemv(KS, kind, epilogue, has_bias, staged),
                 [A(out), A(a), A(w), A(bias) if has_bias else A(a), A(nw), A(nb), self.M, K, N,
                  float(eps), float(cap)],
                 (-(-N // kdec.NC), -(-self.M // kdec.MR), 1))
@@ -218,6 +223,7 @@ class DecodeReplay:
         # barriers first and last: ordered after the work submitted before it (a prefill's
         # cache writes) and before the work submitted after it (the next op's reads)
         dev._barrier(cb)
+        pool = self._profile_pool(cb, len(steps))
         last = None
         for i, (key, build, values, grid) in enumerate(steps):
             prog = self.be.pipes.get(key, build)
@@ -229,6 +235,9 @@ class DecodeReplay:
             push = struct.pack(prog.push_format, *values)
             f.CmdPushConstants(cb, prog.layout, vk.SHADER_STAGE_COMPUTE, 0, len(push), push)
             f.CmdDispatch(cb, *grid)
+            if pool:
+                self._names.append(prog.name)
+                f.CmdWriteTimestamp(cb, vk.STAGE_BOTTOM, pool, i + 1)
         dev._barrier(cb)
         hb = vk.MemoryBarrier(sType=vk.ST_MEMORY_BARRIER, srcAccessMask=vk.ACCESS_SHADER_WRITE,
                               dstAccessMask=vk.ACCESS_HOST_READ)
@@ -236,12 +245,46 @@ class DecodeReplay:
         vk.check(f.EndCommandBuffer(cb), "vkEndCommandBuffer")
         return cb, fence
 
+    def _profile_pool(self, cb, n: int) -> int:
+        """With ALPHA_HELIOS_PROFILE=1, a timestamp after every dispatch (query pool, reset at
+        the start of the step); the GPU times are added to the device's profile table when the
+        next run starts (`_collect`)."""
+        self._pool, self._names, self._ran = 0, [], False
+        dev = self.dev
+        if not dev.profiling:
+            return 0
+        info = vk.QueryPoolCreateInfo(sType=vk.ST_QUERY_POOL_CREATE_INFO,
+                                      queryType=vk.QUERY_TIMESTAMP, queryCount=n + 1)
+        qp = vk.NH()
+        vk.check(dev.f.CreateQueryPool(dev.device, byref(info), None, byref(qp)),
+                 "vkCreateQueryPool")
+        self._pool = qp.value
+        dev.f.CmdResetQueryPool(cb, self._pool, 0, n + 1)
+        dev.f.CmdWriteTimestamp(cb, vk.STAGE_BOTTOM, self._pool, 0)
+        return self._pool
+
+    def _collect(self) -> None:
+        n = len(self._names)
+        data = (ctypes.c_uint64 * (n + 1))()
+        dev = self.dev
+        vk.check(dev.f.GetQueryPoolResults(dev.device, self._pool, 0, n + 1, ctypes.sizeof(data),
+                                           data, 8, vk.QUERY_RESULT_64_WAIT),
+                 "vkGetQueryPoolResults")
+        period = dev.limits.timestampPeriod * 1e-9
+        for i, name in enumerate(self._names):
+            entry = dev.profile.setdefault("replay " + name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += (data[i + 1] - data[i]) * period
+
     def run(self, ids, slots, positions) -> Tensor:
         """Write this token's arguments, submit the recorded step (no wait: reading the logits
         waits), return the logits (M, V), overwritten by the next run."""
         dev = self.dev
         if self.fence in dev.replays_in_flight:  # the last token still reads the arguments
             dev.synchronize()
+        if self._pool and self._ran:
+            self._collect()
+        self._ran = True
         data = array("I", [int(i) for i in ids])
         data.extend(slots)
         data.extend(positions)
@@ -256,5 +299,8 @@ class DecodeReplay:
         dev = self.dev
         if self.fence in dev.replays_in_flight:
             dev.synchronize()
+        if self._pool:
+            dev.f.DestroyQueryPool(dev.device, self._pool, None)
+            self._pool = 0
         vk.check(dev.f.ResetCommandBuffer(self.cb, 0), "vkResetCommandBuffer")
         dev.free_cmds.append((self.cb, self.fence))

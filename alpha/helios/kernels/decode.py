@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import elementwise as kel
-from alpha.spirv.dsl import Kernel
+from alpha.spirv.dsl import SCOPE_SUBGROUP, Kernel
 
 NC = 32  # output columns per workgroup (one per invocation of a slice: coalesced weight rows)
 MR = 4  # rows per workgroup: each weight element loaded once is used MR times
 NORM_LOCAL = 128  # invocations that compute a row's norm statistics (the rest add zeros)
-ATT_LOCAL = 64
+UNROLL = 8  # k steps per round of a product's inner loop
+ATT_LOCAL = 256
 NORMS = (None, "layernorm", "layernorm_nobias", "rmsnorm")
 EPILOGUES = (None, "residual", "softcap", "gelu", "relu", "relu2", "silu")
 
@@ -51,13 +52,53 @@ def _activation(k, name: str, y):
     return kel.silu_forward(k, y)
 
 
-def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool) -> Kernel:
+def stage_class(K: int) -> int:
+    """The staged-row capacity (elements) of a norm prologue for K: K rounded up to 128."""
+    return (K + 127) // 128 * 128
+
+
+def gemv_shared_bytes(KS: int, staged: int) -> int:
+    """Shared memory of a `decode_gemv`: the partial sums, the reduction scratch and the MR
+    normalised rows (`staged` elements each, 0 when not staged)."""
+    return 4 * (KS * MR * NC + NC * KS + MR * staged)
+
+
+def _reduce_rows(k, vals, scratch):
+    """The workgroup sums of MR values at once: a subgroup reduction of each, one value per
+    subgroup and row through shared memory, one pair of barriers for all (fixed order)."""
+    k.m.capability("GroupNonUniform", "GroupNonUniformArithmetic")
+    parts = [k.op("OpGroupNonUniformFAdd", "f32", k.const(SCOPE_SUBGROUP, "u32").id, 0, v.id)
+             for v in vals]
+    lane = k._builtin_scalar("SubgroupLocalInvocationId")
+    sg = k._builtin_scalar("SubgroupId")
+    nsg = k._builtin_scalar("NumSubgroups")
+    with k.if_(lane.eq(0)):
+        for r, part in enumerate(parts):
+            scratch[r * nsg + sg] = part
+    k.barrier()
+    out = []
+    for r in range(len(vals)):
+        acc = k.var("f32", scratch[r * nsg])
+        with k.loop(1, nsg) as i:
+            acc.set(acc.get() + scratch[r * nsg + i])
+        out.append(acc.get())
+    k.barrier()
+    return out
+
+
+def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool,
+                staged: int = 0) -> Kernel:
     """Grid (ceil(N / NC), ceil(M / MR)); NC * KS invocations: column c = lid % NC of the
-    workgroup's NC, K slice s = lid / NC. Unused pointers may be any valid address."""
+    workgroup's NC, K slice s = lid / NC, UNROLL loads in flight per invocation. With a norm
+    and `staged` >= K (`stage_class`), the MR rows are normalised once into shared memory
+    (statistics of all rows in one reduction); without, each element is normalised as it is
+    loaded. Unused pointers may be any valid address."""
     if norm not in NORMS or epilogue not in EPILOGUES:
         raise ValueError(f"decode_gemv: norm {norm!r}, epilogue {epilogue!r}")
     local = NC * KS
-    name = f"decode_gemv_{norm or 'plain'}_{epilogue or 'none'}{'_bias' if has_bias else ''}"
+    staged = staged if norm is not None else 0
+    name = (f"decode_gemv_{norm or 'plain'}_{epilogue or 'none'}{'_bias' if has_bias else ''}"
+            f"{'_staged' if staged else ''}")
     k = Kernel(name, (local, 1, 1), GEMV_PARAMS)
     out, a, w, bias, nw, nb, M, K, N, eps, cap = k.params()
     lid = k.local_id(0)
@@ -69,8 +110,36 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool)
     red = k.shared("f32", local)
     part = k.shared("f32", KS * MR * NC)
     kf = K.to("f32")
-    stats = []  # per row: (mean or None, 1 / rms or 1 / std)
-    if norm is not None:
+    if staged:
+        A = k.shared("f32", MR * staged)
+        with k.loop(lid, K, local) as j:
+            for r in range(MR):
+                A[r * staged + j] = a[rows[r] + j]
+        k.barrier()
+
+        def row_sums(f):
+            accs = [k.var("f32", 0.0) for _ in range(MR)]
+            with k.loop(lid, K, local) as j:
+                for r in range(MR):
+                    accs[r].set(accs[r].get() + f(r, A[r * staged + j]))
+            return _reduce_rows(k, [v.get() for v in accs], red)
+        if norm == "rmsnorm":
+            mus = [None] * MR
+            ms = row_sums(lambda r, x: x * x)
+        else:
+            mus = [t / kf for t in row_sums(lambda r, x: x)]
+            ms = row_sums(lambda r, x: (x - mus[r]) * (x - mus[r]))
+        rss = [1.0 / k.sqrt(v / kf + eps) for v in ms]
+        with k.loop(lid, K, local) as j:
+            g = nw[j]
+            b = nb[j] if norm == "layernorm" else None
+            for r in range(MR):
+                x = A[r * staged + j]
+                y = x * rss[r] * g if mus[r] is None else (x - mus[r]) * rss[r] * g
+                A[r * staged + j] = y + b if b is not None else y
+        k.barrier()
+    stats = []  # per row, unstaged: (mean or None, 1 / rms or 1 / std)
+    if norm is not None and not staged:
         # the first NORM_LOCAL invocations sum as the row kernels do; the others add zeros
         end = k.select(lid < NORM_LOCAL, K, 0)
         for base in rows:
@@ -86,24 +155,33 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool)
                 mu = row_sum(lambda i: a[i]) / kf
                 var = row_sum(lambda i: (a[i] - mu) * (a[i] - mu)) / kf
                 stats.append((mu, 1.0 / k.sqrt(var + eps)))
-    span = (K + (KS - 1)) / KS
+
+    def load_a(r, j):
+        if staged:
+            return A[r * staged + j]
+        x = a[rows[r] + j]
+        if norm == "rmsnorm":
+            return x * stats[r][1] * nw[j]
+        if norm is not None:
+            x = (x - stats[r][0]) * stats[r][1] * nw[j]
+            return x + nb[j] if norm == "layernorm" else x
+        return x
+
+    # slice s sums k in [k0, k1), UNROLL at a time: all loads of a round are issued before its
+    # multiply-adds (a loop of one load each waited out the memory latency every iteration)
+    span = (K + (KS * UNROLL - 1)) / (KS * UNROLL) * UNROLL
     k0 = s * span
     k1 = k.umin(K, k0 + span)
     accs = [k.var("f32", 0.0) for _ in range(MR)]
-    with k.loop(k0, k1) as j:
-        wv = w[j * N + col]
-        if norm is not None:
-            g = nw[j]
-            b = nb[j] if norm == "layernorm" else None
-        for r in range(MR):
-            x = a[rows[r] + j]
-            if norm == "rmsnorm":
-                x = x * stats[r][1] * g
-            elif norm is not None:
-                x = (x - stats[r][0]) * stats[r][1] * g
-                if b is not None:
-                    x = x + b
-            accs[r].set(accs[r].get() + x * wv)
+    with k.loop(k0, k1, UNROLL) as j0:
+        ws, xs = [], []
+        for u in range(UNROLL):
+            j = k.umin(j0 + u, K - 1)
+            ws.append(k.select(j0 + u < k1, w[j * N + col], 0.0))
+            xs.append([load_a(r, j) for r in range(MR)])
+        for u in range(UNROLL):
+            for r in range(MR):
+                accs[r].set(accs[r].get() + xs[u][r] * ws[u])
     for r in range(MR):
         part[(s * MR + r) * NC + c] = accs[r].get()
     k.barrier()
@@ -128,37 +206,48 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool)
     return k
 
 
-def decode_attention(max_keys: int, softcap: float = 0.0) -> Kernel:
-    """Grid (H, M), ATT_LOCAL invocations. qkv (M, 3C) [q | k | v]; cache (S, Tmax, 2C) rows
-    [k | v], `sstride` = Tmax * 2C; out (M, C). Row m writes its new k, v at (slot, pos), then
-    attends over 0..pos exactly as `attention_forward` does (scores in shared memory,
-    max_keys >= Tmax)."""
-    k = Kernel("decode_attention" + katt._suffix(softcap), (ATT_LOCAL, 1, 1),
+def decode_attention(max_keys: int, HS: int, softcap: float = 0.0) -> Kernel:
+    """Grid (H, M), ATT_LOCAL invocations; head size HS a compile-time constant (the dot
+    products unrolled: every load of a row in flight at once). qkv (M, 3C) [q | k | v]; cache
+    (S, Tmax, 2C) rows [k | v], `sstride` = Tmax * 2C; out (M, C). Row m writes its new k, v at
+    (slot, pos) and attends over 0..pos: scores in shared memory (max_keys >= Tmax), one key
+    per invocation; the weighted sum of values by ATT_LOCAL / HS groups of HS lanes, each over
+    every G-th key, UNROLL keys a round, the groups' sums added in order."""
+    if HS > ATT_LOCAL:
+        raise ValueError(f"decode_attention: head size {HS} > {ATT_LOCAL}")
+    G = ATT_LOCAL // HS
+    k = Kernel(f"decode_attention{HS}" + katt._suffix(softcap), (ATT_LOCAL, 1, 1),
                [("out", "f32*"), ("qkv", "f32*"), ("cache", "f32*"), ("args", "u32*"),
-                ("M", "u32"), ("C", "u32"), ("hs", "u32"), ("sstride", "u32"),
-                ("scale", "f32")])
-    out, qkv, cache, args, M, C, hs, sstride, scale = k.params()
+                ("M", "u32"), ("C", "u32"), ("sstride", "u32"), ("scale", "f32")])
+    out, qkv, cache, args, M, C, sstride, scale = k.params()
     S = k.shared("f32", max_keys)
     sh = k.shared("f32", ATT_LOCAL)
+    sums = k.shared("f32", G * HS)
     h, m = k.group_id(0), k.group_id(1)
     lid = k.local_id(0)
     slot, pos = args[M + m], args[2 * M + m]
     C2 = C * 2
-    cb = slot * sstride + h * hs  # key j of this head at cb + j * C2, its value C further
-    qb = m * (3 * C) + h * hs
+    cb = slot * sstride + h * HS  # key j of this head at cb + j * C2, its value C further
+    qb = m * (3 * C) + h * HS
     nk = qb + C  # the new key (and its value C further) in qkv
-    with k.loop(lid, hs, ATT_LOCAL) as d:
-        cache[cb + pos * C2 + d] = qkv[nk + d]
-        cache[cb + pos * C2 + C + d] = qkv[nk + C + d]
+    with k.if_(lid < HS):
+        cache[cb + pos * C2 + lid] = qkv[nk + lid]
+        cache[cb + pos * C2 + C + lid] = qkv[nk + C + lid]
+    q = [qkv[qb + d] for d in range(HS)]
+
+    def score(ptr, base):
+        acc = q[0] * ptr[base]
+        for d in range(1, HS):
+            acc = acc + q[d] * ptr[base + d]
+        return katt._cap(k, acc * scale, softcap)
     mx = k.var("f32", katt.NEG_INF)
-    with k.loop(lid, pos + 1, ATT_LOCAL) as j:
-        dot = k.var("f32", 0.0)
-        with k.if_(j < pos):
-            dot.set(katt._dot(k, qkv, qb, cache, cb + j * C2, hs))
-        with k.if_(j.eq(pos)):
-            dot.set(katt._dot(k, qkv, qb, qkv, nk, hs))
-        sc = katt._cap(k, dot.get() * scale, softcap)
+    with k.loop(lid, pos, ATT_LOCAL) as j:  # the cached keys
+        sc = score(cache, cb + j * C2)
         S[j] = sc
+        mx.set(k.fmax(mx.get(), sc))
+    with k.if_(lid.eq(pos % ATT_LOCAL)):  # the new key, from qkv
+        sc = score(qkv, nk)
+        S[pos] = sc
         mx.set(k.fmax(mx.get(), sc))
     mxr = k.reduce_max(mx.get(), sh)
     sm = k.var("f32", 0.0)
@@ -166,13 +255,26 @@ def decode_attention(max_keys: int, softcap: float = 0.0) -> Kernel:
         p = k.exp(S[j] - mxr)
         S[j] = p
         sm.set(sm.get() + p)
-    inv = 1.0 / k.reduce_sum(sm.get(), sh)
-    with k.loop(lid, hs, ATT_LOCAL) as d:
+    inv = 1.0 / k.reduce_sum(sm.get(), sh)  # (its barriers publish S)
+    d, g = lid % HS, lid / HS
+    with k.if_(g < G):
         acc = k.var("f32", 0.0)
-        with k.loop(0, pos) as j:
-            acc.set(acc.get() + S[j] * cache[cb + j * C2 + C + d])
-        acc.set(acc.get() + S[pos] * qkv[nk + C + d])
-        out[m * C + h * hs + d] = acc.get() * inv
+        with k.loop(g * UNROLL, pos, G * UNROLL) as j0:
+            ps, vs = [], []
+            for u in range(UNROLL):
+                j = k.umin(j0 + u, pos - 1)  # pos >= 1 here
+                ps.append(k.select(j0 + u < pos, S[j], 0.0))
+                vs.append(cache[cb + j * C2 + C + d])
+            for u in range(UNROLL):
+                acc.set(acc.get() + ps[u] * vs[u])
+        sums[g * HS + d] = acc.get()
+    k.barrier()
+    with k.if_(lid < HS):
+        tot = k.var("f32", sums[lid])
+        for gg in range(1, G):
+            tot.set(tot.get() + sums[gg * HS + lid])
+        tot.set(tot.get() + S[pos] * qkv[nk + C + lid])
+        out[m * C + h * HS + lid] = tot.get() * inv
     return k
 
 
