@@ -16,10 +16,10 @@ A token is 3 + 5 * n_layer dispatches (`kernels/decode.py`): the embedding, per 
 activation], [mlp c_proj + residual], then [ln_f + head], whose logits are written straight
 into host memory (read without a copy: `Runtime.read_bytes`), and their argmax, which
 `argmax_rows` answers without a dispatch or a copy (greedy decoding reads M ids, not M * V
-logits). The products are fp32 whatever the
-backend's matmul dtype, like `matmul_rows`, and batch-invariant: a row's bits do not depend on M
-or on the other rows. They are not the op-by-op path's bits (K is summed in slices, the norms
-are fused), only the same tokens within fp32 rounding.
+logits). The products are fp32 whatever the backend's matmul dtype, like `matmul_rows`, and
+batch-invariant: a row's bits do not depend on M or on the other rows. They are not the
+op-by-op path's bits (K is summed in slices, the norms are fused), only the same tokens within
+fp32 rounding.
 
 Declined (NotImplementedError: the model runs its other decode paths): rope, qk_norm, the
 swiglu activation, non-f32 or non-contiguous tensors, a cache longer than shared memory holds.
