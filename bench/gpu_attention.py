@@ -1,15 +1,18 @@
-"""GPU attention: the mixed-precision causal attention of helios (`--dtype bf16`: 16-bit matmuls
-around materialised scores, `alpha/helios/ops_attention.py`) checked against helios's fp32
-kernels, then timed forward + backward at GPT-2 small's shape beside PyTorch on the same GPU.
+"""GPU attention: the fused flash attention of helios (`--dtype bf16`, head dim 64:
+`alpha/helios/kernels/flash.py` on tensor cores) checked against float64 and against the
+materialised path (16-bit matmuls around (B*H, T, T) scores, `ops_attention.py`), then timed
+forward + backward at GPT-2 small's shape beside that path and PyTorch on the same GPU.
 
     python bench/gpu_attention.py                     # B 16, T 1024, 768 wide, 12 heads
     python bench/gpu_attention.py --batch 4 --reps 3
 
-Check: (2, 256, 128) with 2 heads and (2, 1024, 256) with 4 heads; relative L2 error of out, lse and dqkv of the bf16
-path against the fp32 kernels (bf16 rounding: ~1e-2 and below). Timing: wall clock of
-`--reps` forward + backward pairs after a second of warm-up, synchronised; PyTorch runs
+Checks: relative L2 error of out, lse and dqkv of the flash kernels against a float64 reference
+on the bf16-rounded inputs at (1, 77, 128, 2 heads) (T odd, two tiles), and against the
+materialised bf16 path and the fp32 kernels at (2, 200, 128, 2), (2, 1024, 256, 4) and
+(1, 64, 768, 12) (bf16 rounding: ~1e-2 and below). Timing: wall clock of `--reps` forward +
+backward pairs after a second of warm-up, synchronised; PyTorch runs
 scaled_dot_product_attention (causal, bf16: its flash kernel) and the eager math (bf16 matmuls,
-fp32 softmax like ours) on the same q, k, v layout, forward + backward.
+fp32 softmax) on the same q, k, v layout, forward + backward.
 """
 
 from __future__ import annotations
@@ -22,36 +25,35 @@ import sys
 import time
 from array import array
 
-# 64x64 tiles (few of them) and 128x128 tiles (GPT-2 small's): both paths of the causal skips
-CHECKS = ((2, 256, 128, 2), (2, 1024, 256, 4))
+# T not a multiple of the 64-row tile, GPT-2 small's tile walk, twelve heads
+CHECKS = ((2, 200, 128, 2), (2, 1024, 256, 4), (1, 64, 768, 12))
+EXACT = (1, 77, 128, 2)  # against float64
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
 def check(be, B, T, C, H) -> list[float]:
+    """Flash vs the materialised bf16 path, then flash vs the fp32 kernels: 6 errors."""
+    from alpha.bench import helios_flash as hf
+    x, dy = hf.inputs(B, T, C)
+    flash = hf.run(be.with_matmul_dtype("bf16"), be, x, dy, B, T, C, H)
+    old = be.with_matmul_dtype("bf16")
+    old.flash = False
+    return (hf.rel_errors(flash, hf.run(old, be, x, dy, B, T, C, H))
+            + hf.rel_errors(flash, hf.run(be, be, x, dy, B, T, C, H)))
+
+
+def check_exact(be) -> list[float]:
+    from alpha.bench import helios_flash as hf
+    B, T, C, H = EXACT
+    x, dy = hf.inputs(B, T, C)
+    got = hf.run(be.with_matmul_dtype("bf16"), be, x, dy, B, T, C, H)
+    return hf.rel_errors(got, hf.reference(x, dy, B, T, C, H))
+
+
+def time_alpha(be, B, T, C, H, reps, flash=True) -> float:
     lp = be.with_matmul_dtype("bf16")
-    rng = random.Random(1)
-
-    def rand(shape, s=1.0):
-        n = math.prod(shape)
-        return be.from_array(array("f", [rng.uniform(-s, s) for _ in range(n)]), shape)
-    qkv, dout = rand((B, T, 3 * C), 2.0), rand((B, T, C))
-    res = {}
-    for name, bk in (("f32", be), ("bf16", lp)):
-        out, lse = bk.empty((B, T, C)), bk.empty((B, H, T))
-        bk.attention_forward(out, lse, qkv, H)
-        g = bk.zeros((B, T, 3 * C))
-        bk.attention_backward(g, dout, qkv, out, lse, H)
-        res[name] = [be.to_array(x) for x in (out, lse, g)]
-    rels = []
-    for a, b in zip(res["f32"], res["bf16"]):
-        d = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))
-        rels.append(d / math.sqrt(sum(x * x for x in a)))
-    return rels
-
-
-def time_alpha(be, B, T, C, H, reps) -> float:
-    lp = be.with_matmul_dtype("bf16")
+    lp.flash = flash
     rng = random.Random(2)
     n = B * T * 3 * C
     qkv = lp.from_array(array("f", [rng.uniform(-1, 1) for _ in range(n)]), (B, T, 3 * C))
@@ -108,18 +110,24 @@ def main() -> int:
     args = p.parse_args()
     from alpha.tensor import get_backend
     be = get_backend("helios")
-    ok = True
+    rels = check_exact(be)
+    ok = all(e < 1e-2 for e in rels)
+    print(f"check {EXACT}: flash vs float64, relative L2 error of out, lse, dqkv: "
+          + ", ".join(f"{e:.2e}" for e in rels) + (" ok" if ok else " FAILED"), flush=True)
     for shape in CHECKS:
         rels = check(be, *shape)
-        ok = ok and all(e < 2e-2 for e in rels)
-        print(f"check (B, T, C, H) = {shape}, bf16 vs fp32 kernels, relative L2 error of out, "
-              "lse, dqkv: " + ", ".join(f"{e:.2e}" for e in rels)
-              + (" ok" if all(e < 2e-2 for e in rels) else " FAILED"), flush=True)
+        good = all(e < 2e-2 for e in rels)
+        ok = ok and good
+        print(f"check (B, T, C, H) = {shape}: flash vs materialised bf16 path "
+              + ", ".join(f"{e:.2e}" for e in rels[:3]) + "; vs fp32 kernels "
+              + ", ".join(f"{e:.2e}" for e in rels[3:]) + (" ok" if good else " FAILED"),
+              flush=True)
     B, T, C, H = args.batch, args.block, args.width, args.heads
     flops = 4 * B * H * T * T * (C // H) * 3.5 / 2  # fwd 2 + bwd 5 matmuls, causal half
     print(f"attention forward + backward, B {B}, T {T}, C {C}, {H} heads "
           f"(TFLOP/s count the causal half of 7 matmuls)")
-    rows = [("alpha helios bf16", time_alpha(be, B, T, C, H, args.reps))]
+    rows = [("alpha helios bf16 flash", time_alpha(be, B, T, C, H, args.reps)),
+            ("alpha bf16 materialised", time_alpha(be, B, T, C, H, args.reps, False))]
     try:
         import torch
         if torch.cuda.is_available():
@@ -129,7 +137,7 @@ def main() -> int:
             print("PyTorch has no CUDA here: no reference")
     except ImportError:
         print("PyTorch is not installed: no reference")
-    ref = rows[1][1] if len(rows) > 1 else None
+    ref = rows[2][1] if len(rows) > 2 else None
     for name, sec in rows:
         ratio = f"{ref / sec:.2f}x" if ref else "-"
         print(f"{name:<26}{1000 * sec:>9.2f} ms{flops / sec / 1e12:>8.1f} TFLOP/s"

@@ -39,7 +39,7 @@ def flops_per_token(c: dict, n_params: int) -> float:
 
 
 def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
-                  batch_limit: int = 0) -> dict:
+                  batch_limit: int = 0, flash: bool = True) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
@@ -52,6 +52,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     cfg = ModelConfig(vocab_size=V, n_layer=c["n_layer"], n_head=c["n_head"],
                       n_embd=c["n_embd"], block_size=T)
     be = get_backend("helios").with_matmul_dtype(dtype)
+    be.flash = flash  # False: attention around materialised scores (the path before flash)
     if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
         be.dev.batch_limit = batch_limit
     rng = Rng(0)
@@ -77,7 +78,8 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     n_params = model.params.numel
-    out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else ""), "tok_s": B * T * len(times) / sum(times),
+    out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else "")
+           + ("" if flash else "-noflash"), "tok_s": B * T * len(times) / sum(times),
            "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
            "losses": losses, "device": be.dev.name}
     if profile:
@@ -120,15 +122,18 @@ def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
 
 def one(run: str, c: dict, args) -> dict:
     if run.startswith("alpha-"):
-        dtype, _, limit = run[6:].partition("-b")
-        return measure_alpha(c, dtype, args.steps, args.warmup, args.profile, int(limit or 0))
+        name = run[6:].removesuffix("-noflash")
+        dtype, _, limit = name.partition("-b")
+        return measure_alpha(c, dtype, args.steps, args.warmup, args.profile, int(limit or 0),
+                             not run.endswith("-noflash"))
     return measure_torch(c, run[6:], args.steps, args.warmup)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", nargs="+", default=list(RUNS),
-                   help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches")
+                   help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches; "
+                        "alpha-bf16-noflash: attention around materialised scores")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--small", action="store_true", help="a small model instead of GPT-2 small")

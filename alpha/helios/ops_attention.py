@@ -24,10 +24,16 @@ import math
 
 from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import attn_probs as kap
+from alpha.helios.kernels import flash as kfl
 from alpha.helios.runtime import MAX_GROUPS, groups
 
 
 class AttentionOps:
+    # the fused flash kernels (kernels/flash.py) where they apply: bf16 on tensor cores, head
+    # dim 64, no softcap. False: always the materialised path; "emulated": the flash kernels
+    # with scalar products (lavapipe: the tests)
+    flash = True
+
     def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         if self.matmul_dtype == "f32":
             return super()._attention_forward(out, lse, qkv, n_head, softcap)
@@ -35,6 +41,9 @@ class AttentionOps:
         if B * T == 0:
             return
         H, hs = n_head, C // n_head
+        mode = self._flash_mode(B * H, hs, softcap)
+        if mode:
+            return self._flash_forward(mode, out, lse, qkv, B, T, H)
         dt, src = self.matmul_dtype, self._attention_src(B, H, T, C)
         q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
         S = self.rt.new((B * H, T, T))
@@ -61,6 +70,9 @@ class AttentionOps:
         if B * T == 0:
             return
         H, hs = n_head, C // n_head
+        mode = self._flash_mode(B * H, hs, softcap)
+        if mode:
+            return self._flash_backward(mode, dqkv, dout, qkv, out, lse, B, T, H)
         dt, src, scale = self.matmul_dtype, self._attention_src(B, H, T, C), 1.0 / math.sqrt(hs)
         q, k, v = self._heads(qkv, B, T, H, hs, 3, src)
         (do,) = self._heads(dout, B, T, H, hs, 1, src)
@@ -89,6 +101,48 @@ class AttentionOps:
         parts = g.view(B, T, 3, H, hs).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hs)
         for p in range(3):
             self._axpy(parts[p], grads[p].view(B, H, T, hs), 1.0)
+        if g is not dqkv:
+            self.rt.copy(dqkv, g)
+
+    def _flash_mode(self, BH, hs, softcap) -> str | None:
+        """"coopmat" or "emulated" where the fused kernels run this attention, else None."""
+        if not self.flash or softcap or hs != kfl.HD or self.matmul_dtype != "bf16" \
+                or BH > MAX_GROUPS:
+            return None
+        if self.flash == "emulated":
+            return "emulated"
+        return "coopmat" if "bf16" in self._coop_types() else None
+
+    def _flash_forward(self, mode, out, lse, qkv, B, T, H) -> None:
+        q, k, v = self._heads(qkv, B, T, H, kfl.HD, 3, "bf16")
+        dst = out if out.is_contiguous else self.rt.new(out.shape)
+        lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
+        a = self.rt.addr
+        self.rt.launch(("flash_fwd", mode), lambda: kfl.flash_forward(mode),
+                       [a(dst), a(lo), a(q), a(k), a(v), T, H, 1.0 / math.sqrt(kfl.HD)],
+                       (-(-T // kfl.block(mode)), B * H, 1))
+        if dst is not out:
+            self.rt.copy(out, dst)
+        if lo is not lse:
+            self.rt.copy(lse, lo)
+
+    def _flash_backward(self, mode, dqkv, dout, qkv, out, lse, B, T, H) -> None:
+        """dq, dk, dv added into dqkv by two passes (keys' and queries' tiles) after D =
+        rowsum(dO * O)."""
+        q, k, v = self._heads(qkv, B, T, H, kfl.HD, 3, "bf16")
+        (do,) = self._heads(dout, B, T, H, kfl.HD, 1, "bf16")
+        a, n = self.rt.addr, B * H * T
+        dd = self.rt.new((B * H, T))
+        self.rt.launch(("flash_rowdot",), kfl.flash_rowdot,
+                       [a(dd), a(self.rt.contig(dout)), a(self.rt.contig(out)), n, T, H],
+                       (groups(n), 1, 1))
+        g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
+        values = [a(g), a(self.rt.contig(lse)), a(dd), a(q), a(k), a(v), a(do), T, H,
+                  1.0 / math.sqrt(kfl.HD)]
+        grid = (-(-T // kfl.block(mode)), B * H, 1)
+        self.rt.launch(("flash_bwd_kv", mode), lambda: kfl.flash_backward_kv(mode), values,
+                       grid)
+        self.rt.launch(("flash_bwd_q", mode), lambda: kfl.flash_backward_q(mode), values, grid)
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 

@@ -8,6 +8,7 @@ from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import decode as kdec
 from alpha.helios.kernels import elementwise as kel
+from alpha.helios.kernels import flash as kfl
 from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import optim as kopt
 from alpha.helios.kernels import rope as krope
@@ -41,7 +42,12 @@ def coopmat_builders() -> dict:
     for cfg in kcm.CONFIGS:
         out[f"coopmat_bf16_{cfg.BM}x{cfg.BN}x{cfg.BK}_{cfg.WM}x{cfg.WN}"] = (
             lambda cfg=cfg: kcm.coopmat_kernel(cfg, "bf16", "bf16", True, False, True))
+    for b in FLASH:  # the fused attention (kernels/flash.py)
+        out[f"{b.__name__}_coopmat"] = lambda b=b: b("coopmat")
     return out
+
+
+FLASH = (kfl.flash_forward, kfl.flash_backward_q, kfl.flash_backward_kv)
 
 
 def builders() -> dict:
@@ -94,6 +100,10 @@ def builders() -> dict:
         "causal_softmax_grad_f32": lambda: kap.causal_softmax_grad("f32"),
         "causal_softmax_grad_bf16_capped": lambda: kap.causal_softmax_grad("bf16", True),
         "pack_heads_bf16": lambda: kap.pack_heads("bf16"),
+        "flash_rowdot": kfl.flash_rowdot,
+        "flash_forward_emulated": lambda: kfl.flash_forward("emulated"),
+        "flash_backward_q_emulated": lambda: kfl.flash_backward_q("emulated"),
+        "flash_backward_kv_emulated": lambda: kfl.flash_backward_kv("emulated"),
         "layernorm_forward": lambda: krows.layernorm_forward(True),
         "layernorm_forward_nobias": lambda: krows.layernorm_forward(False),
         "layernorm_backward_dx": krows.layernorm_backward_dx,
