@@ -65,8 +65,9 @@ def check(cfg, replayed=True):
     t_op, r_op, n_op = decode(mh, False)
     t_rep, r_rep, n_rep = decode(mh, True)
     t_cpu, _, _ = decode(mc, True)
-    # the CPU runs the step as one C call, but declines rmsnorm (its op-by-op path ran)
-    assert mc.step_decode is (cfg.norm == "layernorm"), (cfg, mc.step_decode)
+    # the CPU runs the step as one C call, but declines rmsnorm and qk_norm (its op-by-op
+    # path ran)
+    assert mc.step_decode is (cfg.norm == "layernorm" and not cfg.qk_norm), (cfg, mc.step_decode)
     assert mh.step_decode is replayed, (cfg, mh.step_decode)
     assert t_rep == t_op == t_cpu, (t_rep, t_op, t_cpu)
     assert len({t for row in t_rep for t in row}) > 3, t_rep  # not one repeated token
@@ -98,7 +99,8 @@ check(ModelConfig(**base, norm="rmsnorm", activation="relu2", attn_softcap=2.0,
                   logit_softcap=3.0, bias=False, tie_embeddings=False))
 kdec.gemv_shared_bytes = staged_bytes
 check(ModelConfig(**base, bias=False))  # layernorm without bias, staged
-check(ModelConfig(**base, pos="rope"), replayed=False)  # declined: the op-by-op path ran
+check(ModelConfig(**base, pos="rope", attn_softcap=2.0))  # q, k turned in the attention
+check(ModelConfig(**base, qk_norm=True), replayed=False)  # declined: the op-by-op path ran
 print("OK")
 """
 
