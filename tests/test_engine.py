@@ -4,6 +4,7 @@ and op-by-op decode), its tokens the same whatever else runs, and prompts are pr
 from __future__ import annotations
 
 import math
+import re
 import threading
 
 import pytest
@@ -180,3 +181,43 @@ def test_matmul_rows_rows_are_bitwise_those_of_one_row(trans_b):
             want = math.fsum(a[m * K + k] * (b[n * K + k] if trans_b else b[k * N + n])
                              for k in range(K))
             assert abs(got[m * N + n] - want) <= 1e-4 * (1 + abs(want))
+
+
+def test_engine_profile_splits_each_wave(monkeypatch):
+    """ALPHA_ENGINE_PROFILE=1: one line per wave (engine busy -> idle) with its steps, tokens and
+    the engine thread's time split, the decode forward split further by the C counters."""
+    monkeypatch.setenv("ALPHA_ENGINE_PROFILE", "1")
+    eng = Engine(_model(), max_batch=4, prefill_chunk=16)
+    lines = []
+    eng.profile.log = lines.append
+    try:
+        p = SamplingParams(max_tokens=5, temperature=0.5, seed=3)
+        handles = [eng.submit([[1, 2, 3]], p), eng.submit([[4, 5]], p)]
+        assert all(len(_collect(h)[0]) == 6 for h in handles)  # 5 tokens, then "length"
+        for _ in range(200):  # the line comes once the engine finds nothing to do
+            if lines:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        eng.close()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert "10 tokens" in line and "mean batch" in line, line
+    shares = [float(x) for x in re.findall(r"(\d+)%", line)]
+    parts = dict(zip(("between", "prefill", "forward", "products", "attention", "other", "head",
+                      "sample", "emit"), shares))
+    assert len(shares) == 9 and parts["forward"] > 0 and parts["products"] > 0, line
+    top = [parts[k] for k in ("between", "prefill", "forward", "sample", "emit")]
+    assert 95 <= sum(top) <= 105, line  # the phases cover the wave (each rounded)
+
+
+def test_step_ops_check_their_ids():
+    """decode_step and prefill_step refuse a token id outside the vocabulary (ValueError) before
+    touching the cache."""
+    m = _model()
+    cache = KVCache(m, 2)
+    with pytest.raises(ValueError, match="outside"):
+        m.forward(CPU.from_array([1, 999], (1, 2), "i32"), cache=cache, slots=[0], last_only=True)
+    with pytest.raises(ValueError, match="outside"):
+        m.forward(CPU.from_array([999], (1, 1), "i32"), cache=cache, slots=[1], last_only=True)
+    assert cache.lengths == [0, 0] and m.step_decode and m.step_prefill
