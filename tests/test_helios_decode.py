@@ -108,3 +108,15 @@ print("OK")
 def test_replayed_decode_matches_op_by_op_and_cpu():
     r = _py(SCRIPT, timeout=300)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_argmax_rows_default_reads_back():
+    """The front's default (a backend without `_argmax_rows`: the CPU) picks the lowest index
+    among equal maxima, like sampling's greedy definition."""
+    from alpha.model.sampling import sample_token
+    from alpha.tensor import get_backend
+
+    be = get_backend("cpu")
+    rows = [[1.0, 3.0, 3.0, 0.0], [-2.0, -1.0, -3.0, -1.0], [0.5, 0.25, 0.5, 0.5]]
+    x = be.from_array([v for r in rows for v in r], (3, 4))
+    assert be.argmax_rows(x) == [sample_token(r, 0.0) for r in rows] == [1, 1, 0]
