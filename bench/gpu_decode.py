@@ -79,6 +79,9 @@ def measure_alpha(batch: int, tokens: int, dtype: str, replay: bool, check: int)
            "decode_tok_s": batch * tokens / decode, "prefill_s": prefill,
            "host_ms_per_step": 1e3 * host / tokens, "device": be.dev.name,
            "replayed": model.step_decode}
+    reps = list(getattr(be, "_replays", {}).values())
+    if replay and reps:
+        res["dispatches_per_token"] = reps[-1].dispatches
     if be.dev.profiling:
         res["profile"] = be.dev.profile_table()
     if check:  # the same weights and prompts on the CPU backend: the same tokens?

@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import selectors
 import signal
 import socket
 import statistics
@@ -107,36 +108,65 @@ def start_server(outputs: str, model: str, max_batch: int, profile: list | None 
             return p, int(m.group(1))
 
 
-def one_stream(port: int, model: str, tokens: int, seed: int) -> dict:
-    """Stream one completion; the client's view of its timing. A raw socket and a substring test
-    per event, the usage JSON parsed once: the load generator shares the server's cores, so it
-    should cost as little as it can (http.client plus json.loads per event cost ~5% of a wave)."""
-    t0 = time.perf_counter()
-    body = json.dumps({"model": model, "prompt": PROMPT, "max_tokens": tokens,
-                       "temperature": 0.8, "seed": seed, "stream": True,
-                       "stream_options": {"include_usage": True}}).encode()
-    head = (f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n").encode()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=600) as sock:
-            sock.sendall(head + body)
-            buf, first, last = b"", None, None
-            while b"data: [DONE]" not in buf:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                now = time.perf_counter()
-                at = max(0, len(buf) - 7)  # a marker ending in the new bytes starts here or later
-                buf += data
-                while True:
-                    at = buf.find(b'"text":"', at)
-                    if at < 0:
-                        break
-                    if buf[at + 8:at + 9] != b'"':  # an event with text: a token arrived
-                        last = now
-                        first = first or now
-                    at += 8
+class _Client:
+    """One streaming completion, the client's side: a raw socket and a substring test per read,
+    the usage JSON parsed once. The load generator shares the server's cores, so it should cost
+    as little as it can: http.client plus json.loads per event cost ~5% of a wave, and a thread
+    per stream woke once per token (~3 context switches a token on a 2-core VM); one thread now
+    reads every stream's socket as it becomes readable (`_run`)."""
+
+    def __init__(self, port: int, model: str, tokens: int, seed: int):
+        self.t0 = time.perf_counter()
+        body = json.dumps({"model": model, "prompt": PROMPT, "max_tokens": tokens,
+                           "temperature": 0.8, "seed": seed, "stream": True,
+                           "stream_options": {"include_usage": True}}).encode()
+        head = (f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        self.buf, self.first, self.last, self.error = b"", None, None, None
+        self.sock = None
+        try:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=600)
+            self.sock.sendall(head + body)
+            self.sock.setblocking(False)
+        except OSError as e:
+            self.error = str(e)
+            self.close()
+
+    def read(self) -> bool:
+        """Take what arrived; False once the stream is over (or failed)."""
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return True
+        except OSError as e:
+            self.error = str(e)
+            return False
+        if not data:
+            return False
+        now = time.perf_counter()
+        buf = self.buf
+        at = max(0, len(buf) - 7)  # a marker ending in the new bytes starts here or later
+        buf += data
+        while True:
+            at = buf.find(b'"text":"', at)
+            if at < 0:
+                break
+            if buf[at + 8:at + 9] != b'"':  # an event with text: a token arrived
+                self.last = now
+                self.first = self.first or now
+            at += 8
+        self.buf = buf
+        return b"data: [DONE]" not in buf[-64:]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+    def result(self) -> dict:
+        buf, first, last = self.buf, self.first, self.last
+        if self.error:
+            return {"ok": False, "why": self.error}
         status = buf.split(b" ", 2)[1] if buf.startswith(b"HTTP/1.1 ") else b"?"
         if status != b"200":
             return {"ok": False, "why": f"status {status.decode()}"}
@@ -144,21 +174,39 @@ def one_stream(port: int, model: str, tokens: int, seed: int) -> dict:
         if b"data: [DONE]" not in buf or not m or first is None:
             return {"ok": False, "why": "incomplete stream"}
         n = int(m.group(1))
-        return {"ok": True, "ttft": first - t0, "tokens": n, "end": last,
+        return {"ok": True, "ttft": first - self.t0, "tokens": n, "end": last,
                 "decode_tps": (n - 1) / (last - first) if last > first else 0.0}
-    except OSError as e:
-        return {"ok": False, "why": str(e)}
+
+
+def _run(clients: list, timeout: float = 600) -> list[dict]:
+    """Read every client's stream until all are over (or `timeout` seconds pass)."""
+    sel = selectors.DefaultSelector()
+    for c in clients:
+        if c.error is None:
+            sel.register(c.sock, selectors.EVENT_READ, c)
+    deadline = time.monotonic() + timeout
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1.0):
+            c = key.data
+            if not c.read():
+                sel.unregister(c.sock)
+                c.close()
+    for key in list(sel.get_map().values()):
+        key.data.error = key.data.error or "timed out"
+        key.data.close()
+    sel.close()
+    return [c.result() for c in clients]
+
+
+def one_stream(port: int, model: str, tokens: int, seed: int) -> dict:
+    """Stream one completion; the client's view of its timing."""
+    return _run([_Client(port, model, tokens, seed)])[0]
 
 
 def wave(port: int, model: str, streams: int, tokens: int) -> dict:
-    results = [None] * streams
+    """`streams` concurrent streaming requests (seeds 1000...), all sent at once."""
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(
-        i, one_stream(port, model, tokens, 1000 + i))) for i in range(streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _run([_Client(port, model, tokens, 1000 + i) for i in range(streams)])
     wall = time.perf_counter() - t0
     ok = [r for r in results if r and r["ok"]]
     ttft = sorted(r["ttft"] for r in ok) or [float("nan")]

@@ -4,6 +4,7 @@ and op-by-op decode), its tokens the same whatever else runs, and prompts are pr
 from __future__ import annotations
 
 import math
+import re
 import threading
 
 import pytest
@@ -17,10 +18,11 @@ from alpha.tensor import get_backend
 CPU = get_backend("cpu")
 
 
-def _model(act="gelu", bias=True, tied=True):
-    # odd sizes: vector tails everywhere (C 40, hidden 160, vocab 301)
-    cfg = ModelConfig(vocab_size=301, n_layer=2, n_head=5, n_embd=40, block_size=40,
-                      activation=act, bias=bias, tie_embeddings=tied)
+def _model(act="gelu", bias=True, tied=True, n_head=5):
+    # odd sizes: vector tails everywhere (C 40, heads of 8, hidden 160, vocab 301); n_head=4 is
+    # C 64, heads of 16: one vector, what the CPU's whole-row attention needs
+    cfg = ModelConfig(vocab_size=301, n_layer=2, n_head=n_head, n_embd=40 if n_head != 4 else 64,
+                      block_size=40, activation=act, bias=bias, tie_embeddings=tied)
     m = GPT(cfg, CPU, Rng(7)).eval()
     noise = Stream((7, 7)).normal(m.n_params)  # weights big enough that every layer matters
     CPU.copy(m.params, CPU.from_array([v + 0.2 * z for v, z in zip(m.params.to_array(), noise)],
@@ -28,9 +30,13 @@ def _model(act="gelu", bias=True, tied=True):
     return m
 
 
-@pytest.mark.parametrize("act,bias,tied", [("gelu", True, True), ("swiglu", False, False)])
-def test_decode_logits_are_batch_invariant_bitwise(act, bias, tied):
-    m = _model(act, bias, tied)
+@pytest.mark.parametrize("act,bias,tied,n_head", [("gelu", True, True, 5),
+                                                   ("swiglu", False, False, 5),
+                                                   ("gelu", True, False, 4)])
+def test_decode_logits_are_batch_invariant_bitwise(act, bias, tied, n_head):
+    """A row's logits are the same bits alone or among 31 (or 4) others, fused or op by op;
+    n_head=4 (C 64) has heads of one vector, n_head=5 heads of 8 (scalar tails)."""
+    m = _model(act, bias, tied, n_head)
     S, V = 32, m.cfg.vocab_size
     cache = KVCache(m, S)
     st = Stream((1, 2))
@@ -180,3 +186,43 @@ def test_matmul_rows_rows_are_bitwise_those_of_one_row(trans_b):
             want = math.fsum(a[m * K + k] * (b[n * K + k] if trans_b else b[k * N + n])
                              for k in range(K))
             assert abs(got[m * N + n] - want) <= 1e-4 * (1 + abs(want))
+
+
+def test_engine_profile_splits_each_wave(monkeypatch):
+    """ALPHA_ENGINE_PROFILE=1: one line per wave (engine busy -> idle) with its steps, tokens and
+    the engine thread's time split, the decode forward split further by the C counters."""
+    monkeypatch.setenv("ALPHA_ENGINE_PROFILE", "1")
+    eng = Engine(_model(), max_batch=4, prefill_chunk=16)
+    lines = []
+    eng.profile.log = lines.append
+    try:
+        p = SamplingParams(max_tokens=5, temperature=0.5, seed=3)
+        handles = [eng.submit([[1, 2, 3]], p), eng.submit([[4, 5]], p)]
+        assert all(len(_collect(h)[0]) == 6 for h in handles)  # 5 tokens, then "length"
+        for _ in range(200):  # the line comes once the engine finds nothing to do
+            if lines:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        eng.close()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert "10 tokens" in line and "mean batch" in line, line
+    shares = [float(x) for x in re.findall(r"(\d+)%", line)]
+    parts = dict(zip(("between", "prefill", "forward", "products", "attention", "other", "head",
+                      "sample", "emit"), shares))
+    assert len(shares) == 9 and parts["forward"] > 0 and parts["products"] > 0, line
+    top = [parts[k] for k in ("between", "prefill", "forward", "sample", "emit")]
+    assert 95 <= sum(top) <= 105, line  # the phases cover the wave (each rounded)
+
+
+def test_step_ops_check_their_ids():
+    """decode_step and prefill_step refuse a token id outside the vocabulary (ValueError) before
+    touching the cache."""
+    m = _model()
+    cache = KVCache(m, 2)
+    with pytest.raises(ValueError, match="outside"):
+        m.forward(CPU.from_array([1, 999], (1, 2), "i32"), cache=cache, slots=[0], last_only=True)
+    with pytest.raises(ValueError, match="outside"):
+        m.forward(CPU.from_array([999], (1, 1), "i32"), cache=cache, slots=[1], last_only=True)
+    assert cache.lengths == [0, 0] and m.step_decode and m.step_prefill

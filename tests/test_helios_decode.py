@@ -65,8 +65,9 @@ def check(cfg, replayed=True):
     t_op, r_op, n_op = decode(mh, False)
     t_rep, r_rep, n_rep = decode(mh, True)
     t_cpu, _, _ = decode(mc, True)
-    # the CPU runs the step as one C call, but declines rmsnorm (its op-by-op path ran)
-    assert mc.step_decode is (cfg.norm == "layernorm"), (cfg, mc.step_decode)
+    # the CPU runs the step as one C call, but declines rmsnorm and qk_norm (its op-by-op
+    # path ran)
+    assert mc.step_decode is (cfg.norm == "layernorm" and not cfg.qk_norm), (cfg, mc.step_decode)
     assert mh.step_decode is replayed, (cfg, mh.step_decode)
     assert t_rep == t_op == t_cpu, (t_rep, t_op, t_cpu)
     assert len({t for row in t_rep for t in row}) > 3, t_rep  # not one repeated token
@@ -98,7 +99,8 @@ check(ModelConfig(**base, norm="rmsnorm", activation="relu2", attn_softcap=2.0,
                   logit_softcap=3.0, bias=False, tie_embeddings=False))
 kdec.gemv_shared_bytes = staged_bytes
 check(ModelConfig(**base, bias=False))  # layernorm without bias, staged
-check(ModelConfig(**base, pos="rope"), replayed=False)  # declined: the op-by-op path ran
+check(ModelConfig(**base, pos="rope", attn_softcap=2.0))  # q, k turned in the attention
+check(ModelConfig(**base, qk_norm=True), replayed=False)  # declined: the op-by-op path ran
 print("OK")
 """
 
@@ -106,3 +108,15 @@ print("OK")
 def test_replayed_decode_matches_op_by_op_and_cpu():
     r = _py(SCRIPT, timeout=300)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_argmax_rows_default_reads_back():
+    """The front's default (a backend without `_argmax_rows`: the CPU) picks the lowest index
+    among equal maxima, like sampling's greedy definition."""
+    from alpha.model.sampling import sample_token
+    from alpha.tensor import get_backend
+
+    be = get_backend("cpu")
+    rows = [[1.0, 3.0, 3.0, 0.0], [-2.0, -1.0, -3.0, -1.0], [0.5, 0.25, 0.5, 0.5]]
+    x = be.from_array([v for r in rows for v in r], (3, 4))
+    assert be.argmax_rows(x) == [sample_token(r, 0.0) for r in rows] == [1, 1, 0]

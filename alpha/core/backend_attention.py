@@ -1,7 +1,7 @@
 """The attention ops of the Backend protocol (`alpha.core.backend`), with their checking front:
 fused causal self-attention for training, attention over a KV cache, rotary position embedding,
-and the inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode` and
-whole-step `decode_step`, greedy `argmax_rows`).
+and the inference ops (the batch-invariant `matmul_rows`, the optional fused `block_decode`,
+whole-step `decode_step` and `prefill_step`, greedy `argmax_rows`).
 Each public method checks its arguments and calls the `_<op>` hook, like every other op.
 """
 
@@ -216,3 +216,40 @@ class AttentionOps:
             raise ValueError(f"{op}: position {max(positions)} is outside wpe {wpe.shape}")
         return self._decode_step(ids, caches, slots, positions, params, n_head, activation,
                                  eps, **options)
+
+    def prefill_step(self, ids: "Tensor", caches: Sequence["Tensor"], slots: Sequence[int],
+                     starts: Sequence[int], params: tuple, n_head: int, activation: str,
+                     eps: float, **options) -> "Tensor":
+        """Optional (raise NotImplementedError("need prefill_step") to decline, before doing
+        anything): the GPT's whole cached forward for T new positions of each of B sequences
+        (prompt prefill), returning the last position's logits (B, V) f32 in a tensor the backend
+        owns, with the bits of the model's op-by-op path. ids (B, T) i32 in [0, V); sequence b
+        continues cache slot slots[b] at position starts[b]; caches, params and `options` as
+        `decode_step`'s."""
+        op = "prefill_step"
+        B = len(slots)
+        if ids.dtype != "i32" or ids.ndim != 2 or ids.shape[0] != B:
+            raise ValueError(f"{op}: ids {ids.dtype} {ids.shape} must be i32 ({B}, T)")
+        T = ids.shape[1]
+        if len(params) != 6 or len(params[2]) != len(caches) or not caches:
+            raise ValueError(f"{op}: params must be (wte, wpe, blocks, ln_f weight, ln_f bias, "
+                             f"head_t) with one block per cache ({len(caches)})")
+        V = params[0].shape[0]
+        bad = self._find_outside(ids, V, False)
+        if bad is not None:
+            raise ValueError(f"{op}: token id {bad[1]} (index {bad[0]}) is outside [0, {V})")
+        cache = caches[0]
+        if cache.ndim != 3 or any(c.shape != cache.shape for c in caches):
+            raise ValueError(f"{op}: every cache must be (S, T, 2C) of one shape")
+        S, Tmax = cache.shape[0], cache.shape[1]
+        if len(starts) != B or len(set(slots)) != B:
+            raise ValueError(f"{op}: {B} distinct slots and {len(starts)} starts")
+        for s, p in zip(slots, starts):
+            if not (0 <= s < S and 0 <= p and p + T <= Tmax):
+                raise ValueError(f"{op}: slot {s} positions {p}..{p + T - 1} do not fit cache "
+                                 f"{cache.shape}")
+        wpe = params[1]
+        if wpe is not None and max(starts) + T > wpe.shape[0]:
+            raise ValueError(f"{op}: position {max(starts) + T - 1} is outside wpe {wpe.shape}")
+        return self._prefill_step(ids, caches, slots, starts, params, n_head, activation, eps,
+                                  **options)

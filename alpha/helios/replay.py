@@ -16,13 +16,15 @@ A token is 3 + 5 * n_layer dispatches (`kernels/decode.py`): the embedding, per 
 activation], [mlp c_proj + residual], then [ln_f + head], whose logits are written straight
 into host memory (read without a copy: `Runtime.read_bytes`), and their argmax, which
 `argmax_rows` answers without a dispatch or a copy (greedy decoding reads M ids, not M * V
-logits). The products are fp32 whatever the
-backend's matmul dtype, like `matmul_rows`, and batch-invariant: a row's bits do not depend on M
-or on the other rows. They are not the op-by-op path's bits (K is summed in slices, the norms
-are fused), only the same tokens within fp32 rounding.
+logits). The products are fp32 whatever the backend's matmul dtype, like `matmul_rows`, and
+batch-invariant: a row's bits do not depend on M or on the other rows. They are not the
+op-by-op path's bits (K is summed in slices, the norms are fused), only the same tokens within
+fp32 rounding.
 
-Declined (NotImplementedError: the model runs its other decode paths): rope, qk_norm, the
-swiglu activation, non-f32 or non-contiguous tensors, a cache longer than shared memory holds.
+Model options: softcap, rmsnorm, logit soft-cap, rope (q and the new k turned inside the
+attention kernel). Declined (NotImplementedError: the model runs its other decode paths):
+qk_norm (its weights are not among the block's), the swiglu activation, non-f32 or
+non-contiguous tensors, a cache longer than shared memory holds, heads wider than 256.
 """
 
 from __future__ import annotations
@@ -50,14 +52,18 @@ class DecodeOps:
 
     def _decode_step(self, ids, caches, slots, positions, params, n_head, activation, eps,
                      **options):
-        unknown = set(options) - {"softcap", "norm", "logit_softcap"}
+        unknown = set(options) - {"softcap", "norm", "logit_softcap", "rope"}
         if unknown:
             raise NotImplementedError(f"need decode_step with {', '.join(sorted(unknown))}")
         if activation not in ACTIVATIONS:
             raise NotImplementedError(f"need decode_step with {activation}")
         M = len(slots)
+        rope = options.get("rope")
+        if rope is not None and max(positions) >= rope[0].shape[0]:
+            raise ValueError(f"decode_step: position {max(positions)} is outside the rope "
+                             f"tables' [0, {rope[0].shape[0]})")
         key = (M, id(caches), id(params), n_head, activation, eps,
-               tuple(sorted(options.items())))
+               tuple(sorted((k, id(v) if k == "rope" else v) for k, v in options.items())))
         replays = self.__dict__.setdefault("_replays", OrderedDict())
         rep = replays.get(key)
         if rep is None or not rep.matches(caches, params):
@@ -90,12 +96,13 @@ class DecodeReplay:
     """One recorded decode step of M rows (see the module docstring)."""
 
     def __init__(self, be, M, caches, params, n_head, activation, eps, softcap=0.0,
-                 norm="layernorm", logit_softcap=0.0):
+                 norm="layernorm", logit_softcap=0.0, rope=None):
         self.be, self.dev, self.M = be, be.dev, M
         wte, wpe, blocks, lnf_w, lnf_b, head_t = params
         # the memory it reads, by weak reference: a step over freed memory is never replayed,
         # and a kept step holds no cache or model alive
-        self._refs = [weakref.ref(t.storage.alloc) for t in self._keyed(caches, params)]
+        keyed = self._keyed(caches, params) + list(rope or ())
+        self._refs = [weakref.ref(t.storage.alloc) for t in keyed]
         V, C = wte.shape
         F = blocks[0][8].shape[1]
         S, Tmax = caches[0].shape[:2]
@@ -115,7 +122,8 @@ class DecodeReplay:
         self.args = (dev.device_pool if dev.direct_upload else dev.host_pool).alloc(12 * M)
         # the logits and their argmax (greedy decoding: `argmax_rows`) go straight to host
         # memory, which the host reads without a copy
-        self.logits, self.greedy = self._host_tensor((M, V), "f32"), self._host_tensor((M,), "u32")
+        self.logits = self._host_tensor((M, V), "f32")
+        self.greedy = self._host_tensor((M,), "u32")
         self.stamp = -1  # dev.writes after the last run: the greedy ids are x's while it holds
         A = rt.addr
         args = self.args.address
@@ -126,14 +134,22 @@ class DecodeReplay:
         hs = C // n_head
         if hs > kdec.ATT_LOCAL:
             raise NotImplementedError(f"need decode_step for heads of {hs} > {kdec.ATT_LOCAL}")
-        att_key = ("decode_attention", keys, hs, softcap)
-        att_build = lambda: kdec.decode_attention(keys, hs, softcap)  # noqa: E731
+        turn = rope is not None
+        if turn:
+            for t in rope:
+                if t.dtype != "f32" or not t.is_contiguous or t.ndim != 2 \
+                        or t.shape[1] != hs // 2 or hs % 2:
+                    raise ValueError(f"decode_step: rope table {t.shape} must be contiguous f32 "
+                                     f"(L, {hs // 2})")
+        tables = [A(t) for t in rope] if turn else [args, args]
+        att_key = ("decode_attention", keys, hs, softcap, turn)
+        att_build = lambda: kdec.decode_attention(keys, hs, softcap, turn)  # noqa: E731
         for cache, blk in zip(caches, blocks):
             ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb = blk
             steps.append(self._gemv(self.qkv, self.x, aw, ab, (norm, ln1w, ln1b), None, eps))
             steps.append((att_key, att_build,
-                          [A(self.att), A(self.qkv), A(cache), args, M, C, Tmax * 2 * C,
-                           1.0 / math.sqrt(hs)], (n_head, M, 1)))
+                          [A(self.att), A(self.qkv), A(cache), args] + tables
+                          + [M, C, Tmax * 2 * C, 1.0 / math.sqrt(hs)], (n_head, M, 1)))
             steps.append(self._gemv(self.x, self.att, pw, pb, None, "residual", eps))
             steps.append(self._gemv(self.hid, self.x, fw, fb, (norm, ln2w, ln2b), activation,
                                     eps))

@@ -89,6 +89,7 @@ class GPT:
         self._block_params: list[tuple] | None = None  # per layer, for block_decode
         self.fused_decode = True  # False once the backend declines block_decode
         self.step_decode = True  # False once the backend declines decode_step
+        self.step_prefill = True  # False once the backend declines prefill_step
         self._step_params: tuple | None = None  # (cache, params) for decode_step
         self.emb_grad_scale = 1.0  # gradient factor into wte/wpe from the lookup (the trainer's)
         if init:
@@ -316,6 +317,10 @@ class GPT:
             logits = self._decode_step(ids, cache, slots, starts)
             if logits is not None:
                 return logits
+        if T > 1 and last_only and self.step_decode and self.step_prefill:  # likewise, T tokens
+            logits = self._prefill_step(ids, cache, slots, starts)
+            if logits is not None:
+                return logits
         # products row by row (matmul_rows, `_rows_linear`), prefill too: a row's bits depend
         # neither on the other rows of the batch nor on where its prompt was cut into chunks, so
         # the server may prefill several prompts in one forward; one new token per row may run
@@ -367,6 +372,37 @@ class GPT:
         buffer per batch size: alpha/helios/replay.py): the logits (B, V), or None once the
         backend declines (then the per-block path below runs, for good)."""
         cfg, be = self.cfg, self.backend
+        try:
+            logits = be.decode_step(ids, cache.layers, slots, starts, self._step_weights(cache),
+                                    cfg.n_head, cfg.activation, cfg.layernorm_eps,
+                                    **self._step_options())
+        except NotImplementedError:
+            self.step_decode = False
+            return None
+        for s in slots:
+            cache.lengths[s] += 1
+        return logits
+
+    def _prefill_step(self, ids, cache: KVCache, slots, starts):
+        """T > 1 new positions per row as the backend's `prefill_step` (the CPU: one C call, the
+        op-by-op path's bits): the last position's logits (B, V), or None once the backend
+        declines (then the op-by-op path runs, for good)."""
+        cfg, be = self.cfg, self.backend
+        try:
+            logits = be.prefill_step(ids, cache.layers, slots, starts, self._step_weights(cache),
+                                     cfg.n_head, cfg.activation, cfg.layernorm_eps,
+                                     **self._step_options())
+        except NotImplementedError:
+            self.step_prefill = False
+            return None
+        T = ids.shape[1]
+        for s in slots:
+            cache.lengths[s] += T
+        return logits
+
+    def _step_weights(self, cache: KVCache) -> tuple:
+        """decode_step's / prefill_step's params for this cache (its head_t), made once."""
+        cfg = self.cfg
         if self._step_params is None or self._step_params[0] is not cache:
             p = self.vars
             blocks = tuple(tuple(p[f"h.{i}.{n}"].data if f"h.{i}.{n}" in p else None
@@ -375,18 +411,13 @@ class GPT:
                       p["ln_f.weight"].data, p["ln_f.bias"].data if "ln_f.bias" in p else None,
                       cache.head_t)
             self._step_params = (cache, params)
+        return self._step_params[1]
+
+    def _step_options(self) -> dict:
         options = self._decode_options()
-        if cfg.logit_softcap:
-            options["logit_softcap"] = cfg.logit_softcap
-        try:
-            logits = be.decode_step(ids, cache.layers, slots, starts, self._step_params[1],
-                                    cfg.n_head, cfg.activation, cfg.layernorm_eps, **options)
-        except NotImplementedError:
-            self.step_decode = False
-            return None
-        for s in slots:
-            cache.lengths[s] += 1
-        return logits
+        if self.cfg.logit_softcap:
+            options["logit_softcap"] = self.cfg.logit_softcap
+        return options
 
     def _rows_linear(self, t, x: Var, w: Var, b: Var | None) -> Var:
         """x @ w (+ b) as the batch-invariant product (`matmul_rows`): w is (K, N)."""

@@ -47,7 +47,7 @@ class InferenceEngine:
 
     @fused.setter
     def fused(self, value: bool) -> None:
-        self.model.fused_decode = self.model.step_decode = value
+        self.model.fused_decode = self.model.step_decode = self.model.step_prefill = value
 
     def reset(self) -> None:
         """Forget the cache (a new sequence starts at position 0)."""

@@ -11,14 +11,13 @@ Not here: autograd (alpha/autograd), kernel variants (bench/).
 
 from __future__ import annotations
 
-import ctypes
 import math
 from array import array
 
 from alpha.core.backend import BINARY_OPS, SCALAR_OPS, UNARY_OPS, Backend
 from alpha.tensor import build
 from alpha.tensor.cpu_kernels import (
-    TYPECODE, DTYPE_ID, INT_DTYPES, ITEMSIZE, MAX_DIMS, Kernels, dims, ptr,
+    TYPECODE, DTYPE_ID, INT_DTYPES, ITEMSIZE, MAX_DIMS, Kernels, dims, host_copy, ptr,
 )
 from alpha.tensor.cpu_matmul import matmul as sgemm
 from alpha.tensor.cpu_nn import CPUNNOps
@@ -85,7 +84,7 @@ class CPUBackend(CPUNNOps, CPUOptimOps, Backend):
     def _from_array(self, host, shape, dtype) -> Tensor:
         t = self._empty(shape, dtype)
         if len(host):
-            ctypes.memmove(t.storage.ptr, host.buffer_info()[0], len(host) * ITEMSIZE[dtype])
+            host_copy(t.storage.ptr, host.buffer_info()[0], len(host) * ITEMSIZE[dtype])
         return t
 
     def _to_array(self, x: Tensor):
@@ -93,7 +92,7 @@ class CPUBackend(CPUNNOps, CPUOptimOps, Backend):
         n = x.numel
         host = array(TYPECODE[x.dtype], bytes(n * ITEMSIZE[x.dtype]))
         if n:
-            ctypes.memmove(host.buffer_info()[0], ptr(x), n * ITEMSIZE[x.dtype])
+            host_copy(host.buffer_info()[0], ptr(x), n * ITEMSIZE[x.dtype])
         return host
 
     def _fill(self, out: Tensor, value: float) -> None:

@@ -79,6 +79,8 @@ _SIGNATURES = {
     "decode_profile": (None, [_INT, _P]),
     "decode_step": (_INT, [_P, _P, _I64, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P, _P, _P, _P,
                            _P, _I64, _I64, _I64, _I64, _INT, _F, _P, _P, _F]),
+    "prefill_step": (_INT, [_P, _P, _I64, _I64, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P, _P,
+                            _P, _P, _P, _I64, _I64, _I64, _I64, _INT, _F, _P, _P, _F]),
     "alpha_sgemm_rows": (None, [_I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64, _P, _I64, _F,
                                 _INT]),
     "adamw_step": (None, [_P, _P, _P, _P, _I64, _D, _D, _D, _D, _D, _I64, _D]),
@@ -91,15 +93,35 @@ _SIGNATURES = {
 }
 
 
+# Checks that take a microsecond or so are called holding the interpreter lock (through a PyDLL
+# handle): releasing it costs more than they run, and a thread that releases it may wait behind
+# every runnable thread to get it back (the serving engine's step, with 32 request threads woken
+# by its tokens, waited milliseconds on these).
+_QUICK = {"embedding_check", "crossentropy_check"}
+
+
 class Kernels:
     """The C functions, each with restype/argtypes set once."""
 
     def __init__(self, L: ctypes.CDLL):
+        quick = ctypes.PyDLL(L._name, handle=L._handle)
         for name, (res, args) in _SIGNATURES.items():
-            fn = getattr(L, name)
+            fn = getattr(quick if name in _QUICK else L, name)
             fn.restype = res
             fn.argtypes = args
             setattr(self, name, fn)
+
+
+# memmove keeping the interpreter lock (ctypes.memmove gives it up), for copies small enough that
+# the hand-back would cost more than the copy (see _QUICK)
+_memmove_holding = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                     ctypes.c_size_t)(ctypes._memmove_addr)
+QUICK_COPY = 1 << 20  # bytes
+
+
+def host_copy(dst: int, src: int, nbytes: int) -> None:
+    """memmove between host addresses; copies up to QUICK_COPY bytes keep the interpreter lock."""
+    (_memmove_holding if nbytes <= QUICK_COPY else ctypes.memmove)(dst, src, nbytes)
 
 
 def ptr(t) -> int:

@@ -430,15 +430,25 @@ class CPUNNOps:
                      **options):
         """One C call for the whole step (`csrc/decode.c` `decode_step`: the embedding, every
         block as `_block_decode` runs it, ln_f and the head), so the same bits as the model's
-        op-by-op path, and the engine's thread gives up the interpreter lock once a step. The
-        params' checks and pointers are remembered with the tuple (the model passes the same one
-        every step), and so are the logits it returns (one tensor per batch size, per tuple: two
-        models decoding at once on two threads never share one). Declines what `_block_decode`
-        declines (norm, qk_norm)."""
-        op = "decode_step"
+        op-by-op path, and the engine's thread gives up the interpreter lock once a step."""
+        return self._whole_step("decode_step", ids, 1, caches, slots, positions, params, n_head,
+                                activation, eps, options)
+
+    def _prefill_step(self, ids, caches, slots, starts, params, n_head, activation, eps,
+                      **options):
+        """Its twin for T > 1 new positions per sequence (`csrc/decode.c` `prefill_step`)."""
+        return self._whole_step("prefill_step", ids, ids.shape[1], caches, slots, starts, params,
+                                n_head, activation, eps, options)
+
+    def _whole_step(self, op, ids, T, caches, slots, starts, params, n_head, activation, eps,
+                    options):
+        """decode_step / prefill_step. The params' checks and pointers are remembered with the
+        tuple (the model passes the same one every step), and so are the logits returned (one
+        tensor per batch size, per tuple: two models decoding at once on two threads never share
+        one). Declines what `_block_decode` declines (norm, qk_norm)."""
         unknown = set(options) - {"rope", "softcap", "logit_softcap"}
         if unknown:
-            raise NotImplementedError(f"need decode_step with {', '.join(sorted(unknown))}")
+            raise NotImplementedError(f"need {op} with {', '.join(sorted(unknown))}")
         cos, sin = options.get("rope") or (None, None)
         softcap = float(options.get("softcap", 0.0))
         ck.need_softcap(op, softcap)
@@ -454,20 +464,20 @@ class CPUNNOps:
         _, fixed, layer_ptrs, H, act, outs = hit
         wte, wpe, n_pos, ln_w, ln_b, head_t, head_ld = fixed
         if cos is not None:
-            self._check_rope_tables(op, cos, sin, C // n_head, positions)
+            self._check_rope_tables(op, cos, sin, C // n_head, [p + T - 1 for p in starts])
         logits = outs.get(M)
         if logits is None:
             logits = outs[M] = self.empty((M, V), "f32")
         ids = self._contig(ids)
         cache_ptrs = (ctypes.c_void_p * len(caches))(*[ptr(c) for c in caches])
-        idx = array("q", slots) + array("q", positions)
+        idx = array("q", slots) + array("q", starts)
         base = idx.buffer_info()[0]
-        T = caches[0].shape[1]
-        rc = self.k.decode_step(ptr(logits), ptr(ids), M, wte, V, wpe, n_pos, len(caches),
-                                cache_ptrs, T * 2 * C, base, base + 8 * M, layer_ptrs, ln_w,
-                                ln_b, head_t, head_ld, C, H, n_head, act, eps,
-                                None if cos is None else ptr(cos),
-                                None if sin is None else ptr(sin), softcap)
+        rows = (M,) if op == "decode_step" else (M, T)
+        rc = getattr(self.k, op)(ptr(logits), ptr(ids), *rows, wte, V, wpe, n_pos, len(caches),
+                                 cache_ptrs, caches[0].shape[1] * 2 * C, base, base + 8 * M,
+                                 layer_ptrs, ln_w, ln_b, head_t, head_ld, C, H, n_head, act,
+                                 eps, None if cos is None else ptr(cos),
+                                 None if sin is None else ptr(sin), softcap)
         if rc == -2:
             raise ValueError(f"{op}: an id is outside [0, {V}) or a position outside the "
                              f"position table ({n_pos})")

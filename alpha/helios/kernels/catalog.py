@@ -157,6 +157,7 @@ def builders() -> dict:
     out["decode_attention"] = lambda: kdec.decode_attention(256, 64)
     out["decode_attention_hs48"] = lambda: kdec.decode_attention(512, 48)
     out["decode_attention_cap"] = lambda: kdec.decode_attention(256, 32, 30.0)
+    out["decode_attention_rope"] = lambda: kdec.decode_attention(256, 64, 0.0, True)
     out["decode_embed"] = lambda: kdec.decode_embed(False)
     out["decode_embed_pos"] = lambda: kdec.decode_embed(True)
     out["argmax_rows"] = kdec.argmax_rows

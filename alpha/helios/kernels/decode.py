@@ -206,20 +206,31 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool,
     return k
 
 
-def decode_attention(max_keys: int, HS: int, softcap: float = 0.0) -> Kernel:
+def _turn(k, x, cs, sn, half):
+    """Rope's half-split rotation of a head's values x (a list) by tables cs, sn (lists)."""
+    return ([x[i] * cs[i] - x[i + half] * sn[i] for i in range(half)]
+            + [x[i + half] * cs[i] + x[i] * sn[i] for i in range(half)])
+
+
+def decode_attention(max_keys: int, HS: int, softcap: float = 0.0,
+                     rope: bool = False) -> Kernel:
     """Grid (H, M), ATT_LOCAL invocations; head size HS a compile-time constant (the dot
     products unrolled: every load of a row in flight at once). qkv (M, 3C) [q | k | v]; cache
     (S, Tmax, 2C) rows [k | v], `sstride` = Tmax * 2C; out (M, C). Row m writes its new k, v at
     (slot, pos) and attends over 0..pos: scores in shared memory (max_keys >= Tmax), one key
     per invocation; the weighted sum of values by ATT_LOCAL / HS groups of HS lanes, each over
-    every G-th key, UNROLL keys a round, the groups' sums added in order."""
+    every G-th key, UNROLL keys a round, the groups' sums added in order. With `rope`, q and
+    the new k are turned by the row's position first (tables cos, sin (L, HS/2), as
+    `rope_forward`), so the cache holds turned keys like the op-by-op path's."""
     if HS > ATT_LOCAL:
         raise ValueError(f"decode_attention: head size {HS} > {ATT_LOCAL}")
     G = ATT_LOCAL // HS
-    k = Kernel(f"decode_attention{HS}" + katt._suffix(softcap), (ATT_LOCAL, 1, 1),
+    k = Kernel(f"decode_attention{HS}" + katt._suffix(softcap) + ("_rope" if rope else ""),
+               (ATT_LOCAL, 1, 1),
                [("out", "f32*"), ("qkv", "f32*"), ("cache", "f32*"), ("args", "u32*"),
-                ("M", "u32"), ("C", "u32"), ("sstride", "u32"), ("scale", "f32")])
-    out, qkv, cache, args, M, C, sstride, scale = k.params()
+                ("cos", "f32*"), ("sin", "f32*"), ("M", "u32"), ("C", "u32"),
+                ("sstride", "u32"), ("scale", "f32")])
+    out, qkv, cache, args, cos, sin, M, C, sstride, scale = k.params()
     S = k.shared("f32", max_keys)
     sh = k.shared("f32", ATT_LOCAL)
     sums = k.shared("f32", G * HS)
@@ -230,15 +241,30 @@ def decode_attention(max_keys: int, HS: int, softcap: float = 0.0) -> Kernel:
     cb = slot * sstride + h * HS  # key j of this head at cb + j * C2, its value C further
     qb = m * (3 * C) + h * HS
     nk = qb + C  # the new key (and its value C further) in qkv
-    with k.if_(lid < HS):
-        cache[cb + pos * C2 + lid] = qkv[nk + lid]
-        cache[cb + pos * C2 + C + lid] = qkv[nk + C + lid]
+    half = HS // 2
     q = [qkv[qb + d] for d in range(HS)]
+    if rope:
+        cs = [cos[pos * half + i] for i in range(half)]
+        sn = [sin[pos * half + i] for i in range(half)]
+        q = _turn(k, q, cs, sn, half)
+    with k.if_(lid < HS):
+        key = qkv[nk + lid]
+        if rope:  # this lane's element of the turned key
+            lo = lid < half
+            pair = k.select(lo, lid, lid - half)
+            c, sv = cos[pos * half + pair], sin[pos * half + pair]
+            other = qkv[nk + k.select(lo, lid + half, lid - half)]
+            key = k.select(lo, key * c - other * sv, key * c + other * sv)
+        cache[cb + pos * C2 + lid] = key
+        cache[cb + pos * C2 + C + lid] = qkv[nk + C + lid]
 
-    def score(ptr, base):
-        acc = q[0] * ptr[base]
+    def score(ptr, base, turn=False):
+        keys = [ptr[base + d] for d in range(HS)]
+        if turn:
+            keys = _turn(k, keys, cs, sn, half)
+        acc = q[0] * keys[0]
         for d in range(1, HS):
-            acc = acc + q[d] * ptr[base + d]
+            acc = acc + q[d] * keys[d]
         return katt._cap(k, acc * scale, softcap)
     mx = k.var("f32", katt.NEG_INF)
     with k.loop(lid, pos, ATT_LOCAL) as j:  # the cached keys
@@ -246,7 +272,7 @@ def decode_attention(max_keys: int, HS: int, softcap: float = 0.0) -> Kernel:
         S[j] = sc
         mx.set(k.fmax(mx.get(), sc))
     with k.if_(lid.eq(pos % ATT_LOCAL)):  # the new key, from qkv
-        sc = score(qkv, nk)
+        sc = score(qkv, nk, rope)
         S[pos] = sc
         mx.set(k.fmax(mx.get(), sc))
     mxr = k.reduce_max(mx.get(), sh)

@@ -292,6 +292,11 @@ typedef struct {
     const int64_t *starts, *slots; /* per batch row (kv_attention_rows), else NULL */
 } kv_ctx;
 
+/* The cache rows of one head are a few hundred bytes every 2C floats: a stride the hardware
+ * prefetchers follow poorly, so the loops over keys ask for the row KV_AHEAD keys ahead (a
+ * prefetch past the end of the cache is harmless: it never faults). */
+#define KV_AHEAD 8
+
 /* s[j] = (q . k_j) * scale for j < n, keys k_j = k + j * kst. One query against many keys, so
  * the work is per key: with hs a multiple of VW each key is hs / VW vector FMAs into two
  * accumulators, then a fixed tree over the lanes (halves added, then quarters ...), the same
@@ -303,6 +308,7 @@ static void kv_scores(float *s, const float *q, const float *k, int64_t kst, int
     if (hs % VW == 0) {
         for (int64_t j = 0; j < n; j++) {
             const float *kj = k + j * kst;
+            for (int64_t d = 0; d < hs; d += VW) __builtin_prefetch(kj + KV_AHEAD * kst + d);
             vf a0 = vload(q) * vload(kj), a1 = {0};
             int64_t d = VW;
             for (; d + 2 * VW <= hs; d += 2 * VW) {
@@ -332,39 +338,36 @@ static void kv_scores(float *s, const float *q, const float *k, int64_t kst, int
     }
 }
 
-/* acc[0..hs) = sum_j p[j] * v_j, v_j = v + j * vst: keys in two interleaved chains (even, odd)
- * added at the end, so the FMA latency is hidden; a fixed order whatever the thread. */
+/* acc[d0 .. d0 + nv * VW) = sum_j p[j] * v_j: keys in two interleaved chains (even, odd) added
+ * at the end, so the FMA latency is hidden; a fixed order whatever the thread. */
+static inline __attribute__((always_inline)) void kv_values_block(float *acc, const float *p,
+                                                                 const float *v, int64_t vst,
+                                                                 int64_t n, const int nv) {
+    vf e[4] = {{0}}, o[4] = {{0}};
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+        const float *va = v + j * vst, *vb = va + vst;
+        for (int i = 0; i < nv; i++) {
+            __builtin_prefetch(va + KV_AHEAD * vst + i * VW);
+            __builtin_prefetch(vb + KV_AHEAD * vst + i * VW);
+        }
+        for (int i = 0; i < nv; i++) {
+            e[i] += p[j] * vload(va + i * VW);
+            o[i] += p[j + 1] * vload(vb + i * VW);
+        }
+    }
+    if (j < n)
+        for (int i = 0; i < nv; i++) e[i] += p[j] * vload(v + j * vst + i * VW);
+    for (int i = 0; i < nv; i++) vstore(acc + i * VW, e[i] + o[i]);
+}
+
+/* acc[0..hs) = sum_j p[j] * v_j, v_j = v + j * vst: up to 4 vectors of dims per pass over the
+ * keys (one pass for a 64-wide head), the rest one by one. */
 static void kv_values(float *acc, const float *p, const float *v, int64_t vst, int64_t n,
                       int64_t hs) {
     int64_t d0 = 0;
-    for (; d0 + 2 * VW <= hs; d0 += 2 * VW) {
-        vf e0 = {0}, e1 = {0}, o0 = {0}, o1 = {0};
-        int64_t j = 0;
-        for (; j + 2 <= n; j += 2) {
-            const float *va = v + j * vst + d0, *vb = va + vst;
-            e0 += p[j] * vload(va);
-            e1 += p[j] * vload(va + VW);
-            o0 += p[j + 1] * vload(vb);
-            o1 += p[j + 1] * vload(vb + VW);
-        }
-        if (j < n) {
-            const float *va = v + j * vst + d0;
-            e0 += p[j] * vload(va);
-            e1 += p[j] * vload(va + VW);
-        }
-        vstore(acc + d0, e0 + o0);
-        vstore(acc + d0 + VW, e1 + o1);
-    }
-    for (; d0 + VW <= hs; d0 += VW) {
-        vf e = {0}, o = {0};
-        int64_t j = 0;
-        for (; j + 2 <= n; j += 2) {
-            e += p[j] * vload(v + j * vst + d0);
-            o += p[j + 1] * vload(v + (j + 1) * vst + d0);
-        }
-        if (j < n) e += p[j] * vload(v + j * vst + d0);
-        vstore(acc + d0, e + o);
-    }
+    for (; d0 + 4 * VW <= hs; d0 += 4 * VW) kv_values_block(acc + d0, p, v + d0, vst, n, 4);
+    for (; d0 + VW <= hs; d0 += VW) kv_values_block(acc + d0, p, v + d0, vst, n, 1);
     for (; d0 < hs; d0++) {
         float a = 0.0f;
         for (int64_t j = 0; j < n; j++) a += p[j] * v[j * vst + d0];

@@ -195,7 +195,8 @@ void embedding_forward(float *out, const int32_t *ids, const float *table, int64
  * The same functions in the same order as the op-by-op path, so the same bits. ids (M) i32 and
  * positions (M) are checked here: -2 if one is outside the tables. caches: L pointers to the
  * layers' (S, Tmax, 2C) blocks; params: L * 12 pointers, each layer's as `block_decode` takes
- * them; wpe NULL with rope; head_t's rows head_ld apart. Returns 0, -1 if out of memory, -2 for a bad id or position. */
+ * them; wpe NULL with rope; head_t's rows head_ld apart. Returns 0, -1 if out of memory, -2
+ * for a bad id or position. */
 int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, int64_t V,
                 const float *wpe, int64_t n_pos, int64_t L, float *const *caches,
                 int64_t slot_stride, const int64_t *slots, const int64_t *positions,
@@ -229,6 +230,110 @@ int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, 
     if (!rc) {
         layernorm_forward(h, stats, stats + M, x, lnf_w, lnf_b, M, C, eps);
         alpha_sgemm_rows(M, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
+    }
+done:
+    free(x);
+    free(pos32);
+    return rc;
+}
+
+/* ---- prefill: T new positions per sequence ---------------------------------------------------
+ *
+ * The model's cached forward for T > 1 (alpha/model/gpt.py `_block_cached`, then the last
+ * position's head) in one call, with the op-by-op path's calls on the same rows, so the same bits:
+ * the products are alpha_sgemm_rows over all B * T rows (each row as if alone), the cache rows and
+ * attention go sequence by sequence (kv_attention of its T queries from its own start), the
+ * activations sequence by sequence. The server prefills prompts while other requests start and
+ * stream, and the op-by-op path gave up the interpreter lock ~150 times a forward. */
+
+void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
+
+static int prefill_block(float *x, int64_t B, int64_t T, float *cache, int64_t slot_stride,
+                         const int64_t *slots, const int64_t *starts, const int32_t *pos32,
+                         const float *const *p, int64_t C, int64_t H, int64_t nh, int act,
+                         float eps, const float *rope_cos, const float *rope_sin, float softcap) {
+    int64_t N = B * T, F = act == ACT_SWIGLU ? 2 * H : H;
+    /* h, qkv, turned, att, y (C, 3C, 3C, C, C a row), f, g, the norm's 2 stats */
+    size_t n = (size_t)(N * (9 * C + F + H) + 2 * N);
+    float *buf = (float *)malloc(n * sizeof(float));
+    if (!buf) return -1;
+    float *h = buf, *qkv = h + N * C, *turned = qkv + N * 3 * C, *att = turned + N * 3 * C;
+    float *y = att + N * C, *f = y + N * C, *g = f + N * F, *stats = g + N * H;
+    int rc = 0;
+    layernorm_forward(h, stats, stats + N, x, p[0], p[1], N, C, eps);
+    linear_rows(qkv, h, p[2], p[3], N, C, 3 * C);
+    if (rope_cos) {
+        rope_forward(turned, qkv, pos32, N, rope_cos, rope_sin, N, C, nh);
+        qkv = turned;
+    }
+    for (int64_t b = 0; b < B && !rc; b++) { /* the sequence's new k|v rows, then its queries */
+        float *slot = cache + slots[b] * slot_stride;
+        const float *qb = qkv + b * T * 3 * C;
+        for (int64_t t = 0; t < T; t++)
+            memcpy(slot + (starts[b] + t) * 2 * C, qb + t * 3 * C + C, 2 * C * sizeof(float));
+        rc = kv_attention(att + b * T * C, qb, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, T,
+                          C, nh, starts[b], softcap);
+    }
+    if (!rc) {
+        linear_rows(y, att, p[4], p[5], N, C, C);
+        ew_binary_contig(x, x, y, N * C, EW_ADD, 0.0f);
+        layernorm_forward(h, stats, stats + N, x, p[6], p[7], N, C, eps);
+        linear_rows(f, h, p[8], p[9], N, C, F);
+        for (int64_t b = 0; b < B; b++) { /* as the model: one sequence's T rows at a time */
+            float *gb = g + b * T * H, *fb = f + b * T * F;
+            switch (act) {
+            case ACT_GELU: gelu_forward(gb, fb, T * H); break;
+            case ACT_RELU: relu_forward(gb, fb, T * H); break;
+            case ACT_SILU: silu_forward(gb, fb, T * H); break;
+            case ACT_RELU2: relu2_forward(gb, fb, T * H); break;
+            default: swiglu_forward(gb, fb, T, H); break;
+            }
+        }
+        linear_rows(y, g, p[10], p[11], N, H, C);
+        ew_binary_contig(x, x, y, N * C, EW_ADD, 0.0f);
+    }
+    free(buf);
+    return rc;
+}
+
+/* logits (B, V) of each sequence's last new position, after T new positions per sequence: ids
+ * (B, T) i32, sequence b at positions starts[b] .. starts[b] + T - 1 of cache slot slots[b]; the
+ * other arguments as decode_step's. Returns 0, -1 if out of memory, -2 for a bad id or position. */
+int prefill_step(float *logits, const int32_t *ids, int64_t B, int64_t T, const float *wte,
+                 int64_t V, const float *wpe, int64_t n_pos, int64_t L, float *const *caches,
+                 int64_t slot_stride, const int64_t *slots, const int64_t *starts,
+                 const float *const *params, const float *lnf_w, const float *lnf_b,
+                 const float *head_t, int64_t head_ld, int64_t C, int64_t H, int64_t nh,
+                 int act, float eps, const float *rope_cos, const float *rope_sin,
+                 float softcap) {
+    int64_t N = B * T;
+    for (int64_t i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V) return -2;
+    for (int64_t b = 0; b < B; b++)
+        if (starts[b] < 0 || (wpe && starts[b] + T > n_pos)) return -2;
+    float *x = (float *)malloc((size_t)(N * 2 * C + B * (2 * C + 2)) * sizeof(float));
+    int32_t *pos32 = (int32_t *)malloc((size_t)N * sizeof(int32_t));
+    int rc = 0;
+    if (!x || !pos32) {
+        rc = -1;
+        goto done;
+    }
+    float *pos = x + N * C, *last = pos + N * C, *h = last + B * C, *stats = h + B * C;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) pos32[b * T + t] = (int32_t)(starts[b] + t);
+    embedding_forward(x, ids, wte, N, C);
+    if (wpe) {
+        embedding_forward(pos, pos32, wpe, N, C);
+        ew_binary_contig(x, x, pos, N * C, EW_ADD, 0.0f);
+    }
+    for (int64_t l = 0; l < L && !rc; l++)
+        rc = prefill_block(x, B, T, caches[l], slot_stride, slots, starts, pos32,
+                           params + 12 * l, C, H, nh, act, eps, rope_cos, rope_sin, softcap);
+    if (!rc) {
+        for (int64_t b = 0; b < B; b++)
+            memcpy(last + b * C, x + (b * T + T - 1) * C, C * sizeof(float));
+        layernorm_forward(h, stats, stats + B, last, lnf_w, lnf_b, B, C, eps);
+        alpha_sgemm_rows(B, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
     }
 done:
     free(x);

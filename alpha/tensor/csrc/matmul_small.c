@@ -197,7 +197,8 @@ typedef struct {
 #define WV 3
 
 static inline __attribute__((always_inline)) void wide_tile(const gemm_t *g, const int rows,
-                                                           const int nv, int64_t j) {
+                                                           const int nv, int64_t j,
+                                                           const float *pf) {
     float tmp[WV * VW] __attribute__((aligned(64)));
     vf_t acc[WR][WV];
     for (int m = 0; m < rows; m++)
@@ -206,6 +207,7 @@ static inline __attribute__((always_inline)) void wide_tile(const gemm_t *g, con
     const float *a = g->a;
     for (int64_t k = 0; k < g->K; k++, br += g->b_rs, a += g->a_cs) {
         vf_t bv[WV];
+        if (pf) __builtin_prefetch(pf + k * g->b_rs);
         for (int v = 0; v < nv; v++) bv[v] = V_LOAD(br + v * VW);
         for (int m = 0; m < rows; m++) {
             vf_t av = V_SET1(a[m * g->a_rs]);
@@ -219,29 +221,38 @@ static inline __attribute__((always_inline)) void wide_tile(const gemm_t *g, con
     }
 }
 
-static void wide_rows(const gemm_t *g, int rows, int64_t j) {
+/* pf: while this tile reads the panel at column j from cache, one column vector of the next
+ * panel to fetch from memory, a row each k (NULL: none) */
+static void wide_rows(const gemm_t *g, int rows, int64_t j, const float *pf) {
     switch (rows) {
-    case 8: wide_tile(g, 8, WV, j); break;
-    case 7: wide_tile(g, 7, WV, j); break;
-    case 6: wide_tile(g, 6, WV, j); break;
-    case 5: wide_tile(g, 5, WV, j); break;
-    case 4: wide_tile(g, 4, WV, j); break;
-    case 3: wide_tile(g, 3, WV, j); break;
-    case 2: wide_tile(g, 2, WV, j); break;
-    default: wide_tile(g, 1, WV, j); break;
+    case 8: wide_tile(g, 8, WV, j, pf); break;
+    case 7: wide_tile(g, 7, WV, j, pf); break;
+    case 6: wide_tile(g, 6, WV, j, pf); break;
+    case 5: wide_tile(g, 5, WV, j, pf); break;
+    case 4: wide_tile(g, 4, WV, j, pf); break;
+    case 3: wide_tile(g, 3, WV, j, pf); break;
+    case 2: wide_tile(g, 2, WV, j, pf); break;
+    default: wide_tile(g, 1, WV, j, pf); break;
     }
 }
 
 /* C[:, n0:n1] for all M rows: whole WV-vector blocks in tiles, the rest by the few-rows code */
 static void wide_axpy(const small_t *s, int64_t M, int64_t n0, int64_t n1) {
     int64_t j = n0;
-    for (; j + WV * VW <= n1; j += WV * VW)
-        for (int64_t m0 = 0; m0 < M; m0 += WR) {
+    for (; j + WV * VW <= n1; j += WV * VW) {
+        /* The first row group reads the panel from memory, the others from L2: they fetch the
+         * task's next panel meanwhile, one column vector each (the weights of a decode step do
+         * not fit in L3, so without this the first group of every panel waits on DRAM). */
+        int has_next = j + 2 * WV * VW <= n1;
+        for (int64_t m0 = 0, r = 0; m0 < M; m0 += WR, r++) {
             gemm_t g = s->g;
             g.a += m0 * g.a_rs;
             g.c += m0 * g.ldc;
-            wide_rows(&g, (int)min64(WR, M - m0), j);
+            const float *pf = has_next && r >= 1 && r <= WV ? g.b + j + WV * VW + (r - 1) * VW
+                                                            : NULL;
+            wide_rows(&g, (int)min64(WR, M - m0), j, pf);
         }
+    }
     if (j < n1)
         for (int64_t m0 = 0; m0 < M; m0 += SMALL_M) {
             small_t t = *s;
