@@ -18,10 +18,11 @@ from alpha.tensor import get_backend
 CPU = get_backend("cpu")
 
 
-def _model(act="gelu", bias=True, tied=True):
-    # odd sizes: vector tails everywhere (C 40, hidden 160, vocab 301)
-    cfg = ModelConfig(vocab_size=301, n_layer=2, n_head=5, n_embd=40, block_size=40,
-                      activation=act, bias=bias, tie_embeddings=tied)
+def _model(act="gelu", bias=True, tied=True, n_head=5):
+    # odd sizes: vector tails everywhere (C 40, heads of 8, hidden 160, vocab 301); n_head=4 is
+    # C 64, heads of 16: one vector, what the CPU's whole-row attention needs
+    cfg = ModelConfig(vocab_size=301, n_layer=2, n_head=n_head, n_embd=40 if n_head != 4 else 64,
+                      block_size=40, activation=act, bias=bias, tie_embeddings=tied)
     m = GPT(cfg, CPU, Rng(7)).eval()
     noise = Stream((7, 7)).normal(m.n_params)  # weights big enough that every layer matters
     CPU.copy(m.params, CPU.from_array([v + 0.2 * z for v, z in zip(m.params.to_array(), noise)],
@@ -29,9 +30,13 @@ def _model(act="gelu", bias=True, tied=True):
     return m
 
 
-@pytest.mark.parametrize("act,bias,tied", [("gelu", True, True), ("swiglu", False, False)])
-def test_decode_logits_are_batch_invariant_bitwise(act, bias, tied):
-    m = _model(act, bias, tied)
+@pytest.mark.parametrize("act,bias,tied,n_head", [("gelu", True, True, 5),
+                                                   ("swiglu", False, False, 5),
+                                                   ("gelu", True, False, 4)])
+def test_decode_logits_are_batch_invariant_bitwise(act, bias, tied, n_head):
+    """A row's logits are the same bits alone or among 31 (or 4) others, fused or op by op;
+    n_head=4 (C 64) has heads of one vector, n_head=5 heads of 8 (scalar tails)."""
+    m = _model(act, bias, tied, n_head)
     S, V = 32, m.cfg.vocab_size
     cache = KVCache(m, S)
     st = Stream((1, 2))

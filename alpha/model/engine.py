@@ -139,7 +139,8 @@ class Engine:
                  prefill_chunk: int = 64, name: str = "", observer=None):
         """`model` is a GPT (it is put in eval mode). `observer`, when given, gets
         observer(event, **values) calls: "step" (batch, prefill_tokens, seconds), "first_token"
-        (seconds since submit), "token" (seconds since the sequence's previous token)."""
+        (seconds since submit), "token" (seconds since the sequence's previous token), "emitted"
+        (count: a batch of token events is on the requests' queues)."""
         self.model = model.eval()
         self.backend = model.backend
         self.cfg = model.cfg
@@ -349,6 +350,8 @@ class Engine:
         now = time.monotonic()
         for s, tok in zip(seqs, picks):
             self._emit(s, tok, now)
+        if self.observer is not None:
+            self.observer("emitted", count=len(seqs))
         self._lap("emit")
 
     def _lap(self, phase: str) -> None:

@@ -12,6 +12,7 @@ Not here: tools/function calling, images, embeddings, the Responses API.
 
 from __future__ import annotations
 
+import queue
 import secrets
 import time
 
@@ -21,6 +22,7 @@ from alpha.server.chat import PLAIN_STOP, TextStream, render_chat, token_bytes
 from alpha.server.http import ClientGone, HTTPError, event_text, json_response
 from alpha.server.models import ModelRegistry, UnknownModel
 from alpha.server.openai_params import Params, chat_params, completion_params
+from alpha.server.pump import StreamPump
 
 API_KEY_ENV = "ALPHA_API_KEY"
 POLL_S = 0.25  # how often a waiting request checks that its client is still there
@@ -52,6 +54,7 @@ class OpenAI:
                                 "between two tokens of one sequence", buckets=TOKEN_BUCKETS)
         self.step_batch = m.histogram("alpha_batch_size", "sequences per decode step",
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.pump = StreamPump(POLL_S)  # writes every stream's chunks (alpha/server/pump.py)
         self.models = ModelRegistry(
             ctx.outputs, backend=o.get("backend", "cpu"), max_models=o.get("max_models", 2),
             max_batch=o.get("max_batch", 32), max_queue=o.get("max_queue", 128),
@@ -67,6 +70,8 @@ class OpenAI:
             self.models.get(mid)  # load now: a bad --model fails at start, not at first use
 
     def _observe(self, event: str, **v) -> None:
+        if event == "emitted":  # a batch of tokens is on their requests' queues
+            self.pump.wake()
         if event == "first_token":
             self.ttft.observe(v["seconds"])
         elif event == "token":
@@ -199,12 +204,9 @@ class _Generation:
         self.reason: list[str | None] = [None] * total
         self.offset = [0] * total  # completions logprobs: characters before each token
 
-    def _events(self, idle=None):
-        """(choice index, kind, value) until every choice is closed; watches the client.
-        `idle()`, when given, is called each time no event is waiting (before blocking)."""
+    def _events(self):
+        """(choice index, kind, value) until every choice is closed; watches the client."""
         while not all(self.closed):
-            if idle is not None and self.handle.events.empty():
-                idle()
             ev = self.handle.get(timeout=POLL_S)
             if ev is None:
                 if self.req.client_gone():
@@ -316,15 +318,32 @@ class _Generation:
         return {"text": text or "", "index": i, "logprobs": lp, "finish_reason": reason}
 
     def stream(self) -> None:
-        """The chunks as SSE events. Events already waiting are written together (one write,
-        one wake-up of the client): a request that falls behind a busy engine catches up in
-        fewer system calls instead of falling further behind."""
+        """The chunks as SSE events, written by the server's stream pump (alpha/server/pump.py)
+        from `pump_events`; returns when the stream is done, raises ClientGone if the client
+        left."""
         s = self.req.sse()
         self._out = []
+        self._failed = self._ended = False
         if self.chat:
             for i in range(len(self.text)):
                 self._send(self._chunk([self._delta_choice(i, None, role=True)]))
-        for i, kind, value in self._events(idle=lambda: self._flush(s)):
+        self.api.pump.run(self, s)
+
+    def pump_events(self) -> tuple[str, bool]:
+        """The SSE text of the events waiting now, and whether the stream is complete (the usage
+        chunk and `data: [DONE]` then end the text). Events already waiting are written together
+        (one write, one wake-up of the client): a request that falls behind a busy engine
+        catches up in fewer system calls instead of falling further behind."""
+        events = self.handle.events
+        while not (all(self.closed) or self._failed):
+            try:
+                i, kind, value = events.get_nowait()
+            except queue.Empty:
+                break
+            if self.closed[i]:
+                continue  # the rest of a choice that ended at a stop string
+            if kind in ("done", "error"):
+                self.closed[i] = True
             if kind == "token":
                 seen = len(self.logprobs[i])
                 text = self._token(i, value)
@@ -337,19 +356,18 @@ class _Generation:
                 self._end_choice(i, value)
             else:
                 self._send(self._error(value).response().body.decode())
-                break
-        if self.p.include_usage:
-            self._send(self._chunk([], usage=True))
-        self._send("[DONE]")
-        self._flush(s)
+                self._failed = True
+        finished = all(self.closed) or self._failed
+        if finished and not self._ended:
+            self._ended = True
+            if self.p.include_usage:
+                self._send(self._chunk([], usage=True))
+            self._send("[DONE]")
+        text, self._out = "".join(self._out), []
+        return text, finished
 
     def _send(self, data) -> None:
         self._out.append(event_text(data))
-
-    def _flush(self, s) -> None:
-        if self._out:
-            s.write("".join(self._out))
-            self._out = []
 
     def _end_choice(self, i: int, reason: str) -> None:
         self.reason[i] = reason
