@@ -100,6 +100,7 @@ check(ModelConfig(**base, norm="rmsnorm", activation="relu2", attn_softcap=2.0,
 kdec.gemv_shared_bytes = staged_bytes
 check(ModelConfig(**base, bias=False))  # layernorm without bias, staged
 check(ModelConfig(**base, pos="rope", attn_softcap=2.0))  # q, k turned in the attention
+check(ModelConfig(**base, activation="swiglu", ffn_dim=96))  # [gate | up] in one product
 check(ModelConfig(**base, qk_norm=True), replayed=False)  # declined: the op-by-op path ran
 print("OK")
 """

@@ -22,9 +22,10 @@ op-by-op path's bits (K is summed in slices, the norms are fused), only the same
 fp32 rounding.
 
 Model options: softcap, rmsnorm, logit soft-cap, rope (q and the new k turned inside the
-attention kernel). Declined (NotImplementedError: the model runs its other decode paths):
-qk_norm (its weights are not among the block's), the swiglu activation, non-f32 or
-non-contiguous tensors, a cache longer than shared memory holds, heads wider than 256.
+attention kernel), every activation (swiglu: both halves of c_fc in one product). Declined
+(NotImplementedError: the model runs its other decode paths): qk_norm (its weights are not
+among the block's), non-f32 or non-contiguous tensors, a cache longer than shared memory
+holds, heads wider than 256.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from alpha.helios.runtime import MAX_GROUPS, HeliosStorage, groups
 from alpha.tensor.tensor import Tensor
 
 MAX_RECORDED = 32  # recorded steps kept (a server's batch size changes as requests come and go)
-ACTIVATIONS = ("gelu", "relu", "relu2", "silu")
+ACTIVATIONS = ("gelu", "relu", "relu2", "silu", "swiglu")
 
 
 class DecodeOps:
@@ -104,9 +105,10 @@ class DecodeReplay:
         keyed = self._keyed(caches, params) + list(rope or ())
         self._refs = [weakref.ref(t.storage.alloc) for t in keyed]
         V, C = wte.shape
-        F = blocks[0][8].shape[1]
+        F = blocks[0][8].shape[1]  # c_fc's outputs: [gate | up] with swiglu
+        H = F // 2 if activation == "swiglu" else F  # the MLP's hidden width
         S, Tmax = caches[0].shape[:2]
-        self._check(params, caches, C, F, V)
+        self._check(params, caches, C, F, H, V)
         keys = 64
         while keys < Tmax:
             keys *= 2
@@ -116,7 +118,7 @@ class DecodeReplay:
             raise NotImplementedError(f"need decode_step for a cache of {Tmax} positions")
         rt = be.rt
         self.x, self.qkv = rt.new((M, C)), rt.new((M, 3 * C))
-        self.att, self.hid = rt.new((M, C)), rt.new((M, F))
+        self.att, self.hid = rt.new((M, C)), rt.new((M, H))
         dev = self.dev
         # the arguments: host-visible device memory where there is some, else host memory
         self.args = (dev.device_pool if dev.direct_upload else dev.host_pool).alloc(12 * M)
@@ -189,14 +191,14 @@ class DecodeReplay:
                 and x.shape == self.logits.shape and self.stamp == self.dev.writes)
 
     @staticmethod
-    def _check(params, caches, C, F, V) -> None:
+    def _check(params, caches, C, F, H, V) -> None:
         """Every tensor contiguous f32 of the shape the kernels assume (declined otherwise)."""
         wte, wpe, blocks, lnf_w, lnf_b, head_t = params
         want = [(wte, (V, C)), (lnf_w, (C,)), (lnf_b, (C,)), (head_t, (C, V))]
         if wpe is not None:
             want.append((wpe, (wpe.shape[0], C)))
         shapes = ((C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, F), (F,),
-                  (F, C), (C,))
+                  (H, C), (C,))
         for blk in blocks:
             want += list(zip(blk, shapes))
         want += [(c, caches[0].shape) for c in caches]
@@ -213,6 +215,8 @@ class DecodeReplay:
         """One `decode_gemv` step: norm is None or (kind, weight, bias)."""
         A = self.be.rt.addr
         K, N = w.shape
+        pairs = 2 if epilogue == "swiglu" else 1
+        N //= pairs  # swiglu: [gate | up] columns, N outputs
         KS = kdec.gemv_slices(K)
         kind, nw, nb = None, a, a
         if norm is not None:
@@ -222,7 +226,8 @@ class DecodeReplay:
             nb = nb if nb is not None else a
         has_bias = bias is not None
         staged = kdec.stage_class(K) if kind is not None else 0
-        if kdec.gemv_shared_bytes(KS, staged) > self.dev.limits.maxComputeSharedMemorySize:
+        limit = self.dev.limits.maxComputeSharedMemorySize
+        if kdec.gemv_shared_bytes(KS, staged, pairs) > limit:
             staged = 0  # normalised as loaded: slower, no shared-memory bound on K
         key = ("decode_gemv", KS, kind, epilogue, has_bias, staged)
         return (key, lambda: kdec.decode_gemv(KS, kind, epilogue, has_bias, staged),

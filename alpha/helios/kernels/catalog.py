@@ -152,6 +152,8 @@ def builders() -> dict:
     for norm in kdec.NORMS[1:]:
         out[f"decode_gemv_{norm}_staged"] = (lambda n=norm:
                                              kdec.decode_gemv(8, n, "gelu", True, 384))
+    out["decode_gemv_swiglu_staged"] = lambda: kdec.decode_gemv(8, "layernorm", "swiglu", True,
+                                                                384)
     out["decode_gemv_nobias_ks4"] = lambda: kdec.decode_gemv(4, "layernorm", None, False)
     out["decode_gemv_ks16"] = lambda: kdec.decode_gemv(16, None, "residual", True)
     out["decode_attention"] = lambda: kdec.decode_attention(256, 64)

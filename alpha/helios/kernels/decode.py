@@ -29,7 +29,7 @@ NORM_LOCAL = 128  # invocations that compute a row's norm statistics (the rest a
 UNROLL = 8  # k steps per round of a product's inner loop
 ATT_LOCAL = 256
 NORMS = (None, "layernorm", "layernorm_nobias", "rmsnorm")
-EPILOGUES = (None, "residual", "softcap", "gelu", "relu", "relu2", "silu")
+EPILOGUES = (None, "residual", "softcap", "gelu", "relu", "relu2", "silu", "swiglu")
 
 GEMV_PARAMS = [("out", "f32*"), ("a", "f32*"), ("w", "f32*"), ("bias", "f32*"), ("nw", "f32*"),
                ("nb", "f32*"), ("M", "u32"), ("K", "u32"), ("N", "u32"), ("eps", "f32"),
@@ -57,10 +57,10 @@ def stage_class(K: int) -> int:
     return (K + 127) // 128 * 128
 
 
-def gemv_shared_bytes(KS: int, staged: int) -> int:
-    """Shared memory of a `decode_gemv`: the partial sums, the reduction scratch and the MR
-    normalised rows (`staged` elements each, 0 when not staged)."""
-    return 4 * (KS * MR * NC + NC * KS + MR * staged)
+def gemv_shared_bytes(KS: int, staged: int, pairs: int = 1) -> int:
+    """Shared memory of a `decode_gemv`: the partial sums (`pairs` = 2 with swiglu), the
+    reduction scratch and the MR normalised rows (`staged` elements each, 0 when not staged)."""
+    return 4 * (pairs * KS * MR * NC + NC * KS + MR * staged)
 
 
 def _reduce_rows(k, vals, scratch):
@@ -92,7 +92,9 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool,
     workgroup's NC, K slice s = lid / NC, UNROLL loads in flight per invocation. With a norm
     and `staged` >= K (`stage_class`), the MR rows are normalised once into shared memory
     (statistics of all rows in one reduction); without, each element is normalised as it is
-    loaded. Unused pointers may be any valid address."""
+    loaded. The "swiglu" epilogue makes two products per output, w (K, 2N) as [gate | up]:
+    out = silu(a @ w_gate + b_gate) * (a @ w_up + b_up). Unused pointers may be any valid
+    address."""
     if norm not in NORMS or epilogue not in EPILOGUES:
         raise ValueError(f"decode_gemv: norm {norm!r}, epilogue {epilogue!r}")
     local = NC * KS
@@ -108,7 +110,9 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool,
     m0 = k.group_id(1) * MR
     rows = [k.umin(m0 + r, M - 1) * K for r in range(MR)]  # row bases (clamped: no stores)
     red = k.shared("f32", local)
-    part = k.shared("f32", KS * MR * NC)
+    pairs = 2 if epilogue == "swiglu" else 1
+    ldw = N * pairs  # the weight's row length
+    part = k.shared("f32", pairs * KS * MR * NC)
     kf = K.to("f32")
     if staged:
         A = k.shared("f32", MR * staged)
@@ -172,35 +176,46 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool,
     span = (K + (KS * UNROLL - 1)) / (KS * UNROLL) * UNROLL
     k0 = s * span
     k1 = k.umin(K, k0 + span)
-    accs = [k.var("f32", 0.0) for _ in range(MR)]
+    accs = [[k.var("f32", 0.0) for _ in range(MR)] for _ in range(pairs)]
     with k.loop(k0, k1, UNROLL) as j0:
         ws, xs = [], []
         for u in range(UNROLL):
             j = k.umin(j0 + u, K - 1)
-            ws.append(k.select(j0 + u < k1, w[j * N + col], 0.0))
+            ok = j0 + u < k1
+            ws.append([k.select(ok, w[j * ldw + col + h * N], 0.0) for h in range(pairs)])
             xs.append([load_a(r, j) for r in range(MR)])
         for u in range(UNROLL):
-            for r in range(MR):
-                accs[r].set(accs[r].get() + xs[u][r] * ws[u])
-    for r in range(MR):
-        part[(s * MR + r) * NC + c] = accs[r].get()
+            for h in range(pairs):
+                for r in range(MR):
+                    accs[h][r].set(accs[h][r].get() + xs[u][r] * ws[u][h])
+    for h in range(pairs):
+        for r in range(MR):
+            part[((h * KS + s) * MR + r) * NC + c] = accs[h][r].get()
     k.barrier()
     with k.loop(lid, MR * NC, local) as i:
         r, cc = i / NC, i % NC
-        tot = k.var("f32", part[r * NC + cc])
-        for sl in range(1, KS):
-            tot.set(tot.get() + part[(sl * MR + r) * NC + cc])
         n, m = n0 + cc, m0 + r
+        ys = []
+        for h in range(pairs):
+            tot = k.var("f32", part[(h * KS * MR + r) * NC + cc])
+            for sl in range(1, KS):
+                tot.set(tot.get() + part[((h * KS + sl) * MR + r) * NC + cc])
+            ys.append(tot)
         with k.if_((n < N) & (m < M)):
-            y = tot.get()
+            y = ys[0].get()
             if has_bias:
                 y = y + bias[n]
+            if epilogue == "swiglu":
+                up = ys[1].get()
+                if has_bias:
+                    up = up + bias[n + N]
+                y = kel.silu_forward(k, y) * up
             o = m * N + n
             if epilogue == "residual":
                 y = out[o] + y
             elif epilogue == "softcap":
                 y = kel.softcap_forward(k, y, cap)
-            elif epilogue is not None:
+            elif epilogue not in (None, "swiglu"):
                 y = _activation(k, epilogue, y)
             out[o] = y
     return k
