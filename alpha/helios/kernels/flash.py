@@ -206,7 +206,7 @@ def flash_backward_kv(mode: str = "coopmat") -> Kernel:
     bh = k.group_id(1)
     k0 = kt * BT
     krow = k0 + f.sg * FRAG + f.row
-    LD = f._shared(f.f32, 2 * BT)  # lse and D of the query tile
+    LD = f._shared(f.v2, BT)  # lse and D of the query tile (float pairs)
     f.extra_shared = 8 * BT
     ka_ = f.held(ka, T, bh, k0)
     va_ = f.held(va, T, bh, k0)
@@ -231,15 +231,16 @@ def flash_backward_kv(mode: str = "coopmat") -> Kernel:
         f.product(ka_, (f.X, "T"))
         f.sync()
         cols = f.cols(BT)
-        p = [k.select((krow <= q0 + c) & (q0 + c < T), k.exp(x * scale - f.ld_r(c, LD)), 0.0)
-             for c, x in zip(cols, f.read_row(BT))]
+        tile_lse = f.read_pairs(LD, 0, BT)
+        p = [k.select((krow <= q0 + c) & (q0 + c < T), k.exp(x * scale - m), 0.0)
+             for c, x, m in zip(cols, f.read_row(BT), tile_lse)]
         f.write_pairs(p)
         f.sync()
         f.product(("pb",), (f.Y, "N"), dv)
         f.product(va_, (f.Y, "T"))
         f.sync()
-        f.write_pairs([pj * (x - f.ld_r(c + BT, LD))
-                       for pj, c, x in zip(p, cols, f.read_row(BT))])
+        tile_d = f.read_pairs(LD, BT, BT)
+        f.write_pairs([pj * (x - d) for pj, x, d in zip(p, f.read_row(BT), tile_d)])
         f.sync()
         f.product(("pb",), (f.X, "N"), dk)
     f.store_acc(dk)

@@ -62,7 +62,10 @@ class _Flash:
         self.X = self._shared(self.u4, self.BT * UNITS)  # the other side's tiles
         self.Y = self._shared(self.u4, self.BT * UNITS)
         self.PB = self._shared(self.u4, self.BT * UNITS)  # P / dS (bf16), operand staging
-        self.R = self._shared(self.f32, self.BT * RS)  # products handed to the invocations
+        self.v2 = self.m.type_vector(self.f32, 2)
+        # products handed to the invocations, as float pairs: an invocation's columns come in
+        # adjacent pairs, read with one 8-byte load
+        self.R = self._shared(self.v2, self.BT * RS // 2)
         self.rbase = self.sg * (FRAG * RS)  # this subgroup's 16 rows of R
         self.pbrow = self.sg * FRAG  # ... and of PB
 
@@ -87,15 +90,19 @@ class _Flash:
                        type=self._bufs[key][1])
         return self.fn.op("OpLoad", p, access, type=t)
 
-    def ld_r(self, idx: Val, arr=None) -> Val:
-        p = self.fn.op("OpAccessChain", self.R if arr is None else arr, idx.id,
-                       type=self.m.type_pointer("Workgroup", self.f32))
-        return Val(self.k, self.fn.op("OpLoad", p, *self.na, type=self.f32), "f32")
+    def ld_pair(self, idx: Val, arr=None) -> list[Val]:
+        """Elements idx, idx + 1 (idx even) of a shared array of float pairs (R by default)."""
+        fn, k = self.fn, self.k
+        p = fn.op("OpAccessChain", self.R if arr is None else arr, (idx >> 1).id,
+                  type=self.m.type_pointer("Workgroup", self.v2))
+        v = fn.op("OpLoad", p, *self.na, type=self.v2)
+        return [Val(k, fn.op("OpCompositeExtract", v, e, type=self.f32), "f32") for e in (0, 1)]
 
-    def st_r(self, idx: Val, v: Val, arr=None) -> None:
-        p = self.fn.op("OpAccessChain", self.R if arr is None else arr, idx.id,
-                       type=self.m.type_pointer("Workgroup", self.f32))
-        self.fn.op("OpStore", p, v.id, *self.na)
+    def st_r(self, idx: Val, v, arr=None) -> None:
+        """Element idx of a shared array of float pairs (R by default) = v."""
+        p = self.fn.op("OpAccessChain", self.R if arr is None else arr, (idx >> 1).id,
+                       (idx & 1).id, type=self.m.type_pointer("Workgroup", self.f32))
+        self.fn.op("OpStore", p, self.k.coerce(v, "f32").id, *self.na)
 
     def _word_ptr(self, arr, unit: Val, comp: Val) -> int:
         return self.fn.op("OpAccessChain", arr, unit.id, comp.id,
@@ -189,7 +196,15 @@ class _Flash:
 
     def read_row(self, width: int) -> list[Val]:
         base = self.rbase + self.row * RS
-        return [self.ld_r(base + c) for c in self.cols(width)]
+        return self.read_pairs(self.R, base, width)
+
+    def read_pairs(self, arr, base, width: int) -> list[Val]:
+        """This invocation's columns of a row of `width` at element `base` of a shared array
+        of float pairs."""
+        out = []
+        for j in range(width // 4):
+            out += self.ld_pair(base + self.half * 2 + 4 * j, arr)
+        return out
 
     def write_pairs(self, vals: list[Val]) -> None:
         """This invocation's values of its row into its subgroup's rows of PB as bf16."""
@@ -253,10 +268,10 @@ class _Flash:
                 fn.op("OpStore", v, r)
 
     def _store_acc(self, value, nj) -> None:
-        p = self.fn.op("OpAccessChain", self.R, (self.rbase + nj * FRAG).id,
-                       type=self.m.type_pointer("Workgroup", self.f32))
+        p = self.fn.op("OpAccessChain", self.R, ((self.rbase + nj * FRAG) >> 1).id,
+                       type=self.m.type_pointer("Workgroup", self.v2))
         self.fn.op("OpCooperativeMatrixStoreKHR", p, value, self.cp.c(ROW_MAJOR),
-                   self.cp.c(RS), *self.na)
+                   self.cp.c(RS // 2), *self.na)
 
     def _col(self, i: Val) -> Val:
         """This invocation's i-th column (runtime i: the emulated loops stay loops)."""
@@ -341,14 +356,14 @@ class _Flash:
                 self._store_acc(fn.op("OpLoad", v, type=self.tC), nj)
             self.sync()
             base = self.rbase + self.row * RS
-            for c in self.cols(HD):
-                self.st_r(base + c, self.ld_r(base + c) * alpha)
+            for c, x in zip(self.cols(HD), self.read_row(HD)):
+                self.st_r(base + c, x * alpha)
             self.sync()
             for nj, v in enumerate(accs[0]):
-                p = fn.op("OpAccessChain", self.R, (self.rbase + nj * FRAG).id,
-                          type=self.m.type_pointer("Workgroup", self.f32))
+                p = fn.op("OpAccessChain", self.R, ((self.rbase + nj * FRAG) >> 1).id,
+                          type=self.m.type_pointer("Workgroup", self.v2))
                 fn.op("OpStore", v, fn.op("OpCooperativeMatrixLoadKHR", p, self.cp.c(ROW_MAJOR),
-                                          self.cp.c(RS), *self.na, type=self.tC))
+                                          self.cp.c(RS // 2), *self.na, type=self.tC))
 
     def held(self, src: Val, T: Val, head: Val, row0: Val):
         """A 16 x 64 A operand constant over the loop (the subgroup's rows row0 + 16 sg + r of
