@@ -43,6 +43,33 @@ HEAD_PARAMS = [("q", "u64"), ("k", "u64"), ("v", "u64")]
 SHAPE_PARAMS = [("T", "u32"), ("H", "u32"), ("scale", "f32")]
 
 
+def _query_tile(f: _Flash, T):
+    """The workgroup's query tile (the longest rows first: causal rows near the end walk the
+    most key tiles) -> (qt, bh, q0, qrow): tile index, sequence*head, first row, this
+    invocation's row."""
+    k = f.k
+    nq = (T + (f.BT - 1)) / f.BT
+    qt = nq - 1 - k.group_id(0)
+    bh = k.group_id(1)
+    q0 = qt * f.BT
+    return qt, bh, q0, q0 + f.sg * FRAG + f.row
+
+
+def _masked_scores(f: _Flash, qa_, k0, qrow, scale):
+    """S = Q K^T of key tile k0 through shared memory -> (vis, s, mx): which columns are at or
+    before this row (causal), the scaled scores of this half row (-inf-like NEG past it), and
+    the whole row's max (one shuffle with the partner lane)."""
+    k = f.k
+    f.product(qa_, (f.X, "T"))
+    f.sync()
+    vis = [(k0 + c) <= qrow for c in f.cols(f.BT)]
+    s = [k.select(v, x * scale, NEG) for v, x in zip(vis, f.read_row(f.BT))]
+    mx = s[0]
+    for x in s[1:]:
+        mx = k.fmax(mx, x)
+    return vis, s, k.fmax(mx, f.partner(mx))
+
+
 def flash_forward(mode: str = "coopmat", lazy: bool = True) -> Kernel:
     """out (B, T, H*64) and lse (B*H, T) of causal attention; grid (query tiles, B*H)."""
     if lazy:
@@ -51,27 +78,13 @@ def flash_forward(mode: str = "coopmat", lazy: bool = True) -> Kernel:
                mode)
     k = f.k
     out, lse, qa, ka, va, T, H, scale = k.params()
-    BT = f.BT
-    nq = (T + (BT - 1)) / BT
-    qt = nq - 1 - k.group_id(0)  # the longest rows first
-    bh = k.group_id(1)
-    q0 = qt * BT
-    qrow = q0 + f.sg * FRAG + f.row
+    qt, bh, q0, qrow = _query_tile(f, T)
     qa_ = f.held(qa, T, bh, q0)
     m = k.var("f32", NEG)
     lsum = k.var("f32", 0.0)  # this invocation's half of the row sum
     o = [k.var("f32", 0.0) for _ in range(HD // 2)]
     with f.walk(k.const(0, "u32"), qt + 1, T, bh, (ka, va)) as t:
-        k0 = t * BT
-        f.product(qa_, (f.X, "T"))
-        f.sync()
-        cols = f.cols(BT)
-        vis = [(k0 + c) <= qrow for c in cols]
-        s = [k.select(v, x * scale, NEG) for v, x in zip(vis, f.read_row(BT))]
-        mx = s[0]
-        for x in s[1:]:
-            mx = k.fmax(mx, x)
-        mx = k.fmax(mx, f.partner(mx))
+        vis, s, mx = _masked_scores(f, qa_, t * f.BT, qrow, scale)
         m_old = m.get()
         m_new = k.fmax(m_old, mx)
         alpha = k.exp(m_old - m_new)
@@ -110,12 +123,7 @@ def _forward_lazy(mode: str) -> Kernel:
                + SHAPE_PARAMS, mode)
     k = f.k
     out, lse, qa, ka, va, T, H, scale = k.params()
-    BT = f.BT
-    nq = (T + (BT - 1)) / BT
-    qt = nq - 1 - k.group_id(0)  # the longest rows first
-    bh = k.group_id(1)
-    q0 = qt * BT
-    qrow = q0 + f.sg * FRAG + f.row
+    qt, bh, q0, qrow = _query_tile(f, T)
     C = H * HD
     ok = qrow < T
     qa_ = f.held(qa, T, bh, q0)
@@ -124,16 +132,7 @@ def _forward_lazy(mode: str) -> Kernel:
     o = f.accumulators(out, ((bh / H) * T + qrow) * C + (bh % H) * HD, k.const(1.0, "f32"), ok,
                        zero=True)
     with f.walk(k.const(0, "u32"), qt + 1, T, bh, (ka, va)) as t:
-        k0 = t * BT
-        f.product(qa_, (f.X, "T"))
-        f.sync()
-        cols = f.cols(BT)
-        vis = [(k0 + c) <= qrow for c in cols]
-        s = [k.select(v, x * scale, NEG) for v, x in zip(vis, f.read_row(BT))]
-        mx = s[0]
-        for x in s[1:]:
-            mx = k.fmax(mx, x)
-        mx = k.fmax(mx, f.partner(mx))
+        vis, s, mx = _masked_scores(f, qa_, t * f.BT, qrow, scale)
         m_old = m.get()
         first = m_old < NEG / 2
         grow = mx > m_old + LAZY
@@ -163,11 +162,7 @@ def flash_backward_q(mode: str = "coopmat") -> Kernel:
     k = f.k
     dqkv, lse, dd, qa, ka, va, doa, T, H, scale = k.params()
     BT = f.BT
-    nq = (T + (BT - 1)) / BT
-    qt = nq - 1 - k.group_id(0)
-    bh = k.group_id(1)
-    q0 = qt * BT
-    qrow = q0 + f.sg * FRAG + f.row
+    qt, bh, q0, qrow = _query_tile(f, T)
     ok = qrow < T
     row_lse, row_d = k.var("f32", 0.0), k.var("f32", 0.0)
     with k.if_(ok):
