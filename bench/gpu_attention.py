@@ -7,7 +7,8 @@ forward + backward at GPT-2 small's shape beside that path and PyTorch on the sa
     python bench/gpu_attention.py --batch 4 --reps 3
 
 Checks: relative L2 error of out, lse and dqkv of the flash kernels against a float64 reference
-on the bf16-rounded inputs at (1, 77, 128, 2 heads) (T odd, two tiles), and against the
+on the bf16-rounded inputs at (1, 77, 128, 2 heads) (T odd, two tiles; inputs in +-2 and in
++-6, where the lazily rescaled forward moves its running max), and against the
 materialised bf16 path and the fp32 kernels at (2, 200, 128, 2), (2, 1024, 256, 4) and
 (1, 64, 768, 12) (bf16 rounding: ~1e-2 and below). Timing: wall clock of `--reps` forward +
 backward pairs after a second of warm-up, synchronised; PyTorch runs
@@ -43,17 +44,23 @@ def check(be, B, T, C, H) -> list[float]:
             + hf.rel_errors(flash, hf.run(be, be, x, dy, B, T, C, H)))
 
 
-def check_exact(be) -> list[float]:
+def check_exact(be, span) -> list[float]:
+    """Flash (lazy rescaling, then rescaling every tile) vs float64: 6 errors."""
     from alpha.bench import helios_flash as hf
     B, T, C, H = EXACT
-    x, dy = hf.inputs(B, T, C)
-    got = hf.run(be.with_matmul_dtype("bf16"), be, x, dy, B, T, C, H)
-    return hf.rel_errors(got, hf.reference(x, dy, B, T, C, H))
+    x, dy = hf.inputs(B, T, C, span=span)
+    want = hf.reference(x, dy, B, T, C, H)
+    out = []
+    for lazy in (True, False):
+        lp = be.with_matmul_dtype("bf16")
+        lp.flash_lazy = lazy
+        out += hf.rel_errors(hf.run(lp, be, x, dy, B, T, C, H), want)
+    return out
 
 
-def time_alpha(be, B, T, C, H, reps, flash=True) -> float:
+def time_alpha(be, B, T, C, H, reps, flash=True, lazy=True) -> float:
     lp = be.with_matmul_dtype("bf16")
-    lp.flash = flash
+    lp.flash, lp.flash_lazy = flash, lazy
     rng = random.Random(2)
     n = B * T * 3 * C
     qkv = lp.from_array(array("f", [rng.uniform(-1, 1) for _ in range(n)]), (B, T, 3 * C))
@@ -110,10 +117,15 @@ def main() -> int:
     args = p.parse_args()
     from alpha.tensor import get_backend
     be = get_backend("helios")
-    rels = check_exact(be)
-    ok = all(e < 1e-2 for e in rels)
-    print(f"check {EXACT}: flash vs float64, relative L2 error of out, lse, dqkv: "
-          + ", ".join(f"{e:.2e}" for e in rels) + (" ok" if ok else " FAILED"), flush=True)
+    ok = True
+    for span in (2.0, 6.0):  # 6: scores spread over tens, the lazy forward rescales
+        rels = check_exact(be, span)
+        good = all(e < 1e-2 for e in rels)
+        ok = ok and good
+        print(f"check {EXACT}, inputs in +-{span}: flash vs float64, relative L2 error of out, "
+              "lse, dqkv: " + ", ".join(f"{e:.2e}" for e in rels[:3]) + "; rescaling every "
+              "tile: " + ", ".join(f"{e:.2e}" for e in rels[3:]) + (" ok" if good else
+                                                                     " FAILED"), flush=True)
     for shape in CHECKS:
         rels = check(be, *shape)
         good = all(e < 2e-2 for e in rels)
@@ -127,6 +139,7 @@ def main() -> int:
     print(f"attention forward + backward, B {B}, T {T}, C {C}, {H} heads "
           f"(TFLOP/s count the causal half of 7 matmuls)")
     rows = [("alpha helios bf16 flash", time_alpha(be, B, T, C, H, args.reps)),
+            ("alpha flash, eager rescale", time_alpha(be, B, T, C, H, args.reps, True, False)),
             ("alpha bf16 materialised", time_alpha(be, B, T, C, H, args.reps, False))]
     try:
         import torch
@@ -137,7 +150,7 @@ def main() -> int:
             print("PyTorch has no CUDA here: no reference")
     except ImportError:
         print("PyTorch is not installed: no reference")
-    ref = rows[2][1] if len(rows) > 2 else None
+    ref = rows[3][1] if len(rows) > 3 else None
     for name, sec in rows:
         ratio = f"{ref / sec:.2f}x" if ref else "-"
         print(f"{name:<26}{1000 * sec:>9.2f} ms{flops / sec / 1e12:>8.1f} TFLOP/s"

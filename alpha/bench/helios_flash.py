@@ -18,10 +18,11 @@ def bf16(v: float) -> float:
     return struct.unpack("<f", struct.pack("<I", b << 16))[0]
 
 
-def inputs(B: int, T: int, C: int, seed: int = 1) -> tuple[list, list]:
-    """qkv (B, T, 3C) in [-2, 2) and dout (B, T, C) in [-1, 1) as flat lists."""
+def inputs(B: int, T: int, C: int, seed: int = 1, span: float = 2.0) -> tuple[list, list]:
+    """qkv (B, T, 3C) in [-span, span) and dout (B, T, C) in [-1, 1) as flat lists (span 6:
+    scores spread over tens, so the running max of a row moves by more than `flash.LAZY`)."""
     rng = random.Random(seed)
-    return ([rng.uniform(-2, 2) for _ in range(B * T * 3 * C)],
+    return ([rng.uniform(-span, span) for _ in range(B * T * 3 * C)],
             [rng.uniform(-1, 1) for _ in range(B * T * C)])
 
 

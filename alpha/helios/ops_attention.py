@@ -33,6 +33,7 @@ class AttentionOps:
     # dim 64, no softcap. False: always the materialised path; "emulated": the flash kernels
     # with scalar products (lavapipe: the tests)
     flash = True
+    flash_lazy = True  # forward: O rescaled only when a row's max moves a lot (benchmarks)
 
     def _attention_forward(self, out, lse, qkv, n_head, softcap=0.0) -> None:
         if self.matmul_dtype == "f32":
@@ -117,8 +118,8 @@ class AttentionOps:
         q, k, v = self._heads(qkv, B, T, H, kfl.HD, 3, "bf16")
         dst = out if out.is_contiguous else self.rt.new(out.shape)
         lo = lse if lse.is_contiguous else self.rt.new(lse.shape)
-        a = self.rt.addr
-        self.rt.launch(("flash_fwd", mode), lambda: kfl.flash_forward(mode),
+        a, lazy = self.rt.addr, self.flash_lazy
+        self.rt.launch(("flash_fwd", mode, lazy), lambda: kfl.flash_forward(mode, lazy),
                        [a(dst), a(lo), a(q), a(k), a(v), T, H, 1.0 / math.sqrt(kfl.HD)],
                        (-(-T // kfl.block(mode)), B * H, 1))
         if dst is not out:
@@ -140,9 +141,10 @@ class AttentionOps:
         values = [a(g), a(self.rt.contig(lse)), a(dd), a(q), a(k), a(v), a(do), T, H,
                   1.0 / math.sqrt(kfl.HD)]
         grid = (-(-T // kfl.block(mode)), B * H, 1)
-        self.rt.launch(("flash_bwd_kv", mode), lambda: kfl.flash_backward_kv(mode), values,
-                       grid)
-        self.rt.launch(("flash_bwd_q", mode), lambda: kfl.flash_backward_q(mode), values, grid)
+        self.rt.launch(("flash_bwd_kv", mode), lambda: kfl.flash_backward_kv(mode),
+                       values, grid)
+        self.rt.launch(("flash_bwd_q", mode), lambda: kfl.flash_backward_q(mode),
+                       values, grid)
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 

@@ -111,7 +111,7 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool,
     rows = [k.umin(m0 + r, M - 1) * K for r in range(MR)]  # row bases (clamped: no stores)
     red = k.shared("f32", local)
     pairs = 2 if epilogue == "swiglu" else 1
-    ldw = N * pairs  # the weight's row length
+    ldw = N * 2 if pairs == 2 else N  # the weight's row length
     part = k.shared("f32", pairs * KS * MR * NC)
     kf = K.to("f32")
     if staged:
@@ -182,7 +182,8 @@ def decode_gemv(KS: int, norm: str | None, epilogue: str | None, has_bias: bool,
         for u in range(UNROLL):
             j = k.umin(j0 + u, K - 1)
             ok = j0 + u < k1
-            ws.append([k.select(ok, w[j * ldw + col + h * N], 0.0) for h in range(pairs)])
+            ws.append([k.select(ok, w[j * ldw + (col + N if h else col)], 0.0)
+                       for h in range(pairs)])
             xs.append([load_a(r, j) for r in range(MR)])
         for u in range(UNROLL):
             for h in range(pairs):
