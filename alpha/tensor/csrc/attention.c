@@ -323,6 +323,7 @@ KV_INLINE const void *kv_addr(const void *base, int64_t i, const int h16) {
  * prefetchers follow poorly, so the loops over keys ask for the row KV_AHEAD keys ahead (a
  * prefetch past the end of the cache is harmless: it never faults). */
 #define KV_AHEAD 8
+#define KV_LINE (h16 ? 32 : 16) /* elements of a 64-byte line: one prefetch each */
 
 /* s[j] = (q . k_j) * scale for j < n, keys k_j at element j * kst of k. One query against many
  * keys, so the work is per key: with hs a multiple of VW each key is hs / VW vector FMAs into
@@ -335,7 +336,7 @@ KV_INLINE void kv_scores(float *s, const float *q, const void *k, int64_t kst, i
     if (hs % VW == 0) {
         for (int64_t j = 0; j < n; j++) {
             int64_t kj = j * kst;
-            for (int64_t d = 0; d < hs; d += VW)
+            for (int64_t d = 0; d < hs; d += KV_LINE)
                 __builtin_prefetch(kv_addr(k, kj + KV_AHEAD * kst + d, h16));
             vf a0 = vload(q) * kv_vec(k, kj, h16), a1 = {0};
             int64_t d = VW;
@@ -375,9 +376,9 @@ KV_INLINE void kv_values_block(float *acc, const float *p, const void *v, int64_
     int64_t j = 0;
     for (; j + 2 <= n; j += 2) {
         int64_t va = j * vst, vb = va + vst;
-        for (int i = 0; i < nv; i++) {
-            __builtin_prefetch(kv_addr(v, va + KV_AHEAD * vst + i * VW, h16));
-            __builtin_prefetch(kv_addr(v, vb + KV_AHEAD * vst + i * VW, h16));
+        for (int64_t d = 0; d < nv * VW; d += KV_LINE) {
+            __builtin_prefetch(kv_addr(v, va + KV_AHEAD * vst + d, h16));
+            __builtin_prefetch(kv_addr(v, vb + KV_AHEAD * vst + d, h16));
         }
         for (int i = 0; i < nv; i++) {
             e[i] += p[j] * kv_vec(v, va + i * VW, h16);
