@@ -4,6 +4,7 @@
     python bench/serve_load.py                 # 1, 8, 32 streams; a table and the ratios
     python bench/serve_load.py --tokens 64 --streams 1,32
     python bench/serve_load.py --profile       # and where the engine's time went, per wave
+    python bench/serve_load.py --kv-dtype f16  # the server with a 16-bit KV cache
 
 Config B: 6 layers, 6 heads, 384 wide, block 256, byte-level BPE with 4096 tokens (merges made up,
 no special tokens, so every stream runs to max_tokens), GPT-2 init weights (speed does not depend
@@ -21,6 +22,9 @@ printed: on a busy machine every figure is lower, the ratios less so.
 (alpha/model/engine_profile.py: the engine thread's time between steps, in prefill, in the decode
 forward split into weight products / attention / the rest, in sampling and in handing tokens
 out), beside the client's view of that wave.
+
+--kv-dtype f16 serves with the 16-bit KV cache (`serve --kv-dtype`); `alpha sample`, the
+reference, stays as it is (f32).
 """
 
 from __future__ import annotations
@@ -83,14 +87,16 @@ def alpha_sample(ckpt: str, tokens: int) -> float:
     return float(m.group(2).replace(",", ""))
 
 
-def start_server(outputs: str, model: str, max_batch: int, profile: list | None = None):
+def start_server(outputs: str, model: str, max_batch: int, profile: list | None = None,
+                 kv_dtype: str = "f32"):
     """The server process and its port. With `profile` (a list), the engine profiles its waves
     and their lines are appended to the list as they come."""
     env = {k: v for k, v in os.environ.items() if k != "ALPHA_API_KEY"}
     if profile is not None:
         env["ALPHA_ENGINE_PROFILE"] = "1"
     p = subprocess.Popen([sys.executable, "-m", "alpha", "serve", "--port", "0", "--outputs",
-                          outputs, "--model", model, "--max-batch", str(max_batch)],
+                          outputs, "--model", model, "--max-batch", str(max_batch),
+                          "--kv-dtype", kv_dtype],
                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          env=env)
 
@@ -248,17 +254,20 @@ def main() -> int:
                     help="runs of every wave and of alpha sample, interleaved; the best of each")
     ap.add_argument("--profile", action="store_true",
                     help="print the engine's time split for every wave (ALPHA_ENGINE_PROFILE)")
+    ap.add_argument("--kv-dtype", choices=("f32", "f16"), default="f32",
+                    help="the server's KV cache element type (serve --kv-dtype; default f32)")
     args = ap.parse_args()
     waves = [int(x) for x in args.streams.split(",")]
     load = os.getloadavg()[0]
-    print(f"serve_load: config B on {os.cpu_count()} cores, load average {load:.1f} at start"
+    print(f"serve_load: config B on {os.cpu_count()} cores, KV cache {args.kv_dtype}, "
+          f"load average {load:.1f} at start"
           + (" (a busy machine: figures are low)" if load >= (os.cpu_count() or 1) else ""))
     with tempfile.TemporaryDirectory() as tmp:
         outputs = os.path.join(tmp, "outputs")
         ckpt = make_checkpoint(os.path.join(outputs, "bench-b"))
         refs, runs = [], {n: [] for n in waves}
         profile = [] if args.profile else None
-        proc, port = start_server(outputs, "bench-b", max(waves), profile)
+        proc, port = start_server(outputs, "bench-b", max(waves), profile, args.kv_dtype)
         try:
             one_stream(port, "bench-b", 4, 1)  # warm: the model is loaded, kernels built
             for _ in range(args.repeat):

@@ -468,3 +468,31 @@ def test_serve_on_helios(outputs):
         assert "backend helios" in s.log()
     finally:
         assert s.stop() == 0
+
+
+def test_kv_dtype_f16_serves_and_bad_values_are_one_line(outputs):
+    """`--kv-dtype f16` (the 16-bit KV cache) serves a completion over HTTP (greedy: close to
+    the f32 server's text, not asserted equal: fp16 keys may flip a near tie); a bad value and
+    f16 on helios are one line on stderr, exit 2."""
+    import subprocess
+    import sys
+
+    from serve_helpers import ROOT, env
+
+    s = Server(outputs, "--model", "text", "--kv-dtype", "f16")
+    try:
+        body = {"model": "text", "prompt": "The quick", "max_tokens": 8, "temperature": 0}
+        st, _, r = s.request("POST", COMP, body)
+        assert st == 200 and r["usage"]["completion_tokens"] == 8
+        assert r["choices"][0]["finish_reason"] == "length" and r["choices"][0]["text"]
+        st, events, done = s.stream(COMP, {**body, "stream": True})
+        assert done and _stream_text(events)[0] == r["choices"][0]["text"]
+    finally:
+        assert s.stop() == 0
+    for args, want in ((["--kv-dtype", "f8"], "--kv-dtype 'f8' is not one of f32, f16"),
+                       (["--kv-dtype", "f16", "--backend", "helios"], "cpu only")):
+        p = subprocess.run([sys.executable, "-m", "alpha", "serve", "--outputs", outputs,
+                            "--port", "0", *args], cwd=ROOT, env=env(), capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 2 and want in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -109,6 +109,9 @@ class Backend(AttentionOps, OptimizerOps):
 
     name = "?"  # "cpu" | "reference" | "helios"
     floats: tuple[str, ...] = ("f32",)
+    # the KV cache element types block_decode / decode_step / prefill_step take: "f16" is a u16
+    # tensor of IEEE half bits (alpha/model/kvcache.py); a backend without it declines those
+    kv_dtypes: tuple[str, ...] = ("f32",)
 
     def __getattr__(self, attr: str):
         # Reached only when normal lookup fails: a hook this backend does not implement.

@@ -146,10 +146,9 @@ class AttentionOps:
             raise ValueError(f"{op}: x {x.shape} must be (M, C) and cache {cache.shape} "
                              "(S, T, 2C)")
         M = x.shape[0]
-        fl = self.floats
-        if x.dtype not in fl or cache.dtype not in fl or not (x.is_contiguous
-                                                              and cache.is_contiguous):
-            raise ValueError(f"{op}: x and cache must be contiguous f32")
+        self._kv_cache_dtype(op, [cache])
+        if x.dtype not in self.floats or not (x.is_contiguous and cache.is_contiguous):
+            raise ValueError(f"{op}: x and cache must be contiguous, x f32")
         S, T = cache.shape[0], cache.shape[1]
         if len(slots) != M or len(positions) != M:
             raise ValueError(f"{op}: {len(slots)} slots and {len(positions)} positions for "
@@ -159,6 +158,19 @@ class AttentionOps:
                 raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
         self._block_decode(x, cache, slots, positions, params, n_head, activation, eps,
                            **options)
+
+    def _kv_cache_dtype(self, op: str, caches) -> None:
+        """The caches of block_decode / decode_step / prefill_step: all f32, or all u16 holding
+        IEEE half bits (the 16-bit KV cache) where the backend lists "f16" in `kv_dtypes`; a
+        backend without it declines (NotImplementedError), as for an option it lacks."""
+        dtype = caches[0].dtype
+        if any(c.dtype != dtype for c in caches):
+            raise ValueError(f"{op}: the caches must share one dtype")
+        if dtype == "u16":
+            if "f16" not in self.kv_dtypes:
+                raise NotImplementedError(f"need {op} with an f16 cache ({self.name} backend)")
+        elif dtype not in self.floats:
+            raise ValueError(f"{op}: cache dtype {dtype} must be f32 or u16 (f16 bits)")
 
     def argmax_rows(self, x: "Tensor") -> list[int]:
         """x (M, N) float -> each row's index of its largest value (the lowest among equal
@@ -190,7 +202,9 @@ class AttentionOps:
         ln_f bias or None, head_t (C, V)). `options` as `block_decode`'s, plus
         `logit_softcap=c`. Rows must not depend on each other. helios replays one recorded
         command buffer (alpha/helios/replay.py), the CPU makes one C call (csrc/decode.c); a
-        backend that declines gets the model's per-block path."""
+        backend that declines gets the model's per-block path. The caches are f32, or u16 tensors
+        of IEEE half bits (an "f16" KV cache, where `kv_dtypes` lists it): written rounded to
+        nearest even, read widened, the arithmetic f32."""
         op = "decode_step"
         M = len(slots)
         if ids.dtype != "i32" or ids.numel != M or ids.shape not in ((M, 1), (M,)):
@@ -205,6 +219,7 @@ class AttentionOps:
         cache = caches[0]
         if cache.ndim != 3 or any(c.shape != cache.shape for c in caches):
             raise ValueError(f"{op}: every cache must be (S, T, 2C) of one shape")
+        self._kv_cache_dtype(op, caches)
         S, T = cache.shape[0], cache.shape[1]
         if len(positions) != M or len(set(slots)) != M:
             raise ValueError(f"{op}: {M} distinct slots and {len(positions)} positions")
@@ -241,6 +256,7 @@ class AttentionOps:
         cache = caches[0]
         if cache.ndim != 3 or any(c.shape != cache.shape for c in caches):
             raise ValueError(f"{op}: every cache must be (S, T, 2C) of one shape")
+        self._kv_cache_dtype(op, caches)
         S, Tmax = cache.shape[0], cache.shape[1]
         if len(starts) != B or len(set(slots)) != B:
             raise ValueError(f"{op}: {B} distinct slots and {len(starts)} starts")

@@ -136,7 +136,8 @@ class Handle:
 
 class Engine:
     def __init__(self, model, *, max_batch: int = 32, max_queue: int = 128,
-                 prefill_chunk: int = 64, name: str = "", observer=None):
+                 prefill_chunk: int = 64, name: str = "", observer=None,
+                 kv_dtype: str = "f32"):
         """`model` is a GPT (it is put in eval mode). `observer`, when given, gets
         observer(event, **values) calls: "step" (batch, prefill_tokens, seconds), "first_token"
         (seconds since submit), "token" (seconds since the sequence's previous token), "emitted"
@@ -149,7 +150,7 @@ class Engine:
         self.max_queue = max_queue
         self.prefill_chunk = prefill_chunk
         self.max_len = self.cfg.block_size
-        self.cache = KVCache(model, max_batch)
+        self.cache = KVCache(model, max_batch, kv_dtype=kv_dtype)  # f16: alpha/model/kvcache.py
         self.observer = observer
         self._free = list(range(max_batch - 1, -1, -1))  # slot stack
         self._waiting: deque[_Seq] = deque()

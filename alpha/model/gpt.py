@@ -39,7 +39,7 @@ from alpha.autograd import ops
 from alpha.autograd.checkpoint import checkpoint
 from alpha.autograd.tape import Tape, Var
 from alpha.core.config import ModelConfig
-from alpha.core.errors import CheckpointError
+from alpha.core.errors import CheckpointError, ConfigError
 from alpha.core.rng import Rng
 from alpha.model import params as P
 from alpha.model.kvcache import InferenceTape, KVCache  # noqa: F401  (KVCache: re-exported)
@@ -321,6 +321,11 @@ class GPT:
             logits = self._prefill_step(ids, cache, slots, starts)
             if logits is not None:
                 return logits
+        if cache.kv_dtype != "f32":  # only the whole-step ops read and write a 16-bit cache
+            raise ConfigError(
+                f"an {cache.kv_dtype} KV cache needs the {be.name} backend's decode_step and "
+                f"prefill_step for this model{'' if last_only else ' and last_only=True'}; "
+                "use an f32 cache (serve --kv-dtype f32)")
         # products row by row (matmul_rows, `_rows_linear`), prefill too: a row's bits depend
         # neither on the other rows of the batch nor on where its prompt was cut into chunks, so
         # the server may prefill several prompts in one forward; one new token per row may run

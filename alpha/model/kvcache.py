@@ -8,6 +8,14 @@ and the scratch memory of the GPT's cached (inference) forward.
 to each row's slot, so sequences of different lengths share one batched forward. `reset(s)` frees
 a slot for a new sequence (its rows are simply overwritten later).
 
+`kv_dtype="f16"` stores K and V as IEEE half floats (llama.cpp's default `--cache-type-k f16`):
+half the bytes that a decode step's attention reads, on a backend that lists "f16" in its
+`kv_dtypes` (the CPU). The layers are then u16 tensors of half bits that only the backend's
+decode_step / prefill_step / block_decode read and write (rounded to nearest even going in,
+widened exactly coming out, the arithmetic f32), so the model's forward takes the whole-step path
+and refuses the op-by-op one (`GPT._forward_cached`). The default f32 keeps serving bit-equal to
+training.
+
 `head_t` is the LM head transposed, (C, V) (rows padded on CPU), copied when the cache is made: the cached forward's
 logits are x @ head_t, whose rows are contiguous along V, the fast form of `matmul_rows` (~2x the
 (V, C) dot-product form at batch 32). So a cache belongs to the weights it was made with: make a
@@ -23,18 +31,29 @@ from __future__ import annotations
 import math
 
 from alpha.autograd.tape import Tape
+from alpha.core.errors import ConfigError
+
+KV_DTYPES = ("f32", "f16")  # `serve --kv-dtype`
 
 
 class KVCache:
-    def __init__(self, model, slots: int = 1, max_len: int | None = None):
+    def __init__(self, model, slots: int = 1, max_len: int | None = None,
+                 kv_dtype: str = "f32"):
         cfg = model.cfg
         self.cfg = cfg
         self.backend = model.backend
+        if kv_dtype not in KV_DTYPES:
+            raise ConfigError(f"KV cache dtype {kv_dtype!r} is not one of {', '.join(KV_DTYPES)}")
+        if kv_dtype not in model.backend.kv_dtypes:
+            raise ConfigError(f"the {model.backend.name} backend has no {kv_dtype} KV cache "
+                              f"(it has {', '.join(model.backend.kv_dtypes)})")
+        self.kv_dtype = kv_dtype
         self.slots = slots
         self.max_len = min(max_len or cfg.block_size, cfg.block_size)
         C = cfg.n_embd
-        # (S, Tmax, 2C) per layer: a position's k row, then its v row
-        self.layers = [model.backend.zeros((slots, self.max_len, 2 * C), model.dtype)
+        # (S, Tmax, 2C) per layer: a position's k row, then its v row (u16 half bits with f16)
+        storage = "u16" if kv_dtype == "f16" else model.dtype
+        self.layers = [model.backend.zeros((slots, self.max_len, 2 * C), storage)
                        for _ in range(cfg.n_layer)]
         self.k = [c.narrow(2, 0, C) for c in self.layers]  # (S, Tmax, C) strided views
         self.v = [c.narrow(2, C, C) for c in self.layers]

@@ -68,12 +68,12 @@ def _ckpt(run_dir: str, step: int) -> str:
 class ModelRegistry:
     def __init__(self, outputs: str, *, backend: str = "cpu", max_models: int = 2,
                  max_batch: int = 32, max_queue: int = 128, prefill_chunk: int = 64,
-                 observer=None, log=print):
+                 kv_dtype: str = "f32", observer=None, log=print):
         self.outputs = outputs
         self.backend = backend
         self.max_models = max_models
         self.engine_options = dict(max_batch=max_batch, max_queue=max_queue,
-                                   prefill_chunk=prefill_chunk)
+                                   prefill_chunk=prefill_chunk, kv_dtype=kv_dtype)
         self.observer = observer
         self.log = log
         self.extra: dict[str, str] = {}  # id -> run folder or checkpoint named by --model

@@ -58,7 +58,8 @@ class OpenAI:
         self.models = ModelRegistry(
             ctx.outputs, backend=o.get("backend", "cpu"), max_models=o.get("max_models", 2),
             max_batch=o.get("max_batch", 32), max_queue=o.get("max_queue", 128),
-            prefill_chunk=o.get("prefill_chunk", 128), observer=self._observe, log=ctx.log)
+            prefill_chunk=o.get("prefill_chunk", 128), kv_dtype=o.get("kv_dtype", "f32"),
+            observer=self._observe, log=ctx.log)
         m.gauge("alpha_queue_depth", "sequences waiting for a slot",
                 fn=lambda: sum(s.engine.load()["waiting"] for s in self.models.loaded()))
         m.gauge("alpha_running_sequences", "sequences being prefilled or decoded",

@@ -37,6 +37,7 @@ assert set(_SCALAR) == set(SCALAR_OPS)
 
 class CPUBackend(CPUNNOps, CPUOptimOps, Backend):
     name = "cpu"
+    kv_dtypes = ("f32", "f16")  # csrc/half.h: fp16 cache rows, widened to f32 as they are read
 
     def __init__(self):
         self.k = Kernels(build.lib())

@@ -386,7 +386,7 @@ class CPUNNOps:
         base = idx.buffer_info()[0]
         if self.k.block_decode(ptr(x), M, ptr(cache), T * 2 * C, base, base + 8 * M, *ptrs, C, H,
                                n_head, act, eps, None if cos is None else ptr(cos),
-                               None if sin is None else ptr(sin), softcap):
+                               None if sin is None else ptr(sin), softcap, cache.dtype == "u16"):
             raise oom(op)
 
     @staticmethod
@@ -477,7 +477,8 @@ class CPUNNOps:
                                  cache_ptrs, caches[0].shape[1] * 2 * C, base, base + 8 * M,
                                  layer_ptrs, ln_w, ln_b, head_t, head_ld, C, H, n_head, act,
                                  eps, None if cos is None else ptr(cos),
-                                 None if sin is None else ptr(sin), softcap)
+                                 None if sin is None else ptr(sin), softcap,
+                                 caches[0].dtype == "u16")  # u16: an f16 cache (csrc/half.h)
         if rc == -2:
             raise ValueError(f"{op}: an id is outside [0, {V}) or a position outside the "
                              f"position table ({n_pos})")

@@ -16,6 +16,7 @@
  */
 #include "alpha.h"
 #include "alpha_math.h"
+#include "half.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -280,42 +281,70 @@ int attention_backward(float *dqkv, const float *dout, const float *qkv, const f
     return c.failed ? -1 : 0;
 }
 
-/* ---- inference with a KV cache ----------------------------------------------------------- */
+/* ---- inference with a KV cache -----------------------------------------------------------
+ *
+ * The cache holds f32 rows, or fp16 ones (kv16: the 16-bit KV cache, half.h): then every key and
+ * value is widened to the same f32 as it is read and the arithmetic below is unchanged, so an
+ * fp16 cache gives exactly the f32 cache's result for K and V rounded to fp16. The loops are
+ * written once over `kv_vec`/`kv_elem` with a compile-time `h16` (the callers are always
+ * inlined, so each width gets its own loop); strides stay in elements. */
 
 typedef struct {
     float *out;
-    const float *q, *k, *v;
+    const float *q;
+    const void *k, *v;
     int64_t qsb, qst, ksb, kst, vsb, vst; /* batch and time strides, elements; dim stride 1 */
     int64_t Tq, C, nh, start;
     float softcap;
     int failed;
     const int64_t *starts, *slots; /* per batch row (kv_attention_rows), else NULL */
+    int kv16;                      /* k, v are fp16 */
 } kv_ctx;
+
+#define KV_INLINE static inline __attribute__((always_inline))
+
+/* VW consecutive cache elements from element i of base, as floats */
+KV_INLINE vf kv_vec(const void *base, int64_t i, const int h16) {
+    if (!h16) return vload((const float *)base + i);
+    float w[VW];
+    for (int l = 0; l < VW; l += 16) half_load16(w + l, (const uint16_t *)base + i + l);
+    return vload(w);
+}
+
+KV_INLINE float kv_elem(const void *base, int64_t i, const int h16) {
+    return h16 ? half_to_float_portable(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
+KV_INLINE const void *kv_addr(const void *base, int64_t i, const int h16) {
+    return (const char *)base + i * (h16 ? 2 : 4);
+}
 
 /* The cache rows of one head are a few hundred bytes every 2C floats: a stride the hardware
  * prefetchers follow poorly, so the loops over keys ask for the row KV_AHEAD keys ahead (a
  * prefetch past the end of the cache is harmless: it never faults). */
 #define KV_AHEAD 8
+#define KV_LINE (h16 ? 32 : 16) /* elements of a 64-byte line: one prefetch each */
 
-/* s[j] = (q . k_j) * scale for j < n, keys k_j = k + j * kst. One query against many keys, so
- * the work is per key: with hs a multiple of VW each key is hs / VW vector FMAs into two
- * accumulators, then a fixed tree over the lanes (halves added, then quarters ...), the same
+/* s[j] = (q . k_j) * scale for j < n, keys k_j at element j * kst of k. One query against many
+ * keys, so the work is per key: with hs a multiple of VW each key is hs / VW vector FMAs into
+ * two accumulators, then a fixed tree over the lanes (halves added, then quarters ...), the same
  * for every key, so a score's bits depend only on q and its key; the keys are independent, so
  * the out-of-order core overlaps their reductions (the old one-key chain of scalar adds cost ~60
  * cycles a key, most of a decode step's attention). Other head sizes: 8 lanes, scalar. */
-static void kv_scores(float *s, const float *q, const float *k, int64_t kst, int64_t n,
-                      int64_t hs, float scale) {
+KV_INLINE void kv_scores(float *s, const float *q, const void *k, int64_t kst, int64_t n,
+                         int64_t hs, float scale, const int h16) {
     if (hs % VW == 0) {
         for (int64_t j = 0; j < n; j++) {
-            const float *kj = k + j * kst;
-            for (int64_t d = 0; d < hs; d += VW) __builtin_prefetch(kj + KV_AHEAD * kst + d);
-            vf a0 = vload(q) * vload(kj), a1 = {0};
+            int64_t kj = j * kst;
+            for (int64_t d = 0; d < hs; d += KV_LINE)
+                __builtin_prefetch(kv_addr(k, kj + KV_AHEAD * kst + d, h16));
+            vf a0 = vload(q) * kv_vec(k, kj, h16), a1 = {0};
             int64_t d = VW;
             for (; d + 2 * VW <= hs; d += 2 * VW) {
-                a1 += vload(q + d) * vload(kj + d);
-                a0 += vload(q + d + VW) * vload(kj + d + VW);
+                a1 += vload(q + d) * kv_vec(k, kj + d, h16);
+                a0 += vload(q + d + VW) * kv_vec(k, kj + d + VW, h16);
             }
-            if (d < hs) a1 += vload(q + d) * vload(kj + d);
+            if (d < hs) a1 += vload(q + d) * kv_vec(k, kj + d, h16);
             vf v = a0 + a1;
             float half[VW / 2];
             for (int l = 0; l < VW / 2; l++) half[l] = v[l] + v[l + VW / 2];
@@ -326,87 +355,110 @@ static void kv_scores(float *s, const float *q, const float *k, int64_t kst, int
         return;
     }
     for (int64_t j = 0; j < n; j++) {
-        const float *kj = k + j * kst;
+        int64_t kj = j * kst;
         float lanes[8] = {0}; /* head dims are short: 8 lanes, not ALPHA_LANES */
         int64_t d = 0;
         for (; d + 8 <= hs; d += 8)
-            for (int l = 0; l < 8; l++) lanes[l] += q[d + l] * kj[d + l];
+            for (int l = 0; l < 8; l++) lanes[l] += q[d + l] * kv_elem(k, kj + d + l, h16);
         float dot = 0.0f;
-        for (; d < hs; d++) dot += q[d] * kj[d];
+        for (; d < hs; d++) dot += q[d] * kv_elem(k, kj + d, h16);
         for (int l = 0; l < 8; l++) dot += lanes[l];
         s[j] = dot * scale;
     }
 }
 
-/* acc[d0 .. d0 + nv * VW) = sum_j p[j] * v_j: keys in two interleaved chains (even, odd) added
- * at the end, so the FMA latency is hidden; a fixed order whatever the thread. */
-static inline __attribute__((always_inline)) void kv_values_block(float *acc, const float *p,
-                                                                 const float *v, int64_t vst,
-                                                                 int64_t n, const int nv) {
+/* acc[0 .. nv * VW) = sum_j p[j] * v_j, v_j at element j * vst of v: keys in two interleaved
+ * chains (even, odd) added at the end, so the FMA latency is hidden; a fixed order whatever the
+ * thread. */
+KV_INLINE void kv_values_block(float *acc, const float *p, const void *v, int64_t vst, int64_t n,
+                               const int nv, const int h16) {
     vf e[4] = {{0}}, o[4] = {{0}};
     int64_t j = 0;
     for (; j + 2 <= n; j += 2) {
-        const float *va = v + j * vst, *vb = va + vst;
-        for (int i = 0; i < nv; i++) {
-            __builtin_prefetch(va + KV_AHEAD * vst + i * VW);
-            __builtin_prefetch(vb + KV_AHEAD * vst + i * VW);
+        int64_t va = j * vst, vb = va + vst;
+        for (int64_t d = 0; d < nv * VW; d += KV_LINE) {
+            __builtin_prefetch(kv_addr(v, va + KV_AHEAD * vst + d, h16));
+            __builtin_prefetch(kv_addr(v, vb + KV_AHEAD * vst + d, h16));
         }
         for (int i = 0; i < nv; i++) {
-            e[i] += p[j] * vload(va + i * VW);
-            o[i] += p[j + 1] * vload(vb + i * VW);
+            e[i] += p[j] * kv_vec(v, va + i * VW, h16);
+            o[i] += p[j + 1] * kv_vec(v, vb + i * VW, h16);
         }
     }
     if (j < n)
-        for (int i = 0; i < nv; i++) e[i] += p[j] * vload(v + j * vst + i * VW);
+        for (int i = 0; i < nv; i++) e[i] += p[j] * kv_vec(v, j * vst + i * VW, h16);
     for (int i = 0; i < nv; i++) vstore(acc + i * VW, e[i] + o[i]);
 }
 
-/* acc[0..hs) = sum_j p[j] * v_j, v_j = v + j * vst: up to 4 vectors of dims per pass over the
- * keys (one pass for a 64-wide head), the rest one by one. */
-static void kv_values(float *acc, const float *p, const float *v, int64_t vst, int64_t n,
-                      int64_t hs) {
+/* acc[0..hs) = sum_j p[j] * v_j: up to 4 vectors of dims per pass over the keys (one pass for a
+ * 64-wide head), the rest one by one. */
+KV_INLINE void kv_values(float *acc, const float *p, const void *v, int64_t vst, int64_t n,
+                         int64_t hs, const int h16) {
     int64_t d0 = 0;
-    for (; d0 + 4 * VW <= hs; d0 += 4 * VW) kv_values_block(acc + d0, p, v + d0, vst, n, 4);
-    for (; d0 + VW <= hs; d0 += VW) kv_values_block(acc + d0, p, v + d0, vst, n, 1);
+    for (; d0 + 4 * VW <= hs; d0 += 4 * VW)
+        kv_values_block(acc + d0, p, kv_addr(v, d0, h16), vst, n, 4, h16);
+    for (; d0 + VW <= hs; d0 += VW)
+        kv_values_block(acc + d0, p, kv_addr(v, d0, h16), vst, n, 1, h16);
     for (; d0 < hs; d0++) {
         float a = 0.0f;
-        for (int64_t j = 0; j < n; j++) a += p[j] * v[j * vst + d0];
+        for (int64_t j = 0; j < n; j++) a += p[j] * kv_elem(v, j * vst + d0, h16);
         acc[d0] = a;
     }
 }
 
-static void kv_task(void *vctx, int64_t begin, int64_t end) {
-    kv_ctx *c = (kv_ctx *)vctx;
+/* one (batch row, head, query) of kv_task, for cache elements of one width */
+KV_INLINE void kv_item(kv_ctx *c, float *s, float *acc, int64_t item, const int h16) {
     int64_t Tq = c->Tq, C = c->C, nh = c->nh, hs = C / nh;
     float scale = 1.0f / sqrtf((float)hs);
-    float *s = (float *)malloc((size_t)(c->start + Tq + hs) * sizeof(float));
+    int64_t tq = item % Tq, h = (item / Tq) % nh, b = item / (Tq * nh);
+    const float *q = c->q + b * c->qsb + tq * c->qst + h * hs;
+    int64_t kb = c->slots ? c->slots[b] : b; /* the cache row block of this batch row */
+    int64_t n = (c->starts ? c->starts[b] : c->start) + tq + 1;
+    kv_scores(s, q, kv_addr(c->k, kb * c->ksb + h * hs, h16), c->kst, n, hs, scale, h16);
+    if (c->softcap > 0.0f) softcap_scores(s, n, c->softcap);
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
+    float lanes[VW] = {0}, sum = 0.0f; /* the sum in VW lanes, then in order */
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW)
+        for (int l = 0; l < VW; l++) lanes[l] += s[j + l];
+    for (; j < n; j++) sum += s[j];
+    for (int l = 0; l < VW; l++) sum += lanes[l];
+    kv_values(acc, s, kv_addr(c->v, kb * c->vsb + h * hs, h16), c->vst, n, hs, h16);
+    float inv = 1.0f / sum;
+    float *o = c->out + (b * Tq + tq) * C + h * hs;
+    for (int64_t d = 0; d < hs; d++) o[d] = acc[d] * inv;
+}
+
+static void kv_task(void *vctx, int64_t begin, int64_t end) {
+    kv_ctx *c = (kv_ctx *)vctx;
+    int64_t hs = c->C / c->nh;
+    float *s = (float *)malloc((size_t)(c->start + c->Tq + hs) * sizeof(float));
     if (!s) {
         c->failed = 1;
         return;
     }
-    float *acc = s + c->start + Tq;
+    float *acc = s + c->start + c->Tq;
     for (int64_t item = begin; item < end; item++) { /* item = (b, h, tq) */
-        int64_t tq = item % Tq, h = (item / Tq) % nh, b = item / (Tq * nh);
-        const float *q = c->q + b * c->qsb + tq * c->qst + h * hs;
-        int64_t kb = c->slots ? c->slots[b] : b; /* the cache row block of this batch row */
-        int64_t n = (c->starts ? c->starts[b] : c->start) + tq + 1;
-        kv_scores(s, q, c->k + kb * c->ksb + h * hs, c->kst, n, hs, scale);
-        if (c->softcap > 0.0f) softcap_scores(s, n, c->softcap);
-        float m = -INFINITY;
-        for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
-        for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
-        float lanes[VW] = {0}, sum = 0.0f; /* the sum in VW lanes, then in order */
-        int64_t j = 0;
-        for (; j + VW <= n; j += VW)
-            for (int l = 0; l < VW; l++) lanes[l] += s[j + l];
-        for (; j < n; j++) sum += s[j];
-        for (int l = 0; l < VW; l++) sum += lanes[l];
-        kv_values(acc, s, c->v + kb * c->vsb + h * hs, c->vst, n, hs);
-        float inv = 1.0f / sum;
-        float *o = c->out + (b * Tq + tq) * C + h * hs;
-        for (int64_t d = 0; d < hs; d++) o[d] = acc[d] * inv;
+        if (c->kv16)
+            kv_item(c, s, acc, item, 1);
+        else
+            kv_item(c, s, acc, item, 0);
     }
     free(s);
+}
+
+/* kv_attention over a cache of f32 (kv16 = 0) or fp16 (kv16 = 1) elements */
+int kv_attention_cache(float *out, const float *q, int64_t qsb, int64_t qst, const void *k,
+                       int64_t ksb, int64_t kst, const void *v, int64_t vsb, int64_t vst,
+                       int64_t B, int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap,
+                       int kv16) {
+    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, Tq, C, nh, start, softcap, 0, NULL,
+                NULL, kv16};
+    int64_t per = (start + Tq) * (C / nh);
+    alpha_parallel_for(B * nh * Tq, per >= 16384 ? 1 : 16384 / per, kv_task, &c);
+    return c.failed ? -1 : 0;
 }
 
 /* out (B, Tq, C) contiguous; q, k, v with the given batch/time strides and unit dim stride.
@@ -414,25 +466,22 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
 int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
                  int64_t ksb, int64_t kst, const float *v, int64_t vsb, int64_t vst, int64_t B,
                  int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap) {
-    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, Tq, C, nh, start, softcap, 0, NULL,
-                NULL};
-    int64_t per = (start + Tq) * (C / nh);
-    alpha_parallel_for(B * nh * Tq, per >= 16384 ? 1 : 16384 / per, kv_task, &c);
-    return c.failed ? -1 : 0;
+    return kv_attention_cache(out, q, qsb, qst, k, ksb, kst, v, vsb, vst, B, Tq, C, nh, start,
+                              softcap, 0);
 }
 
 /* One new query per row, each against its own cache: row b's query (q + b * qsb) sits at position
  * starts[b] and sees keys 0..starts[b] of cache block slots[b] (k + slots[b] * ksb, likewise v).
  * Every (row, head) is computed exactly as kv_attention computes it, in one parallel pass (batched
- * decode: sequences of different lengths). out (B, C) contiguous. */
-int kv_attention_rows(float *out, const float *q, int64_t qsb, const float *k, int64_t ksb,
-                      int64_t kst, const float *v, int64_t vsb, int64_t vst,
+ * decode: sequences of different lengths). out (B, C) contiguous; kv16 as kv_attention_cache's. */
+int kv_attention_rows(float *out, const float *q, int64_t qsb, const void *k, int64_t ksb,
+                      int64_t kst, const void *v, int64_t vsb, int64_t vst,
                       const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
-                      int64_t nh, float softcap) {
+                      int64_t nh, float softcap, int kv16) {
     int64_t longest = 0;
     for (int64_t b = 0; b < B; b++) longest = starts[b] > longest ? starts[b] : longest;
     kv_ctx c = {out, q, k, v, qsb, 0, ksb, kst, vsb, vst, 1, C, nh, longest, softcap, 0, starts,
-                slots};
+                slots, kv16};
     alpha_parallel_for(B * nh, 1, kv_task, &c);
     return c.failed ? -1 : 0;
 }

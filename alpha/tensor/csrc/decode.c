@@ -15,6 +15,7 @@
  * Not here: several new positions per sequence (prefill), the embedding and the LM head.
  */
 #include "alpha.h"
+#include "half.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -26,13 +27,14 @@ void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a
                       int64_t ldc, float alpha, int accumulate);
 void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                        const float *bias, int64_t N, int64_t C, float eps);
-int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
-                 int64_t ksb, int64_t kst, const float *v, int64_t vsb, int64_t vst, int64_t B,
-                 int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap);
-int kv_attention_rows(float *out, const float *q, int64_t qsb, const float *k, int64_t ksb,
-                      int64_t kst, const float *v, int64_t vsb, int64_t vst,
+int kv_attention_cache(float *out, const float *q, int64_t qsb, int64_t qst, const void *k,
+                       int64_t ksb, int64_t kst, const void *v, int64_t vsb, int64_t vst,
+                       int64_t B, int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap,
+                       int kv16);
+int kv_attention_rows(float *out, const float *q, int64_t qsb, const void *k, int64_t ksb,
+                      int64_t kst, const void *v, int64_t vsb, int64_t vst,
                       const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
-                      int64_t nh, float softcap);
+                      int64_t nh, float softcap, int kv16);
 void rope_forward(float *out, const float *x, const int32_t *pos, int64_t npos, const float *cos,
                   const float *sin, int64_t N, int64_t C, int64_t nh);
 void ew_binary_contig(float *out, const float *a, const float *b, int64_t n, int op, float s);
@@ -88,6 +90,20 @@ static void linear_rows(float *out, const float *x, const float *w, const float 
         }
 }
 
+/* The cache: f32 elements, or fp16 ones (kv16, the 16-bit KV cache: csrc/half.h); offsets and
+ * strides are in elements either way. */
+static inline void *cache_at(void *cache, int64_t at, int kv16) {
+    return (char *)cache + at * (kv16 ? 2 : 4);
+}
+
+/* n floats of src into the cache at element `at`, rounded to fp16 with kv16 */
+static void cache_write(void *cache, int64_t at, const float *src, int64_t n, int kv16) {
+    if (kv16)
+        half_from_floats((uint16_t *)cache + at, src, n);
+    else
+        memcpy((float *)cache + at, src, (size_t)n * sizeof(float));
+}
+
 /* The step's work buffers, kept per calling thread and grown as needed: a fresh malloc of this
  * size each layer is an mmap whose pages fault in and are zeroed every call (~5% of a batch-32
  * step). Per thread, because two engines (two models) may decode at once. */
@@ -109,19 +125,20 @@ static float *scratch(size_t n) {
  * parameters in order ln_1.{weight,bias}, attn.c_attn.{weight,bias}, attn.c_proj.{weight,bias},
  * ln_2.{weight,bias}, mlp.c_fc.{weight,bias}, mlp.c_proj.{weight,bias} (biases may be NULL);
  * H the MLP hidden size (c_fc has 2H outputs for SwiGLU). rope_cos, rope_sin: rope's (L, hs/2)
- * tables (positions < L), or NULL for learned positions; softcap: the attention score cap, 0 off.
+ * tables (positions < L), or NULL for learned positions; softcap: the attention score cap, 0 off;
+ * kv16: the cache holds fp16 elements (written rounded, read widened), else f32.
  *
  * Batch invariance: every row goes through exactly the arithmetic of M = 1 (the products are
  * alpha_sgemm_rows; layernorm and attention compute each row by itself, whichever thread; the
  * activations are called one row at a time), so a sequence's bits do not depend on which others
  * share its step. Returns 0, or -1 if out of memory. */
-int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const int64_t *slots,
+int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const int64_t *slots,
                  const int64_t *positions, const float *ln1_w, const float *ln1_b,
                  const float *attn_w, const float *attn_b, const float *proj_w,
                  const float *proj_b, const float *ln2_w, const float *ln2_b, const float *fc_w,
                  const float *fc_b, const float *mlp_w, const float *mlp_b, int64_t C, int64_t H,
                  int64_t nh, int act, float eps, const float *rope_cos, const float *rope_sin,
-                 float softcap) {
+                 float softcap, int kv16) {
     int64_t F = act == ACT_SWIGLU ? 2 * H : H;
     int64_t extra = rope_cos ? M * 3 * C + M : 0; /* turned qkv, then M int32 positions */
     float *buf = scratch((size_t)(M * (6 * C + F + H + 2) + extra));
@@ -144,16 +161,18 @@ int block_decode(float *x, int64_t M, float *cache, int64_t slot_stride, const i
         qkv = turned;
     }
     for (int64_t i = 0; i < M; i++) /* this position's [k | v] into the sequence's cache */
-        memcpy(cache + slots[i] * slot_stride + positions[i] * 2 * C, qkv + i * 3 * C + C,
-               2 * C * sizeof(float));
+        cache_write(cache, slots[i] * slot_stride + positions[i] * 2 * C, qkv + i * 3 * C + C,
+                    2 * C, kv16);
     prof_lap(prof, &t, PROF_OTHER);
     if (M == 1) {
-        float *slot = cache + slots[0] * slot_stride;
-        rc = kv_attention(att, qkv, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, 1, C, nh,
-                          positions[0], softcap);
+        int64_t slot = slots[0] * slot_stride;
+        rc = kv_attention_cache(att, qkv, 0, 3 * C, cache_at(cache, slot, kv16), 0, 2 * C,
+                                cache_at(cache, slot + C, kv16), 0, 2 * C, 1, 1, C, nh,
+                                positions[0], softcap, kv16);
     } else {
-        rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C, cache + C,
-                               slot_stride, 2 * C, slots, positions, M, C, nh, softcap);
+        rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C,
+                               cache_at(cache, C, kv16), slot_stride, 2 * C, slots, positions, M,
+                               C, nh, softcap, kv16);
     }
     prof_lap(prof, &t, PROF_ATTENTION);
     linear_rows(y, att, proj_w, proj_b, M, C, C);
@@ -198,12 +217,12 @@ void embedding_forward(float *out, const int32_t *ids, const float *table, int64
  * them; wpe NULL with rope; head_t's rows head_ld apart. Returns 0, -1 if out of memory, -2
  * for a bad id or position. */
 int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, int64_t V,
-                const float *wpe, int64_t n_pos, int64_t L, float *const *caches,
+                const float *wpe, int64_t n_pos, int64_t L, void *const *caches,
                 int64_t slot_stride, const int64_t *slots, const int64_t *positions,
                 const float *const *params, const float *lnf_w, const float *lnf_b,
                 const float *head_t, int64_t head_ld, int64_t C, int64_t H, int64_t nh,
                 int act, float eps, const float *rope_cos, const float *rope_sin,
-                float softcap) {
+                float softcap, int kv16) {
     for (int64_t i = 0; i < M; i++)
         if (ids[i] < 0 || ids[i] >= V || positions[i] < 0 || (wpe && positions[i] >= n_pos))
             return -2;
@@ -225,7 +244,7 @@ int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, 
         const float *const *p = params + 12 * l;
         rc = block_decode(x, M, caches[l], slot_stride, slots, positions, p[0], p[1], p[2], p[3],
                           p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], C, H, nh, act, eps,
-                          rope_cos, rope_sin, softcap);
+                          rope_cos, rope_sin, softcap, kv16);
     }
     if (!rc) {
         layernorm_forward(h, stats, stats + M, x, lnf_w, lnf_b, M, C, eps);
@@ -248,10 +267,11 @@ done:
 
 void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
 
-static int prefill_block(float *x, int64_t B, int64_t T, float *cache, int64_t slot_stride,
+static int prefill_block(float *x, int64_t B, int64_t T, void *cache, int64_t slot_stride,
                          const int64_t *slots, const int64_t *starts, const int32_t *pos32,
                          const float *const *p, int64_t C, int64_t H, int64_t nh, int act,
-                         float eps, const float *rope_cos, const float *rope_sin, float softcap) {
+                         float eps, const float *rope_cos, const float *rope_sin, float softcap,
+                         int kv16) {
     int64_t N = B * T, F = act == ACT_SWIGLU ? 2 * H : H;
     /* h, qkv, turned, att, y (C, 3C, 3C, C, C a row), f, g, the norm's 2 stats */
     size_t n = (size_t)(N * (9 * C + F + H) + 2 * N);
@@ -267,12 +287,13 @@ static int prefill_block(float *x, int64_t B, int64_t T, float *cache, int64_t s
         qkv = turned;
     }
     for (int64_t b = 0; b < B && !rc; b++) { /* the sequence's new k|v rows, then its queries */
-        float *slot = cache + slots[b] * slot_stride;
+        int64_t slot = slots[b] * slot_stride;
         const float *qb = qkv + b * T * 3 * C;
         for (int64_t t = 0; t < T; t++)
-            memcpy(slot + (starts[b] + t) * 2 * C, qb + t * 3 * C + C, 2 * C * sizeof(float));
-        rc = kv_attention(att + b * T * C, qb, 0, 3 * C, slot, 0, 2 * C, slot + C, 0, 2 * C, 1, T,
-                          C, nh, starts[b], softcap);
+            cache_write(cache, slot + (starts[b] + t) * 2 * C, qb + t * 3 * C + C, 2 * C, kv16);
+        rc = kv_attention_cache(att + b * T * C, qb, 0, 3 * C, cache_at(cache, slot, kv16), 0,
+                                2 * C, cache_at(cache, slot + C, kv16), 0, 2 * C, 1, T, C, nh,
+                                starts[b], softcap, kv16);
     }
     if (!rc) {
         linear_rows(y, att, p[4], p[5], N, C, C);
@@ -300,12 +321,12 @@ static int prefill_block(float *x, int64_t B, int64_t T, float *cache, int64_t s
  * (B, T) i32, sequence b at positions starts[b] .. starts[b] + T - 1 of cache slot slots[b]; the
  * other arguments as decode_step's. Returns 0, -1 if out of memory, -2 for a bad id or position. */
 int prefill_step(float *logits, const int32_t *ids, int64_t B, int64_t T, const float *wte,
-                 int64_t V, const float *wpe, int64_t n_pos, int64_t L, float *const *caches,
+                 int64_t V, const float *wpe, int64_t n_pos, int64_t L, void *const *caches,
                  int64_t slot_stride, const int64_t *slots, const int64_t *starts,
                  const float *const *params, const float *lnf_w, const float *lnf_b,
                  const float *head_t, int64_t head_ld, int64_t C, int64_t H, int64_t nh,
                  int act, float eps, const float *rope_cos, const float *rope_sin,
-                 float softcap) {
+                 float softcap, int kv16) {
     int64_t N = B * T;
     for (int64_t i = 0; i < N; i++)
         if (ids[i] < 0 || ids[i] >= V) return -2;
@@ -328,7 +349,8 @@ int prefill_step(float *logits, const int32_t *ids, int64_t B, int64_t T, const 
     }
     for (int64_t l = 0; l < L && !rc; l++)
         rc = prefill_block(x, B, T, caches[l], slot_stride, slots, starts, pos32,
-                           params + 12 * l, C, H, nh, act, eps, rope_cos, rope_sin, softcap);
+                           params + 12 * l, C, H, nh, act, eps, rope_cos, rope_sin, softcap,
+                           kv16);
     if (!rc) {
         for (int64_t b = 0; b < B; b++)
             memcpy(last + b * C, x + (b * T + T - 1) * C, C * sizeof(float));
