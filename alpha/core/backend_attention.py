@@ -209,26 +209,7 @@ class AttentionOps:
         M = len(slots)
         if ids.dtype != "i32" or ids.numel != M or ids.shape not in ((M, 1), (M,)):
             raise ValueError(f"{op}: ids {ids.dtype} {ids.shape} must be i32 ({M}, 1)")
-        if len(params) != 6 or len(params[2]) != len(caches) or not caches:
-            raise ValueError(f"{op}: params must be (wte, wpe, blocks, ln_f weight, ln_f bias, "
-                             f"head_t) with one block per cache ({len(caches)})")
-        V = params[0].shape[0]
-        bad = self._find_outside(ids, V, False)
-        if bad is not None:
-            raise ValueError(f"{op}: token id {bad[1]} (row {bad[0]}) is outside [0, {V})")
-        cache = caches[0]
-        if cache.ndim != 3 or any(c.shape != cache.shape for c in caches):
-            raise ValueError(f"{op}: every cache must be (S, T, 2C) of one shape")
-        self._kv_cache_dtype(op, caches)
-        S, T = cache.shape[0], cache.shape[1]
-        if len(positions) != M or len(set(slots)) != M:
-            raise ValueError(f"{op}: {M} distinct slots and {len(positions)} positions")
-        for s, p in zip(slots, positions):
-            if not (0 <= s < S and 0 <= p < T):
-                raise ValueError(f"{op}: slot {s} position {p} does not fit cache {cache.shape}")
-        wpe = params[1]
-        if wpe is not None and max(positions, default=0) >= wpe.shape[0]:
-            raise ValueError(f"{op}: position {max(positions)} is outside wpe {wpe.shape}")
+        self._check_step(op, ids, 1, caches, slots, positions, params)
         return self._decode_step(ids, caches, slots, positions, params, n_head, activation,
                                  eps, **options)
 
@@ -246,6 +227,13 @@ class AttentionOps:
         if ids.dtype != "i32" or ids.ndim != 2 or ids.shape[0] != B:
             raise ValueError(f"{op}: ids {ids.dtype} {ids.shape} must be i32 ({B}, T)")
         T = ids.shape[1]
+        self._check_step(op, ids, T, caches, slots, starts, params)
+        return self._prefill_step(ids, caches, slots, starts, params, n_head, activation, eps,
+                                  **options)
+
+    def _check_step(self, op: str, ids, T: int, caches, slots, starts, params) -> None:
+        """decode_step's and prefill_step's common checks: T new positions of each row, row b
+        continuing cache slot slots[b] at position starts[b]."""
         if len(params) != 6 or len(params[2]) != len(caches) or not caches:
             raise ValueError(f"{op}: params must be (wte, wpe, blocks, ln_f weight, ln_f bias, "
                              f"head_t) with one block per cache ({len(caches)})")
@@ -257,15 +245,13 @@ class AttentionOps:
         if cache.ndim != 3 or any(c.shape != cache.shape for c in caches):
             raise ValueError(f"{op}: every cache must be (S, T, 2C) of one shape")
         self._kv_cache_dtype(op, caches)
-        S, Tmax = cache.shape[0], cache.shape[1]
-        if len(starts) != B or len(set(slots)) != B:
-            raise ValueError(f"{op}: {B} distinct slots and {len(starts)} starts")
+        S, Tmax, M = cache.shape[0], cache.shape[1], len(slots)
+        if len(starts) != M or len(set(slots)) != M:
+            raise ValueError(f"{op}: {M} distinct slots and {len(starts)} positions")
         for s, p in zip(slots, starts):
             if not (0 <= s < S and 0 <= p and p + T <= Tmax):
                 raise ValueError(f"{op}: slot {s} positions {p}..{p + T - 1} do not fit cache "
                                  f"{cache.shape}")
         wpe = params[1]
-        if wpe is not None and max(starts) + T > wpe.shape[0]:
+        if wpe is not None and max(starts, default=0) + T > wpe.shape[0]:
             raise ValueError(f"{op}: position {max(starts) + T - 1} is outside wpe {wpe.shape}")
-        return self._prefill_step(ids, caches, slots, starts, params, n_head, activation, eps,
-                                  **options)

@@ -313,12 +313,8 @@ class GPT:
             self._itape = InferenceTape(be)
         t = self._itape
         t.reset()
-        if T == 1 and last_only and self.step_decode:  # the whole step in one backend op
-            logits = self._decode_step(ids, cache, slots, starts)
-            if logits is not None:
-                return logits
-        if T > 1 and last_only and self.step_decode and self.step_prefill:  # likewise, T tokens
-            logits = self._prefill_step(ids, cache, slots, starts)
+        if last_only and self.step_decode and (T == 1 or self.step_prefill):
+            logits = self._whole_step(ids, cache, slots, starts)  # one backend op
             if logits is not None:
                 return logits
         if cache.kv_dtype != "f32":  # only the whole-step ops read and write a 16-bit cache
@@ -372,35 +368,24 @@ class GPT:
         logits = self._rows_linear(t, x, Var(cache.head_t), None)  # (B, T, V)
         return (ops.softcap(t, logits, cap) if cap else logits).data
 
-    def _decode_step(self, ids, cache: KVCache, slots, starts):
-        """The decode step as the backend's `decode_step` (helios replays one recorded command
-        buffer per batch size: alpha/helios/replay.py): the logits (B, V), or None once the
-        backend declines (then the per-block path below runs, for good)."""
+    def _whole_step(self, ids, cache: KVCache, slots, starts):
+        """The cached forward as one backend op: `decode_step` for one new token per row
+        (helios replays one recorded command buffer per batch size: alpha/helios/replay.py; the
+        CPU makes one C call), `prefill_step` for T > 1 (the CPU: one C call, the op-by-op path's
+        bits). The last position's logits (B, V), or None once the backend declines (then the
+        per-block or op-by-op path runs, for good)."""
         cfg, be = self.cfg, self.backend
-        try:
-            logits = be.decode_step(ids, cache.layers, slots, starts, self._step_weights(cache),
-                                    cfg.n_head, cfg.activation, cfg.layernorm_eps,
-                                    **self._step_options())
-        except NotImplementedError:
-            self.step_decode = False
-            return None
-        for s in slots:
-            cache.lengths[s] += 1
-        return logits
-
-    def _prefill_step(self, ids, cache: KVCache, slots, starts):
-        """T > 1 new positions per row as the backend's `prefill_step` (the CPU: one C call, the
-        op-by-op path's bits): the last position's logits (B, V), or None once the backend
-        declines (then the op-by-op path runs, for good)."""
-        cfg, be = self.cfg, self.backend
-        try:
-            logits = be.prefill_step(ids, cache.layers, slots, starts, self._step_weights(cache),
-                                     cfg.n_head, cfg.activation, cfg.layernorm_eps,
-                                     **self._step_options())
-        except NotImplementedError:
-            self.step_prefill = False
-            return None
         T = ids.shape[1]
+        op = be.decode_step if T == 1 else be.prefill_step
+        try:
+            logits = op(ids, cache.layers, slots, starts, self._step_weights(cache), cfg.n_head,
+                        cfg.activation, cfg.layernorm_eps, **self._step_options())
+        except NotImplementedError:
+            if T == 1:
+                self.step_decode = False
+            else:
+                self.step_prefill = False
+            return None
         for s in slots:
             cache.lengths[s] += T
         return logits

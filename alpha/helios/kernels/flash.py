@@ -41,6 +41,8 @@ __all__ = ["HD", "MODES", "block", "flash_forward", "flash_backward_q", "flash_b
 
 HEAD_PARAMS = [("q", "u64"), ("k", "u64"), ("v", "u64")]
 SHAPE_PARAMS = [("T", "u32"), ("H", "u32"), ("scale", "f32")]
+BWD_PARAMS = ([("dqkv", "f32*"), ("lse", "f32*"), ("dd", "f32*")] + HEAD_PARAMS
+              + [("do", "u64")] + SHAPE_PARAMS)
 
 
 def _query_tile(f: _Flash, T):
@@ -70,6 +72,18 @@ def _masked_scores(f: _Flash, qa_, k0, qrow, scale):
     return vis, s, k.fmax(mx, f.partner(mx))
 
 
+def _probabilities(k, vis, s, m, m_new, alpha, lsum):
+    """The online softmax's step for this half row: P = exp(S - m_new) where visible, the
+    running sum rescaled by alpha plus this tile's part, the running max set to m_new."""
+    p = [k.select(v, k.exp(x - m_new), 0.0) for v, x in zip(vis, s)]
+    total = p[0]
+    for x in p[1:]:
+        total = total + x
+    lsum.set(lsum.get() * alpha + total)
+    m.set(m_new)
+    return p
+
+
 def flash_forward(mode: str = "coopmat", lazy: bool = True) -> Kernel:
     """out (B, T, H*64) and lse (B*H, T) of causal attention; grid (query tiles, B*H)."""
     if lazy:
@@ -88,12 +102,7 @@ def flash_forward(mode: str = "coopmat", lazy: bool = True) -> Kernel:
         m_old = m.get()
         m_new = k.fmax(m_old, mx)
         alpha = k.exp(m_old - m_new)
-        p = [k.select(v, k.exp(x - m_new), 0.0) for v, x in zip(vis, s)]
-        total = p[0]
-        for x in p[1:]:
-            total = total + x
-        lsum.set(lsum.get() * alpha + total)
-        m.set(m_new)
+        p = _probabilities(k, vis, s, m, m_new, alpha, lsum)
         f.write_pairs(p)
         f.sync()
         f.product(("pb",), (f.Y, "N"))
@@ -138,12 +147,7 @@ def _forward_lazy(mode: str) -> Kernel:
         grow = mx > m_old + LAZY
         m_new = k.select(first | grow, k.fmax(m_old, mx), m_old)
         alpha = k.exp(m_old - m_new)  # 1 unless the max moved; 0 on the first tile
-        p = [k.select(v, k.exp(x - m_new), 0.0) for v, x in zip(vis, s)]
-        total = p[0]
-        for x in p[1:]:
-            total = total + x
-        lsum.set(lsum.get() * alpha + total)
-        m.set(m_new)
+        p = _probabilities(k, vis, s, m, m_new, alpha, lsum)
         f.rescale(o, alpha, grow & ~first)  # O is still zero on the first tile
         f.write_pairs(p)
         f.sync()
@@ -157,8 +161,7 @@ def _forward_lazy(mode: str) -> Kernel:
 
 def flash_backward_q(mode: str = "coopmat") -> Kernel:
     """dqkv[..., 0:C] += dQ; grid (query tiles, B*H). dd: D = rowsum(dO * O) (B*H, T)."""
-    f = _Flash("flash_bwd_q", [("dqkv", "f32*"), ("lse", "f32*"), ("dd", "f32*")]
-               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode)
+    f = _Flash("flash_bwd_q", BWD_PARAMS, mode)
     k = f.k
     dqkv, lse, dd, qa, ka, va, doa, T, H, scale = k.params()
     BT = f.BT
@@ -191,8 +194,7 @@ def flash_backward_q(mode: str = "coopmat") -> Kernel:
 
 def flash_backward_kv(mode: str = "coopmat") -> Kernel:
     """dqkv[..., C:2C] += dK, dqkv[..., 2C:3C] += dV; grid (key tiles, B*H)."""
-    f = _Flash("flash_bwd_kv", [("dqkv", "f32*"), ("lse", "f32*"), ("dd", "f32*")]
-               + HEAD_PARAMS + [("do", "u64")] + SHAPE_PARAMS, mode)
+    f = _Flash("flash_bwd_kv", BWD_PARAMS, mode)
     k = f.k
     dqkv, lse, dd, qa, ka, va, doa, T, H, scale = k.params()
     BT = f.BT
