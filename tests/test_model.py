@@ -14,7 +14,7 @@ from alpha.core.errors import CheckpointError
 from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, decay_ranges, num_params, param_offsets, param_table
 from alpha.tensor import get_backend
-from model_checks import assert_grads_match_fd
+from model_checks import assert_grads_match_fd, naive_logits
 
 REF = get_backend("reference")
 
@@ -148,69 +148,6 @@ def test_gradients_accumulate_until_zero_grad():
 
 
 # ---- the forward against a naive float64 GPT ----------------------------------------------------
-
-def naive_logits(cfg, P, ids):
-    """GPT-2 forward in plain Python lists (float64): the definition the model must match."""
-    C, nh = cfg.n_embd, cfg.n_head
-    hs = C // nh
-
-    def ln(x, w, b):
-        m = sum(x) / len(x)
-        var = sum((v - m) ** 2 for v in x) / len(x)
-        r = 1 / math.sqrt(var + cfg.layernorm_eps)
-        return [(v - m) * r * w[i] + (b[i] if b else 0.0) for i, v in enumerate(x)]
-
-    def lin(x, W, b, K, N):
-        return [sum(x[k] * W[k * N + j] for k in range(K)) + (b[j] if b else 0.0)
-                for j in range(N)]
-
-    def act(x):
-        if cfg.activation == "gelu":
-            return [0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
-                    for v in x]
-        if cfg.activation == "relu":
-            return [max(v, 0.0) for v in x]
-        silu = [v / (1 + math.exp(-v)) for v in x]
-        if cfg.activation == "silu":
-            return silu
-        H = len(x) // 2
-        return [silu[i] * x[H + i] for i in range(H)]
-
-    H = cfg.hidden_dim
-    fc = 2 * H if cfg.activation == "swiglu" else H
-    out = []
-    for row in ids:
-        T = len(row)
-        x = [[P["wte"][t * C + c] + P["wpe"][p * C + c] for c in range(C)]
-             for p, t in enumerate(row)]
-        for i in range(cfg.n_layer):
-            g = lambda n: P.get(f"h.{i}.{n}")  # noqa: E731
-            a = [ln(v, g("ln_1.weight"), g("ln_1.bias")) for v in x]
-            qkv = [lin(v, g("attn.c_attn.weight"), g("attn.c_attn.bias"), C, 3 * C) for v in a]
-            y = [[0.0] * C for _ in range(T)]
-            for hd in range(nh):
-                for t in range(T):
-                    q = qkv[t][hd * hs:(hd + 1) * hs]
-                    sc = [sum(q[d] * qkv[s][C + hd * hs + d] for d in range(hs)) / math.sqrt(hs)
-                          for s in range(t + 1)]
-                    mx = max(sc)
-                    e = [math.exp(v - mx) for v in sc]
-                    z = sum(e)
-                    for s in range(t + 1):
-                        for d in range(hs):
-                            y[t][hd * hs + d] += e[s] / z * qkv[s][2 * C + hd * hs + d]
-            y = [lin(v, g("attn.c_proj.weight"), g("attn.c_proj.bias"), C, C) for v in y]
-            x = [[a_ + b_ for a_, b_ in zip(u, v)] for u, v in zip(x, y)]
-            m = [ln(v, g("ln_2.weight"), g("ln_2.bias")) for v in x]
-            m = [act(lin(v, g("mlp.c_fc.weight"), g("mlp.c_fc.bias"), C, fc)) for v in m]
-            m = [lin(v, g("mlp.c_proj.weight"), g("mlp.c_proj.bias"), H, C) for v in m]
-            x = [[a_ + b_ for a_, b_ in zip(u, v)] for u, v in zip(x, m)]
-        x = [ln(v, P["ln_f.weight"], P.get("ln_f.bias")) for v in x]
-        head = P["wte"] if cfg.tie_embeddings else P["lm_head.weight"]
-        out.append([[sum(v[c] * head[k * C + c] for c in range(C)) for k in range(cfg.vocab_size)]
-                    for v in x])
-    return out
-
 
 @pytest.mark.parametrize("cfg", [
     tiny(),

@@ -15,7 +15,7 @@ from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, InferenceEngine
 from alpha.model.params import decay_ranges, param_offsets, param_table
 from alpha.tensor import get_backend
-from model_checks import assert_grads_match_fd, perturbed
+from model_checks import assert_grads_match_fd, naive_logits, perturbed
 
 REF = get_backend("reference")
 CPU = get_backend("cpu")
@@ -35,80 +35,7 @@ def batch(be, B=2, T=5, V=11):
             [ids[b * T:(b + 1) * T] for b in range(B)], tg)
 
 
-# ---- the definition: a naive float64 GPT with the options ---------------------------------------
-
-def naive_logits(cfg, P, ids):
-    C, nh = cfg.n_embd, cfg.n_head
-    hs = C // nh
-    eps = cfg.layernorm_eps
-
-    def norm(x, w, b):
-        if cfg.norm == "rmsnorm":
-            r = 1 / math.sqrt(sum(v * v for v in x) / len(x) + eps)
-            return [v * r * w[i] for i, v in enumerate(x)]
-        m = sum(x) / len(x)
-        r = 1 / math.sqrt(sum((v - m) ** 2 for v in x) / len(x) + eps)
-        return [(v - m) * r * w[i] + (b[i] if b else 0.0) for i, v in enumerate(x)]
-
-    def rms_heads(x, w):  # every head of x (C,) normalised over its hs dims
-        return [y for h in range(nh) for y in norm_rms(x[h * hs:(h + 1) * hs], w)]
-
-    def norm_rms(x, w):
-        r = 1 / math.sqrt(sum(v * v for v in x) / len(x) + eps)
-        return [v * r * w[i] for i, v in enumerate(x)]
-
-    def lin(x, W, b, K, N):
-        return [sum(x[k] * W[k * N + j] for k in range(K)) + (b[j] if b else 0.0)
-                for j in range(N)]
-
-    def act(x):
-        if cfg.activation == "relu2":
-            return [max(v, 0.0) ** 2 for v in x]
-        assert cfg.activation == "gelu"
-        return [0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
-                for v in x]
-
-    H = cfg.hidden_dim
-    out = []
-    for row in ids:
-        T = len(row)
-        x = [[P["wte"][t * C + c] + P["wpe"][p * C + c] for c in range(C)]
-             for p, t in enumerate(row)]
-        for i in range(cfg.n_layer):
-            g = lambda n: P.get(f"h.{i}.{n}")  # noqa: E731
-            a = [norm(v, g("ln_1.weight"), g("ln_1.bias")) for v in x]
-            qkv = [lin(v, g("attn.c_attn.weight"), g("attn.c_attn.bias"), C, 3 * C) for v in a]
-            if cfg.qk_norm:
-                qkv = [rms_heads(v[:C], g("attn.q_norm.weight"))
-                       + rms_heads(v[C:2 * C], g("attn.k_norm.weight")) + v[2 * C:] for v in qkv]
-            y = [[0.0] * C for _ in range(T)]
-            for hd in range(nh):
-                for t in range(T):
-                    q = qkv[t][hd * hs:(hd + 1) * hs]
-                    sc = [sum(q[d] * qkv[s][C + hd * hs + d] for d in range(hs)) / math.sqrt(hs)
-                          for s in range(t + 1)]
-                    mx = max(sc)
-                    e = [math.exp(v - mx) for v in sc]
-                    z = sum(e)
-                    for s in range(t + 1):
-                        for d in range(hs):
-                            y[t][hd * hs + d] += e[s] / z * qkv[s][2 * C + hd * hs + d]
-            y = [lin(v, g("attn.c_proj.weight"), g("attn.c_proj.bias"), C, C) for v in y]
-            x = [[a_ + b_ for a_, b_ in zip(u, v)] for u, v in zip(x, y)]
-            m = [norm(v, g("ln_2.weight"), g("ln_2.bias")) for v in x]
-            m = [act(lin(v, g("mlp.c_fc.weight"), g("mlp.c_fc.bias"), C, H)) for v in m]
-            m = [lin(v, g("mlp.c_proj.weight"), g("mlp.c_proj.bias"), H, C) for v in m]
-            x = [[a_ + b_ for a_, b_ in zip(u, v)] for u, v in zip(x, m)]
-        x = [norm(v, P["ln_f.weight"], P.get("ln_f.bias")) for v in x]
-        head = P["wte"] if cfg.tie_embeddings else P["lm_head.weight"]
-        cap = cfg.logit_softcap
-        logits = [[sum(v[c] * head[k * C + c] for c in range(C)) for k in range(cfg.vocab_size)]
-                  for v in x]
-        if cap:
-            logits = [[cap * math.tanh(z / cap) for z in r] for r in logits]
-        out.append(logits)
-    return out
-
+# ---- the forward against the naive float64 GPT (tests/model_checks.py) --------------------------
 
 @pytest.mark.parametrize("opts", [ALL, dict(norm="rmsnorm", bias=False),
                                   dict(qk_norm=True, tie_embeddings=False),
