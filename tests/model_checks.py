@@ -133,3 +133,26 @@ def naive_logits(cfg, P, ids):
             logits = [[cap * math.tanh(z / cap) for z in r] for r in logits]
         out.append(logits)
     return out
+
+
+def decode_on_every_path(m, run) -> list:
+    """run() (a list of logits rows) with m decoding op by op, through `block_decode`, through
+    `decode_step` (one thread each) and through `decode_step` on two threads: the four runs'
+    rows, after checking that the backend declined neither fused op. Leaves the thread count as
+    it was and both fused paths on."""
+    from alpha.tensor import build
+
+    runs = []
+    before = build.num_threads()
+    try:
+        for threads, fused, step in ((1, False, False), (1, True, False), (1, True, True),
+                                     (2, True, True)):
+            build.set_num_threads(threads)
+            m.fused_decode, m.step_decode = fused, step
+            rows = run()
+            assert (m.fused_decode, m.step_decode) == (fused, step)  # neither declined
+            runs.append(rows)
+    finally:
+        build.set_num_threads(before)
+        m.fused_decode = m.step_decode = True
+    return runs

@@ -13,6 +13,9 @@ from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, InferenceEngine, sample_from_probs, sample_token
 from alpha.tensor import get_backend
 
+import model_checks
+from model_checks import decode_on_every_path
+
 REF = get_backend("reference")
 
 
@@ -23,13 +26,8 @@ def tiny(**kw) -> ModelConfig:
 
 
 def perturbed(cfg, backend=REF, dtype="f64", seed=1):
-    """A model with weights large enough that every layer changes the logits visibly."""
-    m = GPT(cfg, backend, Rng(seed), dtype=dtype)
-    s = Stream((seed, 77))
-    backend.copy(m.params, backend.from_array(
-        [v + 0.3 * z for v, z in zip(m.params.to_array(), s.normal(m.n_params))],
-        (m.n_params,), dtype))
-    return m.eval()
+    """model_checks.perturbed, in eval mode."""
+    return model_checks.perturbed(cfg, backend, dtype, seed).eval()
 
 
 def close(a, b, tol):
@@ -90,28 +88,17 @@ def test_cpu_fused_decode_is_bit_identical(act, bias):
     """The CPU backend's one-call block (`block_decode`) and one-call step (`decode_step`) give
     the op-by-op decode's exact bits, with 1 and 2 threads."""
     cpu = get_backend("cpu")
-    from alpha.tensor import build
-
     cfg = tiny(activation=act, bias=bias, n_embd=48, n_head=3, vocab_size=40, block_size=12)
     m64 = perturbed(cfg)
     m = GPT(cfg, cpu, init=False).eval()
     m.load_state_dict(m64.state_dict())
     toks = Stream((5, 5)).randint(12, cfg.vocab_size)
-    runs = []
-    before = build.num_threads()
-    try:
-        for threads, fused, step in ((1, False, False), (1, True, False), (1, True, True),
-                                     (2, True, True)):
-            build.set_num_threads(threads)
-            eng = InferenceEngine(m)
-            m.fused_decode, m.step_decode = fused, step
-            rows = [list(eng.prefill([toks[:3]]).to_array())]
-            rows += [list(eng.decode(t).to_array()) for t in toks[3:]]
-            assert (m.fused_decode, m.step_decode) == (fused, step)  # the CPU declined neither
-            runs.append(rows)
-    finally:
-        build.set_num_threads(before)
-        m.fused_decode = m.step_decode = True
+
+    def run():
+        eng = InferenceEngine(m)
+        rows = [list(eng.prefill([toks[:3]]).to_array())]
+        return rows + [list(eng.decode(t).to_array()) for t in toks[3:]]
+    runs = decode_on_every_path(m, run)
     assert runs[0] == runs[1] == runs[2] == runs[3]
 
 

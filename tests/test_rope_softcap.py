@@ -21,7 +21,7 @@ from alpha.model.params import param_table
 from alpha.model.rope import tables
 from alpha.tensor import get_backend
 from conftest import require_peer
-from model_checks import assert_grads_match_fd, perturbed
+from model_checks import assert_grads_match_fd, decode_on_every_path, perturbed
 
 REF = get_backend("reference")
 CPU = get_backend("cpu")
@@ -350,33 +350,24 @@ def test_cpu_fused_decode_with_rope_and_softcap_is_bit_identical():
     """The CPU's one-call block (`block_decode`) and step (`decode_step`) turn q, k and cap the
     scores themselves: batched decode of sequences at different positions gives the op-by-op
     path's exact bits, with 1 and 2 threads, and the fused ops are used (not declined)."""
-    from alpha.tensor import build
-
     cfg = tiny(n_embd=48, n_head=3, vocab_size=40, block_size=12)
     m = GPT(cfg, CPU, init=False).eval()
     m.load_state_dict(perturbed(cfg).state_dict())
     toks = Stream((5, 5)).randint(20, cfg.vocab_size)
-    runs = []
-    before = build.num_threads()
-    try:
-        for threads, fused, step in ((1, False, False), (1, True, False), (1, True, True),
-                                     (2, True, True)):
-            build.set_num_threads(threads)
-            m.fused_decode, m.step_decode = fused, step
-            cache = KVCache(m, slots=2)
-            m.forward(CPU.from_array(toks[:2], (1, 2), "i32"), cache=cache, slots=[0])
-            m.forward(CPU.from_array(toks[2:7], (1, 5), "i32"), cache=cache, slots=[1])
-            rows = []
-            for t in range(7, 12):  # both sequences, one new token each, at positions 2.. and 5..
-                ids = CPU.from_array(toks[2 * t - 7:2 * t - 5], (2, 1), "i32")
-                rows.append(list(m.forward(ids, cache=cache, slots=[0, 1],
-                                           last_only=True).to_array()))
-            one = KVCache(m, slots=1)  # and batch 1 (M = 1 takes kv_attention, not the rows)
-            for t in toks[12:16]:
-                rows.append(list(m.forward(CPU.from_array([t], (1, 1), "i32"), cache=one,
-                                           last_only=True).to_array()))
-            assert (m.fused_decode, m.step_decode) == (fused, step)  # neither declined
-            runs.append(rows)
-    finally:
-        build.set_num_threads(before)
+
+    def run():
+        cache = KVCache(m, slots=2)
+        m.forward(CPU.from_array(toks[:2], (1, 2), "i32"), cache=cache, slots=[0])
+        m.forward(CPU.from_array(toks[2:7], (1, 5), "i32"), cache=cache, slots=[1])
+        rows = []
+        for t in range(7, 12):  # both sequences, one new token each, at positions 2.. and 5..
+            ids = CPU.from_array(toks[2 * t - 7:2 * t - 5], (2, 1), "i32")
+            rows.append(list(m.forward(ids, cache=cache, slots=[0, 1],
+                                       last_only=True).to_array()))
+        one = KVCache(m, slots=1)  # and batch 1 (M = 1 takes kv_attention, not the rows)
+        for t in toks[12:16]:
+            rows.append(list(m.forward(CPU.from_array([t], (1, 1), "i32"), cache=one,
+                                       last_only=True).to_array()))
+        return rows
+    runs = decode_on_every_path(m, run)
     assert runs[0] == runs[1] == runs[2] == runs[3]
