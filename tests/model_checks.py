@@ -156,3 +156,20 @@ def decode_on_every_path(m, run) -> list:
         build.set_num_threads(before)
         m.fused_decode = m.step_decode = True
     return runs
+
+
+def assert_backends_agree(ref, fast, batch_on) -> None:
+    """ref (the reference backend) and fast (a faster backend, the same f32 weights) give the
+    same logits, loss and gradients on batch_on(backend)'s (ids, targets, ...) to f32
+    rounding."""
+    results = []
+    for m in (ref, fast):
+        ids, tg = batch_on(m.backend)[:2]
+        logits, loss = m.forward(ids, tg)
+        m.backward()
+        results.append((list(logits.to_array()), loss.item(), list(m.grads.to_array())))
+    (l0, s0, g0), (l1, s1, g1) = results
+    assert all(abs(a - b) < 1e-4 for a, b in zip(l0, l1))
+    assert abs(s0 - s1) < 1e-5
+    top = max(abs(a) for a in g0)
+    assert all(abs(a - b) < 1e-4 * (1 + top) for a, b in zip(g0, g1))

@@ -14,7 +14,7 @@ from alpha.core.errors import CheckpointError
 from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, decay_ranges, num_params, param_offsets, param_table
 from alpha.tensor import get_backend
-from model_checks import assert_grads_match_fd, naive_logits
+from model_checks import assert_backends_agree, assert_grads_match_fd, naive_logits
 
 REF = get_backend("reference")
 
@@ -256,13 +256,4 @@ def test_cpu_matches_reference(act, bias, tied):
     fast = GPT(cfg, cpu, Rng(3), init=False)
     fast.load_state_dict(ref.state_dict())
     ref.load_state_dict(ref.state_dict())  # both start from the same f32 values
-    results = []
-    for m, be in ((ref, REF), (fast, cpu)):
-        ids, tg, _, _ = batch(be)
-        logits, loss = m.forward(ids, tg)
-        m.backward()
-        results.append((list(logits.to_array()), loss.item(), list(m.grads.to_array())))
-    (l0, s0, g0), (l1, s1, g1) = results
-    assert all(abs(a - b) < 1e-4 for a, b in zip(l0, l1))
-    assert abs(s0 - s1) < 1e-5
-    assert all(abs(a - b) < 1e-4 * (1 + max(abs(a) for a in g0)) for a, b in zip(g0, g1))
+    assert_backends_agree(ref, fast, batch)

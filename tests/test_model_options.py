@@ -15,7 +15,7 @@ from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, InferenceEngine
 from alpha.model.params import decay_ranges, param_offsets, param_table
 from alpha.tensor import get_backend
-from model_checks import assert_grads_match_fd, naive_logits, perturbed
+from model_checks import assert_backends_agree, assert_grads_match_fd, naive_logits, perturbed
 
 REF = get_backend("reference")
 CPU = get_backend("cpu")
@@ -73,17 +73,7 @@ def test_cpu_matches_reference_with_options():
     ref = perturbed(cfg, dtype="f32", scale=0.2)
     fast = GPT(cfg, CPU, init=False)
     fast.load_state_dict(ref.state_dict())
-    results = []
-    for m, be in ((ref, REF), (fast, CPU)):
-        ids, tg, _, _ = batch(be)
-        logits, loss = m.forward(ids, tg)
-        m.backward()
-        results.append((list(logits.to_array()), loss.item(), list(m.grads.to_array())))
-    (l0, s0, g0), (l1, s1, g1) = results
-    assert all(abs(a - b) < 1e-4 for a, b in zip(l0, l1))
-    assert abs(s0 - s1) < 1e-5
-    top = max(abs(a) for a in g0)
-    assert all(abs(a - b) < 1e-4 * (1 + top) for a, b in zip(g0, g1))
+    assert_backends_agree(ref, fast, batch)
 
 
 # ---- the parameter table and the config ---------------------------------------------------------
