@@ -28,13 +28,13 @@ void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a
 void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                        const float *bias, int64_t N, int64_t C, float eps);
 int kv_attention_cache(float *out, const float *q, int64_t qsb, int64_t qst, const void *k,
-                       int64_t ksb, int64_t kst, const void *v, int64_t vsb, int64_t vst,
-                       int64_t B, int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap,
-                       int kv16);
+                       int64_t ksb, int64_t kst, int64_t khs, const void *v, int64_t vsb,
+                       int64_t vst, int64_t vhs, int64_t B, int64_t Tq, int64_t C, int64_t nh,
+                       int64_t start, float softcap, int kv16);
 int kv_attention_rows(float *out, const float *q, int64_t qsb, const void *k, int64_t ksb,
-                      int64_t kst, const void *v, int64_t vsb, int64_t vst,
-                      const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
-                      int64_t nh, float softcap, int kv16);
+                      int64_t kst, int64_t khs, const void *v, int64_t vsb, int64_t vst,
+                      int64_t vhs, const int64_t *slots, const int64_t *starts, int64_t B,
+                      int64_t C, int64_t nh, float softcap, int kv16);
 void rope_forward(float *out, const float *x, const int32_t *pos, int64_t npos, const float *cos,
                   const float *sin, int64_t N, int64_t C, int64_t nh);
 void ew_binary_contig(float *out, const float *a, const float *b, int64_t n, int op, float s);
@@ -96,12 +96,37 @@ static inline void *cache_at(void *cache, int64_t at, int kv16) {
     return (char *)cache + at * (kv16 ? 2 : 4);
 }
 
-/* n floats of src into the cache at element `at`, rounded to fp16 with kv16 */
-static void cache_write(void *cache, int64_t at, const float *src, int64_t n, int kv16) {
-    if (kv16)
-        half_from_floats((uint16_t *)cache + at, src, n);
-    else
-        memcpy((float *)cache + at, src, (size_t)n * sizeof(float));
+/* Where a slot keeps its positions. An f32 cache holds the model's rows, [k | v] (2C floats) per
+ * position: the op-by-op path reads them as (S, Tmax, 2C) views. The fp16 cache is read and
+ * written only here, so it is laid out for attention, which walks one head's keys (then values)
+ * for each (row, head): per slot, head h's keys are a (Tmax, hs) block at h * 2 * Tmax * hs, its
+ * values the block after. In the f32 rows a head's keys are hs elements every 2C, a stride the
+ * hardware prefetchers follow poorly: from memory (a batch-32 step's cache does not stay in L3
+ * beside the weights) attention ran ~3x slower than from cache. Every kernel call takes these
+ * strides, so both layouts run the same arithmetic. */
+typedef struct {
+    int64_t kst, khs, v; /* a key's (time) stride, a head's stride, the values' offset */
+} kv_layout;
+
+static kv_layout kv_layout_of(int64_t slot_stride, int64_t C, int64_t nh, int kv16) {
+    int64_t hs = C / nh, block = slot_stride / (2 * nh); /* Tmax * hs */
+    return kv16 ? (kv_layout){hs, 2 * block, block} : (kv_layout){2 * C, hs, C};
+}
+
+/* position t's k and v (kv: [k | v], 2C floats) into the slot starting at element `slot`,
+ * rounded to fp16 with kv16 */
+static void cache_write(void *cache, int64_t slot, int64_t t, const float *kv, int64_t C,
+                        int64_t nh, kv_layout lay, int kv16) {
+    int64_t hs = C / nh;
+    for (int64_t part = 0; part < 2; part++)
+        for (int64_t h = 0; h < nh; h++) {
+            int64_t at = slot + part * lay.v + h * lay.khs + t * lay.kst;
+            const float *src = kv + part * C + h * hs;
+            if (kv16)
+                half_from_floats((uint16_t *)cache + at, src, hs);
+            else
+                memcpy((float *)cache + at, src, (size_t)hs * sizeof(float));
+        }
 }
 
 /* The step's work buffers, kept per calling thread and grown as needed: a fresh malloc of this
@@ -160,19 +185,20 @@ int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const in
         rope_forward(turned, qkv, pos32, M, rope_cos, rope_sin, M, C, nh);
         qkv = turned;
     }
+    kv_layout lay = kv_layout_of(slot_stride, C, nh, kv16);
     for (int64_t i = 0; i < M; i++) /* this position's [k | v] into the sequence's cache */
-        cache_write(cache, slots[i] * slot_stride + positions[i] * 2 * C, qkv + i * 3 * C + C,
-                    2 * C, kv16);
+        cache_write(cache, slots[i] * slot_stride, positions[i], qkv + i * 3 * C + C, C, nh, lay,
+                    kv16);
     prof_lap(prof, &t, PROF_OTHER);
     if (M == 1) {
         int64_t slot = slots[0] * slot_stride;
-        rc = kv_attention_cache(att, qkv, 0, 3 * C, cache_at(cache, slot, kv16), 0, 2 * C,
-                                cache_at(cache, slot + C, kv16), 0, 2 * C, 1, 1, C, nh,
-                                positions[0], softcap, kv16);
+        rc = kv_attention_cache(att, qkv, 0, 3 * C, cache_at(cache, slot, kv16), 0, lay.kst,
+                                lay.khs, cache_at(cache, slot + lay.v, kv16), 0, lay.kst, lay.khs,
+                                1, 1, C, nh, positions[0], softcap, kv16);
     } else {
-        rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C,
-                               cache_at(cache, C, kv16), slot_stride, 2 * C, slots, positions, M,
-                               C, nh, softcap, kv16);
+        rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, lay.kst, lay.khs,
+                               cache_at(cache, lay.v, kv16), slot_stride, lay.kst, lay.khs, slots,
+                               positions, M, C, nh, softcap, kv16);
     }
     prof_lap(prof, &t, PROF_ATTENTION);
     linear_rows(y, att, proj_w, proj_b, M, C, C);
@@ -286,14 +312,15 @@ static int prefill_block(float *x, int64_t B, int64_t T, void *cache, int64_t sl
         rope_forward(turned, qkv, pos32, N, rope_cos, rope_sin, N, C, nh);
         qkv = turned;
     }
+    kv_layout lay = kv_layout_of(slot_stride, C, nh, kv16);
     for (int64_t b = 0; b < B && !rc; b++) { /* the sequence's new k|v rows, then its queries */
         int64_t slot = slots[b] * slot_stride;
         const float *qb = qkv + b * T * 3 * C;
         for (int64_t t = 0; t < T; t++)
-            cache_write(cache, slot + (starts[b] + t) * 2 * C, qb + t * 3 * C + C, 2 * C, kv16);
+            cache_write(cache, slot, starts[b] + t, qb + t * 3 * C + C, C, nh, lay, kv16);
         rc = kv_attention_cache(att + b * T * C, qb, 0, 3 * C, cache_at(cache, slot, kv16), 0,
-                                2 * C, cache_at(cache, slot + C, kv16), 0, 2 * C, 1, T, C, nh,
-                                starts[b], softcap, kv16);
+                                lay.kst, lay.khs, cache_at(cache, slot + lay.v, kv16), 0, lay.kst,
+                                lay.khs, 1, T, C, nh, starts[b], softcap, kv16);
     }
     if (!rc) {
         linear_rows(y, att, p[4], p[5], N, C, C);
