@@ -40,6 +40,9 @@ def row_layout(t) -> tuple[int, int, int] | None:
 
 
 class CPUNNOps:
+    # the model options decode_step / prefill_step take (others: declined, NotImplementedError)
+    step_options = frozenset({"rope", "softcap", "logit_softcap"})
+
     # ---- softmax ------------------------------------------------------------------------------
     def _rowwise_fwd(self, fn, out, x) -> None:
         C = x.shape[-1]
@@ -446,7 +449,7 @@ class CPUNNOps:
         tuple (the model passes the same one every step), and so are the logits returned (one
         tensor per batch size, per tuple: two models decoding at once on two threads never share
         one). Declines what `_block_decode` declines (norm, qk_norm)."""
-        unknown = set(options) - {"rope", "softcap", "logit_softcap"}
+        unknown = set(options) - self.step_options
         if unknown:
             raise NotImplementedError(f"need {op} with {', '.join(sorted(unknown))}")
         cos, sin = options.get("rope") or (None, None)
