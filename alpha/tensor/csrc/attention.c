@@ -323,7 +323,9 @@ KV_INLINE const void *kv_addr(const void *base, int64_t i, const int h16) {
 /* The cache rows of one head are a few hundred bytes every 2C floats: a stride the hardware
  * prefetchers follow poorly, so the loops over keys ask for the row KV_AHEAD keys ahead (a
  * prefetch past the end of the cache is harmless: it never faults). */
+#ifndef KV_AHEAD
 #define KV_AHEAD 8
+#endif
 #define KV_LINE (h16 ? 32 : 16) /* elements of a 64-byte line: one prefetch each */
 
 /* q . k as VW lanes: hs / VW vector FMAs into two accumulators (hs a multiple of VW), added */
