@@ -26,6 +26,7 @@ SIMT_ROWS = 64  # fp32 products with fewer rows than this skip the tensor cores 
 class MatmulOps:
     matmul_dtype = "f32"  # the precision of f32 matmuls: f32 | bf16 | f16 (inputs rounded)
     coop_config = None  # a kcm.CoopConfig forcing the tensor-core tile shape (benchmarks)
+    coop_exact = True  # False: bounds-checked loads on whole tiles too (benchmarks: the before)
     coop_emulate = False  # True: the tensor-core kernels with scalar products (lavapipe: tests)
     _pack_memo = ()  # [(source allocation, view key, u16 packing, device.writes stamp)]
 
@@ -203,7 +204,8 @@ class MatmulOps:
                and all(s % 8 == 0 for s in others)
                and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
         # every tile whole: loads without bounds checks (all of GPT-2's training products)
-        exact = vec and M % cfg.BM == 0 and N % cfg.BN == 0 and Ks % cfg.BK == 0
+        exact = (self.coop_exact and vec and M % cfg.BM == 0 and N % cfg.BN == 0
+                 and Ks % cfg.BK == 0)
         mode = "emulated" if self.coop_emulate else "coopmat"
         key = ("coopmat", cfg, dtype, src, a_k, b_n, vec, causal, exact, mode)
         build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec, causal,  # noqa
