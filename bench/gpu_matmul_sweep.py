@@ -30,18 +30,17 @@ C = kcm.CoopConfig
 # (label, config, exact allowed): the kernel before this sweep's changes is closest to "base"
 VARIANTS = [
     ("base (bounds-checked)", C(), False),
+    ("default", None, True),  # what the backend picks (`_coop_shape`)
     ("128x128x32 exact", C(), True),
-    ("128x128x32 g8", C(group_m=8), True),
-    ("128x128x32 g16", C(group_m=16), True),
+    ("128x128x64 single", C(BK=64, stages=1), True),
     ("128x128x64 single g8", C(BK=64, stages=1, group_m=8), True),
-    ("128x128x64 double g8", C(BK=64, group_m=8), True),
-    ("128x256x32 single", C(128, 256, stages=1), True),
-    ("128x256x32 single g8", C(128, 256, stages=1, group_m=8), True),
-    ("128x256x32 double g8", C(128, 256, group_m=8), True),
-    ("256x128x32 single g8", C(256, 128, stages=1, group_m=8), True),
-    ("128x256x16 double g8", C(128, 256, 16, group_m=8), True),
-    ("128x192x32 double g8", C(128, 192, group_m=8), True),
-    ("128x128x32 8sg 64x32 g8", C(WN=32, group_m=8), True),
+    ("128x64x64 single", C(128, 64, 64, stages=1), True),
+    ("64x128x64 single", C(64, 128, 64, stages=1), True),
+    ("128x64x96 single", C(128, 64, 96, stages=1), True),
+    ("256x64x64 single", C(256, 64, 64, stages=1), True),
+    ("64x256x64 single", C(64, 256, 64, stages=1), True),
+    ("64x64x64 single 1sg", C(64, 64, 64, stages=1), True),
+    ("64x64x128 single 1sg", C(64, 64, 128, stages=1), True),
     ("64x64x32 (SMALL)", kcm.SMALL, True),
 ]
 # GPT-2 small's products at batch 16 x 1024 tokens: (name, trans_a, trans_b, M, N, K)
@@ -163,14 +162,14 @@ def main() -> int:
     sq = Product(be, torch, dev, False, False, n, n, n, 1)
     if dev == "cuda":  # the GPU idles at a few hundred MHz: a second of work first
         t0 = time.time()
-        while time.time() - t0 < 1.5:
+        while time.time() - t0 < 3:
             sq.torch_tflops(10)
     ref = sq.torch_tflops(10)
     _say(f"cuBLAS bf16 {n}^3 A @ B: " + (f"{ref:.1f} TFLOP/s" if ref else "n/a"))
     result["cublas_square"] = ref
     timed = []
     for label, cfg, exact in VARIANTS:
-        if cfg.shared_bytes() > smem or cfg.threads > lim.maxComputeWorkGroupInvocations:
+        if cfg and cfg.shared_bytes() > smem:
             _say(f"  {label:<26} skipped: needs {cfg.shared_bytes()} B of shared memory")
             continue
         if time.time() - t_start > args.budget:
@@ -188,15 +187,16 @@ def main() -> int:
             be.coop_config, be.coop_exact = None, True
         pct = f" {100 * tf / ref:5.1f}% of cuBLAS" if ref else ""
         _say(f"  {label:<26} {n}^3 A @ B {tf:7.1f} TFLOP/s{pct}  check {err:.3g} "
-             f"({cfg.shared_bytes()} B shared, {time.time() - t0:.1f} s)")
+             f"({cfg.shared_bytes() if cfg else '-'} B shared, {time.time() - t0:.1f} s)")
         result["square"].append({"label": label, "config": repr(cfg), "exact": exact,
                                  "tflops": tf, "check": err})
         if err <= 1.0:
             timed.append((tf, label, cfg, exact))
     del sq
     timed.sort(key=lambda x: -x[0])
-    picks = [v for v in timed if v[1].startswith("base")] + \
-        [v for v in timed if not v[1].startswith("base")][:args.top]
+    fixed = ("base", "default")
+    picks = [v for v in timed if v[1].startswith(fixed)] + \
+        [v for v in timed if not v[1].startswith(fixed)][:args.top]
     if timed:  # the best with B stored (N, K) too
         tf, label, cfg, exact = timed[0]
         sqt = Product(be, torch, dev, False, True, n, n, n, 3)
@@ -239,6 +239,8 @@ def main() -> int:
         _say(f"  {name:<12} {f'{M}x{N}x{K}':<20} " + (f"{r:7.1f} " if r else "    n/a ") +
              " ".join(f"{c:>22}" for c in cells))
         del prod
+    again = Product(be, torch, dev, False, False, n, n, n, 1).torch_tflops(10)
+    _say(f"cuBLAS bf16 {n}^3 A @ B again at the end: " + (f"{again:.1f}" if again else "n/a"))
     _say(f"sweep took {time.time() - t_start:.0f} s; pipelines created {be.pipes.created}")
     if args.json:
         with open(args.json, "w") as f:

@@ -82,7 +82,9 @@ class CoopConfig:
         return max(self.stages * 16 * (ar * au + br * bu), 4 * FRAG * FRAG * self.subgroups)
 
 
-DEFAULT = CoopConfig()  # 4 subgroups of 64x64 (the sweep's fastest on an H200: 250 TFLOP/s)
+# 4 subgroups of 64x64, k steps of 64 through one shared buffer (bench/gpu_matmul_sweep.py on an
+# H200: 325 TFLOP/s at 8192^3, against 285 for k steps of 32 through two buffers)
+DEFAULT = CoopConfig(BK=64, stages=1)
 SMALL = CoopConfig(64, 64, 32, 32, 32)  # small products: more tiles
 # what `bench helios` sweeps at 4096^3
 CONFIGS = (DEFAULT, CoopConfig(prefetch=False), CoopConfig(128, 64, 32, 64, 32),
