@@ -31,16 +31,14 @@ C = kcm.CoopConfig
 VARIANTS = [
     ("base (bounds-checked)", C(), False),
     ("default", None, True),  # what the backend picks (`_coop_shape`)
-    ("128x128x32 exact", C(), True),
+    ("128x128x32 g8", C(group_m=8), True),
     ("128x128x64 single", C(BK=64, stages=1), True),
-    ("128x128x64 single g8", C(BK=64, stages=1, group_m=8), True),
-    ("128x64x64 single", C(128, 64, 64, stages=1), True),
-    ("64x128x64 single", C(64, 128, 64, stages=1), True),
-    ("128x64x96 single", C(128, 64, 96, stages=1), True),
-    ("256x64x64 single", C(256, 64, 64, stages=1), True),
-    ("64x256x64 single", C(64, 256, 64, stages=1), True),
-    ("64x64x64 single 1sg", C(64, 64, 64, stages=1), True),
-    ("64x64x128 single 1sg", C(64, 64, 128, stages=1), True),
+    ("128x128x64 split2 g8", C(BK=64, stages=1, split=2, group_m=8), True),
+    ("128x128x64 split4 g8", C(BK=64, stages=1, split=4, group_m=8), True),
+    ("128x128x32 split2 g8", C(BK=32, stages=1, split=2, group_m=8), True),
+    ("256x64x64 split2 g8", C(256, 64, 64, stages=1, split=2, group_m=8), True),
+    ("128x256x32 split2 g8", C(128, 256, 32, stages=1, split=2, group_m=8), True),
+    ("64x256x64 split2 g8", C(64, 256, 64, stages=1, split=2, group_m=8), True),
     ("64x64x32 (SMALL)", kcm.SMALL, True),
 ]
 # GPT-2 small's products at batch 16 x 1024 tokens: (name, trans_a, trans_b, M, N, K)
