@@ -36,7 +36,6 @@ VARIANTS = [
     ("128x128x64 single g4", C(BK=64, stages=1, group_m=4), True),
     ("128x128x64 single g16", C(BK=64, stages=1, group_m=16), True),
     ("128x192x64 single g8", C(128, 192, 64, stages=1, group_m=8), True),
-    ("128x128x64 split2 g8", C(BK=64, stages=1, split=2, group_m=8), True),
     ("64x64x32 (SMALL)", kcm.SMALL, True),
 ]
 # GPT-2 small's products at batch 16 x 1024 tokens: (name, trans_a, trans_b, M, N, K)

@@ -59,8 +59,6 @@ class CoopConfig:
     #                        stored to the other shared buffer before it: fewer registers)
     stages: int = 2  # shared buffers per operand: 2 (one barrier per k step) or 1 (two
     #                  barriers a step, prefetch only: bigger tiles fit in 48 KiB)
-    split: int = 1  # stages 1: each k step multiplied and refilled in `split` k slices, a
-    #                 barrier between slices (the next step's stores overlap the products)
     group_m: int = 0  # tile order: 0 walks C's tiles row by row; G walks G tile rows down a
     #                   column before moving right (the A and B tiles in flight share L2)
 
@@ -89,10 +87,8 @@ class CoopConfig:
 # 8 tile rows (the LM head's product 231 -> 254)
 DEFAULT = CoopConfig(BK=64, stages=1, group_m=8)
 SMALL = CoopConfig(64, 64, 32, 32, 32)  # small products: more tiles
-# what `bench helios` sweeps at 4096^3
-CONFIGS = (DEFAULT, CoopConfig(prefetch=False), CoopConfig(128, 64, 32, 64, 32),
-           CoopConfig(128, 128, 32, 128, 32, prefetch=False), CoopConfig(128, 256, 16, 64, 64),
-           CoopConfig(128, 128, 16, 64, 64, prefetch=False), SMALL)
+# what `bench helios` sweeps at 4096^3 (bench/gpu_matmul_sweep.py sweeps more, at 8192^3)
+CONFIGS = (DEFAULT, CoopConfig(BK=64, stages=1), CoopConfig(), CoopConfig(group_m=8), SMALL)
 
 
 class _Coop:
@@ -218,14 +214,12 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     assert src in (dtype, "f32") and BK % FRAG == 0 and WM % FRAG == 0 and WN % FRAG == 0
     assert causal in CAUSAL and mode in MODES and (vec or not exact)
     assert cfg.stages == 2 or (cfg.stages == 1 and cfg.prefetch)
-    assert (BK // FRAG) % cfg.split == 0 and (cfg.split == 1 or cfg.stages == 1)
     real = mode == "coopmat"
     nt = cfg.threads
     params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS]
     name = (f"coopmat_{dtype}_{src}_{BM}x{BN}x{BK}_{WM}x{WN}_{'k' if a_kcontig else 'm'}"
             f"{'n' if b_ncontig else 'k'}{'_vec' if vec else ''}"
             f"{'' if cfg.prefetch else '_direct'}{'' if cfg.stages == 2 else '_single'}"
-            f"{f'_split{cfg.split}' if cfg.split > 1 else ''}"
             f"{f'_g{cfg.group_m}' if cfg.group_m else ''}{'_exact' if exact else ''}"
             f"{'_' + causal if causal else ''}{'' if real else '_emulated'}")
     k = Kernel(name, (nt, 1, 1), params, version=(1, 6) if real else (1, 5))
@@ -281,32 +275,22 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     b_buf = cp.buffer(b_addr, elem, esize, key)
     bits = _bf16_bits if dtype == "bf16" else _f16_bits
 
-    def unit_plan(rows_total, units_per_row, k_rows):
-        """For each unit this invocation copies, k slice by k slice (`split`; k runs along
-        the rows if k_rows, else along the units of a row): (shared index, row, first element
-        of the row segment, guard or None)."""
-        plans = []
+    def unit_plan(rows_total, units_per_row):
+        """For each unit this invocation copies: (shared index, row, first element of the row
+        segment, guard or None)."""
+        plan = []
         per_row = units_per_row - 1  # real units (the pad unit is never written)
-        rows, units = (rows_total // split, per_row) if k_rows else \
-            (rows_total, per_row // split)
-        total = rows * units
-        for h in range(split):
-            plan = []
-            for i in range((total + nt - 1) // nt):
-                u = tid + i * nt
-                r = u / units + (h * rows if k_rows else 0)
-                cu = u % units + (0 if k_rows else h * units)
-                guard = (u < total) if total % nt else None
-                plan.append((r * units_per_row + cu, r, cu * UNIT, guard))
-            plans.append(plan)
-        return plans
+        total = rows_total * per_row
+        for i in range((total + nt - 1) // nt):
+            u = tid + i * nt
+            r, cu = u / per_row, u % per_row
+            guard = (u < total) if total % nt else None
+            plan.append((r * units_per_row + cu, r, cu * UNIT, guard))
+        return plan
 
     # A: "outer" is the non-contiguous dim (m for k-contig), "inner" the contiguous one
-    split = cfg.split
-    a_plans = unit_plan(a_rows, a_units, not a_kcontig)
-    b_plans = unit_plan(b_rows, b_units, b_ncontig)
-    a_plan = [u for plan in a_plans for u in plan]
-    b_plan = [u for plan in b_plans for u in plan]
+    a_plan = unit_plan(a_rows, a_units)
+    b_plan = unit_plan(b_rows, b_units)
 
     def vector_words(buf, e):
         """The 8 elements from element index e (a multiple of 8) as 4 u32 of 16-bit pairs."""
@@ -370,13 +354,9 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
         for var, v in zip(staged_a + staged_b, ua + ub):
             k.fn.op("OpStore", var, v)
 
-    def store_shared(buf_sel, part=None):
-        """The staged units (of k slice `part` only, if given) into shared buffer buf_sel."""
-        na, nb = len(a_plans[0]), len(b_plans[0])
-        sa = slice(None) if part is None else slice(part * na, (part + 1) * na)
-        sb = slice(None) if part is None else slice(part * nb, (part + 1) * nb)
-        for off, plan, staged in ((a_at(buf_sel), a_plan[sa], staged_a[sa]),
-                                  (b_at(buf_sel), b_plan[sb], staged_b[sb])):
+    def store_shared(buf_sel):
+        for off, plan, staged in ((a_at(buf_sel), a_plan, staged_a),
+                                  (b_at(buf_sel), b_plan, staged_b)):
             for (sidx, _, _, guard), var in zip(plan, staged):
                 v = k.fn.op("OpLoad", var, type=cp.u4)
                 with contextlib.ExitStack() as g:
@@ -404,18 +384,17 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
         return k.fn.op("OpCooperativeMatrixLoadKHR", p, cp.c(layout), cp.c(stride_units),
                        NONPRIVATE, type=t)
 
-    def multiply(buf_sel, part=0):
-        """acc += the products of k slice `part` of shared buffer buf_sel."""
+    def multiply(buf_sel):
+        """acc += the products of shared buffer buf_sel."""
         aoff, boff = a_at(buf_sel), b_at(buf_sel)
-        kf = BK // FRAG // split  # fragments of k per slice
         if not real:
             a_el = ((lambda r, c: (aoff, r, c, a_units)) if a_kcontig else
                     (lambda r, c: (aoff, c, r, a_units)))
             b_el = ((lambda r, c: (boff, r, c, b_units)) if b_ncontig else
                     (lambda r, c: (boff, c, r, b_units)))
-            emu.multiply(part * kf * FRAG, (part + 1) * kf * FRAG, fj, wm0, wn0, a_el, b_el)
+            emu.multiply(BK, fj, wm0, wn0, a_el, b_el)
             return
-        for kk in range(part * kf, (part + 1) * kf):
+        for kk in range(BK // FRAG):
             afr = []
             for i in range(fi):
                 if a_kcontig:
@@ -453,26 +432,18 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     last = k.umax((k_end + (BK - 1)) / BK, t0 + 1) - 1
     with k.loop(t0, last) as t:
         stage((t + 1) * BK)
-        if not double:  # slice h is refilled once every subgroup is past its products
-            for h in range(split):
-                multiply(0, h)
-                if h:
-                    store_shared(0, h - 1)
-                k.barrier()
-            store_shared(0, split - 1)
-            if split == 1:
-                k.barrier()
+        if not double:  # refilled once every subgroup is past its products
+            multiply(0)
+            k.barrier()
+            store_shared(0)
         else:
             if not cfg.prefetch:
                 store_shared((t + 1) & 1)
             multiply(t & 1)
             if cfg.prefetch:
                 store_shared((t + 1) & 1)
-            k.barrier()
-    for h in range(1 if double else split):
-        if h:  # slice h was stored after the loop's last barrier
-            k.barrier()
-        multiply(last & 1 if double else 0, h)
+        k.barrier()
+    multiply(last & 1 if double else 0)
 
     # epilogue: C = alpha * acc (+ beta * C)
     cbase = batch * (M * N)
@@ -563,17 +534,16 @@ class _Emulated:
         pair = k.fn.op("OpExtInst", k.glsl, GLSL_STD_450["UnpackHalf2x16"], h.id, type=v2)
         return Val(k, k.fn.op("OpCompositeExtract", pair, 0, type=k.ty("f32")), "f32")
 
-    def multiply(self, k0: int, k1: int, fj: int, wm0: Val, wn0: Val, a_el, b_el) -> None:
-        """acc += A (rows wm0.., k0 <= k < k1) B (k0 <= k < k1, cols wn0..) of this shared
-        step; a_el(m, k) and b_el(k, n) give (first unit, row, col, units per row) of an
-        element."""
+    def multiply(self, BK: int, fj: int, wm0: Val, wn0: Val, a_el, b_el) -> None:
+        """acc += A (rows wm0.., k < BK) B (k < BK, cols wn0..) of this shared step; a_el(m, k)
+        and b_el(k, n) give (first unit, row, col, units per row) of an element."""
         k = self.k
         with k.loop(0, self.frags) as f:
             with k.loop(0, 8) as q:
                 r = wm0 + (f / fj) * FRAG + self.row + q * 2
                 c = wn0 + (f % fj) * FRAG + self.col
                 s = k.var("f32", 0.0)
-                with k.loop(k0, k1) as kk:
+                with k.loop(0, BK) as kk:
                     s.set(s.get() + self._elem(*a_el(r, kk)) * self._elem(*b_el(kk, c)))
                 slot = self._slot(f * 8 + q)
                 old = Val(k, k.fn.op("OpLoad", slot, type=k.ty("f32")), "f32")
