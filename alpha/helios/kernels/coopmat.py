@@ -4,8 +4,14 @@
 Same push constants as the SIMT kernel (`matmul.PARAMS`: addresses, M N K, element strides,
 alpha, beta), so the backend chooses between them per call. A workgroup computes a BM x BN tile of
 C with (BM/WM) x (BN/WN) subgroups, each holding (WM/16) x (WN/16) 16x16 fp32 accumulators. K
-advances BK at a time through two shared-memory buffers (double buffering: the global loads of
-step t+1 are in flight while step t is multiplied; one barrier per step).
+advances BK at a time; the next step's global loads are issued into registers before this step's
+products (`prefetch`) and stored to shared memory after them, either into a second buffer (two
+`stages`: one barrier a step) or, once every subgroup is past its products, into the one buffer
+(one stage: two barriers a step, but half the shared memory, so the default's k steps of 64 fit
+in 48 KiB). The last step is peeled off the loop, so the loop body never tests for a next step;
+with `exact` tiles (the caller checks M, N and K divide) the loads have no bounds checks either.
+`group_m` walks the tiles in groups of tile rows (the workgroups in flight share A and B tiles in
+L2).
 
 Shared tiles keep the global layout of each operand (no transpose on the way in): A is stored
 k-contiguous (rows of k; loaded RowMajor) or m-contiguous (loaded ColumnMajor), B n-contiguous
@@ -18,12 +24,20 @@ Inputs come in three element types: "bf16" and "f16" (16-bit storage) and "f32" 
 bf16 rounds to nearest even). `vec` kernels read 16-byte vectors and need the contiguous
 dimension and every other stride to be multiples of 8 (16-bit) or 4 (f32) elements with 16-byte
 aligned bases; the others read element by element with full bounds checks (any strides, any
-sizes). Edge tiles (M or N not multiples of the tile) go through a per-subgroup fp32 scratch with
-guarded stores; interior tiles store their accumulators straight to C.
+sizes). Edge tiles (M or N not multiples of the tile) go through a per-subgroup fp32 scratch (in
+the operand tiles' shared memory, after a barrier) with guarded stores; interior tiles store their
+accumulators straight to C.
 
-Measured on an H200 (driver 580): 250-267 TFLOP/s at 4096^3 and 8192^3 with the default tile,
-about a third of cuBLAS bf16. Workgroup-scope matrices (VK_NV_cooperative_matrix2) loaded
-straight from global memory, letting the driver tile, were correct but ran at 5-70 TFLOP/s.
+`mode="emulated"` builds the same kernel with the fragment products and accumulators as scalar
+loops (lavapipe has no cooperative matrices): the tests run its tiles, walk and epilogue there.
+
+Measured on an H200 (driver 580; bench/gpu_matmul_sweep.py, bench/gpu_results.md): the default
+(128x128, k steps of 64 through one buffer, groups of 8 tile rows) 324 TFLOP/s at 8192^3, 41% of
+cuBLAS bf16 (793 in the same run; the previous 128x128x32 double-buffered tile 275). Wider tiles
+(128x256, 256x128, 128x192), 8 subgroups, k steps of 32 in slices and narrower tiles all ran
+slower: within 48 KiB of shared memory per workgroup, the deeper k step won.
+Workgroup-scope matrices (VK_NV_cooperative_matrix2) loaded straight from global memory, letting
+the driver tile, were correct but ran at 5-70 TFLOP/s.
 """
 
 from __future__ import annotations
