@@ -42,7 +42,7 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
     def _zeros(self, shape, dtype) -> Tensor:
         t = self.rt.new(shape, dtype)
         a = t.storage.alloc
-        self.dev.fill_zero(a.block.buffer, a.offset, a.size)
+        self.dev.fill_zero(a.block.buffer, a.offset, a.size, writes=[a])
         return t
 
     def _memory_meter(self):
@@ -99,7 +99,7 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
             k0, k1 = key
             self.rt.launch(("rng_uniform",), krows.rng_uniform,
                            [self.rt.addr(t), n, position & 0xFFFFFFFF, position >> 32, k0, k1],
-                           (groups(n), 1, 1))
+                           (groups(n), 1, 1), [t])
         if t is not out:
             self.rt.copy(out, t)
 
@@ -144,7 +144,8 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
             return
         o = out if out.is_contiguous else self.rt.new(out.shape)
         self.rt.launch(("row", kind), lambda: krows.row_reduce(kind),
-                       [self.rt.addr(o), self.rt.addr(x2), R, L], (min(R, MAX_GROUPS), 1, 1))
+                       [self.rt.addr(o), self.rt.addr(x2), R, L], (min(R, MAX_GROUPS), 1, 1),
+                       [o])
         if o is not out:
             self.rt.copy(out, o)
 
@@ -182,7 +183,7 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         acc_t = "f64" if (kind == "sumsq" and self.float64) else "f32"
         part = self.rt.new((ng * (2 if acc_t == "f64" else 1),))
         self.rt.launch(("partial", kind, acc_t), lambda: krows.partial_reduce(kind, acc_t),
-                       [self.rt.addr(part), self.rt.addr(x), n], (ng, 1, 1))
+                       [self.rt.addr(part), self.rt.addr(x), n], (ng, 1, 1), [part])
         raw = self.rt.read_bytes(part.storage.alloc, 0, ng * (8 if acc_t == "f64" else 4))
         return list(array("d" if acc_t == "f64" else "f", raw))
 

@@ -38,7 +38,8 @@ class NNOps:
         R, C = rc or (ins[0].numel // ins[0].shape[-1], ins[0].shape[-1])
         if R:
             addrs = [self.rt.addr(t) for t in temps + ins]
-            self.rt.launch(key, build, addrs + [R, C] + list(extra), (min(R, MAX_GROUPS), 1, 1))
+            self.rt.launch(key, build, addrs + [R, C] + list(extra), (min(R, MAX_GROUPS), 1, 1),
+                           temps)
         for t, tmp in zip(outs, temps):
             if t is not tmp:
                 self.rt.copy(t, tmp)
@@ -85,10 +86,11 @@ class NNOps:
             parts = [self.rt.new((chunks, C)) for _ in temps]
             self.rt.launch(("ln_bwd_params", hb), lambda: krows.layernorm_params_partial(hb),
                            [self.rt.addr(t) for t in parts + ins] + [R, C, rows],
-                           ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1))
+                           ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1), parts)
             for t, p in zip(temps, parts):
                 self.rt.launch(("colsum_finish", True), lambda: krows.colsum_finish(True),
-                               [self.rt.addr(t), self.rt.addr(p), chunks, C], (groups(C), 1, 1))
+                               [self.rt.addr(t), self.rt.addr(p), chunks, C], (groups(C), 1, 1),
+                               [t])
         for t, tmp in zip(outs, temps):
             if t is not tmp:
                 self.rt.copy(t, tmp)
@@ -110,9 +112,10 @@ class NNOps:
         part = self.rt.new((chunks, C))
         self.rt.launch(("rms_bwd_params",), krows.rmsnorm_params_partial,
                        [self.rt.addr(t) for t in [part] + ins] + [R, C, rows],
-                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1))
+                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1), [part])
         self.rt.launch(("colsum_finish", True), lambda: krows.colsum_finish(True),
-                       [self.rt.addr(dw), self.rt.addr(part), chunks, C], (groups(C), 1, 1))
+                       [self.rt.addr(dw), self.rt.addr(part), chunks, C], (groups(C), 1, 1),
+                       [dw])
         if dw is not dweight:
             self.rt.copy(dweight, dw)
 
@@ -215,7 +218,7 @@ class NNOps:
         ids, table = self.rt.contig(ids), self.rt.contig(table)
         self.rt.launch(("embedding_forward",), krows.embedding_forward,
                        [self.rt.addr(o), self.rt.addr(ids), self.rt.addr(table), n, C],
-                       (groups(n), 1, 1))
+                       (groups(n), 1, 1), [o])
         if o is not out:
             self.rt.copy(out, o)
 
@@ -240,7 +243,8 @@ class NNOps:
         addrs = [self.rt.addr(t) for t in [d, dout] + ts]
         self.rt.launch(("embedding_backward_segments",), krows.embedding_backward_segments,
                        addrs + [U, C],
-                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, min(U, MAX_GROUPS), 1))
+                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, min(U, MAX_GROUPS), 1),
+                       [d])
         if d is not dtable:
             self.rt.copy(dtable, d)
 
@@ -292,11 +296,12 @@ class NNOps:
         if self._tiled_attention(hs):
             self.rt.launch(("attn_fwd_tiled", hs) + _cap_key(softcap),
                            lambda: katt.attention_forward_tiled(hs, softcap),
-                           values, ((Tq + katt.BLOCK - 1) // katt.BLOCK, H, B))
+                           values, ((Tq + katt.BLOCK - 1) // katt.BLOCK, H, B), [out, lse])
             return
         mk = self._keys_class(start + Tq)
         self.rt.launch(("attn_fwd", mk) + _cap_key(softcap),
-                       lambda: katt.attention_forward(mk, softcap), values, (Tq, H, B))
+                       lambda: katt.attention_forward(mk, softcap), values, (Tq, H, B),
+                       [out, lse])
 
     def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
@@ -310,7 +315,7 @@ class NNOps:
         n = B * H * T
         self.rt.launch(("attn_bwd_d",), katt.attention_backward_d,
                        [self.rt.addr(D), self.rt.addr(dout), self.rt.addr(out), n, T, H, hs],
-                       (groups(n, 64), 1, 1))
+                       (groups(n, 64), 1, 1), [D])
         base = self.rt.addr(g)
         qb = self.rt.addr(qkv)
         values = [base, base + C * 4, base + 2 * C * 4, self.rt.addr(dout), qb, qb + C * 4,
@@ -319,17 +324,20 @@ class NNOps:
         if self._tiled_attention(hs):
             blocks = ((T + katt.BLOCK - 1) // katt.BLOCK, H, B)
             self.rt.launch(("attn_bwd_dq_tiled", hs) + _cap_key(softcap),
-                           lambda: katt.attention_backward_dq_tiled(hs, softcap), values, blocks)
+                           lambda: katt.attention_backward_dq_tiled(hs, softcap), values, blocks,
+                           [g])
             for which in ("dk", "dv"):
                 self.rt.launch(("attn_bwd_kv_tiled", hs, which) + _cap_key(softcap),
                                lambda: katt.attention_backward_kv_tiled(hs, which, softcap),
-                               values, blocks)
+                               values, blocks, [g])
         else:
             mk = self._keys_class(T)
             self.rt.launch(("attn_bwd_dq", mk) + _cap_key(softcap),
-                           lambda: katt.attention_backward_dq(mk, softcap), values, (T, H, B))
+                           lambda: katt.attention_backward_dq(mk, softcap), values, (T, H, B),
+                           [g])
             self.rt.launch(("attn_bwd_dkv", mk) + _cap_key(softcap),
-                           lambda: katt.attention_backward_dkv(mk, softcap), values, (T, H, B))
+                           lambda: katt.attention_backward_dkv(mk, softcap), values, (T, H, B),
+                           [g])
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 
@@ -370,7 +378,7 @@ class NNOps:
         self.rt.launch(("rope", backward), lambda: krope.rope(backward),
                        [self.rt.addr(o), self.rt.addr(x), self.rt.addr(positions),
                         self.rt.addr(cos), self.rt.addr(sin), n, C, C // n_head // 2,
-                        positions.numel], (groups(n), 1, 1))
+                        positions.numel], (groups(n), 1, 1), [o])
         if o is not out:
             self.rt.copy(out, o)
 
