@@ -909,6 +909,14 @@ def check_crossentropy(ctx):
         dlogits = ctx.rand((N, V))
         ctx.call("crossentropy_backward", dlogits, ctx.rand((N,)), logits, targets)
         ctx.close(f"{label} dlogits (adds)", dlogits)
+        # into zeros (helios writes a fresh gradient without reading it), and for logits
+        # no forward has seen since they were written (helios: no saved log-sum-exp)
+        dlogits = ctx.zeros((N, V))
+        ctx.call("crossentropy_backward", dlogits, ctx.rand((N,)), logits, targets)
+        ctx.close(f"{label} dlogits (into zeros)", dlogits)
+        ctx.call("fill", logits, 0.5)
+        ctx.call("crossentropy_backward", dlogits, ctx.rand((N,)), logits, targets)
+        ctx.close(f"{label} dlogits (logits written since)", dlogits)
 
 
 # ---- attention -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import rows as krows
 from alpha.helios.ops_attention import AttentionOps
 from alpha.helios.ops_matmul import MatmulOps
-from alpha.helios.ops_nn import NNOps
+from alpha.helios.ops_nn import ZERO, NNOps
 from alpha.helios.ops_optim import OptimOps
 from alpha.helios.replay import DecodeOps
 from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups
@@ -43,6 +43,7 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         t = self.rt.new(shape, dtype)
         a = t.storage.alloc
         self.dev.fill_zero(a.block.buffer, a.offset, a.size, writes=[a])
+        self.dev.derived.put(a, ZERO, True)
         return t
 
     def _memory_meter(self):
@@ -68,6 +69,9 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         t = out.dtype
         v = float(value) if t == "f32" else int(value)
         self.rt.map("fill", [(out, "out")], out.shape, lambda k, ins, s: [s[0]], [v], [t])
+        if v == 0 and out.offset == 0 and out.is_contiguous \
+                and out.numel * out.itemsize == out.storage.nbytes:
+            self.dev.derived.put(out.storage.alloc, ZERO, True)  # all of it: ops may write it
 
     def _copy(self, out, x) -> None:
         self.rt.copy(out, x)

@@ -151,7 +151,7 @@ class MatmulOps:
         and dW = dY^T X."""
         if t.numel % 2 or t.numel == 0:
             return None
-        key = ("packed", t.offset, t.shape, t.strides, dtype)
+        key = self._pack_key(t, dtype)
         alloc = t.storage.alloc
         u = self.dev.derived.get(alloc, key)
         if u is None:
@@ -160,6 +160,12 @@ class MatmulOps:
             self.pack16(u.view(t.numel), c.view(t.numel), dtype)
             self.dev.derived.put(alloc, key, u)
         return u
+
+    @staticmethod
+    def _pack_key(t, dtype) -> tuple:
+        """The write record's key of the `dtype` packing of the view t (a producer that writes
+        it directly, like the cross-entropy backward, records it under this key)."""
+        return ("packed", t.offset, t.shape, t.strides, dtype)
 
     # ---- tensor cores ----------------------------------------------------------------------
     def _coop(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src, causal):

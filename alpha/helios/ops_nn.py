@@ -16,6 +16,14 @@ from alpha.helios.kernels import rows as krows
 from alpha.helios.runtime import MAX_GROUPS, column_chunks, groups, positions
 
 
+ZERO = ("zero",)  # the write record's mark of an allocation known to hold zeros (backend._fill)
+
+
+def _lse_key(logits) -> tuple:
+    """The write record's key of the log-sum-exp of the rows of the view `logits`."""
+    return ("lse", logits.offset, logits.shape, logits.strides)
+
+
 def _cap_key(softcap: float) -> tuple:
     """The attention pipelines' cache-key suffix: GPT-2's kernels keep their plain keys."""
     return (softcap,) if softcap else ()
@@ -250,11 +258,31 @@ class NNOps:
 
     # ---- cross-entropy ------------------------------------------------------------------------
     def _crossentropy_forward(self, losses, logits, targets) -> None:
-        self._row_op(("ce_fwd",), krows.crossentropy_forward, [losses], [logits, targets])
+        lse = self.rt.new(logits.shape[:1])
+        self._row_op(("ce_fwd",), krows.crossentropy_forward, [losses, lse], [logits, targets])
+        # kept for the backward while the logits are not written
+        self.dev.derived.put(logits.storage.alloc, _lse_key(logits), lse)
 
     def _crossentropy_backward(self, dlogits, dlosses, logits, targets) -> None:
-        self._row_op(("ce_bwd",), krows.crossentropy_backward, [dlogits],
-                     [dlosses, logits, targets], add=True, rc=logits.shape)
+        """From the forward's log-sum-exp (one read of the logits); written without a read
+        where dlogits is known to hold zeros (a fresh gradient); with tensor cores, the 16-bit
+        copy the next matmul reads is written too (kept in the write record as its packing)."""
+        R, V = logits.shape
+        rec = self.dev.derived
+        lse = rec.get(logits.storage.alloc, _lse_key(logits))
+        if lse is None:  # no forward of these logits since they were last written
+            lse = self.rt.new((R,))
+            self._row_op(("ce_fwd",), krows.crossentropy_forward, [self.rt.new((R,)), lse],
+                         [logits, targets])
+        overwrite = rec.get(dlogits.storage.alloc, ZERO) is not None
+        out16 = self.matmul_dtype if (self.matmul_dtype in self._coop_types() and V % 2 == 0
+                                      and dlogits.is_contiguous) else None
+        outs = [dlogits] + ([self.rt.new((R, V), "u16")] if out16 else [])
+        self._row_op(("ce_bwd", overwrite, out16),
+                     lambda: krows.crossentropy_backward(overwrite, out16), outs,
+                     [dlosses, logits, targets, lse], add=True, rc=(R, V))
+        if out16:
+            rec.put(dlogits.storage.alloc, self._pack_key(dlogits, out16), outs[1])
 
     # ---- attention ----------------------------------------------------------------------------
     def _keys_class(self, n: int) -> int:

@@ -1,0 +1,107 @@
+"""helios's cross-entropy kernels (`kernels/rows.py`) on lavapipe: the one-pass forward (online
+softmax) writes each row's log-sum-exp, the backward reads it instead of the logits' max and sum
+again; its variants write a fresh gradient without reading it and write the gradient's 16-bit
+copy for the next matmul. Checked against float64 (values) and bit for bit against
+round-to-nearest-even of the kernel's own fp32 gradient (the 16-bit copies). The fp32 paths are
+also in the shared backend suite (after a forward, into zeros, and for logits written since)."""
+
+from __future__ import annotations
+
+import json
+
+from test_helios import _py
+
+CODE = """
+    import json, math, random, struct
+    from array import array
+    from alpha.tensor import get_backend
+    from alpha.helios.kernels import rows as krows
+    from alpha.helios.kernels.coopmat import _f16_bits
+    be = get_backend("helios")
+    rt = be.rt
+    rng = random.Random(5)
+    R, C = 7, 301 * 2  # rows longer than a workgroup, an even width for the 16-bit pairs
+    x = [rng.uniform(-4, 4) for _ in range(R * C)]
+    x[3 * C + 5] = float("-inf")  # a masked logit adds nothing
+    tg = [rng.randrange(C) for _ in range(R)]
+    tg[2] = -1  # ignored
+    dl = [rng.uniform(0.5, 2) for _ in range(R)]
+    X = be.from_array(array("f", x), (R, C))
+    Tg = be.from_array(array("i", tg), (R,), "i32")
+    DL = be.from_array(array("f", dl), (R,))
+    losses, lse = be.empty((R,)), be.empty((R,))
+    rt.launch(("ce_fwd",), krows.crossentropy_forward,
+              [rt.addr(t) for t in (losses, lse, X, Tg)] + [R, C], (R, 1, 1), [losses, lse])
+    want_lse = []
+    for r in range(R):
+        row = x[r * C:(r + 1) * C]
+        m = max(row)
+        want_lse.append(m + math.log(math.fsum(math.exp(v - m) for v in row)))
+    err = {"lse": max(abs(a - b) for a, b in zip(be.to_array(lse), want_lse)),
+           "loss": max(abs(a - ((want_lse[r] - x[r * C + tg[r]]) if tg[r] >= 0 else 0.0))
+                       for r, a in enumerate(be.to_array(losses)))}
+    base = [rng.uniform(-1, 1) for _ in range(R * C)]
+
+    def want_grad(r, j, start):
+        if tg[r] < 0:
+            return start
+        p = math.exp(x[r * C + j] - want_lse[r]) - (1.0 if j == tg[r] else 0.0)
+        return start + p * dl[r]
+
+    bits_bad = 0
+    for overwrite, out16 in ((False, None), (True, None), (True, "bf16"), (False, "f16")):
+        dx = be.zeros((R, C)) if overwrite else be.from_array(array("f", base), (R, C))
+        outs = [dx] + ([rt.new((R, C), "u16")] if out16 else [])
+        rt.launch(("ce_bwd", overwrite, out16),
+                  lambda: krows.crossentropy_backward(overwrite, out16),
+                  [rt.addr(t) for t in outs + [DL, X, Tg, lse]] + [R, C], (R, 1, 1), outs)
+        got = list(be.to_array(dx))
+        err[f"grad {overwrite} {out16}"] = max(
+            abs(got[i] - want_grad(i // C, i % C, 0.0 if overwrite else base[i]))
+            for i in range(R * C))
+        if out16:
+            for g, h in zip(got, be.to_array(outs[1])):
+                u = struct.unpack("<I", struct.pack("<f", g))[0]
+                if out16 == "bf16":
+                    want = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+                else:  # struct's half-float packing rounds to nearest even
+                    want = struct.unpack("<H", struct.pack("<e", g))[0]
+                bits_bad += want != h
+    print("RESULT", json.dumps({"err": err, "bits_bad": bits_bad}))
+"""
+
+
+def test_crossentropy_kernels_match_float64_and_round_their_16bit_copy():
+    r = _py(CODE)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.split("RESULT", 1)[1])
+    assert res["bits_bad"] == 0, res
+    for name, e in res["err"].items():
+        assert e < 2e-5, (name, res["err"])
+
+
+def test_crossentropy_backward_leaves_the_next_matmul_its_packing():
+    """With 16-bit matmuls on tensor cores the backward writes dlogits' packing under the key
+    the matmul looks up (its packing step is skipped); lavapipe has no tensor cores, so the
+    test declares bf16 ones to reach that branch: only the cross-entropy kernels run."""
+    r = _py("""
+        from array import array
+        from alpha.tensor import get_backend
+        lp = get_backend("helios").with_matmul_dtype("bf16")
+        lp.dev._coop_types = {"bf16"}
+        R, V = 4, 10
+        logits = lp.from_array(array("f", [0.1 * i for i in range(R * V)]), (R, V))
+        targets = lp.from_array(array("i", [1, 3, -1, 9]), (R,), "i32")
+        losses = lp.empty((R,))
+        lp.crossentropy_forward(losses, logits, targets)
+        g = lp.zeros((2, 2, V)).view(R, V)
+        lp.crossentropy_backward(g, lp.from_array(array("f", [0.25] * R), (R,)), logits, targets)
+        u = lp._packed(lp.zeros((2,)).view(2), "bf16")  # another allocation: packed here
+        got = lp._packed(g, "bf16")
+        ref = lp.empty((R * V,), "u16")
+        lp.pack16(ref, g.view(R * V))
+        print("SAME", list(lp.to_array(got)) == list(lp.to_array(ref)),
+              got is lp._packed(g, "bf16"), u is not got)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "SAME True True True" in r.stdout, r.stdout
