@@ -830,6 +830,9 @@ def check_activations(ctx):
             dx = ctx.rand(shape)
             ctx.call(f"{act}_backward", dx, ctx.rand(shape, layout=layout), x)
             ctx.close(f"{act}_backward {layout}{shape} (adds into dx)", dx)
+            dx = ctx.zeros(shape)  # helios writes a fresh gradient without reading it
+            ctx.call(f"{act}_backward", dx, ctx.rand(shape, layout=layout), x)
+            ctx.close(f"{act}_backward {layout}{shape} (into zeros)", dx)
     x = ctx.tensor([-1.0, -0.0, 0.0, 1e-30, 2.0], (5,))
     out, dx = ctx.zeros((5,)), ctx.zeros((5,))
     ctx.call("relu_forward", out, x)

@@ -159,12 +159,16 @@ class MatmulOps:
             u = self.rt.new(t.shape, "u16")
             self.pack16(u.view(t.numel), c.view(t.numel), dtype)
             self.dev.derived.put(alloc, key, u)
-        return u
+        return u if u.shape == t.shape else u.view(t.shape)
 
     @staticmethod
     def _pack_key(t, dtype) -> tuple:
         """The write record's key of the `dtype` packing of the view t (a producer that writes
-        it directly, like the cross-entropy backward, records it under this key)."""
+        it directly, like the cross-entropy backward, records it under this key). Contiguous
+        views of the same elements share it whatever their shape: a linear reads its input
+        (B, T, C) as (B*T, C)."""
+        if t.is_contiguous:
+            return ("packed", t.offset, t.numel, dtype)
         return ("packed", t.offset, t.shape, t.strides, dtype)
 
     # ---- tensor cores ----------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""helios's cross-entropy kernels (`kernels/rows.py`) on lavapipe: the one-pass forward (online
-softmax) writes each row's log-sum-exp, the backward reads it instead of the logits' max and sum
-again; its variants write a fresh gradient without reading it and write the gradient's 16-bit
-copy for the next matmul. Checked against float64 (values) and bit for bit against
-round-to-nearest-even of the kernel's own fp32 gradient (the 16-bit copies). The fp32 paths are
-also in the shared backend suite (after a forward, into zeros, and for logits written since)."""
+"""Kernels that hand the next tensor-core matmul its 16-bit input as they produce their output
+(no packing pass), on lavapipe: the cross-entropy (`kernels/rows.py`: a one-pass forward, online
+softmax, that writes each row's log-sum-exp; the backward reads it instead of the logits' max
+and sum again, writes a fresh gradient without reading it, and its 16-bit copy) and the
+activations (`elementwise.map_packed`: GELU's output and its 16-bit copy). Checked against
+float64 (values) and bit for bit against round-to-nearest-even of the kernel's own fp32 output
+(the 16-bit copies); and that the copy is recorded where the matmul looks for its packing. The
+fp32 paths are also in the shared backend suite (after a forward, into zeros, and for logits
+written since)."""
 
 from __future__ import annotations
 
@@ -105,3 +108,34 @@ def test_crossentropy_backward_leaves_the_next_matmul_its_packing():
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "SAME True True True" in r.stdout, r.stdout
+
+
+def test_gelu_writes_its_16bit_copy_where_the_next_matmul_looks():
+    """GELU's forward with bf16 tensor-core matmuls: values as the plain map kernel, the copy
+    bit for bit RNE of them, found by the matmul's packing lookup under a view of another
+    shape (a linear reads (B, T, 4C) as (B*T, 4C)). lavapipe has no tensor cores: the test
+    declares bf16 ones to reach that branch; only the elementwise kernels run."""
+    r = _py("""
+        import random, struct
+        from array import array
+        from alpha.tensor import get_backend
+        be = get_backend("helios")
+        lp = be.with_matmul_dtype("bf16")
+        lp.dev._coop_types = {"bf16"}
+        rng = random.Random(2)
+        xs = [rng.uniform(-5, 5) for _ in range(2 * 3 * 70)]
+        x = lp.from_array(array("f", xs), (2, 3, 70))
+        out, plain = lp.empty((2, 3, 70)), be.with_matmul_dtype("f32").empty((2, 3, 70))
+        lp.gelu_forward(out, x)
+        be.with_matmul_dtype("f32").gelu_forward(plain, x)
+        got = list(lp.to_array(out))
+        u = lp._packed(out.view(6, 70), "bf16")
+        bad = 0
+        for g, h in zip(got, lp.to_array(u)):
+            w = struct.unpack("<I", struct.pack("<f", g))[0]
+            bad += ((w + 0x7FFF + ((w >> 16) & 1)) >> 16) != h
+        print("SAME", got == list(be.to_array(plain)), bad, u.shape,
+              lp.rt.pipes.programs.get(("pack16", "bf16")) is None)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "SAME True 0 (6, 70) True" in r.stdout, r.stdout
