@@ -26,10 +26,11 @@ BATCH_LIMIT = 512  # dispatches per command buffer before it is submitted (witho
 # step while Python is still recording the rest (a submit costs ~7 us; waiting for 512 recorded
 # dispatches left the GPU idle for the whole recording of a forward pass).
 GPU_BATCH_LIMIT = 64
-# ...except the first batches after a wait (the start of a step, after the loss and grad-norm
-# read-backs): the GPU is idle then, so they go out after 4, 8, 16, ... dispatches instead of
-# after 64 recorded in Python (~2.5 ms of an idle GPU each time)
-FIRST_BATCH = 4
+# ...or as soon as the GPU has run out of work: every FEED_CHECK dispatches the fence of the last
+# batch submitted is asked (~1 us). Recording costs ~75 us a dispatch in Python (H200 machine,
+# GPT-2 small), so a GPU that catches up with the host (after a read-back, or over a run of small
+# kernels) used to wait for 64 dispatches, ~5 ms, every time: ~20 ms of a 120 ms step.
+FEED_CHECK = 4
 REPLAY_POLL_S = 0.002  # a replayed decode step's fence is polled this long before blocking
 
 
@@ -305,8 +306,7 @@ class Device:
         self.derived = WriteRecord()  # values derived from allocations, until they are written
         gpu = self.device_type in ("discrete", "integrated")
         self.batch_limit = GPU_BATCH_LIMIT if gpu else BATCH_LIMIT
-        self.first_batch = FIRST_BATCH if gpu else BATCH_LIMIT
-        self._limit = self.first_batch  # the current batch's size: doubles after each submit
+        self.feed_check = FEED_CHECK if gpu else 0  # 0: batches of batch_limit only
         self.profiling = os.environ.get("ALPHA_HELIOS_PROFILE") == "1"
         self.profile: dict[str, list] = {}  # kernel name -> [count, GPU seconds]
         self._pools: dict[int, tuple[int, list]] = {}  # command buffer -> (query pool, names)
@@ -402,7 +402,9 @@ class Device:
         self.dispatches += 1
         self.writes += 1
         self.derived.wrote(writes)
-        if self.count >= min(self._limit, self.batch_limit):
+        if self.count >= self.batch_limit or (self.feed_check
+                                               and self.count % self.feed_check == 0
+                                               and self._gpu_idle()):
             self.submit()
 
     def copy(self, src_buffer: int, src_off: int, dst_buffer: int, dst_off: int,
@@ -445,7 +447,6 @@ class Device:
                               pCommandBuffers=addressof(cbs))
         vk.check(f.QueueSubmit(self.queue, 1, byref(sinfo), fence), "vkQueueSubmit")
         self.in_flight.append((cb, fence))
-        self._limit = min(2 * self._limit, self.batch_limit)
 
     def submit_recorded(self, cb: int, fence: int) -> None:
         """Submit a command buffer recorded once and replayed (alpha/helios/replay.py) after
@@ -495,7 +496,14 @@ class Device:
         for b in self.retired_blocks:
             b.destroy()
         self.retired_blocks.clear()
-        self._limit = self.first_batch  # the GPU is idle: get it going again soon
+
+    def _gpu_idle(self) -> bool:
+        """Whether the GPU has finished every batch submitted (replays count as work)."""
+        if self.replays_in_flight:
+            return False
+        if not self.in_flight:
+            return True
+        return self.f.GetFenceStatus(self.device, self.in_flight[-1][1]) == 0  # VK_SUCCESS
 
     @property
     def busy(self) -> bool:
