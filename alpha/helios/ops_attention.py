@@ -136,7 +136,7 @@ class AttentionOps:
         dd = self.rt.new((B * H, T))
         self.rt.launch(("flash_rowdot",), kfl.flash_rowdot,
                        [a(dd), a(self.rt.contig(dout)), a(self.rt.contig(out)), n, T, H],
-                       (groups(n), 1, 1), [dd])
+                       (groups(n, kfl.ROWDOT_ROWS), 1, 1), [dd])
         g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
         values = [a(g), a(self.rt.contig(lse)), a(dd), a(q), a(k), a(v), a(do), T, H,
                   1.0 / math.sqrt(kfl.HD)]
