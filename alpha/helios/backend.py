@@ -20,7 +20,7 @@ from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import rows as krows
 from alpha.helios.ops_attention import AttentionOps
 from alpha.helios.ops_matmul import MatmulOps
-from alpha.helios.ops_nn import ZERO, NNOps
+from alpha.helios.ops_nn import HOST_COPY, ZERO, NNOps
 from alpha.helios.ops_optim import OptimOps
 from alpha.helios.replay import DecodeOps
 from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups
@@ -52,8 +52,8 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
     def _from_array(self, host, shape, dtype) -> Tensor:
         t = self.rt.new(shape, dtype)
         self.rt.write_bytes(t.storage.alloc, 0, host.tobytes())
-        if dtype == "i32":
-            t.storage.shadow = array("i", host)  # a copy: the caller may reuse its array
+        if dtype == "i32":  # id range checks need no read-back (a copy: the caller may reuse)
+            self.dev.derived.put(t.storage.alloc, HOST_COPY, array("i", host))
         return t
 
     def _to_array(self, x: Tensor):
@@ -62,7 +62,6 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         return self.rt.host_values(x)
 
     def _fill(self, out, value) -> None:
-        out.storage.shadow = None
         if out.dtype not in GPU_DTYPES:
             self.rt.host_store(out, [value] * out.numel)
             return
@@ -77,7 +76,6 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         self.rt.copy(out, x)
 
     def _cast(self, out, x) -> None:
-        out.storage.shadow = None
         if out.dtype in GPU_DTYPES and x.dtype in GPU_DTYPES:
             if out.dtype == x.dtype:
                 return self.rt.copy(out, x)

@@ -17,6 +17,7 @@ from alpha.helios.runtime import MAX_GROUPS, column_chunks, groups, positions
 
 
 ZERO = ("zero",)  # the write record's mark of an allocation known to hold zeros (backend._fill)
+HOST_COPY = ("host",)  # an i32 allocation's values on the host, as uploaded (backend._from_array)
 
 
 def _lse_key(logits) -> tuple:
@@ -217,7 +218,7 @@ class NNOps:
 
     # ---- embeddings ---------------------------------------------------------------------------
     def _ids_on_host(self, t):
-        sh = t.storage.shadow
+        sh = self.dev.derived.get(t.storage.alloc, HOST_COPY)
         if sh is None:
             return self.rt.host_values(t)
         if t.is_contiguous:
@@ -225,11 +226,17 @@ class NNOps:
         return [sh[i] for i in positions(t)]
 
     def _find_outside(self, ids, V, ignore):
-        host = self._ids_on_host(ids)
-        # min and max run in C: the Python loop cost ~1 ms per 16k ids, three times a step,
-        # while the GPU waited for the step's first dispatches
-        if not len(host) or (min(host) >= (-1 if ignore else 0) and max(host) < V):
+        # the view's min and max, found once (in C: a Python loop cost ~1 ms per 16k ids) and
+        # kept in the write record: a step checks the same ids and targets six times
+        rec, key = self.dev.derived, ("bounds", ids.offset, ids.shape, ids.strides)
+        bounds = rec.get(ids.storage.alloc, key)
+        if bounds is None:
+            host = self._ids_on_host(ids)
+            bounds = (min(host), max(host)) if len(host) else (0, 0)
+            rec.put(ids.storage.alloc, key, bounds)
+        if bounds[0] >= (-1 if ignore else 0) and bounds[1] < V:
             return None
+        host = self._ids_on_host(ids)
         for i, v in enumerate(host):
             if not (0 <= v < V or (ignore and v == -1)):
                 return i, v

@@ -26,13 +26,12 @@ MAX_GROUPS = 65535
 
 
 class HeliosStorage:
-    """A GPU range. `shadow`: the host copy of an i32 tensor uploaded by from_array, kept until
-    a GPU op writes it, so id/target range checks need no read-back (and no wait)."""
+    """A GPU range (values derived from it live in the device's write record, derived.py)."""
 
-    __slots__ = ("alloc", "nbytes", "shadow")
+    __slots__ = ("alloc", "nbytes")
 
     def __init__(self, alloc, nbytes: int):
-        self.alloc, self.nbytes, self.shadow = alloc, nbytes, None
+        self.alloc, self.nbytes = alloc, nbytes
 
 
 def groups(n: int, local: int = 256, cap: int = 4096) -> int:
@@ -103,7 +102,6 @@ class Runtime:
 
     def copy(self, out: Tensor, x: Tensor) -> None:
         """out[...] = x for views of one shape and dtype (on the GPU for GPU dtypes)."""
-        out.storage.shadow = None
         if out.dtype not in GPU_DTYPES:
             self.host_store(out, self.host_values(x))
             return
@@ -180,7 +178,6 @@ class Runtime:
 
     def host_store(self, t: Tensor, values) -> None:
         """t[...] = values (row-major) from the host."""
-        t.storage.shadow = None
         code, size = DTYPES[t.dtype]
         vals = array(code, values)
         if t.is_contiguous:
