@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from test_helios import _py
 
 CODE = """
@@ -110,32 +112,43 @@ def test_crossentropy_backward_leaves_the_next_matmul_its_packing():
     assert "SAME True True True" in r.stdout, r.stdout
 
 
-def test_gelu_writes_its_16bit_copy_where_the_next_matmul_looks():
-    """GELU's forward with bf16 tensor-core matmuls: values as the plain map kernel, the copy
-    bit for bit RNE of them, found by the matmul's packing lookup under a view of another
-    shape (a linear reads (B, T, 4C) as (B*T, 4C)). lavapipe has no tensor cores: the test
-    declares bf16 ones to reach that branch; only the elementwise kernels run."""
+@pytest.mark.parametrize("op", ["gelu", "layernorm"])
+def test_a_producer_writes_its_16bit_copy_where_the_next_matmul_looks(op):
+    """GELU's and layernorm's forwards with bf16 tensor-core matmuls: values as the plain
+    kernels', the copy bit for bit RNE of them, found by the matmul's packing lookup under a
+    view of another shape (a linear reads (B, T, C) as (B*T, C)); no packing pass runs.
+    lavapipe has no tensor cores: the test declares bf16 ones to reach that branch; only the
+    row and elementwise kernels run."""
     r = _py("""
-        import random, struct
+        import random, struct, sys
         from array import array
         from alpha.tensor import get_backend
+        op = sys.argv[1]
         be = get_backend("helios")
         lp = be.with_matmul_dtype("bf16")
         lp.dev._coop_types = {"bf16"}
         rng = random.Random(2)
         xs = [rng.uniform(-5, 5) for _ in range(2 * 3 * 70)]
         x = lp.from_array(array("f", xs), (2, 3, 70))
-        out, plain = lp.empty((2, 3, 70)), be.with_matmul_dtype("f32").empty((2, 3, 70))
-        lp.gelu_forward(out, x)
-        be.with_matmul_dtype("f32").gelu_forward(plain, x)
+        w = lp.from_array(array("f", [rng.uniform(0.5, 2) for _ in range(70)]), (70,))
+        b = lp.from_array(array("f", [rng.uniform(-1, 1) for _ in range(70)]), (70,))
+
+        def run(backend):
+            out, mean, rstd = backend.empty((2, 3, 70)), backend.empty((2, 3)), backend.empty((2, 3))
+            if op == "gelu":
+                backend.gelu_forward(out, x)
+            else:
+                backend.layernorm_forward(out, mean, rstd, x, w, b, 1e-5)
+            return out
+        out, plain = run(lp), run(be.with_matmul_dtype("f32"))
         got = list(lp.to_array(out))
         u = lp._packed(out.view(6, 70), "bf16")
         bad = 0
         for g, h in zip(got, lp.to_array(u)):
-            w = struct.unpack("<I", struct.pack("<f", g))[0]
-            bad += ((w + 0x7FFF + ((w >> 16) & 1)) >> 16) != h
+            v = struct.unpack("<I", struct.pack("<f", g))[0]
+            bad += ((v + 0x7FFF + ((v >> 16) & 1)) >> 16) != h
         print("SAME", got == list(be.to_array(plain)), bad, u.shape,
               lp.rt.pipes.programs.get(("pack16", "bf16")) is None)
-    """)
+    """, argv=[op])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "SAME True 0 (6, 70) True" in r.stdout, r.stdout

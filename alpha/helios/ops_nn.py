@@ -72,11 +72,29 @@ class NNOps:
         self._row_op(("softmax_bwd", log), lambda: krows.softmax_backward(log), [dx],
                      [dout, out], add=True)
 
+    def _out16(self, out, C=2):
+        """The 16-bit type a producer writes beside its fp32 `out` for the tensor-core matmul
+        that reads it next (rows of C, pairs in words: even), or None (no tensor cores, odd
+        sizes, or a view: the matmul packs then)."""
+        dt = self.matmul_dtype
+        if dt in self._coop_types() and out.is_contiguous and out.numel and C % 2 == 0 \
+                and out.numel % 2 == 0:
+            return dt
+        return None
+
+    def _keep16(self, out, u, dt) -> None:
+        """Record u (written beside out) as out's `dt` packing in the write record."""
+        self.dev.derived.put(out.storage.alloc, self._pack_key(out, dt), u)
+
     def _layernorm_forward(self, out, mean, rstd, x, weight, bias, eps) -> None:
         hb = bias is not None
         ins = [x, weight] + ([bias] if hb else [])
-        self._row_op(("ln_fwd", hb), lambda: krows.layernorm_forward(hb), [out, mean, rstd],
-                     ins, [float(eps)])
+        dt = self._out16(out, x.shape[-1])
+        u = [self.rt.new(out.shape, "u16")] if dt else []
+        self._row_op(("ln_fwd", hb, dt), lambda: krows.layernorm_forward(hb, dt),
+                     [out] + u + [mean, rstd], ins, [float(eps)])
+        if dt:
+            self._keep16(out, u[0], dt)
 
     def _layernorm_backward(self, dx, dweight, dbias, dout, x, weight, mean, rstd) -> None:
         C = x.shape[-1]
@@ -130,17 +148,16 @@ class NNOps:
 
     # ---- activations ---------------------------------------------------------------------------
     def _act_fwd(self, op, out, x, fn):
-        dt = self.matmul_dtype
-        n = out.numel
-        if dt in self._coop_types() and n and n % 2 == 0 and out.is_contiguous \
-                and x.is_contiguous:
+        dt = self._out16(out)
+        if dt and x.is_contiguous:
             # the MLP's hidden activation feeds a tensor-core product: its 16-bit copy is
             # written here and kept in the write record as out's packing
+            n = out.numel
             u = self.rt.new(out.shape, "u16")
             self.rt.launch(("map_packed", op, dt), lambda: kel.map_packed(op, fn, dt),
                            [self.rt.addr(out), self.rt.addr(u), self.rt.addr(x), n // 2],
                            (groups(n // 2), 1, 1), [out, u])
-            self.dev.derived.put(out.storage.alloc, self._pack_key(out, dt), u)
+            self._keep16(out, u, dt)
             return
         self.rt.map(op, [(out, "out"), (x, "in")], x.shape, lambda k, ins, s: [fn(k, ins[1])])
 
@@ -300,14 +317,13 @@ class NNOps:
             self._row_op(("ce_fwd",), krows.crossentropy_forward, [self.rt.new((R,)), lse],
                          [logits, targets])
         overwrite = rec.get(dlogits.storage.alloc, ZERO) is not None
-        out16 = self.matmul_dtype if (self.matmul_dtype in self._coop_types() and V % 2 == 0
-                                      and dlogits.is_contiguous) else None
+        out16 = self._out16(dlogits, V)
         outs = [dlogits] + ([self.rt.new((R, V), "u16")] if out16 else [])
         self._row_op(("ce_bwd", overwrite, out16),
                      lambda: krows.crossentropy_backward(overwrite, out16), outs,
                      [dlosses, logits, targets, lse], add=True, rc=(R, V))
         if out16:
-            rec.put(dlogits.storage.alloc, self._pack_key(dlogits, out16), outs[1])
+            self._keep16(dlogits, outs[1], out16)
 
     # ---- attention ----------------------------------------------------------------------------
     def _keys_class(self, n: int) -> int:

@@ -99,15 +99,19 @@ def softmax_backward(log: bool) -> Kernel:
     return k
 
 
-def layernorm_forward(has_bias: bool) -> Kernel:
-    params = [("out", "f32*"), ("mean", "f32*"), ("rstd", "f32*"), ("x", "f32*"), ("w", "f32*")]
+def layernorm_forward(has_bias: bool, out16: str | None = None) -> Kernel:
+    """`out16` ("bf16"/"f16"): out is also written rounded to 16 bits (pairs in u32 words: C
+    even) for the tensor-core matmul that reads it next (no packing pass over it)."""
+    params = [("out", "f32*")] + ([("out16", "u32*")] if out16 else [])
+    params += [("mean", "f32*"), ("rstd", "f32*"), ("x", "f32*"), ("w", "f32*")]
     if has_bias:
         params.append(("b", "f32*"))
     params += [("R", "u32"), ("C", "u32"), ("eps", "f32")]
-    k = Kernel("layernorm_forward", (ROW_LOCAL, 1, 1), params)
+    k = Kernel("layernorm_forward" + (f"_{out16}" if out16 else ""), (ROW_LOCAL, 1, 1), params)
     ps = k.params()
-    out, mean, rstd, x, w = ps[:5]
-    b = ps[5] if has_bias else None
+    out, o16 = ps[0], (ps[1] if out16 else None)
+    mean, rstd, x, w = ps[1 + bool(out16):5 + bool(out16)]
+    b = ps[5 + bool(out16)] if has_bias else None
     R, C, eps = ps[-3:]
     sh = k.shared("f32", ROW_LOCAL)
     lid = k.local_id(0)
@@ -117,9 +121,22 @@ def layernorm_forward(has_bias: bool) -> Kernel:
         mu = _row_sum(k, lambda j: x[base + j], C, sh) / cf
         var = _row_sum(k, lambda j: (x[base + j] - mu) * (x[base + j] - mu), C, sh) / cf
         rs = 1.0 / k.sqrt(var + eps)
-        with k.loop(lid, C, ROW_LOCAL) as j:
-            y = (x[base + j] - mu) * rs * w[j]
-            out[base + j] = y + b[j] if b is not None else y
+
+        def y(j):
+            v = (x[base + j] - mu) * rs * w[j]
+            return v + b[j] if b is not None else v
+
+        if out16 is None:
+            with k.loop(lid, C, ROW_LOCAL) as j:
+                out[base + j] = y(j)
+        else:
+            bits = _bf16_bits if out16 == "bf16" else _f16_bits
+            with k.loop(lid, C >> 1, ROW_LOCAL) as p:
+                j = p * 2
+                y0, y1 = y(j), y(j + 1)
+                out[base + j] = y0
+                out[base + j + 1] = y1
+                o16[(base >> 1) + p] = bits(k, y0) | (bits(k, y1) << 16)
         with k.if_(lid.eq(0)):
             mean[r] = mu
             rstd[r] = rs
