@@ -169,6 +169,19 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         if not axes:
             self._axpy(out, self.rt.contig(x).view(out.shape), 1.0)
             return
+        if axes == list(range(len(axes))) and x.is_contiguous and out.is_contiguous \
+                and out.numel == math.prod(x.shape[len(axes):]):
+            # a bias gradient: column sums added straight into out, from the partial sums the
+            # packing of x for its matmuls made where there is one (`_pack_colsum`)
+            L, C = x.numel // out.numel, out.numel
+            part = self.dev.derived.get(x.storage.alloc, ("colsum", x.offset, x.numel, C))
+            if part is None:
+                self.rt.colsum(out, x, L, C, add=True)
+            else:
+                self.rt.launch(("colsum_finish", True), lambda: krows.colsum_finish(True),
+                               [self.rt.addr(out), self.rt.addr(part), part.shape[0], C],
+                               (groups(C), 1, 1), [out])
+            return
         tmp = self.rt.new(reduced_shape(x.shape, axes, False))
         self._sum(tmp, x, axes, False)
         self._axpy(out, tmp.view(out.shape), 1.0)
