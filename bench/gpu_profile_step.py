@@ -46,9 +46,9 @@ def main() -> int:
         ids, targets = (be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32"))
         model.zero_grad()
         _, loss = model.forward(ids, targets)
+        loss.to_array()
         model.backward()
         opt.update(3e-4, grad_scale=clip_coef(grad_norm(be, model.grads), 1.0))
-        loss.to_array()  # at the end, like bench/gpu_train.py
         be.synchronize()
 
     step()

@@ -70,12 +70,10 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         ids, targets = (be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32"))
         model.zero_grad()
         _, loss = model.forward(ids, targets)
+        losses.append(float(loss.to_array()[0]))
         model.backward()
         coef = clip_coef(grad_norm(be, model.grads), 1.0)
         opt.update(3e-4, grad_scale=coef)
-        # read at the end of the step, like the PyTorch runs' loss.item(): a read-back between
-        # forward and backward idles the GPU while the backward's first ops are recorded
-        losses.append(float(loss.to_array()[0]))
         be.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t0)

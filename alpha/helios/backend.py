@@ -171,16 +171,9 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
             return
         if axes == list(range(len(axes))) and x.is_contiguous and out.is_contiguous \
                 and out.numel == math.prod(x.shape[len(axes):]):
-            # a bias gradient: column sums added straight into out, from the partial sums the
-            # packing of x for its matmuls made where there is one (`_pack_colsum`)
-            L, C = x.numel // out.numel, out.numel
-            part = self.dev.derived.get(x.storage.alloc, ("colsum", x.offset, x.numel, C))
-            if part is None:
-                self.rt.colsum(out, x, L, C, add=True)
-            else:
-                self.rt.launch(("colsum_finish", True), lambda: krows.colsum_finish(True),
-                               [self.rt.addr(out), self.rt.addr(part), part.shape[0], C],
-                               (groups(C), 1, 1), [out])
+            # a bias gradient: column sums added straight into out (was: into a temporary,
+            # then an axpy)
+            self.rt.colsum(out, x, x.numel // out.numel, out.numel, add=True)
             return
         tmp = self.rt.new(reduced_shape(x.shape, axes, False))
         self._sum(tmp, x, axes, False)

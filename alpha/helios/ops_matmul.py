@@ -17,7 +17,7 @@ import math
 from alpha.helios.kernels import coopmat as kcm
 from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
-from alpha.helios.runtime import MAX_GROUPS, column_chunks, groups as _groups
+from alpha.helios.runtime import MAX_GROUPS, groups as _groups
 
 MATMUL_DTYPES = ("f32", "bf16", "f16")
 SIMT_ROWS = 64  # fp32 products with fewer rows than this skip the tensor cores (see _mm)
@@ -156,25 +156,9 @@ class MatmulOps:
         u = self.dev.derived.get(alloc, key)
         if u is None:
             u = self.rt.new(t.shape, "u16")
-            if t.is_contiguous and t.shape[-1] % 2 == 0:
-                self._pack_colsum(u, t, dtype)
-            else:
-                self.pack16(u.view(t.numel), self.rt.contig(t).view(t.numel), dtype)
+            self.pack16(u.view(t.numel), self.rt.contig(t).view(t.numel), dtype)
             self.dev.derived.put(alloc, key, u)
         return u if u.shape == t.shape else u.view(t.shape)
-
-    def _pack_colsum(self, u, t, dtype) -> None:
-        """u = t packed, and t's column partial sums (t viewed (L, C)) kept in the write record
-        for a bias gradient of the same dY (`colsum_partials`): its products and its bias read
-        it once."""
-        C = t.shape[-1]
-        L = t.numel // C
-        rows, chunks = column_chunks(L, C)
-        part = self.rt.new((chunks, C))
-        self.rt.launch(("pack_colsum", dtype), lambda: krows.pack_colsum(dtype),
-                       [self.rt.addr(u), self.rt.addr(part), self.rt.addr(t), L, C, rows],
-                       (-(-(C // 2) // krows.COL_LOCAL), chunks, 1), [u, part])
-        self.dev.derived.put(t.storage.alloc, ("colsum", t.offset, t.numel, C), part)
 
     @staticmethod
     def _pack_key(t, dtype) -> tuple:

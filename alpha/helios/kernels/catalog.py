@@ -119,7 +119,6 @@ def builders() -> dict:
         "crossentropy_backward_f16": lambda: krows.crossentropy_backward(False, "f16"),
         "layernorm_forward_bf16": lambda: krows.layernorm_forward(True, "bf16"),
         "layernorm_forward_nobias_f16": lambda: krows.layernorm_forward(False, "f16"),
-        "pack_colsum_bf16": lambda: krows.pack_colsum("bf16"),
         "gelu_forward_bf16": lambda: kel.map_packed("gelu_forward", kel.gelu_forward, "bf16"),
         "embedding_forward": krows.embedding_forward,
         "embedding_backward_segments": krows.embedding_backward_segments,

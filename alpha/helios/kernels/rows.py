@@ -356,44 +356,6 @@ def colsum_partial() -> Kernel:
     return k
 
 
-def pack_colsum(dtype: str) -> Kernel:
-    """out (L, C) 16-bit (pairs in u32 words; C even) = x (L, C) f32 rounded, and partial
-    (chunks, C) = column sums of x over each chunk of `rows` rows, in colsum_partial's order
-    (the same bits): one read of a linear layer's dY for the packing its products read and its
-    bias gradient (colsum_finish adds the partials), instead of two. An invocation owns a
-    column pair and walks its chunk's rows, two at a time (two loads in flight)."""
-    k = Kernel(f"pack_colsum_{dtype}", (COL_LOCAL, 1, 1),
-               [("out", "u32*"), ("partial", "f32*"), ("x", "f32*"), ("L", "u32"),
-                ("C", "u32"), ("rows", "u32")])
-    out, part, x, L, C, rows_per = k.params()
-    bits = _bf16_bits if dtype == "bf16" else _f16_bits
-    half = C >> 1
-    cp = k.group_id(0) * COL_LOCAL + k.local_id(0)
-    chunk = k.group_id(1)
-    with k.if_(cp < half):
-        a0, a1 = k.var("f32", 0.0), k.var("f32", 0.0)
-        start = chunk * rows_per
-        end = k.umin(start + rows_per, L)
-
-        def row(r):
-            i = r * half + cp  # the pair's index in the flat (L, C)
-            v0, v1 = x[i * 2], x[i * 2 + 1]
-            out[i] = bits(k, v0) | (bits(k, v1) << 16)
-            return v0, v1
-
-        with k.loop(start, end, 2) as r:
-            v0, v1 = row(r)
-            a0.set(a0.get() + v0)
-            a1.set(a1.get() + v1)
-            with k.if_(r + 1 < end):
-                w0, w1 = row(r + 1)
-                a0.set(a0.get() + w0)
-                a1.set(a1.get() + w1)
-        part[chunk * C + cp * 2] = a0.get()
-        part[chunk * C + cp * 2 + 1] = a1.get()
-    return k
-
-
 def layernorm_params_partial(has_bias: bool) -> Kernel:
     params = [("pw", "f32*")] + ([("pb", "f32*")] if has_bias else [])
     params += [("dout", "f32*"), ("x", "f32*"), ("mean", "f32*"), ("rstd", "f32*"),
