@@ -4,7 +4,7 @@
     python bench/serve_load.py                 # 1, 8, 32 streams; a table and the ratios
     python bench/serve_load.py --tokens 64 --streams 1,32
     python bench/serve_load.py --profile       # and where the engine's time went, per wave
-    python bench/serve_load.py --kv-dtype f16  # the server with a 16-bit KV cache
+    python bench/serve_load.py --kv-dtype f32  # the server with an f32 KV cache
 
 Config B: 6 layers, 6 heads, 384 wide, block 256, byte-level BPE with 4096 tokens (merges made up,
 no special tokens, so every stream runs to max_tokens), GPT-2 init weights (speed does not depend
@@ -23,8 +23,8 @@ printed: on a busy machine every figure is lower, the ratios less so.
 forward split into weight products / attention / the rest, in sampling and in handing tokens
 out), beside the client's view of that wave.
 
---kv-dtype f16 serves with the 16-bit KV cache (`serve --kv-dtype`); `alpha sample`, the
-reference, stays as it is (f32).
+--kv-dtype picks the server's KV cache (`serve --kv-dtype`; default auto, serve's own default:
+f16 on config B); `alpha sample`, the reference, stays as it is (f32).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def alpha_sample(ckpt: str, tokens: int) -> float:
 
 
 def start_server(outputs: str, model: str, max_batch: int, profile: list | None = None,
-                 kv_dtype: str = "f32"):
+                 kv_dtype: str = "auto"):
     """The server process and its port. With `profile` (a list), the engine profiles its waves
     and their lines are appended to the list as they come."""
     env = {k: v for k, v in os.environ.items() if k != "ALPHA_API_KEY"}
@@ -254,8 +254,8 @@ def main() -> int:
                     help="runs of every wave and of alpha sample, interleaved; the best of each")
     ap.add_argument("--profile", action="store_true",
                     help="print the engine's time split for every wave (ALPHA_ENGINE_PROFILE)")
-    ap.add_argument("--kv-dtype", choices=("f32", "f16"), default="f32",
-                    help="the server's KV cache element type (serve --kv-dtype; default f32)")
+    ap.add_argument("--kv-dtype", choices=("auto", "f32", "f16"), default="auto",
+                    help="the server's KV cache element type (serve --kv-dtype; default auto)")
     args = ap.parse_args()
     waves = [int(x) for x in args.streams.split(",")]
     load = os.getloadavg()[0]

@@ -79,6 +79,40 @@ def test_bf16_matmul_matches_rounded_float64_reference():
     assert worst <= 1.0, f"bf16 matmul error {worst} x tolerance"
 
 
+EMULATED_CODE = """
+    import json, random
+    from alpha.tensor import get_backend
+    from alpha.bench import helios_coop as bc
+    from alpha.helios.kernels.catalog import EMULATED
+    be = get_backend("helios")
+    be.coop_emulate = True
+    rng = random.Random(5)
+    worst = {}
+    # whole tiles (exact) and edge tiles, every transpose, batches, accumulate, alpha, groups
+    # of tile rows that do not divide the tile rows (M = 300 in 64-row tiles, groups of 3)
+    for i, cfg in enumerate(EMULATED):
+        be.coop_config = cfg
+        dtype, src = (("bf16", "bf16"), ("f16", "f32"), ("bf16", "f32"))[i]
+        cases = [bc.CASES[j] for j in ((0, 1, 2, 6), (0, 3, 4), (0, 1, 6))[i]]
+        worst[repr(cfg)] = max(bc.check_case(be, dtype, src, c, rng) for c in cases)
+    ran = sorted({repr((k[1], k[8], k[9])) for k in be.rt.pipes.programs
+                  if k[0] == "coopmat"})
+    print("RESULT", json.dumps({"worst": worst, "ran": ran}))
+"""
+
+
+def test_emulated_coopmat_matches_float64():
+    """The tensor-core kernels' tiles, staging, tile order and epilogues, with scalar products
+    (lavapipe), against float64 of the rounded inputs; every config ran exact and checked."""
+    from alpha.helios.kernels.catalog import EMULATED
+    r = _py(EMULATED_CODE)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.split("RESULT", 1)[1])
+    assert res["ran"] == sorted(repr((c, e, "emulated")) for c in EMULATED for e in (False, True))
+    for cfg, w in res["worst"].items():
+        assert w <= 1.0, f"{cfg}: error {w} x tolerance"
+
+
 RUN = """
     import json, sys
     from alpha.core.config import resolve

@@ -87,13 +87,13 @@ def test_crossentropy_kernels_match_float64_and_round_their_16bit_copy():
 
 def test_crossentropy_backward_leaves_the_next_matmul_its_packing():
     """With 16-bit matmuls on tensor cores the backward writes dlogits' packing under the key
-    the matmul looks up (its packing step is skipped); lavapipe has no tensor cores, so the
-    test declares bf16 ones to reach that branch: only the cross-entropy kernels run."""
+    the matmul looks up (its packing step is skipped); on lavapipe with the tensor-core
+    kernels emulated (`coop_emulate`)."""
     r = _py("""
         from array import array
         from alpha.tensor import get_backend
         lp = get_backend("helios").with_matmul_dtype("bf16")
-        lp.dev._coop_types = {"bf16"}
+        lp.coop_emulate = True
         R, V = 4, 10
         logits = lp.from_array(array("f", [0.1 * i for i in range(R * V)]), (R, V))
         targets = lp.from_array(array("i", [1, 3, -1, 9]), (R,), "i32")
@@ -117,8 +117,7 @@ def test_a_producer_writes_its_16bit_copy_where_the_next_matmul_looks(op):
     """GELU's and layernorm's forwards with bf16 tensor-core matmuls: values as the plain
     kernels', the copy bit for bit RNE of them, found by the matmul's packing lookup under a
     view of another shape (a linear reads (B, T, C) as (B*T, C)); no packing pass runs.
-    lavapipe has no tensor cores: the test declares bf16 ones to reach that branch; only the
-    row and elementwise kernels run."""
+    On lavapipe with the tensor-core kernels emulated (`coop_emulate`)."""
     r = _py("""
         import random, struct, sys
         from array import array
@@ -126,7 +125,7 @@ def test_a_producer_writes_its_16bit_copy_where_the_next_matmul_looks(op):
         op = sys.argv[1]
         be = get_backend("helios")
         lp = be.with_matmul_dtype("bf16")
-        lp.dev._coop_types = {"bf16"}
+        lp.coop_emulate = True
         rng = random.Random(2)
         xs = [rng.uniform(-5, 5) for _ in range(2 * 3 * 70)]
         x = lp.from_array(array("f", xs), (2, 3, 70))

@@ -15,6 +15,7 @@ from alpha.core.config import ModelConfig
 from alpha.core.errors import ConfigError
 from alpha.core.rng import Rng, Stream
 from alpha.model import GPT, KVCache
+from alpha.model.kvcache import serving_kv_dtype
 from alpha.model.engine import Engine, SamplingParams
 from alpha.tensor import get_backend
 from alpha.tensor.cpu import CPUBackend
@@ -133,6 +134,27 @@ def test_engine_tokens_with_f16_do_not_depend_on_the_batch():
         handles = [eng.submit([prompts[i]], params[i]) for i in range(8)]  # all in one batch
         assert [tokens(h) for h in handles] == alone
         assert all(len(a) == 12 for a in alone)
+    finally:
+        eng.close()
+
+
+def test_serving_default_is_f16_where_the_model_can_take_it():
+    """`serve --kv-dtype auto` (its default): f16 on the CPU for what its whole-step ops run,
+    f32 for options they decline (rmsnorm, qk_norm) and on a backend without an f16 cache."""
+    base = dict(vocab_size=97, n_layer=1, n_head=4, n_embd=64, block_size=32)
+    for extra, want in (({}, "f16"), ({"pos": "rope", "attn_softcap": 20.0}, "f16"),
+                        ({"logit_softcap": 15.0}, "f16"), ({"norm": "rmsnorm"}, "f32"),
+                        ({"qk_norm": True}, "f32")):
+        m = GPT(ModelConfig(**base, **extra), CPU, Rng(1)).eval()
+        assert serving_kv_dtype(m) == want, extra
+    ref = GPT(ModelConfig(**base), get_backend("reference"), Rng(1)).eval()
+    assert serving_kv_dtype(ref) == "f32"
+    eng = Engine(GPT(ModelConfig(**base, norm="rmsnorm"), CPU, Rng(1)), max_batch=2,
+                 kv_dtype="auto")
+    try:
+        assert eng.cache.kv_dtype == "f32"
+        h = eng.submit([[1, 2, 3]], SamplingParams(max_tokens=3, temperature=0))
+        assert [kind for _, kind, _ in h] == ["token"] * 3 + ["done"]
     finally:
         eng.close()
 

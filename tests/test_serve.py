@@ -338,6 +338,7 @@ def test_32_concurrent_streams_each_equal_to_alone(srv):
         t.join(240)
     assert all(r is not None and r[0] == 200 and r[2] for r in together)
     assert [_stream_text(ev) for _, ev, _ in together] == [_stream_text(ev) for _, ev, _ in alone]
+    assert "KV cache f16" in srv.log()  # serve's default on the CPU (f32: tests/test_engine.py)
 
 
 def test_slow_client_holds_up_nobody(srv):
@@ -471,9 +472,9 @@ def test_serve_on_helios(outputs):
 
 
 def test_kv_dtype_f16_serves_and_bad_values_are_one_line(outputs):
-    """`--kv-dtype f16` (the 16-bit KV cache) serves a completion over HTTP (greedy: close to
-    the f32 server's text, not asserted equal: fp16 keys may flip a near tie); a bad value and
-    f16 on helios are one line on stderr, exit 2."""
+    """`--kv-dtype f16` (the 16-bit KV cache, the CPU's default) serves a completion over HTTP
+    (greedy: close to the f32 server's text, not asserted equal: fp16 keys may flip a near tie);
+    a bad value and f16 on helios are one line on stderr, exit 2."""
     import subprocess
     import sys
 
@@ -487,9 +488,10 @@ def test_kv_dtype_f16_serves_and_bad_values_are_one_line(outputs):
         assert r["choices"][0]["finish_reason"] == "length" and r["choices"][0]["text"]
         st, events, done = s.stream(COMP, {**body, "stream": True})
         assert done and _stream_text(events)[0] == r["choices"][0]["text"]
+        assert "KV cache f16" in s.log()
     finally:
         assert s.stop() == 0
-    for args, want in ((["--kv-dtype", "f8"], "--kv-dtype 'f8' is not one of f32, f16"),
+    for args, want in ((["--kv-dtype", "f8"], "--kv-dtype 'f8' is not one of auto, f32, f16"),
                        (["--kv-dtype", "f16", "--backend", "helios"], "cpu only")):
         p = subprocess.run([sys.executable, "-m", "alpha", "serve", "--outputs", outputs,
                             "--port", "0", *args], cwd=ROOT, env=env(), capture_output=True,

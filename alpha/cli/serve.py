@@ -37,9 +37,10 @@ def register(sub):
                    help="models kept loaded; the least recently used is unloaded (default 2)")
     p.add_argument("--prefill-chunk", type=int, default=128, metavar="N",
                    help="prompt tokens prefilled per engine step (default 128)")
-    p.add_argument("--kv-dtype", default="f32", metavar="f32|f16",
-                   help="KV cache element type: f32 (default: serving equals training bit for "
-                        "bit) or f16 (half the cache bytes, faster attention; cpu only)")
+    p.add_argument("--kv-dtype", default="auto", metavar="auto|f16|f32",
+                   help="KV cache element type: f16 (half the cache bytes, faster attention; "
+                        "cpu only), f32 (serving equals training bit for bit) or auto (default: "
+                        "f16 where the model can take it, else f32)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, seconds to let running streams finish (default 30)")
     p.add_argument("--cors-origin", default="*", metavar="ORIGIN",
@@ -64,9 +65,10 @@ def run(args) -> int:
         raise ConfigError(f"--outputs {args.outputs} is a file; give the folder that holds the "
                           "run folders")
     from alpha.model.kvcache import KV_DTYPES
-    if args.kv_dtype not in KV_DTYPES:
-        raise ConfigError(f"--kv-dtype {args.kv_dtype!r} is not one of {', '.join(KV_DTYPES)}")
-    if args.kv_dtype != "f32" and args.backend != "cpu":
+    if args.kv_dtype not in KV_DTYPES + ("auto",):
+        raise ConfigError(f"--kv-dtype {args.kv_dtype!r} is not one of auto, "
+                          f"{', '.join(KV_DTYPES)}")
+    if args.kv_dtype == "f16" and args.backend != "cpu":
         raise ConfigError(f"--kv-dtype {args.kv_dtype} runs on --backend cpu only (the "
                           f"{args.backend} backend has an f32 KV cache)")
     if not 0 <= args.port <= 65535:

@@ -26,6 +26,8 @@ SIMT_ROWS = 64  # fp32 products with fewer rows than this skip the tensor cores 
 class MatmulOps:
     matmul_dtype = "f32"  # the precision of f32 matmuls: f32 | bf16 | f16 (inputs rounded)
     coop_config = None  # a kcm.CoopConfig forcing the tensor-core tile shape (benchmarks)
+    coop_exact = True  # False: bounds-checked loads on whole tiles too (benchmarks: the before)
+    coop_emulate = False  # True: the tensor-core kernels with scalar products (lavapipe: tests)
 
     def with_matmul_dtype(self, dtype: str):
         """This backend (same device, same memory) with f32 matmuls in `dtype`."""
@@ -44,6 +46,10 @@ class MatmulOps:
         if types is None:
             types = self.dev._coop_types = self.dev.coopmat_types()
         return types
+
+    def _matrix_types(self) -> set:
+        """The 16-bit types the tensor-core matmul multiplies here (emulated: all)."""
+        return set(kcm.DTYPES) if self.coop_emulate else self._coop_types()
 
     # ---- the protocol op (arguments checked by the front, alpha.core.backend) --------------
     def _matmul(self, out, a, b, trans_a, trans_b, accumulate, alpha) -> None:
@@ -64,7 +70,7 @@ class MatmulOps:
             if t.dtype != "u16":
                 raise TypeError(f"matmul16: {name} has dtype {t.dtype}; it holds {dtype} bits "
                                 "in a u16 tensor")
-        if dtype not in self._coop_types():
+        if dtype not in self._matrix_types():
             raise NotImplementedError(f"need tensor cores for {dtype} (VK_KHR_cooperative_matrix"
                                       f" on {self.dev.name} offers "
                                       f"{sorted(self._coop_types()) or 'none'})")
@@ -94,7 +100,7 @@ class MatmulOps:
         # a few rows of fp32 (decode): the SIMT kernel rounding as it loads, not two packing
         # passes over the weights for every token (bf16 decode ran at half the fp32 speed)
         rows = math.prod(a.shape[:-2]) * a.shape[-1 if trans_a else -2]
-        tensor_cores = dtype in self._coop_types() and not (
+        tensor_cores = dtype in self._matrix_types() and not (
             src == "f32" and dtype == "bf16" and rows < SIMT_ROWS)
         if src == "f32" and tensor_cores:
             # one rounding pass per operand, then the 16-bit kernel: converting inside the
@@ -190,8 +196,13 @@ class MatmulOps:
                and inner_a % 8 == 0 and inner_b % 8 == 0 and Ks % 8 == 0
                and all(s % 8 == 0 for s in others)
                and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
-        key = ("coopmat", cfg, dtype, src, a_k, b_n, vec, causal)
-        build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec, causal)  # noqa
+        # every tile whole: loads without bounds checks (all of GPT-2's training products)
+        exact = (self.coop_exact and vec and M % cfg.BM == 0 and N % cfg.BN == 0
+                 and Ks % cfg.BK == 0)
+        mode = "emulated" if self.coop_emulate else "coopmat"
+        key = ("coopmat", cfg, dtype, src, a_k, b_n, vec, causal, exact, mode)
+        build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec, causal,  # noqa
+                                           exact, mode)
         grid = (-(-N // cfg.BN), -(-M // cfg.BM))
         if splits > 1:
             part = self.rt.new((splits, M, N))
@@ -210,7 +221,9 @@ class MatmulOps:
     def _coop_shape(self, M, N, K, nb):
         """128x128 tiles once they give every multiprocessor work, counting the K slices of
         split-K (weight gradients: 768 x 768 .. 3072 x 768 products over K = B*T), else 64x64.
-        The weight gradients of GPT-2 small ran at ~107 TFLOP/s in 64x64 tiles."""
+        The weight gradients of GPT-2 small ran at ~107 TFLOP/s in 64x64 tiles; every GPT-2
+        small training product runs fastest in the default 128x128 (H200 sweep: 227-293
+        TFLOP/s, against 198-260 for 128x192, whose N divides all of them)."""
         D = kcm.DEFAULT
         tiles = -(-M // D.BM) * -(-N // D.BN) * nb
         if tiles * self._split_k(D.BM, D.BN, D.BK, M, N, K, nb) >= 256:

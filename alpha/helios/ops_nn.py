@@ -77,7 +77,7 @@ class NNOps:
         that reads it next (rows of C, pairs in words: even), or None (no tensor cores, odd
         sizes, or a view: the matmul packs then)."""
         dt = self.matmul_dtype
-        if dt in self._coop_types() and out.is_contiguous and out.numel and C % 2 == 0 \
+        if dt in self._matrix_types() and out.is_contiguous and out.numel and C % 2 == 0 \
                 and out.numel % 2 == 0:
             return dt
         return None

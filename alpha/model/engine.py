@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from alpha.core.errors import AlphaError
 from alpha.core.rng import Rng
 from alpha.model import engine_profile
-from alpha.model.kvcache import KVCache
+from alpha.model.kvcache import KVCache, serving_kv_dtype
 from alpha.model.sampling import BatchSampler, Pick, RowSpec
 
 
@@ -141,7 +141,8 @@ class Engine:
         """`model` is a GPT (it is put in eval mode). `observer`, when given, gets
         observer(event, **values) calls: "step" (batch, prefill_tokens, seconds), "first_token"
         (seconds since submit), "token" (seconds since the sequence's previous token), "emitted"
-        (count: a batch of token events is on the requests' queues)."""
+        (count: a batch of token events is on the requests' queues). `kv_dtype`: "f32", "f16"
+        or "auto" (f16 where the model can take it: `serving_kv_dtype`)."""
         self.model = model.eval()
         self.backend = model.backend
         self.cfg = model.cfg
@@ -150,6 +151,8 @@ class Engine:
         self.max_queue = max_queue
         self.prefill_chunk = prefill_chunk
         self.max_len = self.cfg.block_size
+        if kv_dtype == "auto":
+            kv_dtype = serving_kv_dtype(self.model)
         self.cache = KVCache(model, max_batch, kv_dtype=kv_dtype)  # f16: alpha/model/kvcache.py
         self.observer = observer
         self._free = list(range(max_batch - 1, -1, -1))  # slot stack

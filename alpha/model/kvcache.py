@@ -12,9 +12,10 @@ a slot for a new sequence (its rows are simply overwritten later).
 half the bytes that a decode step's attention reads, on a backend that lists "f16" in its
 `kv_dtypes` (the CPU). The layers are then u16 tensors of half bits that only the backend's
 decode_step / prefill_step / block_decode read and write (rounded to nearest even going in,
-widened exactly coming out, the arithmetic f32), so the model's forward takes the whole-step path
-and refuses the op-by-op one (`GPT._forward_cached`). The default f32 keeps serving bit-equal to
-training.
+widened exactly coming out, the arithmetic f32; the CPU lays each slot out its own way, head by
+head: csrc/decode.c), so the model's forward takes the whole-step path and refuses the op-by-op
+one (`GPT._forward_cached`). f32 (KVCache's default) keeps serving bit-equal to training; `serve`
+takes f16 where it can (`serving_kv_dtype`).
 
 `head_t` is the LM head transposed, (C, V) (rows padded on CPU), copied when the cache is made: the cached forward's
 logits are x @ head_t, whose rows are contiguous along V, the fast form of `matmul_rows` (~2x the
@@ -33,7 +34,19 @@ import math
 from alpha.autograd.tape import Tape
 from alpha.core.errors import ConfigError
 
-KV_DTYPES = ("f32", "f16")  # `serve --kv-dtype`
+KV_DTYPES = ("f32", "f16")  # `serve --kv-dtype` (and "auto": `serving_kv_dtype`)
+
+
+def serving_kv_dtype(model) -> str:
+    """`serve`'s default KV cache type for a model: f16 where its backend has it and the
+    backend's whole-step ops (`step_options`) take every option the model needs (the only ones
+    that read a 16-bit cache: the CPU's decline rmsnorm and qk_norm), else f32. llama.cpp's
+    default is f16 too; on config B (bench/serve_load.py) it serves 32 streams ~10% faster."""
+    be = model.backend
+    needs = set(model._step_options())
+    if "f16" in be.kv_dtypes and needs <= getattr(be, "step_options", frozenset()):
+        return "f16"
+    return "f32"
 
 
 class KVCache:

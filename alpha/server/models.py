@@ -68,7 +68,7 @@ def _ckpt(run_dir: str, step: int) -> str:
 class ModelRegistry:
     def __init__(self, outputs: str, *, backend: str = "cpu", max_models: int = 2,
                  max_batch: int = 32, max_queue: int = 128, prefill_chunk: int = 64,
-                 kv_dtype: str = "f32", observer=None, log=print):
+                 kv_dtype: str = "auto", observer=None, log=print):
         self.outputs = outputs
         self.backend = backend
         self.max_models = max_models
@@ -198,7 +198,8 @@ class ModelRegistry:
         config, tokenizer, gpt, _ = load_for_inference(path, self.backend)
         engine = Engine(gpt, name=model_id, observer=self.observer, **self.engine_options)
         self.log(f"loaded model {model_id} ({path}, {gpt.n_params:,} parameters, "
-                 f"backend {self.backend}) in {time.monotonic() - t0:.1f} s")
+                 f"backend {self.backend}, KV cache {engine.cache.kv_dtype}) in "
+                 f"{time.monotonic() - t0:.1f} s")
         return Served(model_id, path, step, engine, tokenizer, config,
                       int(os.path.getmtime(path)))
 

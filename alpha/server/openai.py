@@ -58,7 +58,7 @@ class OpenAI:
         self.models = ModelRegistry(
             ctx.outputs, backend=o.get("backend", "cpu"), max_models=o.get("max_models", 2),
             max_batch=o.get("max_batch", 32), max_queue=o.get("max_queue", 128),
-            prefill_chunk=o.get("prefill_chunk", 128), kv_dtype=o.get("kv_dtype", "f32"),
+            prefill_chunk=o.get("prefill_chunk", 128), kv_dtype=o.get("kv_dtype", "auto"),
             observer=self._observe, log=ctx.log)
         m.gauge("alpha_queue_depth", "sequences waiting for a slot",
                 fn=lambda: sum(s.engine.load()["waiting"] for s in self.models.loaded()))

@@ -40,13 +40,25 @@ def coopmat_builders() -> dict:
                                          kcm.coopmat_kernel(kcm.DEFAULT, "bf16", "bf16", a, b,
                                                             True, c))
     for cfg in kcm.CONFIGS:
-        out[f"coopmat_bf16_{cfg.BM}x{cfg.BN}x{cfg.BK}_{cfg.WM}x{cfg.WN}"] = (
-            lambda cfg=cfg: kcm.coopmat_kernel(cfg, "bf16", "bf16", True, False, True))
+        for exact in (False, True):
+            out[f"coopmat_bf16_{cfg.BM}x{cfg.BN}x{cfg.BK}_{cfg.WM}x{cfg.WN}_s{cfg.stages}"
+                f"_g{cfg.group_m}{'_exact' if exact else ''}"] = (
+                lambda cfg=cfg, e=exact: kcm.coopmat_kernel(cfg, "bf16", "bf16", True, False,
+                                                            True, None, e))
+    # the emulated variants lavapipe runs (tests/test_helios_coopmat.py), every layout once
+    for cfg, a_k, b_n in zip(EMULATED, (True, False, True), (True, True, False)):
+        out[f"coopmat_emulated_{cfg.BM}x{cfg.BN}x{cfg.BK}_s{cfg.stages}"] = (
+            lambda c=cfg, a=a_k, b=b_n: kcm.coopmat_kernel(c, "bf16", "bf16", a, b, True,
+                                                           mode="emulated"))
     for b in FLASH:  # the fused attention (kernels/flash.py)
         out[f"{b.__name__}_coopmat"] = lambda b=b: b("coopmat")
     return out
 
 
+# tiles that fit lavapipe's 32 KiB: both stagings, grouped order, 8 subgroups
+EMULATED = (kcm.CoopConfig(64, 64, 64, 32, 32, stages=1, group_m=2),
+            kcm.CoopConfig(64, 64, 32, 32, 32),
+            kcm.CoopConfig(64, 128, 64, 32, 32, stages=1, group_m=3))
 FLASH = (kfl.flash_forward, kfl.flash_backward_q, kfl.flash_backward_kv)
 
 

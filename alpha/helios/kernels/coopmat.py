@@ -4,8 +4,14 @@
 Same push constants as the SIMT kernel (`matmul.PARAMS`: addresses, M N K, element strides,
 alpha, beta), so the backend chooses between them per call. A workgroup computes a BM x BN tile of
 C with (BM/WM) x (BN/WN) subgroups, each holding (WM/16) x (WN/16) 16x16 fp32 accumulators. K
-advances BK at a time through two shared-memory buffers (double buffering: the global loads of
-step t+1 are in flight while step t is multiplied; one barrier per step).
+advances BK at a time; the next step's global loads are issued into registers before this step's
+products (`prefetch`) and stored to shared memory after them, either into a second buffer (two
+`stages`: one barrier a step) or, once every subgroup is past its products, into the one buffer
+(one stage: two barriers a step, but half the shared memory, so the default's k steps of 64 fit
+in 48 KiB). The last step is peeled off the loop, so the loop body never tests for a next step;
+with `exact` tiles (the caller checks M, N and K divide) the loads have no bounds checks either.
+`group_m` walks the tiles in groups of tile rows (the workgroups in flight share A and B tiles in
+L2).
 
 Shared tiles keep the global layout of each operand (no transpose on the way in): A is stored
 k-contiguous (rows of k; loaded RowMajor) or m-contiguous (loaded ColumnMajor), B n-contiguous
@@ -18,12 +24,20 @@ Inputs come in three element types: "bf16" and "f16" (16-bit storage) and "f32" 
 bf16 rounds to nearest even). `vec` kernels read 16-byte vectors and need the contiguous
 dimension and every other stride to be multiples of 8 (16-bit) or 4 (f32) elements with 16-byte
 aligned bases; the others read element by element with full bounds checks (any strides, any
-sizes). Edge tiles (M or N not multiples of the tile) go through a per-subgroup fp32 scratch with
-guarded stores; interior tiles store their accumulators straight to C.
+sizes). Edge tiles (M or N not multiples of the tile) go through a per-subgroup fp32 scratch (in
+the operand tiles' shared memory, after a barrier) with guarded stores; interior tiles store their
+accumulators straight to C.
 
-Measured on an H200 (driver 580): 250-267 TFLOP/s at 4096^3 and 8192^3 with the default tile,
-about a third of cuBLAS bf16. Workgroup-scope matrices (VK_NV_cooperative_matrix2) loaded
-straight from global memory, letting the driver tile, were correct but ran at 5-70 TFLOP/s.
+`mode="emulated"` builds the same kernel with the fragment products and accumulators as scalar
+loops (lavapipe has no cooperative matrices): the tests run its tiles, walk and epilogue there.
+
+Measured on an H200 (driver 580; bench/gpu_matmul_sweep.py, bench/gpu_results.md): the default
+(128x128, k steps of 64 through one buffer, groups of 8 tile rows) 324 TFLOP/s at 8192^3, 41% of
+cuBLAS bf16 (793 in the same run; the previous 128x128x32 double-buffered tile 275). Wider tiles
+(128x256, 256x128, 128x192), 8 subgroups, k steps of 32 in slices and narrower tiles all ran
+slower: within 48 KiB of shared memory per workgroup, the deeper k step won.
+Workgroup-scope matrices (VK_NV_cooperative_matrix2) loaded straight from global memory, letting
+the driver tile, were correct but ran at 5-70 TFLOP/s.
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from alpha.spirv.dsl import Kernel, Val
+from alpha.spirv.dsl import GLSL_STD_450, Kernel, Val
 from alpha.helios.kernels.matmul import PARAMS
 
 SCOPE_SUBGROUP = 3
@@ -44,6 +58,8 @@ SUBGROUP = 32  # the kernels assume 32-wide subgroups (NVIDIA); the backend chec
 FRAG = 16  # 16x16x16 fragments (what every NVIDIA coopmat device lists for bf16 and f16)
 UNIT = 8  # 16-bit elements per 16-byte shared unit
 CAUSAL = (None, "skip_upper", "k_to_m", "k_from_m")  # see coopmat_kernel
+MODES = ("coopmat", "emulated")
+DTYPES = ("bf16", "f16")  # what the matrix units multiply
 
 
 @dataclass(frozen=True)
@@ -53,9 +69,12 @@ class CoopConfig:
     BK: int = 32   # k step
     WM: int = 64   # rows per subgroup
     WN: int = 64   # cols per subgroup
-    smem: str = "u32x4"  # shared element type: "u32x4" (16-byte units) or "h16x4" (4 x 16-bit)
     prefetch: bool = True  # next tile's loads held in registers across the multiply (else
     #                        stored to the other shared buffer before it: fewer registers)
+    stages: int = 2  # shared buffers per operand: 2 (one barrier per k step) or 1 (two
+    #                  barriers a step, prefetch only: bigger tiles fit in 48 KiB)
+    group_m: int = 0  # tile order: 0 walks C's tiles row by row; G walks G tile rows down a
+    #                   column before moving right (the A and B tiles in flight share L2)
 
     @property
     def subgroups(self) -> int:
@@ -65,39 +84,52 @@ class CoopConfig:
     def threads(self) -> int:
         return self.subgroups * SUBGROUP
 
+    def units(self, a_kcontig: bool = True, b_ncontig: bool = True) -> tuple:
+        """(rows, 16-byte units per row incl. the pad unit) of one shared A and one B tile."""
+        a = (self.BM, self.BK // UNIT + 1) if a_kcontig else (self.BK, self.BM // UNIT + 1)
+        b = (self.BK, self.BN // UNIT + 1) if b_ncontig else (self.BN, self.BK // UNIT + 1)
+        return a, b
+
     def shared_bytes(self, a_kcontig: bool = True, b_ncontig: bool = True) -> int:
-        a = (self.BM * (self.BK // UNIT + 1) if a_kcontig else
-             self.BK * (self.BM // UNIT + 1))
-        b = (self.BK * (self.BN // UNIT + 1) if b_ncontig else
-             self.BN * (self.BK // UNIT + 1))
-        return 2 * 16 * (a + b) + 4 * FRAG * FRAG * self.subgroups
+        (ar, au), (br, bu) = self.units(a_kcontig, b_ncontig)
+        # the edge tiles' fp32 scratch reuses the operand tiles once the products are done
+        return max(self.stages * 16 * (ar * au + br * bu), 4 * FRAG * FRAG * self.subgroups)
 
 
-DEFAULT = CoopConfig()  # 4 subgroups of 64x64 (the sweep's fastest on an H200: 250 TFLOP/s)
+# 4 subgroups of 64x64, k steps of 64 through one shared buffer (bench/gpu_matmul_sweep.py on an
+# H200: 325 TFLOP/s at 8192^3, against 285 for k steps of 32 through two buffers), in groups of
+# 8 tile rows (the LM head's product 231 -> 254)
+DEFAULT = CoopConfig(BK=64, stages=1, group_m=8)
 SMALL = CoopConfig(64, 64, 32, 32, 32)  # small products: more tiles
-# what `bench helios` sweeps at 4096^3
-CONFIGS = (DEFAULT, CoopConfig(prefetch=False), CoopConfig(128, 64, 32, 64, 32),
-           CoopConfig(128, 128, 32, 128, 32, prefetch=False), CoopConfig(128, 256, 16, 64, 64),
-           CoopConfig(128, 128, 16, 64, 64, prefetch=False), SMALL)
+# what `bench helios` sweeps at 4096^3 (bench/gpu_matmul_sweep.py sweeps more, at 8192^3)
+CONFIGS = (DEFAULT, CoopConfig(BK=64, stages=1), CoopConfig(), CoopConfig(group_m=8), SMALL)
 
 
 class _Coop:
     """SPIR-V plumbing the scalar DSL lacks: vector units, typed buffer views of a 64-bit
     address, cooperative-matrix types and instructions."""
 
-    def __init__(self, k: Kernel, dtype: str):
+    def __init__(self, k: Kernel, dtype: str, real: bool = True):
+        """real=False: the plumbing without cooperative matrices or the Vulkan memory model
+        (the emulated kernels lavapipe runs)."""
         self.k, self.m, self.fn = k, k.m, k.fn
         m = self.m
-        m.capability("CooperativeMatrixKHR", "Float16", "StorageBuffer16BitAccess", "Int64",
-                     "GroupNonUniform", "VulkanMemoryModel")
-        m.extension("SPV_KHR_cooperative_matrix")
-        m.memory_model("PhysicalStorageBuffer64", "Vulkan")
-        if dtype == "bf16":
+        m.capability("StorageBuffer16BitAccess", "Int64")
+        self.ga = ALIGNED if real else ALIGNED & ~NONPRIVATE  # global access operands
+        self.na = [NONPRIVATE] if real else []  # shared accesses ordered by barriers
+        if not real:
+            self.elem16 = None
+        elif dtype == "bf16":
             m.capability("BFloat16TypeKHR", "BFloat16CooperativeMatrixKHR")
             m.extension("SPV_KHR_bfloat16")
             self.elem16 = m.type_float(16, 0)
         else:
             self.elem16 = m.type_float(16)
+        if real:
+            m.capability("CooperativeMatrixKHR", "Float16", "GroupNonUniform",
+                         "VulkanMemoryModel")
+            m.extension("SPV_KHR_cooperative_matrix")
+            m.memory_model("PhysicalStorageBuffer64", "Vulkan")
         self.u32 = k.ty("u32")
         self.u4 = m.type_vector(self.u32, 4)
         self.f4 = m.type_vector(k.ty("f32"), 4)
@@ -125,7 +157,7 @@ class _Coop:
 
     def load(self, buf, key, idx, t) -> int:
         return self.fn.op("OpLoad", self.elem_ptr(buf, key, idx),
-                          [ALIGNED, self._bufs[key][2]], type=t)
+                          [self.ga, self._bufs[key][2]], type=t)
 
     def matrix(self, elem: int, use: int) -> int:
         return self.m.type_coopmat(elem, self.c(SCOPE_SUBGROUP), self.c(FRAG), self.c(FRAG),
@@ -153,9 +185,31 @@ def _f16_bits(k: Kernel, x: Val) -> Val:
     return h | sign
 
 
+def _bf16_bits(k: Kernel, x: Val) -> Val:
+    """f32 -> bf16 bits (round to nearest even; NaN stays a quiet NaN) as the low 16 of a u32."""
+    b = x.bits("u32")
+    r = (b + (0x7FFF + ((b >> 16) & 1))) >> 16
+    return k.select(k.isnan(x), 0x7FC0, r)
+
+
+def _f16_bits(k: Kernel, x: Val) -> Val:
+    """f32 -> fp16 bits, round to nearest even, in integer arithmetic (Vulkan leaves
+    OpFConvert's rounding to the driver): F. Giesen's float_to_half_fast3_rtne."""
+    b = x.bits("u32")
+    sign = (b >> 16) & 0x8000
+    u = b & 0x7FFFFFFF
+    # |x| < 2^-14 (fp16 subnormal or zero): let an fp32 add by 0.5 round the mantissa
+    sub = ((u.bits("f32") + 0.5).bits("u32")) - 0x3F000000
+    norm = (u + (0xC8000FFF + ((u >> 13) & 1))) >> 13  # rebias the exponent (-112 << 23)
+    h = k.select(u < 0x38800000, sub, norm)
+    h = k.select(u >= 0x47800000, k.select(u > 0x7F800000, 0x7E00, 0x7C00), h)
+    return h | sign
+
+
 def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                    a_kcontig: bool = True, b_ncontig: bool = True, vec: bool = True,
-                   causal: str | None = None) -> Kernel:
+                   causal: str | None = None, exact: bool = False,
+                   mode: str = "coopmat") -> Kernel:
     """dtype: the 16-bit type the matrix units multiply ("bf16" | "f16"); src: the element type
     of A and B in memory (dtype itself, or "f32" to convert on the way into shared memory).
 
@@ -164,51 +218,60 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     "skip_upper" leaves C tiles entirely above the diagonal unwritten (S = Q K^T, dP = dO V^T:
     the row kernels never read there); "k_to_m" ends K at the tile's last row (P V, dS K: A is
     zero for k > m); "k_from_m" starts K at the tile's first row (P^T dO, dS^T Q: A = X^T with
-    X zero for k < m)."""
+    X zero for k < m).
+
+    exact: the caller guarantees M % BM == N % BN == K % BK == 0 (and `vec`): the loads skip
+    their bounds checks, which leaves the k loop's body without a branch for the compiler to
+    schedule across. mode "emulated": the same tiles, walk and epilogue with the fragment
+    products done by scalar loops (lavapipe has no cooperative matrices: the tests)."""
     BM, BN, BK, WM, WN = cfg.BM, cfg.BN, cfg.BK, cfg.WM, cfg.WN
     assert src in (dtype, "f32") and BK % FRAG == 0 and WM % FRAG == 0 and WN % FRAG == 0
-    assert causal in CAUSAL
+    assert causal in CAUSAL and mode in MODES and (vec or not exact)
+    assert cfg.stages == 2 or (cfg.stages == 1 and cfg.prefetch)
+    real = mode == "coopmat"
     nt = cfg.threads
     params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS]
     name = (f"coopmat_{dtype}_{src}_{BM}x{BN}x{BK}_{WM}x{WN}_{'k' if a_kcontig else 'm'}"
             f"{'n' if b_ncontig else 'k'}{'_vec' if vec else ''}"
-            f"{'' if cfg.smem == 'u32x4' else '_' + cfg.smem}"
-            f"{'' if cfg.prefetch else '_direct'}{'_' + causal if causal else ''}")
-    k = Kernel(name, (nt, 1, 1), params, version=(1, 6))
-    cp = _Coop(k, dtype)
+            f"{'' if cfg.prefetch else '_direct'}{'' if cfg.stages == 2 else '_single'}"
+            f"{f'_g{cfg.group_m}' if cfg.group_m else ''}{'_exact' if exact else ''}"
+            f"{'_' + causal if causal else ''}{'' if real else '_emulated'}")
+    k = Kernel(name, (nt, 1, 1), params, version=(1, 6) if real else (1, 5))
+    cp = _Coop(k, dtype, real)
     c_addr, a_addr, b_addr, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = k.params()
     m_ = cp.m
-    # shared: two buffers per operand, rows padded by one 16-byte unit
-    if a_kcontig:
-        a_rows, a_units = BM, BK // UNIT + 1
-    else:
-        a_rows, a_units = BK, BM // UNIT + 1
-    if b_ncontig:
-        b_rows, b_units = BK, BN // UNIT + 1
-    else:
-        b_rows, b_units = BN, BK // UNIT + 1
+    # shared: `stages` buffers per operand, rows padded by one 16-byte unit; the edge
+    # epilogue's fp32 scratch (16x16 per subgroup) reuses the same memory
+    (a_rows, a_units), (b_rows, b_units) = cfg.units(a_kcontig, b_ncontig)
     a_size, b_size = a_rows * a_units, b_rows * b_units
-    if cfg.smem == "u32x4":
-        sh_t, S = cp.u4, 1  # S: shared elements per 16-byte unit
-    else:
-        sh_t, S = m_.type_vector(cp.elem16, 4), 2
-    cp.u2 = m_.type_vector(cp.u32, 2)
-    As = m_.variable(m_.type_pointer("Workgroup", m_.type_array(sh_t, 2 * a_size * S)),
-                     "Workgroup")
-    Bs = m_.variable(m_.type_pointer("Workgroup", m_.type_array(sh_t, 2 * b_size * S)),
-                     "Workgroup")
+    n_units = max(cfg.stages * (a_size + b_size), FRAG * FRAG * cfg.subgroups // 4)
+    sh = m_.variable(m_.type_pointer("Workgroup", m_.type_array(cp.u4, n_units)), "Workgroup")
+    wg_u4 = m_.type_pointer("Workgroup", cp.u4)
+    wg_u32 = m_.type_pointer("Workgroup", cp.u32)
     f32 = k.ty("f32")
-    scratch = m_.variable(m_.type_pointer("Workgroup",
-                                          m_.type_array(f32, FRAG * FRAG * cfg.subgroups)),
-                          "Workgroup")
-    wg_sh = m_.type_pointer("Workgroup", sh_t)
-    wg_f32 = m_.type_pointer("Workgroup", f32)
+
+    def a_at(s):  # first unit of shared A buffer s (and B's, below)
+        return s * a_size
+
+    def b_at(s):
+        return cfg.stages * a_size + s * b_size
 
     tid = k.local_id(0)
-    sg = k._builtin_scalar("SubgroupId")
-    lane = k._builtin_scalar("SubgroupLocalInvocationId")
-    n0 = k.group_id(0) * BN
-    m0 = k.group_id(1) * BM
+    if real:
+        sg = k._builtin_scalar("SubgroupId")
+        lane = k._builtin_scalar("SubgroupLocalInvocationId")
+    else:  # 32-invocation groups of our own (lavapipe's subgroups are narrower)
+        sg, lane = tid >> 5, tid & 31
+    tn, tm = k.group_id(0), k.group_id(1)
+    if cfg.group_m:  # same tiles, grouped order: workgroups in flight share rows and columns
+        tiles_n = (N + (BN - 1)) / BN
+        pid = tm * tiles_n + tn
+        width = tiles_n * cfg.group_m
+        first = (pid / width) * cfg.group_m
+        rows = k.umin((M + (BM - 1)) / BM - first, cfg.group_m)
+        r = pid % width
+        tm, tn = first + r % rows, r / rows
+    n0, m0 = tn * BN, tm * BM
     batch = k.group_id(2)
     abase = batch * sab
     bbase = batch * sbb
@@ -217,18 +280,13 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     wn0 = (sg % wn_count) * WN
 
     if src == "f32":
-        a_buf = cp.buffer(a_addr, f32 if not vec else cp.f4, 4 if not vec else 16,
-                          "f32" if not vec else "f32x4")
-        b_buf = cp.buffer(b_addr, f32 if not vec else cp.f4, 4 if not vec else 16,
-                          "f32" if not vec else "f32x4")
+        key = "f32x4" if vec else "f32"
+        elem, esize = (cp.f4, 16) if vec else (f32, 4)
     else:
-        u16 = k.ty("u16")
-        a_buf = cp.buffer(a_addr, u16 if not vec else cp.u4, 2 if not vec else 16,
-                          "u16" if not vec else "u16x8")
-        b_buf = cp.buffer(b_addr, u16 if not vec else cp.u4, 2 if not vec else 16,
-                          "u16" if not vec else "u16x8")
-    key = {("f32", False): "f32", ("f32", True): "f32x4"}.get((src, vec),
-                                                           "u16x8" if vec else "u16")
+        key = "u16x8" if vec else "u16"
+        elem, esize = (cp.u4, 16) if vec else (k.ty("u16"), 2)
+    a_buf = cp.buffer(a_addr, elem, esize, key)
+    b_buf = cp.buffer(b_addr, elem, esize, key)
     bits = _bf16_bits if dtype == "bf16" else _f16_bits
 
     def unit_plan(rows_total, units_per_row):
@@ -248,40 +306,39 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     a_plan = unit_plan(a_rows, a_units)
     b_plan = unit_plan(b_rows, b_units)
 
+    def vector_words(buf, e):
+        """The 8 elements from element index e (a multiple of 8) as 4 u32 of 16-bit pairs."""
+        if src != "f32":
+            v = cp.load(buf, key, e >> 3, cp.u4)
+            return [Val(k, k.fn.op("OpCompositeExtract", v, w, type=cp.u32), "u32")
+                    for w in range(4)]
+        vals = []
+        for h in range(2):
+            v4 = cp.load(buf, key, (e >> 2) + h, cp.f4)
+            vals += [Val(k, k.fn.op("OpCompositeExtract", v4, j, type=f32), "f32")
+                     for j in range(4)]
+        return [bits(k, vals[2 * w]) | (bits(k, vals[2 * w + 1]) << 16) for w in range(4)]
+
     def gather(buf, base, outer_g, inner_g, s_outer, s_inner, outer_lim, inner_lim):
         """One unit (8 consecutive inner elements) of a global operand as a u32x4 (16-bit
         bits packed in pairs); zeros outside [0, outer_lim) x [0, inner_lim)."""
-        ok_outer = outer_g < outer_lim
-        if vec:
-            e = base + outer_g * s_outer + inner_g  # element index; s_inner == 1
-            ok = ok_outer & (inner_g < inner_lim)
+        if exact:
+            ws = vector_words(buf, base + outer_g * s_outer + inner_g)
+        elif vec:
             words = [k.var("u32", 0) for _ in range(4)]
-            with k.if_(ok):
-                if src == "f32":
-                    q = e >> 2
-                    vals = []
-                    for h in range(2):
-                        v4 = cp.load(buf, key, q + h, cp.f4)
-                        vals += [Val(k, k.fn.op("OpCompositeExtract", v4, j, type=f32), "f32")
-                                 for j in range(4)]
-                    for w in range(4):
-                        words[w].set(bits(k, vals[2 * w]) | (bits(k, vals[2 * w + 1]) << 16))
-                else:
-                    v = cp.load(buf, key, e >> 3, cp.u4)
-                    for w in range(4):
-                        words[w].set(Val(k, k.fn.op("OpCompositeExtract", v, w, type=cp.u32),
-                                         "u32"))
+            with k.if_((outer_g < outer_lim) & (inner_g < inner_lim)):
+                for w, v in zip(words, vector_words(buf, base + outer_g * s_outer + inner_g)):
+                    w.set(v)
             ws = [w.get() for w in words]
         else:
             halves = []
             for j in range(UNIT):
                 h = k.var("u32", 0)
                 ig = inner_g + j
-                with k.if_(ok_outer & (ig < inner_lim)):
+                with k.if_((outer_g < outer_lim) & (ig < inner_lim)):
                     e = base + outer_g * s_outer + ig * s_inner
                     if src == "f32":
-                        x = Val(k, cp.load(buf, key, e, f32), "f32")
-                        h.set(bits(k, x))
+                        h.set(bits(k, Val(k, cp.load(buf, key, e, f32), "f32")))
                     else:
                         h.set(Val(k, cp.load(buf, key, e, k.ty("u16")), "u16").to("u32"))
                 halves.append(h.get())
@@ -312,64 +369,61 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
             k.fn.op("OpStore", var, v)
 
     def store_shared(buf_sel):
-        for arr, size, plan, staged in ((As, a_size, a_plan, staged_a),
-                                        (Bs, b_size, b_plan, staged_b)):
-            off = buf_sel * size
+        for off, plan, staged in ((a_at(buf_sel), a_plan, staged_a),
+                                  (b_at(buf_sel), b_plan, staged_b)):
             for (sidx, _, _, guard), var in zip(plan, staged):
                 v = k.fn.op("OpLoad", var, type=cp.u4)
+                with contextlib.ExitStack() as g:
+                    if guard is not None:
+                        g.enter_context(k.if_(guard))
+                    p = k.fn.op("OpAccessChain", sh, (off + sidx).id, type=wg_u4)
+                    k.fn.op("OpStore", p, v, *cp.na)
 
-                def put(sidx=sidx, v=v):
-                    if S == 1:
-                        p = k.fn.op("OpAccessChain", arr, (off + sidx).id, type=wg_sh)
-                        k.fn.op("OpStore", p, v, NONPRIVATE)
-                        return
-                    for h in range(2):  # two 8-byte halves of the unit, as 4 x 16-bit
-                        pair = k.fn.op("OpVectorShuffle", v, v, 2 * h, 2 * h + 1, type=cp.u2)
-                        p = k.fn.op("OpAccessChain", arr, ((off + sidx) * 2 + h).id,
-                                    type=wg_sh)
-                        k.fn.op("OpStore", p, k.fn.op("OpBitcast", pair, type=sh_t),
-                                NONPRIVATE)
-                if guard is None:
-                    put()
-                else:
-                    with k.if_(guard):
-                        put()
-
-    tA = cp.matrix(cp.elem16, USE_A)
-    tB = cp.matrix(cp.elem16, USE_B)
-    tC = cp.matrix(f32, USE_ACC)
-    zero = m_.constant_composite(tC, m_.constant(f32, 0.0))
     fi, fj = WM // FRAG, WN // FRAG
-    acc = [[k.fn.variable(m_.type_pointer("Function", tC)) for _ in range(fj)]
-           for _ in range(fi)]
-    for row in acc:
-        for v in row:
-            k.fn.op("OpStore", v, zero)
+    if real:
+        tA = cp.matrix(cp.elem16, USE_A)
+        tB = cp.matrix(cp.elem16, USE_B)
+        tC = cp.matrix(f32, USE_ACC)
+        zero = m_.constant_composite(tC, m_.constant(f32, 0.0))
+        acc = [[k.fn.variable(m_.type_pointer("Function", tC)) for _ in range(fj)]
+               for _ in range(fi)]
+        for row in acc:
+            for v in row:
+                k.fn.op("OpStore", v, zero)
+    else:  # lane l holds elements l + 32 q (q < 8) of each 16x16 accumulator
+        emu = _Emulated(k, cp, sh, dtype, lane, fi * fj)
 
-    def frag_load(arr, idx: Val, t, stride_units, layout):
-        p = k.fn.op("OpAccessChain", arr, (idx * S if S > 1 else idx).id, type=wg_sh)
-        return k.fn.op("OpCooperativeMatrixLoadKHR", p, cp.c(layout), cp.c(stride_units * S),
+    def frag_load(idx: Val, t, stride_units, layout):
+        p = k.fn.op("OpAccessChain", sh, idx.id, type=wg_u4)
+        return k.fn.op("OpCooperativeMatrixLoadKHR", p, cp.c(layout), cp.c(stride_units),
                        NONPRIVATE, type=t)
 
     def multiply(buf_sel):
-        aoff = buf_sel * a_size
-        boff = buf_sel * b_size
+        """acc += the products of shared buffer buf_sel."""
+        aoff, boff = a_at(buf_sel), b_at(buf_sel)
+        if not real:
+            a_el = ((lambda r, c: (aoff, r, c, a_units)) if a_kcontig else
+                    (lambda r, c: (aoff, c, r, a_units)))
+            b_el = ((lambda r, c: (boff, r, c, b_units)) if b_ncontig else
+                    (lambda r, c: (boff, c, r, b_units)))
+            emu.multiply(BK, fj, wm0, wn0, a_el, b_el)
+            return
         for kk in range(BK // FRAG):
             afr = []
             for i in range(fi):
                 if a_kcontig:
                     idx = aoff + (wm0 + i * FRAG) * a_units + kk * (FRAG // UNIT)
-                    afr.append(frag_load(As, idx, tA, a_units, ROW_MAJOR))
+                    afr.append(frag_load(idx, tA, a_units, ROW_MAJOR))
                 else:
                     idx = aoff + (kk * FRAG) * a_units + (wm0 + i * FRAG) / UNIT
-                    afr.append(frag_load(As, idx, tA, a_units, COL_MAJOR))
+                    afr.append(frag_load(idx, tA, a_units, COL_MAJOR))
             for j in range(fj):  # one B fragment live at a time (fewer registers)
                 if b_ncontig:
                     idx = boff + (kk * FRAG) * b_units + (wn0 + j * FRAG) / UNIT
-                    bfr = frag_load(Bs, idx, tB, b_units, ROW_MAJOR)
+                    bfr = frag_load(idx, tB, b_units, ROW_MAJOR)
                 else:
                     idx = boff + (wn0 + j * FRAG) * b_units + kk * (FRAG // UNIT)
-                    bfr = frag_load(Bs, idx, tB, b_units, COL_MAJOR)
+                    bfr = frag_load(idx, tB, b_units, COL_MAJOR)
                 for i in range(fi):
                     cur = k.fn.op("OpLoad", acc[i][j], type=tC)
                     nxt = k.fn.op("OpCooperativeMatrixMulAddKHR", afr[i], bfr, cur, type=tC)
@@ -383,26 +437,45 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
         k_end = k.umin(K, m0 + BM)
     elif causal == "k_from_m":
         t0 = m0 / BK
-    # prologue: the first tile into buffer t0 & 1 (the buffers alternate with t's parity)
+    double = cfg.stages == 2
+    # prologue: the first tile into buffer t0 & 1 (two buffers alternate with t's parity);
+    # the last step is peeled off the loop, so every step inside loads the next tile
     stage(t0 * BK)
-    store_shared(t0 & 1)
+    store_shared(t0 & 1 if double else 0)
     k.barrier()
-    steps = (k_end + (BK - 1)) / BK
-    with k.loop(t0, steps) as t:
-        has_next = (t + 1) < steps
-        with k.if_(has_next):
-            stage((t + 1) * BK)
+    last = k.umax((k_end + (BK - 1)) / BK, t0 + 1) - 1
+    with k.loop(t0, last) as t:
+        stage((t + 1) * BK)
+        if not double:  # refilled once every subgroup is past its products
+            multiply(0)
+            k.barrier()
+            store_shared(0)
+        else:
             if not cfg.prefetch:
                 store_shared((t + 1) & 1)
-        multiply(t & 1)
-        if cfg.prefetch:
-            with k.if_(has_next):
+            multiply(t & 1)
+            if cfg.prefetch:
                 store_shared((t + 1) & 1)
         k.barrier()
+    multiply(last & 1 if double else 0)
 
-    # epilogue
+    # epilogue: C = alpha * acc (+ beta * C)
     cbase = batch * (M * N)
     c_buf = cp.buffer(c_addr, f32, 4, "c_f32")
+
+    def write(gm, gn, v: Val):
+        with k.if_((gm < M) & (gn < N)):
+            ci = cbase + gm * N + gn
+            res = k.var("f32", alpha * v)
+            with k.if_(beta.ne(0.0)):
+                res.set(res.get() + beta * Val(k, cp.load(c_buf, "c_f32", ci, f32), "f32"))
+            k.fn.op("OpStore", cp.elem_ptr(c_buf, "c_f32", ci), res.get().id, cp.ga, 4)
+
+    if not real:
+        emu.epilogue(fj, lambda r, c, v: write(m0 + wm0 + r, n0 + wn0 + c, v))
+        body.close()
+        k.shared_bytes = cfg.shared_bytes(a_kcontig, b_ncontig)
+        return k
     interior = ((m0 + BM) <= M) & ((n0 + BN) <= N) & ((N & 3).eq(0))
     with k.if_(interior):
         for i in range(fi):
@@ -420,36 +493,84 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                     k.fn.op("OpStore", out, k.fn.op("OpFAdd", res, sc, type=tC))
                 k.fn.op("OpCooperativeMatrixStoreKHR", p, k.fn.op("OpLoad", out, type=tC),
                         cp.c(ROW_MAJOR), N.id, ALIGNED, 16)
-    with k.if_(~interior):
-        sbase = sg * (FRAG * FRAG)
+    with k.if_(~interior):  # uniform per workgroup, like the barrier inside
+        k.barrier()  # every subgroup is done reading the operand tiles the scratch reuses
+        sbase = sg * (FRAG * FRAG // 4)  # this subgroup's 16x16 fp32 (64 units)
         for i in range(fi):
             for j in range(fj):
-                p = k.fn.op("OpAccessChain", scratch, sbase.id, type=wg_f32)
+                p = k.fn.op("OpAccessChain", sh, sbase.id, type=wg_u4)
                 k.fn.op("OpCooperativeMatrixStoreKHR", p, k.fn.op("OpLoad", acc[i][j], type=tC),
-                        cp.c(ROW_MAJOR), cp.c(FRAG), NONPRIVATE)
+                        cp.c(ROW_MAJOR), cp.c(FRAG // 4), NONPRIVATE)
                 _subgroup_barrier(k)
                 for e in range(FRAG * FRAG // SUBGROUP):
                     el = lane + e * SUBGROUP
-                    gm = m0 + wm0 + (i * FRAG) + el / FRAG
-                    gn = n0 + wn0 + (j * FRAG) + el % FRAG
-                    with k.if_((gm < M) & (gn < N)):
-                        v = Val(k, k.fn.op("OpLoad", k.fn.op("OpAccessChain", scratch,
-                                                             (sbase + el).id, type=wg_f32),
-                                           NONPRIVATE, type=f32), "f32")
-                        ci = cbase + gm * N + gn
-                        res = alpha * v
-                        with k.if_(beta.ne(0.0)):
-                            old = Val(k, cp.load(c_buf, "c_f32", ci, f32), "f32")
-                            res2 = res + beta * old
-                            k.fn.op("OpStore", cp.elem_ptr(c_buf, "c_f32", ci), res2.id,
-                                    [ALIGNED, 4])
-                        with k.if_(beta.eq(0.0)):
-                            k.fn.op("OpStore", cp.elem_ptr(c_buf, "c_f32", ci), res.id,
-                                    [ALIGNED, 4])
+                    w = k.fn.op("OpLoad", k.fn.op("OpAccessChain", sh, (sbase + (el >> 2)).id,
+                                                  (el & 3).id, type=wg_u32),
+                                NONPRIVATE, type=cp.u32)
+                    v = Val(k, w, "u32").bits("f32")
+                    write(m0 + wm0 + (i * FRAG) + el / FRAG, n0 + wn0 + (j * FRAG) + el % FRAG,
+                          v)
                 _subgroup_barrier(k)
     body.close()
     k.shared_bytes = cfg.shared_bytes(a_kcontig, b_ncontig)
     return k
+
+
+class _Emulated:
+    """The fragment products and the accumulators of `coopmat_kernel` in scalar code: lane l of
+    a 32-invocation group owns elements l + 32 q (q < 8) of each of its 16x16 accumulators,
+    row 2 q + l / 16, column l % 16, in a Function array."""
+
+    def __init__(self, k: Kernel, cp: "_Coop", sh: int, dtype: str, lane: Val, frags: int):
+        self.k, self.cp, self.sh, self.dtype = k, cp, sh, dtype
+        self.row, self.col = lane >> 4, lane & 15
+        m, f32 = k.m, k.ty("f32")
+        arr = m.type_array(f32, frags * 8)
+        self.acc = k.fn.variable(m.type_pointer("Function", arr))
+        self.f32_fn = m.type_pointer("Function", f32)
+        self.frags = frags
+        with k.loop(0, frags * 8) as e:
+            k.fn.op("OpStore", self._slot(e), k.const(0.0, "f32").id)
+
+    def _slot(self, e: Val) -> int:
+        return self.k.fn.op("OpAccessChain", self.acc, e.id, type=self.f32_fn)
+
+    def _elem(self, off, r: Val, c: Val, units: int) -> Val:
+        """Element (r, c) of a shared 16-bit tile of `units` per row starting at unit off."""
+        k, cp = self.k, self.cp
+        p = k.fn.op("OpAccessChain", self.sh, (off + r * units + (c >> 3)).id,
+                    ((c >> 1) & 3).id, type=k.m.type_pointer("Workgroup", cp.u32))
+        w = Val(k, k.fn.op("OpLoad", p, type=cp.u32), "u32")
+        h = (w >> ((c & 1) * 16)) & 0xFFFF
+        if self.dtype == "bf16":
+            return (h << 16).bits("f32")
+        v2 = k.m.type_vector(k.ty("f32"), 2)
+        pair = k.fn.op("OpExtInst", k.glsl, GLSL_STD_450["UnpackHalf2x16"], h.id, type=v2)
+        return Val(k, k.fn.op("OpCompositeExtract", pair, 0, type=k.ty("f32")), "f32")
+
+    def multiply(self, BK: int, fj: int, wm0: Val, wn0: Val, a_el, b_el) -> None:
+        """acc += A (rows wm0.., k < BK) B (k < BK, cols wn0..) of this shared step; a_el(m, k)
+        and b_el(k, n) give (first unit, row, col, units per row) of an element."""
+        k = self.k
+        with k.loop(0, self.frags) as f:
+            with k.loop(0, 8) as q:
+                r = wm0 + (f / fj) * FRAG + self.row + q * 2
+                c = wn0 + (f % fj) * FRAG + self.col
+                s = k.var("f32", 0.0)
+                with k.loop(0, BK) as kk:
+                    s.set(s.get() + self._elem(*a_el(r, kk)) * self._elem(*b_el(kk, c)))
+                slot = self._slot(f * 8 + q)
+                old = Val(k, k.fn.op("OpLoad", slot, type=k.ty("f32")), "f32")
+                k.fn.op("OpStore", slot, (old + s.get()).id)
+
+    def epilogue(self, fj: int, write) -> None:
+        """write(row, col, value) for every accumulator element this lane holds (row, col
+        within the subgroup's WM x WN)."""
+        k = self.k
+        with k.loop(0, self.frags) as f:
+            with k.loop(0, 8) as q:
+                v = Val(k, k.fn.op("OpLoad", self._slot(f * 8 + q), type=k.ty("f32")), "f32")
+                write((f / fj) * FRAG + self.row + q * 2, (f % fj) * FRAG + self.col, v)
 
 
 def _subgroup_barrier(k: Kernel) -> None:

@@ -294,6 +294,7 @@ typedef struct {
     const float *q;
     const void *k, *v;
     int64_t qsb, qst, ksb, kst, vsb, vst; /* batch and time strides, elements; dim stride 1 */
+    int64_t khs, vhs;                     /* head strides, elements (hs: heads side by side) */
     int64_t Tq, C, nh, start;
     float softcap;
     int failed;
@@ -325,32 +326,80 @@ KV_INLINE const void *kv_addr(const void *base, int64_t i, const int h16) {
 #define KV_AHEAD 8
 #define KV_LINE (h16 ? 32 : 16) /* elements of a 64-byte line: one prefetch each */
 
+/* q . k as VW lanes: hs / VW vector FMAs into two accumulators (hs a multiple of VW), added */
+KV_INLINE vf kv_key_lanes(const float *q, const void *k, int64_t kj, int64_t hs, const int h16) {
+    vf a0 = vload(q) * kv_vec(k, kj, h16), a1 = {0};
+    int64_t d = VW;
+    for (; d + 2 * VW <= hs; d += 2 * VW) {
+        a1 += vload(q + d) * kv_vec(k, kj + d, h16);
+        a0 += vload(q + d + VW) * kv_vec(k, kj + d + VW, h16);
+    }
+    if (d < hs) a1 += vload(q + d) * kv_vec(k, kj + d, h16);
+    return a0 + a1;
+}
+
+/* the sum of a key's lanes by a fixed tree: halves added, then quarters ... */
+KV_INLINE float kv_lane_tree(vf v) {
+    float half[VW / 2];
+    for (int l = 0; l < VW / 2; l++) half[l] = v[l] + v[l + VW / 2];
+    for (int w = VW / 4; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) half[l] += half[l + w];
+    return half[0];
+}
+
+#if VW == 16 && (defined(__clang__) || __GNUC__ >= 12)
+#define KV_BUTTERFLY 1
+#define SHUF __builtin_shufflevector
+/* The lane tree of VW = 16 keys at once: each stage adds lane pairs of two vectors shuffled
+ * together (stage 1: lane l and l + 8 of keys i and i + 8 side by side, ... stage 4: lanes 0 and
+ * 1), the very adds of `kv_lane_tree`, 15 vector adds instead of 16 x 15 scalar ones (the
+ * scalar tree went through the stack, ~40% of a decode step's attention). Key kv_order[i] goes
+ * in as v[i] so that lane j of the result is key j's sum. */
+static const int kv_order[VW] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+
+KV_INLINE vf kv_lane_trees(const vf *v) {
+    vf u[8], w[4], x[2];
+    for (int i = 0; i < 8; i++)
+        u[i] = SHUF(v[i], v[i + 8], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               SHUF(v[i], v[i + 8], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    for (int i = 0; i < 4; i++)
+        w[i] = SHUF(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               SHUF(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (int i = 0; i < 2; i++)
+        x[i] = SHUF(w[i], w[i + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+               SHUF(w[i], w[i + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    return SHUF(x[0], x[1], 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30) +
+           SHUF(x[0], x[1], 1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31);
+}
+#undef SHUF
+#endif
+
 /* s[j] = (q . k_j) * scale for j < n, keys k_j at element j * kst of k. One query against many
- * keys, so the work is per key: with hs a multiple of VW each key is hs / VW vector FMAs into
- * two accumulators, then a fixed tree over the lanes (halves added, then quarters ...), the same
- * for every key, so a score's bits depend only on q and its key; the keys are independent, so
- * the out-of-order core overlaps their reductions (the old one-key chain of scalar adds cost ~60
- * cycles a key, most of a decode step's attention). Other head sizes: 8 lanes, scalar. */
+ * keys, so the work is per key: with hs a multiple of VW each key is `kv_key_lanes`, then
+ * `kv_lane_tree`, the same for every key (16 keys at a time or one by one), so a score's bits
+ * depend only on q and its key; the keys are independent, so the out-of-order core overlaps
+ * them (the old one-key chain of scalar adds cost ~60 cycles a key). Other head sizes: 8 lanes,
+ * scalar. */
 KV_INLINE void kv_scores(float *s, const float *q, const void *k, int64_t kst, int64_t n,
                          int64_t hs, float scale, const int h16) {
     if (hs % VW == 0) {
-        for (int64_t j = 0; j < n; j++) {
+        int64_t j = 0;
+#ifdef KV_BUTTERFLY
+        for (; j + VW <= n; j += VW) {
+            vf v[VW];
+            for (int i = 0; i < VW; i++) {
+                for (int64_t d = 0; d < hs; d += KV_LINE)
+                    __builtin_prefetch(kv_addr(k, (j + i + KV_AHEAD) * kst + d, h16));
+                v[i] = kv_key_lanes(q, k, (j + kv_order[i]) * kst, hs, h16);
+            }
+            vstore(s + j, kv_lane_trees(v) * scale);
+        }
+#endif
+        for (; j < n; j++) {
             int64_t kj = j * kst;
             for (int64_t d = 0; d < hs; d += KV_LINE)
                 __builtin_prefetch(kv_addr(k, kj + KV_AHEAD * kst + d, h16));
-            vf a0 = vload(q) * kv_vec(k, kj, h16), a1 = {0};
-            int64_t d = VW;
-            for (; d + 2 * VW <= hs; d += 2 * VW) {
-                a1 += vload(q + d) * kv_vec(k, kj + d, h16);
-                a0 += vload(q + d + VW) * kv_vec(k, kj + d + VW, h16);
-            }
-            if (d < hs) a1 += vload(q + d) * kv_vec(k, kj + d, h16);
-            vf v = a0 + a1;
-            float half[VW / 2];
-            for (int l = 0; l < VW / 2; l++) half[l] = v[l] + v[l + VW / 2];
-            for (int w = VW / 4; w >= 1; w /= 2)
-                for (int l = 0; l < w; l++) half[l] += half[l + w];
-            s[j] = half[0] * scale;
+            s[j] = kv_lane_tree(kv_key_lanes(q, k, kj, hs, h16)) * scale;
         }
         return;
     }
@@ -414,7 +463,8 @@ KV_INLINE void kv_item(kv_ctx *c, float *s, float *acc, int64_t item, const int 
     const float *q = c->q + b * c->qsb + tq * c->qst + h * hs;
     int64_t kb = c->slots ? c->slots[b] : b; /* the cache row block of this batch row */
     int64_t n = (c->starts ? c->starts[b] : c->start) + tq + 1;
-    kv_scores(s, q, kv_addr(c->k, kb * c->ksb + h * hs, h16), c->kst, n, hs, scale, h16);
+    kv_scores(s, q, kv_addr(c->k, kb * c->ksb + h * c->khs, h16), c->kst, n, hs, scale,
+              h16);
     if (c->softcap > 0.0f) softcap_scores(s, n, c->softcap);
     float m = -INFINITY;
     for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
@@ -425,7 +475,7 @@ KV_INLINE void kv_item(kv_ctx *c, float *s, float *acc, int64_t item, const int 
         for (int l = 0; l < VW; l++) lanes[l] += s[j + l];
     for (; j < n; j++) sum += s[j];
     for (int l = 0; l < VW; l++) sum += lanes[l];
-    kv_values(acc, s, kv_addr(c->v, kb * c->vsb + h * hs, h16), c->vst, n, hs, h16);
+    kv_values(acc, s, kv_addr(c->v, kb * c->vsb + h * c->vhs, h16), c->vst, n, hs, h16);
     float inv = 1.0f / sum;
     float *o = c->out + (b * Tq + tq) * C + h * hs;
     for (int64_t d = 0; d < hs; d++) o[d] = acc[d] * inv;
@@ -449,13 +499,15 @@ static void kv_task(void *vctx, int64_t begin, int64_t end) {
     free(s);
 }
 
-/* kv_attention over a cache of f32 (kv16 = 0) or fp16 (kv16 = 1) elements */
+/* kv_attention over a cache of f32 (kv16 = 0) or fp16 (kv16 = 1) elements; head h's keys start at
+ * k + h * khs (values: v + h * vhs), so the cache may keep each head's rows side by side (khs =
+ * hs) or each head's keys back to back (kst = hs: decode.c's fp16 layout) */
 int kv_attention_cache(float *out, const float *q, int64_t qsb, int64_t qst, const void *k,
-                       int64_t ksb, int64_t kst, const void *v, int64_t vsb, int64_t vst,
-                       int64_t B, int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap,
-                       int kv16) {
-    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, Tq, C, nh, start, softcap, 0, NULL,
-                NULL, kv16};
+                       int64_t ksb, int64_t kst, int64_t khs, const void *v, int64_t vsb,
+                       int64_t vst, int64_t vhs, int64_t B, int64_t Tq, int64_t C, int64_t nh,
+                       int64_t start, float softcap, int kv16) {
+    kv_ctx c = {out, q, k, v, qsb, qst, ksb, kst, vsb, vst, khs, vhs, Tq, C, nh, start, softcap,
+                0, NULL, NULL, kv16};
     int64_t per = (start + Tq) * (C / nh);
     alpha_parallel_for(B * nh * Tq, per >= 16384 ? 1 : 16384 / per, kv_task, &c);
     return c.failed ? -1 : 0;
@@ -466,22 +518,23 @@ int kv_attention_cache(float *out, const float *q, int64_t qsb, int64_t qst, con
 int kv_attention(float *out, const float *q, int64_t qsb, int64_t qst, const float *k,
                  int64_t ksb, int64_t kst, const float *v, int64_t vsb, int64_t vst, int64_t B,
                  int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap) {
-    return kv_attention_cache(out, q, qsb, qst, k, ksb, kst, v, vsb, vst, B, Tq, C, nh, start,
-                              softcap, 0);
+    return kv_attention_cache(out, q, qsb, qst, k, ksb, kst, C / nh, v, vsb, vst, C / nh, B, Tq,
+                              C, nh, start, softcap, 0);
 }
 
 /* One new query per row, each against its own cache: row b's query (q + b * qsb) sits at position
  * starts[b] and sees keys 0..starts[b] of cache block slots[b] (k + slots[b] * ksb, likewise v).
  * Every (row, head) is computed exactly as kv_attention computes it, in one parallel pass (batched
- * decode: sequences of different lengths). out (B, C) contiguous; kv16 as kv_attention_cache's. */
+ * decode: sequences of different lengths). out (B, C) contiguous; khs, vhs and kv16 as
+ * kv_attention_cache's. */
 int kv_attention_rows(float *out, const float *q, int64_t qsb, const void *k, int64_t ksb,
-                      int64_t kst, const void *v, int64_t vsb, int64_t vst,
-                      const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
-                      int64_t nh, float softcap, int kv16) {
+                      int64_t kst, int64_t khs, const void *v, int64_t vsb, int64_t vst,
+                      int64_t vhs, const int64_t *slots, const int64_t *starts, int64_t B,
+                      int64_t C, int64_t nh, float softcap, int kv16) {
     int64_t longest = 0;
     for (int64_t b = 0; b < B; b++) longest = starts[b] > longest ? starts[b] : longest;
-    kv_ctx c = {out, q, k, v, qsb, 0, ksb, kst, vsb, vst, 1, C, nh, longest, softcap, 0, starts,
-                slots, kv16};
+    kv_ctx c = {out, q, k, v, qsb, 0, ksb, kst, vsb, vst, khs, vhs, 1, C, nh, longest, softcap,
+                0, starts, slots, kv16};
     alpha_parallel_for(B * nh, 1, kv_task, &c);
     return c.failed ? -1 : 0;
 }

@@ -25,16 +25,18 @@
 void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
                       int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float *c,
                       int64_t ldc, float alpha, int accumulate);
+void alpha_sgemm_rows_packed(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                             int64_t a_cs, const float *b_packed, float *c, int64_t ldc);
 void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                        const float *bias, int64_t N, int64_t C, float eps);
 int kv_attention_cache(float *out, const float *q, int64_t qsb, int64_t qst, const void *k,
-                       int64_t ksb, int64_t kst, const void *v, int64_t vsb, int64_t vst,
-                       int64_t B, int64_t Tq, int64_t C, int64_t nh, int64_t start, float softcap,
-                       int kv16);
+                       int64_t ksb, int64_t kst, int64_t khs, const void *v, int64_t vsb,
+                       int64_t vst, int64_t vhs, int64_t B, int64_t Tq, int64_t C, int64_t nh,
+                       int64_t start, float softcap, int kv16);
 int kv_attention_rows(float *out, const float *q, int64_t qsb, const void *k, int64_t ksb,
-                      int64_t kst, const void *v, int64_t vsb, int64_t vst,
-                      const int64_t *slots, const int64_t *starts, int64_t B, int64_t C,
-                      int64_t nh, float softcap, int kv16);
+                      int64_t kst, int64_t khs, const void *v, int64_t vsb, int64_t vst,
+                      int64_t vhs, const int64_t *slots, const int64_t *starts, int64_t B,
+                      int64_t C, int64_t nh, float softcap, int kv16);
 void rope_forward(float *out, const float *x, const int32_t *pos, int64_t npos, const float *cos,
                   const float *sin, int64_t N, int64_t C, int64_t nh);
 void ew_binary_contig(float *out, const float *a, const float *b, int64_t n, int op, float s);
@@ -79,10 +81,16 @@ static inline void prof_lap(int on, int64_t *t, int what) {
 }
 
 /* out (M, n_out) = x (M, n_in) @ w (n_in, n_out) + b, each row as the model's linear computes
- * one row (the batch-invariant product, then the bias added row by row) */
-static void linear_rows(float *out, const float *x, const float *w, const float *b, int64_t M,
-                        int64_t n_in, int64_t n_out) {
-    alpha_sgemm_rows(M, n_out, n_in, x, n_in, 1, w, n_out, 1, out, n_out, 1.0f, 0);
+ * one row (the batch-invariant product, then the bias added row by row); wp, when not NULL, is w
+ * packed in panels (matmul_small.c: the same bits, read from memory ~1.8x faster) */
+static const float *const unpacked[4] = {NULL, NULL, NULL, NULL}; /* a block's wp, none packed */
+
+static void linear_rows(float *out, const float *x, const float *w, const float *wp,
+                        const float *b, int64_t M, int64_t n_in, int64_t n_out) {
+    if (wp)
+        alpha_sgemm_rows_packed(M, n_out, n_in, x, n_in, 1, wp, out, n_out);
+    else
+        alpha_sgemm_rows(M, n_out, n_in, x, n_in, 1, w, n_out, 1, out, n_out, 1.0f, 0);
     if (b) /* one rounded add per element, whichever loop does it */
         for (int64_t i = 0; i < M; i++) {
             float *o = out + i * n_out;
@@ -96,12 +104,37 @@ static inline void *cache_at(void *cache, int64_t at, int kv16) {
     return (char *)cache + at * (kv16 ? 2 : 4);
 }
 
-/* n floats of src into the cache at element `at`, rounded to fp16 with kv16 */
-static void cache_write(void *cache, int64_t at, const float *src, int64_t n, int kv16) {
-    if (kv16)
-        half_from_floats((uint16_t *)cache + at, src, n);
-    else
-        memcpy((float *)cache + at, src, (size_t)n * sizeof(float));
+/* Where a slot keeps its positions. An f32 cache holds the model's rows, [k | v] (2C floats) per
+ * position: the op-by-op path reads them as (S, Tmax, 2C) views. The fp16 cache is read and
+ * written only here, so it is laid out for attention, which walks one head's keys (then values)
+ * for each (row, head): per slot, head h's keys are a (Tmax, hs) block at h * 2 * Tmax * hs, its
+ * values the block after. In the f32 rows a head's keys are hs elements every 2C, a stride the
+ * hardware prefetchers follow poorly: from memory (a batch-32 step's cache does not stay in L3
+ * beside the weights) attention ran ~3x slower than from cache. Every kernel call takes these
+ * strides, so both layouts run the same arithmetic. */
+typedef struct {
+    int64_t kst, khs, v; /* a key's (time) stride, a head's stride, the values' offset */
+} kv_layout;
+
+static kv_layout kv_layout_of(int64_t slot_stride, int64_t C, int64_t nh, int kv16) {
+    int64_t hs = C / nh, block = slot_stride / (2 * nh); /* Tmax * hs */
+    return kv16 ? (kv_layout){hs, 2 * block, block} : (kv_layout){2 * C, hs, C};
+}
+
+/* position t's k and v (kv: [k | v], 2C floats) into the slot starting at element `slot`,
+ * rounded to fp16 with kv16 */
+static void cache_write(void *cache, int64_t slot, int64_t t, const float *kv, int64_t C,
+                        int64_t nh, kv_layout lay, int kv16) {
+    int64_t hs = C / nh;
+    for (int64_t part = 0; part < 2; part++)
+        for (int64_t h = 0; h < nh; h++) {
+            int64_t at = slot + part * lay.v + h * lay.khs + t * lay.kst;
+            const float *src = kv + part * C + h * hs;
+            if (kv16)
+                half_from_floats((uint16_t *)cache + at, src, hs);
+            else
+                memcpy((float *)cache + at, src, (size_t)hs * sizeof(float));
+        }
 }
 
 /* The step's work buffers, kept per calling thread and grown as needed: a fresh malloc of this
@@ -131,14 +164,17 @@ static float *scratch(size_t n) {
  * Batch invariance: every row goes through exactly the arithmetic of M = 1 (the products are
  * alpha_sgemm_rows; layernorm and attention compute each row by itself, whichever thread; the
  * activations are called one row at a time), so a sequence's bits do not depend on which others
- * share its step. Returns 0, or -1 if out of memory. */
-int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const int64_t *slots,
-                 const int64_t *positions, const float *ln1_w, const float *ln1_b,
-                 const float *attn_w, const float *attn_b, const float *proj_w,
-                 const float *proj_b, const float *ln2_w, const float *ln2_b, const float *fc_w,
-                 const float *fc_b, const float *mlp_w, const float *mlp_b, int64_t C, int64_t H,
-                 int64_t nh, int act, float eps, const float *rope_cos, const float *rope_sin,
-                 float softcap, int kv16) {
+ * share its step. Returns 0, or -1 if out of memory. wp: NULL, or the four weights packed in
+ * panels (c_attn, attn.c_proj, c_fc, mlp.c_proj), which decode_step passes. */
+static int decode_block(float *x, int64_t M, void *cache, int64_t slot_stride,
+                        const int64_t *slots, const int64_t *positions, const float *ln1_w,
+                        const float *ln1_b, const float *attn_w, const float *attn_b,
+                        const float *proj_w, const float *proj_b, const float *ln2_w,
+                        const float *ln2_b, const float *fc_w, const float *fc_b,
+                        const float *mlp_w, const float *mlp_b, const float *const *wp,
+                        int64_t C, int64_t H, int64_t nh, int act, float eps,
+                        const float *rope_cos, const float *rope_sin, float softcap, int kv16) {
+    if (!wp) wp = unpacked;
     int64_t F = act == ACT_SWIGLU ? 2 * H : H;
     int64_t extra = rope_cos ? M * 3 * C + M : 0; /* turned qkv, then M int32 positions */
     float *buf = scratch((size_t)(M * (6 * C + F + H + 2) + extra));
@@ -151,7 +187,7 @@ int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const in
 
     layernorm_forward(h, stats, stats + M, x, ln1_w, ln1_b, M, C, eps); /* row by row */
     prof_lap(prof, &t, PROF_OTHER);
-    linear_rows(qkv, h, attn_w, attn_b, M, C, 3 * C);
+    linear_rows(qkv, h, attn_w, wp[0], attn_b, M, C, 3 * C);
     prof_lap(prof, &t, PROF_PRODUCTS);
     if (rope_cos) { /* the op-by-op path's rope_forward call, on the same rows */
         float *turned = stats + 2 * M;
@@ -160,28 +196,29 @@ int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const in
         rope_forward(turned, qkv, pos32, M, rope_cos, rope_sin, M, C, nh);
         qkv = turned;
     }
+    kv_layout lay = kv_layout_of(slot_stride, C, nh, kv16);
     for (int64_t i = 0; i < M; i++) /* this position's [k | v] into the sequence's cache */
-        cache_write(cache, slots[i] * slot_stride + positions[i] * 2 * C, qkv + i * 3 * C + C,
-                    2 * C, kv16);
+        cache_write(cache, slots[i] * slot_stride, positions[i], qkv + i * 3 * C + C, C, nh, lay,
+                    kv16);
     prof_lap(prof, &t, PROF_OTHER);
     if (M == 1) {
         int64_t slot = slots[0] * slot_stride;
-        rc = kv_attention_cache(att, qkv, 0, 3 * C, cache_at(cache, slot, kv16), 0, 2 * C,
-                                cache_at(cache, slot + C, kv16), 0, 2 * C, 1, 1, C, nh,
-                                positions[0], softcap, kv16);
+        rc = kv_attention_cache(att, qkv, 0, 3 * C, cache_at(cache, slot, kv16), 0, lay.kst,
+                                lay.khs, cache_at(cache, slot + lay.v, kv16), 0, lay.kst, lay.khs,
+                                1, 1, C, nh, positions[0], softcap, kv16);
     } else {
-        rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, 2 * C,
-                               cache_at(cache, C, kv16), slot_stride, 2 * C, slots, positions, M,
-                               C, nh, softcap, kv16);
+        rc = kv_attention_rows(att, qkv, 3 * C, cache, slot_stride, lay.kst, lay.khs,
+                               cache_at(cache, lay.v, kv16), slot_stride, lay.kst, lay.khs, slots,
+                               positions, M, C, nh, softcap, kv16);
     }
     prof_lap(prof, &t, PROF_ATTENTION);
-    linear_rows(y, att, proj_w, proj_b, M, C, C);
+    linear_rows(y, att, proj_w, wp[1], proj_b, M, C, C);
     prof_lap(prof, &t, PROF_PRODUCTS);
     ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
 
     layernorm_forward(h, stats, stats + M, x, ln2_w, ln2_b, M, C, eps);
     prof_lap(prof, &t, PROF_OTHER);
-    linear_rows(f, h, fc_w, fc_b, M, C, F);
+    linear_rows(f, h, fc_w, wp[2], fc_b, M, C, F);
     prof_lap(prof, &t, PROF_PRODUCTS);
     for (int64_t i = 0; i < M; i++) {
         float *gi = g + i * H, *fi = f + i * F;
@@ -194,14 +231,36 @@ int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const in
         }
     }
     prof_lap(prof, &t, PROF_OTHER);
-    linear_rows(y, g, mlp_w, mlp_b, M, H, C);
+    linear_rows(y, g, mlp_w, wp[3], mlp_b, M, H, C);
     prof_lap(prof, &t, PROF_PRODUCTS);
     ew_binary_contig(x, x, y, M * C, EW_ADD, 0.0f);
     prof_lap(prof, &t, PROF_OTHER);
     return rc;
 }
 
+/* The Backend protocol's block_decode: decode_block with the weights as they are */
+int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const int64_t *slots,
+                 const int64_t *positions, const float *ln1_w, const float *ln1_b,
+                 const float *attn_w, const float *attn_b, const float *proj_w,
+                 const float *proj_b, const float *ln2_w, const float *ln2_b, const float *fc_w,
+                 const float *fc_b, const float *mlp_w, const float *mlp_b, int64_t C, int64_t H,
+                 int64_t nh, int act, float eps, const float *rope_cos, const float *rope_sin,
+                 float softcap, int kv16) {
+    return decode_block(x, M, cache, slot_stride, slots, positions, ln1_w, ln1_b, attn_w,
+                        attn_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mlp_w, mlp_b, NULL, C,
+                        H, nh, act, eps, rope_cos, rope_sin, softcap, kv16);
+}
+
 void embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C);
+
+/* logits (M, V) = h (M, C) @ head_t (rows head_ld apart; head_p: NULL or it packed) */
+static void head_rows(float *logits, const float *h, const float *head_t, int64_t head_ld,
+                      const float *head_p, int64_t M, int64_t V, int64_t C) {
+    if (head_p)
+        alpha_sgemm_rows_packed(M, V, C, h, C, 1, head_p, logits, V);
+    else
+        alpha_sgemm_rows(M, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
+}
 
 /* A whole decode step, one new token for each of M sequences, in one call (the Backend protocol's
  * `decode_step`): the model's cached forward for T = 1 with every block fused, so the engine's
@@ -214,12 +273,15 @@ void embedding_forward(float *out, const int32_t *ids, const float *table, int64
  * The same functions in the same order as the op-by-op path, so the same bits. ids (M) i32 and
  * positions (M) are checked here: -2 if one is outside the tables. caches: L pointers to the
  * layers' (S, Tmax, 2C) blocks; params: L * 12 pointers, each layer's as `block_decode` takes
- * them; wpe NULL with rope; head_t's rows head_ld apart. Returns 0, -1 if out of memory, -2
+ * them; packed: NULL, or the same weights packed in panels (alpha_pack_panels), the four
+ * matrices of each layer (c_attn, attn.c_proj, c_fc, mlp.c_proj), then head_t: L * 4 + 1
+ * pointers; wpe NULL with rope; head_t's rows head_ld apart. Returns 0, -1 if out of memory, -2
  * for a bad id or position. */
 int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, int64_t V,
                 const float *wpe, int64_t n_pos, int64_t L, void *const *caches,
                 int64_t slot_stride, const int64_t *slots, const int64_t *positions,
-                const float *const *params, const float *lnf_w, const float *lnf_b,
+                const float *const *params, const float *const *packed, const float *lnf_w,
+                const float *lnf_b,
                 const float *head_t, int64_t head_ld, int64_t C, int64_t H, int64_t nh,
                 int act, float eps, const float *rope_cos, const float *rope_sin,
                 float softcap, int kv16) {
@@ -242,13 +304,14 @@ int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, 
     }
     for (int64_t l = 0; l < L && !rc; l++) {
         const float *const *p = params + 12 * l;
-        rc = block_decode(x, M, caches[l], slot_stride, slots, positions, p[0], p[1], p[2], p[3],
-                          p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], C, H, nh, act, eps,
-                          rope_cos, rope_sin, softcap, kv16);
+        rc = decode_block(x, M, caches[l], slot_stride, slots, positions, p[0], p[1], p[2], p[3],
+                          p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
+                          packed ? packed + 4 * l : NULL, C, H, nh, act, eps, rope_cos, rope_sin,
+                          softcap, kv16);
     }
     if (!rc) {
         layernorm_forward(h, stats, stats + M, x, lnf_w, lnf_b, M, C, eps);
-        alpha_sgemm_rows(M, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
+        head_rows(logits, h, head_t, head_ld, packed ? packed[4 * L] : NULL, M, V, C);
     }
 done:
     free(x);
@@ -269,7 +332,7 @@ void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
 
 static int prefill_block(float *x, int64_t B, int64_t T, void *cache, int64_t slot_stride,
                          const int64_t *slots, const int64_t *starts, const int32_t *pos32,
-                         const float *const *p, int64_t C, int64_t H, int64_t nh, int act,
+                         const float *const *p, const float *const *wp, int64_t C, int64_t H, int64_t nh, int act,
                          float eps, const float *rope_cos, const float *rope_sin, float softcap,
                          int kv16) {
     int64_t N = B * T, F = act == ACT_SWIGLU ? 2 * H : H;
@@ -281,25 +344,26 @@ static int prefill_block(float *x, int64_t B, int64_t T, void *cache, int64_t sl
     float *y = att + N * C, *f = y + N * C, *g = f + N * F, *stats = g + N * H;
     int rc = 0;
     layernorm_forward(h, stats, stats + N, x, p[0], p[1], N, C, eps);
-    linear_rows(qkv, h, p[2], p[3], N, C, 3 * C);
+    linear_rows(qkv, h, p[2], wp[0], p[3], N, C, 3 * C);
     if (rope_cos) {
         rope_forward(turned, qkv, pos32, N, rope_cos, rope_sin, N, C, nh);
         qkv = turned;
     }
+    kv_layout lay = kv_layout_of(slot_stride, C, nh, kv16);
     for (int64_t b = 0; b < B && !rc; b++) { /* the sequence's new k|v rows, then its queries */
         int64_t slot = slots[b] * slot_stride;
         const float *qb = qkv + b * T * 3 * C;
         for (int64_t t = 0; t < T; t++)
-            cache_write(cache, slot + (starts[b] + t) * 2 * C, qb + t * 3 * C + C, 2 * C, kv16);
+            cache_write(cache, slot, starts[b] + t, qb + t * 3 * C + C, C, nh, lay, kv16);
         rc = kv_attention_cache(att + b * T * C, qb, 0, 3 * C, cache_at(cache, slot, kv16), 0,
-                                2 * C, cache_at(cache, slot + C, kv16), 0, 2 * C, 1, T, C, nh,
-                                starts[b], softcap, kv16);
+                                lay.kst, lay.khs, cache_at(cache, slot + lay.v, kv16), 0, lay.kst,
+                                lay.khs, 1, T, C, nh, starts[b], softcap, kv16);
     }
     if (!rc) {
-        linear_rows(y, att, p[4], p[5], N, C, C);
+        linear_rows(y, att, p[4], wp[1], p[5], N, C, C);
         ew_binary_contig(x, x, y, N * C, EW_ADD, 0.0f);
         layernorm_forward(h, stats, stats + N, x, p[6], p[7], N, C, eps);
-        linear_rows(f, h, p[8], p[9], N, C, F);
+        linear_rows(f, h, p[8], wp[2], p[9], N, C, F);
         for (int64_t b = 0; b < B; b++) { /* as the model: one sequence's T rows at a time */
             float *gb = g + b * T * H, *fb = f + b * T * F;
             switch (act) {
@@ -310,7 +374,7 @@ static int prefill_block(float *x, int64_t B, int64_t T, void *cache, int64_t sl
             default: swiglu_forward(gb, fb, T, H); break;
             }
         }
-        linear_rows(y, g, p[10], p[11], N, H, C);
+        linear_rows(y, g, p[10], wp[3], p[11], N, H, C);
         ew_binary_contig(x, x, y, N * C, EW_ADD, 0.0f);
     }
     free(buf);
@@ -323,7 +387,8 @@ static int prefill_block(float *x, int64_t B, int64_t T, void *cache, int64_t sl
 int prefill_step(float *logits, const int32_t *ids, int64_t B, int64_t T, const float *wte,
                  int64_t V, const float *wpe, int64_t n_pos, int64_t L, void *const *caches,
                  int64_t slot_stride, const int64_t *slots, const int64_t *starts,
-                 const float *const *params, const float *lnf_w, const float *lnf_b,
+                 const float *const *params, const float *const *packed, const float *lnf_w,
+                 const float *lnf_b,
                  const float *head_t, int64_t head_ld, int64_t C, int64_t H, int64_t nh,
                  int act, float eps, const float *rope_cos, const float *rope_sin,
                  float softcap, int kv16) {
@@ -349,13 +414,13 @@ int prefill_step(float *logits, const int32_t *ids, int64_t B, int64_t T, const 
     }
     for (int64_t l = 0; l < L && !rc; l++)
         rc = prefill_block(x, B, T, caches[l], slot_stride, slots, starts, pos32,
-                           params + 12 * l, C, H, nh, act, eps, rope_cos, rope_sin, softcap,
-                           kv16);
+                           params + 12 * l, packed ? packed + 4 * l : unpacked, C, H, nh, act, eps,
+                           rope_cos, rope_sin, softcap, kv16);
     if (!rc) {
         for (int64_t b = 0; b < B; b++)
             memcpy(last + b * C, x + (b * T + T - 1) * C, C * sizeof(float));
         layernorm_forward(h, stats, stats + B, last, lnf_w, lnf_b, B, C, eps);
-        alpha_sgemm_rows(B, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
+        head_rows(logits, h, head_t, head_ld, packed ? packed[4 * L] : NULL, B, V, C);
     }
 done:
     free(x);

@@ -187,6 +187,7 @@ void alpha_gemm_small(const gemm_t *g, int threads) {
 typedef struct {
     small_t s;
     int64_t M;
+    int packed; /* B in panels (alpha_pack_panels), not rows */
 } rows_t;
 
 /* Many rows against B contiguous along n: tiles of up to WR rows x WV vectors (24 accumulators,
@@ -236,21 +237,32 @@ static void wide_rows(const gemm_t *g, int rows, int64_t j, const float *pf) {
     }
 }
 
-/* C[:, n0:n1] for all M rows: whole WV-vector blocks in tiles, the rest by the few-rows code */
-static void wide_axpy(const small_t *s, int64_t M, int64_t n0, int64_t n1) {
+/* B packed in panels (`alpha_pack_panels`): the panel of columns j .. j + w - 1 (w = PW but the
+ * last) is K rows of w floats at b + j * K */
+#define PW (WV * VW)
+
+/* C[:, n0:n1] for all M rows: whole WV-vector blocks in tiles, the rest by the few-rows code (B
+ * packed: the last, narrower panel by the few-rows code, on its own rows) */
+static void wide_axpy(const small_t *s, int64_t M, int64_t n0, int64_t n1, int packed) {
+    const gemm_t *g0 = &s->g;
     int64_t j = n0;
-    for (; j + WV * VW <= n1; j += WV * VW) {
+    for (; j + PW <= n1; j += PW) {
+        /* this panel's columns, and where the next one starts */
+        const float *b = packed ? g0->b + j * g0->K : g0->b + j;
+        const float *next = packed ? b + PW * g0->K : b + PW;
+        int64_t rs = packed ? PW : g0->b_rs;
         /* The first row group reads the panel from memory, the others from L2: they fetch the
          * task's next panel meanwhile, one column vector each (the weights of a decode step do
          * not fit in L3, so without this the first group of every panel waits on DRAM). */
-        int has_next = j + 2 * WV * VW <= n1;
+        int has_next = j + 2 * PW <= n1;
         for (int64_t m0 = 0, r = 0; m0 < M; m0 += WR, r++) {
-            gemm_t g = s->g;
+            gemm_t g = *g0;
             g.a += m0 * g.a_rs;
-            g.c += m0 * g.ldc;
-            const float *pf = has_next && r >= 1 && r <= WV ? g.b + j + WV * VW + (r - 1) * VW
-                                                            : NULL;
-            wide_rows(&g, (int)min64(WR, M - m0), j, pf);
+            g.c += m0 * g.ldc + j;
+            g.b = b;
+            g.b_rs = rs;
+            const float *pf = has_next && r >= 1 && r <= WV ? next + (r - 1) * VW : NULL;
+            wide_rows(&g, (int)min64(WR, M - m0), 0, pf);
         }
     }
     if (j < n1)
@@ -259,6 +271,10 @@ static void wide_axpy(const small_t *s, int64_t M, int64_t n0, int64_t n1) {
             t.g.M = min64(SMALL_M, M - m0);
             t.g.a += m0 * t.g.a_rs;
             t.g.c += m0 * t.g.ldc;
+            if (packed) { /* the last panel, n1 - j wide */
+                t.g.b += j * t.g.K - j;
+                t.g.b_rs = n1 - j;
+            }
             small_axpy(&t, j, n1);
         }
 }
@@ -266,8 +282,8 @@ static void wide_axpy(const small_t *s, int64_t M, int64_t n0, int64_t n1) {
 static void rows_task(void *ctx, int64_t begin, int64_t end) {
     const rows_t *r = (const rows_t *)ctx;
     int64_t n0 = begin * r->s.n_chunk, n1 = min64(end * r->s.n_chunk, r->s.g.N);
-    if (r->s.g.b_cs == 1 && r->M > SMALL_M) {
-        wide_axpy(&r->s, r->M, n0, n1);
+    if (r->packed || (r->s.g.b_cs == 1 && r->M > SMALL_M)) {
+        wide_axpy(&r->s, r->M, n0, n1, r->packed);
         return;
     }
     for (int64_t m0 = 0; m0 < r->M; m0 += SMALL_M) {
@@ -283,18 +299,16 @@ static void rows_task(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-/* C (M, N) = alpha * op(A) @ op(B) (+ C), every row exactly as alpha_sgemm computes it for M = 1.
- * B must be contiguous along n (b_cs == 1) or along k (b_rs == 1); strides in elements. */
-void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
-                      int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float *c,
-                      int64_t ldc, float alpha, int accumulate) {
+static void sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                       int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float *c,
+                       int64_t ldc, float alpha, int accumulate, int packed) {
     if (M <= 0 || N <= 0) return;
     gemm_t g = {M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, alpha, accumulate};
     if (K == 0) {
         zero_or_keep(&g);
         return;
     }
-    rows_t r = {.s = {.g = g}, .M = M};
+    rows_t r = {.s = {.g = g}, .M = M, .packed = packed};
     float *rows = NULL;
     if (b_cs != 1) { /* the dot form reads A as contiguous rows */
         if (a_cs == 1 && (M == 1 || a_rs == K)) {
@@ -308,11 +322,12 @@ void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a
         }
     }
     /* chunks of whole blocks with about 64K multiply-adds per row group, at least 2 per thread */
-    int64_t unit = b_cs == 1 ? (M > SMALL_M ? WV * VW : AX_W) : 4;
+    int wide = packed || M > SMALL_M;
+    int64_t unit = b_cs == 1 ? (wide ? PW : AX_W) : 4;
     int64_t per = ceil_div(65536, K * min64(M, SMALL_M) * unit) * unit;
     int threads = alpha_num_threads();
     int64_t most = ceil_div(ceil_div(N, 2 * (int64_t)threads), unit) * unit;
-    if (M > SMALL_M && per > most) per = most > unit ? most : unit;
+    if (wide && per > most) per = most > unit ? most : unit;
     r.s.n_chunk = per;
     int64_t chunks = ceil_div(N, per);
     if (threads > 1 && chunks > 1)
@@ -320,4 +335,36 @@ void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a
     else
         rows_task(&r, 0, chunks);
     free(rows);
+}
+
+/* C (M, N) = alpha * op(A) @ op(B) (+ C), every row exactly as alpha_sgemm computes it for M = 1.
+ * B must be contiguous along n (b_cs == 1) or along k (b_rs == 1); strides in elements. */
+void alpha_sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                      int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float *c,
+                      int64_t ldc, float alpha, int accumulate) {
+    sgemm_rows(M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, alpha, accumulate, 0);
+}
+
+/* ---- B in panels: the weights of a decode step --------------------------------------------
+ *
+ * A batch-32 decode step reads every weight once from memory (config B: 42 MB, more than L3),
+ * and the tiles above take B a panel (PW columns) at a time, as K pieces of PW floats N apart:
+ * a pattern the hardware prefetchers follow poorly, so the products ran at about half their
+ * speed from cache. Packed, each panel is one contiguous run. The arithmetic is unchanged (the
+ * same tiles, the same chain per element), so the bits are alpha_sgemm_rows's. */
+
+/* dst (K * N floats) = b (K, N), rows b_rs apart, as panels: columns j .. j + w - 1 (w = PW, the
+ * last panel what is left) are K rows of w floats at dst + j * K */
+void alpha_pack_panels(float *dst, const float *b, int64_t b_rs, int64_t K, int64_t N) {
+    for (int64_t j = 0; j < N; j += PW) {
+        int64_t w = min64(PW, N - j);
+        for (int64_t k = 0; k < K; k++)
+            memcpy(dst + j * K + k * w, b + k * b_rs + j, (size_t)w * sizeof(float));
+    }
+}
+
+/* C (M, N) = A @ B for B packed by alpha_pack_panels: alpha_sgemm_rows's bits */
+void alpha_sgemm_rows_packed(int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                             int64_t a_cs, const float *b_packed, float *c, int64_t ldc) {
+    sgemm_rows(M, N, K, a, a_rs, a_cs, b_packed, 0, 1, c, ldc, 1.0f, 0, 1);
 }
