@@ -141,8 +141,9 @@ class Engine:
         """`model` is a GPT (it is put in eval mode). `observer`, when given, gets
         observer(event, **values) calls: "step" (batch, prefill_tokens, seconds), "first_token"
         (seconds since submit), "token" (seconds since the sequence's previous token), "emitted"
-        (count: a batch of token events is on the requests' queues). `kv_dtype`: "f32", "f16"
-        or "auto" (f16 where the model can take it: `serving_kv_dtype`)."""
+        (count: token events are on the requests' queues; said just before the next forward,
+        `_announce`). `kv_dtype`: "f32", "f16" or "auto" (f16 where the model can take it:
+        `serving_kv_dtype`)."""
         self.model = model.eval()
         self.backend = model.backend
         self.cfg = model.cfg
@@ -165,6 +166,7 @@ class Engine:
         self.last_used = time.monotonic()
         self.steps = 0
         self._prefill_sampled = 0  # sequences whose first token the last step's prefill sampled
+        self._unannounced = 0  # token events queued but not yet announced ("emitted")
         self._V = self.cfg.vocab_size
         self.sampler = BatchSampler(self._V)
         self.profile = engine_profile.from_env(self.backend, name)  # None unless asked for
@@ -281,6 +283,8 @@ class Engine:
             running = [s for s in self._running if not s.handle.dropped(s)]
         if running:
             self._decode(running)
+        if self._unannounced and not self.busy():
+            self._announce()  # nothing runs next: no forward to hide the handlers' work behind
         self.steps += 1
         if self.profile is not None:
             self.profile.step(len(running), len(running) + self._prefill_sampled)
@@ -311,6 +315,7 @@ class Engine:
         for L, group in groups.items():
             ids = be.from_array([t for s, a, b in group for t in s.prompt[a:b]], (len(group), L),
                                 "i32")
+            self._announce()
             logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s, _, _ in group],
                                         last_only=True)
             self._lap("prefill")
@@ -339,6 +344,7 @@ class Engine:
     def _decode(self, seqs: list[_Seq]) -> None:
         be = self.backend
         ids = be.from_array([s.next_input for s in seqs], (len(seqs), 1), "i32")
+        self._announce()
         logits = self.model.forward(ids, cache=self.cache, slots=[s.slot for s in seqs],
                                     last_only=True)
         self._lap("forward")
@@ -354,9 +360,19 @@ class Engine:
         now = time.monotonic()
         for s, tok in zip(seqs, picks):
             self._emit(s, tok, now)
-        if self.observer is not None:
-            self.observer("emitted", count=len(seqs))
+        self._unannounced += len(seqs)
         self._lap("emit")
+
+    def _announce(self) -> None:
+        """Tell the observer that token events wait on the requests' queues ("emitted"). The
+        engine says so just before its next forward, not as soon as they are queued: the server's
+        stream pump wakes on it and formats every stream's chunks in Python, so announced at once
+        it held the interpreter lock while this thread prepared the next step (with 32 streams,
+        ~1.5 ms a step during which both cores waited); announced before the forward, the pump
+        runs while the step runs in C. With nothing to run next, `_step` announces at once."""
+        if self._unannounced and self.observer is not None:
+            self.observer("emitted", count=self._unannounced)
+        self._unannounced = 0
 
     def _lap(self, phase: str) -> None:
         if self.profile is not None:

@@ -146,3 +146,24 @@ void swiglu_backward(float *dx, const float *dout, const float *x, int64_t N, in
     swiglu_ctx c = {dx, x, dout, H};
     alpha_parallel_for(N, H >= 32768 ? 1 : 32768 / H, swiglu_bwd_task, &c);
 }
+
+/* ---- on the calling thread ---------------------------------------------------------------
+ * The forwards above without the thread pool, for a caller that already splits its rows over
+ * the threads (csrc/decode.c; a task must not submit to the pool): the same loops, so the same
+ * bits. N rows of H outputs; act as decode.c's codes: 0 GELU, 1 ReLU, 2 SiLU, 3 SwiGLU (x is N
+ * rows of 2H), 4 ReLU^2. */
+void act_forward_here(int act, float *out, const float *x, int64_t N, int64_t H) {
+    if (act == 3) {
+        swiglu_ctx c = {out, x, NULL, H};
+        swiglu_fwd_task(&c, 0, N);
+        return;
+    }
+    act_ctx c = {out, x, x, N * H, 0.0f};
+    int64_t pieces = (N * H + PIECE - 1) / PIECE;
+    switch (act) {
+    case 0: gelu_fwd_task(&c, 0, pieces); break;
+    case 1: relu_fwd_task(&c, 0, pieces); break;
+    case 2: silu_fwd_task(&c, 0, pieces); break;
+    default: relu2_fwd_task(&c, 0, pieces); break;
+    }
+}

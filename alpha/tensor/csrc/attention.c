@@ -323,7 +323,9 @@ KV_INLINE const void *kv_addr(const void *base, int64_t i, const int h16) {
 /* The cache rows of one head are a few hundred bytes every 2C floats: a stride the hardware
  * prefetchers follow poorly, so the loops over keys ask for the row KV_AHEAD keys ahead (a
  * prefetch past the end of the cache is harmless: it never faults). */
+#ifndef KV_AHEAD
 #define KV_AHEAD 8
+#endif
 #define KV_LINE (h16 ? 32 : 16) /* elements of a 64-byte line: one prefetch each */
 
 /* q . k as VW lanes: hs / VW vector FMAs into two accumulators (hs a multiple of VW), added */
@@ -463,8 +465,16 @@ KV_INLINE void kv_item(kv_ctx *c, float *s, float *acc, int64_t item, const int 
     const float *q = c->q + b * c->qsb + tq * c->qst + h * hs;
     int64_t kb = c->slots ? c->slots[b] : b; /* the cache row block of this batch row */
     int64_t n = (c->starts ? c->starts[b] : c->start) + tq + 1;
-    kv_scores(s, q, kv_addr(c->k, kb * c->ksb + h * c->khs, h16), c->kst, n, hs, scale,
-              h16);
+    const char *kp = (const char *)kv_addr(c->k, kb * c->ksb + h * c->khs, h16);
+    const char *vp = (const char *)kv_addr(c->v, kb * c->vsb + h * c->vhs, h16);
+    /* contiguous runs (the fp16 cache): ask for all of them at once; the hardware prefetchers
+     * are slow to start on runs this short (~5% faster batch-32 attention from memory) */
+    if (c->kst == hs && c->vst == hs)
+        for (int64_t o = 0, bytes = n * hs * (h16 ? 2 : 4); o < bytes; o += 64) {
+            __builtin_prefetch(kp + o);
+            __builtin_prefetch(vp + o);
+        }
+    kv_scores(s, q, kp, c->kst, n, hs, scale, h16);
     if (c->softcap > 0.0f) softcap_scores(s, n, c->softcap);
     float m = -INFINITY;
     for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
@@ -475,7 +485,7 @@ KV_INLINE void kv_item(kv_ctx *c, float *s, float *acc, int64_t item, const int 
         for (int l = 0; l < VW; l++) lanes[l] += s[j + l];
     for (; j < n; j++) sum += s[j];
     for (int l = 0; l < VW; l++) sum += lanes[l];
-    kv_values(acc, s, kv_addr(c->v, kb * c->vsb + h * c->vhs, h16), c->vst, n, hs, h16);
+    kv_values(acc, s, vp, c->vst, n, hs, h16);
     float inv = 1.0f / sum;
     float *o = c->out + (b * Tq + tq) * C + h * hs;
     for (int64_t d = 0; d < hs; d++) o[d] = acc[d] * inv;
