@@ -830,6 +830,9 @@ def check_activations(ctx):
             dx = ctx.rand(shape)
             ctx.call(f"{act}_backward", dx, ctx.rand(shape, layout=layout), x)
             ctx.close(f"{act}_backward {layout}{shape} (adds into dx)", dx)
+            dx = ctx.zeros(shape)  # helios writes a fresh gradient without reading it
+            ctx.call(f"{act}_backward", dx, ctx.rand(shape, layout=layout), x)
+            ctx.close(f"{act}_backward {layout}{shape} (into zeros)", dx)
     x = ctx.tensor([-1.0, -0.0, 0.0, 1e-30, 2.0], (5,))
     out, dx = ctx.zeros((5,)), ctx.zeros((5,))
     ctx.call("relu_forward", out, x)
@@ -909,6 +912,14 @@ def check_crossentropy(ctx):
         dlogits = ctx.rand((N, V))
         ctx.call("crossentropy_backward", dlogits, ctx.rand((N,)), logits, targets)
         ctx.close(f"{label} dlogits (adds)", dlogits)
+        # into zeros (helios writes a fresh gradient without reading it), and for logits
+        # no forward has seen since they were written (helios: no saved log-sum-exp)
+        dlogits = ctx.zeros((N, V))
+        ctx.call("crossentropy_backward", dlogits, ctx.rand((N,)), logits, targets)
+        ctx.close(f"{label} dlogits (into zeros)", dlogits)
+        ctx.call("fill", logits, 0.5)
+        ctx.call("crossentropy_backward", dlogits, ctx.rand((N,)), logits, targets)
+        ctx.close(f"{label} dlogits (logits written since)", dlogits)
 
 
 # ---- attention -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import rows as krows
 from alpha.helios.ops_attention import AttentionOps
 from alpha.helios.ops_matmul import MatmulOps
-from alpha.helios.ops_nn import NNOps
+from alpha.helios.ops_nn import HOST_COPY, ZERO, NNOps
 from alpha.helios.ops_optim import OptimOps
 from alpha.helios.replay import DecodeOps
 from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups
@@ -42,7 +42,8 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
     def _zeros(self, shape, dtype) -> Tensor:
         t = self.rt.new(shape, dtype)
         a = t.storage.alloc
-        self.dev.fill_zero(a.block.buffer, a.offset, a.size)
+        self.dev.fill_zero(a.block.buffer, a.offset, a.size, writes=[a])
+        self.dev.derived.put(a, ZERO, True)
         return t
 
     def _memory_meter(self):
@@ -51,8 +52,8 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
     def _from_array(self, host, shape, dtype) -> Tensor:
         t = self.rt.new(shape, dtype)
         self.rt.write_bytes(t.storage.alloc, 0, host.tobytes())
-        if dtype == "i32":
-            t.storage.shadow = array("i", host)  # a copy: the caller may reuse its array
+        if dtype == "i32":  # id range checks need no read-back (a copy: the caller may reuse)
+            self.dev.derived.put(t.storage.alloc, HOST_COPY, array("i", host))
         return t
 
     def _to_array(self, x: Tensor):
@@ -61,19 +62,20 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         return self.rt.host_values(x)
 
     def _fill(self, out, value) -> None:
-        out.storage.shadow = None
         if out.dtype not in GPU_DTYPES:
             self.rt.host_store(out, [value] * out.numel)
             return
         t = out.dtype
         v = float(value) if t == "f32" else int(value)
         self.rt.map("fill", [(out, "out")], out.shape, lambda k, ins, s: [s[0]], [v], [t])
+        if v == 0 and out.offset == 0 and out.is_contiguous \
+                and out.numel * out.itemsize == out.storage.nbytes:
+            self.dev.derived.put(out.storage.alloc, ZERO, True)  # all of it: ops may write it
 
     def _copy(self, out, x) -> None:
         self.rt.copy(out, x)
 
     def _cast(self, out, x) -> None:
-        out.storage.shadow = None
         if out.dtype in GPU_DTYPES and x.dtype in GPU_DTYPES:
             if out.dtype == x.dtype:
                 return self.rt.copy(out, x)
@@ -99,7 +101,7 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
             k0, k1 = key
             self.rt.launch(("rng_uniform",), krows.rng_uniform,
                            [self.rt.addr(t), n, position & 0xFFFFFFFF, position >> 32, k0, k1],
-                           (groups(n), 1, 1))
+                           (groups(n), 1, 1), [t])
         if t is not out:
             self.rt.copy(out, t)
 
@@ -144,7 +146,8 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
             return
         o = out if out.is_contiguous else self.rt.new(out.shape)
         self.rt.launch(("row", kind), lambda: krows.row_reduce(kind),
-                       [self.rt.addr(o), self.rt.addr(x2), R, L], (min(R, MAX_GROUPS), 1, 1))
+                       [self.rt.addr(o), self.rt.addr(x2), R, L], (min(R, MAX_GROUPS), 1, 1),
+                       [o])
         if o is not out:
             self.rt.copy(out, o)
 
@@ -166,6 +169,12 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         if not axes:
             self._axpy(out, self.rt.contig(x).view(out.shape), 1.0)
             return
+        if axes == list(range(len(axes))) and x.is_contiguous and out.is_contiguous \
+                and out.numel == math.prod(x.shape[len(axes):]):
+            # a bias gradient: column sums added straight into out (was: into a temporary,
+            # then an axpy)
+            self.rt.colsum(out, x, x.numel // out.numel, out.numel, add=True)
+            return
         tmp = self.rt.new(reduced_shape(x.shape, axes, False))
         self._sum(tmp, x, axes, False)
         self._axpy(out, tmp.view(out.shape), 1.0)
@@ -182,7 +191,7 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         acc_t = "f64" if (kind == "sumsq" and self.float64) else "f32"
         part = self.rt.new((ng * (2 if acc_t == "f64" else 1),))
         self.rt.launch(("partial", kind, acc_t), lambda: krows.partial_reduce(kind, acc_t),
-                       [self.rt.addr(part), self.rt.addr(x), n], (ng, 1, 1))
+                       [self.rt.addr(part), self.rt.addr(x), n], (ng, 1, 1), [part])
         raw = self.rt.read_bytes(part.storage.alloc, 0, ng * (8 if acc_t == "f64" else 4))
         return list(array("d" if acc_t == "f64" else "f", raw))
 

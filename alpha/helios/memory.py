@@ -134,9 +134,12 @@ class Pool:
                 self.blocks.append(b)
                 return Allocation(self, b, b.alloc(size), size)
         for b in self.blocks:
-            off = b.alloc(size)
-            if off is not None:
-                return Allocation(self, b, off, size)
+            # full blocks (every dedicated one) are skipped without walking their free list:
+            # GPT-2 small has ~40 blocks, and a step allocates ~400 times (7 ms of host time)
+            if b.size - b.used >= size:
+                off = b.alloc(size)
+                if off is not None:
+                    return Allocation(self, b, off, size)
         b = self._new_block(max(size, self.block_size))
         self.blocks.append(b)
         return Allocation(self, b, b.alloc(size), size)

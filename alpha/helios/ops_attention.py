@@ -121,7 +121,7 @@ class AttentionOps:
         a, lazy = self.rt.addr, self.flash_lazy
         self.rt.launch(("flash_fwd", mode, lazy), lambda: kfl.flash_forward(mode, lazy),
                        [a(dst), a(lo), a(q), a(k), a(v), T, H, 1.0 / math.sqrt(kfl.HD)],
-                       (-(-T // kfl.block(mode)), B * H, 1))
+                       (-(-T // kfl.block(mode)), B * H, 1), [dst, lo])
         if dst is not out:
             self.rt.copy(out, dst)
         if lo is not lse:
@@ -136,15 +136,15 @@ class AttentionOps:
         dd = self.rt.new((B * H, T))
         self.rt.launch(("flash_rowdot",), kfl.flash_rowdot,
                        [a(dd), a(self.rt.contig(dout)), a(self.rt.contig(out)), n, T, H],
-                       (groups(n), 1, 1))
+                       (groups(n, kfl.ROWDOT_ROWS), 1, 1), [dd])
         g = dqkv if dqkv.is_contiguous else self.rt.contig(dqkv)
         values = [a(g), a(self.rt.contig(lse)), a(dd), a(q), a(k), a(v), a(do), T, H,
                   1.0 / math.sqrt(kfl.HD)]
         grid = (-(-T // kfl.block(mode)), B * H, 1)
         self.rt.launch(("flash_bwd_kv", mode), lambda: kfl.flash_backward_kv(mode),
-                       values, grid)
+                       values, grid, [g])
         self.rt.launch(("flash_bwd_q", mode), lambda: kfl.flash_backward_q(mode),
-                       values, grid)
+                       values, grid, [g])
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 
@@ -175,7 +175,7 @@ class AttentionOps:
         """One of the `attn_probs` row kernels over R rows of T scores."""
         self.rt.launch((builder.__name__, src) + variant, lambda: builder(src, *variant),
                        [self.rt.addr(t) for t in tensors] + [R, T],
-                       (min(R, MAX_GROUPS), 1, 1))
+                       (min(R, MAX_GROUPS), 1, 1), tensors)
 
     def _packed_as(self, t, src):
         """Contiguous t as the matmuls' inputs: itself for fp32, else a packed u16 copy."""
@@ -187,16 +187,24 @@ class AttentionOps:
 
     def _heads(self, t, B, T, H, hs, parts, src):
         """The `parts` column blocks of t (B, T, parts * H * hs) as head-major (B*H, T, hs)
-        matmul inputs: fp32 copies, or 16-bit ones packed in one pass (hs even)."""
-        t = self.rt.contig(t)
+        matmul inputs: fp32 copies, or 16-bit ones packed in one pass (hs even). The packed
+        ones are kept in the write record until t is written: the attention backward reuses
+        the forward's q, k, v."""
         if src != "f32" and hs % 2 == 0:
+            key = ("heads", t.offset, t.shape, t.strides, H, parts, src)
+            outs = self.dev.derived.get(t.storage.alloc, key)
+            if outs is not None:
+                return outs
+            c = self.rt.contig(t)
             n, W = B * H * T * hs // 2, parts * H * hs
             outs = [self.rt.new((B * H, T, hs), "u16") for _ in range(parts)]
             for p, u in enumerate(outs):
                 self.rt.launch(("pack_heads", src), lambda: kap.pack_heads(src),
-                               [self.rt.addr(u), self.rt.addr(t) + 4 * p * H * hs, n, T, H,
-                                hs, W], (groups(n), 1, 1))
+                               [self.rt.addr(u), self.rt.addr(c) + 4 * p * H * hs, n, T, H,
+                                hs, W], (groups(n), 1, 1), [u])
+            self.dev.derived.put(t.storage.alloc, key, outs)
             return outs
+        t = self.rt.contig(t)
         v = t.view(B, T, parts, H, hs).permute(2, 0, 3, 1, 4)
         return [self._packed_as(self.rt.contig(v[p]).view(B * H, T, hs), src)
                 for p in range(parts)]

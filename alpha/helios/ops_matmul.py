@@ -28,7 +28,6 @@ class MatmulOps:
     coop_config = None  # a kcm.CoopConfig forcing the tensor-core tile shape (benchmarks)
     coop_exact = True  # False: bounds-checked loads on whole tiles too (benchmarks: the before)
     coop_emulate = False  # True: the tensor-core kernels with scalar products (lavapipe: tests)
-    _pack_memo = ()  # [(source allocation, view key, u16 packing, device.writes stamp)]
 
     def with_matmul_dtype(self, dtype: str):
         """This backend (same device, same memory) with f32 matmuls in `dtype`."""
@@ -89,7 +88,7 @@ class MatmulOps:
         n = x.numel // 2
         if n:
             self.rt.launch(("pack16", dtype), lambda: kcm.pack16_kernel(dtype),
-                         [self.rt.addr(out), self.rt.addr(x), n], (_groups(n), 1, 1))
+                         [self.rt.addr(out), self.rt.addr(x), n], (_groups(n), 1, 1), [out])
 
     # ---- shared front ----------------------------------------------------------------------
     def _mm(self, out, a, b, trans_a, trans_b, accumulate, alpha, dtype, src,
@@ -103,14 +102,12 @@ class MatmulOps:
         rows = math.prod(a.shape[:-2]) * a.shape[-1 if trans_a else -2]
         tensor_cores = dtype in self._matrix_types() and not (
             src == "f32" and dtype == "bf16" and rows < SIMT_ROWS)
-        packed = None  # device.writes once the operands are packed
         if src == "f32" and tensor_cores:
             # one rounding pass per operand, then the 16-bit kernel: converting inside the
             # matmul would redo it for every tile that reads the element (measured 4x slower)
             pa, pb = self._packed(a, dtype), self._packed(b, dtype)
             if pa is not None and pb is not None:
                 a, b, src = pa, pb, dtype
-                packed = self.dev.writes
         opa = a.transpose(-2, -1) if trans_a else a
         opb = b.transpose(-2, -1) if trans_b else b
         batch = opa.shape[:-2]
@@ -141,10 +138,6 @@ class MatmulOps:
                        None if dtype == "f32" else dtype)
         if o is not out:
             self.rt.copy(out, o)
-        if packed is None:
-            self._pack_memo = []
-        else:  # this product wrote o and out (and fresh scratch) only
-            self._restamp(packed, (o.storage.alloc, out.storage.alloc))
 
     def _run(self, key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N):
         """Dispatch over the batch in slices of at most MAX_GROUPS workgroups."""
@@ -154,34 +147,34 @@ class MatmulOps:
                 values[0] = self.rt.addr(o) + b0 * M * N * 4
                 values[1] = self.rt.addr(a) + b0 * sab * esize
                 values[2] = self.rt.addr(b) + b0 * sbb * esize
-            self.rt.launch(key, build, values, (grid[0], grid[1], nbi))
+            self.rt.launch(key, build, values, (grid[0], grid[1], nbi), [o])
 
     def _packed(self, t, dtype):
         """t's values as `dtype` bits in a u16 tensor of t's shape, or None when t has an odd
-        number of elements (the f32-reading kernel takes those). A packing stays in
-        `_pack_memo` while nothing but these packings and the products that read them has
-        written GPU memory: a linear layer's backward multiplies dY twice in a row (dX = dY W,
-        dW = dY^T X), and dY (the logits' gradient: 3.3 GB in GPT-2 small) is packed once."""
+        number of elements (the f32-reading kernel takes those). A packing is kept in the write
+        record (alpha/helios/derived.py) until t's allocation is written: a linear layer's
+        backward reuses the packings of its forward (x and w) and packs dY once for dX = dY W
+        and dW = dY^T X."""
         if t.numel % 2 or t.numel == 0:
             return None
-        key = (t.offset, t.shape, t.strides, dtype)
-        for alloc, k, u, stamp in self._pack_memo:
-            if alloc is t.storage.alloc and k == key and stamp == self.dev.writes:
-                return u
-        before, alloc = self.dev.writes, t.storage.alloc
-        t = self.rt.contig(t)
-        u = self.rt.new(t.shape, "u16")
-        self.pack16(u.view(t.numel), t.view(t.numel), dtype)
-        self._restamp(before)  # the copy and the packing wrote fresh tensors only
-        self._pack_memo.append((alloc, key, u, self.dev.writes))
-        return u
+        key = self._pack_key(t, dtype)
+        alloc = t.storage.alloc
+        u = self.dev.derived.get(alloc, key)
+        if u is None:
+            u = self.rt.new(t.shape, "u16")
+            self.pack16(u.view(t.numel), self.rt.contig(t).view(t.numel), dtype)
+            self.dev.derived.put(alloc, key, u)
+        return u if u.shape == t.shape else u.view(t.shape)
 
-    def _restamp(self, before: int, written=()) -> None:
-        """The writes since `before` were ours and went to fresh tensors or to the allocations
-        in `written`: the packings valid then stay valid, except those of `written`."""
-        now = self.dev.writes
-        self._pack_memo = [(a, k, u, now) for a, k, u, st in self._pack_memo
-                           if st == before and all(a is not w for w in written)]
+    @staticmethod
+    def _pack_key(t, dtype) -> tuple:
+        """The write record's key of the `dtype` packing of the view t (a producer that writes
+        it directly, like the cross-entropy backward, records it under this key). Contiguous
+        views of the same elements share it whatever their shape: a linear reads its input
+        (B, T, C) as (B*T, C)."""
+        if t.is_contiguous:
+            return ("packed", t.offset, t.numel, dtype)
+        return ("packed", t.offset, t.shape, t.strides, dtype)
 
     # ---- tensor cores ----------------------------------------------------------------------
     def _coop(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, src, causal):
@@ -215,11 +208,11 @@ class MatmulOps:
             part = self.rt.new((splits, M, N))
             values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak,
                       sam, sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]
-            self.rt.launch(key, build, values, (grid[0], grid[1], splits))
+            self.rt.launch(key, build, values, (grid[0], grid[1], splits), [part])
             add = bool(accumulate)
             self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
                            [self.rt.addr(o), self.rt.addr(part), splits, M * N],
-                           (_groups(M * N), 1, 1))
+                           (_groups(M * N), 1, 1), [o])
             return
         values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
                   sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
@@ -279,10 +272,11 @@ class MatmulOps:
                   Ks * sbk, sbk, sbn, float(alpha), 0.0]
         self.rt.launch(("matmul", cfg, ck, al, rounding),
                      lambda: kmm.matmul_kernel(cfg, ck, al, rounding), values,
-                     ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, splits))
+                     ((N + cfg.BN - 1) // cfg.BN, (M + cfg.BM - 1) // cfg.BM, splits), [part])
         add = bool(accumulate)
         self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
-                     [self.rt.addr(o), self.rt.addr(part), splits, M * N], (_groups(M * N), 1, 1))
+                     [self.rt.addr(o), self.rt.addr(part), splits, M * N], (_groups(M * N), 1, 1),
+                     [o])
 
     def _mm_config(self, M, N, K, batch=1):
         """The tile shape class: big tiles on a GPU once they still give every multiprocessor

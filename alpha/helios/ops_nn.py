@@ -16,6 +16,15 @@ from alpha.helios.kernels import rows as krows
 from alpha.helios.runtime import MAX_GROUPS, column_chunks, groups, positions
 
 
+ZERO = ("zero",)  # the write record's mark of an allocation known to hold zeros (backend._fill)
+HOST_COPY = ("host",)  # an i32 allocation's values on the host, as uploaded (backend._from_array)
+
+
+def _lse_key(logits) -> tuple:
+    """The write record's key of the log-sum-exp of the rows of the view `logits`."""
+    return ("lse", logits.offset, logits.shape, logits.strides)
+
+
 def _cap_key(softcap: float) -> tuple:
     """The attention pipelines' cache-key suffix: GPT-2's kernels keep their plain keys."""
     return (softcap,) if softcap else ()
@@ -38,7 +47,8 @@ class NNOps:
         R, C = rc or (ins[0].numel // ins[0].shape[-1], ins[0].shape[-1])
         if R:
             addrs = [self.rt.addr(t) for t in temps + ins]
-            self.rt.launch(key, build, addrs + [R, C] + list(extra), (min(R, MAX_GROUPS), 1, 1))
+            self.rt.launch(key, build, addrs + [R, C] + list(extra), (min(R, MAX_GROUPS), 1, 1),
+                           temps)
         for t, tmp in zip(outs, temps):
             if t is not tmp:
                 self.rt.copy(t, tmp)
@@ -62,11 +72,29 @@ class NNOps:
         self._row_op(("softmax_bwd", log), lambda: krows.softmax_backward(log), [dx],
                      [dout, out], add=True)
 
+    def _out16(self, out, C=2):
+        """The 16-bit type a producer writes beside its fp32 `out` for the tensor-core matmul
+        that reads it next (rows of C, pairs in words: even), or None (no tensor cores, odd
+        sizes, or a view: the matmul packs then)."""
+        dt = self.matmul_dtype
+        if dt in self._matrix_types() and out.is_contiguous and out.numel and C % 2 == 0 \
+                and out.numel % 2 == 0:
+            return dt
+        return None
+
+    def _keep16(self, out, u, dt) -> None:
+        """Record u (written beside out) as out's `dt` packing in the write record."""
+        self.dev.derived.put(out.storage.alloc, self._pack_key(out, dt), u)
+
     def _layernorm_forward(self, out, mean, rstd, x, weight, bias, eps) -> None:
         hb = bias is not None
         ins = [x, weight] + ([bias] if hb else [])
-        self._row_op(("ln_fwd", hb), lambda: krows.layernorm_forward(hb), [out, mean, rstd],
-                     ins, [float(eps)])
+        dt = self._out16(out, x.shape[-1])
+        u = [self.rt.new(out.shape, "u16")] if dt else []
+        self._row_op(("ln_fwd", hb, dt), lambda: krows.layernorm_forward(hb, dt),
+                     [out] + u + [mean, rstd], ins, [float(eps)])
+        if dt:
+            self._keep16(out, u[0], dt)
 
     def _layernorm_backward(self, dx, dweight, dbias, dout, x, weight, mean, rstd) -> None:
         C = x.shape[-1]
@@ -85,10 +113,11 @@ class NNOps:
             parts = [self.rt.new((chunks, C)) for _ in temps]
             self.rt.launch(("ln_bwd_params", hb), lambda: krows.layernorm_params_partial(hb),
                            [self.rt.addr(t) for t in parts + ins] + [R, C, rows],
-                           ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1))
+                           ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1), parts)
             for t, p in zip(temps, parts):
                 self.rt.launch(("colsum_finish", True), lambda: krows.colsum_finish(True),
-                               [self.rt.addr(t), self.rt.addr(p), chunks, C], (groups(C), 1, 1))
+                               [self.rt.addr(t), self.rt.addr(p), chunks, C], (groups(C), 1, 1),
+                               [t])
         for t, tmp in zip(outs, temps):
             if t is not tmp:
                 self.rt.copy(t, tmp)
@@ -110,17 +139,35 @@ class NNOps:
         part = self.rt.new((chunks, C))
         self.rt.launch(("rms_bwd_params",), krows.rmsnorm_params_partial,
                        [self.rt.addr(t) for t in [part] + ins] + [R, C, rows],
-                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1))
+                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1), [part])
         self.rt.launch(("colsum_finish", True), lambda: krows.colsum_finish(True),
-                       [self.rt.addr(dw), self.rt.addr(part), chunks, C], (groups(C), 1, 1))
+                       [self.rt.addr(dw), self.rt.addr(part), chunks, C], (groups(C), 1, 1),
+                       [dw])
         if dw is not dweight:
             self.rt.copy(dweight, dw)
 
     # ---- activations ---------------------------------------------------------------------------
     def _act_fwd(self, op, out, x, fn):
+        dt = self._out16(out)
+        if dt and x.is_contiguous:
+            # the MLP's hidden activation feeds a tensor-core product: its 16-bit copy is
+            # written here and kept in the write record as out's packing
+            n = out.numel
+            u = self.rt.new(out.shape, "u16")
+            self.rt.launch(("map_packed", op, dt), lambda: kel.map_packed(op, fn, dt),
+                           [self.rt.addr(out), self.rt.addr(u), self.rt.addr(x), n // 2],
+                           (groups(n // 2), 1, 1), [out, u])
+            self._keep16(out, u, dt)
+            return
         self.rt.map(op, [(out, "out"), (x, "in")], x.shape, lambda k, ins, s: [fn(k, ins[1])])
 
     def _act_bwd(self, op, dx, dout, x, grad):
+        if self.dev.derived.get(dx.storage.alloc, ZERO) is not None:
+            # a fresh gradient (the MLP's hidden one: 200 MB a layer in GPT-2 small): written
+            # without being read
+            self.rt.map(op + "_set", [(dx, "out"), (dout, "in"), (x, "in")], x.shape,
+                        lambda k, ins, s: [ins[1] * grad(k, ins[2])])
+            return
         self.rt.map(op, [(dx, "inout"), (dout, "in"), (x, "in")], x.shape,
                     lambda k, ins, s: [ins[0] + ins[1] * grad(k, ins[2])])
 
@@ -188,7 +235,7 @@ class NNOps:
 
     # ---- embeddings ---------------------------------------------------------------------------
     def _ids_on_host(self, t):
-        sh = t.storage.shadow
+        sh = self.dev.derived.get(t.storage.alloc, HOST_COPY)
         if sh is None:
             return self.rt.host_values(t)
         if t.is_contiguous:
@@ -196,11 +243,17 @@ class NNOps:
         return [sh[i] for i in positions(t)]
 
     def _find_outside(self, ids, V, ignore):
-        host = self._ids_on_host(ids)
-        # min and max run in C: the Python loop cost ~1 ms per 16k ids, three times a step,
-        # while the GPU waited for the step's first dispatches
-        if not len(host) or (min(host) >= (-1 if ignore else 0) and max(host) < V):
+        # the view's min and max, found once (in C: a Python loop cost ~1 ms per 16k ids) and
+        # kept in the write record: a step checks the same ids and targets six times
+        rec, key = self.dev.derived, ("bounds", ids.offset, ids.shape, ids.strides)
+        bounds = rec.get(ids.storage.alloc, key)
+        if bounds is None:
+            host = self._ids_on_host(ids)
+            bounds = (min(host), max(host)) if len(host) else (0, 0)
+            rec.put(ids.storage.alloc, key, bounds)
+        if bounds[0] >= (-1 if ignore else 0) and bounds[1] < V:
             return None
+        host = self._ids_on_host(ids)
         for i, v in enumerate(host):
             if not (0 <= v < V or (ignore and v == -1)):
                 return i, v
@@ -215,7 +268,7 @@ class NNOps:
         ids, table = self.rt.contig(ids), self.rt.contig(table)
         self.rt.launch(("embedding_forward",), krows.embedding_forward,
                        [self.rt.addr(o), self.rt.addr(ids), self.rt.addr(table), n, C],
-                       (groups(n), 1, 1))
+                       (groups(n), 1, 1), [o])
         if o is not out:
             self.rt.copy(out, o)
 
@@ -240,17 +293,37 @@ class NNOps:
         addrs = [self.rt.addr(t) for t in [d, dout] + ts]
         self.rt.launch(("embedding_backward_segments",), krows.embedding_backward_segments,
                        addrs + [U, C],
-                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, min(U, MAX_GROUPS), 1))
+                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, min(U, MAX_GROUPS), 1),
+                       [d])
         if d is not dtable:
             self.rt.copy(dtable, d)
 
     # ---- cross-entropy ------------------------------------------------------------------------
     def _crossentropy_forward(self, losses, logits, targets) -> None:
-        self._row_op(("ce_fwd",), krows.crossentropy_forward, [losses], [logits, targets])
+        lse = self.rt.new(logits.shape[:1])
+        self._row_op(("ce_fwd",), krows.crossentropy_forward, [losses, lse], [logits, targets])
+        # kept for the backward while the logits are not written
+        self.dev.derived.put(logits.storage.alloc, _lse_key(logits), lse)
 
     def _crossentropy_backward(self, dlogits, dlosses, logits, targets) -> None:
-        self._row_op(("ce_bwd",), krows.crossentropy_backward, [dlogits],
-                     [dlosses, logits, targets], add=True, rc=logits.shape)
+        """From the forward's log-sum-exp (one read of the logits); written without a read
+        where dlogits is known to hold zeros (a fresh gradient); with tensor cores, the 16-bit
+        copy the next matmul reads is written too (kept in the write record as its packing)."""
+        R, V = logits.shape
+        rec = self.dev.derived
+        lse = rec.get(logits.storage.alloc, _lse_key(logits))
+        if lse is None:  # no forward of these logits since they were last written
+            lse = self.rt.new((R,))
+            self._row_op(("ce_fwd",), krows.crossentropy_forward, [self.rt.new((R,)), lse],
+                         [logits, targets])
+        overwrite = rec.get(dlogits.storage.alloc, ZERO) is not None
+        out16 = self._out16(dlogits, V)
+        outs = [dlogits] + ([self.rt.new((R, V), "u16")] if out16 else [])
+        self._row_op(("ce_bwd", overwrite, out16),
+                     lambda: krows.crossentropy_backward(overwrite, out16), outs,
+                     [dlosses, logits, targets, lse], add=True, rc=(R, V))
+        if out16:
+            self._keep16(dlogits, outs[1], out16)
 
     # ---- attention ----------------------------------------------------------------------------
     def _keys_class(self, n: int) -> int:
@@ -292,11 +365,12 @@ class NNOps:
         if self._tiled_attention(hs):
             self.rt.launch(("attn_fwd_tiled", hs) + _cap_key(softcap),
                            lambda: katt.attention_forward_tiled(hs, softcap),
-                           values, ((Tq + katt.BLOCK - 1) // katt.BLOCK, H, B))
+                           values, ((Tq + katt.BLOCK - 1) // katt.BLOCK, H, B), [out, lse])
             return
         mk = self._keys_class(start + Tq)
         self.rt.launch(("attn_fwd", mk) + _cap_key(softcap),
-                       lambda: katt.attention_forward(mk, softcap), values, (Tq, H, B))
+                       lambda: katt.attention_forward(mk, softcap), values, (Tq, H, B),
+                       [out, lse])
 
     def _attention_backward(self, dqkv, dout, qkv, out, lse, n_head, softcap=0.0) -> None:
         B, T, C = out.shape
@@ -310,7 +384,7 @@ class NNOps:
         n = B * H * T
         self.rt.launch(("attn_bwd_d",), katt.attention_backward_d,
                        [self.rt.addr(D), self.rt.addr(dout), self.rt.addr(out), n, T, H, hs],
-                       (groups(n, 64), 1, 1))
+                       (groups(n, 64), 1, 1), [D])
         base = self.rt.addr(g)
         qb = self.rt.addr(qkv)
         values = [base, base + C * 4, base + 2 * C * 4, self.rt.addr(dout), qb, qb + C * 4,
@@ -319,17 +393,20 @@ class NNOps:
         if self._tiled_attention(hs):
             blocks = ((T + katt.BLOCK - 1) // katt.BLOCK, H, B)
             self.rt.launch(("attn_bwd_dq_tiled", hs) + _cap_key(softcap),
-                           lambda: katt.attention_backward_dq_tiled(hs, softcap), values, blocks)
+                           lambda: katt.attention_backward_dq_tiled(hs, softcap), values, blocks,
+                           [g])
             for which in ("dk", "dv"):
                 self.rt.launch(("attn_bwd_kv_tiled", hs, which) + _cap_key(softcap),
                                lambda: katt.attention_backward_kv_tiled(hs, which, softcap),
-                               values, blocks)
+                               values, blocks, [g])
         else:
             mk = self._keys_class(T)
             self.rt.launch(("attn_bwd_dq", mk) + _cap_key(softcap),
-                           lambda: katt.attention_backward_dq(mk, softcap), values, (T, H, B))
+                           lambda: katt.attention_backward_dq(mk, softcap), values, (T, H, B),
+                           [g])
             self.rt.launch(("attn_bwd_dkv", mk) + _cap_key(softcap),
-                           lambda: katt.attention_backward_dkv(mk, softcap), values, (T, H, B))
+                           lambda: katt.attention_backward_dkv(mk, softcap), values, (T, H, B),
+                           [g])
         if g is not dqkv:
             self.rt.copy(dqkv, g)
 
@@ -370,7 +447,7 @@ class NNOps:
         self.rt.launch(("rope", backward), lambda: krope.rope(backward),
                        [self.rt.addr(o), self.rt.addr(x), self.rt.addr(positions),
                         self.rt.addr(cos), self.rt.addr(sin), n, C, C // n_head // 2,
-                        positions.numel], (groups(n), 1, 1))
+                        positions.numel], (groups(n), 1, 1), [o])
         if o is not out:
             self.rt.copy(out, o)
 

@@ -310,7 +310,8 @@ class DecodeReplay:
         data.extend(slots)
         data.extend(positions)
         ctypes.memmove(self.args.host_ptr, data.buffer_info()[0], 12 * self.M)
-        dev.writes += 1  # GPU memory will change (the matmul packing memo must not trust it)
+        dev.writes += 1  # GPU memory will change
+        dev.derived.wrote(None)  # (the write record does not know which parts)
         dev.submit_recorded(self.cb, self.fence)
         self.stamp = dev.writes
         return self.logits

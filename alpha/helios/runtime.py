@@ -26,13 +26,12 @@ MAX_GROUPS = 65535
 
 
 class HeliosStorage:
-    """A GPU range. `shadow`: the host copy of an i32 tensor uploaded by from_array, kept until
-    a GPU op writes it, so id/target range checks need no read-back (and no wait)."""
+    """A GPU range (values derived from it live in the device's write record, derived.py)."""
 
-    __slots__ = ("alloc", "nbytes", "shadow")
+    __slots__ = ("alloc", "nbytes")
 
     def __init__(self, alloc, nbytes: int):
-        self.alloc, self.nbytes, self.shadow = alloc, nbytes, None
+        self.alloc, self.nbytes = alloc, nbytes
 
 
 def groups(n: int, local: int = 256, cap: int = 4096) -> int:
@@ -74,12 +73,15 @@ class Runtime:
         """The device address of t's first element (kernels take buffer device addresses)."""
         return t.storage.alloc.address + t.offset * t.itemsize
 
-    def launch(self, key, build, values, grid) -> None:
+    def launch(self, key, build, values, grid, writes=None) -> None:
         """Record one dispatch of the pipeline cached under `key` (`build()` makes it once) with
-        push constants `values` over `grid` workgroups."""
+        push constants `values` over `grid` workgroups. `writes`: every tensor it writes (the
+        write record, alpha/helios/derived.py); None when unknown, which forgets every value
+        derived from GPU memory."""
         prog = self.pipes.get(key, build)
         push = struct.pack(prog.push_format, *values) if prog.push_size else b""
-        self.dev.dispatch(prog, push, grid)
+        self.dev.dispatch(prog, push, grid,
+                          writes=None if writes is None else [t.storage.alloc for t in writes])
 
     def map(self, name, operands, shape, body, scalars=(), scalar_types=()) -> None:
         """An elementwise kernel over `shape`. operands: (tensor, role) with role in/out/inout;
@@ -95,11 +97,11 @@ class Runtime:
         key = ("map", name, tuple(specs), tuple(scalar_types), None if flat else cshape)
         build = lambda: kel.map_kernel(name, cshape, specs, list(scalar_types), body)  # noqa
         values = [self.addr(t) for t, _ in operands] + list(scalars) + ([n] if flat else [])
-        self.launch(key, build, values, (groups(n), 1, 1))
+        self.launch(key, build, values, (groups(n), 1, 1),
+                    [t for t, role in operands if role != "in"])
 
     def copy(self, out: Tensor, x: Tensor) -> None:
         """out[...] = x for views of one shape and dtype (on the GPU for GPU dtypes)."""
-        out.storage.shadow = None
         if out.dtype not in GPU_DTYPES:
             self.host_store(out, self.host_values(x))
             return
@@ -120,9 +122,9 @@ class Runtime:
         part = self.new((chunks, C))
         self.launch(("colsum_partial",), krows.colsum_partial,
                     [self.addr(part), self.addr(x), L, C, rows],
-                    ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1))
+                    ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, chunks, 1), [part])
         self.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
-                    [self.addr(out), self.addr(part), chunks, C], (groups(C), 1, 1))
+                    [self.addr(out), self.addr(part), chunks, C], (groups(C), 1, 1), [out])
 
     # ---- host transfers --------------------------------------------------------------------
     def write_bytes(self, alloc, byte_off: int, data: bytes) -> None:
@@ -132,11 +134,12 @@ class Runtime:
         if dev.direct_upload and not dev.busy:
             ctypes.memmove(alloc.host_ptr + byte_off, data, len(data))
             dev.writes += 1
+            dev.derived.wrote([alloc])
             return
         staging = dev.host_pool.alloc(len(data))
         ctypes.memmove(staging.host_ptr, data, len(data))
         dev.copy(staging.block.buffer, staging.offset, alloc.block.buffer,
-                 alloc.offset + byte_off, len(data))
+                 alloc.offset + byte_off, len(data), writes=[alloc])
         dev.pending_host.append(staging)
 
     def read_bytes(self, alloc, byte_off: int, n: int) -> bytes:
@@ -153,7 +156,7 @@ class Runtime:
             return ctypes.string_at(alloc.host_ptr + byte_off, n)
         staging = dev.host_pool.alloc(n)
         dev.copy(alloc.block.buffer, alloc.offset + byte_off, staging.block.buffer,
-                 staging.offset, n)
+                 staging.offset, n, writes=[staging])
         dev.synchronize()
         return ctypes.string_at(staging.host_ptr, n)
 
@@ -175,7 +178,6 @@ class Runtime:
 
     def host_store(self, t: Tensor, values) -> None:
         """t[...] = values (row-major) from the host."""
-        t.storage.shadow = None
         code, size = DTYPES[t.dtype]
         vals = array(code, values)
         if t.is_contiguous:

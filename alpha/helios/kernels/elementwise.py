@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from alpha.helios.kernels.coopmat import _bf16_bits, _f16_bits
 from alpha.spirv.dsl import Kernel
 
 LOCAL = 256
@@ -113,6 +114,23 @@ def _flat_body(k, ptrs, svals, n, operands, body):
 
 
 # ---- op bodies -----------------------------------------------------------------------------
+def map_packed(name, fn, dtype) -> Kernel:
+    """out[i] = fn(x[i]) over contiguous n = 2 * pairs elements, and out16 = those values
+    rounded to 16 bits (`dtype`, pairs in u32 words): an activation that also writes the copy
+    the next tensor-core matmul reads, in place of a packing pass over out."""
+    k = Kernel(f"{name}_{dtype}", (LOCAL, 1, 1),
+               [("out", "f32*"), ("out16", "u32*"), ("x", "f32*"), ("pairs", "u32")])
+    out, out16, x, pairs = k.params()
+    bits = _bf16_bits if dtype == "bf16" else _f16_bits
+    with k.loop(k.gid, pairs, k.nthreads) as i:
+        j = i * 2
+        a, b = fn(k, x[j]), fn(k, x[j + 1])
+        out[j] = a
+        out[j + 1] = b
+        out16[i] = bits(k, a) | (bits(k, b) << 16)
+    return k
+
+
 def _div(k, a, b):
     return a / b
 

@@ -245,17 +245,36 @@ def flash_backward_kv(mode: str = "coopmat") -> Kernel:
     return f.finish()
 
 
+ROWDOT_ROWS = 16  # rows of 64 a workgroup of 256 sums: 4 KB of dO and O read contiguously
+
+
 def flash_rowdot() -> Kernel:
     """dd (B*H, T) = rowsum(dO * O) per (sequence, head, position) of dout and out (B, T, H*64):
-    the D of the backward (one invocation per row of 64)."""
+    the D of the backward. A workgroup takes 16 rows in memory order, its invocations read
+    consecutive floats (one invocation per row read 64 floats 3 KB away from its neighbours':
+    1.3 ms a step in GPT-2 small), the products go through shared memory and 16 invocations
+    add a row each."""
     k = Kernel("flash_rowdot", (256, 1, 1), [("dd", "f32*"), ("dout", "f32*"), ("out", "f32*"),
                                               ("n", "u32"), ("T", "u32"), ("H", "u32")])
     dd, dout, out, n, T, H = k.params()
-    with k.loop(k.gid, n, k.nthreads) as i:
-        bh, t = i / T, i % T
-        base = ((bh / H) * T + t) * (H * HD) + (bh % H) * HD
-        acc = k.var("f32", 0.0)
-        with k.loop(0, HD) as d:
-            acc.set(acc.get() + dout[base + d] * out[base + d])
-        dd[i] = acc.get()
+    per = ROWDOT_ROWS * HD
+    sh = k.shared("f32", per)
+    lid = k.local_id(0)
+    total = n * HD
+    with k.loop(k.group_id(0), (n + ROWDOT_ROWS - 1) / ROWDOT_ROWS, k.num_groups(0)) as blk:
+        for u in range(per // 256):
+            e = blk * per + lid + 256 * u
+            v = k.var("f32", 0.0)
+            with k.if_(e < total):
+                v.set(dout[e] * out[e])
+            sh[lid + 256 * u] = v.get()
+        k.barrier()
+        m = blk * ROWDOT_ROWS + lid  # memory row (b*T + t)*H + h
+        with k.if_((lid < ROWDOT_ROWS) & (m < n)):
+            acc = k.var("f32", 0.0)
+            with k.loop(0, HD) as d:
+                acc.set(acc.get() + sh[lid * HD + d])
+            h, bt = m % H, m / H
+            dd[((bt / T) * H + h) * T + bt % T] = acc.get()
+        k.barrier()
     return k

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from alpha.helios.kernels.coopmat import _bf16_bits, _f16_bits
 from alpha.spirv.dsl import Kernel
 
 ROW_LOCAL = 128
@@ -98,15 +99,19 @@ def softmax_backward(log: bool) -> Kernel:
     return k
 
 
-def layernorm_forward(has_bias: bool) -> Kernel:
-    params = [("out", "f32*"), ("mean", "f32*"), ("rstd", "f32*"), ("x", "f32*"), ("w", "f32*")]
+def layernorm_forward(has_bias: bool, out16: str | None = None) -> Kernel:
+    """`out16` ("bf16"/"f16"): out is also written rounded to 16 bits (pairs in u32 words: C
+    even) for the tensor-core matmul that reads it next (no packing pass over it)."""
+    params = [("out", "f32*")] + ([("out16", "u32*")] if out16 else [])
+    params += [("mean", "f32*"), ("rstd", "f32*"), ("x", "f32*"), ("w", "f32*")]
     if has_bias:
         params.append(("b", "f32*"))
     params += [("R", "u32"), ("C", "u32"), ("eps", "f32")]
-    k = Kernel("layernorm_forward", (ROW_LOCAL, 1, 1), params)
+    k = Kernel("layernorm_forward" + (f"_{out16}" if out16 else ""), (ROW_LOCAL, 1, 1), params)
     ps = k.params()
-    out, mean, rstd, x, w = ps[:5]
-    b = ps[5] if has_bias else None
+    out, o16 = ps[0], (ps[1] if out16 else None)
+    mean, rstd, x, w = ps[1 + bool(out16):5 + bool(out16)]
+    b = ps[5 + bool(out16)] if has_bias else None
     R, C, eps = ps[-3:]
     sh = k.shared("f32", ROW_LOCAL)
     lid = k.local_id(0)
@@ -116,9 +121,22 @@ def layernorm_forward(has_bias: bool) -> Kernel:
         mu = _row_sum(k, lambda j: x[base + j], C, sh) / cf
         var = _row_sum(k, lambda j: (x[base + j] - mu) * (x[base + j] - mu), C, sh) / cf
         rs = 1.0 / k.sqrt(var + eps)
-        with k.loop(lid, C, ROW_LOCAL) as j:
-            y = (x[base + j] - mu) * rs * w[j]
-            out[base + j] = y + b[j] if b is not None else y
+
+        def y(j):
+            v = (x[base + j] - mu) * rs * w[j]
+            return v + b[j] if b is not None else v
+
+        if out16 is None:
+            with k.loop(lid, C, ROW_LOCAL) as j:
+                out[base + j] = y(j)
+        else:
+            bits = _bf16_bits if out16 == "bf16" else _f16_bits
+            with k.loop(lid, C >> 1, ROW_LOCAL) as p:
+                j = p * 2
+                y0, y1 = y(j), y(j + 1)
+                out[base + j] = y0
+                out[base + j + 1] = y1
+                o16[(base >> 1) + p] = bits(k, y0) | (bits(k, y1) << 16)
         with k.if_(lid.eq(0)):
             mean[r] = mu
             rstd[r] = rs
@@ -182,42 +200,78 @@ def rmsnorm_backward_dx() -> Kernel:
 
 
 def crossentropy_forward() -> Kernel:
+    """losses[r] = lse[r] - x[r, t[r]] (0 where t[r] < 0) and lse[r] = log sum_j exp(x[r, j]):
+    one read of the row, each invocation keeping a running max and a sum rescaled to it (the
+    online softmax), combined over the workgroup at the end. lse is what the backward needs:
+    the logits (3.3 GB in GPT-2 small at batch 16) are not read again for their max and sum."""
     k = Kernel("crossentropy_forward", (ROW_LOCAL, 1, 1),
-               [("losses", "f32*"), ("x", "f32*"), ("t", "i32*"), ("R", "u32"), ("C", "u32")])
-    losses, x, t, R, C = k.params()
+               [("losses", "f32*"), ("lse", "f32*"), ("x", "f32*"), ("t", "i32*"), ("R", "u32"),
+                ("C", "u32")])
+    losses, lse, x, t, R, C = k.params()
     sh = k.shared("f32", ROW_LOCAL)
     with rows(k, R) as r:
         base = r * C
-        mx = _row_max(k, x, base, C, sh)
-        s = _row_sum(k, lambda j: k.exp(x[base + j] - mx), C, sh)
+        m, s = k.var("f32", NEG_INF), k.var("f32", 0.0)
+        with k.loop(k.local_id(0), C, ROW_LOCAL) as j:
+            v = x[base + j]
+            old, new = m.get(), k.fmax(m.get(), v)
+            # a -inf logit adds nothing, and -inf - -inf must not make a NaN
+            s.set(k.select(old.eq(new), s.get(), s.get() * k.exp(old - new))
+                  + k.select(v.eq(NEG_INF), 0.0, k.exp(v - new)))
+            m.set(new)
+        mx = k.reduce_max(m.get(), sh)
+        mine = m.get()
+        total = k.reduce_sum(k.select(mine.eq(NEG_INF), 0.0, s.get() * k.exp(mine - mx)), sh)
         tr = t[r]
         with k.if_(k.local_id(0).eq(0)):
+            ls = mx + k.log(total)
             loss = k.var("f32", 0.0)
             with k.if_(tr >= 0):
-                loss.set(mx + k.log(s) - x[base + tr.bits("u32")])
+                loss.set(ls - x[base + tr.bits("u32")])
             losses[r] = loss.get()
+            lse[r] = ls
     return k
 
 
-def crossentropy_backward() -> Kernel:
-    k = Kernel("crossentropy_backward", (ROW_LOCAL, 1, 1),
-               [("dx", "f32*"), ("dl", "f32*"), ("x", "f32*"), ("t", "i32*"), ("R", "u32"),
-                ("C", "u32")])
-    dx, dl, x, t, R, C = k.params()
-    sh = k.shared("f32", ROW_LOCAL)
+def crossentropy_backward(overwrite: bool, out16: str | None) -> Kernel:
+    """dx[r, j] += (exp(x[r, j] - lse[r]) - [j == t[r]]) * dl[r] (nothing where t[r] < 0), from
+    the forward's lse: one read of x. `overwrite`: dx is known to hold zeros, so it is written
+    without being read. `out16` ("bf16"/"f16"): the new dx is also written rounded to 16 bits
+    (pairs in u32 words: C even) for the matmul that reads it next, in place of a packing pass
+    over it."""
+    params = [("dx", "f32*")] + ([("dx16", "u32*")] if out16 else [])
+    params += [("dl", "f32*"), ("x", "f32*"), ("t", "i32*"), ("lse", "f32*"), ("R", "u32"),
+               ("C", "u32")]
+    name = "crossentropy_backward" + ("_set" if overwrite else "") + (f"_{out16}" if out16 else "")
+    k = Kernel(name, (ROW_LOCAL, 1, 1), params)
+    ps = k.params()
+    dx, dx16 = ps[0], (ps[1] if out16 else None)
+    dl, x, t, lse, R, C = ps[-6:]
+    lid = k.local_id(0)
     with rows(k, R) as r:
         base = r * C
-        mx = _row_max(k, x, base, C, sh)
-        s = _row_sum(k, lambda j: k.exp(x[base + j] - mx), C, sh)
         tr = t[r]
-        with k.if_(tr >= 0):
-            g = dl[r]
-            inv = 1.0 / s
-            tu = tr.bits("u32")
-            with k.loop(k.local_id(0), C, ROW_LOCAL) as j:
-                p = k.exp(x[base + j] - mx) * inv
-                p = k.select(j.eq(tu), p - 1.0, p)
-                dx[base + j] = dx[base + j] + p * g
+        kept = tr >= 0
+        g, ls = dl[r], lse[r]
+        tu = tr.bits("u32")
+
+        def value(j):
+            d = k.select(kept, (k.exp(x[base + j] - ls) - k.select(j.eq(tu), 1.0, 0.0)) * g,
+                         0.0)
+            return d if overwrite else dx[base + j] + d
+
+        if out16 is None:
+            with k.if_(kept):  # a dropped row is left as it is
+                with k.loop(lid, C, ROW_LOCAL) as j:
+                    dx[base + j] = value(j)
+        else:  # every row: its 16-bit copy is written whatever its target
+            bits = _bf16_bits if out16 == "bf16" else _f16_bits
+            with k.loop(lid, C >> 1, ROW_LOCAL) as p:
+                j = p * 2
+                a, b = value(j), value(j + 1)
+                dx[base + j] = a
+                dx[base + j + 1] = b
+                dx16[(base >> 1) + p] = bits(k, a) | (bits(k, b) << 16)
     return k
 
 
