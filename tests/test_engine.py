@@ -226,3 +226,24 @@ def test_step_ops_check_their_ids():
     with pytest.raises(ValueError, match="outside"):
         m.forward(CPU.from_array([999], (1, 1), "i32"), cache=cache, slots=[1], last_only=True)
     assert cache.lengths == [0, 0] and m.step_decode and m.step_prefill
+
+
+def test_dropped_models_free_their_packed_step_weights():
+    """The CPU's decode_step keeps each model's weights packed in panels (csrc/matmul_small.c)
+    while the model serves; models loaded and unloaded one after another (the server's LRU) must
+    not pile up: the memory held returns to what one loaded model holds."""
+    cfg = ModelConfig(vocab_size=97, n_layer=2, n_head=4, n_embd=64, block_size=32)
+
+    def serve_once():
+        m = GPT(cfg, CPU, Rng(1)).eval()
+        eng = Engine(m, max_batch=2, kv_dtype="f16")
+        h = eng.submit([[1, 2, 3]], SamplingParams(max_tokens=2, temperature=0))
+        assert [kind for _, kind, _ in h] == ["token", "token", "done"]
+        eng.close()
+
+    serve_once()
+    base = CPU.memory_stats()["in_use"]
+    one_model = GPT(cfg, CPU, Rng(1)).n_params * 4
+    for _ in range(6):
+        serve_once()
+    assert CPU.memory_stats()["in_use"] - base < one_model  # not six models' packed copies
