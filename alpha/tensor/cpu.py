@@ -91,9 +91,9 @@ class CPUBackend(CPUNNOps, CPUOptimOps, Backend):
     def _to_array(self, x: Tensor):
         x = self._contig(x)
         n = x.numel
-        host = array(TYPECODE[x.dtype], bytes(n * ITEMSIZE[x.dtype]))
-        if n:
-            host_copy(host.buffer_info()[0], ptr(x), n * ITEMSIZE[x.dtype])
+        host = array(TYPECODE[x.dtype])
+        if n:  # one copy: array(code, bytes(size)) took ~0.4 ms for 512 KB (a decode step's logits)
+            host.frombytes(x.storage.view(x.dtype, x.offset, n).cast("B"))
         return host
 
     def _fill(self, out: Tensor, value: float) -> None:

@@ -138,6 +138,42 @@ static int64_t first_at_least(const double *cum, int64_t n, double v) { /* bisec
     return lo;
 }
 
+/* The largest of x[0..n) (n >= 1): the value of `m = x[j] > m ? x[j] : m` from m = x[0], taken
+ * in 8 lanes so that it vectorises (one chain of compares cost ~2 cycles an id); only a zero's sign
+ * can differ, which no use of it sees (x - m, exp and the log-sum are the same for +0 and -0). */
+static double row_max(const double *x, int64_t n) {
+    double m = x[0];
+    int64_t j = 0;
+    if (n >= 8) {
+        double lane[8];
+        for (int l = 0; l < 8; l++) lane[l] = x[l];
+        for (j = 8; j + 8 <= n; j += 8)
+            for (int l = 0; l < 8; l++) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
+        for (int l = 0; l < 8; l++) m = lane[l] > m ? lane[l] : m;
+    }
+    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* cum[j] = the running sum of e_j = sample_exp((x[ids[j]] - m) * inv_t) for j < n (ids NULL: x[j]),
+ * in order. The sum is one chain of dependent adds; computed block by block beside the exps
+ * (which vectorise), the core overlaps the chain with the next block's exps instead of running
+ * the two passes one after the other. */
+static void running_exp_sum(double *cum, const double *x, const int32_t *ids, int64_t n, double m,
+                            double inv_t) {
+    double acc = 0.0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        double e[8];
+        if (ids)
+            for (int l = 0; l < 8; l++) e[l] = sample_exp((x[ids[j + l]] - m) * inv_t);
+        else
+            for (int l = 0; l < 8; l++) e[l] = sample_exp((x[j + l] - m) * inv_t);
+        for (int l = 0; l < 8; l++) cum[j + l] = acc = acc + e[l];
+    }
+    for (; j < n; j++) cum[j] = acc = acc + sample_exp((x[ids ? ids[j] : j] - m) * inv_t);
+}
+
 static void sample_one(const sample_ctx *c, int64_t i, double *x, double *cum, int32_t *cand,
                        int32_t *tmp) {
     int64_t V = c->V;
@@ -171,15 +207,8 @@ static void sample_one(const sample_ctx *c, int64_t i, double *x, double *cum, i
         } else {
             sorted = 0;
         }
-        double m = sorted ? x[cand[0]] : x[0];
-        if (!sorted)
-            for (int64_t j = 1; j < V; j++) m = x[j] > m ? x[j] : m;
-        double inv_t = 1.0 / T;
-        if (sorted)
-            for (int64_t j = 0; j < n; j++) cum[j] = sample_exp((x[cand[j]] - m) * inv_t);
-        else
-            for (int64_t j = 0; j < n; j++) cum[j] = sample_exp((x[j] - m) * inv_t);
-        for (int64_t j = 1; j < n; j++) cum[j] += cum[j - 1]; /* the running sum, in order */
+        double m = sorted ? x[cand[0]] : row_max(x, V);
+        running_exp_sum(cum, x, sorted ? cand : NULL, n, m, 1.0 / T); /* in order */
         if (top_p < 1.0) {
             int64_t cut = first_at_least(cum, n, top_p * cum[n - 1]) + 1;
             n = cut < n ? cut : n;
@@ -194,8 +223,7 @@ static void sample_one(const sample_ctx *c, int64_t i, double *x, double *cum, i
 
     int64_t k = c->n_top[i];
     if (k < 0) return;
-    double m = x[0];
-    for (int64_t j = 1; j < V; j++) m = x[j] > m ? x[j] : m;
+    double m = row_max(x, V);
     double *e = x + V; /* the cum buffer, free again */
     for (int64_t j = 0; j < V; j++) e[j] = sample_exp(x[j] - m);
     double s = 0.0;
