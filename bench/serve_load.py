@@ -5,6 +5,7 @@
     python bench/serve_load.py --tokens 64 --streams 1,32
     python bench/serve_load.py --profile       # and where the engine's time went, per wave
     python bench/serve_load.py --kv-dtype f32  # the server with an f32 KV cache
+    python bench/serve_load.py --against /tmp/base --against-kv-dtype f16   # A/B vs a checkout
 
 Config B: 6 layers, 6 heads, 384 wide, block 256, byte-level BPE with 4096 tokens (merges made up,
 no special tokens, so every stream runs to max_tokens), GPT-2 init weights (speed does not depend
@@ -22,6 +23,12 @@ printed: on a busy machine every figure is lower, the ratios less so.
 (alpha/model/engine_profile.py: the engine thread's time between steps, in prefill, in the decode
 forward split into weight products / attention / the rest, in sampling and in handing tokens
 out), beside the client's view of that wave.
+
+--against DIR runs a second server from another checkout of Alpha (e.g. `git worktree add
+/tmp/base <commit>`) on the same checkpoint, up beside this one; every repeat runs each wave on
+both servers, one after the other, so a busy machine slows both alike; its rows and the ratios
+of this tree to it follow the table (`--against-kv-dtype` for its `serve --kv-dtype`: an older
+checkout may not know `auto`).
 
 --kv-dtype picks the server's KV cache (`serve --kv-dtype`; default auto, serve's own default:
 f16 on config B); `alpha sample`, the reference, stays as it is (f32).
@@ -88,16 +95,16 @@ def alpha_sample(ckpt: str, tokens: int) -> float:
 
 
 def start_server(outputs: str, model: str, max_batch: int, profile: list | None = None,
-                 kv_dtype: str = "auto"):
-    """The server process and its port. With `profile` (a list), the engine profiles its waves
-    and their lines are appended to the list as they come."""
+                 kv_dtype: str = "auto", root: str = ROOT):
+    """The server process (of the checkout at `root`) and its port. With `profile` (a list), the
+    engine profiles its waves and their lines are appended to the list as they come."""
     env = {k: v for k, v in os.environ.items() if k != "ALPHA_API_KEY"}
     if profile is not None:
         env["ALPHA_ENGINE_PROFILE"] = "1"
     p = subprocess.Popen([sys.executable, "-m", "alpha", "serve", "--port", "0", "--outputs",
                           outputs, "--model", model, "--max-batch", str(max_batch),
                           "--kv-dtype", kv_dtype],
-                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          env=env)
 
     def drain():
@@ -256,7 +263,13 @@ def main() -> int:
                     help="print the engine's time split for every wave (ALPHA_ENGINE_PROFILE)")
     ap.add_argument("--kv-dtype", choices=("auto", "f32", "f16"), default="auto",
                     help="the server's KV cache element type (serve --kv-dtype; default auto)")
+    ap.add_argument("--against", metavar="DIR",
+                    help="also serve from this checkout of Alpha, waves interleaved (A/B)")
+    ap.add_argument("--against-kv-dtype", choices=("auto", "f32", "f16"),
+                    help="--against's serve --kv-dtype (default: --kv-dtype)")
     args = ap.parse_args()
+    if args.against and not os.path.isdir(os.path.join(args.against, "alpha")):
+        raise SystemExit(f"--against {args.against}: not a checkout of Alpha (no alpha/ in it)")
     waves = [int(x) for x in args.streams.split(",")]
     load = os.getloadavg()[0]
     print(f"serve_load: config B on {os.cpu_count()} cores, KV cache {args.kv_dtype}, "
@@ -265,41 +278,58 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         outputs = os.path.join(tmp, "outputs")
         ckpt = make_checkpoint(os.path.join(outputs, "bench-b"))
-        refs, runs = [], {n: [] for n in waves}
+        refs = []
         profile = [] if args.profile else None
-        proc, port = start_server(outputs, "bench-b", max(waves), profile, args.kv_dtype)
+        servers = [("this", *start_server(outputs, "bench-b", max(waves), profile, args.kv_dtype))]
+        if args.against:
+            servers.append(("against", *start_server(outputs, "bench-b", max(waves), None,
+                                                     args.against_kv_dtype or args.kv_dtype,
+                                                     os.path.abspath(args.against))))
+        runs = {(name, n): [] for name, _, _ in servers for n in waves}
         try:
-            one_stream(port, "bench-b", 4, 1)  # warm: the model is loaded, kernels built
+            for _, _, port in servers:
+                one_stream(port, "bench-b", 4, 1)  # warm: the model is loaded, kernels built
             for _ in range(args.repeat):
                 refs.append(alpha_sample(ckpt, args.tokens))
                 for n in waves:
-                    runs[n].append(wave(port, "bench-b", n, args.tokens))
-                    if profile is not None:
-                        print(_profile_line(runs[n][-1], profile), flush=True)
+                    for name, _, port in servers:
+                        runs[name, n].append(wave(port, "bench-b", n, args.tokens))
+                        if profile is not None and name == "this":
+                            print(_profile_line(runs[name, n][-1], profile), flush=True)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            for _, proc, _ in servers:
+                proc.send_signal(signal.SIGTERM)
+            for _, proc, _ in servers:
+                proc.wait(60)
     ref = max(refs)
     print(f"alpha sample (batch 1, same checkpoint): decode {ref:,.1f} tok/s (best of "
           f"{len(refs)}: {', '.join(f'{x:.0f}' for x in refs)})")
-    rows = [_best(runs[n]) for n in waves]
-    print(f"{'streams':>7} {'failed':>6} {'TTFT p50':>9} {'TTFT p99':>9} {'tok/s/stream':>12} "
-          f"{'aggregate':>10}  aggregate of each run")
-    for r in rows:
-        print(f"{r['streams']:>7} {r['failed']:>6} {r['ttft_p50']:>8.3f}s {r['ttft_p99']:>8.3f}s "
-              f"{r['stream_tps']:>12.1f} {r['aggregate_tps']:>10.1f}  "
+    best = {key: _best(r) for key, r in runs.items()}
+    print(f"{'server':>7} {'streams':>7} {'failed':>6} {'TTFT p50':>9} {'TTFT p99':>9} "
+          f"{'tok/s/stream':>12} {'aggregate':>10}  aggregate of each run")
+    for (name, _), r in best.items():
+        print(f"{name:>7} {r['streams']:>7} {r['failed']:>6} {r['ttft_p50']:>8.3f}s "
+              f"{r['ttft_p99']:>8.3f}s {r['stream_tps']:>12.1f} {r['aggregate_tps']:>10.1f}  "
               + ", ".join(f"{x:.0f}" for x in r["all"]))
-    single = next((r for r in rows if r["streams"] == 1), None)
-    if single:
-        print(f"single stream server decode / alpha sample: {single['stream_tps'] / ref:.2f}x "
-              "(target >= 0.90)")
-        for r in rows:
-            if r["streams"] > 1:
-                print(f"aggregate at {r['streams']} streams / single stream: "
-                      f"{r['aggregate_tps'] / single['stream_tps']:.1f}x"
-                      + (" (target >= 8)" if r["streams"] == 32 else ""))
+    for name, _, _ in servers:
+        single = best.get((name, 1))
+        if not single:
+            continue
+        print(f"{name}: single stream server decode / alpha sample: "
+              f"{single['stream_tps'] / ref:.2f}x" + (" (target >= 0.90)" if name == "this" else ""))
+        for n in waves:
+            if n > 1:
+                print(f"{name}: aggregate at {n} streams / single stream: "
+                      f"{best[name, n]['aggregate_tps'] / single['stream_tps']:.1f}x"
+                      + (" (target >= 8)" if n == 32 and name == "this" else ""))
+    if args.against:
+        for n in waves:
+            a, b = best["this", n], best["against", n]
+            key = "stream_tps" if n == 1 else "aggregate_tps"
+            print(f"this / against at {n} stream{'s' * (n > 1)}: {a[key] / b[key]:.2f}x "
+                  f"({'decode tok/s' if n == 1 else 'aggregate'})")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
-    return 1 if any(r["failed"] for r in rows) else 0
+    return 1 if any(r["failed"] for r in best.values()) else 0
 
 
 if __name__ == "__main__":

@@ -188,6 +188,25 @@ def test_matmul_rows_rows_are_bitwise_those_of_one_row(trans_b):
             assert abs(got[m * N + n] - want) <= 1e-4 * (1 + abs(want))
 
 
+def test_packed_weights_give_matmul_rows_bits():
+    """decode_step's weights packed in panels (alpha_pack_panels; 48-column panels, the last one
+    narrower) give every row count the bits of matmul_rows on the weights as they are."""
+    from alpha.tensor.cpu_kernels import ptr
+
+    st = Stream((9, 9))
+    for M, K, N in ((1, 45, 301), (3, 45, 301), (4, 64, 48), (8, 64, 100), (9, 37, 16),
+                    (33, 45, 301)):
+        A = CPU.from_array(st.normal(M * K), (M, K))
+        B = CPU.from_array(st.normal(K * N), (K, N))
+        want = CPU.empty((M, N))
+        CPU.matmul_rows(want, A, B)
+        packed, got = CPU.empty((K * N,)), CPU.empty((M, N))
+        CPU.k.alpha_pack_panels(ptr(packed), ptr(B), N, K, N)
+        assert packed.to_array() != B.to_array() or N <= 48  # reordered: a real packing
+        CPU.k.alpha_sgemm_rows_packed(M, N, K, ptr(A), K, 1, ptr(packed), ptr(got), N)
+        assert got.to_array() == want.to_array(), (M, K, N)
+
+
 def test_engine_profile_splits_each_wave(monkeypatch):
     """ALPHA_ENGINE_PROFILE=1: one line per wave (engine busy -> idle) with its steps, tokens and
     the engine thread's time split, the decode forward split further by the C counters."""
@@ -226,3 +245,24 @@ def test_step_ops_check_their_ids():
     with pytest.raises(ValueError, match="outside"):
         m.forward(CPU.from_array([999], (1, 1), "i32"), cache=cache, slots=[1], last_only=True)
     assert cache.lengths == [0, 0] and m.step_decode and m.step_prefill
+
+
+def test_dropped_models_free_their_packed_step_weights():
+    """The CPU's decode_step keeps each model's weights packed in panels (csrc/matmul_small.c)
+    while the model serves; models loaded and unloaded one after another (the server's LRU) must
+    not pile up: the memory held returns to what one loaded model holds."""
+    cfg = ModelConfig(vocab_size=97, n_layer=2, n_head=4, n_embd=64, block_size=32)
+
+    def serve_once():
+        m = GPT(cfg, CPU, Rng(1)).eval()
+        eng = Engine(m, max_batch=2, kv_dtype="f16")
+        h = eng.submit([[1, 2, 3]], SamplingParams(max_tokens=2, temperature=0))
+        assert [kind for _, kind, _ in h] == ["token", "token", "done"]
+        eng.close()
+
+    serve_once()
+    base = CPU.memory_stats()["in_use"]
+    one_model = GPT(cfg, CPU, Rng(1)).n_params * 4
+    for _ in range(6):
+        serve_once()
+    assert CPU.memory_stats()["in_use"] - base < one_model  # not six models' packed copies

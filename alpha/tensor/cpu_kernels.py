@@ -82,6 +82,7 @@ _SIGNATURES = {
     "prefill_step": (_INT, [_P, _P, _I64, _I64, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P, _P,
                             _P, _P, _P, _P, _I64, _I64, _I64, _I64, _INT, _F, _P, _P, _F, _INT]),
     "alpha_pack_panels": (None, [_P, _P, _I64, _I64, _I64]),
+    "alpha_sgemm_rows_packed": (None, [_I64, _I64, _I64, _P, _I64, _I64, _P, _P, _I64]),
     "f16_from_f32": (None, [_P, _P, _I64, _INT]),
     "f16_to_f32": (None, [_P, _P, _I64, _INT]),
     "f16_native": (_INT, []),

@@ -9,6 +9,7 @@ helpers `_contig`, `_wbuf`, `_wback`); split out so each file holds one concern.
 from __future__ import annotations
 
 import ctypes
+import sys
 from array import array
 
 from alpha.core import checks as ck
@@ -461,6 +462,10 @@ class CPUNNOps:
         hit = seen.get(key)
         if hit is None or hit[0] is not params:
             hit = (params,) + self._decode_step_args(op, params, n_head, activation) + ({},)
+            # an entry holds a model's weights and their packed copy: drop those whose tuple
+            # nothing else holds (its model or cache is gone: an unloaded server model)
+            for k in [k for k, h in seen.items() if sys.getrefcount(h[0]) <= 2]:
+                del seen[k]
             if len(seen) > 16:
                 seen.clear()
             seen[key] = hit  # holds `params`, so its id is not reused while remembered
