@@ -23,7 +23,7 @@ from alpha.helios.ops_matmul import MatmulOps
 from alpha.helios.ops_nn import HOST_COPY, ZERO, NNOps
 from alpha.helios.ops_optim import OptimOps
 from alpha.helios.replay import DecodeOps
-from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups
+from alpha.helios.runtime import GPU_DTYPES, MAX_GROUPS, Runtime, groups, whole
 from alpha.tensor import host_rng
 from alpha.tensor.tensor import Tensor
 
@@ -67,10 +67,16 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
             return
         t = out.dtype
         v = float(value) if t == "f32" else int(value)
-        self.rt.map("fill", [(out, "out")], out.shape, lambda k, ins, s: [s[0]], [v], [t])
-        if v == 0 and out.offset == 0 and out.is_contiguous \
-                and out.numel * out.itemsize == out.storage.nbytes:
-            self.dev.derived.put(out.storage.alloc, ZERO, True)  # all of it: ops may write it
+
+        def record():
+            self.rt.map("fill", [(out, "out")], out.shape, lambda k, ins, s: [s[0]], [v], [t])
+        if v == 0 and whole(out):
+            # a fresh gradient: ops that see the mark write it without reading it, and the
+            # fill itself is dropped when the next command writes all of it
+            self.dev.defer(out.storage.alloc, record)
+            self.dev.derived.put(out.storage.alloc, ZERO, True)
+            return
+        record()
 
     def _copy(self, out, x) -> None:
         self.rt.copy(out, x)

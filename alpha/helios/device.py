@@ -307,6 +307,7 @@ class Device:
         gpu = self.device_type in ("discrete", "integrated")
         self.batch_limit = GPU_BATCH_LIMIT if gpu else BATCH_LIMIT
         self.feed_check = FEED_CHECK if gpu else 0  # 0: batches of batch_limit only
+        self._deferred = None  # (allocation, record) of a zero fill held back (`defer`)
         self.profiling = os.environ.get("ALPHA_HELIOS_PROFILE") == "1"
         self.profile: dict[str, list] = {}  # kernel name -> [count, GPU seconds]
         self._pools: dict[int, tuple[int, list]] = {}  # command buffer -> (query pool, names)
@@ -384,8 +385,25 @@ class Device:
         self.f.CmdPipelineBarrier(cb, self._stages, self._stages, 0, 1, self._barrier_addr,
                                   0, None, 0, None)
 
-    def dispatch(self, program, push: bytes, groups, *, writes=None) -> None:
-        """Record a dispatch that writes the allocations `writes` (None: unknown)."""
+    def defer(self, alloc, record) -> None:
+        """A fill of all of `alloc` that `record()` records, held back until the next command:
+        dropped when that command overwrites all of alloc (a fresh gradient written, not added
+        into: the logits' is 3.3 GB in GPT-2 small), recorded before it otherwise."""
+        self._flush_deferred()
+        self.derived.wrote([alloc])
+        self._deferred = (alloc, record)
+
+    def _flush_deferred(self, overwrites=()) -> None:
+        d = self._deferred
+        if d is not None:
+            self._deferred = None
+            if all(a is not d[0] for a in overwrites):
+                d[1]()
+
+    def dispatch(self, program, push: bytes, groups, *, writes=None, overwrites=()) -> None:
+        """Record a dispatch that writes the allocations `writes` (None: unknown), every byte
+        of those in `overwrites`."""
+        self._flush_deferred(overwrites)
         cb = self.begin()
         f = self.f
         if self.count:
@@ -409,6 +427,7 @@ class Device:
 
     def copy(self, src_buffer: int, src_off: int, dst_buffer: int, dst_off: int,
              size: int, *, writes=None) -> None:
+        self._flush_deferred()
         cb = self.begin()
         if self.count:
             self._barrier(cb)
@@ -421,6 +440,7 @@ class Device:
         self.derived.wrote(writes)
 
     def fill_zero(self, buffer: int, offset: int, size: int, *, writes=None) -> None:
+        self._flush_deferred()
         cb = self.begin()
         if self.count:
             self._barrier(cb)
@@ -431,6 +451,7 @@ class Device:
 
     def submit(self) -> None:
         """Submit the recorded batch without waiting."""
+        self._flush_deferred()
         if self.cmd is None:
             return
         cb, fence = self.cmd
@@ -507,7 +528,8 @@ class Device:
 
     @property
     def busy(self) -> bool:
-        return self.cmd is not None or bool(self.in_flight) or bool(self.replays_in_flight)
+        return self.cmd is not None or bool(self.in_flight) or bool(self.replays_in_flight) \
+            or self._deferred is not None
 
     # ---- timestamps ----------------------------------------------------------------------------
     def gpu_seconds(self, record, repeat: int = 1) -> float:

@@ -32,8 +32,9 @@ def _cap_key(softcap: float) -> tuple:
 
 class NNOps:
     # ---- rows: softmax, layernorm ------------------------------------------------------------
-    def _row_op(self, key, build, outs, ins, extra=(), add=False, rc=None):
-        """Run a row kernel on contiguous operands; non-contiguous outputs go through temps."""
+    def _row_op(self, key, build, outs, ins, extra=(), add=False, rc=None, overwrites=()):
+        """Run a row kernel on contiguous operands; non-contiguous outputs go through temps.
+        `overwrites`: outputs it writes all of (see `Runtime.launch`)."""
         ins = [self.rt.contig(t) for t in ins]
         temps = []
         for t in outs:
@@ -48,7 +49,8 @@ class NNOps:
         if R:
             addrs = [self.rt.addr(t) for t in temps + ins]
             self.rt.launch(key, build, addrs + [R, C] + list(extra), (min(R, MAX_GROUPS), 1, 1),
-                           temps)
+                           temps, [t for t in overwrites if t.is_contiguous and all(
+                               i.storage.alloc is not t.storage.alloc for i in ins)])
         for t, tmp in zip(outs, temps):
             if t is not tmp:
                 self.rt.copy(t, tmp)
@@ -321,7 +323,8 @@ class NNOps:
         outs = [dlogits] + ([self.rt.new((R, V), "u16")] if out16 else [])
         self._row_op(("ce_bwd", overwrite, out16),
                      lambda: krows.crossentropy_backward(overwrite, out16), outs,
-                     [dlosses, logits, targets, lse], add=True, rc=(R, V))
+                     [dlosses, logits, targets, lse], add=True, rc=(R, V),
+                     overwrites=[dlogits] if overwrite and out16 else [])  # every row
         if out16:
             self._keep16(dlogits, outs[1], out16)
 

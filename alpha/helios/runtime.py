@@ -48,6 +48,11 @@ def positions(t: Tensor) -> list[int]:
     return pos
 
 
+def whole(t: Tensor) -> bool:
+    """t is all of its allocation's elements, in order."""
+    return t.offset == 0 and t.is_contiguous and t.numel * t.itemsize == t.storage.nbytes
+
+
 def column_chunks(L: int, C: int) -> tuple[int, int]:
     """(rows per chunk, chunks) for a two-stage column reduction of (L, C)."""
     want = max(1, min(256, (L + 31) // 32, (4096 * 64) // max(C, 1)))
@@ -73,15 +78,17 @@ class Runtime:
         """The device address of t's first element (kernels take buffer device addresses)."""
         return t.storage.alloc.address + t.offset * t.itemsize
 
-    def launch(self, key, build, values, grid, writes=None) -> None:
+    def launch(self, key, build, values, grid, writes=None, overwrites=()) -> None:
         """Record one dispatch of the pipeline cached under `key` (`build()` makes it once) with
         push constants `values` over `grid` workgroups. `writes`: every tensor it writes (the
         write record, alpha/helios/derived.py); None when unknown, which forgets every value
-        derived from GPU memory."""
+        derived from GPU memory. `overwrites`: those of them it writes all of, whole
+        allocations (a zero fill of them just before is dropped: `Device.defer`)."""
         prog = self.pipes.get(key, build)
         push = struct.pack(prog.push_format, *values) if prog.push_size else b""
         self.dev.dispatch(prog, push, grid,
-                          writes=None if writes is None else [t.storage.alloc for t in writes])
+                          writes=None if writes is None else [t.storage.alloc for t in writes],
+                          overwrites=[t.storage.alloc for t in overwrites if whole(t)])
 
     def map(self, name, operands, shape, body, scalars=(), scalar_types=()) -> None:
         """An elementwise kernel over `shape`. operands: (tensor, role) with role in/out/inout;
@@ -97,8 +104,11 @@ class Runtime:
         key = ("map", name, tuple(specs), tuple(scalar_types), None if flat else cshape)
         build = lambda: kel.map_kernel(name, cshape, specs, list(scalar_types), body)  # noqa
         values = [self.addr(t) for t, _ in operands] + list(scalars) + ([n] if flat else [])
+        read = [t.storage.alloc for t, role in operands if role != "out"]
         self.launch(key, build, values, (groups(n), 1, 1),
-                    [t for t, role in operands if role != "in"])
+                    [t for t, role in operands if role != "in"],
+                    [t for t, role in operands if role == "out"
+                     and all(a is not t.storage.alloc for a in read)])
 
     def copy(self, out: Tensor, x: Tensor) -> None:
         """out[...] = x for views of one shape and dtype (on the GPU for GPU dtypes)."""
