@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 
 import pytest
 
@@ -266,3 +267,29 @@ def test_dropped_models_free_their_packed_step_weights():
     for _ in range(6):
         serve_once()
     assert CPU.memory_stats()["in_use"] - base < one_model  # not six models' packed copies
+
+
+def test_tokens_are_announced_every_step_or_every_second_step_in_big_batches():
+    """The "emitted" observer event (which wakes the server's stream pump) covers every sampled
+    row: once per step for small batches, once per two steps from COALESCE_BATCH running
+    sequences on (two tokens per socket write), and at once when the engine runs out of work."""
+    from alpha.model.engine import COALESCE_BATCH
+
+    m = _model()
+    for n in (1, COALESCE_BATCH):
+        counts = []
+        eng = Engine(m, max_batch=n, prefill_chunk=64 * n,
+                     observer=lambda ev, **v: counts.append(v["count"]) if ev == "emitted" else 0)
+        try:
+            h = eng.submit([[1, 2, 3]], SamplingParams(max_tokens=7, temperature=0), n=n)
+            assert sum(kind == "token" for _, kind, _ in h) == 7 * n  # n sequences at once
+            deadline = time.monotonic() + 5
+            while sum(counts) < 7 * n and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            eng.close()
+        assert sum(counts) == 7 * n, counts  # every row sampled, announced once
+        if n == 1:
+            assert counts == [1] * 7
+        else:
+            assert max(counts) == 2 * n and len(counts) < 7, counts  # two steps' rows at a time
