@@ -15,9 +15,9 @@ torch.compile). Options as suffixes of an alpha run: -b<N> (submit every N dispa
 op, not by the matmul's store: `be.bias_epilogue = False`). An alpha run with the bias
 epilogue first checks it on GPT-2's four linear shapes against the separate add (the same bits
 expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
-must print the same losses. Each run is its own process (its own GPU memory). MFU counts 6 N + 12 L T C
-FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s (H100/H200
-dense bf16) for every run, so the column compares runs directly.
+must print the same losses. Each run is its own process (its own GPU memory). MFU counts
+6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s
+(H100/H200 dense bf16) for every run, so the column compares runs directly.
 """
 
 from __future__ import annotations

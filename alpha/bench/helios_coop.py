@@ -1,7 +1,7 @@
 """The tensor-core matmul's part of `bench helios`: every kernel variant is first checked against
 a float64 reference on odd shapes (all transposes, batches, edge tiles, split-K, unaligned
-strides, accumulate, a bias added by the kernel's store), then bf16/fp16 products are timed at 4096^3 and 8192^3 against PyTorch's
-cuBLAS in the same run.
+strides, accumulate, a bias added by the kernel's store), then bf16/fp16 products are timed at
+4096^3 and 8192^3 against PyTorch's cuBLAS in the same run.
 
 The reference multiplies the 16-bit roundings of the inputs exactly (math.fsum of float64
 products), so what remains is the accumulation error: the check's tolerance is 1e-5 (bf16) or
