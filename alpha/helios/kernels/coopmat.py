@@ -26,7 +26,8 @@ dimension and every other stride to be multiples of 8 (16-bit) or 4 (f32) elemen
 aligned bases; the others read element by element with full bounds checks (any strides, any
 sizes). Edge tiles (M or N not multiples of the tile) go through a per-subgroup fp32 scratch (in
 the operand tiles' shared memory, after a barrier) with guarded stores; interior tiles store their
-accumulators straight to C.
+accumulators straight to C. With `bias`, the store adds an fp32 (N,) vector to every row last (a
+linear layer's `x @ W + b` in one pass over C, the same bits as a separate add).
 
 `mode="emulated"` builds the same kernel with the fragment products and accumulators as scalar
 loops (lavapipe has no cooperative matrices): the tests run its tiles, walk and epilogue there.
