@@ -3,15 +3,21 @@
     python bench/gpu_train.py                  # every run, a table
     python bench/gpu_train.py --runs alpha-bf16 torch-bf16 --steps 5
     python bench/gpu_train.py --profile        # helios: GPU time per kernel (ALPHA_HELIOS_PROFILE)
+    python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-nobias torch-bf16  # bias epilogue on/off
 
 Model: vocab 50304, 12 layers, 12 heads, 768 wide, block 1024, batch 16 (`--small` for a
 4-layer, 256-wide, block-256 model that runs anywhere). A step is forward + backward + grad-norm
 clip + AdamW on random tokens; the first `--warmup` steps are not timed. Runs:
 alpha-f32, alpha-bf16 (`--dtype bf16`: bf16 matmuls on tensor cores, fp32 everything else),
 torch-f32 (eager, TF32 off), torch-bf16 (eager, bf16 autocast), torch-compile (bf16 autocast,
-torch.compile). Each run is its own process (its own GPU memory). MFU counts 6 N + 12 L T C
-FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s (H100/H200
-dense bf16) for every run, so the column compares runs directly.
+torch.compile). Options as suffixes of an alpha run: -b<N> (submit every N dispatches),
+-noflash (attention around materialised scores), -nobias (a linear's bias added by a separate
+op, not by the matmul's store: `be.bias_epilogue = False`). An alpha run with the bias
+epilogue first checks it on GPT-2's four linear shapes against the separate add (the same bits
+expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
+must print the same losses. Each run is its own process (its own GPU memory). MFU counts
+6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s
+(H100/H200 dense bf16) for every run, so the column compares runs directly.
 """
 
 from __future__ import annotations
@@ -38,8 +44,31 @@ def flops_per_token(c: dict, n_params: int) -> float:
     return 6 * n_params + 12 * c["n_layer"] * c["block_size"] * c["n_embd"]
 
 
+def check_bias_epilogue(be, c: dict) -> float:
+    """The relative difference of x @ W + b, bias added by the matmul's store against the
+    product then a separate add, over the model's four linear shapes (random x, W and b): 0
+    expected (the same fp32 add after the same sum). The real tensor-core kernel's bias load
+    (a 16x16 fragment of row stride 0) runs only on the GPU: lavapipe checks the emulated one."""
+    M, C = c["batch"] * c["block_size"], c["n_embd"]
+    diff = ref = 0.0
+    for i, (K, N) in enumerate(((C, 3 * C), (C, C), (C, 4 * C), (4 * C, C))):
+        x, w, b = be.empty((M, K)), be.empty((K, N)), be.empty((N,))
+        for j, t in enumerate((x, w, b)):
+            be.rng_uniform(t, (i, j), 0)
+            be.binary_scalar(t, "sub", t, 0.5)
+        got, want = be.empty((M, N)), be.empty((M, N))
+        be.matmul(got, x, w, bias=b)
+        be.bias_epilogue = False
+        be.matmul(want, x, w, bias=b)
+        be.bias_epilogue = True
+        ref += be.sum_squares(want)
+        be.binary(got, "sub", got, want)
+        diff += be.sum_squares(got)
+    return (diff / ref) ** 0.5
+
+
 def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
-                  batch_limit: int = 0, flash: bool = True) -> dict:
+                  batch_limit: int = 0, flash: bool = True, bias: bool = True) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
@@ -53,6 +82,8 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
                       n_embd=c["n_embd"], block_size=T)
     be = get_backend("helios").with_matmul_dtype(dtype)
     be.flash = flash  # False: attention around materialised scores (the path before flash)
+    be.bias_epilogue = bias  # False: the product, then a separate bias add (the path before)
+    bias_check = check_bias_epilogue(be, c) if bias else None
     if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
         be.dev.batch_limit = batch_limit
     rng = Rng(0)
@@ -79,7 +110,8 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
             times.append(time.perf_counter() - t0)
     n_params = model.params.numel
     out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else "")
-           + ("" if flash else "-noflash"), "tok_s": B * T * len(times) / sum(times),
+           + ("" if flash else "-noflash") + ("" if bias else "-nobias"),
+           "tok_s": B * T * len(times) / sum(times), "bias_check": bias_check,
            "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
            "losses": losses, "device": be.dev.name}
     if profile:
@@ -122,10 +154,14 @@ def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
 
 def one(run: str, c: dict, args) -> dict:
     if run.startswith("alpha-"):
-        name = run[6:].removesuffix("-noflash")
-        dtype, _, limit = name.partition("-b")
-        return measure_alpha(c, dtype, args.steps, args.warmup, args.profile, int(limit or 0),
-                             not run.endswith("-noflash"))
+        dtype, *opts = run[6:].split("-")
+        limit = [int(o[1:]) for o in opts if o[:1] == "b" and o[1:].isdigit()]
+        unknown = [o for o in opts if o not in ("noflash", "nobias") and o[:1] != "b"]
+        if unknown:
+            raise SystemExit(f"{run}: unknown option {unknown[0]!r} (-b<N>, -noflash, -nobias)")
+        return measure_alpha(c, dtype, args.steps, args.warmup, args.profile,
+                             limit[0] if limit else 0, "noflash" not in opts,
+                             "nobias" not in opts)
     return measure_torch(c, run[6:], args.steps, args.warmup)
 
 
@@ -133,7 +169,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", nargs="+", default=list(RUNS),
                    help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches; "
-                        "alpha-bf16-noflash: attention around materialised scores")
+                        "alpha-bf16-noflash: attention around materialised scores; "
+                        "alpha-bf16-nobias: the bias added by a separate op")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--small", action="store_true", help="a small model instead of GPT-2 small")
@@ -163,8 +200,11 @@ def main() -> int:
             continue
         res = json.loads(line[-1][7:])
         results[run] = res
+        check = res.get("bias_check")
         print(f"{run}: {res['tok_s']:.0f} tok/s, {res['ms_per_step']:.1f} ms/step, losses "
-              + " ".join(f"{v:.3f}" for v in res["losses"][:3]) + " ...", flush=True)
+              + " ".join(f"{v:.5f}" for v in res["losses"][:5]) + " ..."
+              + ("" if check is None else f" (bias epilogue vs separate add: relative "
+                 f"difference {check:.3g}{'' if check < 1e-6 else ' MISMATCH'})"), flush=True)
         if "profile" in res:
             print(res["profile"], flush=True)
     name = "GPT-2 small" if not args.small else "small model"
@@ -172,12 +212,18 @@ def main() -> int:
           f"{c['n_embd']} wide, block {c['block_size']}, batch {c['batch']}), "
           f"{args.steps} timed steps")
     ref = results.get("torch-bf16")
-    print(f"{'run':<15}{'tok/s':>10}{'ms/step':>10}{'MFU':>8}{'vs torch-bf16':>15}")
+    print(f"{'run':<20}{'tok/s':>10}{'ms/step':>10}{'MFU':>8}{'vs torch-bf16':>15}")
     for run, res in results.items():
         mfu = res["tok_s"] * flops_per_token(c, res["params"]) / PEAK
         ratio = f"{res['tok_s'] / ref['tok_s']:.2f}x" if ref else "-"
-        print(f"{run:<15}{res['tok_s']:>10.0f}{res['ms_per_step']:>10.1f}{100 * mfu:>7.1f}%"
+        print(f"{run:<20}{res['tok_s']:>10.0f}{res['ms_per_step']:>10.1f}{100 * mfu:>7.1f}%"
               f"{ratio:>15}")
+    for run, res in results.items():  # the epilogue changes no bits: same losses without it
+        other = results.get(run.replace("-nobias", "") if "-nobias" in run else None)
+        if other is not None:
+            same = other["losses"] == res["losses"]
+            print(f"losses {run.replace('-nobias', '')} vs {run}: "
+                  f"{'the same' if same else 'DIFFERENT: ' + str(other['losses'][:5])}")
     dev = next(iter(results.values()))["device"] if results else "?"
     print(f"device: {dev}")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "profile"}

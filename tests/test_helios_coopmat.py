@@ -88,16 +88,19 @@ EMULATED_CODE = """
     be.coop_emulate = True
     rng = random.Random(5)
     worst = {}
-    # whole tiles (exact) and edge tiles, every transpose, batches, accumulate, alpha, groups
-    # of tile rows that do not divide the tile rows (M = 300 in 64-row tiles, groups of 3)
+    # whole tiles (exact) and edge tiles, every transpose, batches, accumulate, alpha, a bias
+    # added at the store, groups of tile rows that do not divide the tile rows (M = 300 in
+    # 64-row tiles, groups of 3)
     for i, cfg in enumerate(EMULATED):
         be.coop_config = cfg
         dtype, src = (("bf16", "bf16"), ("f16", "f32"), ("bf16", "f32"))[i]
-        cases = [bc.CASES[j] for j in ((0, 1, 2, 6), (0, 3, 4), (0, 1, 6))[i]]
+        cases = [bc.CASES[j] for j in ((0, 1, 2, 6, 7), (0, 3, 4), (0, 1, 6, 7))[i]]
         worst[repr(cfg)] = max(bc.check_case(be, dtype, src, c, rng) for c in cases)
     ran = sorted({repr((k[1], k[8], k[9])) for k in be.rt.pipes.programs
                   if k[0] == "coopmat"})
-    print("RESULT", json.dumps({"worst": worst, "ran": ran}))
+    biased = sorted({repr((k[1], k[8])) for k in be.rt.pipes.programs
+                     if k[0] == "coopmat" and k[10]})
+    print("RESULT", json.dumps({"worst": worst, "ran": ran, "biased": biased}))
 """
 
 
@@ -109,6 +112,10 @@ def test_emulated_coopmat_matches_float64():
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.split("RESULT", 1)[1])
     assert res["ran"] == sorted(repr((c, e, "emulated")) for c in EMULATED for e in (False, True))
+    # the bias added by the kernel's store: edge tiles in every config, whole tiles (case 7)
+    # in the first and the last
+    assert res["biased"] == sorted([repr((c, False)) for c in EMULATED]
+                                   + [repr((EMULATED[i], True)) for i in (0, 2)])
     for cfg, w in res["worst"].items():
         assert w <= 1.0, f"{cfg}: error {w} x tolerance"
 
@@ -181,3 +188,46 @@ def test_bf16_attention_matches_fp32_kernels():
     rels = [float(line.split()[1]) for line in r.stdout.splitlines() if line.startswith("REL")]
     assert len(rels) == 3
     assert all(0 < e < 2e-2 for e in rels), rels
+
+
+def test_bias_epilogue_trains_to_the_same_bits():
+    """bf16 training on the tensor-core path (emulated on lavapipe), every linear's bias added by
+    the matmul's store (`bias_epilogue`) against the product then a separate add: the kernel adds
+    the bias after the same fp32 sum, so losses and parameters agree bit for bit, in fewer
+    dispatches."""
+    r = _py("""
+        from array import array
+        from alpha.core.config import ModelConfig, TrainConfig
+        from alpha.core.rng import Rng
+        from alpha.model.gpt import GPT
+        from alpha.tensor import get_backend
+        from alpha.train.optim import clip_coef, grad_norm
+        from alpha.train.optimizers import build_optimizer
+        be = get_backend("helios")
+        out, counts = [], []
+        for epilogue in (True, False):
+            lp = be.with_matmul_dtype("bf16")
+            lp.flash, lp.coop_emulate, lp.bias_epilogue = "emulated", True, epilogue
+            n0 = lp.dev.dispatches
+            cfg = ModelConfig(vocab_size=64, n_layer=1, n_head=2, n_embd=64, block_size=16)
+            model = GPT(cfg, lp, Rng(0))
+            opt = build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
+            xs = array("i", [(7 * i) % 64 for i in range(64)])  # 64 rows: the tensor cores
+            ys = array("i", [(5 * i + 3) % 64 for i in range(64)])
+            losses = []
+            for step in range(2):
+                ids, tg = lp.from_array(xs, (4, 16), "i32"), lp.from_array(ys, (4, 16), "i32")
+                model.zero_grad()
+                _, loss = model.forward(ids, tg)
+                losses.append(float(loss.to_array()[0]))
+                model.backward()
+                opt.update(1e-2, grad_scale=clip_coef(grad_norm(lp, model.grads), 1.0))
+            out.append((losses, list(lp.to_array(model.params))))
+            counts.append(lp.dev.dispatches - n0)
+        fused = sum(1 for k in be.rt.pipes.programs if k[0] == "coopmat" and k[10])
+        print("LOSSES", out[0][0], out[1][0], counts, fused)
+        print("SAME", out[0] == out[1], counts[1] - counts[0])
+    """, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # 4 linears with a bias, 2 forwards: 8 adds fewer
+    assert "SAME True 8" in r.stdout, r.stdout

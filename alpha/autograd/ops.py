@@ -24,9 +24,7 @@ def linear(t: Tape, x: Var, w: Var, b: Var | None = None, *, transpose_w: bool =
     out = t.buffer(x.data.shape[:-1] + (N,), x.data.dtype)
     x2 = x.data.view(-1, K)  # (BT, K)
     out2 = out.view(-1, N)  # (BT, N)
-    be.matmul(out2, x2, w.data, trans_b=transpose_w)
-    if b is not None:
-        be.binary(out2, "add", out2, b.data)
+    be.matmul(out2, x2, w.data, trans_b=transpose_w, bias=None if b is None else b.data)
     y = Var(out)
 
     if t.recording:

@@ -1,7 +1,7 @@
 """The tensor-core matmul's part of `bench helios`: every kernel variant is first checked against
 a float64 reference on odd shapes (all transposes, batches, edge tiles, split-K, unaligned
-strides, accumulate), then bf16/fp16 products are timed at 4096^3 and 8192^3 against PyTorch's
-cuBLAS in the same run.
+strides, accumulate, a bias added by the kernel's store), then bf16/fp16 products are timed at
+4096^3 and 8192^3 against PyTorch's cuBLAS in the same run.
 
 The reference multiplies the 16-bit roundings of the inputs exactly (math.fsum of float64
 products), so what remains is the accumulation error: the check's tolerance is 1e-5 (bf16) or
@@ -40,33 +40,36 @@ def _upload(be, host, shape, dtype, src):
 # bits before adding (measured on an H200: 3e-5 relative), so fp16 gets 1e-4.
 TOL = {"bf16": 1e-5, "f16": 1e-4}
 
-CASES = [  # trans_a, trans_b, batch, M, N, K, accumulate, alpha
-    (False, False, 1, 128, 128, 64, False, 1.0),
-    (False, True, 1, 130, 70, 72, False, 1.0),
-    (True, False, 2, 65, 33, 40, False, 1.0),
-    (True, True, 3, 64, 96, 48, True, 1.0),
-    (False, False, 1, 77, 51, 93, True, 0.5),
-    (True, False, 1, 96, 80, 1024, True, 1.0),  # a weight gradient: split-K on a GPU
-    (False, True, 2, 300, 260, 96, False, 1.0),
+CASES = [  # trans_a, trans_b, batch, M, N, K, accumulate, alpha, bias
+    (False, False, 1, 128, 128, 64, False, 1.0, False),
+    (False, True, 1, 130, 70, 72, False, 1.0, True),
+    (True, False, 2, 65, 33, 40, False, 1.0, True),
+    (True, True, 3, 64, 96, 48, True, 1.0, False),
+    (False, False, 1, 77, 51, 93, True, 0.5, True),
+    (True, False, 1, 96, 80, 1024, True, 1.0, True),  # a weight gradient: split-K on a GPU
+    (False, True, 2, 300, 260, 96, False, 1.0, True),
+    (False, True, 1, 128, 256, 64, False, 1.0, True),  # a linear's forward, whole tiles
 ]
 
 
 def check_case(be, dtype, src, case, rng) -> float:
     """Worst error / tolerance over every output element (<= 1 passes)."""
-    ta, tb, nb, M, N, K, acc, alpha = case
+    ta, tb, nb, M, N, K, acc, alpha, with_bias = case
     ashape = (nb, K, M) if ta else (nb, M, K)
     bshape = (N, K) if tb else (K, N)
     A = [rng.uniform(-1, 1) for _ in range(math.prod(ashape))]
     B = [rng.uniform(-1, 1) for _ in range(math.prod(bshape))]
     C0 = [rng.uniform(-1, 1) for _ in range(nb * M * N)]
+    bias = [rng.uniform(-1, 1) for _ in range(N)] if with_bias else [0.0] * N
     a, b = _upload(be, A, ashape, dtype, src), _upload(be, B, bshape, dtype, src)
     out = be.from_array(array("f", C0 if acc else [math.nan] * (nb * M * N)), (nb, M, N))
+    bt = be.from_array(array("f", bias)) if with_bias else None
     if src == "f32":
         be.with_matmul_dtype(dtype).matmul(out, a, b, trans_a=ta, trans_b=tb,
-                                           accumulate=acc, alpha=alpha)
+                                           accumulate=acc, alpha=alpha, bias=bt)
     else:
         be.matmul16(out, a, b, dtype=dtype, trans_a=ta, trans_b=tb, accumulate=acc,
-                    alpha=alpha)
+                    alpha=alpha, bias=bt)
     got = be.to_array(out)
     RA = [round16(v, dtype) for v in A]
     RB = [round16(v, dtype) for v in B]
@@ -80,7 +83,8 @@ def check_case(be, dtype, src, case, rng) -> float:
                     for k in range(K)]
             for j in range(N):
                 terms = [arow[k] * (RB[j * K + k] if tb else RB[k * N + j]) for k in range(K)]
-                want = alpha * math.fsum(terms) + (C0[(bi * M + i) * N + j] if acc else 0.0)
+                want = (alpha * math.fsum(terms) + (C0[(bi * M + i) * N + j] if acc else 0.0)
+                        + bias[j])
                 tol = TOL[dtype] * (abs(alpha) * sum(abs(t) for t in terms) + 1.0)
                 g = got[(bi * M + i) * N + j]
                 worst = max(worst, abs(g - want) / tol)
@@ -113,7 +117,8 @@ def check(be, say, configs=None) -> tuple[set, list]:
     for cfg in configs or ():
         be.coop_config = cfg
         try:
-            w = max(check_case(be, types[0], types[0], CASES[i], rng) for i in (0, -1))
+            w = max(check_case(be, types[0], types[0], CASES[i], rng)
+                    for i in (0, 6, 7))
         except Exception as e:
             say(f"  check config {cfg}: {type(e).__name__}: {e}")
             w = math.inf

@@ -193,17 +193,32 @@ class Backend(AttentionOps, OptimizerOps):
 
     # ---- matmul --------------------------------------------------------------------------
     def matmul(self, out: "Tensor", a: "Tensor", b: "Tensor", *, trans_a: bool = False,
-               trans_b: bool = False, accumulate: bool = False, alpha: float = 1.0) -> None:
-        """out = alpha * op(a) @ op(b)  (+ out if accumulate), op(x) = x or its last-two-dims
-        transpose. a: (..., M, K) [(..., K, M) if trans_a]; b: (..., K, N) [(..., N, K) if
-        trans_b] or 2-D (shared by every batch entry of a); out: (..., M, N). When b has batch
-        dims they must equal a's. (Weight gradients flatten (B, T, C) to (B*T, C) with
-        `Tensor.view` and use trans_a.)"""
+               trans_b: bool = False, accumulate: bool = False, alpha: float = 1.0,
+               bias: "Tensor | None" = None) -> None:
+        """out = alpha * op(a) @ op(b)  (+ out if accumulate) (+ bias), op(x) = x or its
+        last-two-dims transpose. a: (..., M, K) [(..., K, M) if trans_a]; b: (..., K, N)
+        [(..., N, K) if trans_b] or 2-D (shared by every batch entry of a); out: (..., M, N).
+        When b has batch dims they must equal a's. bias (N,) is added to every row, last (a
+        linear layer's forward: one op, which a backend may fuse into the product's store).
+        (Weight gradients flatten (B, T, C) to (B*T, C) with `Tensor.view` and use trans_a.)
+        Hooks: `_matmul`, and `_matmul_bias` when there is a bias."""
         fl = self.floats
         if out.dtype not in fl or a.dtype not in fl or b.dtype not in fl:
             ck.need_float("matmul", fl, ("out", out), ("a", a), ("b", b))
         ck.matmul_shapes(out, a, b, trans_a, trans_b)
+        if bias is None:
+            self._matmul(out, a, b, trans_a, trans_b, accumulate, alpha)
+            return
+        if bias.dtype not in fl:
+            ck.need_float("matmul", fl, ("bias", bias))
+        ck.need_shape("matmul", "bias", bias, out.shape[-1:], ("out", out))
+        self._matmul_bias(out, a, b, trans_a, trans_b, accumulate, alpha, bias)
+
+    def _matmul_bias(self, out, a, b, trans_a, trans_b, accumulate, alpha, bias) -> None:
+        """The product, then the bias added in place: what a backend without a fused kernel
+        computes (and the bits a fused one must give)."""
         self._matmul(out, a, b, trans_a, trans_b, accumulate, alpha)
+        self._binary(out, "add", out, bias, out.shape)
 
     # ---- elementwise ---------------------------------------------------------------------
     def binary(self, out: "Tensor", op: str, a: "Tensor", b: "Tensor") -> None:

@@ -33,6 +33,17 @@ def coopmat_builders() -> dict:
                                 f"{'n' if b_n else 'k'}{'_vec' if vec else ''}")
                         out[name] = (lambda d=dtype, s=src, a=a_k, b=b_n, v=vec:
                                      kcm.coopmat_kernel(kcm.DEFAULT, d, s, a, b, v))
+    # a linear's forward with its bias added at the store (both layouts of the weight), whole
+    # tiles too
+    for dtype in ("bf16", "f16"):
+        for src in (dtype, "f32"):
+            for b_n in (True, False):
+                out[f"coopmat_{dtype}_{src}_k{'n' if b_n else 'k'}_vec_bias"] = (
+                    lambda d=dtype, s=src, b=b_n: kcm.coopmat_kernel(kcm.DEFAULT, d, s, True, b,
+                                                                     True, bias=True))
+            out[f"coopmat_{dtype}_{src}_kk_vec_exact_bias"] = (
+                lambda d=dtype, s=src: kcm.coopmat_kernel(kcm.DEFAULT, d, s, True, False, True,
+                                                          None, True, bias=True))
     # the causal attention products, in the layouts ops_attention gives them
     for causal, a_k, b_n in (("skip_upper", True, False), ("k_to_m", True, True),
                              ("k_from_m", False, True)):
@@ -50,6 +61,9 @@ def coopmat_builders() -> dict:
         out[f"coopmat_emulated_{cfg.BM}x{cfg.BN}x{cfg.BK}_s{cfg.stages}"] = (
             lambda c=cfg, a=a_k, b=b_n: kcm.coopmat_kernel(c, "bf16", "bf16", a, b, True,
                                                            mode="emulated"))
+    out["coopmat_emulated_bias"] = lambda: kcm.coopmat_kernel(EMULATED[0], "bf16", "f32", True,
+                                                              False, True, mode="emulated",
+                                                              bias=True)
     for b in FLASH:  # the fused attention (kernels/flash.py)
         out[f"{b.__name__}_coopmat"] = lambda b=b: b("coopmat")
     return out

@@ -26,7 +26,8 @@ dimension and every other stride to be multiples of 8 (16-bit) or 4 (f32) elemen
 aligned bases; the others read element by element with full bounds checks (any strides, any
 sizes). Edge tiles (M or N not multiples of the tile) go through a per-subgroup fp32 scratch (in
 the operand tiles' shared memory, after a barrier) with guarded stores; interior tiles store their
-accumulators straight to C.
+accumulators straight to C. With `bias`, the store adds an fp32 (N,) vector to every row last (a
+linear layer's `x @ W + b` in one pass over C, the same bits as a separate add).
 
 `mode="emulated"` builds the same kernel with the fragment products and accumulators as scalar
 loops (lavapipe has no cooperative matrices): the tests run its tiles, walk and epilogue there.
@@ -47,6 +48,8 @@ from dataclasses import dataclass
 
 from alpha.spirv.dsl import GLSL_STD_450, Kernel, Val
 from alpha.helios.kernels.matmul import PARAMS
+
+BIAS = [("bias", "f32*")]  # the push constant after PARAMS of the kernels that add a bias
 
 SCOPE_SUBGROUP = 3
 USE_A, USE_B, USE_ACC = 0, 1, 2
@@ -185,31 +188,10 @@ def _f16_bits(k: Kernel, x: Val) -> Val:
     return h | sign
 
 
-def _bf16_bits(k: Kernel, x: Val) -> Val:
-    """f32 -> bf16 bits (round to nearest even; NaN stays a quiet NaN) as the low 16 of a u32."""
-    b = x.bits("u32")
-    r = (b + (0x7FFF + ((b >> 16) & 1))) >> 16
-    return k.select(k.isnan(x), 0x7FC0, r)
-
-
-def _f16_bits(k: Kernel, x: Val) -> Val:
-    """f32 -> fp16 bits, round to nearest even, in integer arithmetic (Vulkan leaves
-    OpFConvert's rounding to the driver): F. Giesen's float_to_half_fast3_rtne."""
-    b = x.bits("u32")
-    sign = (b >> 16) & 0x8000
-    u = b & 0x7FFFFFFF
-    # |x| < 2^-14 (fp16 subnormal or zero): let an fp32 add by 0.5 round the mantissa
-    sub = ((u.bits("f32") + 0.5).bits("u32")) - 0x3F000000
-    norm = (u + (0xC8000FFF + ((u >> 13) & 1))) >> 13  # rebias the exponent (-112 << 23)
-    h = k.select(u < 0x38800000, sub, norm)
-    h = k.select(u >= 0x47800000, k.select(u > 0x7F800000, 0x7E00, 0x7C00), h)
-    return h | sign
-
-
 def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                    a_kcontig: bool = True, b_ncontig: bool = True, vec: bool = True,
                    causal: str | None = None, exact: bool = False,
-                   mode: str = "coopmat") -> Kernel:
+                   mode: str = "coopmat", bias: bool = False) -> Kernel:
     """dtype: the 16-bit type the matrix units multiply ("bf16" | "f16"); src: the element type
     of A and B in memory (dtype itself, or "f32" to convert on the way into shared memory).
 
@@ -223,22 +205,29 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
     exact: the caller guarantees M % BM == N % BN == K % BK == 0 (and `vec`): the loads skip
     their bounds checks, which leaves the k loop's body without a branch for the compiler to
     schedule across. mode "emulated": the same tiles, walk and epilogue with the fragment
-    products done by scalar loops (lavapipe has no cooperative matrices: the tests)."""
+    products done by scalar loops (lavapipe has no cooperative matrices: the tests).
+
+    bias: one more push constant, the address of an fp32 (N,) vector (16-byte aligned) added to
+    every row of C at the store, after alpha and beta: the same roundings as the product then
+    a separate add (a linear layer's forward without a second pass over C). Whole tiles add it
+    as a 16x16 accumulator loaded with row stride 0 (every row the same 16 biases)."""
     BM, BN, BK, WM, WN = cfg.BM, cfg.BN, cfg.BK, cfg.WM, cfg.WN
     assert src in (dtype, "f32") and BK % FRAG == 0 and WM % FRAG == 0 and WN % FRAG == 0
     assert causal in CAUSAL and mode in MODES and (vec or not exact)
     assert cfg.stages == 2 or (cfg.stages == 1 and cfg.prefetch)
     real = mode == "coopmat"
     nt = cfg.threads
-    params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS]
+    params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS + BIAS * bias]
     name = (f"coopmat_{dtype}_{src}_{BM}x{BN}x{BK}_{WM}x{WN}_{'k' if a_kcontig else 'm'}"
             f"{'n' if b_ncontig else 'k'}{'_vec' if vec else ''}"
             f"{'' if cfg.prefetch else '_direct'}{'' if cfg.stages == 2 else '_single'}"
             f"{f'_g{cfg.group_m}' if cfg.group_m else ''}{'_exact' if exact else ''}"
-            f"{'_' + causal if causal else ''}{'' if real else '_emulated'}")
+            f"{'_' + causal if causal else ''}{'_bias' if bias else ''}"
+            f"{'' if real else '_emulated'}")
     k = Kernel(name, (nt, 1, 1), params, version=(1, 6) if real else (1, 5))
     cp = _Coop(k, dtype, real)
-    c_addr, a_addr, b_addr, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = k.params()
+    c_addr, a_addr, b_addr, M, N, K, sab, sam, sak, sbb, sbk, sbn, alpha, beta = \
+        k.params()[:len(PARAMS)]
     m_ = cp.m
     # shared: `stages` buffers per operand, rows padded by one 16-byte unit; the edge
     # epilogue's fp32 scratch (16x16 per subgroup) reuses the same memory
@@ -459,9 +448,11 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
         k.barrier()
     multiply(last & 1 if double else 0)
 
-    # epilogue: C = alpha * acc (+ beta * C)
+    # epilogue: C = alpha * acc (+ beta * C) (+ bias)
     cbase = batch * (M * N)
     c_buf = cp.buffer(c_addr, f32, 4, "c_f32")
+    if bias:  # the same element type as C: the typed view is shared, the address is not
+        bias_buf = cp.buffer(k.params()[len(PARAMS)], f32, 4, "c_f32")
 
     def write(gm, gn, v: Val):
         with k.if_((gm < M) & (gn < N)):
@@ -469,6 +460,8 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
             res = k.var("f32", alpha * v)
             with k.if_(beta.ne(0.0)):
                 res.set(res.get() + beta * Val(k, cp.load(c_buf, "c_f32", ci, f32), "f32"))
+            if bias:
+                res.set(res.get() + Val(k, cp.load(bias_buf, "c_f32", gn, f32), "f32"))
             k.fn.op("OpStore", cp.elem_ptr(c_buf, "c_f32", ci), res.get().id, cp.ga, 4)
 
     if not real:
@@ -491,6 +484,12 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                                   ALIGNED, 16, type=tC)
                     sc = k.fn.op("OpMatrixTimesScalar", old, beta.id, type=tC)
                     k.fn.op("OpStore", out, k.fn.op("OpFAdd", res, sc, type=tC))
+                if bias:
+                    bp = cp.elem_ptr(bias_buf, "c_f32", n0 + wn0 + j * FRAG)
+                    row = k.fn.op("OpCooperativeMatrixLoadKHR", bp, cp.c(ROW_MAJOR), cp.c(0),
+                                  ALIGNED, 16, type=tC)
+                    k.fn.op("OpStore", out, k.fn.op("OpFAdd", k.fn.op("OpLoad", out, type=tC),
+                                                    row, type=tC))
                 k.fn.op("OpCooperativeMatrixStoreKHR", p, k.fn.op("OpLoad", out, type=tC),
                         cp.c(ROW_MAJOR), N.id, ALIGNED, 16)
     with k.if_(~interior):  # uniform per workgroup, like the barrier inside
