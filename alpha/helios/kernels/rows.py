@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from alpha.helios.kernels.coopmat import _bf16_bits, _f16_bits
-from alpha.spirv.dsl import Kernel
+from alpha.spirv.dsl import Kernel, Val
 
 ROW_LOCAL = 128
 NEG_INF = float("-inf")
@@ -99,6 +99,24 @@ def softmax_backward(log: bool) -> Kernel:
     return k
 
 
+def _store_row(k: Kernel, lid: Val, C: Val, base: Val, dst, dst16, out16: str | None,
+               value) -> None:
+    """dst[base + j] = value(j) over a row; with `out16` ("bf16"/"f16") also its copy rounded to
+    16 bits in dst16, pairs in u32 words (C even), for the tensor-core matmul that reads it
+    next."""
+    if out16 is None:
+        with k.loop(lid, C, ROW_LOCAL) as j:
+            dst[base + j] = value(j)
+        return
+    bits = _bf16_bits if out16 == "bf16" else _f16_bits
+    with k.loop(lid, C >> 1, ROW_LOCAL) as p:
+        j = p * 2
+        a, b = value(j), value(j + 1)
+        dst[base + j] = a
+        dst[base + j + 1] = b
+        dst16[(base >> 1) + p] = bits(k, a) | (bits(k, b) << 16)
+
+
 def layernorm_forward(has_bias: bool, out16: str | None = None) -> Kernel:
     """`out16` ("bf16"/"f16"): out is also written rounded to 16 bits (pairs in u32 words: C
     even) for the tensor-core matmul that reads it next (no packing pass over it)."""
@@ -126,17 +144,7 @@ def layernorm_forward(has_bias: bool, out16: str | None = None) -> Kernel:
             v = (x[base + j] - mu) * rs * w[j]
             return v + b[j] if b is not None else v
 
-        if out16 is None:
-            with k.loop(lid, C, ROW_LOCAL) as j:
-                out[base + j] = y(j)
-        else:
-            bits = _bf16_bits if out16 == "bf16" else _f16_bits
-            with k.loop(lid, C >> 1, ROW_LOCAL) as p:
-                j = p * 2
-                y0, y1 = y(j), y(j + 1)
-                out[base + j] = y0
-                out[base + j + 1] = y1
-                o16[(base >> 1) + p] = bits(k, y0) | (bits(k, y1) << 16)
+        _store_row(k, lid, C, base, out, o16, out16, y)
         with k.if_(lid.eq(0)):
             mean[r] = mu
             rstd[r] = rs
@@ -262,16 +270,9 @@ def crossentropy_backward(overwrite: bool, out16: str | None) -> Kernel:
 
         if out16 is None:
             with k.if_(kept):  # a dropped row is left as it is
-                with k.loop(lid, C, ROW_LOCAL) as j:
-                    dx[base + j] = value(j)
+                _store_row(k, lid, C, base, dx, None, None, value)
         else:  # every row: its 16-bit copy is written whatever its target
-            bits = _bf16_bits if out16 == "bf16" else _f16_bits
-            with k.loop(lid, C >> 1, ROW_LOCAL) as p:
-                j = p * 2
-                a, b = value(j), value(j + 1)
-                dx[base + j] = a
-                dx[base + j + 1] = b
-                dx16[(base >> 1) + p] = bits(k, a) | (bits(k, b) << 16)
+            _store_row(k, lid, C, base, dx, dx16, out16, value)
     return k
 
 
