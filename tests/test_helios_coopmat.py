@@ -196,34 +196,20 @@ def test_bias_epilogue_trains_to_the_same_bits():
     the bias after the same fp32 sum, so losses and parameters agree bit for bit, in fewer
     dispatches."""
     r = _py("""
-        from array import array
-        from alpha.core.config import ModelConfig, TrainConfig
-        from alpha.core.rng import Rng
-        from alpha.model.gpt import GPT
+        import sys
+        sys.path.insert(0, "tests")
+        from helios_training import train_tiny
+        from alpha.core.config import ModelConfig
         from alpha.tensor import get_backend
-        from alpha.train.optim import clip_coef, grad_norm
-        from alpha.train.optimizers import build_optimizer
         be = get_backend("helios")
         out, counts = [], []
+        cfg = ModelConfig(vocab_size=64, n_layer=1, n_head=2, n_embd=64, block_size=16)
         for epilogue in (True, False):
             lp = be.with_matmul_dtype("bf16")
             lp.flash, lp.coop_emulate, lp.bias_epilogue = "emulated", True, epilogue
-            n0 = lp.dev.dispatches
-            cfg = ModelConfig(vocab_size=64, n_layer=1, n_head=2, n_embd=64, block_size=16)
-            model = GPT(cfg, lp, Rng(0))
-            opt = build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
-            xs = array("i", [(7 * i) % 64 for i in range(64)])  # 64 rows: the tensor cores
-            ys = array("i", [(5 * i + 3) % 64 for i in range(64)])
-            losses = []
-            for step in range(2):
-                ids, tg = lp.from_array(xs, (4, 16), "i32"), lp.from_array(ys, (4, 16), "i32")
-                model.zero_grad()
-                _, loss = model.forward(ids, tg)
-                losses.append(float(loss.to_array()[0]))
-                model.backward()
-                opt.update(1e-2, grad_scale=clip_coef(grad_norm(lp, model.grads), 1.0))
-            out.append((losses, list(lp.to_array(model.params))))
-            counts.append(lp.dev.dispatches - n0)
+            losses, params, n = train_tiny(lp, cfg, batch=4, steps=2)  # 64 rows: tensor cores
+            out.append((losses, params))
+            counts.append(n)
         fused = sum(1 for k in be.rt.pipes.programs if k[0] == "coopmat" and k[10])
         print("LOSSES", out[0][0], out[1][0], counts, fused)
         print("SAME", out[0] == out[1], counts[1] - counts[0])

@@ -138,15 +138,14 @@ def test_a_training_step_trusting_the_write_record_computes_the_same_bits():
     recorded: the same losses and parameters, bit for bit (a stale value or a dropped fill that
     was needed would change them), and fewer dispatches."""
     r = _py("""
-        from array import array
-        from alpha.core.config import ModelConfig, TrainConfig
-        from alpha.core.rng import Rng
-        from alpha.model.gpt import GPT
+        import sys
+        sys.path.insert(0, "tests")
+        from helios_training import train_tiny
+        from alpha.core.config import ModelConfig
         from alpha.tensor import get_backend
-        from alpha.train.optim import clip_coef, grad_norm
-        from alpha.train.optimizers import build_optimizer
         be = get_backend("helios")
         out, counts = [], []
+        cfg = ModelConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=128, block_size=16)
         for trust in ("all", "no lookups", "no dropped fills"):
             lp = be.with_matmul_dtype("bf16")
             lp.flash, lp.coop_emulate = "emulated", True
@@ -154,22 +153,9 @@ def test_a_training_step_trusting_the_write_record_computes_the_same_bits():
                 lp.dev.derived.get = lambda alloc, key: None
             if trust == "no dropped fills":
                 lp.dev.defer = lambda alloc, record: record()
-            n0 = lp.dev.dispatches
-            cfg = ModelConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=128, block_size=16)
-            model = GPT(cfg, lp, Rng(0))
-            opt = build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
-            xs = array("i", [(7 * i) % 64 for i in range(32)])
-            ys = array("i", [(5 * i + 3) % 64 for i in range(32)])
-            losses = []
-            for step in range(3):
-                ids, tg = lp.from_array(xs, (2, 16), "i32"), lp.from_array(ys, (2, 16), "i32")
-                model.zero_grad()
-                _, loss = model.forward(ids, tg)
-                losses.append(float(loss.to_array()[0]))
-                model.backward()
-                opt.update(1e-2, grad_scale=clip_coef(grad_norm(lp, model.grads), 1.0))
-            out.append((losses, list(lp.to_array(model.params))))
-            counts.append(lp.dev.dispatches - n0)
+            losses, params, n = train_tiny(lp, cfg, batch=2, steps=3)
+            out.append((losses, params))
+            counts.append(n)
             lp.dev.__dict__.pop("defer", None)
             lp.dev.derived.__dict__.pop("get", None)
         print("LOSSES", [o[0] for o in out], counts)
