@@ -76,17 +76,24 @@ static inline void prof_lap(int on, int64_t *t, int what) {
     *t = now;
 }
 
-/* out (M, n_out) = x (M, n_in) @ w (n_in, n_out) + b, each row as the model's linear computes
- * one row (the batch-invariant product, then the bias added row by row); wp, when not NULL, is w
- * packed in panels (matmul_small.c: the same bits, read from memory ~1.8x faster) */
 static const float *const unpacked[4] = {NULL, NULL, NULL, NULL}; /* a block's wp, none packed */
 
-static void linear_rows(float *out, const float *x, const float *w, const float *wp,
-                        const float *b, int64_t M, int64_t n_in, int64_t n_out) {
+/* out (M, n_out) = x (M, n_in) @ w (n_in, n_out; rows w_ld apart), the batch-invariant product
+ * (each row as if alone); wp, when not NULL, is w packed in panels (matmul_small.c: the same bits,
+ * read from memory ~1.8x faster) */
+static void product_rows(float *out, const float *x, const float *w, int64_t w_ld,
+                         const float *wp, int64_t M, int64_t n_in, int64_t n_out) {
     if (wp)
         alpha_sgemm_rows_packed(M, n_out, n_in, x, n_in, 1, wp, out, n_out);
     else
-        alpha_sgemm_rows(M, n_out, n_in, x, n_in, 1, w, n_out, 1, out, n_out, 1.0f, 0);
+        alpha_sgemm_rows(M, n_out, n_in, x, n_in, 1, w, w_ld, 1, out, n_out, 1.0f, 0);
+}
+
+/* out = x @ w + b, each row as the model's linear computes one row (the product, then the bias
+ * added row by row) */
+static void linear_rows(float *out, const float *x, const float *w, const float *wp,
+                        const float *b, int64_t M, int64_t n_in, int64_t n_out) {
+    product_rows(out, x, w, n_out, wp, M, n_in, n_out);
     if (b) /* one rounded add per element, whichever loop does it */
         for (int64_t i = 0; i < M; i++) {
             float *o = out + i * n_out;
@@ -265,15 +272,6 @@ int block_decode(float *x, int64_t M, void *cache, int64_t slot_stride, const in
 
 void embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C);
 
-/* logits (M, V) = h (M, C) @ head_t (rows head_ld apart; head_p: NULL or it packed) */
-static void head_rows(float *logits, const float *h, const float *head_t, int64_t head_ld,
-                      const float *head_p, int64_t M, int64_t V, int64_t C) {
-    if (head_p)
-        alpha_sgemm_rows_packed(M, V, C, h, C, 1, head_p, logits, V);
-    else
-        alpha_sgemm_rows(M, V, C, h, C, 1, head_t, head_ld, 1, logits, V, 1.0f, 0);
-}
-
 /* A whole decode step, one new token for each of M sequences, in one call (the Backend protocol's
  * `decode_step`): the model's cached forward for T = 1 with every block fused, so the engine's
  * thread gives up and takes back the interpreter lock once a step instead of once an op (with 32
@@ -323,7 +321,7 @@ int decode_step(float *logits, const int32_t *ids, int64_t M, const float *wte, 
     }
     if (!rc) {
         layernorm_forward(h, stats, stats + M, x, lnf_w, lnf_b, M, C, eps);
-        head_rows(logits, h, head_t, head_ld, packed ? packed[4 * L] : NULL, M, V, C);
+        product_rows(logits, h, head_t, head_ld, packed ? packed[4 * L] : NULL, M, C, V);
     }
 done:
     free(x);
@@ -340,13 +338,11 @@ done:
  * activations sequence by sequence. The server prefills prompts while other requests start and
  * stream, and the op-by-op path gave up the interpreter lock ~150 times a forward. */
 
-void swiglu_forward(float *out, const float *x, int64_t N, int64_t H);
-
 static int prefill_block(float *x, int64_t B, int64_t T, void *cache, int64_t slot_stride,
                          const int64_t *slots, const int64_t *starts, const int32_t *pos32,
-                         const float *const *p, const float *const *wp, int64_t C, int64_t H, int64_t nh, int act,
-                         float eps, const float *rope_cos, const float *rope_sin, float softcap,
-                         int kv16) {
+                         const float *const *p, const float *const *wp, int64_t C, int64_t H,
+                         int64_t nh, int act, float eps, const float *rope_cos,
+                         const float *rope_sin, float softcap, int kv16) {
     int64_t N = B * T, F = act == ACT_SWIGLU ? 2 * H : H;
     /* h, qkv, turned, att, y (C, 3C, 3C, C, C a row), f, g, the norm's 2 stats */
     size_t n = (size_t)(N * (9 * C + F + H) + 2 * N);
@@ -423,7 +419,7 @@ int prefill_step(float *logits, const int32_t *ids, int64_t B, int64_t T, const 
         for (int64_t b = 0; b < B; b++)
             memcpy(last + b * C, x + (b * T + T - 1) * C, C * sizeof(float));
         layernorm_forward(h, stats, stats + B, last, lnf_w, lnf_b, B, C, eps);
-        head_rows(logits, h, head_t, head_ld, packed ? packed[4 * L] : NULL, B, V, C);
+        product_rows(logits, h, head_t, head_ld, packed ? packed[4 * L] : NULL, B, C, V);
     }
 done:
     free(x);
