@@ -46,6 +46,10 @@ def decode(model, steps, order=(2, 0, 1), tokens=6):
         assert greedy == [cur[s].index(max(cur[s])) for s in order], greedy
         rows.append(cur)
     recorded = (be.dev.dispatches - before) if be.name == "helios" else 0
+    # the logits written after the step: argmax_rows reads them again (helios: the write record
+    # drops the step's own argmax)
+    be.binary(logits, "mul", logits, be.from_array([-1.0] * V, (V,), "f32"))
+    assert be.argmax_rows(logits) == [cur[s].index(min(cur[s])) for s in order]
     return toks, rows, recorded
 
 

@@ -302,7 +302,6 @@ class Device:
                                                      flags=vk.CMD_ONE_TIME_SUBMIT)
         self._fence_ptr = vk.NH()
         self.dispatches = 0  # total dispatches recorded (for tests and stats)
-        self.writes = 0  # recorded commands + direct host writes: GPU memory may have changed
         self.derived = WriteRecord()  # values derived from allocations, until they are written
         gpu = self.device_type in ("discrete", "integrated")
         self.batch_limit = GPU_BATCH_LIMIT if gpu else BATCH_LIMIT
@@ -418,7 +417,6 @@ class Device:
             self._profile_mark(cb, program.name)
         self.count += 1
         self.dispatches += 1
-        self.writes += 1
         self.derived.wrote(writes)
         if self.count >= self.batch_limit or (self.feed_check
                                                and self.count % self.feed_check == 0
@@ -436,7 +434,6 @@ class Device:
         if self.profiling:
             self._profile_mark(cb, "vkCmdCopyBuffer")
         self.count += 1
-        self.writes += 1
         self.derived.wrote(writes)
 
     def fill_zero(self, buffer: int, offset: int, size: int, *, writes=None) -> None:
@@ -446,7 +443,6 @@ class Device:
             self._barrier(cb)
         self.f.CmdFillBuffer(cb, buffer, offset, size, 0)
         self.count += 1
-        self.writes += 1
         self.derived.wrote(writes)
 
     def submit(self) -> None:

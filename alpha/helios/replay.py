@@ -45,6 +45,7 @@ from alpha.tensor.tensor import Tensor
 
 MAX_RECORDED = 32  # recorded steps kept (a server's batch size changes as requests come and go)
 ACTIVATIONS = ("gelu", "relu", "relu2", "silu", "swiglu")
+GREEDY = ("greedy",)  # the write record's mark on a step's logits: its `greedy` is their argmax
 
 
 class DecodeOps:
@@ -89,7 +90,8 @@ class DecodeOps:
         x = self.rt.contig(x)
         ids = self.rt.new((M,), "u32")
         self.rt.launch(("argmax_rows",), kdec.argmax_rows,
-                       [self.rt.addr(ids), self.rt.addr(x), M, N], (min(M, MAX_GROUPS), 1, 1))
+                       [self.rt.addr(ids), self.rt.addr(x), M, N], (min(M, MAX_GROUPS), 1, 1),
+                       [ids])
         return list(self.rt.host_values(ids))
 
 
@@ -126,7 +128,6 @@ class DecodeReplay:
         # memory, which the host reads without a copy
         self.logits = self._host_tensor((M, V), "f32")
         self.greedy = self._host_tensor((M,), "u32")
-        self.stamp = -1  # dev.writes after the last run: the greedy ids are x's while it holds
         A = rt.addr
         args = self.args.address
         learned = wpe is not None
@@ -186,9 +187,11 @@ class DecodeReplay:
         return all(r() is not None for r in self._refs)
 
     def owns(self, x) -> bool:
-        """x is this step's logits, unchanged since its last run."""
+        """x is this step's logits, unchanged since its last run (the write record keeps the
+        mark until a command writes them)."""
         return (x.storage is self.logits.storage and x.offset == 0
-                and x.shape == self.logits.shape and self.stamp == self.dev.writes)
+                and x.shape == self.logits.shape
+                and self.dev.derived.get(x.storage.alloc, GREEDY) is not None)
 
     @staticmethod
     def _check(params, caches, C, F, H, V) -> None:
@@ -310,10 +313,9 @@ class DecodeReplay:
         data.extend(slots)
         data.extend(positions)
         ctypes.memmove(self.args.host_ptr, data.buffer_info()[0], 12 * self.M)
-        dev.writes += 1  # GPU memory will change
-        dev.derived.wrote(None)  # (the write record does not know which parts)
+        dev.derived.wrote(None)  # GPU memory will change (the record does not know which parts)
         dev.submit_recorded(self.cb, self.fence)
-        self.stamp = dev.writes
+        dev.derived.put(self.logits.storage.alloc, GREEDY, True)  # `greedy` is their argmax
         return self.logits
 
     def release(self) -> None:

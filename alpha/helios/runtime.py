@@ -143,7 +143,6 @@ class Runtime:
         dev = self.dev
         if dev.direct_upload and not dev.busy:
             ctypes.memmove(alloc.host_ptr + byte_off, data, len(data))
-            dev.writes += 1
             dev.derived.wrote([alloc])
             return
         staging = dev.host_pool.alloc(len(data))
