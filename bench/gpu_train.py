@@ -4,6 +4,7 @@
     python bench/gpu_train.py --runs alpha-bf16 torch-bf16 --steps 5
     python bench/gpu_train.py --profile        # helios: GPU time per kernel (ALPHA_HELIOS_PROFILE)
     python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-nobias torch-bf16  # bias epilogue on/off
+    python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-cm2 torch-bf16  # coopmat2 kernel on/off
 
 Model: vocab 50304, 12 layers, 12 heads, 768 wide, block 1024, batch 16 (`--small` for a
 4-layer, 256-wide, block-256 model that runs anywhere). A step is forward + backward + grad-norm
@@ -14,13 +15,14 @@ alpha-f32, alpha-bf16 (`--dtype bf16`: bf16 matmuls on tensor cores, fp32 everyt
 torch-f32 (eager, TF32 off), torch-bf16 (eager, bf16 autocast), torch-compile (bf16 autocast,
 torch.compile). Options as suffixes of an alpha run: -b<N> (submit every N dispatches),
 -noflash (attention around materialised scores), -nobias (a linear's bias added by a separate
-op, not by the matmul's store: `be.bias_epilogue = False`), -noreplay (the same step recorded
-op by op from Python every time: ALPHA_HELIOS_REPLAY_STEP=0). An alpha run with the bias
-epilogue first checks it on GPT-2's four linear shapes against the separate add (the same bits
-expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
-or -noreplay must print the same losses. Each run is its own process (its own GPU memory). MFU counts
-6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s
-(H100/H200 dense bf16) for every run, so the column compares runs directly.
+op, not by the matmul's store: `be.bias_epilogue = False`), -cm2 (the large-tile products on the
+workgroup-scope kernel, VK_NV_cooperative_matrix2: `be.coop2 = True`), -noreplay (the same step
+recorded op by op from Python every time: ALPHA_HELIOS_REPLAY_STEP=0). An alpha run with the
+bias epilogue first checks it on GPT-2's four linear shapes against the separate add (the same
+bits expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
+or -noreplay must print the same losses. Each run is its own process (its own GPU memory). MFU
+counts 6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989
+TFLOP/s (H100/H200 dense bf16) for every run, so the column compares runs directly.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def check_bias_epilogue(be, c: dict) -> float:
 
 def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
                   batch_limit: int = 0, flash: bool = True, bias: bool = True,
-                  replay: bool = True) -> dict:
+                  cm2: bool = False, replay: bool = True) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
@@ -87,6 +89,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     be = get_backend("helios").with_matmul_dtype(dtype)
     be.flash = flash  # False: attention around materialised scores (the path before flash)
     be.bias_epilogue = bias  # False: the product, then a separate bias add (the path before)
+    be.coop2 = cm2  # True: the large-tile products on the workgroup-scope kernel
     bias_check = check_bias_epilogue(be, c) if bias else None
     if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
         be.dev.batch_limit = batch_limit
@@ -110,7 +113,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     n_params = model.params.numel
     out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else "")
            + ("" if flash else "-noflash") + ("" if bias else "-nobias")
-           + ("" if replay else "-noreplay"),
+           + ("-cm2" if cm2 else "") + ("" if replay else "-noreplay"),
            "tok_s": B * T * len(times) / sum(times), "bias_check": bias_check,
            "replay": {"why_not": step.why_not, "recorded": step.recorded,
                       "replayed": step.replayed},
@@ -158,14 +161,14 @@ def one(run: str, c: dict, args) -> dict:
     if run.startswith("alpha-"):
         dtype, *opts = run[6:].split("-")
         limit = [int(o[1:]) for o in opts if o[:1] == "b" and o[1:].isdigit()]
-        unknown = [o for o in opts if o not in ("noflash", "nobias", "noreplay")
+        unknown = [o for o in opts if o not in ("noflash", "nobias", "cm2", "noreplay")
                    and o[:1] != "b"]
         if unknown:
             raise SystemExit(f"{run}: unknown option {unknown[0]!r} (-b<N>, -noflash, -nobias, "
-                             "-noreplay)")
+                             "-cm2, -noreplay)")
         return measure_alpha(c, dtype, args.steps, args.warmup, args.profile,
                              limit[0] if limit else 0, "noflash" not in opts,
-                             "nobias" not in opts, "noreplay" not in opts)
+                             "nobias" not in opts, "cm2" in opts, "noreplay" not in opts)
     return measure_torch(c, run[6:], args.steps, args.warmup)
 
 
@@ -174,7 +177,8 @@ def main() -> int:
     p.add_argument("--runs", nargs="+", default=list(RUNS),
                    help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches; "
                         "alpha-bf16-noflash: attention around materialised scores; "
-                        "alpha-bf16-nobias: the bias added by a separate op")
+                        "alpha-bf16-nobias: the bias added by a separate op; alpha-bf16-cm2: the "
+                        "workgroup-scope (coopmat2) kernel")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--small", action="store_true", help="a small model instead of GPT-2 small")

@@ -142,6 +142,36 @@ def test_prefill_chunks_and_queue_limit():
         eng.close()
 
 
+def test_a_wave_of_prompts_is_prefilled_together_and_a_late_one_a_chunk_a_step():
+    """Prompts that outnumber the running sequences share a step (one chunk each, here all four
+    in the first step); a long prompt that arrives while they decode holds them back by one
+    chunk per step, as before."""
+    m = _model()
+    steps = []
+    eng = Engine(m, max_batch=8, prefill_chunk=4,
+                 observer=lambda ev, **v: steps.append((v["batch"], v["prefill_tokens"]))
+                 if ev == "step" else None)
+    try:
+        st = Stream((9, 9))
+        wave = [st.randint(4, m.cfg.vocab_size) for _ in range(4)]
+        h = eng.submit(wave, SamplingParams(max_tokens=30, temperature=0.5, seed=2))
+        for _ in range(4 * 2):  # every sequence has sampled its first token
+            assert h.get(timeout=10)[1] == "token"
+        assert steps[0] == (4, 16), steps  # all four prompts in one forward, then decoding
+        seen = len(steps)
+        late = eng.submit([st.randint(12, m.cfg.vocab_size)],
+                          SamplingParams(max_tokens=1, temperature=0, seed=1))
+        assert [kind for _, kind, _ in late] == ["token", "done"]
+        deadline = time.monotonic() + 5  # the last chunk's step is reported after its token
+        while sum(tokens for _, tokens in steps[seen:]) < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        prefills = [tokens for _, tokens in steps[seen:] if tokens]
+        assert prefills == [4, 4, 4], steps[seen:]  # 1 prompt beside 4 running: a chunk a step
+        h.cancel()
+    finally:
+        eng.close()
+
+
 def test_prefill_logits_do_not_depend_on_batch_or_chunks():
     """A prompt's prefill logits are the same bits alone, batched with other prompts of its
     length (the engine's grouped prefill), or cut into chunks (products are `matmul_rows`)."""

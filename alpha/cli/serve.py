@@ -36,7 +36,8 @@ def register(sub):
     p.add_argument("--max-models", type=int, default=2, metavar="N",
                    help="models kept loaded; the least recently used is unloaded (default 2)")
     p.add_argument("--prefill-chunk", type=int, default=128, metavar="N",
-                   help="prompt tokens prefilled per engine step (default 128)")
+                   help="prompt tokens prefilled per engine step beside running streams "
+                        "(default 128)")
     p.add_argument("--kv-dtype", default="auto", metavar="auto|f16|f32",
                    help="KV cache element type: f16 (half the cache bytes, faster attention; "
                         "cpu only), f32 (serving equals training bit for bit) or auto (default: "

@@ -11,16 +11,17 @@ buffers serve every step: per step the host writes the batch into the step's inp
 (its ids checked there, on the host copy), lr and the bias corrections into the argument
 buffer, submits, and reads (loss, norm, skip) once. A skipped step (NaN/Inf loss or norm, or a
 norm above `spike_threshold`) changes no parameter or moment and does not count as an update.
-Why: recording op by op costs ~75 ms of Python per GPT-2 small step on the H200, about the
-GPU's own time, and the GPU waits wherever it catches up.
+Why: recording op by op costs ~75 ms of Python per GPT-2 small step on the H200. Fed as it is
+recorded, the GPU hides most of that under its own ~88 ms (92.2 -> 90.3 ms a step replayed,
+bench/gpu_results.md), but the host is busy for the whole step; replayed, it is free.
 
 Replay (alpha/helios/capture.py): the first step of a key is recorded while it runs; the next
 steps with that key replay it. The key is what the recording depends on: the batch shape, the
-backend view (matmul dtype, flash, bias epilogue, emulation), the model's mode and options, the
-optimizer's constants, the clip and spike settings, and the memory of the parameters,
-gradients and moments (a model or optimizer re-created, or a checkpoint loaded into new
-tensors, records again; one loaded into the same tensors is read live). Op by op instead, said
-once in the debug log (logger `alpha.helios.train_step`) and in `why_not`: with
+backend view and its switches (matmul dtype, flash, bias epilogue...), the model's mode and
+options, the optimizer's constants, the clip and spike settings, and the memory of the
+parameters, gradients and moments (a model or optimizer re-created, or a checkpoint loaded into
+new tensors, records again; one loaded into the same tensors is read live). Op by op instead,
+said once in the debug log (logger `alpha.helios.train_step`) and in `why_not`: with
 ALPHA_HELIOS_REPLAY_STEP=0, with dropout in training (its mask's stream position is a push
 constant), with ALPHA_HELIOS_PROFILE=1, or when a read-back happened while recording. Both ways
 record the same commands: the losses and weights are the same bits.
@@ -183,10 +184,13 @@ class TrainStep:
 
     def _key_of(self, shape) -> tuple:
         be, m, o = self.be, self.model, self.opt
-        return (shape, id(be), be.matmul_dtype, getattr(be, "flash", None),
-                getattr(be, "bias_epilogue", None), getattr(be, "coop_emulate", None),
-                m.training, m.checkpointing, m.emb_grad_scale, m.cfg, o.beta1, o.beta2, o.eps,
-                o.weight_decay, tuple(o.segments), self.grad_clip, self.spike)
+        # the backend view's switches (matmul dtype, flash, bias epilogue, coop2, emulation...)
+        # are its plain attributes: a switch added later is in the key without naming it here
+        switches = tuple(sorted((k, v) for k, v in vars(be).items()
+                                if isinstance(v, (bool, int, float, str, type(None)))))
+        return (shape, id(be), switches, m.training, m.checkpointing, m.emb_grad_scale, m.cfg,
+                o.beta1, o.beta2, o.eps, o.weight_decay, tuple(o.segments), self.grad_clip,
+                self.spike)
 
     def release(self) -> None:
         """Drop the recording (its command buffers and memory go back to the device)."""

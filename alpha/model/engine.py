@@ -10,9 +10,10 @@ Each step of the scheduler loop:
   1. admit waiting sequences into free cache slots (FIFO); drop cancelled ones (their slot is
      free for the next admission at once);
   2. prefill prompts, chunk by chunk, up to `prefill_chunk` tokens per step (at least one chunk),
-     so a long prompt holds the running streams back by one chunk at most; chunks of the same
-     length (e.g. many short prompts) share one forward; a prompt whose last chunk is done
-     samples its first token;
+     so a long prompt holds the running streams back by one chunk at most; when prompts
+     outnumber the running streams, one chunk per running stream each (`_prefill_budget`); chunks
+     of the same length (e.g. many short prompts) share one forward; a prompt whose last chunk is
+     done samples its first token;
   3. one batched decode forward over every running sequence (each at its own cache length:
      `GPT.forward(..., cache=..., slots=...)`), then one sampled token per sequence.
 
@@ -51,6 +52,10 @@ from alpha.model.sampling import BatchSampler, Pick, RowSpec
 # socket sends (~70 us each on loopback, one per stream per write: with 32 streams more CPU than
 # the pump's Python), for one step (~10 ms at that batch) more latency per token.
 COALESCE_BATCH = 16
+
+# The most chunks one step prefills (`Engine._prefill_budget`): bounds the step's work buffers
+# (~30 KB a prompt token on config B) and how long it holds the running streams back.
+PREFILL_MAX_CHUNKS = 16
 
 
 class QueueFull(AlphaError):
@@ -300,20 +305,36 @@ class Engine:
             self.observer("step", batch=len(running), prefill_tokens=prefilled,
                           seconds=time.perf_counter() - t0)
 
+    def _prefill_budget(self) -> int:
+        """Prompt tokens this step may prefill: one chunk, or one chunk per running sequence
+        for each prompt waiting beside it, whichever is more (at most PREFILL_MAX_CHUNKS).
+        Every token waiting to be prefilled is a user waiting for a first token, so the step
+        holds each running stream back about as long as it saves each waiting prompt: when a
+        wave of requests arrives at once, their prompts go in one or two forwards instead of a
+        chunk a step (with 32 prompts of 38 tokens and 128-token chunks, 11 steps, each reading
+        every weight for 3 prompts and a few decode rows), while one new prompt among running
+        streams still holds them back by one chunk at most."""
+        with self._lock:
+            running, waiting = len(self._running), len(self._prefilling)
+        chunks = -(-waiting // max(1, running))  # ceil
+        return self.prefill_chunk * max(1, min(chunks, PREFILL_MAX_CHUNKS))
+
     def _prefill(self) -> int:
-        """The next chunk of waiting prompts, FIFO, up to `prefill_chunk` tokens in all (at least
-        one chunk); chunks of the same length run as one forward (rows are batch-invariant)."""
+        """The next chunk of waiting prompts, FIFO, up to `_prefill_budget` tokens in all (at
+        least one chunk, at most one per prompt); chunks of the same length run as one forward
+        (rows are batch-invariant)."""
         chunk, used, picked = self.prefill_chunk, 0, []
+        budget = self._prefill_budget()
         for s in self._prefilling:
             if s.handle.dropped(s):
                 continue
             a = s.done_prompt
             b = min(len(s.prompt), (a // chunk + 1) * chunk)
-            if used and used + (b - a) > chunk:
+            if used and used + (b - a) > budget:
                 break
             picked.append((s, a, b))
             used += b - a
-            if used >= chunk:
+            if used >= budget:
                 break
         groups: dict[int, list] = {}
         for s, a, b in picked:

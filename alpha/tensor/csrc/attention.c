@@ -457,6 +457,22 @@ KV_INLINE void kv_values(float *acc, const float *p, const void *v, int64_t vst,
     }
 }
 
+static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The largest of s[0..n), NaNs skipped: in VW lanes, then across them. One chain of scalar
+ * compares was ~10% of a decode step's attention (4 cycles a key); the order does not matter
+ * (the value is the same, or +0 for -0, which leaves every exp(s - m) as it is). */
+KV_INLINE float score_max(const float *s, int64_t n) {
+    float lanes[VW], m = -INFINITY;
+    for (int l = 0; l < VW; l++) lanes[l] = -INFINITY;
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW)
+        for (int l = 0; l < VW; l++) lanes[l] = s[j + l] > lanes[l] ? s[j + l] : lanes[l];
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (int l = 0; l < VW; l++) m = lanes[l] > m ? lanes[l] : m;
+    return m;
+}
+
 /* one (batch row, head, query) of kv_task, for cache elements of one width */
 KV_INLINE void kv_item(kv_ctx *c, float *s, float *acc, int64_t item, const int h16) {
     int64_t Tq = c->Tq, C = c->C, nh = c->nh, hs = C / nh;
@@ -467,17 +483,19 @@ KV_INLINE void kv_item(kv_ctx *c, float *s, float *acc, int64_t item, const int 
     int64_t n = (c->starts ? c->starts[b] : c->start) + tq + 1;
     const char *kp = (const char *)kv_addr(c->k, kb * c->ksb + h * c->khs, h16);
     const char *vp = (const char *)kv_addr(c->v, kb * c->vsb + h * c->vhs, h16);
-    /* contiguous runs (the fp16 cache): ask for all of them at once; the hardware prefetchers
-     * are slow to start on runs this short (~5% faster batch-32 attention from memory) */
+    /* contiguous runs (the fp16 cache): ask for the first KV_AHEAD keys and values at once,
+     * which the loops' own prefetches (KV_AHEAD keys ahead) do not cover; the hardware
+     * prefetchers are slow to start on runs this short. Asking for the whole runs at once
+     * stalled on the line fill buffers (half of attention's time in that loop, from L3) */
     if (c->kst == hs && c->vst == hs)
-        for (int64_t o = 0, bytes = n * hs * (h16 ? 2 : 4); o < bytes; o += 64) {
+        for (int64_t o = 0, bytes = min_i64(n, KV_AHEAD) * hs * (h16 ? 2 : 4); o < bytes;
+             o += 64) {
             __builtin_prefetch(kp + o);
             __builtin_prefetch(vp + o);
         }
     kv_scores(s, q, kp, c->kst, n, hs, scale, h16);
     if (c->softcap > 0.0f) softcap_scores(s, n, c->softcap);
-    float m = -INFINITY;
-    for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+    float m = score_max(s, n);
     for (int64_t j = 0; j < n; j++) s[j] = alpha_expf(s[j] - m); /* vectorised */
     float lanes[VW] = {0}, sum = 0.0f; /* the sum in VW lanes, then in order */
     int64_t j = 0;
