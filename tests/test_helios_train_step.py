@@ -3,7 +3,8 @@ trained a few steps with the step recorded once and replayed, against the same s
 op by op: the same losses, norms and final weights, bit for bit, with the batch, lr (a
 schedule), the bias corrections and the clip factor changing every step. Against the host's
 arithmetic (`alpha.train.optim`, AdamW's `update`): the same trajectory within fp32 rounding.
-A batch shape change or new optimizer state records again; dropout runs op by op."""
+A batch shape change or new optimizer state records again; dropout runs op by op; a skipped
+step changes nothing. The trainer replays its step with the same bits and resumes exactly."""
 
 from __future__ import annotations
 
@@ -161,3 +162,74 @@ def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():
     print("RESULT " + json.dumps({"bad": bad, "replayed": step.replayed}))
     """)
     assert res == {"bad": 0, "replayed": 2}, res
+
+
+def test_a_skipped_step_changes_no_weight_and_is_not_counted():
+    """A NaN loss (a poisoned weight) and a norm above the spike threshold: the GPU's verdict
+    leaves params, m and v as they were, and AdamW's step count does not move."""
+    res = _results("""
+    out = {}
+    for kind in ("nan", "spike"):
+        model, opt = model_of(be)
+        step = TrainStep(model, opt, grad_clip=1.0, spike_threshold=1e-3 if kind == "spike"
+                         else 0.0)
+        xs, ys = batch(0, 2, 16)
+        if kind == "nan":
+            be.fill(model.params.narrow(0, 5, 1), float("nan"))
+        before = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
+        runs = [step.run(xs, ys, (2, 16), 1e-2) for _ in range(3)]
+        after = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
+        same = all(repr(a) == repr(b) for a, b in zip(before, after))  # NaN == NaN by repr
+        out[kind] = {"runs": [[repr(v) for v in r] for r in runs], "same": same,
+                     "count": opt.step, "replayed": step.replayed}
+    print("RESULT " + json.dumps(out))
+    """)
+    for kind, r in res.items():
+        assert r["same"] and r["count"] == 0 and r["replayed"] == 2, (kind, r)
+        assert all(run[2] == "True" for run in r["runs"]), r
+    assert all(run[0] == "nan" for run in res["nan"]["runs"])
+    assert all(float(run[1]) > 1e-3 for run in res["spike"]["runs"])
+
+
+TRAIN = """
+    import os, sys
+    from alpha.core.config import resolve
+    from alpha.train import checkpoint
+    from alpha.train.trainer import Trainer
+    data, run_dir, resume = sys.argv[1:4]
+    t = {"data": data, "batch_size": 2, "iters": 8, "eval_interval": 3, "eval_iters": 1,
+         "sample_interval": 0, "checkpoint_interval": 4, "warmup_iters": 2, "lr": 3e-3,
+         "run_dir": run_dir, "seed": 7, "backend": "helios", "layer_stats_interval": 5,
+         "keep_checkpoints": 0}
+    model = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
+    cfg = resolve("text", "", {"model": model, "train": t, "sample": {"max_tokens": 8}})
+    ck = checkpoint.load(resume) if resume else None
+    Trainer(cfg, out=None, handle_sigint=False, resume=ck).train()
+"""
+
+
+def test_the_trainer_replays_its_step_with_the_same_bits_and_resumes_exactly(tmp_path):
+    """`alpha train --backend helios`: steps replayed (between evals, checkpoints and a
+    layer-stats step, which runs the trainer's own step) give the metrics of the steps recorded
+    op by op (ALPHA_HELIOS_REPLAY_STEP=0) bit for bit, and a run resumed from step 4 repeats
+    steps 5-8 of the uninterrupted one."""
+    from test_helios_train import TEXT
+    data = tmp_path / "data.txt"
+    data.write_text(TEXT)
+
+    def train(name, resume="", env=None):
+        r = _py(TRAIN, env=env, argv=[str(data), str(tmp_path / name), resume])
+        assert r.returncode == 0, r.stderr[-3000:]
+        with open(tmp_path / name / "metrics.jsonl") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        keys = ("step", "loss", "lr", "grad_norm", "clip_coef", "val_loss")
+        return [{k: row.get(k) for k in keys} for row in rows]
+
+    replayed = train("replay")
+    op = train("op", env={"ALPHA_HELIOS_REPLAY_STEP": "0"})
+    assert len(replayed) == 8 and replayed == op
+    log = (tmp_path / "replay" / "train.log").read_text()
+    assert "training step is recorded once and replayed" in log, log
+    assert "ALPHA_HELIOS_REPLAY_STEP=0" in (tmp_path / "op" / "train.log").read_text()
+    resumed = train("replay", str(tmp_path / "replay" / "checkpoints" / "step-4.ckpt"))
+    assert resumed == replayed
