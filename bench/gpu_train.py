@@ -5,6 +5,7 @@
     python bench/gpu_train.py --profile        # helios: GPU time per kernel (ALPHA_HELIOS_PROFILE)
     python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-nobias torch-bf16  # bias epilogue on/off
     python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-cm2 torch-bf16  # coopmat2 kernel on/off
+    python bench/gpu_train.py --runs trainer-bf16 trainer-bf16-classic  # alpha train's step
 
 Model: vocab 50304, 12 layers, 12 heads, 768 wide, block 1024, batch 16 (`--small` for a
 4-layer, 256-wide, block-256 model that runs anywhere). A step is forward + backward + grad-norm
@@ -124,6 +125,44 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     return out
 
 
+def measure_trainer(c: dict, dtype: str, steps: int, warmup: int, classic: bool) -> dict:
+    """`alpha train --backend helios` itself (alpha.train.trainer: sampler, metrics lines) on
+    random characters (a char vocabulary of 96, so the LM head is small: compare trainer runs
+    with each other, not with the runs above). classic: a no-op after_backward hook makes it
+    take its own op-by-op step (host grad norm, finite check and clip) instead of the replayed
+    one (alpha.train.device_step). ms/step from the metrics lines past the warmup."""
+    import random
+    import tempfile
+    from alpha.core.config import resolve
+    from alpha.train.trainer import Trainer
+
+    B, T = c["batch"], c["block_size"]
+    folder = tempfile.mkdtemp()
+    rnd = random.Random(0)
+    letters = [chr(i) for i in range(32, 127)] + ["\n"]
+    with open(os.path.join(folder, "data.txt"), "w") as f:
+        f.write("".join(rnd.choice(letters) for _ in range(1 << 20)))
+    t = {"data": os.path.join(folder, "data.txt"), "batch_size": B, "iters": warmup + steps,
+         "eval_interval": 0, "sample_interval": 0, "checkpoint_interval": 0,
+         "warmup_iters": 1, "lr": 3e-4, "run_dir": os.path.join(folder, "run"), "seed": 0,
+         "backend": "helios", "dtype": dtype}
+    model = {"n_layer": c["n_layer"], "n_head": c["n_head"], "n_embd": c["n_embd"],
+             "block_size": T}
+    cfg = resolve("text", "", {"model": model, "train": t, "sample": {"max_tokens": 8}})
+    hooks = {"after_backward": lambda trainer, step: None} if classic else None
+    trainer = Trainer(cfg, out=None, handle_sigint=False, hooks=hooks)
+    trainer.train()
+    with open(os.path.join(folder, "run", "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()][warmup:]
+    ms = sum(r["ms_per_iter"] for r in rows) / len(rows)
+    with open(os.path.join(folder, "run", "train.log")) as f:
+        said = [ln.split(" ", 1)[1].strip() for ln in f if "training step" in ln]
+    return {"run": f"trainer-{dtype}" + ("-classic" if classic else ""),
+            "tok_s": B * T * 1000 / ms, "ms_per_step": ms, "params": trainer.model.n_params,
+            "losses": [r["loss"] for r in rows], "device": trainer.backend.dev.name,
+            "replay": {"said": said}}
+
+
 def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
     import torch
     from train_speed import torch_gpt, torch_optimizer
@@ -158,6 +197,11 @@ def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
 
 
 def one(run: str, c: dict, args) -> dict:
+    if run.startswith("trainer-"):
+        dtype, *opts = run[8:].split("-")
+        if opts not in ([], ["classic"]):
+            raise SystemExit(f"{run}: trainer-<dtype>[-classic]")
+        return measure_trainer(c, dtype, args.steps, args.warmup, opts == ["classic"])
     if run.startswith("alpha-"):
         dtype, *opts = run[6:].split("-")
         limit = [int(o[1:]) for o in opts if o[:1] == "b" and o[1:].isdigit()]
@@ -178,7 +222,9 @@ def main() -> int:
                    help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches; "
                         "alpha-bf16-noflash: attention around materialised scores; "
                         "alpha-bf16-nobias: the bias added by a separate op; alpha-bf16-cm2: the "
-                        "workgroup-scope (coopmat2) kernel")
+                        "workgroup-scope (coopmat2) kernel; -noreplay: the step recorded op by "
+                        "op; trainer-<dtype>[-classic]: alpha's trainer, replayed step or its "
+                        "own (random characters)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--small", action="store_true", help="a small model instead of GPT-2 small")
