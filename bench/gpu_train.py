@@ -8,18 +8,21 @@
 
 Model: vocab 50304, 12 layers, 12 heads, 768 wide, block 1024, batch 16 (`--small` for a
 4-layer, 256-wide, block-256 model that runs anywhere). A step is forward + backward + grad-norm
-clip + AdamW on random tokens; the first `--warmup` steps are not timed. Runs:
+clip + AdamW on random tokens (alpha: `alpha/helios/train_step.py`, recorded once and replayed;
+the clip factor computed on the GPU), timed to its loss on the host; the first `--warmup` steps
+are not timed. Runs:
 alpha-f32, alpha-bf16 (`--dtype bf16`: bf16 matmuls on tensor cores, fp32 everything else),
 torch-f32 (eager, TF32 off), torch-bf16 (eager, bf16 autocast), torch-compile (bf16 autocast,
 torch.compile). Options as suffixes of an alpha run: -b<N> (submit every N dispatches),
 -noflash (attention around materialised scores), -nobias (a linear's bias added by a separate
 op, not by the matmul's store: `be.bias_epilogue = False`), -cm2 (the large-tile products on the
-workgroup-scope kernel, VK_NV_cooperative_matrix2: `be.coop2 = True`). An alpha run with the bias
-epilogue first checks it on GPT-2's four linear shapes against the separate add (the same bits
-expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
-must print the same losses. Each run is its own process (its own GPU memory). MFU counts
-6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s
-(H100/H200 dense bf16) for every run, so the column compares runs directly.
+workgroup-scope kernel, VK_NV_cooperative_matrix2: `be.coop2 = True`), -noreplay (the same step
+recorded op by op from Python every time: ALPHA_HELIOS_REPLAY_STEP=0). An alpha run with the
+bias epilogue first checks it on GPT-2's four linear shapes against the separate add (the same
+bits expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
+or -noreplay must print the same losses. Each run is its own process (its own GPU memory). MFU
+counts 6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989
+TFLOP/s (H100/H200 dense bf16) for every run, so the column compares runs directly.
 """
 
 from __future__ import annotations
@@ -71,13 +74,13 @@ def check_bias_epilogue(be, c: dict) -> float:
 
 def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
                   batch_limit: int = 0, flash: bool = True, bias: bool = True,
-                  cm2: bool = False) -> dict:
+                  cm2: bool = False, replay: bool = True) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
     from alpha.tensor import get_backend
     from alpha.core.config import TrainConfig
-    from alpha.train.optim import clip_coef, grad_norm
+    from alpha.helios.train_step import TrainStep
     from alpha.train.optimizers import build_optimizer
 
     B, T, V = c["batch"], c["block_size"], c["vocab_size"]
@@ -94,6 +97,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     model = GPT(cfg, be, rng)
     opt = build_optimizer(be, model, TrainConfig(optimizer="adamw", beta1=0.9, beta2=0.95,
                                                  eps=1e-8, weight_decay=0.1))
+    step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
     data = rng.stream("data")
     # array('i') like the trainer's BatchSampler (from_array converts a list element by element)
     xs, ys = array("i", data.randint(B * T, V)), array("i", data.randint(B * T, V))
@@ -102,21 +106,17 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         if i == warmup and profile:
             be.dev.profile.clear()
         t0 = time.perf_counter()
-        ids, targets = (be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32"))
-        model.zero_grad()
-        _, loss = model.forward(ids, targets)
-        losses.append(float(loss.to_array()[0]))
-        model.backward()
-        coef = clip_coef(grad_norm(be, model.grads), 1.0)
-        opt.update(3e-4, grad_scale=coef)
-        be.synchronize()
+        loss, _, _ = step.run(xs, ys, (B, T), 3e-4)  # waits for the step: reads its loss
+        losses.append(loss)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     n_params = model.params.numel
     out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else "")
            + ("" if flash else "-noflash") + ("" if bias else "-nobias")
-           + ("-cm2" if cm2 else ""),
+           + ("-cm2" if cm2 else "") + ("" if replay else "-noreplay"),
            "tok_s": B * T * len(times) / sum(times), "bias_check": bias_check,
+           "replay": {"why_not": step.why_not, "recorded": step.recorded,
+                      "replayed": step.replayed},
            "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
            "losses": losses, "device": be.dev.name}
     if profile:
@@ -161,13 +161,14 @@ def one(run: str, c: dict, args) -> dict:
     if run.startswith("alpha-"):
         dtype, *opts = run[6:].split("-")
         limit = [int(o[1:]) for o in opts if o[:1] == "b" and o[1:].isdigit()]
-        unknown = [o for o in opts if o not in ("noflash", "nobias", "cm2") and o[:1] != "b"]
+        unknown = [o for o in opts if o not in ("noflash", "nobias", "cm2", "noreplay")
+                   and o[:1] != "b"]
         if unknown:
             raise SystemExit(f"{run}: unknown option {unknown[0]!r} (-b<N>, -noflash, -nobias, "
-                             "-cm2)")
+                             "-cm2, -noreplay)")
         return measure_alpha(c, dtype, args.steps, args.warmup, args.profile,
                              limit[0] if limit else 0, "noflash" not in opts,
-                             "nobias" not in opts, "cm2" in opts)
+                             "nobias" not in opts, "cm2" in opts, "noreplay" not in opts)
     return measure_torch(c, run[6:], args.steps, args.warmup)
 
 
@@ -208,6 +209,8 @@ def main() -> int:
         res = json.loads(line[-1][7:])
         results[run] = res
         check = res.get("bias_check")
+        if res.get("replay"):
+            print(f"{run}: replay {res['replay']}", flush=True)
         print(f"{run}: {res['tok_s']:.0f} tok/s, {res['ms_per_step']:.1f} ms/step, losses "
               + " ".join(f"{v:.5f}" for v in res["losses"][:5]) + " ..."
               + ("" if check is None else f" (bias epilogue vs separate add: relative "
@@ -225,12 +228,13 @@ def main() -> int:
         ratio = f"{res['tok_s'] / ref['tok_s']:.2f}x" if ref else "-"
         print(f"{run:<20}{res['tok_s']:>10.0f}{res['ms_per_step']:>10.1f}{100 * mfu:>7.1f}%"
               f"{ratio:>15}")
-    for run, res in results.items():  # the epilogue changes no bits: same losses without it
-        other = results.get(run.replace("-nobias", "") if "-nobias" in run else None)
-        if other is not None:
-            same = other["losses"] == res["losses"]
-            print(f"losses {run.replace('-nobias', '')} vs {run}: "
-                  f"{'the same' if same else 'DIFFERENT: ' + str(other['losses'][:5])}")
+    for run, res in results.items():  # the epilogue and the replay change no bits
+        for opt in ("-nobias", "-noreplay"):
+            other = results.get(run.replace(opt, "") if opt in run else None)
+            if other is not None:
+                same = other["losses"] == res["losses"]
+                print(f"losses {run.replace(opt, '')} vs {run}: "
+                      f"{'the same' if same else 'DIFFERENT: ' + str(other['losses'][:5])}")
     dev = next(iter(results.values()))["device"] if results else "?"
     print(f"device: {dev}")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "profile"}

@@ -67,6 +67,7 @@ class Device:
         self.physical = self._choose()
         self._query()
         self._create_device()
+        self.capture = None  # the Capture recording now (alpha/helios/capture.py), if any
         self._setup_memory()
         self._setup_commands()
 
@@ -324,6 +325,9 @@ class Device:
         self._stages = vk.STAGE_COMPUTE_SHADER | vk.STAGE_TRANSFER
         self._begin_info = vk.CommandBufferBeginInfo(sType=vk.ST_COMMAND_BUFFER_BEGIN_INFO,
                                                      flags=vk.CMD_ONE_TIME_SUBMIT)
+        self._capture_begin = vk.CommandBufferBeginInfo(sType=vk.ST_COMMAND_BUFFER_BEGIN_INFO,
+                                                        flags=0)  # submitted again
+        self.kept_cbs: set[int] = set()  # command buffers a capture owns (never reset here)
         self._fence_ptr = vk.NH()
         self.dispatches = 0  # total dispatches recorded (for tests and stats)
         self.derived = WriteRecord()  # values derived from allocations, until they are written
@@ -354,10 +358,14 @@ class Device:
         """The command buffer being recorded (started on demand)."""
         if self.cmd is None:
             self.cmd = self._new_cmd()
-            vk.check(self.f.BeginCommandBuffer(self.cmd[0], byref(self._begin_info)),
-                     "vkBeginCommandBuffer")
+            captured = self.capture is not None
+            vk.check(self.f.BeginCommandBuffer(
+                self.cmd[0], byref(self._capture_begin if captured else self._begin_info)),
+                "vkBeginCommandBuffer")
             self.count = 0
             self.last_pipeline = None
+            if captured:  # replayed: after the work submitted before it, whatever that is
+                self._barrier(self.cmd[0])
             if self.profiling:
                 self._profile_begin(self.cmd[0])
         return self.cmd[0]
@@ -488,6 +496,9 @@ class Device:
                               pCommandBuffers=addressof(cbs))
         vk.check(f.QueueSubmit(self.queue, 1, byref(sinfo), fence), "vkQueueSubmit")
         self.in_flight.append((cb, fence))
+        if self.capture is not None:
+            self.capture.submitted(cb, fence)
+            self.kept_cbs.add(cb)
 
     def submit_recorded(self, cb: int, fence: int) -> None:
         """Submit a command buffer recorded once and replayed (alpha/helios/replay.py) after
@@ -530,6 +541,8 @@ class Device:
             self._wait(fence)
             if self.profiling:
                 self._profile_collect(cb)
+            if cb in self.kept_cbs:
+                continue  # a capture's, replayed later
             vk.check(f.ResetCommandBuffer(cb, 0), "vkResetCommandBuffer")
             self.free_cmds.append((cb, fence))
         self.in_flight.clear()
