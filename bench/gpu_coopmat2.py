@@ -4,7 +4,7 @@ on every layout, batches, edge tiles, unaligned strides, split-K, accumulate, al
 epilogue (bf16 and fp16), then timed at n^3 beside the subgroup kernel's default and cuBLAS
 (PyTorch) in the same run.
 
-    python bench/gpu_coopmat2.py               # H200: ~1 min
+    python bench/gpu_coopmat2.py               # H200: ~1.5 min
     python bench/gpu_coopmat2.py --check-only  # the checks (exit 1 if one fails)
 
 A check's error is the worst |got - ref| over 1e-5 (bf16) or 1e-4 (fp16: the tensor cores align
@@ -30,23 +30,17 @@ from alpha.helios.kernels import coopmat as kcm  # noqa: E402
 from alpha.helios.kernels import coopmat2 as kcm2  # noqa: E402
 
 C2 = kcm2.Cm2Config
-# tile shapes timed at n^3 (the first is the one the checks use). Dropped after two H200 calls
-# (8192^3 A @ B, TFLOP/s; the subgroup kernel 323.6-323.9 in the same runs): 128x128x32 on 256
-# invocations 176.3 (unrolled 4 k steps 185.6, row-by-row order 176.6), 128x128x64 on 256
-# 262.7, 128x256x64 270.6, 256x128x32 259.9, 128x256x32 279.7, 64x64x32 on 128 173.1, on 64
-# 186.7; on 128 invocations 128x128x32 282.0 (unrolled 2 / 4: 290.9 / 293.8), 128x128x16
-# 189.7, 128x64x32 204.9; on 256 128x256x16 183.1, 256x256x32 45.9
+# tile shapes timed at n^3 (the first is the one the checks use). Dropped after three H200
+# calls (8192^3 A @ B, TFLOP/s; the subgroup kernel 323.6-324.2 in the same runs): on 256
+# invocations 128x128x32 176.3 (unrolled 4 k steps 185.6, row-by-row order 176.6), 128x128x64
+# 262.7, 128x256x64 270.6, 256x128x32 259.9, 256x128x64 124.2, 128x256x16 183.1, 256x256x32
+# 45.9; on 128 128x128x32 282.0 (unrolled 2 / 4: 290.9 / 293.8), 128x128x16 189.7, 128x64x32
+# 204.9, 64x64x32 173.1, 128x128x128 75.7, 128x192x64 22.7; 64x64x32 on 64 186.7; the next
+# k step's operands loaded before the product (128x128x64 on 128: 51.6, spills)
 VARIANTS = [
     ("cm2 128x128x64 t128", C2()),
-    ("cm2 128x128x64 t128 pf", C2(prefetch=True)),
     ("cm2 128x128x64 t128 u2", C2(unroll=2)),
-    ("cm2 128x128x32 t128 pf", C2(BK=32, prefetch=True)),
-    ("cm2 128x128x96 t128", C2(BK=96)),
-    ("cm2 128x128x128 t128", C2(BK=128)),
-    ("cm2 128x192x64 t128", C2(128, 192, 64)),
-    ("cm2 128x256x64 t128", C2(128, 256, 64)),
-    ("cm2 256x128x64 t256", C2(256, 128, 64, 256)),
-    ("cm2 128x256x64 t256 pf", C2(128, 256, 64, 256, prefetch=True)),
+    ("cm2 128x256x32 t256", C2(128, 256, 32, 256)),
 ]
 # GPT-2 small's products at batch 16 x 1024 tokens: (name, trans_a, trans_b, M, N, K)
 TRAIN = [

@@ -232,7 +232,8 @@ def run(be, say, sizes) -> None:
         if best is None or max(tf, tft) > best[1]:
             best = (cfg, max(tf, tft))
     be.coop_config = best[0] if best else None
-    say("  products with the best tile (target: bf16 8192^3 >= 50% of cuBLAS bf16):")
+    say(f"  products with the best tile ({_label(best[0]) if best else 'the default'}; "
+        "target: bf16 8192^3 >= 50% of cuBLAS bf16):")
     try:
         for dtype in types:
             for n in sizes:

@@ -35,8 +35,8 @@ class MatmulOps:
     bias_epilogue = True
     # the workgroup-scope kernel (kernels/coopmat2.py, VK_NV_cooperative_matrix2) for products
     # that take the large tile, where the device offers it. Off: on an H200 it ties the
-    # subgroup kernel (8192^3 318.6 vs 323.9 TFLOP/s, GPT-2's products -4% .. +4%; bench/
-    # gpu_coopmat2.py), so the kernel the training runs were measured with stays the default
+    # subgroup kernel (8192^3 318 vs 324 TFLOP/s, GPT-2's products -4% .. +4%) and the
+    # training step ran 5% slower with it (bench/gpu_coopmat2.py, bench/gpu_train.py -cm2)
     coop2 = False
 
     def with_matmul_dtype(self, dtype: str):

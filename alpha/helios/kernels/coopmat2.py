@@ -17,6 +17,12 @@ The epilogue works on the whole accumulator: alpha scales it, beta adds C read t
 clamped layout, and the bias is a BM x BN accumulator loaded with row stride 0 (every row the
 same N values): the same roundings, in the same order, as the subgroup kernel.
 
+Measured on an H200 (driver 580; bench/gpu_coopmat2.py, bench/gpu_results.md): 128x128x64 on
+128 invocations 318 TFLOP/s at 8192^3 (A @ B^T 329; unrolled by 2: 316 / 336), the same as the
+subgroup kernel (324 / 326, cuBLAS 800), and 5% slower in GPT-2 small's training step, so the
+backend keeps it off (`MatmulOps.coop2`). 256 invocations, k steps of 16 or 32 and every tile
+bigger than 128x128x64 ran slower (23-280); operands loaded a step ahead spilled (52).
+
 What it is not: a causal-attention kernel (ops_attention keeps `coopmat.py` for those) or a
 mixed-precision one (the inputs must already be 16-bit: `pack16`).
 """
@@ -37,12 +43,12 @@ VIEW = 0x1  # TensorAddressingOperands TensorView
 
 @dataclass(frozen=True)
 class Cm2Config:
+    """The default: 4 subgroups of 64x64 and k steps of 64 (the fastest on an H200)."""
     BM: int = 128  # tile rows
     BN: int = 128  # tile cols
     BK: int = 64   # k step
     threads: int = 128  # invocations (the device lists the workgroup sizes per granularity)
     unroll: int = 1  # k steps per loop iteration
-    prefetch: bool = False  # the next k step's operands loaded before this step's product
     group_m: int = 8  # tile order: G tile rows walked down a column before moving right
 
 
@@ -60,7 +66,6 @@ def coopmat2_kernel(cfg: Cm2Config, dtype: str = "bf16", a_kcontig: bool = True,
     assert not exact or aligned
     params = [(n, "u64" if t.endswith("*") else t) for n, t in PARAMS + BIAS * bias]
     name = (f"coopmat2_{dtype}_{BM}x{BN}x{BK}_t{cfg.threads}_u{U}_g{cfg.group_m}_"
-            f"{'pf_' if cfg.prefetch else ''}"
             f"{'k' if a_kcontig else 'm'}{'n' if b_ncontig else 'k'}"
             f"{'_aligned' if aligned else ''}{'_exact' if exact else ''}"
             f"{'_bias' if bias else ''}")
@@ -133,7 +138,7 @@ def coopmat2_kernel(cfg: Cm2Config, dtype: str = "bf16", a_kcontig: bool = True,
     acc = fn.variable(m.type_pointer("Function", tC))
     fn.op("OpStore", acc, zC)
 
-    def operands(k0):
+    def step(k0):
         if a_kcontig:
             av = load(a_ptr, zA, tA, lay_a, m0, BM, k0, BK, False)
         else:
@@ -142,30 +147,11 @@ def coopmat2_kernel(cfg: Cm2Config, dtype: str = "bf16", a_kcontig: bool = True,
             bv = load(b_ptr, zB, tB, lay_b, k0, BK, n0, BN, False)
         else:
             bv = load(b_ptr, zB, tB, lay_b, n0, BN, k0, BK, True)
-        return av, bv
-
-    def multiply(av, bv):
         cur = fn.op("OpLoad", acc, type=tC)
         fn.op("OpStore", acc, fn.op("OpCooperativeMatrixMulAddKHR", av, bv, cur, type=tC))
 
-    def step(k0):
-        multiply(*operands(k0))
-
     steps = (K + (BK - 1)) / BK
-    if cfg.prefetch:  # operands in registers one step ahead; the last step peeled off
-        cur_a = fn.variable(m.type_pointer("Function", tA))
-        cur_b = fn.variable(m.type_pointer("Function", tB))
-        av, bv = operands(k.const(0, "u32"))
-        fn.op("OpStore", cur_a, av)
-        fn.op("OpStore", cur_b, bv)
-        last = k.umax(steps, 1) - 1
-        with k.loop(0, last) as t:
-            av, bv = operands((t + 1) * BK)
-            multiply(fn.op("OpLoad", cur_a, type=tA), fn.op("OpLoad", cur_b, type=tB))
-            fn.op("OpStore", cur_a, av)
-            fn.op("OpStore", cur_b, bv)
-        multiply(fn.op("OpLoad", cur_a, type=tA), fn.op("OpLoad", cur_b, type=tB))
-    elif U > 1:
+    if U > 1:
         with k.loop(0, steps / U) as i:
             for j in range(U):
                 step((i * U + j) * BK)
