@@ -4,20 +4,26 @@
     python bench/gpu_train.py --runs alpha-bf16 torch-bf16 --steps 5
     python bench/gpu_train.py --profile        # helios: GPU time per kernel (ALPHA_HELIOS_PROFILE)
     python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-nobias torch-bf16  # bias epilogue on/off
+    python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-cm2 torch-bf16  # coopmat2 kernel on/off
+    python bench/gpu_train.py --runs trainer-bf16 trainer-bf16-classic  # alpha train's step
 
 Model: vocab 50304, 12 layers, 12 heads, 768 wide, block 1024, batch 16 (`--small` for a
 4-layer, 256-wide, block-256 model that runs anywhere). A step is forward + backward + grad-norm
-clip + AdamW on random tokens; the first `--warmup` steps are not timed. Runs:
+clip + AdamW on random tokens (alpha: `alpha/helios/train_step.py`, recorded once and replayed;
+the clip factor computed on the GPU), timed to its loss on the host; the first `--warmup` steps
+are not timed. Runs:
 alpha-f32, alpha-bf16 (`--dtype bf16`: bf16 matmuls on tensor cores, fp32 everything else),
 torch-f32 (eager, TF32 off), torch-bf16 (eager, bf16 autocast), torch-compile (bf16 autocast,
 torch.compile). Options as suffixes of an alpha run: -b<N> (submit every N dispatches),
 -noflash (attention around materialised scores), -nobias (a linear's bias added by a separate
-op, not by the matmul's store: `be.bias_epilogue = False`). An alpha run with the bias
-epilogue first checks it on GPT-2's four linear shapes against the separate add (the same bits
-expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
-must print the same losses. Each run is its own process (its own GPU memory). MFU counts
-6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989 TFLOP/s
-(H100/H200 dense bf16) for every run, so the column compares runs directly.
+op, not by the matmul's store: `be.bias_epilogue = False`), -cm2 (the large-tile products on the
+workgroup-scope kernel, VK_NV_cooperative_matrix2: `be.coop2 = True`), -noreplay (the same step
+recorded op by op from Python every time: ALPHA_HELIOS_REPLAY_STEP=0). An alpha run with the
+bias epilogue first checks it on GPT-2's four linear shapes against the separate add (the same
+bits expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
+or -noreplay must print the same losses. Each run is its own process (its own GPU memory). MFU
+counts 6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989
+TFLOP/s (H100/H200 dense bf16) for every run, so the column compares runs directly.
 """
 
 from __future__ import annotations
@@ -68,13 +74,14 @@ def check_bias_epilogue(be, c: dict) -> float:
 
 
 def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
-                  batch_limit: int = 0, flash: bool = True, bias: bool = True) -> dict:
+                  batch_limit: int = 0, flash: bool = True, bias: bool = True,
+                  cm2: bool = False, replay: bool = True) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
     from alpha.tensor import get_backend
     from alpha.core.config import TrainConfig
-    from alpha.train.optim import clip_coef, grad_norm
+    from alpha.helios.train_step import TrainStep
     from alpha.train.optimizers import build_optimizer
 
     B, T, V = c["batch"], c["block_size"], c["vocab_size"]
@@ -83,6 +90,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     be = get_backend("helios").with_matmul_dtype(dtype)
     be.flash = flash  # False: attention around materialised scores (the path before flash)
     be.bias_epilogue = bias  # False: the product, then a separate bias add (the path before)
+    be.coop2 = cm2  # True: the large-tile products on the workgroup-scope kernel
     bias_check = check_bias_epilogue(be, c) if bias else None
     if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
         be.dev.batch_limit = batch_limit
@@ -90,6 +98,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     model = GPT(cfg, be, rng)
     opt = build_optimizer(be, model, TrainConfig(optimizer="adamw", beta1=0.9, beta2=0.95,
                                                  eps=1e-8, weight_decay=0.1))
+    step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
     data = rng.stream("data")
     # array('i') like the trainer's BatchSampler (from_array converts a list element by element)
     xs, ys = array("i", data.randint(B * T, V)), array("i", data.randint(B * T, V))
@@ -98,25 +107,60 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         if i == warmup and profile:
             be.dev.profile.clear()
         t0 = time.perf_counter()
-        ids, targets = (be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32"))
-        model.zero_grad()
-        _, loss = model.forward(ids, targets)
-        losses.append(float(loss.to_array()[0]))
-        model.backward()
-        coef = clip_coef(grad_norm(be, model.grads), 1.0)
-        opt.update(3e-4, grad_scale=coef)
-        be.synchronize()
+        loss, _, _ = step.run(xs, ys, (B, T), 3e-4)  # waits for the step: reads its loss
+        losses.append(loss)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     n_params = model.params.numel
     out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else "")
-           + ("" if flash else "-noflash") + ("" if bias else "-nobias"),
+           + ("" if flash else "-noflash") + ("" if bias else "-nobias")
+           + ("-cm2" if cm2 else "") + ("" if replay else "-noreplay"),
            "tok_s": B * T * len(times) / sum(times), "bias_check": bias_check,
+           "replay": {"why_not": step.why_not, "recorded": step.recorded,
+                      "replayed": step.replayed},
            "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
            "losses": losses, "device": be.dev.name}
     if profile:
         out["profile"] = be.dev.profile_table()
     return out
+
+
+def measure_trainer(c: dict, dtype: str, steps: int, warmup: int, classic: bool) -> dict:
+    """`alpha train --backend helios` itself (alpha.train.trainer: sampler, metrics lines) on
+    random characters (a char vocabulary of 96, so the LM head is small: compare trainer runs
+    with each other, not with the runs above). classic: a no-op after_backward hook makes it
+    take its own op-by-op step (host grad norm, finite check and clip) instead of the replayed
+    one (alpha.train.device_step). ms/step from the metrics lines past the warmup."""
+    import random
+    import tempfile
+    from alpha.core.config import resolve
+    from alpha.train.trainer import Trainer
+
+    B, T = c["batch"], c["block_size"]
+    folder = tempfile.mkdtemp()
+    rnd = random.Random(0)
+    letters = [chr(i) for i in range(32, 127)] + ["\n"]
+    with open(os.path.join(folder, "data.txt"), "w") as f:
+        f.write("".join(rnd.choice(letters) for _ in range(1 << 20)))
+    t = {"data": os.path.join(folder, "data.txt"), "batch_size": B, "iters": warmup + steps,
+         "eval_interval": 0, "sample_interval": 0, "checkpoint_interval": 0,
+         "warmup_iters": 1, "lr": 3e-4, "run_dir": os.path.join(folder, "run"), "seed": 0,
+         "backend": "helios", "dtype": dtype}
+    model = {"n_layer": c["n_layer"], "n_head": c["n_head"], "n_embd": c["n_embd"],
+             "block_size": T}
+    cfg = resolve("text", "", {"model": model, "train": t, "sample": {"max_tokens": 8}})
+    hooks = {"after_backward": lambda trainer, step: None} if classic else None
+    trainer = Trainer(cfg, out=None, handle_sigint=False, hooks=hooks)
+    trainer.train()
+    with open(os.path.join(folder, "run", "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()][warmup:]
+    ms = sum(r["ms_per_iter"] for r in rows) / len(rows)
+    with open(os.path.join(folder, "run", "train.log")) as f:
+        said = [ln.split(" ", 1)[1].strip() for ln in f if "training step" in ln]
+    return {"run": f"trainer-{dtype}" + ("-classic" if classic else ""),
+            "tok_s": B * T * 1000 / ms, "ms_per_step": ms, "params": trainer.model.n_params,
+            "losses": [r["loss"] for r in rows], "device": trainer.backend.dev.name,
+            "replay": {"said": said}}
 
 
 def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
@@ -153,15 +197,22 @@ def measure_torch(c: dict, mode: str, steps: int, warmup: int) -> dict:
 
 
 def one(run: str, c: dict, args) -> dict:
+    if run.startswith("trainer-"):
+        dtype, *opts = run[8:].split("-")
+        if opts not in ([], ["classic"]):
+            raise SystemExit(f"{run}: trainer-<dtype>[-classic]")
+        return measure_trainer(c, dtype, args.steps, args.warmup, opts == ["classic"])
     if run.startswith("alpha-"):
         dtype, *opts = run[6:].split("-")
         limit = [int(o[1:]) for o in opts if o[:1] == "b" and o[1:].isdigit()]
-        unknown = [o for o in opts if o not in ("noflash", "nobias") and o[:1] != "b"]
+        unknown = [o for o in opts if o not in ("noflash", "nobias", "cm2", "noreplay")
+                   and o[:1] != "b"]
         if unknown:
-            raise SystemExit(f"{run}: unknown option {unknown[0]!r} (-b<N>, -noflash, -nobias)")
+            raise SystemExit(f"{run}: unknown option {unknown[0]!r} (-b<N>, -noflash, -nobias, "
+                             "-cm2, -noreplay)")
         return measure_alpha(c, dtype, args.steps, args.warmup, args.profile,
                              limit[0] if limit else 0, "noflash" not in opts,
-                             "nobias" not in opts)
+                             "nobias" not in opts, "cm2" in opts, "noreplay" not in opts)
     return measure_torch(c, run[6:], args.steps, args.warmup)
 
 
@@ -170,7 +221,10 @@ def main() -> int:
     p.add_argument("--runs", nargs="+", default=list(RUNS),
                    help=f"of {', '.join(RUNS)}; alpha-<dtype>-b<N> submits every N dispatches; "
                         "alpha-bf16-noflash: attention around materialised scores; "
-                        "alpha-bf16-nobias: the bias added by a separate op")
+                        "alpha-bf16-nobias: the bias added by a separate op; alpha-bf16-cm2: the "
+                        "workgroup-scope (coopmat2) kernel; -noreplay: the step recorded op by "
+                        "op; trainer-<dtype>[-classic]: alpha's trainer, replayed step or its "
+                        "own (random characters)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--small", action="store_true", help="a small model instead of GPT-2 small")
@@ -201,6 +255,8 @@ def main() -> int:
         res = json.loads(line[-1][7:])
         results[run] = res
         check = res.get("bias_check")
+        if res.get("replay"):
+            print(f"{run}: replay {res['replay']}", flush=True)
         print(f"{run}: {res['tok_s']:.0f} tok/s, {res['ms_per_step']:.1f} ms/step, losses "
               + " ".join(f"{v:.5f}" for v in res["losses"][:5]) + " ..."
               + ("" if check is None else f" (bias epilogue vs separate add: relative "
@@ -218,12 +274,13 @@ def main() -> int:
         ratio = f"{res['tok_s'] / ref['tok_s']:.2f}x" if ref else "-"
         print(f"{run:<20}{res['tok_s']:>10.0f}{res['ms_per_step']:>10.1f}{100 * mfu:>7.1f}%"
               f"{ratio:>15}")
-    for run, res in results.items():  # the epilogue changes no bits: same losses without it
-        other = results.get(run.replace("-nobias", "") if "-nobias" in run else None)
-        if other is not None:
-            same = other["losses"] == res["losses"]
-            print(f"losses {run.replace('-nobias', '')} vs {run}: "
-                  f"{'the same' if same else 'DIFFERENT: ' + str(other['losses'][:5])}")
+    for run, res in results.items():  # the epilogue and the replay change no bits
+        for opt in ("-nobias", "-noreplay"):
+            other = results.get(run.replace(opt, "") if opt in run else None)
+            if other is not None:
+                same = other["losses"] == res["losses"]
+                print(f"losses {run.replace(opt, '')} vs {run}: "
+                      f"{'the same' if same else 'DIFFERENT: ' + str(other['losses'][:5])}")
     dev = next(iter(results.values()))["device"] if results else "?"
     print(f"device: {dev}")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "profile"}

@@ -3,7 +3,8 @@ spirv-val that knows SPV_KHR_cooperative_matrix and SPV_KHR_bfloat16 (`make deps
 .tools/spirv-tools) and round-trips through our disassembler; the bf16 mixed-precision path (the
 SIMT kernel rounding its inputs as the matrix units do) matches a float64 reference of the rounded
 inputs on lavapipe; and 200 training steps in bf16 track fp32. The kernels' results on real
-tensor cores are checked by `python -m alpha bench helios` on the GPU, before it times them."""
+tensor cores are checked by `python -m alpha bench helios` on the GPU, before it times them, and
+the workgroup-scope kernel's by a test here that runs where the device offers it."""
 
 from __future__ import annotations
 
@@ -77,6 +78,35 @@ def test_bf16_matmul_matches_rounded_float64_reference():
     assert r.returncode == 0, r.stderr[-3000:]
     worst = float(r.stdout.split("WORST")[-1])
     assert worst <= 1.0, f"bf16 matmul error {worst} x tolerance"
+
+
+def test_coopmat2_matches_float64_where_the_device_offers_it():
+    """The workgroup-scope kernel (VK_NV_cooperative_matrix2) on every case of `bench helios`'s
+    check (transposes, batches, edge tiles, split-K, unaligned strides, accumulate, alpha, the
+    bias epilogue), both input types, against float64 of the rounded inputs. Only a device with
+    the extension runs it: lavapipe (CI) has none, an NVIDIA GPU does."""
+    r = _py("""
+        import random
+        from alpha.tensor import get_backend
+        from alpha.bench import helios_coop as bc
+        from alpha.helios.kernels import coopmat2 as kcm2
+        be = get_backend("helios")
+        W = kcm2.DEFAULT
+        types = [d for d in ("bf16", "f16") if be.dev.coopmat2_ok(d, W.threads, W.BM, W.BN,
+                                                                  W.BK)]
+        print("DEVICE", be.dev.name, "TYPES", ",".join(types) or "-")
+        be.coop_config = W
+        rng = random.Random(4)
+        worst = max([bc.check_case(be, d, d, c, rng) for d in types for c in bc.CASES] or [0])
+        print("WORST", worst)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    device, types = r.stdout.split("DEVICE ", 1)[1].split("\n", 1)[0].split(" TYPES ")
+    if types == "-":
+        pytest.skip(f"{device} offers no workgroup-scope cooperative matrices with tensor "
+                    "addressing (VK_NV_cooperative_matrix2): nothing to run the kernel on")
+    worst = float(r.stdout.split("WORST")[-1])
+    assert worst <= 1.0, f"coopmat2 matmul ({types}) error {worst} x tolerance"
 
 
 EMULATED_CODE = """

@@ -16,6 +16,9 @@ import random
 import struct
 from array import array
 
+from alpha.helios.kernels import coopmat as kcm
+from alpha.helios.kernels import coopmat2 as kcm2
+
 
 def round16(x: float, dtype: str) -> float:
     if dtype == "f16":
@@ -116,9 +119,11 @@ def check(be, say, configs=None) -> tuple[set, list]:
                 f"{worst:.3g} x tolerance -> {'ok' if good else 'FAILED'}")
     for cfg in configs or ():
         be.coop_config = cfg
+        # the workgroup-scope kernel is a separate code path: every case, both input types
+        cases = [(d, c) for d in types for c in CASES] if isinstance(cfg, kcm2.Cm2Config) \
+            else [(types[0], CASES[i]) for i in (0, 6, 7)]
         try:
-            w = max(check_case(be, types[0], types[0], CASES[i], rng)
-                    for i in (0, 6, 7))
+            w = max(check_case(be, d, d, c, rng) for d, c in cases)
         except Exception as e:
             say(f"  check config {cfg}: {type(e).__name__}: {e}")
             w = math.inf
@@ -185,11 +190,23 @@ def torch_matmul(n, dtype):
     return 2 * n ** 3 / sec / 1e12
 
 
+def _label(cfg) -> str:
+    if isinstance(cfg, kcm2.Cm2Config):
+        return (f"workgroup scope (coopmat2) BM={cfg.BM} BN={cfg.BN} BK={cfg.BK} "
+                f"{cfg.threads} invocations")
+    return (f"BM={cfg.BM} BN={cfg.BN} BK={cfg.BK} WM={cfg.WM} WN={cfg.WN} "
+            f"{cfg.stages} buffer(s) {'prefetch' if cfg.prefetch else 'direct'} "
+            f"groups {cfg.group_m}")
+
+
 def run(be, say, sizes) -> None:
-    from alpha.helios.kernels import coopmat as kcm
     configs = [c for c in kcm.CONFIGS
                if c.shared_bytes() <= be.dev.limits.maxComputeSharedMemorySize]
-    say("tensor-core matmul (VK_KHR_cooperative_matrix), checked against float64 first:")
+    W = kcm2.DEFAULT
+    if any(be.dev.coopmat2_ok(d, W.threads, W.BM, W.BN, W.BK) for d in be._coop_types()):
+        configs.append(W)
+    say("tensor-core matmul (VK_KHR_cooperative_matrix; VK_NV_cooperative_matrix2 where "
+        "offered), checked against float64 first:")
     passed, configs = check(be, say, configs)
     types = sorted(passed)
     if not types:
@@ -211,12 +228,12 @@ def run(be, say, sizes) -> None:
             continue
         finally:
             be.coop_config = None
-        say(f"    BM={cfg.BM} BN={cfg.BN} BK={cfg.BK} WM={cfg.WM} WN={cfg.WN} {cfg.smem} "
-            f"{'prefetch' if cfg.prefetch else 'direct'}: {tf:6.1f} | {tft:6.1f} TFLOP/s")
+        say(f"    {_label(cfg)}: {tf:6.1f} | {tft:6.1f} TFLOP/s")
         if best is None or max(tf, tft) > best[1]:
             best = (cfg, max(tf, tft))
     be.coop_config = best[0] if best else None
-    say("  products with the best tile (target: bf16 8192^3 >= 50% of cuBLAS bf16):")
+    say(f"  products with the best tile ({_label(best[0]) if best else 'the default'}; "
+        "target: bf16 8192^3 >= 50% of cuBLAS bf16):")
     try:
         for dtype in types:
             for n in sizes:

@@ -53,5 +53,12 @@ class WriteRecord:
         for a in allocs:
             d.pop(id(a), None)
 
+    def keep_only(self, keep) -> None:
+        """Forget every value whose key `keep(key)` refuses (a recorded step must not skip GPU
+        work on a fact from before it: alpha/helios/capture.py)."""
+        for entry in list(self._by_alloc.values()):
+            for key in [k for k in entry[1] if not keep(k)]:
+                del entry[1][key]
+
     def __len__(self) -> int:
         return len(self._by_alloc)

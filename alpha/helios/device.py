@@ -67,6 +67,7 @@ class Device:
         self.physical = self._choose()
         self._query()
         self._create_device()
+        self.capture = None  # the Capture recording now (alpha/helios/capture.py), if any
         self._setup_memory()
         self._setup_commands()
 
@@ -105,20 +106,24 @@ class Device:
 
     def _query(self) -> None:
         fi, pd = self.fi, self.physical
+        n = ctypes.c_uint32()
+        fi.EnumerateDeviceExtensionProperties(pd, None, byref(n), None)
+        exts = (vk.ExtensionProperties * n.value)()
+        fi.EnumerateDeviceExtensionProperties(pd, None, byref(n), exts)
+        self.extensions = {e.extensionName.decode() for e in exts}
         self.subgroup = vk.SubgroupProperties(sType=vk.ST_SUBGROUP_PROPERTIES)
+        self.cm2_props = None
+        if "VK_NV_cooperative_matrix2" in self.extensions:
+            self.cm2_props = vk.CoopMat2Properties(sType=vk.ST_COOPMAT2_PROPERTIES_NV,
+                                                   pNext=addressof(self.subgroup))
         props2 = vk.PhysicalDeviceProperties2(sType=vk.ST_PROPERTIES_2,
-                                              pNext=addressof(self.subgroup))
+                                              pNext=addressof(self.cm2_props or self.subgroup))
         fi.GetPhysicalDeviceProperties2(pd, byref(props2))
         self.props = props2.properties
         self.limits = self.props.limits
         self.name = self.props.deviceName.decode()
         self.device_type = vk.DEVICE_TYPES.get(self.props.deviceType, "other")
         self.api_version = self.props.apiVersion
-        n = ctypes.c_uint32()
-        fi.EnumerateDeviceExtensionProperties(pd, None, byref(n), None)
-        exts = (vk.ExtensionProperties * n.value)()
-        fi.EnumerateDeviceExtensionProperties(pd, None, byref(n), exts)
-        self.extensions = {e.extensionName.decode() for e in exts}
         self.mem_props = vk.PhysicalDeviceMemoryProperties()
         fi.GetPhysicalDeviceMemoryProperties(pd, byref(self.mem_props))
         # features: query everything, enable what is supported (minus robustness checks)
@@ -170,6 +175,26 @@ class Device:
                                   and self.fbf16.shaderBFloat16CooperativeMatrix):
             out.discard("bf16")
         return out
+
+    def coopmat2_ok(self, dtype: str, threads: int, BM: int, BN: int, BK: int) -> bool:
+        """Whether the workgroup-scope kernel (kernels/coopmat2.py) can run a BM x BN x BK tile
+        of `dtype` inputs with fp32 accumulation on `threads` invocations here: workgroup scope,
+        flexible dimensions and tensor addressing enabled, and a listed granularity that
+        divides the tile for that many invocations."""
+        f = self.fcm2
+        if f is None or not (f.cooperativeMatrixWorkgroupScope and
+                             f.cooperativeMatrixFlexibleDimensions and
+                             f.cooperativeMatrixTensorAddressing):
+            return False
+        if dtype == "bf16" and not (self.fbf16 is not None
+                                    and self.fbf16.shaderBFloat16CooperativeMatrix):
+            return False
+        if self.cm2_props is not None and \
+                threads > self.cm2_props.workgroupScopeMaxWorkgroupSize:
+            return False
+        return any(p["A"] == p["B"] == dtype and p["C"] == p["R"] == "f32" and
+                   p["scope"] == 2 and p["invocations"] == threads and BM % p["M"] == 0 and
+                   BN % p["N"] == 0 and BK % p["K"] == 0 for p in self.coopmat_flexible)
 
     def _coopmat_flexible(self) -> list[dict]:
         fn = self.fi.GetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV
@@ -300,6 +325,9 @@ class Device:
         self._stages = vk.STAGE_COMPUTE_SHADER | vk.STAGE_TRANSFER
         self._begin_info = vk.CommandBufferBeginInfo(sType=vk.ST_COMMAND_BUFFER_BEGIN_INFO,
                                                      flags=vk.CMD_ONE_TIME_SUBMIT)
+        self._capture_begin = vk.CommandBufferBeginInfo(sType=vk.ST_COMMAND_BUFFER_BEGIN_INFO,
+                                                        flags=0)  # submitted again
+        self.kept_cbs: set[int] = set()  # command buffers a capture owns (never reset here)
         self._fence_ptr = vk.NH()
         self.dispatches = 0  # total dispatches recorded (for tests and stats)
         self.derived = WriteRecord()  # values derived from allocations, until they are written
@@ -330,10 +358,14 @@ class Device:
         """The command buffer being recorded (started on demand)."""
         if self.cmd is None:
             self.cmd = self._new_cmd()
-            vk.check(self.f.BeginCommandBuffer(self.cmd[0], byref(self._begin_info)),
-                     "vkBeginCommandBuffer")
+            captured = self.capture is not None
+            vk.check(self.f.BeginCommandBuffer(
+                self.cmd[0], byref(self._capture_begin if captured else self._begin_info)),
+                "vkBeginCommandBuffer")
             self.count = 0
             self.last_pipeline = None
+            if captured:  # replayed: after the work submitted before it, whatever that is
+                self._barrier(self.cmd[0])
             if self.profiling:
                 self._profile_begin(self.cmd[0])
         return self.cmd[0]
@@ -464,6 +496,9 @@ class Device:
                               pCommandBuffers=addressof(cbs))
         vk.check(f.QueueSubmit(self.queue, 1, byref(sinfo), fence), "vkQueueSubmit")
         self.in_flight.append((cb, fence))
+        if self.capture is not None:
+            self.capture.submitted(cb, fence)
+            self.kept_cbs.add(cb)
 
     def submit_recorded(self, cb: int, fence: int) -> None:
         """Submit a command buffer recorded once and replayed (alpha/helios/replay.py) after
@@ -506,6 +541,8 @@ class Device:
             self._wait(fence)
             if self.profiling:
                 self._profile_collect(cb)
+            if cb in self.kept_cbs:
+                continue  # a capture's, replayed later
             vk.check(f.ResetCommandBuffer(cb, 0), "vkResetCommandBuffer")
             self.free_cmds.append((cb, fence))
         self.in_flight.clear()

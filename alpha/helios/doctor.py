@@ -52,6 +52,16 @@ def report() -> None:
                        for p in dev.coopmat_flexible if p["scope"] == 2})
         if flex:
             print("  coopmat2  workgroup scope, granularity: " + ", ".join(flex))
+        if dev.fcm2 is not None:
+            f2 = dev.fcm2
+            names = ("WorkgroupScope", "FlexibleDimensions", "Reductions", "Conversions",
+                     "PerElementOperations", "TensorAddressing", "BlockLoads")
+            on = [n for n in names if getattr(f2, "cooperativeMatrix" + n)]
+            p2 = dev.cm2_props
+            print("  coopmat2  features " + (" ".join(on) or "none") +
+                  (f"; max workgroup {p2.workgroupScopeMaxWorkgroupSize}, max dimension "
+                   f"{p2.flexibleDimensionsMaxDimension}, reserved shared "
+                   f"{p2.workgroupScopeReservedSharedMemory} B" if p2 is not None else ""))
         usable = sorted(dev.coopmat_types())
         print("  tensor-core matmul: " + (", ".join(usable) if usable else "none usable"))
     else:

@@ -126,6 +126,16 @@ class Pool:
 
     def alloc(self, nbytes: int) -> Allocation:
         size = max(ALIGN, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
+        capture = self.dev.capture  # a step being recorded owns what it allocates (capture.py)
+        if capture is not None:
+            a = capture.reuse(self, size)
+            if a is None:
+                a = self._alloc(size)
+                capture.track(a)
+            return a
+        return self._alloc(size)
+
+    def _alloc(self, size: int) -> Allocation:
         self.meter.add(size)
         if size > self.block_size:
             fits = [(b.size, i) for i, b in enumerate(self.spare) if size <= b.size <= 2 * size]
@@ -158,11 +168,18 @@ class Pool:
         return Block(self.dev, size, self.type_index, self.host_visible)
 
     def release(self, a: Allocation) -> None:
-        self.meter.sub(a.size)
-        a.block.release(a.offset, a.size)
-        if a.block.used == 0 and a.block.size > self.block_size:
-            self.blocks.remove(a.block)  # a dedicated block: keep a few, give the rest back
-            self.spare.append(a.block)
+        capture = self.dev.capture
+        if capture is not None and capture.freed(a):
+            return  # made inside a step being recorded: the capture keeps the range
+        self.give_back(a.block, a.offset, a.size)
+
+    def give_back(self, block: Block, offset: int, size: int) -> None:
+        """A range back to its block's free list."""
+        self.meter.sub(size)
+        block.release(offset, size)
+        if block.used == 0 and block.size > self.block_size:
+            self.blocks.remove(block)  # a dedicated block: keep a few, give the rest back
+            self.spare.append(block)
             if len(self.spare) > SPARE_BLOCKS:
                 self.dev.retire_block(self.spare.pop(0))  # destroyed once the GPU is idle
 

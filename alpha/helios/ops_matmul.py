@@ -15,6 +15,7 @@ import copy
 import math
 
 from alpha.helios.kernels import coopmat as kcm
+from alpha.helios.kernels import coopmat2 as kcm2
 from alpha.helios.kernels import matmul as kmm
 from alpha.helios.kernels import rows as krows
 from alpha.helios.runtime import MAX_GROUPS, groups as _groups
@@ -32,6 +33,11 @@ class MatmulOps:
     # not a second read and write of it; GPT-2 small: 73 adds, 6.9 ms of a 95 ms step on an
     # H200). False: the product, then a separate add (benchmarks: the before)
     bias_epilogue = True
+    # the workgroup-scope kernel (kernels/coopmat2.py, VK_NV_cooperative_matrix2) for products
+    # that take the large tile, where the device offers it. Off: on an H200 it ties the
+    # subgroup kernel (8192^3 318 vs 324 TFLOP/s, GPT-2's products -4% .. +4%) and the
+    # training step ran 5% slower with it (bench/gpu_coopmat2.py, bench/gpu_train.py -cm2)
+    coop2 = False
 
     def with_matmul_dtype(self, dtype: str):
         """This backend (same device, same memory) with f32 matmuls in `dtype`."""
@@ -206,7 +212,14 @@ class MatmulOps:
         a_k = sak == 1 or (sam != 1 and sak <= sam)
         b_n = sbn == 1 or (sbk != 1 and sbn <= sbk)
         esize = 4 if src == "f32" else 2
-        cfg = self.coop_config or self._coop_shape(M, N, K, nb)
+        # the workgroup-scope kernel takes 16-bit inputs and no causal hint
+        wg = src == dtype and not causal
+        cfg = self.coop_config or self._coop_shape(M, N, K, nb, dtype if wg else None)
+        if isinstance(cfg, kcm2.Cm2Config) and not wg:
+            cfg = self._coop_shape(M, N, K, nb)
+        if isinstance(cfg, kcm2.Cm2Config):
+            return self._coop2(cfg, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype,
+                               a_k, b_n, bias)
         splits = 1 if causal else self._split_k(cfg.BM, cfg.BN, cfg.BK, M, N, K, nb)
         Ks = K // splits
         inner_a, inner_b = (K if a_k else M), (N if b_n else K)
@@ -247,7 +260,47 @@ class MatmulOps:
         self._run(key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N)
         return None if fused else bias
 
-    def _coop_shape(self, M, N, K, nb):
+    def _coop2(self, cfg, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, a_k, b_n,
+               bias):
+        """The workgroup-scope kernel (VK_NV_cooperative_matrix2; 16-bit a and b, no causal
+        hint): the same split-K, batching and bias as `_coop`. Returns the bias still to add."""
+        sam, sak = a.strides[-2:]
+        sbk, sbn = b.strides[-2:]
+        splits = self._split_k(cfg.BM, cfg.BN, cfg.BK, M, N, K, nb)
+        Ks = K // splits
+        others = [sam if a_k else sak, sbk if b_n else sbn]
+        if nb > 1:
+            others += [sab, sbb]
+        if splits > 1:
+            others += [Ks * sak, Ks * sbk]
+        aligned = ((sak if a_k else sam) == 1 and (sbn if b_n else sbk) == 1
+                   and all(s % 8 == 0 for s in others)
+                   and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
+        exact = (self.coop_exact and aligned and M % cfg.BM == 0 and N % cfg.BN == 0
+                 and Ks % (cfg.BK * cfg.unroll) == 0)
+        fused = bias is not None and splits == 1 and bias.is_contiguous
+        key = ("coopmat2", cfg, dtype, a_k, b_n, aligned, exact, fused)
+        build = lambda: kcm2.coopmat2_kernel(cfg, dtype, a_k, b_n, aligned, exact,  # noqa
+                                             fused)
+        grid = (-(-N // cfg.BN), -(-M // cfg.BM))
+        if splits > 1:
+            part = self.rt.new((splits, M, N))
+            values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak,
+                      sam, sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]
+            self.rt.launch(key, build, values, (grid[0], grid[1], splits), [part])
+            add = bool(accumulate)
+            self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
+                           [self.rt.addr(o), self.rt.addr(part), splits, M * N],
+                           (_groups(M * N), 1, 1), [o])
+            return bias
+        values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
+                  sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
+        if fused:
+            values.append(self.rt.addr(bias))
+        self._run(key, build, o, a, b, values, grid, nb, sab, sbb, 2, M, N)
+        return None if fused else bias
+
+    def _coop_shape(self, M, N, K, nb, dtype=None):
         """128x128 tiles once they give every multiprocessor work, counting the K slices of
         split-K (weight gradients: 768 x 768 .. 3072 x 768 products over K = B*T), else 64x64.
         The weight gradients of GPT-2 small ran at ~107 TFLOP/s in 64x64 tiles; every GPT-2
@@ -255,9 +308,13 @@ class MatmulOps:
         TFLOP/s, against 198-260 for 128x192, whose N divides all of them)."""
         D = kcm.DEFAULT
         tiles = -(-M // D.BM) * -(-N // D.BN) * nb
-        if tiles * self._split_k(D.BM, D.BN, D.BK, M, N, K, nb) >= 256:
-            return D
-        return kcm.SMALL
+        if tiles * self._split_k(D.BM, D.BN, D.BK, M, N, K, nb) < 256:
+            return kcm.SMALL
+        W = kcm2.DEFAULT
+        if self.coop2 and dtype and not self.coop_emulate and \
+                self.dev.coopmat2_ok(dtype, W.threads, W.BM, W.BN, W.BK):
+            return W
+        return D
 
     # ---- SIMT --------------------------------------------------------------------------------
     def _simt(self, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, rounding):

@@ -7,7 +7,6 @@ only through `self.rt`, the runtime (alpha/helios/runtime.py).
 from __future__ import annotations
 
 import math
-from array import array
 
 from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import elementwise as kel
@@ -281,21 +280,15 @@ class NNOps:
             return
         d = dtable if dtable.is_contiguous else self.rt.contig(dtable)
         dout = self.rt.contig(dout)
-        self.dev.submit()  # the GPU works through what is recorded while the host sorts
-        host = self._ids_on_host(ids)
-        # sort (id, position) pairs as single ints (no key function): stable within an id
-        keyed = sorted([v * N + i for i, v in enumerate(host)])
-        perm = [x % N for x in keyed]
-        ids_sorted = [x // N for x in keyed]
-        starts = [p for p in range(1, N) if ids_sorted[p] != ids_sorted[p - 1]]
-        seg = [0] + starts + [N]
-        uid = [ids_sorted[p] for p in [0] + starts]
-        ts = [self._from_array(array("i", v), (len(v),), "i32") for v in (perm, seg, uid)]
-        U = len(uid)
-        addrs = [self.rt.addr(t) for t in [d, dout] + ts]
-        self.rt.launch(("embedding_backward_segments",), krows.embedding_backward_segments,
-                       addrs + [U, C],
-                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, min(U, MAX_GROUPS), 1),
+        ids = self.rt.contig(ids)
+        perm, srt, seglen = (self.rt.new((N,), t) for t in ("i32", "i32", "u32"))
+        self.rt.launch(("embedding_rank",), krows.embedding_rank,
+                       [self.rt.addr(t) for t in (perm, srt, seglen, ids)] + [N],
+                       (groups(N), 1, 1), [perm, srt, seglen], [perm, srt, seglen])
+        addrs = [self.rt.addr(t) for t in (d, dout, perm, srt, seglen)]
+        self.rt.launch(("embedding_backward_sorted",), krows.embedding_backward_sorted,
+                       addrs + [N, C],
+                       ((C + krows.COL_LOCAL - 1) // krows.COL_LOCAL, min(N, MAX_GROUPS), 1),
                        [d])
         if d is not dtable:
             self.rt.copy(dtable, d)

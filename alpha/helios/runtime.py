@@ -141,7 +141,8 @@ class Runtime:
         if not data:
             return
         dev = self.dev
-        if dev.direct_upload and not dev.busy:
+        # a step being recorded copies through staging: the copy is replayed, a store is not
+        if dev.direct_upload and not dev.busy and dev.capture is None:
             ctypes.memmove(alloc.host_ptr + byte_off, data, len(data))
             dev.derived.wrote([alloc])
             return
@@ -154,6 +155,8 @@ class Runtime:
     def read_bytes(self, alloc, byte_off: int, n: int) -> bytes:
         """n bytes of a GPU range (waits for pending work)."""
         dev = self.dev
+        if dev.capture is not None:  # the host would decide on this step's values only
+            dev.capture.why_not = dev.capture.why_not or "a read-back while recording the step"
         if n == 0:
             dev.synchronize()
             return b""

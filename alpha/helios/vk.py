@@ -56,6 +56,7 @@ ST_BUFFER_DEVICE_ADDRESS_INFO = 1000244001
 ST_COOPMAT_FEATURES_KHR, ST_COOPMAT_PROPERTIES_KHR = 1000506000, 1000506001
 ST_BFLOAT16_FEATURES_KHR = 1000141000
 ST_COOPMAT2_FEATURES_NV, ST_COOPMAT_FLEXIBLE_NV = 1000593000, 1000593001
+ST_COOPMAT2_PROPERTIES_NV = 1000593002
 COMPONENT_TYPES = {0: "f16", 1: "f32", 2: "f64", 3: "s8", 4: "s16", 5: "s32", 6: "s64",
                    7: "u8", 8: "u16", 9: "u32", 10: "u64", 1000141000: "bf16"}
 
@@ -206,6 +207,9 @@ CoopMat2Features = _struct("CoopMat2Features", [("sType", u32), ("pNext", ptr)] 
     "cooperativeMatrixReductions cooperativeMatrixConversions "
     "cooperativeMatrixPerElementOperations cooperativeMatrixTensorAddressing "
     "cooperativeMatrixBlockLoads"))
+CoopMat2Properties = _struct("CoopMat2Properties", [
+    ("sType", u32), ("pNext", ptr), ("workgroupScopeMaxWorkgroupSize", u32),
+    ("flexibleDimensionsMaxDimension", u32), ("workgroupScopeReservedSharedMemory", u32)])
 CoopMatFlexibleProperties = _struct("CoopMatFlexibleProperties", [
     ("sType", u32), ("pNext", ptr), ("MGranularity", u32), ("NGranularity", u32),
     ("KGranularity", u32), ("AType", u32), ("BType", u32), ("CType", u32), ("ResultType", u32),

@@ -64,7 +64,8 @@ def has_result(opname: str) -> tuple[bool, bool]:
 
 class TypeInfo:
     """What the builder knows about a type id: kind ('void', 'bool', 'int', 'float', 'vector',
-    'array', 'rtarray', 'struct', 'pointer', 'function', 'coopmat'), width, signedness, element."""
+    'array', 'rtarray', 'struct', 'pointer', 'function', 'coopmat', 'tlayout', 'tview'), width,
+    signedness, element."""
 
     __slots__ = ("id", "kind", "width", "signed", "elem", "count", "storage", "members")
 
@@ -272,6 +273,16 @@ class Module:
         """OpTypeCooperativeMatrixKHR; scope/rows/cols/use are constant ids."""
         return self._type(("coopmat", elem, scope, rows, cols, use), "OpTypeCooperativeMatrixKHR",
                           [elem, scope, rows, cols, use], {"kind": "coopmat", "elem": elem})
+
+    def type_tensor_layout(self, dim: int, clamp: int) -> int:
+        """OpTypeTensorLayoutNV (SPV_NV_tensor_addressing); dim/clamp are constant ids."""
+        return self._type(("tlayout", dim, clamp), "OpTypeTensorLayoutNV", [dim, clamp],
+                          {"kind": "tlayout"})
+
+    def type_tensor_view(self, dim: int, has_dims: int, *perm: int) -> int:
+        """OpTypeTensorViewNV; dim, has_dims (a bool) and the permutation are constant ids."""
+        return self._type(("tview", dim, has_dims, perm), "OpTypeTensorViewNV",
+                          [dim, has_dims, *perm], {"kind": "tview"})
 
     # ---- constants (deduplicated) -----------------------------------------------------------
     def constant(self, type_id: int, value) -> int:

@@ -13,7 +13,9 @@ The phases, summed over the micro-batches: data_ms draws and uploads the batch; 
 the forward up to reading the loss back; backward_ms runs the backward and waits for it (one
 synchronize per micro-batch: on helios the GPU works through the recorded backward there, where
 the finite check would otherwise wait for it) plus, distributed, the gradient all-reduce;
-optimizer_ms is the finite check, the gradient norm, the update and the final synchronize.
+optimizer_ms is the finite check, the gradient norm, the update and the final synchronize. A
+helios step recorded once and replayed (alpha.train.device_step) is one GPU submission: its
+time is all in backward_ms, and forward_ms and optimizer_ms are 0.
 ms_per_iter is the whole step; eval_ms is the validation pass of an eval step (not in
 ms_per_iter). On a layer-stats step (alpha.train.layer_stats) that row's cost is in ms_per_iter
 but not in optimizer_ms.

@@ -27,16 +27,24 @@ class StepGuard:
         """None: apply the step; "nan" or "spike": skip it (and count it)."""
         if not (math.isfinite(loss) and grads_finite and norm is not None
                 and math.isfinite(norm)):
-            self.nan_skips += 1
-            self.bad_in_a_row += 1
-            return "nan"
+            return self.count("nan")
         if self.spike_threshold > 0 and norm > self.spike_threshold:
+            return self.count("spike")
+        return self.count(None)
+
+    def count(self, verdict: str | None) -> str | None:
+        """Count a verdict reached elsewhere (a helios step decides on the GPU, by the same
+        rules: alpha/helios/train_step.py) and return it."""
+        if verdict is None:
+            self.bad_in_a_row = self._spikes_in_a_row = 0
+            return None
+        self.bad_in_a_row += 1
+        if verdict == "nan":
+            self.nan_skips += 1
+        else:
             self.spike_skips += 1
-            self.bad_in_a_row += 1
             self._spikes_in_a_row += 1
-            return "spike"
-        self.bad_in_a_row = self._spikes_in_a_row = 0
-        return None
+        return verdict
 
     def why_stopped(self) -> tuple[str, str]:
         """(what the skipped steps in a row had, what to do): for the `diverged` messages."""

@@ -13,6 +13,8 @@ One optimizer step (`step` counts from 1):
   update (the step still counts and its data is consumed) and logs an event; `max_bad_steps` of
   them in a row stop the run with a checkpoint (`TrainingDiverged`; alpha.train.stability).
   Every step writes one metrics line (alpha.train.metrics: phase times, MFU, epoch, skip counts).
+  On helios the whole step is recorded once and replayed where it can be (alpha.train.device_step:
+  the norm, clip and skip decided on the GPU, by the same rules).
 
 Cadence (0 turns each off): eval_interval (and the last step), sample_interval (and the last
 step), checkpoint_interval (the last step always gets one). Retention keeps the newest
@@ -49,7 +51,8 @@ from alpha.model.gpt import GPT
 from alpha.tensor import get_backend
 from alpha.train import budget
 from alpha.train import data as D
-from alpha.train import evaluation, layer_stats, metrics, planning, reporting, restore, signals
+from alpha.train import device_step, evaluation, layer_stats, metrics, planning, reporting
+from alpha.train import restore, signals
 from alpha.train.data import BatchSampler
 from alpha.train.optim import clip_coef, grad_norm
 from alpha.train.optimizers import build_optimizer
@@ -173,6 +176,8 @@ class Trainer:
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
         self.guard = StepGuard(tc.spike_threshold)  # NaN/Inf and spike skips, counted
+        self._device_step = None  # helios: the step recorded once and replayed (device_step)
+        self._device_step_said = None  # what train.log last said about it
         self.meter = metrics.StepMeter(self)  # derived figures of a metrics line (MFU, epoch)
         self.plan_warnings = [] if resume else planning.check(
             tc, self.model.n_params, self.model_config.block_size, len(self.data.train),
@@ -302,6 +307,7 @@ class Trainer:
         torn = False
         try:
             self.dist.check_params(self.model, self.step, force=True)  # same start on every rank
+            self._device_step = device_step.make(self)
             while self.step < tc.iters:
                 if self.dist.agree(self._stop_requested):  # every rank stops at the same step
                     status = "interrupted"
@@ -382,6 +388,8 @@ class Trainer:
 
     def _one_step(self) -> dict:
         tc = self.train_config
+        if self._device_step is not None and not _due(self.step + 1, tc.layer_stats_interval):
+            return device_step.one_step(self, self._device_step)
         be = self.backend
         model = self.model
         t0 = time.perf_counter()
@@ -432,18 +440,8 @@ class Trainer:
         if verdict is None:
             coef = clip_coef(norm, tc.grad_clip)
             self.optimizer.update(lr, grad_scale=coef / summed)
-        elif verdict == "spike":
-            self.event("spike_skip", f"step {step}: gradient norm {norm:.4g} > spike threshold "
-                       f"{tc.spike_threshold:g}, update skipped ({self.bad_in_a_row} in a row)",
-                       level="warning",
-                       payload={"step": step, "grad_norm": norm, "loss": loss_mean,
-                                "threshold": tc.spike_threshold, "batch": drawn_from,
-                                "bad_in_a_row": self.bad_in_a_row})
         else:
-            what = "loss" if not math.isfinite(loss_mean) else "gradient"
-            self.event("bad_step", f"step {step}: NaN/Inf {what}, update skipped "
-                       f"({self.bad_in_a_row} in a row)", level="warning",
-                       payload={"loss": loss_mean, "bad_in_a_row": self.bad_in_a_row})
+            self.skip_event(verdict, step, norm, loss_mean, drawn_from)
         be.synchronize()
         t_end = time.perf_counter()
         if stats is not None:
@@ -455,6 +453,22 @@ class Trainer:
         if verdict is not None:
             row["skipped"] = True
         return row
+
+    def skip_event(self, verdict: str, step: int, norm, loss: float, drawn_from) -> None:
+        """The event of a skipped update ("spike" or "nan", alpha.train.stability)."""
+        tc = self.train_config
+        if verdict == "spike":
+            self.event("spike_skip", f"step {step}: gradient norm {norm:.4g} > spike threshold "
+                       f"{tc.spike_threshold:g}, update skipped ({self.bad_in_a_row} in a row)",
+                       level="warning",
+                       payload={"step": step, "grad_norm": norm, "loss": loss,
+                                "threshold": tc.spike_threshold, "batch": drawn_from,
+                                "bad_in_a_row": self.bad_in_a_row})
+            return
+        what = "loss" if not math.isfinite(loss) else "gradient"
+        self.event("bad_step", f"step {step}: NaN/Inf {what}, update skipped "
+                   f"({self.bad_in_a_row} in a row)", level="warning",
+                   payload={"loss": loss, "bad_in_a_row": self.bad_in_a_row})
 
     @property
     def bad_in_a_row(self) -> int:

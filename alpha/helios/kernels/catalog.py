@@ -6,6 +6,7 @@ from __future__ import annotations
 from alpha.helios.kernels import attention as katt
 from alpha.helios.kernels import attn_probs as kap
 from alpha.helios.kernels import coopmat as kcm
+from alpha.helios.kernels import coopmat2 as kcm2
 from alpha.helios.kernels import decode as kdec
 from alpha.helios.kernels import elementwise as kel
 from alpha.helios.kernels import flash as kfl
@@ -56,6 +57,23 @@ def coopmat_builders() -> dict:
                 f"_g{cfg.group_m}{'_exact' if exact else ''}"] = (
                 lambda cfg=cfg, e=exact: kcm.coopmat_kernel(cfg, "bf16", "bf16", True, False,
                                                             True, None, e))
+    # the workgroup-scope kernel (VK_NV_cooperative_matrix2): every layout, aligned or not,
+    # whole tiles, the bias epilogue, both input types, and the k loop's variants
+    for dtype in ("bf16", "f16"):
+        for a_k in (True, False):
+            for b_n in (True, False):
+                for aligned, exact in ((False, False), (True, False), (True, True)):
+                    name = (f"coopmat2_{dtype}_{'k' if a_k else 'm'}{'n' if b_n else 'k'}"
+                            f"{'_aligned' if aligned else ''}{'_exact' if exact else ''}")
+                    out[name] = (lambda d=dtype, a=a_k, b=b_n, al=aligned, e=exact:
+                                 kcm2.coopmat2_kernel(kcm2.DEFAULT, d, a, b, al, e))
+        out[f"coopmat2_{dtype}_kk_aligned_bias"] = (
+            lambda d=dtype: kcm2.coopmat2_kernel(kcm2.DEFAULT, d, True, False, True, False,
+                                                 True))
+    for exact in (False, True):
+        out[f"coopmat2_bf16_u2{'_exact' if exact else ''}"] = (
+            lambda e=exact: kcm2.coopmat2_kernel(kcm2.Cm2Config(unroll=2), "bf16", True, False,
+                                                 True, e))
     # the emulated variants lavapipe runs (tests/test_helios_coopmat.py), every layout once
     for cfg, a_k, b_n in zip(EMULATED, (True, False, True), (True, True, False)):
         out[f"coopmat_emulated_{cfg.BM}x{cfg.BN}x{cfg.BK}_s{cfg.stages}"] = (
@@ -147,12 +165,16 @@ def builders() -> dict:
         "layernorm_forward_nobias_f16": lambda: krows.layernorm_forward(False, "f16"),
         "gelu_forward_bf16": lambda: kel.map_packed("gelu_forward", kel.gelu_forward, "bf16"),
         "embedding_forward": krows.embedding_forward,
-        "embedding_backward_segments": krows.embedding_backward_segments,
+        "embedding_rank": krows.embedding_rank,
+        "embedding_backward_sorted": krows.embedding_backward_sorted,
         "colsum_partial": krows.colsum_partial,
         "colsum_finish": lambda: krows.colsum_finish(True),
         "layernorm_params_partial": lambda: krows.layernorm_params_partial(True),
         "partial_sumsq_f64": lambda: krows.partial_reduce("sumsq", "f64"),
         "partial_nonfinite": lambda: krows.partial_reduce("nonfinite", "f32"),
+        "adamw_args": kopt.adamw_args,
+        "clip_finish_f64": lambda: kopt.clip_finish("f64"),
+        "clip_finish_f32": lambda: kopt.clip_finish("f32"),
         "rng_uniform": krows.rng_uniform,
         "attention_forward": lambda: katt.attention_forward(128),
         "attention_backward_d": katt.attention_backward_d,

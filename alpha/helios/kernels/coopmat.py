@@ -37,8 +37,8 @@ Measured on an H200 (driver 580; bench/gpu_matmul_sweep.py, bench/gpu_results.md
 cuBLAS bf16 (793 in the same run; the previous 128x128x32 double-buffered tile 275). Wider tiles
 (128x256, 256x128, 128x192), 8 subgroups, k steps of 32 in slices and narrower tiles all ran
 slower: within 48 KiB of shared memory per workgroup, the deeper k step won.
-Workgroup-scope matrices (VK_NV_cooperative_matrix2) loaded straight from global memory, letting
-the driver tile, were correct but ran at 5-70 TFLOP/s.
+Workgroup-scope matrices (VK_NV_cooperative_matrix2) loaded straight from global memory ran at
+5-70 TFLOP/s; loaded with tensor addressing (`coopmat2.py`) they tie this kernel.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
 """The optimizers' elementwise bodies for `elementwise.map_kernel` (AdamW's is `adamw_body` in
 elementwise.py): Lion, SGD with momentum, Muon's momentum and Adafactor's three maps. Each takes
 (kernel, loaded operands, scalars) and returns the stored values in operand order; the math is
-`alpha/tensor/csrc/{lion,sgd,adafactor}.c`'s, in f32."""
+`alpha/tensor/csrc/{lion,sgd,adafactor}.c`'s, in f32. Below them, the two kernels of a replayed
+training step: AdamW reading its changing scalars from a buffer, and the clip factor's finish."""
 
 from __future__ import annotations
+
+from alpha.helios.kernels import elementwise as kel
+from alpha.spirv.dsl import Kernel
 
 
 def lion_body(k, ins, s):
@@ -72,3 +76,58 @@ def adafactor_apply_body(k, ins, s):
     lr, wd, clip, n = s
     scale = 1.0 / k.fmax(k.sqrt(ss / n) / clip, k.const(1.0, "f32"))
     return [p - lr * wd * p - lr * (u * scale)]
+
+
+# ---- a training step replayed (alpha/helios/train_step.py): its changing values on the GPU ----
+ARGS = ("lr", "bc1", "bc2", "grad_scale", "skip")  # the step's argument buffer, in this order
+STATS = ("loss", "grad_norm", "skip")  # what the host reads back after the step
+
+
+def adamw_args() -> Kernel:
+    """AdamW (`elementwise.adamw_body`, the same bits) with the values that change every step
+    read from the argument buffer `args` (ARGS) instead of push constants: lr and the bias
+    corrections written by the host before the step, grad_scale and skip by `clip_finish`.
+    skip != 0 leaves param, m and v as they were (a NaN/Inf or spike step)."""
+    k = Kernel("adamw_args", (kel.LOCAL, 1, 1),
+               [("p", "f32*"), ("g", "f32*"), ("m", "f32*"), ("v", "f32*"), ("args", "f32*"),
+                ("b1", "f32"), ("b2", "f32"), ("eps", "f32"), ("wd", "f32"), ("n", "u32")])
+    p, g, m, v, args, b1, b2, eps, wd, n = k.params()
+    lr, bc1, bc2, gs, skip = (args[i] for i in range(len(ARGS)))
+    keep = skip.ne(0.0)
+
+    def body(k, ins, s):
+        new = kel.adamw_body(k, ins, [lr, b1, b2, eps, wd, bc1, bc2, gs])
+        return [k.select(keep, old, x) for old, x in zip((ins[0], ins[2], ins[3]), new)]
+    ops = [("f32", (1,), "inout"), ("f32", (1,), "in"), ("f32", (1,), "inout"),
+           ("f32", (1,), "inout")]
+    kel._flat_body(k, [p, g, m, v], None, n, ops, body)
+    return k
+
+
+def clip_finish(acc_t: str) -> Kernel:
+    """One invocation: the global gradient norm from the sum-of-squares partials (`acc_t`, summed
+    in order), the clip factor (alpha.train.optim.clip_coef) and the skip verdict
+    (alpha.train.stability: a non-finite loss or norm, or a norm above spike > 0), written
+    where the update reads them (args) and where the host reads them (stats, STATS).
+    norm = sqrt(sum) * inv_summed (1 / gradients summed); grad_scale = coef * inv_summed."""
+    k = Kernel("clip_finish", (1, 1, 1),
+               [("stats", "f32*"), ("args", "f32*"), ("part", f"{acc_t}*"), ("loss", "f32*"),
+                ("ng", "u32"), ("inv_summed", "f32"), ("max_norm", "f32"), ("spike", "f32")])
+    stats, args, part, loss, ng, inv_summed, max_norm, spike = k.params()
+    acc = k.var(acc_t, 0.0)
+    with k.loop(0, ng) as i:
+        acc.set(acc.get() + part[i])
+    norm = k.sqrt(acc.get()) * inv_summed.to(acc_t)
+    cap = max_norm.to(acc_t)
+    finite = ~(k.isnan(norm) | k.isinf(norm))
+    clip = (max_norm > 0.0) & finite & (norm > cap)
+    coef = k.select(clip, cap / (norm + 1e-6), k.const(1.0, acc_t))
+    lv = loss[0]
+    bad = k.isnan(lv) | k.isinf(lv) | ~finite | ((spike > 0.0) & (norm > spike.to(acc_t)))
+    skip = k.select(bad, k.const(1.0, "f32"), k.const(0.0, "f32"))
+    args[3] = (coef * inv_summed.to(acc_t)).to("f32")
+    args[4] = skip
+    stats[0] = lv
+    stats[1] = norm.to("f32")
+    stats[2] = skip
+    return k

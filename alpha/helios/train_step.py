@@ -1,0 +1,199 @@
+"""One AdamW training step of a GPT on helios as GPU work only, recorded once and replayed.
+
+    step = TrainStep(model, optimizer, grad_clip=1.0)
+    loss, norm, skipped = step.run(xs, ys, (B, T), lr)
+
+The step: zero the gradients, forward, backward, the gradient's sum of squares (partials),
+`clip_finish` (the global norm, the clip factor and the skip verdict, on the GPU), then AdamW
+reading lr, its bias corrections, the factor and the verdict from a small argument buffer
+(`kernels/optim.py`). Nothing in it is read back or decided on the host, so the same command
+buffers serve every step: per step the host writes the batch into the step's input tensors
+(its ids checked there, on the host copy), lr and the bias corrections into the argument
+buffer, submits, and reads (loss, norm, skip) once. A skipped step (NaN/Inf loss or norm, or a
+norm above `spike_threshold`) changes no parameter or moment and does not count as an update.
+Why: recording op by op costs ~75 ms of Python per GPT-2 small step on the H200. Fed as it is
+recorded, the GPU hides most of that under its own ~88 ms (92.2 -> 90.3 ms a step replayed,
+bench/gpu_results.md), but the host is busy for the whole step; replayed, it is free.
+
+Replay (alpha/helios/capture.py): the first step of a key is recorded while it runs; the next
+steps with that key replay it. The key is what the recording depends on: the batch shape, the
+backend view and its switches (matmul dtype, flash, bias epilogue...), the model's mode and
+options, the optimizer's constants, the clip and spike settings, and the memory of the
+parameters, gradients and moments (a model or optimizer re-created, or a checkpoint loaded into
+new tensors, records again; one loaded into the same tensors is read live). Op by op instead,
+said once in the debug log (logger `alpha.helios.train_step`) and in `why_not`: with
+ALPHA_HELIOS_REPLAY_STEP=0, with dropout in training (its mask's stream position is a push
+constant), with ALPHA_HELIOS_PROFILE=1, or when a read-back happened while recording. Both ways
+record the same commands: the losses and weights are the same bits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from array import array
+
+from alpha.helios.capture import Capture
+from alpha.helios.kernels import optim as kopt
+from alpha.helios.kernels import rows as krows
+from alpha.helios.ops_nn import HOST_COPY
+from alpha.helios.runtime import HeliosStorage, groups
+from alpha.tensor.tensor import Tensor
+
+log = logging.getLogger(__name__)
+
+
+class TrainStep:
+    def __init__(self, model, optimizer, *, grad_clip: float = 1.0,
+                 spike_threshold: float = 0.0, replay: bool | None = None):
+        if optimizer.name != "adamw":
+            raise NotImplementedError(f"need a GPU-only training step for {optimizer.name}")
+        self.model, self.opt = model, optimizer
+        self.be = model.backend
+        self.rt, self.dev = self.be.rt, self.be.dev
+        self.grad_clip, self.spike = float(grad_clip), float(spike_threshold)
+        if replay is None:
+            replay = os.environ.get("ALPHA_HELIOS_REPLAY_STEP", "1") != "0"
+        self.replay = replay
+        self.args = self.rt.new((len(kopt.ARGS),))
+        self.stats = self._host_tensor(len(kopt.STATS))
+        self.acc_t = "f64" if self.be.float64 else "f32"
+        self.why_not: str | None = None  # why the last step ran op by op (None: replayable)
+        self.recorded = self.replayed = 0  # steps recorded into a capture / replayed
+        self._capture: Capture | None = None
+        self._key = None
+        self._refs: list = []
+        self._inputs: dict = {}  # (B, T) -> (ids, targets), written every step
+
+    def _host_tensor(self, n: int) -> Tensor:
+        """Host memory the GPU writes and the host reads without a copy, where it is coherent."""
+        dev = self.dev
+        if not dev.host_coherent:
+            return self.rt.new((n,))
+        return Tensor(self.be, HeliosStorage(dev.host_pool.alloc(4 * n), 4 * n), (n,), "f32")
+
+    # ---- one step --------------------------------------------------------------------------
+    def run(self, xs, ys, shape, lr: float) -> tuple[float, float, bool]:
+        """One step on the batch xs (ids) and ys (targets), flat i32 arrays of `shape` (B, T):
+        (loss, gradient norm before clipping, skipped)."""
+        ids, targets = self._upload(xs, ys, tuple(shape))
+        opt = self.opt
+        opt.step += 1  # bias corrections count this update (taken back when it is skipped)
+        t = opt.step
+        vals = array("f", [lr, 1.0 - opt.beta1 ** t, 1.0 - opt.beta2 ** t])
+        self.rt.write_bytes(self.args.storage.alloc, 0, vals.tobytes())
+        key = self._key_of(ids.shape)
+        why = self._declined()
+        cap = self._capture
+        if why is None and cap is not None and self._key == key and self._alive():
+            cap.replay()
+            self.replayed += 1
+        else:
+            self.release()
+            if why is None:
+                why = self._record(ids, targets, key)
+            else:
+                self._body(ids, targets)
+        if why != self.why_not and why is not None:
+            log.debug("helios train step runs op by op: %s", why)
+        self.why_not = why
+        loss, norm, skip = self.rt.host_values(self.stats)
+        if skip:
+            opt.step -= 1
+        return float(loss), float(norm), bool(skip)
+
+    def _record(self, ids, targets, key) -> str | None:
+        cap = Capture(self.dev)
+        cap.start()
+        try:
+            self._body(ids, targets)
+        except BaseException:
+            cap.release()
+            raise
+        cap.stop()
+        if cap.why_not is not None:
+            cap.release()
+            return cap.why_not
+        self._capture, self._key = cap, key
+        self._refs = [weakref.ref(a) for a in self._keyed()]
+        self.recorded += 1
+        return None
+
+    def _body(self, ids, targets) -> None:
+        """The step's GPU work (the same commands recorded or not)."""
+        model, rt, opt = self.model, self.rt, self.opt
+        model.zero_grad()
+        _, loss = model.forward(ids, targets)
+        model.backward()
+        g = model.grads.view(-1)
+        n = g.numel
+        ng = groups(n, 256, 256)
+        acc_t = self.acc_t
+        part = rt.new((ng * (2 if acc_t == "f64" else 1),))
+        rt.launch(("partial", "sumsq", acc_t), lambda: krows.partial_reduce("sumsq", acc_t),
+                  [rt.addr(part), rt.addr(g), n], (ng, 1, 1), [part])
+        rt.launch(("clip_finish", acc_t), lambda: kopt.clip_finish(acc_t),
+                  [rt.addr(self.stats), rt.addr(self.args), rt.addr(part), rt.addr(loss), ng,
+                   1.0, self.grad_clip, self.spike], (1, 1, 1), [self.stats, self.args])
+        A = rt.addr
+        for param, grad, (m, v), wd in opt.runs():
+            k = param.numel
+            if k:
+                rt.launch(("adamw_args",), kopt.adamw_args,
+                          [A(param), A(grad), A(m), A(v), A(self.args), opt.beta1, opt.beta2,
+                           opt.eps, wd, k], (groups(k), 1, 1), [param, m, v])
+
+    # ---- the batch -------------------------------------------------------------------------
+    def _upload(self, xs, ys, shape):
+        """The step's input tensors holding xs and ys, their ids checked here (host copies)."""
+        pair = self._inputs.get(shape)
+        if pair is None:
+            self._inputs.clear()  # one shape at a time
+            pair = self._inputs[shape] = (self.rt.new(shape, "i32"), self.rt.new(shape, "i32"))
+        V = self.model.cfg.vocab_size
+        for t, host in zip(pair, (xs, ys)):
+            host = host if isinstance(host, array) and host.typecode == "i" else array("i", host)
+            if len(host) != t.numel:
+                raise ValueError(f"train step: {len(host)} ids for a batch of shape {shape}")
+            self.rt.write_bytes(t.storage.alloc, 0, host.tobytes())
+            self.dev.derived.put(t.storage.alloc, HOST_COPY, array("i", host))
+        self.be._need_ids("train step", pair[0], V)
+        self.be._need_targets("train step", pair[1], V)
+        return pair
+
+    # ---- what a recording depends on ---------------------------------------------------------
+    def _declined(self) -> str | None:
+        if not self.replay:
+            return "ALPHA_HELIOS_REPLAY_STEP=0"
+        if self.model.training and self.model.cfg.dropout > 0:
+            return "dropout draws a new mask every step (a push constant)"
+        if self.dev.profiling:
+            return "ALPHA_HELIOS_PROFILE=1"
+        return None
+
+    def _keyed(self) -> list:
+        """The allocations a recording reads and writes in place."""
+        opt = self.opt
+        return [t.storage.alloc for t in (self.model.params, self.model.grads, opt.m, opt.v)
+                + self._inputs[next(iter(self._inputs))]]
+
+    def _alive(self) -> bool:
+        keyed = self._keyed()
+        return len(keyed) == len(self._refs) and all(r() is a for r, a in zip(self._refs, keyed))
+
+    def _key_of(self, shape) -> tuple:
+        be, m, o = self.be, self.model, self.opt
+        # the backend view's switches (matmul dtype, flash, bias epilogue, coop2, emulation...)
+        # are its plain attributes: a switch added later is in the key without naming it here
+        switches = tuple(sorted((k, v) for k, v in vars(be).items()
+                                if isinstance(v, (bool, int, float, str, type(None)))))
+        return (shape, id(be), switches, m.training, m.checkpointing, m.emb_grad_scale, m.cfg,
+                o.beta1, o.beta2, o.eps, o.weight_decay, tuple(o.segments), self.grad_clip,
+                self.spike)
+
+    def release(self) -> None:
+        """Drop the recording (its command buffers and memory go back to the device)."""
+        if self._capture is not None:
+            self._capture.release()
+            self._capture, self._key, self._refs = None, None, []

@@ -1,0 +1,235 @@
+"""helios's replayed training step (`alpha/helios/train_step.py`, `capture.py`): a tiny GPT
+trained a few steps with the step recorded once and replayed, against the same steps recorded
+op by op: the same losses, norms and final weights, bit for bit, with the batch, lr (a
+schedule), the bias corrections and the clip factor changing every step. Against the host's
+arithmetic (`alpha.train.optim`, AdamW's `update`): the same trajectory within fp32 rounding.
+A batch shape change or new optimizer state records again; dropout runs op by op; a skipped
+step changes nothing. The trainer replays its step with the same bits and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from test_helios import _py
+
+SETUP = """
+    import json, math
+    from array import array
+    from alpha.core.config import ModelConfig, TrainConfig
+    from alpha.core.rng import Rng
+    from alpha.helios.train_step import TrainStep
+    from alpha.model.gpt import GPT
+    from alpha.tensor import get_backend
+    from alpha.train.optim import clip_coef, grad_norm
+    from alpha.train.optimizers import build_optimizer
+
+    be = get_backend("helios")
+    V = 64
+
+    def batch(s, B, T):
+        xs = array("i", [(7 * i + 3 * s) % V for i in range(B * T)])
+        ys = array("i", [(5 * i + 3 + s) % V for i in range(B * T)])
+        return xs, ys
+
+    def model_of(lp, dropout=0.0):
+        cfg = ModelConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=32, block_size=16,
+                          dropout=dropout)
+        model = GPT(cfg, lp, Rng(0))
+        return model, build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
+
+    def train(lp, replay, shapes, dropout=0.0, fresh_optimizer_at=None):
+        model, opt = model_of(lp, dropout)
+        step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
+        out, n0 = [], lp.dev.dispatches
+        for s, (B, T) in enumerate(shapes):
+            if s == fresh_optimizer_at:
+                opt = build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
+                step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
+            xs, ys = batch(s, B, T)
+            out.append(step.run(xs, ys, (B, T), 3e-2 * min(1.0, (s + 1) / 3)))
+        return {"steps": out, "params": list(lp.to_array(model.params)),
+                "why_not": step.why_not, "recorded": step.recorded, "replayed": step.replayed,
+                "dispatches": lp.dev.dispatches - n0}
+"""
+
+
+def _results(code: str) -> dict:
+    r = _py(SETUP + code, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+
+
+def test_a_replayed_step_trains_the_same_bits_as_the_step_recorded_op_by_op():
+    res = _results("""
+    out = {}
+    for name, emulate in (("f32", None), ("bf16", True)):
+        lp = be if emulate is None else be.with_matmul_dtype("bf16")
+        if emulate:  # the tensor-core path on lavapipe: packings, flash attention
+            lp.flash, lp.coop_emulate = "emulated", True
+        out[name] = [train(lp, replay, [(2, 16)] * 5) for replay in (True, False)]
+    print("RESULT " + json.dumps(out))
+    """)
+    for name, (rep, op) in res.items():
+        assert rep["why_not"] is None and op["why_not"] == "ALPHA_HELIOS_REPLAY_STEP=0"
+        assert (rep["recorded"], rep["replayed"]) == (1, 4), (name, rep)
+        # replays record nothing: only the first step's dispatches were recorded from Python
+        assert 5 * rep["dispatches"] == op["dispatches"], (name, rep["dispatches"])
+        losses = [s[0] for s in rep["steps"]]
+        assert len(set(losses)) == 5 and all(math.isfinite(v) for v in losses), losses
+        assert rep["steps"] == op["steps"], name
+        assert rep["params"] == op["params"], name
+        assert not any(s[2] for s in rep["steps"])
+
+
+def test_the_gpu_step_follows_the_hosts_clip_and_adamw_arithmetic():
+    """The independent reference: the norm, clip factor and AdamW update computed on the host
+    (the trainer's `grad_norm`, `clip_coef`, `AdamW.update`), same batches and lr."""
+    res = _results("""
+    shapes = [(2, 16)] * 4
+    gpu = train(be, True, shapes)
+    model, opt = model_of(be)
+    host = []
+    for s, (B, T) in enumerate(shapes):
+        xs, ys = batch(s, B, T)
+        ids, tg = be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32")
+        model.zero_grad()
+        _, loss = model.forward(ids, tg)
+        value = float(loss.to_array()[0])
+        model.backward()
+        norm = grad_norm(be, model.grads)
+        opt.update(3e-2 * min(1.0, (s + 1) / 3), grad_scale=clip_coef(norm, 1.0))
+        host.append((value, norm))
+    print("RESULT " + json.dumps({"gpu": gpu, "host": host,
+                                  "params": list(be.to_array(model.params))}))
+    """)
+    gpu, host = res["gpu"], res["host"]
+    assert any(norm > 1.0 for _, norm in host)  # the clip is active in some step
+    for (loss, norm, skipped), (hloss, hnorm) in zip(gpu["steps"], host):
+        assert not skipped
+        assert abs(loss - hloss) <= 1e-5 * abs(hloss), (loss, hloss)
+        assert abs(norm - hnorm) <= 1e-5 * hnorm, (norm, hnorm)
+    diff = max(abs(a - b) for a, b in zip(gpu["params"], res["params"]))
+    assert diff < 1e-5, diff
+
+
+def test_a_new_batch_shape_or_new_optimizer_state_records_again():
+    res = _results("""
+    shapes = [(2, 16), (2, 16), (3, 16), (3, 16), (2, 16), (2, 8), (2, 8)]
+    rep, op = train(be, True, shapes), train(be, False, shapes)
+    fresh = train(be, True, [(2, 16)] * 4, fresh_optimizer_at=2)
+    fresh_op = train(be, False, [(2, 16)] * 4, fresh_optimizer_at=2)
+    print("RESULT " + json.dumps({"rep": rep, "op": op, "fresh": fresh, "fresh_op": fresh_op}))
+    """)
+    rep, op = res["rep"], res["op"]
+    assert (rep["recorded"], rep["replayed"]) == (4, 3), rep  # every shape change records
+    assert rep["steps"] == op["steps"] and rep["params"] == op["params"]
+    fresh = res["fresh"]
+    assert (fresh["recorded"], fresh["replayed"]) == (1, 1), fresh  # the new TrainStep's
+    assert fresh["steps"] == res["fresh_op"]["steps"]
+    assert fresh["params"] == res["fresh_op"]["params"]
+
+
+def test_dropout_runs_op_by_op_and_says_why():
+    res = _results("""
+    print("RESULT " + json.dumps([train(be, r, [(2, 16)] * 3, dropout=0.1)
+                                  for r in (True, False)]))
+    """)
+    rep, op = res
+    assert "dropout" in rep["why_not"] and rep["recorded"] == 0, rep
+    assert rep["steps"] == op["steps"] and rep["params"] == op["params"]
+    assert len({s[0] for s in rep["steps"]}) == 3
+
+
+def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():
+    """Tensors made between replays (of the step's temporaries' sizes and others) keep their
+    values through the next replay: the capture owns every range it allocated, freed or not."""
+    res = _results("""
+    model, opt = model_of(be)
+    step = TrainStep(model, opt, grad_clip=1.0)
+    xs, ys = batch(0, 2, 16)
+    step.run(xs, ys, (2, 16), 1e-2)
+    held = []
+    for n in (32, 64, 96, 128, 1024, 2048, 2 * 16 * 64, 2 * 16 * 32 * 4, 3 * 32 * 32, 4096):
+        for _ in range(3):
+            t = be.empty((n,))
+            be.fill(t, 7.0)
+            held.append(t)
+    for s in range(1, 3):
+        xs, ys = batch(s, 2, 16)
+        step.run(xs, ys, (2, 16), 1e-2)
+    bad = sum(1 for t in held for v in be.to_array(t) if v != 7.0)
+    print("RESULT " + json.dumps({"bad": bad, "replayed": step.replayed}))
+    """)
+    assert res == {"bad": 0, "replayed": 2}, res
+
+
+def test_a_skipped_step_changes_no_weight_and_is_not_counted():
+    """A NaN loss (a poisoned weight) and a norm above the spike threshold: the GPU's verdict
+    leaves params, m and v as they were, and AdamW's step count does not move."""
+    res = _results("""
+    out = {}
+    for kind in ("nan", "spike"):
+        model, opt = model_of(be)
+        step = TrainStep(model, opt, grad_clip=1.0, spike_threshold=1e-3 if kind == "spike"
+                         else 0.0)
+        xs, ys = batch(0, 2, 16)
+        if kind == "nan":
+            be.fill(model.params.narrow(0, 5, 1), float("nan"))
+        before = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
+        runs = [step.run(xs, ys, (2, 16), 1e-2) for _ in range(3)]
+        after = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
+        same = all(repr(a) == repr(b) for a, b in zip(before, after))  # NaN == NaN by repr
+        out[kind] = {"runs": [[repr(v) for v in r] for r in runs], "same": same,
+                     "count": opt.step, "replayed": step.replayed}
+    print("RESULT " + json.dumps(out))
+    """)
+    for kind, r in res.items():
+        assert r["same"] and r["count"] == 0 and r["replayed"] == 2, (kind, r)
+        assert all(run[2] == "True" for run in r["runs"]), r
+    assert all(run[0] == "nan" for run in res["nan"]["runs"])
+    assert all(float(run[1]) > 1e-3 for run in res["spike"]["runs"])
+
+
+TRAIN = """
+    import os, sys
+    from alpha.core.config import resolve
+    from alpha.train import checkpoint
+    from alpha.train.trainer import Trainer
+    data, run_dir, resume = sys.argv[1:4]
+    t = {"data": data, "batch_size": 2, "iters": 8, "eval_interval": 3, "eval_iters": 1,
+         "sample_interval": 0, "checkpoint_interval": 4, "warmup_iters": 2, "lr": 3e-3,
+         "run_dir": run_dir, "seed": 7, "backend": "helios", "layer_stats_interval": 5,
+         "keep_checkpoints": 0}
+    model = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
+    cfg = resolve("text", "", {"model": model, "train": t, "sample": {"max_tokens": 8}})
+    ck = checkpoint.load(resume) if resume else None
+    Trainer(cfg, out=None, handle_sigint=False, resume=ck).train()
+"""
+
+
+def test_the_trainer_replays_its_step_with_the_same_bits_and_resumes_exactly(tmp_path):
+    """`alpha train --backend helios`: steps replayed (between evals, checkpoints and a
+    layer-stats step, which runs the trainer's own step) give the metrics of the steps recorded
+    op by op (ALPHA_HELIOS_REPLAY_STEP=0) bit for bit, and a run resumed from step 4 repeats
+    steps 5-8 of the uninterrupted one."""
+    from test_helios_train import TEXT
+    data = tmp_path / "data.txt"
+    data.write_text(TEXT)
+
+    def train(name, resume="", env=None):
+        r = _py(TRAIN, env=env, argv=[str(data), str(tmp_path / name), resume])
+        assert r.returncode == 0, r.stderr[-3000:]
+        with open(tmp_path / name / "metrics.jsonl") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        keys = ("step", "loss", "lr", "grad_norm", "clip_coef", "val_loss")
+        return [{k: row.get(k) for k in keys} for row in rows]
+
+    replayed = train("replay")
+    op = train("op", env={"ALPHA_HELIOS_REPLAY_STEP": "0"})
+    assert len(replayed) == 8 and replayed == op
+    log = (tmp_path / "replay" / "train.log").read_text()
+    assert "training step is recorded once and replayed" in log, log
+    assert "ALPHA_HELIOS_REPLAY_STEP=0" in (tmp_path / "op" / "train.log").read_text()
+    resumed = train("replay", str(tmp_path / "replay" / "checkpoints" / "step-4.ckpt"))
+    assert resumed == replayed
