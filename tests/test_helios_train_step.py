@@ -3,7 +3,7 @@ trained a few steps with the step recorded once and replayed, against the same s
 op by op: the same losses, norms and final weights, bit for bit, with the batch, lr (a
 schedule), the bias corrections and the clip factor changing every step. Against the host's
 arithmetic (`alpha.train.optim`, AdamW's `update`): the same trajectory within fp32 rounding.
-A batch shape change or new optimizer state records again; dropout runs op by op; a skipped
+A batch shape change or new optimizer state records again; dropout replays; a skipped
 step changes nothing. The trainer replays its step with the same bits and resumes exactly."""
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ SETUP = """
             out.append(step.run(xs, ys, (B, T), 3e-2 * min(1.0, (s + 1) / 3)))
         return {"steps": out, "params": list(lp.to_array(model.params)),
                 "why_not": step.why_not, "recorded": step.recorded, "replayed": step.replayed,
-                "dispatches": lp.dev.dispatches - n0}
+                "dispatches": lp.dev.dispatches - n0,
+                "position": model.rng.stream("dropout").position}
 """
 
 
@@ -130,15 +131,17 @@ def test_a_new_batch_shape_or_new_optimizer_state_records_again():
     assert fresh["params"] == res["fresh_op"]["params"]
 
 
-def test_dropout_runs_op_by_op_and_says_why():
+def test_dropout_replays_with_fresh_masks_every_step():
+    """Dropout's masks come from the stream's position at each replay (not the recorded one):
+    the same bits as op by op, and the stream ends where op by op leaves it."""
     res = _results("""
-    print("RESULT " + json.dumps([train(be, r, [(2, 16)] * 3, dropout=0.1)
-                                  for r in (True, False)]))
+    out = [train(be, replay, [(2, 16)] * 4, dropout=0.2) for replay in (True, False)]
+    print("RESULT " + json.dumps(out))
     """)
     rep, op = res
-    assert "dropout" in rep["why_not"] and rep["recorded"] == 0, rep
+    assert rep["why_not"] is None and (rep["recorded"], rep["replayed"]) == (1, 3), rep
     assert rep["steps"] == op["steps"] and rep["params"] == op["params"]
-    assert len({s[0] for s in rep["steps"]}) == 3
+    assert rep["position"] == op["position"] > 0
 
 
 def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():

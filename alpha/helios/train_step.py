@@ -22,9 +22,11 @@ options, the optimizer's constants, the clip and spike settings, and the memory 
 parameters, gradients and moments (a model or optimizer re-created, or a checkpoint loaded into
 new tensors, records again; one loaded into the same tensors is read live). Op by op instead,
 said once in the debug log (logger `alpha.helios.train_step`) and in `why_not`: with
-ALPHA_HELIOS_REPLAY_STEP=0, with dropout in training (its mask's stream position is a push
-constant), with ALPHA_HELIOS_PROFILE=1, or when a read-back happened while recording. Both ways
-record the same commands: the losses and weights are the same bits.
+ALPHA_HELIOS_REPLAY_STEP=0, with ALPHA_HELIOS_PROFILE=1, or when a read-back happened while
+recording. Both ways record the same commands: the losses and weights are the same bits.
+Dropout replays too: its masks' words are recorded as offsets from the dropout stream's
+position, which the host writes before each step (`rows.rng_uniform(based=True)`), and the
+stream then advances by the words a step takes, as the forward would have advanced it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class TrainStep:
             replay = os.environ.get("ALPHA_HELIOS_REPLAY_STEP", "1") != "0"
         self.replay = replay
         self.args = self.rt.new((len(kopt.ARGS),))
+        self.rng_base = self.rt.new((2,), "u32")  # the dropout stream's position (lo, hi)
+        self._draws = 0  # dropout words a step takes
         self.stats = self._host_tensor(len(kopt.STATS))
         self.acc_t = "f64" if self.be.float64 else "f32"
         self.why_not: str | None = None  # why the last step ran op by op (None: replayable)
@@ -83,16 +87,23 @@ class TrainStep:
         t = opt.step
         vals = array("f", [lr, 1.0 - opt.beta1 ** t, 1.0 - opt.beta2 ** t])
         self.rt.write_bytes(self.args.storage.alloc, 0, vals.tobytes())
-        key = self._key_of(ids.shape)
+        stream = self._dropout()
+        if stream is not None:
+            pos = stream.position
+            self.rt.write_bytes(self.rng_base.storage.alloc, 0,
+                                array("I", [pos & 0xFFFFFFFF, pos >> 32]).tobytes())
+        key = self._key_of(ids.shape, stream)
         why = self._declined()
         cap = self._capture
         if why is None and cap is not None and self._key == key and self._alive():
             cap.replay()
+            if stream is not None:
+                stream.position += self._draws  # as the forward would have taken them
             self.replayed += 1
         else:
             self.release()
             if why is None:
-                why = self._record(ids, targets, key)
+                why = self._record(ids, targets, key, stream)
             else:
                 self._body(ids, targets)
         if why != self.why_not and why is not None:
@@ -103,8 +114,11 @@ class TrainStep:
             opt.step -= 1
         return float(loss), float(norm), bool(skip)
 
-    def _record(self, ids, targets, key) -> str | None:
+    def _record(self, ids, targets, key, stream) -> str | None:
         cap = Capture(self.dev)
+        start = stream.position if stream is not None else 0
+        if stream is not None:
+            cap.rng = (stream.key, start, self.rng_base)
         cap.start()
         try:
             self._body(ids, targets)
@@ -112,6 +126,7 @@ class TrainStep:
             cap.release()
             raise
         cap.stop()
+        self._draws = stream.position - start if stream is not None else 0
         if cap.why_not is not None:
             cap.release()
             return cap.why_not
@@ -163,11 +178,14 @@ class TrainStep:
         return pair
 
     # ---- what a recording depends on ---------------------------------------------------------
+    def _dropout(self):
+        """The model's dropout stream when the step draws from it, else None."""
+        m = self.model
+        return m.rng.stream("dropout") if m.training and m.cfg.dropout > 0 else None
+
     def _declined(self) -> str | None:
         if not self.replay:
             return "ALPHA_HELIOS_REPLAY_STEP=0"
-        if self.model.training and self.model.cfg.dropout > 0:
-            return "dropout draws a new mask every step (a push constant)"
         if self.dev.profiling:
             return "ALPHA_HELIOS_PROFILE=1"
         return None
@@ -182,7 +200,7 @@ class TrainStep:
         keyed = self._keyed()
         return len(keyed) == len(self._refs) and all(r() is a for r, a in zip(self._refs, keyed))
 
-    def _key_of(self, shape) -> tuple:
+    def _key_of(self, shape, stream) -> tuple:
         be, m, o = self.be, self.model, self.opt
         # the backend view's switches (matmul dtype, flash, bias epilogue, coop2, emulation...)
         # are its plain attributes: a switch added later is in the key without naming it here
@@ -190,7 +208,7 @@ class TrainStep:
                                 if isinstance(v, (bool, int, float, str, type(None)))))
         return (shape, id(be), switches, m.training, m.checkpointing, m.emb_grad_scale, m.cfg,
                 o.beta1, o.beta2, o.eps, o.weight_decay, tuple(o.segments), self.grad_clip,
-                self.spike)
+                self.spike, None if stream is None else tuple(stream.key))
 
     def release(self) -> None:
         """Drop the recording (its command buffers and memory go back to the device)."""

@@ -176,6 +176,7 @@ def builders() -> dict:
         "clip_finish_f64": lambda: kopt.clip_finish("f64"),
         "clip_finish_f32": lambda: kopt.clip_finish("f32"),
         "rng_uniform": krows.rng_uniform,
+        "rng_uniform_based": lambda: krows.rng_uniform(True),
         "attention_forward": lambda: katt.attention_forward(128),
         "attention_backward_d": katt.attention_backward_d,
         "attention_backward_dq": lambda: katt.attention_backward_dq(128),
