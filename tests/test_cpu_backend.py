@@ -420,6 +420,45 @@ def test_attention_forward_longer_sequence(be):
     _close(be.to_array(lse), want_lse)
 
 
+# ---- host memory -------------------------------------------------------------------------------
+
+
+def _anon_huge_kb(addr: int) -> int | None:
+    """AnonHugePages (kB) of the mapping holding `addr` in /proc/self/smaps, None if not found."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and all(c in "0123456789abcdef-" for c in head):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "AnonHugePages:":
+                return int(line.split()[1])
+    return None
+
+
+def test_big_buffers_start_zeroed_aligned_and_on_huge_pages(be):
+    """A buffer of HUGE_MIN bytes or more is its own 2 MiB-aligned mapping, zeroed like any other,
+    and (where the kernel offers transparent huge pages) backed by them once written."""
+    from alpha.tensor.cpu_storage import HUGE, HUGE_MIN, data_ptr
+
+    n = HUGE_MIN // 4 + 3
+    t = be.zeros((n,), "f32")
+    assert data_ptr(t) % HUGE == 0
+    host = be.to_array(t)
+    assert len(host) == n and not any(host[::997]) and host[-1] == 0.0
+    be.fill(t, 1.5)
+    host = be.to_array(t)
+    assert host[0] == host[n // 2] == host[-1] == 1.5
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        pytest.skip("no transparent huge pages here")
+    if "[never]" in mode:
+        pytest.skip("transparent huge pages are off")
+    assert (_anon_huge_kb(data_ptr(t)) or 0) >= HUGE // 1024
+
+
 # ---- the build cache ---------------------------------------------------------------------------
 
 

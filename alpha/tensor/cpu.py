@@ -77,7 +77,9 @@ class CPUBackend(CPUNNOps, CPUOptimOps, Backend):
         return Tensor(self, CPUStorage(math.prod(shape) * ITEMSIZE[dtype]), shape, dtype)
 
     def _zeros(self, shape, dtype) -> Tensor:
-        return self._empty(shape, dtype)  # CPUStorage memory starts zeroed
+        # CPUStorage memory starts zeroed; a big one on huge pages (cpu_storage.py)
+        return Tensor(self, CPUStorage(math.prod(shape) * ITEMSIZE[dtype], huge=True), shape,
+                      dtype)
 
     def _memory_meter(self):
         return METER
