@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 
 from test_helios import _py
 
@@ -38,7 +39,7 @@ SETUP = """
         model = GPT(cfg, lp, Rng(0))
         return model, build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
 
-    def train(lp, replay, shapes, dropout=0.0, fresh_optimizer_at=None):
+    def train(lp, replay, shapes, dropout=0.0, fresh_optimizer_at=None, accum=1):
         model, opt = model_of(lp, dropout)
         step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
         out, n0 = [], lp.dev.dispatches
@@ -46,8 +47,8 @@ SETUP = """
             if s == fresh_optimizer_at:
                 opt = build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
                 step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
-            xs, ys = batch(s, B, T)
-            out.append(step.run(xs, ys, (B, T), 3e-2 * min(1.0, (s + 1) / 3)))
+            micro = [batch(accum * s + i, B, T) for i in range(accum)]
+            out.append(step.run(micro, (B, T), 3e-2 * min(1.0, (s + 1) / 3)))
         return {"steps": out, "params": list(lp.to_array(model.params)),
                 "why_not": step.why_not, "recorded": step.recorded, "replayed": step.replayed,
                 "dispatches": lp.dev.dispatches - n0,
@@ -64,11 +65,11 @@ def _results(code: str) -> dict:
 def test_a_replayed_step_trains_the_same_bits_as_the_step_recorded_op_by_op():
     res = _results("""
     out = {}
-    for name, emulate in (("f32", None), ("bf16", True)):
+    for name, emulate, accum in (("f32", None, 1), ("bf16", True, 1), ("accum3", None, 3)):
         lp = be if emulate is None else be.with_matmul_dtype("bf16")
         if emulate:  # the tensor-core path on lavapipe: packings, flash attention
             lp.flash, lp.coop_emulate = "emulated", True
-        out[name] = [train(lp, replay, [(2, 16)] * 5) for replay in (True, False)]
+        out[name] = [train(lp, replay, [(2, 16)] * 5, accum=accum) for replay in (True, False)]
     print("RESULT " + json.dumps(out))
     """)
     for name, (rep, op) in res.items():
@@ -84,34 +85,41 @@ def test_a_replayed_step_trains_the_same_bits_as_the_step_recorded_op_by_op():
 
 
 def test_the_gpu_step_follows_the_hosts_clip_and_adamw_arithmetic():
-    """The independent reference: the norm, clip factor and AdamW update computed on the host
-    (the trainer's `grad_norm`, `clip_coef`, `AdamW.update`), same batches and lr."""
+    """The independent reference: the mean loss, norm, clip factor and AdamW update computed on
+    the host (the trainer's arithmetic: `grad_norm`, `clip_coef`, `AdamW.update`), same
+    batches and lr, one micro-batch a step and two (accumulation)."""
     res = _results("""
     shapes = [(2, 16)] * 4
-    gpu = train(be, True, shapes)
-    model, opt = model_of(be)
-    host = []
-    for s, (B, T) in enumerate(shapes):
-        xs, ys = batch(s, B, T)
-        ids, tg = be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32")
-        model.zero_grad()
-        _, loss = model.forward(ids, tg)
-        value = float(loss.to_array()[0])
-        model.backward()
-        norm = grad_norm(be, model.grads)
-        opt.update(3e-2 * min(1.0, (s + 1) / 3), grad_scale=clip_coef(norm, 1.0))
-        host.append((value, norm))
-    print("RESULT " + json.dumps({"gpu": gpu, "host": host,
-                                  "params": list(be.to_array(model.params))}))
+    out = {}
+    for accum in (1, 2):
+        gpu = train(be, True, shapes, accum=accum)
+        model, opt = model_of(be)
+        host = []
+        for s, (B, T) in enumerate(shapes):
+            model.zero_grad()
+            total = 0.0
+            for i in range(accum):
+                xs, ys = batch(accum * s + i, B, T)
+                ids, tg = be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32")
+                _, loss = model.forward(ids, tg)
+                total += float(loss.to_array()[0])
+                model.backward()
+            norm = grad_norm(be, model.grads) / accum
+            opt.update(3e-2 * min(1.0, (s + 1) / 3),
+                       grad_scale=clip_coef(norm, 1.0) / accum)
+            host.append((total / accum, norm))
+        out[accum] = {"gpu": gpu, "host": host, "params": list(be.to_array(model.params))}
+    print("RESULT " + json.dumps(out))
     """)
-    gpu, host = res["gpu"], res["host"]
-    assert any(norm > 1.0 for _, norm in host)  # the clip is active in some step
-    for (loss, norm, skipped), (hloss, hnorm) in zip(gpu["steps"], host):
-        assert not skipped
-        assert abs(loss - hloss) <= 1e-5 * abs(hloss), (loss, hloss)
-        assert abs(norm - hnorm) <= 1e-5 * hnorm, (norm, hnorm)
-    diff = max(abs(a - b) for a, b in zip(gpu["params"], res["params"]))
-    assert diff < 1e-5, diff
+    for accum, r in res.items():
+        gpu, host = r["gpu"], r["host"]
+        assert any(norm > 1.0 for _, norm in host)  # the clip is active in some step
+        for (loss, norm, skipped), (hloss, hnorm) in zip(gpu["steps"], host):
+            assert not skipped
+            assert abs(loss - hloss) <= 1e-5 * abs(hloss), (accum, loss, hloss)
+            assert abs(norm - hnorm) <= 1e-5 * hnorm, (accum, norm, hnorm)
+        diff = max(abs(a - b) for a, b in zip(gpu["params"], r["params"]))
+        assert diff < 1e-5, (accum, diff)
 
 
 def test_a_new_batch_shape_or_new_optimizer_state_records_again():
@@ -151,7 +159,7 @@ def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():
     model, opt = model_of(be)
     step = TrainStep(model, opt, grad_clip=1.0)
     xs, ys = batch(0, 2, 16)
-    step.run(xs, ys, (2, 16), 1e-2)
+    step.run([(xs, ys)], (2, 16), 1e-2)
     held = []
     for n in (32, 64, 96, 128, 1024, 2048, 2 * 16 * 64, 2 * 16 * 32 * 4, 3 * 32 * 32, 4096):
         for _ in range(3):
@@ -160,7 +168,7 @@ def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():
             held.append(t)
     for s in range(1, 3):
         xs, ys = batch(s, 2, 16)
-        step.run(xs, ys, (2, 16), 1e-2)
+        step.run([(xs, ys)], (2, 16), 1e-2)
     bad = sum(1 for t in held for v in be.to_array(t) if v != 7.0)
     print("RESULT " + json.dumps({"bad": bad, "replayed": step.replayed}))
     """)
@@ -180,7 +188,7 @@ def test_a_skipped_step_changes_no_weight_and_is_not_counted():
         if kind == "nan":
             be.fill(model.params.narrow(0, 5, 1), float("nan"))
         before = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
-        runs = [step.run(xs, ys, (2, 16), 1e-2) for _ in range(3)]
+        runs = [step.run([(xs, ys)], (2, 16), 1e-2) for _ in range(3)]
         after = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
         same = all(repr(a) == repr(b) for a, b in zip(before, after))  # NaN == NaN by repr
         out[kind] = {"runs": [[repr(v) for v in r] for r in runs], "same": same,
@@ -199,11 +207,12 @@ TRAIN = """
     from alpha.core.config import resolve
     from alpha.train import checkpoint
     from alpha.train.trainer import Trainer
-    data, run_dir, resume = sys.argv[1:4]
+    backend, data, run_dir = sys.argv[1:4]
+    resume = sys.argv[4] if len(sys.argv) > 4 else ""
     t = {"data": data, "batch_size": 2, "iters": 8, "eval_interval": 3, "eval_iters": 1,
          "sample_interval": 0, "checkpoint_interval": 4, "warmup_iters": 2, "lr": 3e-3,
-         "run_dir": run_dir, "seed": 7, "backend": "helios", "layer_stats_interval": 5,
-         "keep_checkpoints": 0}
+         "run_dir": run_dir, "seed": 7, "backend": backend, "layer_stats_interval": 5,
+         "keep_checkpoints": 0, "accum_steps": 2}
     model = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
     cfg = resolve("text", "", {"model": model, "train": t, "sample": {"max_tokens": 8}})
     ck = checkpoint.load(resume) if resume else None
@@ -212,16 +221,19 @@ TRAIN = """
 
 
 def test_the_trainer_replays_its_step_with_the_same_bits_and_resumes_exactly(tmp_path):
-    """`alpha train --backend helios`: steps replayed (between evals, checkpoints and a
-    layer-stats step, which runs the trainer's own step) give the metrics of the steps recorded
-    op by op (ALPHA_HELIOS_REPLAY_STEP=0) bit for bit, and a run resumed from step 4 repeats
-    steps 5-8 of the uninterrupted one."""
-    from test_helios_train import TEXT
+    """`alpha train --backend helios --accum-steps 2`: steps replayed (between evals,
+    checkpoints and a layer-stats step, which runs the trainer's own step) give the metrics of
+    the steps recorded op by op (ALPHA_HELIOS_REPLAY_STEP=0) bit for bit and the CPU's losses
+    within 1e-3, and a run resumed from step 4 repeats steps 5-8 of the uninterrupted one."""
+    from test_helios_train import TEXT, _cpu
     data = tmp_path / "data.txt"
     data.write_text(TEXT)
 
-    def train(name, resume="", env=None):
-        r = _py(TRAIN, env=env, argv=[str(data), str(tmp_path / name), resume])
+    def train(name, resume="", env=None, backend="helios"):
+        if backend == "cpu":
+            r = _cpu(textwrap.dedent(TRAIN), data, tmp_path / name)
+        else:
+            r = _py(TRAIN, env=env, argv=[backend, str(data), str(tmp_path / name), resume])
         assert r.returncode == 0, r.stderr[-3000:]
         with open(tmp_path / name / "metrics.jsonl") as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -231,6 +243,8 @@ def test_the_trainer_replays_its_step_with_the_same_bits_and_resumes_exactly(tmp
     replayed = train("replay")
     op = train("op", env={"ALPHA_HELIOS_REPLAY_STEP": "0"})
     assert len(replayed) == 8 and replayed == op
+    for a, b in zip(train("cpu", backend="cpu"), replayed):
+        assert abs(a["loss"] - b["loss"]) <= 1e-3 * a["loss"], (a, b)
     log = (tmp_path / "replay" / "train.log").read_text()
     assert "training step is recorded once and replayed" in log, log
     assert "ALPHA_HELIOS_REPLAY_STEP=0" in (tmp_path / "op" / "train.log").read_text()

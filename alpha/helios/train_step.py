@@ -1,9 +1,10 @@
 """One AdamW training step of a GPT on helios as GPU work only, recorded once and replayed.
 
     step = TrainStep(model, optimizer, grad_clip=1.0)
-    loss, norm, skipped = step.run(xs, ys, (B, T), lr)
+    loss, norm, skipped = step.run([(xs, ys)], (B, T), lr)  # [(xs, ys)] * accum micro-batches
 
-The step: zero the gradients, forward, backward, the gradient's sum of squares (partials),
+The step: zero the gradients, forward and backward of each micro-batch (its loss copied aside,
+the gradients added up), the gradient's sum of squares (partials),
 `clip_finish` (the global norm, the clip factor and the skip verdict, on the GPU), then AdamW
 reading lr, its bias corrections, the factor and the verdict from a small argument buffer
 (`kernels/optim.py`). Nothing in it is read back or decided on the host, so the same command
@@ -78,10 +79,11 @@ class TrainStep:
         return Tensor(self.be, HeliosStorage(dev.host_pool.alloc(4 * n), 4 * n), (n,), "f32")
 
     # ---- one step --------------------------------------------------------------------------
-    def run(self, xs, ys, shape, lr: float) -> tuple[float, float, bool]:
-        """One step on the batch xs (ids) and ys (targets), flat i32 arrays of `shape` (B, T):
-        (loss, gradient norm before clipping, skipped)."""
-        ids, targets = self._upload(xs, ys, tuple(shape))
+    def run(self, batches, shape, lr: float) -> tuple[float, float, bool]:
+        """One step on the micro-batches [(xs, ys), ...]: ids and targets, flat i32 arrays of
+        `shape` (B, T) each, their gradients added up (accumulation): (mean loss, norm of the
+        averaged gradient before clipping, skipped)."""
+        pairs = self._upload(batches, tuple(shape))
         opt = self.opt
         opt.step += 1  # bias corrections count this update (taken back when it is skipped)
         t = opt.step
@@ -92,7 +94,7 @@ class TrainStep:
             pos = stream.position
             self.rt.write_bytes(self.rng_base.storage.alloc, 0,
                                 array("I", [pos & 0xFFFFFFFF, pos >> 32]).tobytes())
-        key = self._key_of(ids.shape, stream)
+        key = self._key_of((len(pairs),) + tuple(shape), stream)
         why = self._declined()
         cap = self._capture
         if why is None and cap is not None and self._key == key and self._alive():
@@ -103,9 +105,9 @@ class TrainStep:
         else:
             self.release()
             if why is None:
-                why = self._record(ids, targets, key, stream)
+                why = self._record(pairs, key, stream)
             else:
-                self._body(ids, targets)
+                self._body(pairs)
         if why != self.why_not and why is not None:
             log.debug("helios train step runs op by op: %s", why)
         self.why_not = why
@@ -114,14 +116,14 @@ class TrainStep:
             opt.step -= 1
         return float(loss), float(norm), bool(skip)
 
-    def _record(self, ids, targets, key, stream) -> str | None:
+    def _record(self, pairs, key, stream) -> str | None:
         cap = Capture(self.dev)
         start = stream.position if stream is not None else 0
         if stream is not None:
             cap.rng = (stream.key, start, self.rng_base)
         cap.start()
         try:
-            self._body(ids, targets)
+            self._body(pairs)
         except BaseException:
             cap.release()
             raise
@@ -135,12 +137,15 @@ class TrainStep:
         self.recorded += 1
         return None
 
-    def _body(self, ids, targets) -> None:
+    def _body(self, pairs) -> None:
         """The step's GPU work (the same commands recorded or not)."""
         model, rt, opt = self.model, self.rt, self.opt
         model.zero_grad()
-        _, loss = model.forward(ids, targets)
-        model.backward()
+        losses = rt.new((len(pairs),))
+        for i, (ids, targets) in enumerate(pairs):
+            _, loss = model.forward(ids, targets)
+            rt.copy(losses.narrow(0, i, 1), loss)  # the next forward frees it
+            model.backward()  # adds into the gradients
         g = model.grads.view(-1)
         n = g.numel
         ng = groups(n, 256, 256)
@@ -149,8 +154,9 @@ class TrainStep:
         rt.launch(("partial", "sumsq", acc_t), lambda: krows.partial_reduce("sumsq", acc_t),
                   [rt.addr(part), rt.addr(g), n], (ng, 1, 1), [part])
         rt.launch(("clip_finish", acc_t), lambda: kopt.clip_finish(acc_t),
-                  [rt.addr(self.stats), rt.addr(self.args), rt.addr(part), rt.addr(loss), ng,
-                   1.0, self.grad_clip, self.spike], (1, 1, 1), [self.stats, self.args])
+                  [rt.addr(self.stats), rt.addr(self.args), rt.addr(part), rt.addr(losses),
+                   ng, len(pairs), self.grad_clip, self.spike], (1, 1, 1),
+                  [self.stats, self.args])
         A = rt.addr
         for param, grad, (m, v), wd in opt.runs():
             k = param.numel
@@ -160,22 +166,27 @@ class TrainStep:
                            opt.eps, wd, k], (groups(k), 1, 1), [param, m, v])
 
     # ---- the batch -------------------------------------------------------------------------
-    def _upload(self, xs, ys, shape):
-        """The step's input tensors holding xs and ys, their ids checked here (host copies)."""
-        pair = self._inputs.get(shape)
-        if pair is None:
+    def _upload(self, batches, shape):
+        """The step's input tensors holding the micro-batches, their ids checked here (host
+        copies)."""
+        key = (len(batches),) + shape
+        pairs = self._inputs.get(key)
+        if pairs is None:
             self._inputs.clear()  # one shape at a time
-            pair = self._inputs[shape] = (self.rt.new(shape, "i32"), self.rt.new(shape, "i32"))
+            pairs = self._inputs[key] = [(self.rt.new(shape, "i32"), self.rt.new(shape, "i32"))
+                                         for _ in batches]
         V = self.model.cfg.vocab_size
-        for t, host in zip(pair, (xs, ys)):
-            host = host if isinstance(host, array) and host.typecode == "i" else array("i", host)
-            if len(host) != t.numel:
-                raise ValueError(f"train step: {len(host)} ids for a batch of shape {shape}")
-            self.rt.write_bytes(t.storage.alloc, 0, host.tobytes())
-            self.dev.derived.put(t.storage.alloc, HOST_COPY, array("i", host))
-        self.be._need_ids("train step", pair[0], V)
-        self.be._need_targets("train step", pair[1], V)
-        return pair
+        for pair, batch in zip(pairs, batches):
+            for t, host in zip(pair, batch):
+                if not (isinstance(host, array) and host.typecode == "i"):
+                    host = array("i", host)
+                if len(host) != t.numel:
+                    raise ValueError(f"train step: {len(host)} ids for a batch of shape {shape}")
+                self.rt.write_bytes(t.storage.alloc, 0, host.tobytes())
+                self.dev.derived.put(t.storage.alloc, HOST_COPY, array("i", host))
+            self.be._need_ids("train step", pair[0], V)
+            self.be._need_targets("train step", pair[1], V)
+        return pairs
 
     # ---- what a recording depends on ---------------------------------------------------------
     def _dropout(self):
@@ -193,8 +204,9 @@ class TrainStep:
     def _keyed(self) -> list:
         """The allocations a recording reads and writes in place."""
         opt = self.opt
-        return [t.storage.alloc for t in (self.model.params, self.model.grads, opt.m, opt.v)
-                + self._inputs[next(iter(self._inputs))]]
+        inputs = [t for pair in self._inputs[next(iter(self._inputs))] for t in pair]
+        return [t.storage.alloc for t in [self.model.params, self.model.grads, opt.m, opt.v]
+                + inputs]
 
     def _alive(self) -> bool:
         keyed = self._keyed()

@@ -108,24 +108,31 @@ def clip_finish(acc_t: str) -> Kernel:
     """One invocation: the global gradient norm from the sum-of-squares partials (`acc_t`, summed
     in order), the clip factor (alpha.train.optim.clip_coef) and the skip verdict
     (alpha.train.stability: a non-finite loss or norm, or a norm above spike > 0), written
-    where the update reads them (args) and where the host reads them (stats, STATS).
-    norm = sqrt(sum) * inv_summed (1 / gradients summed); grad_scale = coef * inv_summed."""
+    where the update reads them (args) and where the host reads them (stats, STATS). The
+    gradients hold the sum of `summed` micro-batches' (accumulation), whose losses are in
+    `losses`: loss = their mean, norm = sqrt(sum) / summed, grad_scale = coef / summed (the
+    trainer's arithmetic, in acc_t)."""
     k = Kernel("clip_finish", (1, 1, 1),
-               [("stats", "f32*"), ("args", "f32*"), ("part", f"{acc_t}*"), ("loss", "f32*"),
-                ("ng", "u32"), ("inv_summed", "f32"), ("max_norm", "f32"), ("spike", "f32")])
-    stats, args, part, loss, ng, inv_summed, max_norm, spike = k.params()
+               [("stats", "f32*"), ("args", "f32*"), ("part", f"{acc_t}*"),
+                ("losses", "f32*"), ("ng", "u32"), ("summed", "u32"), ("max_norm", "f32"),
+                ("spike", "f32")])
+    stats, args, part, losses, ng, summed, max_norm, spike = k.params()
     acc = k.var(acc_t, 0.0)
     with k.loop(0, ng) as i:
         acc.set(acc.get() + part[i])
-    norm = k.sqrt(acc.get()) * inv_summed.to(acc_t)
+    count = summed.to(acc_t)
+    norm = k.sqrt(acc.get()) / count
+    total = k.var(acc_t, 0.0)
+    with k.loop(0, summed) as i:
+        total.set(total.get() + losses[i].to(acc_t))
+    lv = (total.get() / count).to("f32")
     cap = max_norm.to(acc_t)
     finite = ~(k.isnan(norm) | k.isinf(norm))
     clip = (max_norm > 0.0) & finite & (norm > cap)
     coef = k.select(clip, cap / (norm + 1e-6), k.const(1.0, acc_t))
-    lv = loss[0]
     bad = k.isnan(lv) | k.isinf(lv) | ~finite | ((spike > 0.0) & (norm > spike.to(acc_t)))
     skip = k.select(bad, k.const(1.0, "f32"), k.const(0.0, "f32"))
-    args[3] = (coef * inv_summed.to(acc_t)).to("f32")
+    args[3] = (coef / count).to("f32")
     args[4] = skip
     stats[0] = lv
     stats[1] = norm.to("f32")
