@@ -250,3 +250,33 @@ def test_the_trainer_replays_its_step_with_the_same_bits_and_resumes_exactly(tmp
     assert "ALPHA_HELIOS_REPLAY_STEP=0" in (tmp_path / "op" / "train.log").read_text()
     resumed = train("replay", str(tmp_path / "replay" / "checkpoints" / "step-4.ckpt"))
     assert resumed == replayed
+
+
+def test_every_model_option_replays_with_the_same_bits():
+    """rope, rmsnorm, swiglu, no bias, qk-norm, both soft-caps, an untied head, relu2,
+    dropout, each with activation checkpointing and the embedding gradient shrink too: no
+    read-back while recording (so they replay) and the same bits as op by op."""
+    res = _results("""
+    out = {}
+    variants = {"rope": dict(pos="rope", norm="rmsnorm", activation="swiglu", bias=False),
+                "qk": dict(qk_norm=True, attn_softcap=5.0, logit_softcap=10.0),
+                "untied": dict(tie_embeddings=False, activation="relu2"),
+                "dropout": dict(dropout=0.1)}
+    for name, kw in variants.items():
+        for ckpt in (False, True):
+            runs = []
+            for replay in (True, False):
+                cfg = ModelConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=32,
+                                  block_size=16, **kw)
+                model = GPT(cfg, be, Rng(0))
+                model.checkpointing, model.emb_grad_scale = ckpt, 0.5 if ckpt else 1.0
+                opt = build_optimizer(be, model, TrainConfig(optimizer="adamw"))
+                st = TrainStep(model, opt, grad_clip=1.0, replay=replay)
+                steps = [st.run([batch(s, 2, 16)], (2, 16), 1e-2) for s in range(3)]
+                runs.append([steps, list(be.to_array(model.params)), st.why_not, st.replayed])
+            out[name + ("+ckpt" if ckpt else "")] = runs
+    print("RESULT " + json.dumps(out))
+    """)
+    for name, (rep, op) in res.items():
+        assert rep[2] is None and rep[3] == 2, (name, rep[2:])
+        assert rep[:2] == op[:2], name
