@@ -33,14 +33,16 @@ SETUP = """
         ys = array("i", [(5 * i + 3 + s) % V for i in range(B * T)])
         return xs, ys
 
-    def model_of(lp, dropout=0.0):
+    def model_of(lp, dropout=0.0, optimizer="adamw"):
         cfg = ModelConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=32, block_size=16,
                           dropout=dropout)
         model = GPT(cfg, lp, Rng(0))
-        return model, build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
+        return model, build_optimizer(lp, model, TrainConfig(optimizer=optimizer,
+                                                             sgd_nesterov=True))
 
-    def train(lp, replay, shapes, dropout=0.0, fresh_optimizer_at=None, accum=1):
-        model, opt = model_of(lp, dropout)
+    def train(lp, replay, shapes, dropout=0.0, fresh_optimizer_at=None, accum=1,
+              optimizer="adamw"):
+        model, opt = model_of(lp, dropout, optimizer)
         step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
         out, n0 = [], lp.dev.dispatches
         for s, (B, T) in enumerate(shapes):
@@ -65,11 +67,14 @@ def _results(code: str) -> dict:
 def test_a_replayed_step_trains_the_same_bits_as_the_step_recorded_op_by_op():
     res = _results("""
     out = {}
-    for name, emulate, accum in (("f32", None, 1), ("bf16", True, 1), ("accum3", None, 3)):
+    for name, emulate, accum, o in (("f32", None, 1, "adamw"), ("bf16", True, 1, "adamw"),
+                                    ("accum3", None, 3, "adamw"), ("lion", None, 1, "lion"),
+                                    ("sgd", None, 1, "sgd")):
         lp = be if emulate is None else be.with_matmul_dtype("bf16")
         if emulate:  # the tensor-core path on lavapipe: packings, flash attention
             lp.flash, lp.coop_emulate = "emulated", True
-        out[name] = [train(lp, replay, [(2, 16)] * 5, accum=accum) for replay in (True, False)]
+        out[name] = [train(lp, replay, [(2, 16)] * 5, accum=accum, optimizer=o)
+                     for replay in (True, False)]
     print("RESULT " + json.dumps(out))
     """)
     for name, (rep, op) in res.items():
@@ -87,13 +92,14 @@ def test_a_replayed_step_trains_the_same_bits_as_the_step_recorded_op_by_op():
 def test_the_gpu_step_follows_the_hosts_clip_and_adamw_arithmetic():
     """The independent reference: the mean loss, norm, clip factor and AdamW update computed on
     the host (the trainer's arithmetic: `grad_norm`, `clip_coef`, `AdamW.update`), same
-    batches and lr, one micro-batch a step and two (accumulation)."""
+    batches and lr, one micro-batch a step and two (accumulation); AdamW, Lion and SGD
+    (Nesterov)."""
     res = _results("""
     shapes = [(2, 16)] * 4
     out = {}
-    for accum in (1, 2):
-        gpu = train(be, True, shapes, accum=accum)
-        model, opt = model_of(be)
+    for accum, o in ((1, "adamw"), (2, "adamw"), (1, "lion"), (2, "sgd")):
+        gpu = train(be, True, shapes, accum=accum, optimizer=o)
+        model, opt = model_of(be, optimizer=o)
         host = []
         for s, (B, T) in enumerate(shapes):
             model.zero_grad()
@@ -108,7 +114,8 @@ def test_the_gpu_step_follows_the_hosts_clip_and_adamw_arithmetic():
             opt.update(3e-2 * min(1.0, (s + 1) / 3),
                        grad_scale=clip_coef(norm, 1.0) / accum)
             host.append((total / accum, norm))
-        out[accum] = {"gpu": gpu, "host": host, "params": list(be.to_array(model.params))}
+        out[f"{o} {accum}"] = {"gpu": gpu, "host": host,
+                               "params": list(be.to_array(model.params))}
     print("RESULT " + json.dumps(out))
     """)
     for accum, r in res.items():

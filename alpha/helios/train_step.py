@@ -1,17 +1,19 @@
-"""One AdamW training step of a GPT on helios as GPU work only, recorded once and replayed.
+"""One training step of a GPT on helios (AdamW, Lion or SGD) as GPU work only, recorded once
+and replayed.
 
     step = TrainStep(model, optimizer, grad_clip=1.0)
     loss, norm, skipped = step.run([(xs, ys)], (B, T), lr)  # [(xs, ys)] * accum micro-batches
 
 The step: zero the gradients, forward and backward of each micro-batch (its loss copied aside,
-the gradients added up), the gradient's sum of squares (partials),
-`clip_finish` (the global norm, the clip factor and the skip verdict, on the GPU), then AdamW
-reading lr, its bias corrections, the factor and the verdict from a small argument buffer
-(`kernels/optim.py`). Nothing in it is read back or decided on the host, so the same command
-buffers serve every step: per step the host writes the batch into the step's input tensors
-(its ids checked there, on the host copy), lr and the bias corrections into the argument
-buffer, submits, and reads (loss, norm, skip) once. A skipped step (NaN/Inf loss or norm, or a
-norm above `spike_threshold`) changes no parameter or moment and does not count as an update.
+the gradients added up), the gradient's sum of squares (partials), `clip_finish` (the global
+norm, the clip factor and the skip verdict, on the GPU), then the update reading lr, AdamW's
+bias corrections, the factor and the verdict from a small argument buffer
+(`kernels/optim.update_args`). Nothing in it is read back or decided on the host, so the same
+command buffers serve every step: per step the host writes the batch into the step's input
+tensors (its ids checked there, on the host copy), lr and the bias corrections into the
+argument buffer, submits, and reads (loss, norm, skip) once. A skipped step (NaN/Inf loss or
+norm, or a norm above `spike_threshold`) changes no parameter or optimizer state and does not
+count as an update.
 Why: recording op by op costs ~75 ms of Python per GPT-2 small step on the H200. Fed as it is
 recorded, the GPU hides most of that under its own ~88 ms (92.2 -> 90.3 ms a step replayed,
 bench/gpu_results.md), but the host is busy for the whole step; replayed, it is free.
@@ -47,11 +49,21 @@ from alpha.tensor.tensor import Tensor
 log = logging.getLogger(__name__)
 
 
+def update_rule(optimizer) -> str:
+    """The `kernels/optim.update_args` rule of an optimizer (AdamW, Lion, SGD; the others need
+    the host between their kernels or have no such kernel: NotImplementedError)."""
+    name = optimizer.name
+    if name == "sgd":
+        return "sgd_nesterov" if optimizer.nesterov else "sgd"
+    if name in ("adamw", "lion"):
+        return name
+    raise NotImplementedError(f"need a GPU-only training step for {name}")
+
+
 class TrainStep:
     def __init__(self, model, optimizer, *, grad_clip: float = 1.0,
                  spike_threshold: float = 0.0, replay: bool | None = None):
-        if optimizer.name != "adamw":
-            raise NotImplementedError(f"need a GPU-only training step for {optimizer.name}")
+        self.rule = update_rule(optimizer)
         self.model, self.opt = model, optimizer
         self.be = model.backend
         self.rt, self.dev = self.be.rt, self.be.dev
@@ -87,7 +99,10 @@ class TrainStep:
         opt = self.opt
         opt.step += 1  # bias corrections count this update (taken back when it is skipped)
         t = opt.step
-        vals = array("f", [lr, 1.0 - opt.beta1 ** t, 1.0 - opt.beta2 ** t])
+        if self.rule == "adamw":
+            vals = array("f", [lr, 1.0 - opt.beta1 ** t, 1.0 - opt.beta2 ** t])
+        else:
+            vals = array("f", [lr, 1.0, 1.0])  # no bias corrections
         self.rt.write_bytes(self.args.storage.alloc, 0, vals.tobytes())
         stream = self._dropout()
         if stream is not None:
@@ -157,13 +172,19 @@ class TrainStep:
                   [rt.addr(self.stats), rt.addr(self.args), rt.addr(part), rt.addr(losses),
                    ng, len(pairs), self.grad_clip, self.spike], (1, 1, 1),
                   [self.stats, self.args])
-        A = rt.addr
-        for param, grad, (m, v), wd in opt.runs():
+        A, rule = rt.addr, self.rule
+        if rule == "adamw":
+            consts = [opt.beta1, opt.beta2, opt.eps]
+        elif rule == "lion":
+            consts = [opt.beta1, opt.beta2]
+        else:
+            consts = [opt.momentum]
+        for param, grad, state, wd in opt.runs():
             k = param.numel
             if k:
-                rt.launch(("adamw_args",), kopt.adamw_args,
-                          [A(param), A(grad), A(m), A(v), A(self.args), opt.beta1, opt.beta2,
-                           opt.eps, wd, k], (groups(k), 1, 1), [param, m, v])
+                rt.launch(("update_args", rule), lambda: kopt.update_args(rule),
+                          [A(param), A(grad)] + [A(t) for t in state] + [A(self.args)]
+                          + consts + [wd, k], (groups(k), 1, 1), [param] + list(state))
 
     # ---- the batch -------------------------------------------------------------------------
     def _upload(self, batches, shape):
@@ -203,10 +224,9 @@ class TrainStep:
 
     def _keyed(self) -> list:
         """The allocations a recording reads and writes in place."""
-        opt = self.opt
         inputs = [t for pair in self._inputs[next(iter(self._inputs))] for t in pair]
-        return [t.storage.alloc for t in [self.model.params, self.model.grads, opt.m, opt.v]
-                + inputs]
+        state = list(self.opt.state_tensors().values())
+        return [t.storage.alloc for t in [self.model.params, self.model.grads] + state + inputs]
 
     def _alive(self) -> bool:
         keyed = self._keyed()
@@ -218,9 +238,11 @@ class TrainStep:
         # are its plain attributes: a switch added later is in the key without naming it here
         switches = tuple(sorted((k, v) for k, v in vars(be).items()
                                 if isinstance(v, (bool, int, float, str, type(None)))))
+        constants = tuple(getattr(o, a, None) for a in ("beta1", "beta2", "eps", "momentum",
+                                                          "nesterov", "weight_decay"))
         return (shape, id(be), switches, m.training, m.checkpointing, m.emb_grad_scale, m.cfg,
-                o.beta1, o.beta2, o.eps, o.weight_decay, tuple(o.segments), self.grad_clip,
-                self.spike, None if stream is None else tuple(stream.key))
+                self.rule, constants, tuple(o.segments), self.grad_clip, self.spike,
+                None if stream is None else tuple(stream.key))
 
     def release(self) -> None:
         """Drop the recording (its command buffers and memory go back to the device)."""

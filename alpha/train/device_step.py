@@ -1,14 +1,14 @@
 """The trainer's optimizer step as one GPU step on helios (alpha/helios/train_step.py): forward,
-backward, the gradient norm and clip, and AdamW recorded once and replayed every step; the
-host draws the batches, writes them and lr, and reads (loss, norm, skipped) once.
+backward, the gradient norm and clip, and the update recorded once and replayed every step;
+the host draws the batches, writes them and lr, and reads (loss, norm, skipped) once.
 
-Taken when nothing in the step needs the host between its phases: backend helios, AdamW, one
-process, no `after_backward` hook (with --accum-steps, all the micro-batches are in the one
-step). A layer-stats step runs the trainer's own step (it reads the parameter norms before the
-update). Otherwise every step is the trainer's own, and train.log says why once. The skip
-rules are the trainer's (alpha.train.stability), decided on the GPU. Phases of its metrics
-line: data_ms draws the batches; backward_ms is the whole GPU step (forward, backward and
-update are one submission); forward_ms and optimizer_ms are 0.
+Taken when nothing in the step needs the host between its phases: backend helios, AdamW, Lion
+or SGD, one process, no `after_backward` hook (with --accum-steps, all the micro-batches are in
+the one step). A layer-stats step runs the trainer's own step (it reads the parameter norms
+before the update). Otherwise every step is the trainer's own, and train.log says why once.
+The skip rules are the trainer's (alpha.train.stability), decided on the GPU. Phases of its
+metrics line: data_ms draws the batches; backward_ms is the whole GPU step (forward, backward
+and update are one submission); forward_ms and optimizer_ms are 0.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def make(trainer):
     if trainer.backend.name != "helios":
         return None
     why = None
-    if tc.optimizer != "adamw":
+    if tc.optimizer not in ("adamw", "lion", "sgd"):
         why = f"--optimizer {tc.optimizer}"
     elif trainer.dist.size != 1:
         why = "several processes"

@@ -2,7 +2,8 @@
 elementwise.py): Lion, SGD with momentum, Muon's momentum and Adafactor's three maps. Each takes
 (kernel, loaded operands, scalars) and returns the stored values in operand order; the math is
 `alpha/tensor/csrc/{lion,sgd,adafactor}.c`'s, in f32. Below them, the two kernels of a replayed
-training step: AdamW reading its changing scalars from a buffer, and the clip factor's finish."""
+training step: the updates reading their changing scalars from a buffer, and the clip factor's
+finish."""
 
 from __future__ import annotations
 
@@ -83,24 +84,41 @@ ARGS = ("lr", "bc1", "bc2", "grad_scale", "skip")  # the step's argument buffer,
 STATS = ("loss", "grad_norm", "skip")  # what the host reads back after the step
 
 
-def adamw_args() -> Kernel:
-    """AdamW (`elementwise.adamw_body`, the same bits) with the values that change every step
-    read from the argument buffer `args` (ARGS) instead of push constants: lr and the bias
-    corrections written by the host before the step, grad_scale and skip by `clip_finish`.
-    skip != 0 leaves param, m and v as they were (a NaN/Inf or spike step)."""
-    k = Kernel("adamw_args", (kel.LOCAL, 1, 1),
-               [("p", "f32*"), ("g", "f32*"), ("m", "f32*"), ("v", "f32*"), ("args", "f32*"),
-                ("b1", "f32"), ("b2", "f32"), ("eps", "f32"), ("wd", "f32"), ("n", "u32")])
-    p, g, m, v, args, b1, b2, eps, wd, n = k.params()
+RULES = ("adamw", "lion", "sgd", "sgd_nesterov")  # the update rules a replayed step runs
+CONSTS = {"adamw": ("b1", "b2", "eps", "wd"), "lion": ("b1", "b2", "wd"), "sgd": ("mu", "wd"),
+          "sgd_nesterov": ("mu", "wd")}  # each rule's push constants, after the pointers
+
+
+def update_args(rule: str) -> Kernel:
+    """An elementwise update (AdamW: `elementwise.adamw_body`; Lion, SGD: the bodies above)
+    with the values that change every step read from the argument buffer `args` (ARGS)
+    instead of push constants: lr and AdamW's bias corrections written by the host before the
+    step, grad_scale and skip by `clip_finish`. skip != 0 leaves the parameter and the
+    optimizer's state as they were (a NaN/Inf or spike step). Pointers: param, grad, the
+    state (m, v for AdamW; m or buf), args; then CONSTS[rule], n."""
+    states = 2 if rule == "adamw" else 1
+    names = ["p", "g"] + [f"state{i}" for i in range(states)]
+    k = Kernel(f"{rule}_args", (kel.LOCAL, 1, 1),
+               [(name, "f32*") for name in names] + [("args", "f32*")]
+               + [(c, "f32") for c in CONSTS[rule]] + [("n", "u32")])
+    ps = k.params()
+    ptrs, args, consts, n = ps[:len(names)], ps[len(names)], ps[len(names) + 1:-1], ps[-1]
     lr, bc1, bc2, gs, skip = (args[i] for i in range(len(ARGS)))
     keep = skip.ne(0.0)
 
     def body(k, ins, s):
-        new = kel.adamw_body(k, ins, [lr, b1, b2, eps, wd, bc1, bc2, gs])
-        return [k.select(keep, old, x) for old, x in zip((ins[0], ins[2], ins[3]), new)]
-    ops = [("f32", (1,), "inout"), ("f32", (1,), "in"), ("f32", (1,), "inout"),
-           ("f32", (1,), "inout")]
-    kel._flat_body(k, [p, g, m, v], None, n, ops, body)
+        if rule == "adamw":
+            b1, b2, eps, wd = consts
+            new = kel.adamw_body(k, ins, [lr, b1, b2, eps, wd, bc1, bc2, gs])
+        elif rule == "lion":
+            b1, b2, wd = consts
+            new = lion_body(k, ins, [lr, b1, b2, wd, gs])
+        else:
+            mu, wd = consts
+            new = sgd_body(rule == "sgd_nesterov")(k, ins, [lr, mu, wd, gs])
+        return [k.select(keep, old, x) for old, x in zip([ins[0]] + list(ins[2:]), new)]
+    ops = [("f32", (1,), "inout"), ("f32", (1,), "in")] + [("f32", (1,), "inout")] * states
+    kel._flat_body(k, ptrs, None, n, ops, body)
     return k
 
 
