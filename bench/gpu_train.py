@@ -107,7 +107,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         if i == warmup and profile:
             be.dev.profile.clear()
         t0 = time.perf_counter()
-        loss, _, _ = step.run(xs, ys, (B, T), 3e-4)  # waits for the step: reads its loss
+        loss, _, _ = step.run([(xs, ys)], (B, T), 3e-4)  # waits for the step: reads its loss
         losses.append(loss)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

@@ -3,13 +3,14 @@ trained a few steps with the step recorded once and replayed, against the same s
 op by op: the same losses, norms and final weights, bit for bit, with the batch, lr (a
 schedule), the bias corrections and the clip factor changing every step. Against the host's
 arithmetic (`alpha.train.optim`, AdamW's `update`): the same trajectory within fp32 rounding.
-A batch shape change or new optimizer state records again; dropout runs op by op; a skipped
+A batch shape change or new optimizer state records again; dropout replays; a skipped
 step changes nothing. The trainer replays its step with the same bits and resumes exactly."""
 
 from __future__ import annotations
 
 import json
 import math
+import textwrap
 
 from test_helios import _py
 
@@ -32,25 +33,28 @@ SETUP = """
         ys = array("i", [(5 * i + 3 + s) % V for i in range(B * T)])
         return xs, ys
 
-    def model_of(lp, dropout=0.0):
+    def model_of(lp, dropout=0.0, optimizer="adamw"):
         cfg = ModelConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=32, block_size=16,
                           dropout=dropout)
         model = GPT(cfg, lp, Rng(0))
-        return model, build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
+        return model, build_optimizer(lp, model, TrainConfig(optimizer=optimizer,
+                                                             sgd_nesterov=True))
 
-    def train(lp, replay, shapes, dropout=0.0, fresh_optimizer_at=None):
-        model, opt = model_of(lp, dropout)
+    def train(lp, replay, shapes, dropout=0.0, fresh_optimizer_at=None, accum=1,
+              optimizer="adamw"):
+        model, opt = model_of(lp, dropout, optimizer)
         step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
         out, n0 = [], lp.dev.dispatches
         for s, (B, T) in enumerate(shapes):
             if s == fresh_optimizer_at:
                 opt = build_optimizer(lp, model, TrainConfig(optimizer="adamw"))
                 step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
-            xs, ys = batch(s, B, T)
-            out.append(step.run(xs, ys, (B, T), 3e-2 * min(1.0, (s + 1) / 3)))
+            micro = [batch(accum * s + i, B, T) for i in range(accum)]
+            out.append(step.run(micro, (B, T), 3e-2 * min(1.0, (s + 1) / 3)))
         return {"steps": out, "params": list(lp.to_array(model.params)),
                 "why_not": step.why_not, "recorded": step.recorded, "replayed": step.replayed,
-                "dispatches": lp.dev.dispatches - n0}
+                "dispatches": lp.dev.dispatches - n0,
+                "position": model.rng.stream("dropout").position}
 """
 
 
@@ -63,11 +67,14 @@ def _results(code: str) -> dict:
 def test_a_replayed_step_trains_the_same_bits_as_the_step_recorded_op_by_op():
     res = _results("""
     out = {}
-    for name, emulate in (("f32", None), ("bf16", True)):
+    for name, emulate, accum, o in (("f32", None, 1, "adamw"), ("bf16", True, 1, "adamw"),
+                                    ("accum3", None, 3, "adamw"), ("lion", None, 1, "lion"),
+                                    ("sgd", None, 1, "sgd")):
         lp = be if emulate is None else be.with_matmul_dtype("bf16")
         if emulate:  # the tensor-core path on lavapipe: packings, flash attention
             lp.flash, lp.coop_emulate = "emulated", True
-        out[name] = [train(lp, replay, [(2, 16)] * 5) for replay in (True, False)]
+        out[name] = [train(lp, replay, [(2, 16)] * 5, accum=accum, optimizer=o)
+                     for replay in (True, False)]
     print("RESULT " + json.dumps(out))
     """)
     for name, (rep, op) in res.items():
@@ -83,34 +90,43 @@ def test_a_replayed_step_trains_the_same_bits_as_the_step_recorded_op_by_op():
 
 
 def test_the_gpu_step_follows_the_hosts_clip_and_adamw_arithmetic():
-    """The independent reference: the norm, clip factor and AdamW update computed on the host
-    (the trainer's `grad_norm`, `clip_coef`, `AdamW.update`), same batches and lr."""
+    """The independent reference: the mean loss, norm, clip factor and AdamW update computed on
+    the host (the trainer's arithmetic: `grad_norm`, `clip_coef`, `AdamW.update`), same
+    batches and lr, one micro-batch a step and two (accumulation); AdamW, Lion and SGD
+    (Nesterov)."""
     res = _results("""
     shapes = [(2, 16)] * 4
-    gpu = train(be, True, shapes)
-    model, opt = model_of(be)
-    host = []
-    for s, (B, T) in enumerate(shapes):
-        xs, ys = batch(s, B, T)
-        ids, tg = be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32")
-        model.zero_grad()
-        _, loss = model.forward(ids, tg)
-        value = float(loss.to_array()[0])
-        model.backward()
-        norm = grad_norm(be, model.grads)
-        opt.update(3e-2 * min(1.0, (s + 1) / 3), grad_scale=clip_coef(norm, 1.0))
-        host.append((value, norm))
-    print("RESULT " + json.dumps({"gpu": gpu, "host": host,
-                                  "params": list(be.to_array(model.params))}))
+    out = {}
+    for accum, o in ((1, "adamw"), (2, "adamw"), (1, "lion"), (2, "sgd")):
+        gpu = train(be, True, shapes, accum=accum, optimizer=o)
+        model, opt = model_of(be, optimizer=o)
+        host = []
+        for s, (B, T) in enumerate(shapes):
+            model.zero_grad()
+            total = 0.0
+            for i in range(accum):
+                xs, ys = batch(accum * s + i, B, T)
+                ids, tg = be.from_array(xs, (B, T), "i32"), be.from_array(ys, (B, T), "i32")
+                _, loss = model.forward(ids, tg)
+                total += float(loss.to_array()[0])
+                model.backward()
+            norm = grad_norm(be, model.grads) / accum
+            opt.update(3e-2 * min(1.0, (s + 1) / 3),
+                       grad_scale=clip_coef(norm, 1.0) / accum)
+            host.append((total / accum, norm))
+        out[f"{o} {accum}"] = {"gpu": gpu, "host": host,
+                               "params": list(be.to_array(model.params))}
+    print("RESULT " + json.dumps(out))
     """)
-    gpu, host = res["gpu"], res["host"]
-    assert any(norm > 1.0 for _, norm in host)  # the clip is active in some step
-    for (loss, norm, skipped), (hloss, hnorm) in zip(gpu["steps"], host):
-        assert not skipped
-        assert abs(loss - hloss) <= 1e-5 * abs(hloss), (loss, hloss)
-        assert abs(norm - hnorm) <= 1e-5 * hnorm, (norm, hnorm)
-    diff = max(abs(a - b) for a, b in zip(gpu["params"], res["params"]))
-    assert diff < 1e-5, diff
+    for accum, r in res.items():
+        gpu, host = r["gpu"], r["host"]
+        assert any(norm > 1.0 for _, norm in host)  # the clip is active in some step
+        for (loss, norm, skipped), (hloss, hnorm) in zip(gpu["steps"], host):
+            assert not skipped
+            assert abs(loss - hloss) <= 1e-5 * abs(hloss), (accum, loss, hloss)
+            assert abs(norm - hnorm) <= 1e-5 * hnorm, (accum, norm, hnorm)
+        diff = max(abs(a - b) for a, b in zip(gpu["params"], r["params"]))
+        assert diff < 1e-5, (accum, diff)
 
 
 def test_a_new_batch_shape_or_new_optimizer_state_records_again():
@@ -130,15 +146,17 @@ def test_a_new_batch_shape_or_new_optimizer_state_records_again():
     assert fresh["params"] == res["fresh_op"]["params"]
 
 
-def test_dropout_runs_op_by_op_and_says_why():
+def test_dropout_replays_with_fresh_masks_every_step():
+    """Dropout's masks come from the stream's position at each replay (not the recorded one):
+    the same bits as op by op, and the stream ends where op by op leaves it."""
     res = _results("""
-    print("RESULT " + json.dumps([train(be, r, [(2, 16)] * 3, dropout=0.1)
-                                  for r in (True, False)]))
+    out = [train(be, replay, [(2, 16)] * 4, dropout=0.2) for replay in (True, False)]
+    print("RESULT " + json.dumps(out))
     """)
     rep, op = res
-    assert "dropout" in rep["why_not"] and rep["recorded"] == 0, rep
+    assert rep["why_not"] is None and (rep["recorded"], rep["replayed"]) == (1, 3), rep
     assert rep["steps"] == op["steps"] and rep["params"] == op["params"]
-    assert len({s[0] for s in rep["steps"]}) == 3
+    assert rep["position"] == op["position"] > 0
 
 
 def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():
@@ -148,7 +166,7 @@ def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():
     model, opt = model_of(be)
     step = TrainStep(model, opt, grad_clip=1.0)
     xs, ys = batch(0, 2, 16)
-    step.run(xs, ys, (2, 16), 1e-2)
+    step.run([(xs, ys)], (2, 16), 1e-2)
     held = []
     for n in (32, 64, 96, 128, 1024, 2048, 2 * 16 * 64, 2 * 16 * 32 * 4, 3 * 32 * 32, 4096):
         for _ in range(3):
@@ -157,7 +175,7 @@ def test_memory_the_recorded_step_uses_is_never_handed_out_between_replays():
             held.append(t)
     for s in range(1, 3):
         xs, ys = batch(s, 2, 16)
-        step.run(xs, ys, (2, 16), 1e-2)
+        step.run([(xs, ys)], (2, 16), 1e-2)
     bad = sum(1 for t in held for v in be.to_array(t) if v != 7.0)
     print("RESULT " + json.dumps({"bad": bad, "replayed": step.replayed}))
     """)
@@ -177,7 +195,7 @@ def test_a_skipped_step_changes_no_weight_and_is_not_counted():
         if kind == "nan":
             be.fill(model.params.narrow(0, 5, 1), float("nan"))
         before = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
-        runs = [step.run(xs, ys, (2, 16), 1e-2) for _ in range(3)]
+        runs = [step.run([(xs, ys)], (2, 16), 1e-2) for _ in range(3)]
         after = [list(be.to_array(t)) for t in (model.params, opt.m, opt.v)]
         same = all(repr(a) == repr(b) for a, b in zip(before, after))  # NaN == NaN by repr
         out[kind] = {"runs": [[repr(v) for v in r] for r in runs], "same": same,
@@ -196,11 +214,12 @@ TRAIN = """
     from alpha.core.config import resolve
     from alpha.train import checkpoint
     from alpha.train.trainer import Trainer
-    data, run_dir, resume = sys.argv[1:4]
+    backend, data, run_dir = sys.argv[1:4]
+    resume = sys.argv[4] if len(sys.argv) > 4 else ""
     t = {"data": data, "batch_size": 2, "iters": 8, "eval_interval": 3, "eval_iters": 1,
          "sample_interval": 0, "checkpoint_interval": 4, "warmup_iters": 2, "lr": 3e-3,
-         "run_dir": run_dir, "seed": 7, "backend": "helios", "layer_stats_interval": 5,
-         "keep_checkpoints": 0}
+         "run_dir": run_dir, "seed": 7, "backend": backend, "layer_stats_interval": 5,
+         "keep_checkpoints": 0, "accum_steps": 2}
     model = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16}
     cfg = resolve("text", "", {"model": model, "train": t, "sample": {"max_tokens": 8}})
     ck = checkpoint.load(resume) if resume else None
@@ -209,16 +228,19 @@ TRAIN = """
 
 
 def test_the_trainer_replays_its_step_with_the_same_bits_and_resumes_exactly(tmp_path):
-    """`alpha train --backend helios`: steps replayed (between evals, checkpoints and a
-    layer-stats step, which runs the trainer's own step) give the metrics of the steps recorded
-    op by op (ALPHA_HELIOS_REPLAY_STEP=0) bit for bit, and a run resumed from step 4 repeats
-    steps 5-8 of the uninterrupted one."""
-    from test_helios_train import TEXT
+    """`alpha train --backend helios --accum-steps 2`: steps replayed (between evals,
+    checkpoints and a layer-stats step, which runs the trainer's own step) give the metrics of
+    the steps recorded op by op (ALPHA_HELIOS_REPLAY_STEP=0) bit for bit and the CPU's losses
+    within 1e-3, and a run resumed from step 4 repeats steps 5-8 of the uninterrupted one."""
+    from test_helios_train import TEXT, _cpu
     data = tmp_path / "data.txt"
     data.write_text(TEXT)
 
-    def train(name, resume="", env=None):
-        r = _py(TRAIN, env=env, argv=[str(data), str(tmp_path / name), resume])
+    def train(name, resume="", env=None, backend="helios"):
+        if backend == "cpu":
+            r = _cpu(textwrap.dedent(TRAIN), data, tmp_path / name)
+        else:
+            r = _py(TRAIN, env=env, argv=[backend, str(data), str(tmp_path / name), resume])
         assert r.returncode == 0, r.stderr[-3000:]
         with open(tmp_path / name / "metrics.jsonl") as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -228,8 +250,40 @@ def test_the_trainer_replays_its_step_with_the_same_bits_and_resumes_exactly(tmp
     replayed = train("replay")
     op = train("op", env={"ALPHA_HELIOS_REPLAY_STEP": "0"})
     assert len(replayed) == 8 and replayed == op
+    for a, b in zip(train("cpu", backend="cpu"), replayed):
+        assert abs(a["loss"] - b["loss"]) <= 1e-3 * a["loss"], (a, b)
     log = (tmp_path / "replay" / "train.log").read_text()
     assert "training step is recorded once and replayed" in log, log
     assert "ALPHA_HELIOS_REPLAY_STEP=0" in (tmp_path / "op" / "train.log").read_text()
     resumed = train("replay", str(tmp_path / "replay" / "checkpoints" / "step-4.ckpt"))
     assert resumed == replayed
+
+
+def test_every_model_option_replays_with_the_same_bits():
+    """rope, rmsnorm, swiglu, no bias, qk-norm, both soft-caps, an untied head, relu2,
+    dropout, each with activation checkpointing and the embedding gradient shrink too: no
+    read-back while recording (so they replay) and the same bits as op by op."""
+    res = _results("""
+    out = {}
+    variants = {"rope": dict(pos="rope", norm="rmsnorm", activation="swiglu", bias=False),
+                "qk": dict(qk_norm=True, attn_softcap=5.0, logit_softcap=10.0),
+                "untied": dict(tie_embeddings=False, activation="relu2"),
+                "dropout": dict(dropout=0.1)}
+    for name, kw in variants.items():
+        for ckpt in (False, True):
+            runs = []
+            for replay in (True, False):
+                cfg = ModelConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=32,
+                                  block_size=16, **kw)
+                model = GPT(cfg, be, Rng(0))
+                model.checkpointing, model.emb_grad_scale = ckpt, 0.5 if ckpt else 1.0
+                opt = build_optimizer(be, model, TrainConfig(optimizer="adamw"))
+                st = TrainStep(model, opt, grad_clip=1.0, replay=replay)
+                steps = [st.run([batch(s, 2, 16)], (2, 16), 1e-2) for s in range(3)]
+                runs.append([steps, list(be.to_array(model.params)), st.why_not, st.replayed])
+            out[name + ("+ckpt" if ckpt else "")] = runs
+    print("RESULT " + json.dumps(out))
+    """)
+    for name, (rep, op) in res.items():
+        assert rep[2] is None and rep[3] == 2, (name, rep[2:])
+        assert rep[:2] == op[:2], name

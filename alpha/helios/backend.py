@@ -105,9 +105,17 @@ class HeliosBackend(MatmulOps, AttentionOps, NNOps, OptimOps, DecodeOps, Backend
         n = t.numel
         if n:
             k0, k1 = key
-            self.rt.launch(("rng_uniform",), krows.rng_uniform,
-                           [self.rt.addr(t), n, position & 0xFFFFFFFF, position >> 32, k0, k1],
-                           (groups(n), 1, 1), [t])
+            based = self.dev.capture.rng if self.dev.capture is not None else None
+            if based is not None and based[0] == tuple(key):
+                # a step being recorded: words from the stream's position at each replay
+                position -= based[1]
+                self.rt.launch(("rng_uniform_based",), lambda: krows.rng_uniform(True),
+                               [self.rt.addr(t), n, position & 0xFFFFFFFF, position >> 32, k0,
+                                k1, self.rt.addr(based[2])], (groups(n), 1, 1), [t])
+            else:
+                self.rt.launch(("rng_uniform",), krows.rng_uniform,
+                               [self.rt.addr(t), n, position & 0xFFFFFFFF, position >> 32,
+                                k0, k1], (groups(n), 1, 1), [t])
         if t is not out:
             self.rt.copy(out, t)
 

@@ -40,6 +40,9 @@ class Capture:
         self._kept: list = []  # allocations alive when recording ended, held
         self._submit = None
         self.recording = False
+        # (key, position, u32 tensor (2,)): while recording, draws of the stream with `key` are
+        # recorded relative to `position`, their base read from the tensor at each replay
+        self.rng = None
 
     # ---- recording (Device and Pool call these while `dev.capture is self`) ------------------
     def start(self) -> None:

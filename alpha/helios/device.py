@@ -364,8 +364,11 @@ class Device:
                 "vkBeginCommandBuffer")
             self.count = 0
             self.last_pipeline = None
-            if captured:  # replayed: after the work submitted before it, whatever that is
-                self._barrier(self.cmd[0])
+            # every batch starts with a barrier: the compute -> host one that ends the batch
+            # before it orders no later dispatch, so without it a batch's first dispatch could
+            # overlap the previous batch's last; a replayed capture also runs after whatever
+            # was submitted before it
+            self._barrier(self.cmd[0])
             if self.profiling:
                 self._profile_begin(self.cmd[0])
         return self.cmd[0]

@@ -1,14 +1,14 @@
 """The trainer's optimizer step as one GPU step on helios (alpha/helios/train_step.py): forward,
-backward, the gradient norm and clip, and AdamW recorded once and replayed every step; the
-host draws the batch, writes it and lr, and reads (loss, norm, skipped) once.
+backward, the gradient norm and clip, and the update recorded once and replayed every step;
+the host draws the batches, writes them and lr, and reads (loss, norm, skipped) once.
 
-Taken when nothing in the step needs the host between its phases: backend helios, AdamW, one
-micro-batch, one process, no `after_backward` hook. A layer-stats step runs the trainer's own
-step (it reads the parameter norms before the update). Otherwise every step is the trainer's
-own, and train.log says why once. The skip rules are the trainer's (alpha.train.stability),
-decided on the GPU. Phases of its metrics line: data_ms draws the batch; backward_ms is the
-whole GPU step (forward, backward and update are one submission); forward_ms and optimizer_ms
-are 0.
+Taken when nothing in the step needs the host between its phases: backend helios, AdamW, Lion
+or SGD, one process, no `after_backward` hook (with --accum-steps, all the micro-batches are in
+the one step). A layer-stats step runs the trainer's own step (it reads the parameter norms
+before the update). Otherwise every step is the trainer's own, and train.log says why once.
+The skip rules are the trainer's (alpha.train.stability), decided on the GPU. Phases of its
+metrics line: data_ms draws the batches; backward_ms is the whole GPU step (forward, backward
+and update are one submission); forward_ms and optimizer_ms are 0.
 """
 
 from __future__ import annotations
@@ -26,10 +26,8 @@ def make(trainer):
     if trainer.backend.name != "helios":
         return None
     why = None
-    if tc.optimizer != "adamw":
+    if tc.optimizer not in ("adamw", "lion", "sgd"):
         why = f"--optimizer {tc.optimizer}"
-    elif tc.accum_steps != 1:
-        why = "--accum-steps above 1"
     elif trainer.dist.size != 1:
         why = "several processes"
     elif trainer.hooks.get("after_backward") is not None:
@@ -50,11 +48,11 @@ def one_step(trainer, ts) -> dict:
     t.step += 1
     step = t.step
     drawn_from = t.sampler.state() if tc.spike_threshold > 0 else None
-    x, y = t.dist.shard(*t.sampler.next_batch())
+    batches = [t.dist.shard(*t.sampler.next_batch()) for _ in range(tc.accum_steps)]
     T = t.model_config.block_size
     lr = lr_for(tc, step)
     ta = time.perf_counter()
-    loss, norm, skipped = ts.run(x, y, (len(x) // T, T), lr)
+    loss, norm, skipped = ts.run(batches, (len(batches[0][0]) // T, T), lr)
     tb = time.perf_counter()
     said = ("replayed" if ts.why_not is None else ts.why_not)
     if said != t._device_step_said:

@@ -312,14 +312,20 @@ def partial_reduce(kind: str, acc_t: str) -> Kernel:
 M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
 
 
-def rng_uniform() -> Kernel:
-    """out[i] = uniform from Philox word position + i (position as lo/hi u32 halves)."""
-    k = Kernel("rng_uniform", (256, 1, 1),
-               [("out", "f32*"), ("n", "u32"), ("pos_lo", "u32"), ("pos_hi", "u32"),
-                ("k0", "u32"), ("k1", "u32")])
-    out, n, plo, phi, key0, key1 = k.params()
+def rng_uniform(based: bool = False) -> Kernel:
+    """out[i] = uniform from Philox word position + i (position as lo/hi u32 halves). based:
+    the position is an offset from the base that `base` (lo, hi) holds, read on the GPU (a
+    replayed training step's dropout: alpha/helios/train_step.py); the same words."""
+    params = [("out", "f32*"), ("n", "u32"), ("pos_lo", "u32"), ("pos_hi", "u32"),
+              ("k0", "u32"), ("k1", "u32")] + ([("base", "u32*")] if based else [])
+    k = Kernel("rng_uniform_based" if based else "rng_uniform", (256, 1, 1), params)
+    out, n, plo, phi, key0, key1 = k.params()[:6]
+    start = plo.to("u64") + (phi.to("u64") << k.const(32, "u64"))
+    if based:
+        base = k.params()[6]
+        start = start + base[0].to("u64") + (base[1].to("u64") << k.const(32, "u64"))
     with k.loop(k.gid, n, k.nthreads) as i:
-        w = plo.to("u64") + (phi.to("u64") << k.const(32, "u64")) + i.to("u64")
+        w = start + i.to("u64")
         block = w >> k.const(2, "u64")
         sel = (w & k.const(3, "u64")).to("u32")
         c0, c1 = block.to("u32"), (block >> k.const(32, "u64")).to("u32")
