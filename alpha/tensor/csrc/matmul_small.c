@@ -323,15 +323,17 @@ static void sgemm_rows(int64_t M, int64_t N, int64_t K, const float *a, int64_t 
         }
     }
     /* chunks of whole blocks with about 64K multiply-adds per row group, at least 2 per thread;
-     * B packed: 2 per thread, so that a task has a next panel to fetch (`wide_axpy`: one panel a
-     * task, as 64K multiply-adds made it, fetched none; batch-32 products ~15% faster in a
-     * decode step) */
+     * B packed and more than one row group: 2 per thread, so that a task has a next panel to
+     * fetch (`wide_axpy`: one panel a task, as 64K multiply-adds made it, fetched none; batch-32
+     * products ~15% faster in a decode step). One row group fetches nothing ahead, and keeps
+     * its smaller chunks: a thread descheduled mid-chunk (the server's other threads share
+     * the cores) holds the step up for less. */
     int wide = packed || M > SMALL_M;
     int64_t unit = b_cs == 1 ? (wide ? PW : AX_W) : 4;
     int64_t per = ceil_div(65536, K * min64(M, SMALL_M) * unit) * unit;
     int threads = alpha_num_threads();
     int64_t most = ceil_div(ceil_div(N, 2 * (int64_t)threads), unit) * unit;
-    if (wide && (per > most || packed)) per = most > unit ? most : unit;
+    if (wide && (per > most || (packed && M > WR))) per = most > unit ? most : unit;
     r.s.n_chunk = per;
     int64_t chunks = ceil_div(N, per);
     if (threads > 1 && chunks > 1)
