@@ -111,13 +111,15 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
         losses.append(loss)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
+    gpu_s = step.gpu_seconds(3)  # after the timed steps: the replayed step's own GPU time
     n_params = model.params.numel
     out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else "")
            + ("" if flash else "-noflash") + ("" if bias else "-nobias")
            + ("-cm2" if cm2 else "") + ("" if replay else "-noreplay"),
            "tok_s": B * T * len(times) / sum(times), "bias_check": bias_check,
            "replay": {"why_not": step.why_not, "recorded": step.recorded,
-                      "replayed": step.replayed},
+                      "replayed": step.replayed,
+                      "gpu_ms": None if gpu_s is None else round(1000 * gpu_s, 2)},
            "ms_per_step": 1000 * sum(times) / len(times), "params": n_params,
            "losses": losses, "device": be.dev.name}
     if profile:

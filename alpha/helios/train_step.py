@@ -244,6 +244,14 @@ class TrainStep:
                 self.rule, constants, tuple(o.segments), self.grad_clip, self.spike,
                 None if stream is None else tuple(stream.key))
 
+    def gpu_seconds(self, repeat: int = 3) -> float | None:
+        """GPU seconds per replay of the recorded step, between two timestamps (each replay is
+        one more training step with the last step's batch and lr); None when none is recorded.
+        For benchmarks: the wall time of a step against its GPU time is the host's share."""
+        if self._capture is None:
+            return None
+        return self.dev.gpu_seconds(self._capture.replay, repeat)
+
     def release(self) -> None:
         """Drop the recording (its command buffers and memory go back to the device)."""
         if self._capture is not None:
