@@ -50,6 +50,32 @@ def test_c_sampler_matches_the_definition_bitwise():
         assert [s.stream.position for s in specs] == [s.stream.position for s in refs]
 
 
+def test_c_sampler_matches_the_definition_on_a_decode_steps_rows():
+    """A serving step's rows: mostly unfiltered (temperature > 0, no top-k or top-p) beside a few
+    filtered or greedy ones, 2 to 33 rows, on 1 and 2 threads (the random cases above rarely have
+    more than one unfiltered row)."""
+    from alpha.tensor import build
+
+    rnd = random.Random(2)
+    V = 203
+    before = build.num_threads()
+    try:
+        for threads in (1, 2):
+            build.set_num_threads(threads)
+            for M in (2, 7, 33):
+                logits, specs, refs = _random_case(rnd, V, M, "f")
+                for i in range(M):
+                    if i % 5 != 3:  # every fifth row keeps its random filters
+                        t, k = rnd.choice([0.5, 0.8, 1.7]), rnd.choice([0, V, V + 1])
+                        for spec in (specs[i], refs[i]):
+                            spec.temperature, spec.top_k, spec.top_p = t, k, 1.0
+                got = BatchSampler(V).sample(logits, specs)
+                want = [sample_row(logits[i * V:(i + 1) * V], refs[i]) for i in range(M)]
+                assert got == want, (threads, M)
+    finally:
+        build.set_num_threads(before)
+
+
 def test_c_sampler_rules_on_a_known_row():
     """Greedy takes the lowest id among ties, a stream word is used only when sampling, top-k 1
     is greedy, and u walks the cumulative mass in id order."""
