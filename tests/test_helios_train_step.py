@@ -287,3 +287,39 @@ def test_every_model_option_replays_with_the_same_bits():
     for name, (rep, op) in res.items():
         assert rep[2] is None and rep[3] == 2, (name, rep[2:])
         assert rep[:2] == op[:2], name
+
+
+def test_a_step_that_reads_back_while_recording_runs_op_by_op():
+    """A host read-back inside the step (here a forward that reads its loss) makes the
+    recording unreplayable: the step runs op by op with the same bits, says why, and stops
+    trying to record after RECORD_TRIES."""
+    res = _results("""
+    from alpha.helios import train_step as ts
+    tries = []
+
+    class Counted(ts.Capture):
+        def start(self):
+            tries.append(1)
+            super().start()
+    ts.Capture = Counted
+    out = []
+    for replay in (True, False):
+        model, opt = model_of(be)
+        forward = model.forward
+
+        def reading(*args, _f=forward, **kw):
+            logits, loss = _f(*args, **kw)
+            be.to_array(loss)  # a host read-back mid-step
+            return logits, loss
+        model.forward = reading
+        step = TrainStep(model, opt, grad_clip=1.0, replay=replay)
+        runs = [step.run([batch(s, 2, 16)], (2, 16), 1e-2) for s in range(4)]
+        out.append([runs, list(be.to_array(model.params)), step.why_not, step.recorded,
+                    step.replayed])
+    print("RESULT " + json.dumps({"out": out, "tries": len(tries),
+                                  "limit": ts.RECORD_TRIES}))
+    """)
+    (rep, op), tries = res["out"], res["tries"]
+    assert rep[2] == "a read-back while recording the step" and rep[3:] == [0, 0], rep[2:]
+    assert tries == res["limit"] == 2
+    assert rep[:2] == op[:2]

@@ -5,7 +5,8 @@ Device choice: ALPHA_VK_DEVICE=<index>|<name substring>, else discrete > integra
 cpu (lavapipe). ALPHA_VK_VALIDATE=1 enables the Khronos validation layer (development aid).
 No Vulkan loader or device raises BackendUnavailable with one line saying what to install.
 ALPHA_HELIOS_PROFILE=1 puts a GPU timestamp after every command; `Device.profile` then sums GPU
-time per kernel name (read it with `profile_table()`).
+time per kernel name (read it with `profile_table()`). While `capture` is set (capture.py), the
+batches recorded are kept for replay instead of being reset after their wait.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ free-list sub-allocator. A tensor's storage is an `Allocation`: (block, offset, 
 
 Freed GPU ranges are reused at once: every command runs in queue order behind a full barrier, so
 a later writer cannot overtake an earlier reader. Host writes are different — `HeliosStorage`
-only writes through a mapping when no work is pending (see backend.upload).
+only writes through a mapping when no work is pending (see backend.upload). While a step is
+being recorded for replay (`Device.capture`, alpha/helios/capture.py), what it allocates is the
+capture's: a range it frees goes to the capture's own free list, never back to a block.
 """
 
 from __future__ import annotations

@@ -47,6 +47,9 @@ from alpha.helios.runtime import HeliosStorage, groups
 from alpha.tensor.tensor import Tensor
 
 log = logging.getLogger(__name__)
+# recordings of one key tried before it runs op by op for good: a second try can succeed where
+# the first read back what it then knows (an id tensor's bounds, kept in the write record)
+RECORD_TRIES = 2
 
 
 def update_rule(optimizer) -> str:
@@ -81,7 +84,8 @@ class TrainStep:
         self._capture: Capture | None = None
         self._key = None
         self._refs: list = []
-        self._inputs: dict = {}  # (B, T) -> (ids, targets), written every step
+        self._inputs: dict = {}  # (micro-batches, B, T) -> [(ids, targets)], written every step
+        self._failed: dict = {}  # key -> recordings that could not be replayed
 
     def _host_tensor(self, n: int) -> Tensor:
         """Host memory the GPU writes and the host reads without a copy, where it is coherent."""
@@ -111,6 +115,8 @@ class TrainStep:
                                 array("I", [pos & 0xFFFFFFFF, pos >> 32]).tobytes())
         key = self._key_of((len(pairs),) + tuple(shape), stream)
         why = self._declined()
+        if why is None and self._failed.get(key, 0) >= RECORD_TRIES:
+            why = self.why_not  # this key's recordings were not replayable
         cap = self._capture
         if why is None and cap is not None and self._key == key and self._alive():
             cap.replay()
@@ -121,6 +127,8 @@ class TrainStep:
             self.release()
             if why is None:
                 why = self._record(pairs, key, stream)
+                if why is not None:
+                    self._failed[key] = self._failed.get(key, 0) + 1
             else:
                 self._body(pairs)
         if why != self.why_not and why is not None:
