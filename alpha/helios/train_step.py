@@ -85,7 +85,7 @@ class TrainStep:
         self._key = None
         self._refs: list = []
         self._inputs: dict = {}  # (micro-batches, B, T) -> [(ids, targets)], written every step
-        self._failed: dict = {}  # key -> recordings that could not be replayed
+        self._failed: dict = {}  # key -> (recordings that could not be replayed, why)
 
     def _host_tensor(self, n: int) -> Tensor:
         """Host memory the GPU writes and the host reads without a copy, where it is coherent."""
@@ -115,8 +115,9 @@ class TrainStep:
                                 array("I", [pos & 0xFFFFFFFF, pos >> 32]).tobytes())
         key = self._key_of((len(pairs),) + tuple(shape), stream)
         why = self._declined()
-        if why is None and self._failed.get(key, 0) >= RECORD_TRIES:
-            why = self.why_not  # this key's recordings were not replayable
+        tries, reason = self._failed.get(key, (0, None))
+        if why is None and tries >= RECORD_TRIES:
+            why = reason  # this key's recordings were not replayable
         cap = self._capture
         if why is None and cap is not None and self._key == key and self._alive():
             cap.replay()
@@ -128,7 +129,7 @@ class TrainStep:
             if why is None:
                 why = self._record(pairs, key, stream)
                 if why is not None:
-                    self._failed[key] = self._failed.get(key, 0) + 1
+                    self._failed[key] = (tries + 1, why)
             else:
                 self._body(pairs)
         if why != self.why_not and why is not None:
