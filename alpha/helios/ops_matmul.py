@@ -242,23 +242,9 @@ class MatmulOps:
         key = ("coopmat", cfg, dtype, src, a_k, b_n, vec, causal, exact, mode, fused)
         build = lambda: kcm.coopmat_kernel(cfg, dtype, src, a_k, b_n, vec, causal,  # noqa
                                            exact, mode, fused)
-        grid = (-(-N // cfg.BN), -(-M // cfg.BM))
-        if splits > 1:
-            part = self.rt.new((splits, M, N))
-            values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak,
-                      sam, sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]
-            self.rt.launch(key, build, values, (grid[0], grid[1], splits), [part])
-            add = bool(accumulate)
-            self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
-                           [self.rt.addr(o), self.rt.addr(part), splits, M * N],
-                           (_groups(M * N), 1, 1), [o])
-            return bias
-        values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
-                  sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
-        if fused:
-            values.append(self.rt.addr(bias))
-        self._run(key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N)
-        return None if fused else bias
+        self._tiles(key, build, cfg, o, a, b, M, N, K, nb, sab, sbb, splits, alpha, accumulate,
+                    bias if fused else None, esize)
+        return None if fused else bias  # fused only without split-K
 
     def _coop2(self, cfg, o, a, b, M, N, K, nb, sab, sbb, alpha, accumulate, dtype, a_k, b_n,
                bias):
@@ -282,8 +268,20 @@ class MatmulOps:
         key = ("coopmat2", cfg, dtype, a_k, b_n, aligned, exact, fused)
         build = lambda: kcm2.coopmat2_kernel(cfg, dtype, a_k, b_n, aligned, exact,  # noqa
                                              fused)
+        self._tiles(key, build, cfg, o, a, b, M, N, K, nb, sab, sbb, splits, alpha, accumulate,
+                    bias if fused else None, 2)
+        return None if fused else bias  # fused only without split-K
+
+    def _tiles(self, key, build, cfg, o, a, b, M, N, K, nb, sab, sbb, splits, alpha,
+               accumulate, bias, esize):
+        """Launch a tensor-core kernel over its output tiles (either scope: both take the same
+        values). Split-K writes `splits` partial products and sums them into o in a second
+        pass (where the caller adds the bias itself)."""
+        sam, sak = a.strides[-2:]
+        sbk, sbn = b.strides[-2:]
         grid = (-(-N // cfg.BN), -(-M // cfg.BM))
         if splits > 1:
+            Ks = K // splits
             part = self.rt.new((splits, M, N))
             values = [self.rt.addr(part), self.rt.addr(a), self.rt.addr(b), M, N, Ks, Ks * sak,
                       sam, sak, Ks * sbk, sbk, sbn, float(alpha), 0.0]
@@ -292,13 +290,12 @@ class MatmulOps:
             self.rt.launch(("colsum_finish", add), lambda: krows.colsum_finish(add),
                            [self.rt.addr(o), self.rt.addr(part), splits, M * N],
                            (_groups(M * N), 1, 1), [o])
-            return bias
+            return
         values = [self.rt.addr(o), self.rt.addr(a), self.rt.addr(b), M, N, K, sab, sam, sak,
                   sbb, sbk, sbn, float(alpha), 1.0 if accumulate else 0.0]
-        if fused:
+        if bias is not None:
             values.append(self.rt.addr(bias))
-        self._run(key, build, o, a, b, values, grid, nb, sab, sbb, 2, M, N)
-        return None if fused else bias
+        self._run(key, build, o, a, b, values, grid, nb, sab, sbb, esize, M, N)
 
     def _coop_shape(self, M, N, K, nb, dtype=None):
         """128x128 tiles once they give every multiprocessor work, counting the K slices of

@@ -188,6 +188,23 @@ def _f16_bits(k: Kernel, x: Val) -> Val:
     return h | sign
 
 
+def tile_origin(k: Kernel, group_m: int, M: Val, N: Val, BM: int, BN: int) -> tuple:
+    """The first row and column of the output tile this workgroup computes. With group_m,
+    the same tiles in grouped order: workgroups in flight share rows of A and columns of B
+    (group_m tile rows walked column by column), so more of them hit in L2."""
+    tn, tm = k.group_id(0), k.group_id(1)
+    if group_m:
+        tiles_n = (N + (BN - 1)) / BN
+        pid = tm * tiles_n + tn
+        width = tiles_n * group_m
+        first = (pid / width) * group_m
+        rows = k.umin((M + (BM - 1)) / BM - first, group_m)
+        r = pid % width
+        tm, tn = first + r % rows, r / rows
+    n0, m0 = tn * BN, tm * BM
+    return m0, n0
+
+
 def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
                    a_kcontig: bool = True, b_ncontig: bool = True, vec: bool = True,
                    causal: str | None = None, exact: bool = False,
@@ -251,16 +268,7 @@ def coopmat_kernel(cfg: CoopConfig, dtype: str = "bf16", src: str = "bf16",
         lane = k._builtin_scalar("SubgroupLocalInvocationId")
     else:  # 32-invocation groups of our own (lavapipe's subgroups are narrower)
         sg, lane = tid >> 5, tid & 31
-    tn, tm = k.group_id(0), k.group_id(1)
-    if cfg.group_m:  # same tiles, grouped order: workgroups in flight share rows and columns
-        tiles_n = (N + (BN - 1)) / BN
-        pid = tm * tiles_n + tn
-        width = tiles_n * cfg.group_m
-        first = (pid / width) * cfg.group_m
-        rows = k.umin((M + (BM - 1)) / BM - first, cfg.group_m)
-        r = pid % width
-        tm, tn = first + r % rows, r / rows
-    n0, m0 = tn * BN, tm * BM
+    m0, n0 = tile_origin(k, cfg.group_m, M, N, BM, BN)
     batch = k.group_id(2)
     abase = batch * sab
     bbase = batch * sbb

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alpha.spirv.dsl import Kernel
-from alpha.helios.kernels.coopmat import BIAS, USE_A, USE_ACC, USE_B, _Coop
+from alpha.helios.kernels.coopmat import BIAS, USE_A, USE_ACC, USE_B, _Coop, tile_origin
 from alpha.helios.kernels.matmul import PARAMS
 
 SCOPE_WORKGROUP = 2
@@ -113,16 +113,7 @@ def coopmat2_kernel(cfg: Cm2Config, dtype: str = "bf16", a_kcontig: bool = True,
     else:
         lay_b = layout(t_in, N, K, stride(sbn), one if aligned else sbk)
 
-    tn, tm = k.group_id(0), k.group_id(1)
-    if cfg.group_m:  # same tiles, grouped order: workgroups in flight share rows and columns
-        tiles_n = (N + (BN - 1)) / BN
-        pid = tm * tiles_n + tn
-        width = tiles_n * cfg.group_m
-        first = (pid / width) * cfg.group_m
-        rows = k.umin((M + (BM - 1)) / BM - first, cfg.group_m)
-        r = pid % width
-        tm, tn = first + r % rows, r / rows
-    n0, m0 = tn * BN, tm * BM
+    m0, n0 = tile_origin(k, cfg.group_m, M, N, BM, BN)
     batch = k.group_id(2)
     align = 16 if aligned else 2
     a_buf = cp.buffer(a_addr, cp.elem16, 2, "e16")
