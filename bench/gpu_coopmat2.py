@@ -26,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from alpha.bench.helios_coop import cuda_seconds  # noqa: E402
 from alpha.helios.kernels import coopmat as kcm  # noqa: E402
 from alpha.helios.kernels import coopmat2 as kcm2  # noqa: E402
 
@@ -169,16 +170,8 @@ class Case:
         torch = self.torch
         a = self.a_t.transpose(-2, -1) if self.ta else self.a_t
         b = self.b_t.transpose(-2, -1) if self.tb else self.b_t
-        for _ in range(2):
-            torch.matmul(a, b)
-        torch.cuda.synchronize()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(reps):
-            torch.matmul(a, b)
-        e.record()
-        torch.cuda.synchronize()
-        return 2 * self.M * self.N * self.K / (s.elapsed_time(e) / 1000 / reps) / 1e12
+        sec = cuda_seconds(torch, lambda: torch.matmul(a, b), reps)
+        return 2 * self.M * self.N * self.K / sec / 1e12
 
 
 def probe(be) -> dict:

@@ -24,6 +24,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from alpha.bench.helios_coop import cuda_seconds  # noqa: E402
 from alpha.helios.kernels import coopmat as kcm  # noqa: E402
 
 C = kcm.CoopConfig
@@ -117,16 +118,8 @@ class Product:
             return None
         a = self.ta_t.t() if self.ta else self.ta_t
         b = self.tb_t.t() if self.tb else self.tb_t
-        for _ in range(2):
-            torch.mm(a, b)
-        torch.cuda.synchronize()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(reps):
-            torch.mm(a, b)
-        e.record()
-        torch.cuda.synchronize()
-        return 2 * self.M * self.N * self.K / (s.elapsed_time(e) / 1000 / reps) / 1e12
+        sec = cuda_seconds(torch, lambda: torch.mm(a, b), reps)
+        return 2 * self.M * self.N * self.K / sec / 1e12
 
 
 def main() -> int:

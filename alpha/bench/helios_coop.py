@@ -161,6 +161,20 @@ def time_matmul(be, n, dtype, src, reps, trans_b=False) -> float:
     return 2 * n ** 3 / sec / 1e12
 
 
+def cuda_seconds(torch, fn, reps: int, warm: int = 2) -> float:
+    """Seconds per call of `fn` (CUDA work), timed with CUDA events after `warm` calls."""
+    for _ in range(warm):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1000 / reps
+
+
 def torch_matmul(n, dtype):
     """cuBLAS TFLOP/s for an n^3 product in `dtype` ("f32" with TF32 off, "bf16", "f16"), or
     None without torch and CUDA."""
@@ -174,17 +188,7 @@ def torch_matmul(n, dtype):
     t = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]
     a = torch.rand(n, n, device="cuda", dtype=t) - 0.5
     b = torch.rand(n, n, device="cuda", dtype=t) - 0.5
-    for _ in range(3):
-        torch.mm(a, b)
-    torch.cuda.synchronize()
-    reps = 20 if n <= 4096 else 10
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        torch.mm(a, b)
-    end.record()
-    torch.cuda.synchronize()
-    sec = start.elapsed_time(end) / 1000 / reps
+    sec = cuda_seconds(torch, lambda: torch.mm(a, b), 20 if n <= 4096 else 10, warm=3)
     del a, b
     torch.cuda.empty_cache()
     return 2 * n ** 3 / sec / 1e12
