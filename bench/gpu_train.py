@@ -5,6 +5,7 @@
     python bench/gpu_train.py --profile        # helios: GPU time per kernel (ALPHA_HELIOS_PROFILE)
     python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-nobias torch-bf16  # bias epilogue on/off
     python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-cm2 torch-bf16  # coopmat2 kernel on/off
+    python bench/gpu_train.py --runs alpha-bf16 alpha-bf16-noaddln torch-bf16  # add+layernorm fused
     python bench/gpu_train.py --runs trainer-bf16 trainer-bf16-classic  # alpha train's step
 
 Model: vocab 50304, 12 layers, 12 heads, 768 wide, block 1024, batch 16 (`--small` for a
@@ -18,10 +19,11 @@ torch.compile). Options as suffixes of an alpha run: -b<N> (submit every N dispa
 -noflash (attention around materialised scores), -nobias (a linear's bias added by a separate
 op, not by the matmul's store: `be.bias_epilogue = False`), -cm2 (the large-tile products on the
 workgroup-scope kernel, VK_NV_cooperative_matrix2: `be.coop2 = True`), -noreplay (the same step
-recorded op by op from Python every time: ALPHA_HELIOS_REPLAY_STEP=0). An alpha run with the
-bias epilogue first checks it on GPT-2's four linear shapes against the separate add (the same
-bits expected: `bias_check` is the relative difference); alpha runs that differ only in -nobias
-or -noreplay must print the same losses. Each run is its own process (its own GPU memory). MFU
+recorded op by op from Python every time: ALPHA_HELIOS_REPLAY_STEP=0), -noaddln (the residual
+add, then the layernorm: `be.fuse_add_norm = False`). An alpha run with the bias epilogue
+first checks it on GPT-2's four linear shapes against the separate add (the same bits expected:
+`bias_check` is the relative difference); alpha runs that differ only in -nobias, -noreplay or
+-noaddln must print the same losses. Each run is its own process (its own GPU memory). MFU
 counts 6 N + 12 L T C FLOPs per token (N: parameters; PaLM's estimate, nanoGPT's) against 989
 TFLOP/s (H100/H200 dense bf16) for every run, so the column compares runs directly.
 """
@@ -75,7 +77,7 @@ def check_bias_epilogue(be, c: dict) -> float:
 
 def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
                   batch_limit: int = 0, flash: bool = True, bias: bool = True,
-                  cm2: bool = False, replay: bool = True) -> dict:
+                  cm2: bool = False, replay: bool = True, addln: bool = True) -> dict:
     from alpha.core.config import ModelConfig
     from alpha.core.rng import Rng
     from alpha.model.gpt import GPT
@@ -91,6 +93,7 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     be.flash = flash  # False: attention around materialised scores (the path before flash)
     be.bias_epilogue = bias  # False: the product, then a separate bias add (the path before)
     be.coop2 = cm2  # True: the large-tile products on the workgroup-scope kernel
+    be.fuse_add_norm = addln  # False: the residual add, then the layernorm (the path before)
     bias_check = check_bias_epilogue(be, c) if bias else None
     if batch_limit:  # dispatches recorded before a submit (the device's default otherwise)
         be.dev.batch_limit = batch_limit
@@ -115,7 +118,8 @@ def measure_alpha(c: dict, dtype: str, steps: int, warmup: int, profile: bool,
     n_params = model.params.numel
     out = {"run": f"alpha-{dtype}" + (f"-b{batch_limit}" if batch_limit else "")
            + ("" if flash else "-noflash") + ("" if bias else "-nobias")
-           + ("-cm2" if cm2 else "") + ("" if replay else "-noreplay"),
+           + ("-cm2" if cm2 else "") + ("" if replay else "-noreplay")
+           + ("" if addln else "-noaddln"),
            "tok_s": B * T * len(times) / sum(times), "bias_check": bias_check,
            "replay": {"why_not": step.why_not, "recorded": step.recorded,
                       "replayed": step.replayed,
@@ -207,14 +211,15 @@ def one(run: str, c: dict, args) -> dict:
     if run.startswith("alpha-"):
         dtype, *opts = run[6:].split("-")
         limit = [int(o[1:]) for o in opts if o[:1] == "b" and o[1:].isdigit()]
-        unknown = [o for o in opts if o not in ("noflash", "nobias", "cm2", "noreplay")
-                   and o[:1] != "b"]
+        unknown = [o for o in opts if o not in ("noflash", "nobias", "cm2", "noreplay",
+                                                "noaddln") and o[:1] != "b"]
         if unknown:
             raise SystemExit(f"{run}: unknown option {unknown[0]!r} (-b<N>, -noflash, -nobias, "
-                             "-cm2, -noreplay)")
+                             "-cm2, -noreplay, -noaddln)")
         return measure_alpha(c, dtype, args.steps, args.warmup, args.profile,
                              limit[0] if limit else 0, "noflash" not in opts,
-                             "nobias" not in opts, "cm2" in opts, "noreplay" not in opts)
+                             "nobias" not in opts, "cm2" in opts, "noreplay" not in opts,
+                             "noaddln" not in opts)
     return measure_torch(c, run[6:], args.steps, args.warmup)
 
 
@@ -225,7 +230,8 @@ def main() -> int:
                         "alpha-bf16-noflash: attention around materialised scores; "
                         "alpha-bf16-nobias: the bias added by a separate op; alpha-bf16-cm2: the "
                         "workgroup-scope (coopmat2) kernel; -noreplay: the step recorded op by "
-                        "op; trainer-<dtype>[-classic]: alpha's trainer, replayed step or its "
+                        "op; -noaddln: the residual add, then the layernorm; "
+                        "trainer-<dtype>[-classic]: alpha's trainer, replayed step or its "
                         "own (random characters)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -277,7 +283,7 @@ def main() -> int:
         print(f"{run:<20}{res['tok_s']:>10.0f}{res['ms_per_step']:>10.1f}{100 * mfu:>7.1f}%"
               f"{ratio:>15}")
     for run, res in results.items():  # the epilogue and the replay change no bits
-        for opt in ("-nobias", "-noreplay"):
+        for opt in ("-nobias", "-noreplay", "-noaddln"):
             other = results.get(run.replace(opt, "") if opt in run else None)
             if other is not None:
                 same = other["losses"] == res["losses"]

@@ -55,22 +55,28 @@ def add(t: Tape, a: Var, b: Var) -> Var:
     y = Var(out)
 
     if t.recording:
-        same = a.data.shape == b.data.shape
-
-        def backward():
-            dy = y.grad
-            if b.requires_grad:
-                if same and b.grad is None:
-                    g = b.grad = t.buffer(dy.shape, dy.dtype)
-                    be.copy(g, dy)
-                elif same:
-                    be.axpy(b.grad, dy, 1.0)
-                else:
-                    be.sum_to(t.grad(b), dy)
-            if a.requires_grad:
-                t.accumulate(a, dy)  # the residual stream's gradient passes through, no copy
-        t.record(y, backward)
+        _record_add(t, y, a, b)
     return y
+
+
+def _record_add(t: Tape, y: Var, a: Var, b: Var) -> None:
+    """Records the backward of y = a + b (b may broadcast against a)."""
+    be = t.backend
+    same = a.data.shape == b.data.shape
+
+    def backward():
+        dy = y.grad
+        if b.requires_grad:
+            if same and b.grad is None:
+                g = b.grad = t.buffer(dy.shape, dy.dtype)
+                be.copy(g, dy)
+            elif same:
+                be.axpy(b.grad, dy, 1.0)
+            else:
+                be.sum_to(t.grad(b), dy)
+        if a.requires_grad:
+            t.accumulate(a, dy)  # the residual stream's gradient passes through, no copy
+    t.record(y, backward)
 
 
 def dropout(t: Tape, x: Var, p: float, stream) -> Var:
@@ -166,6 +172,33 @@ def layernorm(t: Tape, x: Var, w: Var, b: Var | None, eps: float = 1e-5) -> Var:
                                   x.data, w.data, mean, rstd)
         t.record(y, backward)
     return y
+
+
+def add_layernorm(t: Tape, x: Var, y: Var, w: Var, b: Var | None,
+                  eps: float = 1e-5) -> tuple[Var, Var]:
+    """(s, layernorm(s)) with s = x + y: a residual add and the layernorm after it, computed by
+    one backend call (one pass on helios). x, y (..., C) of one shape; w, b (C,) (b may be
+    None). The backward is `add`'s and `layernorm`'s, recorded in the same order as the two ops
+    (the same bits): the layernorm's dx kernel adds into s's gradient, which already holds the
+    residual stream's (the later add passed it through), so that sum costs no pass either."""
+    be = t.backend
+    dtype = x.data.dtype
+    s = t.buffer(x.data.shape, dtype)
+    out = t.buffer(x.data.shape, dtype)
+    mean = t.buffer(x.data.shape[:-1], dtype)  # (...,) saved for the backward
+    rstd = t.buffer(x.data.shape[:-1], dtype)
+    be.add_layernorm_forward(s, out, mean, rstd, x.data, y.data, w.data,
+                             None if b is None else b.data, eps)
+    sv, n = Var(s), Var(out)
+
+    if t.recording:
+        _record_add(t, sv, x, y)
+
+        def backward():
+            be.layernorm_backward(t.grad(sv), w.grad, None if b is None else b.grad, n.grad,
+                                  s, w.data, mean, rstd)
+        t.record(n, backward)
+    return sv, n
 
 
 def rmsnorm(t: Tape, x: Var, w: Var, eps: float = 1e-5) -> Var:

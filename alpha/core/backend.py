@@ -334,7 +334,10 @@ class Backend(AttentionOps, OptimizerOps):
                           weight: "Tensor", bias: "Tensor | None", eps: float = 1e-5) -> None:
         """Over the last dim C: x (..., C); weight, bias (C,) (bias may be None); mean, rstd (...)
         saved for the backward."""
-        op = "layernorm_forward"
+        self._check_layernorm("layernorm_forward", out, mean, rstd, x, weight, bias)
+        self._layernorm_forward(out, mean, rstd, x, weight, bias, eps)
+
+    def _check_layernorm(self, op, out, mean, rstd, x, weight, bias) -> None:
         ck.need_float(op, self.floats, ("out", out), ("mean", mean), ("rstd", rstd), ("x", x),
                       ("weight", weight), ("bias", bias))
         C = ck.need_last_dim(op, x)
@@ -344,7 +347,27 @@ class Backend(AttentionOps, OptimizerOps):
             ck.need_shape(op, "bias", bias, (C,), ("x", x))
         ck.need_shape(op, "mean", mean, x.shape[:-1], ("x", x))
         ck.need_shape(op, "rstd", rstd, x.shape[:-1], ("x", x))
-        self._layernorm_forward(out, mean, rstd, x, weight, bias, eps)
+
+    def add_layernorm_forward(self, sum_out: "Tensor", out: "Tensor", mean: "Tensor",
+                              rstd: "Tensor", x: "Tensor", y: "Tensor", weight: "Tensor",
+                              bias: "Tensor | None", eps: float = 1e-5) -> None:
+        """The residual add and the layernorm after it: sum_out = x + y (same shapes, no
+        broadcast), then `layernorm_forward` of sum_out into out, mean, rstd. Its backward is
+        the add's and the layernorm's (`layernorm_backward` adds into the sum's gradient, which
+        already holds the residual one). The same bits as the two ops, which is the default
+        hook; a backend may do both in one pass."""
+        op = "add_layernorm_forward"
+        ck.need_float(op, self.floats, ("sum_out", sum_out), ("y", y))
+        ck.need_shape(op, "y", y, x.shape, ("x", x))
+        ck.need_shape(op, "sum_out", sum_out, x.shape, ("x", x))
+        self._check_layernorm(op, out, mean, rstd, x, weight, bias)
+        self._add_layernorm_forward(sum_out, out, mean, rstd, x, y, weight, bias, float(eps))
+
+    def _add_layernorm_forward(self, sum_out, out, mean, rstd, x, y, weight, bias, eps) -> None:
+        """The two ops one after the other: what a backend without a fused kernel computes (and
+        the bits a fused one must give)."""
+        self._binary(sum_out, "add", x, y, x.shape)
+        self._layernorm_forward(out, mean, rstd, sum_out, weight, bias, eps)
 
     def layernorm_backward(self, dx: "Tensor", dweight: "Tensor", dbias: "Tensor | None",
                            dout: "Tensor", x: "Tensor", weight: "Tensor", mean: "Tensor",

@@ -47,6 +47,11 @@ def _host_checks():
 
 
 class NNOps:
+    # the residual add and the layernorm after it in one kernel (add_layernorm_forward: x + y
+    # stored and normalised as it is read). False: the add, then the layernorm (benchmarks:
+    # the before)
+    fuse_add_norm = True
+
     # ---- rows: softmax, layernorm ------------------------------------------------------------
     def _row_op(self, key, build, outs, ins, extra=(), add=False, rc=None, overwrites=()):
         """Run a row kernel on contiguous operands; non-contiguous outputs go through temps.
@@ -111,6 +116,19 @@ class NNOps:
         u = [self.rt.new(out.shape, "u16")] if dt else []
         self._row_op(("ln_fwd", hb, dt), lambda: krows.layernorm_forward(hb, dt),
                      [out] + u + [mean, rstd], ins, [float(eps)])
+        if dt:
+            self._keep16(out, u[0], dt)
+
+    def _add_layernorm_forward(self, sum_out, out, mean, rstd, x, y, weight, bias, eps) -> None:
+        if not self.fuse_add_norm:
+            return super()._add_layernorm_forward(sum_out, out, mean, rstd, x, y, weight, bias,
+                                                  eps)
+        hb = bias is not None
+        ins = [x, y, weight] + ([bias] if hb else [])
+        dt = self._out16(out, x.shape[-1])
+        u = [self.rt.new(out.shape, "u16")] if dt else []
+        self._row_op(("add_ln_fwd", hb, dt), lambda: krows.layernorm_forward(hb, dt, add=True),
+                     [sum_out, out] + u + [mean, rstd], ins, [float(eps)])
         if dt:
             self._keep16(out, u[0], dt)
 

@@ -213,12 +213,13 @@ class GPT:
         # train.emb_grad_scale (GLM-130B): only the gradient into the lookup tables shrinks
         x = ops.grad_scale(t, x, self.emb_grad_scale)
         x = ops.dropout(t, x, pdrop, drop)  # (B, T, C)
+        branch = None  # the last block's MLP output, not yet added to x: the next norm adds it
         for i in range(cfg.n_layer):
-            if self.checkpointing and t.recording:
+            if self.checkpointing and t.recording:  # a whole block each: no branch left over
                 x = self._checkpointed_block(x, i, drop)
             else:
-                x = self._block(x, i, drop)
-        x = self._norm(t, x, "ln_f.")
+                x, branch = self._block(x, i, drop, branch)
+        x = self._add_norm(t, x, branch, "ln_f.")[1]
         head = p["wte"] if cfg.tie_embeddings else p["lm_head.weight"]  # (V, C)
         logits = ops.linear(t, x, head, transpose_w=True)  # (B, T, V)
         if cfg.logit_softcap:
@@ -237,6 +238,17 @@ class GPT:
             return ops.rmsnorm(t, x, p[prefix + "weight"], eps)
         return ops.layernorm(t, x, p[prefix + "weight"], p.get(prefix + "bias"), eps)
 
+    def _add_norm(self, t, x: Var, y: Var | None, prefix: str) -> tuple[Var, Var]:
+        """(x + y, its norm): the residual add and the norm after it, one op for LayerNorm
+        (`ops.add_layernorm`: one kernel on helios); y None: (x, the norm of x)."""
+        if y is None:
+            return x, self._norm(t, x, prefix)
+        if self.cfg.norm == "rmsnorm":
+            x = ops.add(t, x, y)
+            return x, self._norm(t, x, prefix)
+        p, eps = self.vars, self.cfg.layernorm_eps
+        return ops.add_layernorm(t, x, y, p[prefix + "weight"], p.get(prefix + "bias"), eps)
+
     def _qk_norm(self, t, qkv: Var, h: str) -> Var:
         """The packed qkv with every head of q and k RMS-normalised (qk_norm), else as is."""
         if not self.cfg.qk_norm:
@@ -245,12 +257,15 @@ class GPT:
         return ops.qk_norm(t, qkv, p[h + "attn.q_norm.weight"], p[h + "attn.k_norm.weight"],
                            self.cfg.n_head, self.cfg.layernorm_eps)
 
-    def _block(self, x: Var, i: int, drop) -> Var:
+    def _block(self, x: Var, i: int, drop, branch: Var | None = None) -> tuple[Var, Var]:
+        """Block i on x + branch (the previous block's MLP output, or None): (x, m) with x the
+        stream after the attention and m the MLP's output, its add left to the next norm, which
+        does it in the same pass (`_add_norm`)."""
         cfg, t, p = self.cfg, self.tape, self.vars
         h = f"h.{i}."
         pdrop = cfg.dropout
         # attention: x = x + dropout(c_proj(attention(c_attn(ln_1(x)))))
-        a = self._norm(t, x, h + "ln_1.")
+        x, a = self._add_norm(t, x, branch, h + "ln_1.")
         qkv = ops.linear(t, a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"))
         qkv = self._qk_norm(t, qkv, h)  # (B, T, 3C)
         if cfg.pos == "rope":  # q, k turned by their positions 0..T-1
@@ -259,13 +274,12 @@ class GPT:
             qkv = ops.rope(t, qkv, self._positions_for(T), cos, sin, cfg.n_head)
         a = ops.attention(t, qkv, cfg.n_head, cfg.attn_softcap)  # (B, T, C)
         a = ops.linear(t, a, p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"))
-        x = ops.add(t, x, ops.dropout(t, a, pdrop, drop))
         # MLP: x = x + dropout(c_proj(act(c_fc(ln_2(x)))))
-        m = self._norm(t, x, h + "ln_2.")
+        x, m = self._add_norm(t, x, ops.dropout(t, a, pdrop, drop), h + "ln_2.")
         m = ops.linear(t, m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))  # (B, T, H|2H)
         m = ops.ACTIVATIONS[cfg.activation](t, m)  # (B, T, H)
         m = ops.linear(t, m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))
-        return ops.add(t, x, ops.dropout(t, m, pdrop, drop))
+        return x, ops.dropout(t, m, pdrop, drop)
 
     def _checkpointed_block(self, x: Var, i: int, drop) -> Var:
         """`_block` i through `alpha.autograd.checkpoint`: recomputed in the backward pass."""
@@ -293,7 +307,7 @@ class GPT:
         options it grows), so a recomputed block cannot drift from the one it replaces."""
         main, self.tape = self.tape, tape
         try:
-            return self._block(x, i, drop)
+            return ops.add(tape, *self._block(x, i, drop))
         finally:
             self.tape = main
 

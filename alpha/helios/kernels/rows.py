@@ -117,31 +117,47 @@ def _store_row(k: Kernel, lid: Val, C: Val, base: Val, dst, dst16, out16: str | 
         dst16[(base >> 1) + p] = bits(k, a) | (bits(k, b) << 16)
 
 
-def layernorm_forward(has_bias: bool, out16: str | None = None) -> Kernel:
+def layernorm_forward(has_bias: bool, out16: str | None = None, add: bool = False) -> Kernel:
     """`out16` ("bf16"/"f16"): out is also written rounded to 16 bits (pairs in u32 words: C
-    even) for the tensor-core matmul that reads it next (no packing pass over it)."""
-    params = [("out", "f32*")] + ([("out16", "u32*")] if out16 else [])
-    params += [("mean", "f32*"), ("rstd", "f32*"), ("x", "f32*"), ("w", "f32*")]
-    if has_bias:
-        params.append(("b", "f32*"))
+    even) for the tensor-core matmul that reads it next (no packing pass over it). `add`: the
+    row normalised is x + y, stored in s as the mean's pass reads it (the residual add before
+    the norm: add_layernorm_forward); the later passes add again rather than read s back, as
+    the 16-bit store's threads take other columns than the ones they stored."""
+    names = (["s"] if add else []) + ["out"] + (["out16"] if out16 else []) + ["mean", "rstd",
+                                                                               "x"]
+    names += (["y"] if add else []) + ["w"] + (["b"] if has_bias else [])
+    params = [(n, "u32*" if n == "out16" else "f32*") for n in names]
     params += [("R", "u32"), ("C", "u32"), ("eps", "f32")]
-    k = Kernel("layernorm_forward" + (f"_{out16}" if out16 else ""), (ROW_LOCAL, 1, 1), params)
-    ps = k.params()
-    out, o16 = ps[0], (ps[1] if out16 else None)
-    mean, rstd, x, w = ps[1 + bool(out16):5 + bool(out16)]
-    b = ps[5 + bool(out16)] if has_bias else None
-    R, C, eps = ps[-3:]
+    name = ("add_" if add else "") + "layernorm_forward" + (f"_{out16}" if out16 else "")
+    k = Kernel(name, (ROW_LOCAL, 1, 1), params)
+    ps = dict(zip(names + ["R", "C", "eps"], k.params()))
+    out, mean, rstd, x, w = (ps[n] for n in ("out", "mean", "rstd", "x", "w"))
+    o16, b, R, C, eps = ps.get("out16"), ps.get("b"), ps["R"], ps["C"], ps["eps"]
     sh = k.shared("f32", ROW_LOCAL)
     lid = k.local_id(0)
     with rows(k, R) as r:
         base = r * C
         cf = C.to("f32")
-        mu = _row_sum(k, lambda j: x[base + j], C, sh) / cf
-        var = _row_sum(k, lambda j: (x[base + j] - mu) * (x[base + j] - mu), C, sh) / cf
+        if add:
+            s, yv = ps["s"], ps["y"]
+
+            def xv(i):
+                return x[i] + yv[i]
+
+            def summed(j):
+                v = xv(base + j)
+                s[base + j] = v
+                return v
+        else:
+            def xv(i):
+                return x[i]
+            summed = None
+        mu = _row_sum(k, summed or (lambda j: xv(base + j)), C, sh) / cf
+        var = _row_sum(k, lambda j: (xv(base + j) - mu) * (xv(base + j) - mu), C, sh) / cf
         rs = 1.0 / k.sqrt(var + eps)
 
         def y(j):
-            v = (x[base + j] - mu) * rs * w[j]
+            v = (xv(base + j) - mu) * rs * w[j]
             return v + b[j] if b is not None else v
 
         _store_row(k, lid, C, base, out, o16, out16, y)
