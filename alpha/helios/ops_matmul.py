@@ -223,15 +223,8 @@ class MatmulOps:
         splits = 1 if causal else self._split_k(cfg.BM, cfg.BN, cfg.BK, M, N, K, nb)
         Ks = K // splits
         inner_a, inner_b = (K if a_k else M), (N if b_n else K)
-        others = [sam if a_k else sak, sbk if b_n else sbn]
-        if nb > 1:
-            others += [sab, sbb]
-        if splits > 1:
-            others += [Ks * sak, Ks * sbk]
-        vec = ((sak if a_k else sam) == 1 and (sbn if b_n else sbk) == 1
-               and inner_a % 8 == 0 and inner_b % 8 == 0 and Ks % 8 == 0
-               and all(s % 8 == 0 for s in others)
-               and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
+        vec = (self._aligned16(a, b, a_k, b_n, nb, sab, sbb, splits, Ks)
+               and inner_a % 8 == 0 and inner_b % 8 == 0 and Ks % 8 == 0)
         # every tile whole: loads without bounds checks (all of GPT-2's training products)
         exact = (self.coop_exact and vec and M % cfg.BM == 0 and N % cfg.BN == 0
                  and Ks % cfg.BK == 0)
@@ -250,18 +243,9 @@ class MatmulOps:
                bias):
         """The workgroup-scope kernel (VK_NV_cooperative_matrix2; 16-bit a and b, no causal
         hint): the same split-K, batching and bias as `_coop`. Returns the bias still to add."""
-        sam, sak = a.strides[-2:]
-        sbk, sbn = b.strides[-2:]
         splits = self._split_k(cfg.BM, cfg.BN, cfg.BK, M, N, K, nb)
         Ks = K // splits
-        others = [sam if a_k else sak, sbk if b_n else sbn]
-        if nb > 1:
-            others += [sab, sbb]
-        if splits > 1:
-            others += [Ks * sak, Ks * sbk]
-        aligned = ((sak if a_k else sam) == 1 and (sbn if b_n else sbk) == 1
-                   and all(s % 8 == 0 for s in others)
-                   and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
+        aligned = self._aligned16(a, b, a_k, b_n, nb, sab, sbb, splits, Ks)
         exact = (self.coop_exact and aligned and M % cfg.BM == 0 and N % cfg.BN == 0
                  and Ks % (cfg.BK * cfg.unroll) == 0)
         fused = bias is not None and splits == 1 and bias.is_contiguous
@@ -271,6 +255,21 @@ class MatmulOps:
         self._tiles(key, build, cfg, o, a, b, M, N, K, nb, sab, sbb, splits, alpha, accumulate,
                     bias if fused else None, 2)
         return None if fused else bias  # fused only without split-K
+
+    def _aligned16(self, a, b, a_k, b_n, nb, sab, sbb, splits, Ks) -> bool:
+        """Whether a and b can be read 16 bytes at a time: their contiguous dimensions have
+        stride 1, every other stride a K slice or a batch steps by is a multiple of 8 elements,
+        and both bases are 16-byte aligned."""
+        sam, sak = a.strides[-2:]
+        sbk, sbn = b.strides[-2:]
+        others = [sam if a_k else sak, sbk if b_n else sbn]
+        if nb > 1:
+            others += [sab, sbb]
+        if splits > 1:
+            others += [Ks * sak, Ks * sbk]
+        return ((sak if a_k else sam) == 1 and (sbn if b_n else sbk) == 1
+                and all(s % 8 == 0 for s in others)
+                and self.rt.addr(a) % 16 == 0 and self.rt.addr(b) % 16 == 0)
 
     def _tiles(self, key, build, cfg, o, a, b, M, N, K, nb, sab, sbb, splits, alpha,
                accumulate, bias, esize):
